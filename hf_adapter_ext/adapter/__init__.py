@@ -1,0 +1,9 @@
+from .config import NeuralAdapterConfig
+from .crf import CRF
+from .model import NeuralAdapterModel, get_adapter_model
+from .registry import register
+from .source_cache import AdapterDataCollator, add_source_logits
+
+register()
+
+__all__ = ["AdapterDataCollator", "CRF", "NeuralAdapterConfig", "NeuralAdapterModel", "add_source_logits", "get_adapter_model"]

@@ -1,0 +1,99 @@
+"""Finding the parts of an arbitrary `AutoModelForTokenClassification`: encoder, output layer, CRF, layers."""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+
+from torch import nn
+
+from .crf import CRF
+
+
+def output_layer_name(model: nn.Module, num_labels: int) -> str:
+    """Name of the final ``nn.Linear`` that produces the label scores (``classifier`` in transformers)."""
+    candidate = getattr(model, "classifier", None)
+    if isinstance(candidate, nn.Linear) and candidate.out_features == num_labels:
+        return "classifier"
+    names = [name for name, m in model.named_children() if isinstance(m, nn.Linear) and m.out_features == num_labels]
+    if len(names) != 1:
+        raise ValueError(
+            f"Cannot find the output layer of {type(model).__name__}: expected one top-level nn.Linear with "
+            f"{num_labels} outputs (usually `classifier`), found {names or 'none'}."
+        )
+    return names[0]
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder below the output layer (`model.base_model` for transformers models)."""
+    encoder = getattr(model, "base_model", None)
+    if encoder is None or encoder is model:
+        raise ValueError(
+            f"{type(model).__name__} does not expose its encoder as `base_model`; the neural adapter needs a "
+            "token-classification model whose encoder returns hidden states."
+        )
+    return encoder
+
+
+def crf_of(model: nn.Module) -> CRF | None:
+    crf = getattr(model, "crf", None)
+    return crf if isinstance(crf, CRF) else None
+
+
+def layer_stack(encoder: nn.Module) -> nn.ModuleList | None:
+    """The encoder's list of layers (the longest ``nn.ModuleList``), for training only the top ones."""
+    stacks = [m for m in encoder.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    return max(stacks, key=len) if stacks else None
+
+
+def accepted_inputs(module: nn.Module, inputs: dict) -> dict:
+    """Drop inputs the module's ``forward`` does not take (DistilBERT has no ``token_type_ids``)."""
+    params = inspect.signature(module.forward).parameters
+    return {k: v for k, v in inputs.items() if v is not None and k in params}
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Run ``module`` without dropout, restoring its previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@contextmanager
+def lora_disabled(module: nn.Module):
+    """Temporarily switch off every PEFT tuner layer inside ``module`` (source pass in `lora` mode)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+    trainable = {p: p.requires_grad for layer in layers for p in layer.parameters()}
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield module
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)  # PEFT marks adapter weights trainable here; restore the flags
+        for param, flag in trainable.items():
+            param.requires_grad_(flag)
+
+
+def has_tuner_layers(module: nn.Module) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) for m in module.modules())
+
+
+def signature(model: nn.Module) -> dict:
+    """Facts that must match between the source an adapter was trained on and the one it is loaded onto."""
+    config = model.config
+    return {
+        "architecture": type(model).__name__,
+        "model_type": getattr(config, "model_type", None),
+        "hidden_size": getattr(config, "hidden_size", getattr(config, "dim", None)),
+        # LoRA weights injected in `lora` mode live inside the source but are not part of it.
+        "num_parameters": sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name),
+    }

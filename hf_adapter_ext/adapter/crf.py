@@ -1,0 +1,147 @@
+"""Linear-chain CRF for token classification with Hugging Face style labels.
+
+Positions are handled in three ways:
+
+* padding (``attention_mask == 0``) is outside the sequence;
+* positions labelled ``-100`` (subword continuations, special tokens) are *latent*: the loss
+  marginalises over their label, so training sees the same chain of sub-tokens that
+  decoding walks at inference, when no labels (and no word boundaries) are known —
+  this is what makes ``pipeline("token-classification")`` return the Viterbi path;
+* every other position is observed.
+
+Sequences may be padded on either side: attended positions are packed to the left first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+IGNORE_INDEX = -100
+# Finite "minus infinity": a forbidden transition or label costs this much, so a gold path that
+# breaks a constraint gives a large but finite loss instead of NaN gradients.
+FORBIDDEN = -1e4
+
+
+def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks of allowed ``(from, to)`` transitions and allowed start labels for BIO tags.
+
+    ``I-X`` may only follow ``B-X`` or ``I-X`` and may not start a sequence.
+    """
+    n = len(labels)
+    allowed = torch.ones(n, n, dtype=torch.bool)
+    start = torch.ones(n, dtype=torch.bool)
+    for j, to in enumerate(labels):
+        if not to.startswith("I-"):
+            continue
+        entity = to[2:]
+        start[j] = False
+        for i, frm in enumerate(labels):
+            allowed[i, j] = frm in (f"B-{entity}", f"I-{entity}")
+    return allowed, start
+
+
+def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Move attended positions to the front of each row, keeping their order."""
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    packed = [mask.gather(1, order)]
+    for t in tensors:
+        index = order if t.dim() == 2 else order.unsqueeze(-1).expand_as(t)
+        packed.append(t.gather(1, index))
+    return tuple(packed)
+
+
+class CRF(nn.Module):
+    """Batched, masked linear-chain CRF: log-likelihood loss and Viterbi decoding."""
+
+    def __init__(self, num_labels: int, allowed: torch.Tensor | None = None, allowed_start: torch.Tensor | None = None):
+        super().__init__()
+        self.num_labels = num_labels
+        self.transitions = nn.Parameter(torch.zeros(num_labels, num_labels))
+        self.start_transitions = nn.Parameter(torch.zeros(num_labels))
+        self.end_transitions = nn.Parameter(torch.zeros(num_labels))
+        if allowed is None:
+            allowed = torch.ones(num_labels, num_labels, dtype=torch.bool)
+        if allowed_start is None:
+            allowed_start = torch.ones(num_labels, dtype=torch.bool)
+        self.register_buffer("allowed", allowed.clone(), persistent=False)
+        self.register_buffer("allowed_start", allowed_start.clone(), persistent=False)
+
+    @classmethod
+    def for_labels(cls, labels: Sequence[str], bio_constraints: bool = True) -> CRF:
+        if not bio_constraints:
+            return cls(len(labels))
+        return cls(len(labels), *bio_allowed_transitions(labels))
+
+    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        trans = self.transitions.masked_fill(~self.allowed, FORBIDDEN)
+        start = self.start_transitions.masked_fill(~self.allowed_start, FORBIDDEN)
+        return trans, start, self.end_transitions
+
+    def _log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Forward algorithm over left-packed ``emissions`` [B, T, L] with ``mask`` [B, T]."""
+        trans, start, end = self._scores()
+        alpha = start + emissions[:, 0]
+        for t in range(1, emissions.size(1)):
+            step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
+            alpha = torch.where(mask[:, t : t + 1], step, alpha)
+        return torch.logsumexp(alpha + end, dim=1)
+
+    def neg_log_likelihood(
+        self, emissions: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean over the batch of ``-log p(observed labels)``; ``-100`` positions are marginalised."""
+        mask = self._mask(emissions, attention_mask)
+        self._check_labels(labels, mask)
+        mask, emissions, labels = _pack_left(mask, emissions, labels)
+        observed = (labels != IGNORE_INDEX) & mask
+        gold = torch.nn.functional.one_hot(labels.clamp(min=0), self.num_labels).bool()
+        clamped = emissions.masked_fill(observed.unsqueeze(-1) & ~gold, FORBIDDEN)
+        nll = self._log_partition(emissions, mask) - self._log_partition(clamped, mask)
+        has_tokens = mask.any(dim=1)
+        return nll[has_tokens].sum() / has_tokens.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Viterbi path [B, T] (label ids; ``-100`` on padding), in the input's positions."""
+        mask = self._mask(emissions, attention_mask)
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        packed_mask, packed = _pack_left(mask, emissions)
+        trans, start, end = self._scores()
+        batch, length, _ = packed.shape
+        score = start + packed[:, 0]
+        history = []
+        for t in range(1, length):
+            best, idx = (score.unsqueeze(2) + trans).max(dim=1)
+            step_mask = packed_mask[:, t : t + 1]
+            score = torch.where(step_mask, best + packed[:, t], score)
+            # Where the sequence has ended, a backpointer to itself carries the last label through.
+            history.append(torch.where(step_mask, idx, torch.arange(self.num_labels, device=idx.device)))
+        best_last = (score + end).argmax(dim=1)
+        path = [best_last]
+        for idx in reversed(history):
+            path.append(idx.gather(1, path[-1].unsqueeze(1)).squeeze(1))
+        packed_path = torch.stack(path[::-1], dim=1)
+        packed_path = packed_path.masked_fill(~packed_mask, IGNORE_INDEX)
+        out = torch.full_like(packed_path, IGNORE_INDEX)
+        return out.scatter(1, order, packed_path)
+
+    def _mask(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if emissions.dim() != 3 or emissions.size(-1) != self.num_labels:
+            raise ValueError(
+                f"CRF expects emissions of shape [batch, length, {self.num_labels}], got {tuple(emissions.shape)}."
+            )
+        if attention_mask is None:
+            return torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+        return attention_mask.bool()
+
+    def _check_labels(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
+        valid = labels[mask & (labels != IGNORE_INDEX)]
+        if valid.numel() and (valid.min() < 0 or valid.max() >= self.num_labels):
+            bad = valid[(valid < 0) | (valid >= self.num_labels)][0].item()
+            raise ValueError(
+                f"Label id {bad} is out of range for a CRF over {self.num_labels} labels; "
+                "use ids in [0, num_labels) and -100 for positions to ignore."
+            )

@@ -1,0 +1,84 @@
+"""Adapters that carry the source's scores into the target head, and output-layer expansion."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .crf import CRF
+
+
+class BiLSTMAdapter(nn.Module):
+    """The paper's adapter: a BiLSTM over the source's per-token scores, projected to the new label space.
+
+    The projection starts at zero, so before training the extended model scores old labels exactly
+    like the source and the adapter only adds what the target data teaches it.
+    """
+
+    def __init__(self, num_old_labels: int, num_labels: int, hidden_size: int):
+        super().__init__()
+        self.lstm = nn.LSTM(num_old_labels, hidden_size, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * hidden_size, num_labels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, source_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(source_logits, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=source_logits.size(1))
+        return self.proj(out)
+
+
+class MLPAdapter(nn.Module):
+    """A per-token two-layer MLP over the source's scores (no context); zero-initialised output."""
+
+    def __init__(self, num_old_labels: int, num_labels: int, hidden_size: int):
+        super().__init__()
+        self.hidden = nn.Linear(num_old_labels, hidden_size)
+        self.proj = nn.Linear(hidden_size, num_labels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, source_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.tanh(self.hidden(source_logits)))
+
+
+ADAPTERS = {"bilstm": BiLSTMAdapter, "mlp": MLPAdapter}
+
+
+def _sample_like(reference: torch.Tensor, rows: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rows drawn from N(mean, std) of ``reference``'s rows, per column (the paper's initialisation)."""
+    mean = reference.mean(dim=0)
+    std = reference.std(dim=0, unbiased=False) if reference.size(0) > 1 else torch.zeros_like(mean)
+    noise = torch.randn((rows, *mean.shape), generator=generator, dtype=reference.dtype)
+    return mean + std * noise.to(reference.device)
+
+
+@torch.no_grad()
+def expand_linear(old: nn.Linear, num_new: int) -> nn.Linear:
+    """A copy of ``old`` with ``num_new`` output rows appended, initialised from the old rows' statistics."""
+    new = nn.Linear(old.in_features, old.out_features + num_new, bias=old.bias is not None)
+    new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+    new.weight[: old.out_features] = old.weight
+    new.weight[old.out_features :] = _sample_like(old.weight, num_new)
+    if old.bias is not None:
+        new.bias[: old.out_features] = old.bias
+        new.bias[old.out_features :] = old.bias.mean()
+    return new
+
+
+@torch.no_grad()
+def expand_crf(old: CRF | None, labels: list[str], bio_constraints: bool) -> CRF:
+    """A CRF over ``labels``; transitions of a source CRF are kept, new ones start at the old mean."""
+    crf = CRF.for_labels(labels, bio_constraints)
+    if old is None:
+        return crf
+    n = old.num_labels
+    crf.transitions.fill_(old.transitions.mean())
+    crf.transitions[:n, :n] = old.transitions
+    for name in ("start_transitions", "end_transitions"):
+        param, source = getattr(crf, name), getattr(old, name)
+        param.fill_(source.mean())
+        param[:n] = source
+    return crf

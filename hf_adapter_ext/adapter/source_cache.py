@@ -1,0 +1,57 @@
+"""Precompute the frozen source's scores once (a `datasets.map` column) and pad them in the collator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from datasets import Dataset
+from transformers import DataCollatorForTokenClassification
+
+SOURCE_LOGITS = "source_logits"
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) -> Dataset:
+    """Add a ``source_logits`` column (one row of source scores per subword) to a tokenized dataset.
+
+    ``model`` is a :class:`NeuralAdapterModel`; its frozen source runs once per example here instead of
+    once per training step. Training on the cached column gives the same result as without it.
+    """
+    collator = DataCollatorForTokenClassification(tokenizer)
+
+    def compute(batch):
+        features = [
+            {k: batch[k][i] for k in _MODEL_INPUTS if k in batch} for i in range(len(batch["input_ids"]))
+        ]
+        padded = collator(features)
+        padded = {k: v.to(model.device) for k, v in padded.items()}
+        logits = model.source_outputs(padded).logits.float().cpu()
+        lengths = [len(ids) for ids in batch["input_ids"]]
+        if tokenizer.padding_side == "left":
+            return {SOURCE_LOGITS: [logits[i, logits.size(1) - n :].tolist() for i, n in enumerate(lengths)]}
+        return {SOURCE_LOGITS: [logits[i, :n].tolist() for i, n in enumerate(lengths)]}
+
+    return dataset.map(compute, batched=True, batch_size=batch_size, desc="Caching source model outputs")
+
+
+@dataclass
+class AdapterDataCollator(DataCollatorForTokenClassification):
+    """`DataCollatorForTokenClassification` that also pads a cached ``source_logits`` column."""
+
+    def torch_call(self, features):
+        cached = [f.pop(SOURCE_LOGITS) for f in features] if SOURCE_LOGITS in features[0] else None
+        batch = super().torch_call(features)
+        if cached is None:
+            return batch
+        length = batch["input_ids"].size(1)
+        width = len(cached[0][0])
+        padded = torch.zeros(len(cached), length, width)
+        for i, rows in enumerate(cached):
+            rows = torch.as_tensor(rows, dtype=torch.float32)
+            if self.tokenizer.padding_side == "left":
+                padded[i, length - rows.size(0) :] = rows
+            else:
+                padded[i, : rows.size(0)] = rows
+        batch[SOURCE_LOGITS] = padded
+        return batch

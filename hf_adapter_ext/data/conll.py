@@ -1,0 +1,102 @@
+"""CoNLL-2003 style files → `datasets.DatasetDict` with the Hub's `conll2003` schema."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as SequenceFeature, Value
+
+CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+SHARED_DATA_ENV = "HF_ADAPTER_EXT_DATA"
+
+
+def shared_data_dir() -> Path:
+    """Where the offline corpora live: ``$HF_ADAPTER_EXT_DATA`` or ``../shared/data`` beside the checkout."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
+    """Sentences of a CoNLL file as ``{"tokens": [...], "tags": [...]}``; ``-DOCSTART-`` lines are skipped.
+
+    Raises ``ValueError`` naming the file and line when a line has a different number of columns
+    than the file's first token line.
+    """
+    sentences, tokens, tags = [], [], []
+    columns = None
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts or parts[0] == "-DOCSTART-":
+                if tokens:
+                    sentences.append({"tokens": tokens, "tags": tags})
+                    tokens, tags = [], []
+                continue
+            columns = columns or len(parts)
+            if len(parts) != columns or columns < 2:
+                raise ValueError(
+                    f"{path}:{line_no}: expected {columns} whitespace-separated columns (token ... tag) like the "
+                    f"lines before it, found {len(parts)}: {line.rstrip()!r}. Fix or remove that line."
+                )
+            tokens.append(parts[0])
+            tags.append(parts[tag_column])
+    if tokens:
+        sentences.append({"tokens": tokens, "tags": tags})
+    return sentences
+
+
+def conll_features(labels: Sequence[str] = CONLL2003_LABELS) -> Features:
+    return Features({
+        "id": Value("string"),
+        "tokens": SequenceFeature(Value("string")),
+        "ner_tags": SequenceFeature(ClassLabel(names=list(labels))),
+    })
+
+
+def conll_dataset(path: str | os.PathLike, labels: Sequence[str] = CONLL2003_LABELS) -> Dataset:
+    """One CoNLL file as a `datasets.Dataset` (``id``, ``tokens``, ``ner_tags`` as ``ClassLabel``)."""
+    sentences = read_conll(path)
+    if not sentences:
+        raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
+    label2id = {label: i for i, label in enumerate(labels)}
+    rows = {"id": [], "tokens": [], "ner_tags": []}
+    for index, sentence in enumerate(sentences):
+        unknown = sorted(set(sentence["tags"]) - set(label2id))
+        if unknown:
+            raise ValueError(
+                f"{path}: sentence {index} ({' '.join(sentence['tokens'][:8])} ...) uses tags {unknown} that are "
+                f"not in the label set {list(labels)}; pass `labels=` with every tag the file uses."
+            )
+        rows["id"].append(str(index))
+        rows["tokens"].append(sentence["tokens"])
+        rows["ner_tags"].append([label2id[tag] for tag in sentence["tags"]])
+    return Dataset.from_dict(rows, features=conll_features(labels))
+
+
+def load_conll(
+    files: dict[str, str | os.PathLike] | str, labels: Sequence[str] = CONLL2003_LABELS, **hub_kwargs
+) -> DatasetDict:
+    """CoNLL files by split (``{"train": path, ...}``), or a Hub dataset id such as ``"conll2003"``."""
+    if isinstance(files, str):
+        from datasets import load_dataset
+
+        return load_dataset(files, **hub_kwargs)
+    return DatasetDict({split: conll_dataset(path, labels) for split, path in files.items()})
+
+
+def relabel_to_outside(dataset: Dataset | DatasetDict, entity_type: str) -> Dataset | DatasetDict:
+    """Map every ``B-/I-<entity_type>`` tag to ``O`` (how the paper builds the source data)."""
+    names = (dataset["train"] if isinstance(dataset, DatasetDict) else dataset).features["ner_tags"].feature.names
+    outside = names.index("O")
+    drop = {i for i, name in enumerate(names) if name[2:] == entity_type and name[:2] in ("B-", "I-")}
+    if not drop:
+        raise ValueError(f"No tags of type {entity_type!r} in {names}; nothing to relabel.")
+
+    def relabel(batch):
+        return {"ner_tags": [[outside if t in drop else t for t in tags] for tags in batch["ner_tags"]]}
+
+    return dataset.map(relabel, batched=True, desc=f"{entity_type} -> O")

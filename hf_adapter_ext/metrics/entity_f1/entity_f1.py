@@ -1,0 +1,70 @@
+"""Entity-level F1 (seqeval, exact spans) with an old-type / new-type split and per-type scores.
+
+Shipped inside hf_adapter_ext so it loads offline: ``evaluate.load(hf_adapter_ext.metrics.ENTITY_F1)``.
+"""
+
+import datasets
+import evaluate
+from seqeval.scheme import IOB2, Entities
+
+_DESCRIPTION = """Entity-level precision, recall and F1 over exact spans (seqeval, strict IOB2), overall,
+per entity type, and for two groups of types: the `new_types` a model was extended with and the old ones."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: list of tag sequences (strings, IOB2), one per sentence.
+    references: list of gold tag sequences, aligned with predictions.
+    new_types: entity types added by the extension (e.g. ["LOC"]); the others count as old.
+Returns:
+    {overall,old,new}_{precision,recall,f1} (micro-averaged over the group's spans),
+    and for each type T: T_precision, T_recall, T_f1, T_support.
+"""
+
+
+def _spans(sequences) -> set:
+    """Exact entity spans ``(sentence, type, start, end)`` under strict IOB2."""
+    return {e.to_tuple() for sentence in Entities(sequences, IOB2).entities for e in sentence}
+
+
+def _scores(gold: set, predicted: set) -> tuple:
+    correct = len(gold & predicted)
+    precision = correct / len(predicted) if predicted else 0.0
+    recall = correct / len(gold) if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if correct else 0.0
+    return precision, recall, f1
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class EntityF1(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features({
+                "predictions": datasets.Sequence(datasets.Value("string")),
+                "references": datasets.Sequence(datasets.Value("string")),
+            }),
+        )
+
+    def _compute(self, predictions, references, new_types=None):
+        for i, (pred, ref) in enumerate(zip(predictions, references)):
+            if len(pred) != len(ref):
+                raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
+        gold, predicted = _spans(references), _spans(predictions)
+        types = sorted({span[1] for span in gold | predicted})
+        new_types = set(new_types or [])
+
+        def restricted(spans, keep):
+            return {span for span in spans if keep(span[1])}
+
+        result = {}
+        groups = {"overall": lambda t: True, "old": lambda t: t not in new_types, "new": lambda t: t in new_types}
+        for name, keep in groups.items():
+            p, r, f = _scores(restricted(gold, keep), restricted(predicted, keep))
+            result.update({f"{name}_precision": p, f"{name}_recall": r, f"{name}_f1": f})
+        for t in types:
+            type_gold = restricted(gold, lambda x, t=t: x == t)
+            p, r, f = _scores(type_gold, restricted(predicted, lambda x, t=t: x == t))
+            result.update({f"{t}_precision": p, f"{t}_recall": r, f"{t}_f1": f, f"{t}_support": len(type_gold)})
+        return result
