@@ -46,6 +46,19 @@ def layer_stack(encoder: nn.Module) -> nn.ModuleList | None:
     return max(stacks, key=len) if stacks else None
 
 
+# Query/value projection names across encoder families (PEFT's LoRA default is query + value).
+_ATTENTION_PROJECTIONS = (("query", "value"), ("q_lin", "v_lin"), ("query_proj", "value_proj"), ("q_proj", "v_proj"))
+
+
+def attention_projections(encoder: nn.Module) -> list[str]:
+    """Names of the query/value projections in ``encoder`` for LoRA, when PEFT has no default for it."""
+    names = {name.rsplit(".", 1)[-1] for name, m in encoder.named_modules() if isinstance(m, nn.Linear)}
+    for pair in _ATTENTION_PROJECTIONS:
+        if set(pair) <= names:
+            return list(pair)
+    return []
+
+
 def accepted_inputs(module: nn.Module, inputs: dict) -> dict:
     """Drop inputs the module's ``forward`` does not take (DistilBERT has no ``token_type_ids``)."""
     params = inspect.signature(module.forward).parameters

@@ -88,8 +88,10 @@ class NeuralAdapterModel(nn.Module):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
         cfg = self.peft_config
-        target_modules = cfg.lora_target_modules or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
-            getattr(self.source.config, "model_type", None)
+        target_modules = (
+            cfg.lora_target_modules
+            or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(getattr(self.source.config, "model_type", None))
+            or anatomy.attention_projections(encoder)
         )
         if not target_modules:
             raise ValueError(

@@ -1,0 +1,86 @@
+"""Tiny models and a tokenizer built inside the tests: offline, CPU, seconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForTokenClassification, BertConfig, DebertaV2Config, DistilBertConfig, PreTrainedTokenizerFast,
+    RobertaConfig,
+)
+
+from hf_adapter_ext.data import shared_data_dir
+
+OLD_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+NEW_LABELS = ["B-LOC", "I-LOC"]
+CORPUS = [
+    "John Smith lives in Paris and works for Acme Corporation .",
+    "Mary visited London with the United Nations delegation yesterday .",
+    "The European Union rejected the German proposal on Monday .",
+    "Peter Blackburn flew from Brussels to Washington for talks .",
+    "Shares of International Business Machines rose in New York trading .",
+]
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(CORPUS * 10, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def _label_kwargs(labels):
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def tiny_config(arch: str, vocab_size: int, labels=OLD_LABELS):
+    common = {"vocab_size": vocab_size, **_label_kwargs(labels)}
+    if arch == "bert":
+        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **common)
+    if arch == "roberta":
+        return RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             pad_token_id=0, bos_token_id=2, eos_token_id=3, **common)
+    if arch == "distilbert":
+        return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=0, **common)
+    if arch == "deberta-v2":
+        return DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                               pad_token_id=0, **common)
+    raise ValueError(arch)
+
+
+def tiny_source(arch: str = "bert", vocab_size: int = 120, seed: int = 0, labels=OLD_LABELS):
+    torch.manual_seed(seed)
+    return AutoModelForTokenClassification.from_config(tiny_config(arch, vocab_size, labels)).eval()
+
+
+@pytest.fixture
+def source(tokenizer):
+    return tiny_source("bert", tokenizer.vocab_size)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent (set HF_ADAPTER_EXT_DATA to point at shared/data)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_DISABLED", "true")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

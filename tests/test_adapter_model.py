@@ -1,0 +1,136 @@
+import pytest
+import torch
+
+from hf_adapter_ext import NeuralAdapterConfig, NeuralAdapterModel, get_adapter_model
+
+from .conftest import NEW_LABELS, OLD_LABELS, tiny_source
+from .helpers import batch_of, snapshot, toy_dataset
+
+TARGETS = ["copy", "lora", "frozen"]
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "deberta-v2"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_architecture_and_target_trains_and_keeps_the_source_frozen(tokenizer, arch, target):
+    source = tiny_source(arch, tokenizer.vocab_size)
+    before = snapshot(source)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target))
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    if arch != "bert":
+        batch.pop("token_type_ids", None)
+    model.train()
+    assert not source.training, "the source must never drop out"
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):
+        out = model(**batch)
+        assert out.logits.shape == (*batch["input_ids"].shape, len(OLD_LABELS) + len(NEW_LABELS))
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    # LoRA wraps source layers in place: their own weights move under `.base_layer`, unchanged
+    after = {k.replace(".base_layer", ""): v for k, v in snapshot(source).items() if "lora_" not in k}
+    assert after.keys() == before.keys()
+    for name, value in before.items():
+        assert torch.equal(after[name], value), f"source weight {name} changed"
+    for name, param in source.named_parameters():
+        if "lora_" not in name:
+            assert not param.requires_grad and param.grad is None, name
+
+
+def test_label_space_appends_new_labels_and_starts_from_the_source(tokenizer, source):
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, head="linear"))
+    labels = OLD_LABELS + NEW_LABELS
+    assert model.config.num_labels == len(labels)
+    assert model.config.id2label == dict(enumerate(labels))
+    assert model.config.label2id == {label: i for i, label in enumerate(labels)}
+    assert source.config.num_labels == len(OLD_LABELS), "the source's own config is untouched"
+    new_rows = model.classifier.weight[len(OLD_LABELS):]
+    old_rows = source.classifier.weight
+    assert torch.equal(model.classifier.weight[: len(OLD_LABELS)], old_rows)
+    assert new_rows.abs().sum() > 0
+    # new rows drawn from the old rows' statistics
+    assert abs(new_rows.mean() - old_rows.mean()) < 3 * old_rows.std()
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    batch.pop("labels")
+    model.eval()
+    with torch.no_grad():
+        extended = model(**batch).logits[..., : len(OLD_LABELS)]
+        original = source(**batch).logits
+    torch.testing.assert_close(extended, original), "before training, old labels score as in the source"
+
+
+@pytest.mark.parametrize("adapter", ["bilstm", "mlp", "none"])
+@pytest.mark.parametrize("head", ["crf", "linear"])
+def test_adapter_and_head_options(tokenizer, source, adapter, head):
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, adapter=adapter, head=head))
+    assert (model.adapter is None) == (adapter == "none")
+    assert (model.crf is None) == (head == "linear")
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    out = model.train()(**batch)
+    out.loss.backward()
+    if adapter != "none":
+        assert model.adapter.proj.weight.grad.abs().sum() > 0
+    if head == "crf":
+        assert model.crf.transitions.grad.abs().sum() > 0
+
+
+def test_trainable_top_trains_only_the_top_layer_and_head(source):
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, trainable="top"))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any(name.startswith("target_encoder.encoder.layer.1.") for name in trainable)
+    assert not any(name.startswith("target_encoder.encoder.layer.0.") for name in trainable)
+    assert not any(name.startswith("target_encoder.embeddings") for name in trainable)
+    assert {"classifier.weight", "crf.transitions"} <= trainable
+    all_model = get_adapter_model(tiny_source(), NeuralAdapterConfig(new_labels=NEW_LABELS, trainable="all"))
+    assert all_model.trainable_parameters()[0] > model.trainable_parameters()[0]
+
+
+def test_lora_top_only_wraps_the_top_layers(source):
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora", trainable="top"))
+    lora = [name for name, p in model.named_parameters() if "lora_" in name]
+    assert lora and all(".layer.1." in name for name in lora)
+
+
+def test_frozen_target_trains_only_adapter_and_head(source):
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="frozen"))
+    prefixes = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert prefixes == {"classifier", "adapter", "crf"}
+
+
+def _train(model, batch, steps=40, lr=0.05, seed=0):
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+@pytest.mark.parametrize("head", ["linear", "crf"])
+def test_new_only_annotation_distills_old_types_instead_of_forgetting(tokenizer, head):
+    """Target data with old types relabelled O: distillation keeps the source's old-type predictions."""
+    data = toy_dataset(tokenizer, outside_types=("PER", "ORG", "MISC"))
+    batch = batch_of(tokenizer, data)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+    def teacher():  # a source that confidently predicts old entities on some tokens
+        source = tiny_source(seed=3)
+        with torch.no_grad():
+            source.classifier.bias.copy_(torch.tensor([0.0, 1.5, 0.5, 1.0, 0.5, 0.2, 0.1]))
+        return source
+
+    with torch.no_grad():
+        source_pred = teacher()(**inputs).logits.argmax(-1)
+    old_entity = (batch["labels"] == 0) & (source_pred > 0)
+    assert old_entity.sum() > 5
+    kept = {}
+    for annotation in ("full", "new_only"):
+        config = NeuralAdapterConfig(new_labels=NEW_LABELS, annotation=annotation, head=head, adapter="none")
+        model = _train(get_adapter_model(teacher(), config), batch)
+        with torch.no_grad():
+            pred = model(**inputs).logits.argmax(-1)
+        kept[annotation] = (pred[old_entity] == source_pred[old_entity]).float().mean().item()
+    assert kept["new_only"] > kept["full"] + 0.3, kept
