@@ -1,0 +1,190 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from peft import PeftConfig
+from transformers import BertConfig, BertForTokenClassification
+
+from hf_adapter_ext import NeuralAdapterConfig, NeuralAdapterModel, get_adapter_model
+
+from .conftest import NEW_LABELS, OLD_LABELS, tiny_source
+from .helpers import batch_of, toy_dataset
+
+
+def trained(model, batch, steps=3):
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.train()
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+@pytest.mark.parametrize("target", ["copy", "lora", "frozen"])
+@pytest.mark.parametrize("trainable", ["all", "top"])
+def test_save_and_reload_gives_identical_logits(tmp_path, tokenizer, target, trainable):
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    config = NeuralAdapterConfig(new_labels=NEW_LABELS, target=target, trainable=trainable)
+    model = trained(get_adapter_model(tiny_source(seed=5), config), batch)
+    model.save_pretrained(tmp_path, metrics={"new_f1": 0.5})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "adapter_config.json",
+                                                            "adapter_model.safetensors"]
+    # a freshly loaded source (same weights), as a user would have after a restart
+    reloaded = NeuralAdapterModel.from_pretrained(tiny_source(seed=5), tmp_path)
+    assert not reloaded.training
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, reloaded(**inputs).logits)
+        model.crf, reloaded.crf = None, None  # compare the raw emissions too, not only the decoded path
+        assert torch.equal(model(**inputs).logits, reloaded(**inputs).logits)
+    assert isinstance(PeftConfig.from_pretrained(str(tmp_path)), NeuralAdapterConfig)
+
+
+def test_saved_adapter_is_small_in_frozen_and_lora_modes(tmp_path):
+    labels = {"id2label": dict(enumerate(OLD_LABELS)), "label2id": {x: i for i, x in enumerate(OLD_LABELS)}}
+    source = BertForTokenClassification(BertConfig(vocab_size=3000, hidden_size=128, num_hidden_layers=4,
+                                                   num_attention_heads=4, intermediate_size=512, **labels))
+    source_bytes = sum(p.numel() * p.element_size() for p in source.parameters())
+    sizes = {}
+    for target in ("copy", "lora", "frozen"):
+        fresh = BertForTokenClassification(source.config)
+        model = get_adapter_model(fresh, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target,
+                                                              adapter_hidden_size=16))
+        model.save_pretrained(tmp_path / target)
+        sizes[target] = (tmp_path / target / "adapter_model.safetensors").stat().st_size / source_bytes
+    assert sizes["copy"] > 0.9
+    assert sizes["frozen"] < 0.05 and sizes["lora"] < 0.05, sizes
+
+
+def test_model_card_names_base_model_labels_mode_and_metrics(tmp_path, source):
+    source.name_or_path = "acme/ner-per-org-misc"
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="frozen"))
+    model.save_pretrained(tmp_path, metrics={"new_f1": 0.875, "old_f1": 0.9})
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.base_model == "acme/ner-per-org-misc"
+    assert card.data.library_name == "hf_adapter_ext"
+    assert "token-classification" == card.data.pipeline_tag
+    for text in ("PER, ORG, MISC", "LOC", "`frozen`", "0.8750", "new_f1"):
+        assert text in card.text, text
+
+
+def test_push_to_hub_uploads_the_saved_files(monkeypatch, source):
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create"] = repo_id
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        folder = Path(folder_path)
+        calls["repo"] = repo_id
+        calls["files"] = sorted(p.name for p in folder.iterdir())
+        calls["config"] = json.loads((folder / "adapter_config.json").read_text())
+        calls["card"] = ModelCard.load(folder / "README.md")
+        return type("Commit", (), {"commit_url": f"https://hub/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))
+    url = model.push_to_hub("me/ner-plus-loc")
+    assert url.endswith("/commit/1") and calls["create"] == calls["repo"] == "me/ner-plus-loc"
+    assert calls["files"] == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert calls["config"]["peft_type"] == "NEURAL_ADAPTER" and calls["config"]["new_labels"] == NEW_LABELS
+    assert calls["card"].data.library_name == "hf_adapter_ext"
+
+
+# ---------------------------------------------------------------- bad input, clear errors
+def saved(tmp_path, source=None, **overrides):
+    model = get_adapter_model(source or tiny_source(), NeuralAdapterConfig(new_labels=NEW_LABELS, **overrides))
+    model.save_pretrained(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("new_labels, message", [
+    (["B-PER"], "already exist"),
+    (["LOC"], "break the source's BIO scheme"),
+    (["I-LOC"], "no matching 'B-' tag"),
+    ([], "empty"),
+    (["B-LOC", "B-LOC"], "more than once"),
+])
+def test_bad_new_labels_are_refused(source, new_labels, message):
+    with pytest.raises(ValueError, match=message):
+        get_adapter_model(source, NeuralAdapterConfig(new_labels=new_labels))
+
+
+def test_source_without_label_names_is_refused():
+    source = BertForTokenClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=16, num_labels=3))
+    with pytest.raises(ValueError, match="id2label"):
+        get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))
+
+
+def test_bad_option_values_are_refused():
+    with pytest.raises(ValueError, match="target='shared'"):
+        NeuralAdapterConfig(new_labels=NEW_LABELS, target="shared")
+
+
+def test_label_ids_out_of_range_are_refused(tokenizer, source):
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, head="linear"))
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    batch["labels"][0, 1] = 42
+    with pytest.raises(ValueError, match="Label id 42 is out of range"):
+        model(**batch)
+
+
+def test_loading_onto_a_source_with_other_labels_or_architecture_is_refused(tmp_path):
+    folder = saved(tmp_path)
+    with pytest.raises(ValueError, match="labels"):
+        NeuralAdapterModel.from_pretrained(tiny_source(labels=["O", "B-PER", "I-PER"]), folder)
+    with pytest.raises(ValueError, match="architecture"):
+        NeuralAdapterModel.from_pretrained(tiny_source("roberta"), folder)
+
+
+def test_missing_corrupt_or_pickled_files_are_refused(tmp_path):
+    folder = saved(tmp_path / "a")
+    (folder / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+    (folder / "adapter_model.safetensors").unlink()
+    with pytest.raises(ValueError, match="missing"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+
+    folder = saved(tmp_path / "b")
+    torch.save({"x": torch.zeros(1)}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="never unpickles"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+
+    with pytest.raises(ValueError, match="adapter_config.json is missing"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), tmp_path)
+
+
+def test_config_with_unknown_fields_or_wrong_peft_type_is_refused(tmp_path):
+    folder = saved(tmp_path)
+    path = folder / "adapter_config.json"
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps({**values, "evil_field": 1}))
+    with pytest.raises(ValueError, match="unknown fields \\['evil_field'\\]"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+    path.write_text(json.dumps({**values, "peft_type": "LORA"}))
+    with pytest.raises(ValueError, match="peft_type='LORA'"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+    path.write_text("{ not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+
+
+def test_weights_from_another_config_are_refused(tmp_path):
+    folder = saved(tmp_path / "mlp", adapter="mlp")
+    other = saved(tmp_path / "bilstm", adapter="bilstm")
+    (folder / "adapter_model.safetensors").write_bytes((other / "adapter_model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="does not fit"):
+        NeuralAdapterModel.from_pretrained(tiny_source(), folder)
+
+
+def test_lora_source_reuse_is_refused(source):
+    get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
+    with pytest.raises(ValueError, match="already carries PEFT/LoRA layers"):
+        get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments, pipeline
+
+from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model
+from hf_adapter_ext.metrics import entity_f1_compute_metrics
+
+from .conftest import NEW_LABELS, tiny_source
+from .helpers import toy_dataset
+
+
+def args(tmp_path, **overrides):
+    defaults = dict(output_dir=str(tmp_path), per_device_train_batch_size=2, learning_rate=5e-3, max_steps=6,
+                    report_to="none", save_strategy="no", use_cpu=True, seed=7, disable_tqdm=True,
+                    logging_strategy="no")
+    return TrainingArguments(**{**defaults, **overrides})
+
+
+@pytest.mark.parametrize("target", ["copy", "lora", "frozen"])
+def test_trainer_optimises_only_trainable_parameters_and_evaluates(tmp_path, tokenizer, target):
+    model = get_adapter_model(tiny_source(), NeuralAdapterConfig(new_labels=NEW_LABELS, target=target))
+    data = toy_dataset(tokenizer, repeat=2)
+    trainer = Trainer(
+        model=model, args=args(tmp_path), train_dataset=data, eval_dataset=data,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=entity_f1_compute_metrics(model.config.id2label, new_types=["LOC"]),
+    )
+    trainer.create_optimizer()
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in model.parameters() if p.requires_grad}
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert {"eval_overall_f1", "eval_old_f1", "eval_new_f1"} <= metrics.keys()
+
+
+@pytest.mark.parametrize("target", ["copy", "lora"])
+def test_training_on_cached_source_outputs_equals_training_without(tmp_path, tokenizer, target):
+    data = toy_dataset(tokenizer, repeat=2)
+    results = []
+    for use_cache in (False, True):
+        model = get_adapter_model(tiny_source(seed=1), NeuralAdapterConfig(new_labels=NEW_LABELS, target=target))
+        train = add_source_logits(data, model, tokenizer, batch_size=3) if use_cache else data
+        if use_cache:
+            assert np.asarray(train[0]["source_logits"]).shape == (len(train[0]["input_ids"]), 7)
+        calls = {"n": 0}
+        hook = model.source.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+        Trainer(model=model, args=args(tmp_path), train_dataset=train,
+                data_collator=AdapterDataCollator(tokenizer)).train()
+        hook.remove()
+        assert (calls["n"] == 0) == use_cache, "with the cache the frozen source does not run during training"
+        results.append({k: v.detach().clone() for k, v in model.adapter_state_dict().items()})
+    plain, cached = results
+    assert plain.keys() == cached.keys()
+    for name in plain:
+        torch.testing.assert_close(plain[name], cached[name], atol=2e-5, rtol=1e-4, msg=name)
+    assert any(not torch.equal(v, get_adapter_model(tiny_source(seed=1), NeuralAdapterConfig(
+        new_labels=NEW_LABELS, target=target)).adapter_state_dict()[k]) for k, v in plain.items() if "lora_" not in k)
+
+
+@pytest.fixture(scope="module")
+def fitted(tokenizer):
+    """A tiny extended model that has learnt the toy corpus (old and new types)."""
+    torch.manual_seed(0)
+    model = get_adapter_model(tiny_source(seed=2), NeuralAdapterConfig(new_labels=NEW_LABELS))
+    data = toy_dataset(tokenizer, repeat=4)
+    collator = DataCollatorForTokenClassification(tokenizer)
+    batch = collator([data[i] for i in range(len(data))])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for _ in range(150):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def test_pipeline_finds_old_and_new_types_and_matches_viterbi(tokenizer, fitted):
+    sentence = "Mary visited London with the United Nations delegation yesterday ."
+    tagger = pipeline("token-classification", model=fitted, tokenizer=tokenizer, aggregation_strategy="simple")
+    assert {"PER", "LOC", "ORG"} <= {g["entity_group"] for g in tagger(sentence)}
+    # word-level grouping (label of each word's first subword, as the model was trained)
+    words = pipeline("token-classification", model=fitted, tokenizer=tokenizer, aggregation_strategy="first")
+    found = {(g["entity_group"], g["word"]) for g in words(sentence)}
+    assert {("PER", "mary"), ("LOC", "london"), ("ORG", "united nations")} <= found, found
+
+    raw = pipeline("token-classification", model=fitted, tokenizer=tokenizer, aggregation_strategy="none",
+                   ignore_labels=[])
+    text = "Peter Blackburn flew from Brussels to Washington for talks ."
+    tokens = raw(text)
+    encoded = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        fitted.crf, crf = None, fitted.crf
+        emissions = fitted(**encoded).logits
+        fitted.crf = crf
+    viterbi = crf.decode(emissions, encoded["attention_mask"])[0, 1:-1]  # drop [CLS] / [SEP]
+    assert [t["entity"] for t in tokens] == [fitted.config.id2label[int(i)] for i in viterbi]
