@@ -1,7 +1,14 @@
 """hf_adapter_ext: extend trained token classifiers to new labels (neural adapter) and learn new tasks
 from a few examples (SIB meta-learning), inside the Hugging Face ecosystem."""
 
-from .adapter import CRF, AdapterDataCollator, add_source_logits, NeuralAdapterConfig, NeuralAdapterModel, get_adapter_model
+from .adapter import (
+    CRF,
+    AdapterDataCollator,
+    NeuralAdapterConfig,
+    NeuralAdapterModel,
+    add_source_logits,
+    get_adapter_model,
+)
 
 __version__ = "0.1.0"
 

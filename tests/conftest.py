@@ -8,7 +8,11 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
-    AutoModelForTokenClassification, BertConfig, DebertaV2Config, DistilBertConfig, PreTrainedTokenizerFast,
+    AutoModelForTokenClassification,
+    BertConfig,
+    DebertaV2Config,
+    DistilBertConfig,
+    PreTrainedTokenizerFast,
     RobertaConfig,
 )
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hf_adapter_ext import NeuralAdapterConfig, NeuralAdapterModel, get_adapter_model
+from hf_adapter_ext import NeuralAdapterConfig, get_adapter_model
 
 from .conftest import NEW_LABELS, OLD_LABELS, tiny_source
 from .helpers import batch_of, snapshot, toy_dataset

@@ -7,9 +7,8 @@ expects a `BaseTuner`; extended models are built with `hf_adapter_ext.get_adapte
 
 from __future__ import annotations
 
-from transformers import AutoModelForTokenClassification, PretrainedConfig
-
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
+from transformers import AutoModelForTokenClassification, PretrainedConfig
 
 from .config import PEFT_TYPE, NeuralAdapterConfig
 

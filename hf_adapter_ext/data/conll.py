@@ -6,7 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as SequenceFeature, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import Sequence as SequenceFeature
 
 CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 SHARED_DATA_ENV = "HF_ADAPTER_EXT_DATA"

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
 
@@ -36,3 +38,34 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
         return metric.compute(predictions=preds, references=refs, new_types=list(new_types))
 
     return compute_metrics
+
+
+@torch.no_grad()
+def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_size: int = 64, desc: str = "Predicting"):
+    """Word-level predicted and gold tags of a tokenized dataset (with ``labels``), batched by length."""
+    from transformers import DataCollatorForTokenClassification
+
+    collator = DataCollatorForTokenClassification(tokenizer)
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in dataset.column_names]
+    order = np.argsort([len(ids) for ids in dataset["input_ids"]])
+    was_training = model.training
+    model.eval()
+    preds, refs = [], []
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        rows = [{c: dataset[int(i)][c] for c in columns} for i in order[start : start + batch_size]]
+        batch = collator(rows)
+        labels = batch.pop("labels")
+        logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
+        p, r = ids_to_tags(logits.argmax(-1).cpu().numpy(), labels.numpy(), id2label)
+        preds += p
+        refs += r
+    model.train(was_training)
+    restore = np.argsort(order)
+    return [preds[i] for i in restore], [refs[i] for i in restore]
+
+
+def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str] = (), **kwargs) -> dict:
+    """Entity F1 (overall, old/new, per type) of ``model`` on a tokenized, labelled dataset."""
+    preds, refs = predict_tags(model, dataset, tokenizer, id2label, **kwargs)
+    scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=list(new_types))
+    return {k: float(v) if isinstance(v, float) else v for k, v in scores.items()}

@@ -1,0 +1,74 @@
+"""The paper's CoNLL-2003 transfer protocol: a source split without the new type, a target split with all."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import DatasetDict
+
+from .alignment import align_word_labels
+from .conll import CONLL2003_LABELS, conll_dataset, shared_data_dir
+
+
+@dataclass
+class TransferTask:
+    """Labels and data of one "add type C" experiment. Old label ids come first, new ones after."""
+
+    new_type: str
+    old_labels: list[str]
+    new_labels: list[str]
+    datasets: DatasetDict  # source_train, target_train, validation, test; tags as CoNLL-2003 ClassLabel
+
+    @property
+    def labels(self) -> list[str]:
+        return self.old_labels + self.new_labels
+
+    def encode(self, tokenizer, split: str, hide_types=(), max_length: int | None = None):
+        """Tokenize ``split`` with labels in this task's id order; ``hide_types`` are relabelled O."""
+        names = self.datasets[split].features["ner_tags"].feature.names
+        label2id = {label: i for i, label in enumerate(self.labels)}
+        hidden = {f"{p}-{t}" for t in hide_types for p in "BI"}
+        to_id = [label2id["O" if name in hidden else name] for name in names]
+
+        def encode_batch(batch):
+            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=max_length is not None,
+                                max_length=max_length)
+            encoded["labels"] = [
+                align_word_labels(encoded.word_ids(i), [to_id[t] for t in tags])
+                for i, tags in enumerate(batch["ner_tags"])
+            ]
+            return encoded
+
+        return self.datasets[split].map(encode_batch, batched=True, remove_columns=self.datasets[split].column_names,
+                                        desc=f"Tokenizing {split}")
+
+
+def load_transfer_task(
+    new_type: str, data_dir: str | os.PathLike | None = None, limits: dict[str, int] | None = None
+) -> TransferTask:
+    """Read ``conll2003-transfer/<new_type>/`` and the CoNLL-2003 validation/test sets from ``data_dir``."""
+    root = Path(data_dir) if data_dir else shared_data_dir()
+    types = sorted({label[2:] for label in CONLL2003_LABELS if label != "O"})
+    if new_type not in types:
+        raise ValueError(f"new_type={new_type!r} is not a CoNLL-2003 type; choose one of {types}.")
+    files = {
+        "source_train": root / "conll2003-transfer" / new_type / "source_train.txt",
+        "target_train": root / "conll2003-transfer" / new_type / "target_train.txt",
+        "validation": root / "conll2003" / "validation.txt",
+        "test": root / "conll2003" / "test.txt",
+    }
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise ValueError(f"Missing data files {missing}; point data_dir (or $HF_ADAPTER_EXT_DATA) at shared/data.")
+    datasets = DatasetDict({split: conll_dataset(path) for split, path in files.items()})
+    for split, limit in (limits or {}).items():
+        if limit and limit < len(datasets[split]):
+            datasets[split] = datasets[split].select(range(limit))
+    new_labels = [f"B-{new_type}", f"I-{new_type}"]
+    old_labels = [label for label in CONLL2003_LABELS if label not in new_labels]
+    return TransferTask(new_type, old_labels, new_labels, datasets)
+
+
+__all__ = ["TransferTask", "load_transfer_task"]
