@@ -134,3 +134,18 @@ def test_new_only_annotation_distills_old_types_instead_of_forgetting(tokenizer,
             pred = model(**inputs).logits.argmax(-1)
         kept[annotation] = (pred[old_entity] == source_pred[old_entity]).float().mean().item()
     assert kept["new_only"] > kept["full"] + 0.3, kept
+
+
+def test_a_source_crf_is_carried_over_and_new_transitions_start_at_its_mean(source):
+    from hf_adapter_ext import CRF
+
+    source.crf = CRF.for_labels(OLD_LABELS)
+    with torch.no_grad():
+        for param in source.crf.parameters():
+            param.normal_()
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))
+    n = len(OLD_LABELS)
+    assert torch.equal(model.crf.transitions[:n, :n], source.crf.transitions)
+    assert torch.equal(model.crf.start_transitions[:n], source.crf.start_transitions)
+    torch.testing.assert_close(model.crf.transitions[n:, :], torch.full((2, n + 2), source.crf.transitions.mean().item()))
+    assert not model.crf.allowed[0, n + 1], "O -> I-LOC stays forbidden"

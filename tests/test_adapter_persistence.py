@@ -188,3 +188,11 @@ def test_lora_source_reuse_is_refused(source):
     get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
     with pytest.raises(ValueError, match="already carries PEFT/LoRA layers"):
         get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))
+
+
+def test_from_pretrained_accepts_a_source_path(tmp_path, tokenizer):
+    source_dir = tmp_path / "source"
+    tiny_source(seed=4).save_pretrained(source_dir)
+    folder = saved(tmp_path / "adapter", source=tiny_source(seed=4), target="frozen")
+    model = NeuralAdapterModel.from_pretrained(str(source_dir), folder)
+    assert model.config.id2label[len(OLD_LABELS)] == "B-LOC"
