@@ -2,14 +2,14 @@
 from a few examples (SIB meta-learning), inside the Hugging Face ecosystem."""
 
 from .adapter import (
-    CRF,
-    AdapterDataCollator,
-    NeuralAdapterConfig,
-    NeuralAdapterModel,
-    add_source_logits,
-    get_adapter_model,
+    CRF, AdapterDataCollator, NeuralAdapterConfig, NeuralAdapterModel, add_source_logits, get_adapter_model,
 )
+from .meta import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBConfig, SIBForFewShotClassification
 
 __version__ = "0.1.0"
 
-__all__ = ["AdapterDataCollator", "CRF", "NeuralAdapterConfig", "NeuralAdapterModel", "add_source_logits", "get_adapter_model"]
+__all__ = [
+    "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
+    "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "add_source_logits",
+    "get_adapter_model",
+]

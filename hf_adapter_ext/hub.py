@@ -24,24 +24,34 @@ def template_path(name: str) -> Path:
     raise FileNotFoundError(f"Model card template {name!r} not found in {[str(d) for d in _TEMPLATE_DIRS]}.")
 
 
+def render_card(template: str, card_data: ModelCardData, **context) -> str:
+    """A model card from a template in ``model_cards/`` (Jinja, as `huggingface_hub.ModelCard` renders it)."""
+    return str(ModelCard.from_template(card_data, template_path=str(template_path(template)), **context))
+
+
 def render_adapter_card(config) -> str:
-    """The README.md of a saved NeuralAdapterModel: base model, old/new labels, mode and metrics."""
-    old_types, new_types = entity_types(config.old_labels or []), entity_types(config.new_labels)
+    """The README.md of a saved NeuralAdapterModel: base model, old and new labels, mode and metrics."""
     data = ModelCardData(
         library_name="hf_adapter_ext",
         base_model=config.base_model_name_or_path or None,
         pipeline_tag="token-classification",
         tags=["hf_adapter_ext", "neural-adapter", "token-classification", "ner"],
     )
-    card = ModelCard.from_template(
-        data,
-        template_path=str(template_path("neural_adapter.md")),
-        config=config,
-        old_types=old_types,
-        new_types=new_types,
-        metrics=config.metrics or {},
+    return render_card(
+        "neural_adapter.md", data, config=config, old_types=entity_types(config.old_labels or []),
+        new_types=entity_types(config.new_labels), metrics=config.metrics or {},
     )
-    return str(card)
+
+
+def render_sib_card(config, metrics: dict | None) -> str:
+    """The README.md of a saved SIBForFewShotClassification."""
+    data = ModelCardData(
+        library_name="hf_adapter_ext",
+        base_model=config.backbone_name_or_path or None,
+        pipeline_tag="token-classification" if config.level == "token" else "text-classification",
+        tags=["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"],
+    )
+    return render_card("sib.md", data, config=config, metrics=metrics or {})
 
 
 def push_folder_to_hub(

@@ -30,26 +30,30 @@ def save_adapter(model, directory: Path, metrics: dict | None = None) -> None:
     (directory / CARD_NAME).write_text(render_adapter_card(config))
 
 
-def resolve_adapter_dir(dir_or_repo, **hub_kwargs) -> Path:
-    """A local folder as is; otherwise the Hub repo's adapter files (never a pickle)."""
+def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
+    """A local folder as is; otherwise those ``files`` of the Hub repo (never a pickle)."""
     path = Path(dir_or_repo)
     if path.is_dir():
         return path
     if path.exists():
-        raise ValueError(f"{path} is a file; pass the folder that holds {CONFIG_NAME} and {WEIGHTS_NAME}.")
+        raise ValueError(f"{path} is a file; pass the folder that holds {files}.")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(str(dir_or_repo), allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs))
+    return Path(snapshot_download(str(dir_or_repo), allow_patterns=files, **hub_kwargs))
 
 
-def read_adapter_config(directory: Path) -> NeuralAdapterConfig:
-    """Parse ``adapter_config.json`` strictly: right ``peft_type``, no unknown fields."""
+def refuse_pickles(directory: Path) -> None:
     pickles = sorted(p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
     if pickles:
         raise ValueError(
             f"{directory} holds pickle files {pickles}; hf_adapter_ext never unpickles (it can run code). "
-            f"Remove them and keep only {CONFIG_NAME} and {WEIGHTS_NAME}."
+            "Remove them and keep only the JSON and safetensors files."
         )
+
+
+def read_adapter_config(directory: Path) -> NeuralAdapterConfig:
+    """Parse ``adapter_config.json`` strictly: right ``peft_type``, no unknown fields."""
+    refuse_pickles(directory)
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise ValueError(f"{config_path} is missing: {directory} is not a saved NeuralAdapterModel.")
@@ -84,8 +88,7 @@ def check_source_matches(source, config: NeuralAdapterConfig) -> None:
         raise ValueError(f"The source model does not match the adapter's ({details}). Use the original source.")
 
 
-def read_weights(directory: Path) -> dict:
-    path = directory / WEIGHTS_NAME
+def read_weights(path: Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{path} is missing: save the model again with save_pretrained().")
     try:
@@ -95,14 +98,14 @@ def read_weights(directory: Path) -> dict:
 
 
 def load_adapter(cls, source, dir_or_repo, **hub_kwargs):
-    directory = resolve_adapter_dir(dir_or_repo, **hub_kwargs)
+    directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)
     config = read_adapter_config(directory)
     if isinstance(source, str):
         from transformers import AutoModelForTokenClassification
 
         source = AutoModelForTokenClassification.from_pretrained(source, **hub_kwargs)
     check_source_matches(source, config)
-    state = read_weights(directory)
+    state = read_weights(directory / WEIGHTS_NAME)
     model = cls(source, config)
     expected = model.adapter_state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))

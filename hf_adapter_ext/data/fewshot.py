@@ -1,0 +1,31 @@
+"""Few-shot NER corpora in the Few-NERD layouts (sentence files with IO tags, episode jsonl files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import Dataset, Features, Sequence, Value
+
+from .conll import read_conll, shared_data_dir
+
+
+def fewnerd_sentences(path: str | os.PathLike) -> Dataset:
+    """A Few-NERD-format sentence file (``token<TAB>tag``) as ``tokens`` + string IO ``tags``."""
+    sentences = read_conll(path)
+    if not sentences:
+        raise ValueError(f"{path} holds no sentences.")
+    features = Features({"tokens": Sequence(Value("string")), "tags": Sequence(Value("string"))})
+    return Dataset.from_dict({"tokens": [s["tokens"] for s in sentences], "tags": [s["tags"] for s in sentences]},
+                             features=features)
+
+
+def few_tk_paths(data_dir: str | os.PathLike | None = None, setting: str = "inter") -> dict[str, Path]:
+    root = Path(data_dir) if data_dir else shared_data_dir() / "few-tk"
+    return {
+        "train": root / setting / "train.txt",
+        "validation": root / setting / "dev.txt",
+        "test": root / setting / "test.txt",
+        "test_episodes": root / "episode-data" / setting / "test_5_1.jsonl",
+        "validation_episodes": root / "episode-data" / setting / "dev_5_1.jsonl",
+    }

@@ -1,0 +1,32 @@
+"""`MetaTrainingArguments`: episode settings on top of `transformers.TrainingArguments`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class MetaTrainingArguments(TrainingArguments):
+    """Everything a user sets from the command line for episodic training.
+
+    ``per_device_train_batch_size`` / ``per_device_eval_batch_size`` count *episodes* per step: B episodes
+    are processed as one batched computation.
+    """
+
+    n_way: int = field(default=5, metadata={"help": "Classes per episode."})
+    k_shot: int = field(default=1, metadata={"help": "Labelled examples per class (token level: K~2K mentions)."})
+    n_query: int = field(default=15, metadata={"help": "Unlabelled queries per class (sequence level)."})
+    inner_steps: int | None = field(default=None, metadata={"help": "K synthetic-gradient steps (overrides the model config)."})
+    inner_lr: float | None = field(default=None, metadata={"help": "Inner step size (overrides the model config)."})
+    train_episodes: int = field(default=20000, metadata={"help": "Distinct training episodes per epoch."})
+    num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
+    eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
+    soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})
+    soft_kmeans_iterations: int = field(default=3, metadata={"help": "Soft k-means baseline iterations."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_way < 2 or self.k_shot < 1 or self.n_query < 1:
+            raise ValueError("MetaTrainingArguments needs n_way >= 2, k_shot >= 1 and n_query >= 1.")

@@ -1,0 +1,43 @@
+"""Parameter-free yardsticks on the same features: cosine prototypes and transductive soft k-means."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def prototypes(support: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[B, C, D] mean of L2-normalised support features per class (labels -100 ignored)."""
+    valid = labels != IGNORE_INDEX
+    onehot = F.one_hot(labels.clamp(min=0), num_classes).to(support.dtype) * valid.unsqueeze(-1)
+    sums = onehot.transpose(1, 2) @ F.normalize(support, dim=-1)
+    return sums / onehot.sum(1).clamp(min=1).unsqueeze(-1)
+
+
+def cosine_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    return F.normalize(query, dim=-1) @ F.normalize(protos, dim=-1).transpose(1, 2)
+
+
+def prototype_logits(support, support_labels, query, num_classes: int) -> torch.Tensor:
+    """Prototypical network with cosine similarity (ProtoBERT at token level)."""
+    return cosine_logits(query, prototypes(support, support_labels, num_classes))
+
+
+def soft_kmeans_logits(support, support_labels, query, num_classes: int, query_mask=None,
+                       temperature: float = 0.1, iterations: int = 3) -> torch.Tensor:
+    """Prototypes refined with soft assignments of the unlabelled queries (Ren et al., 2018).
+
+    ``p_c = (Σ_support_c x + Σ_q z_qc x_q) / (n_c + Σ_q z_qc)`` with ``z = softmax(cos / temperature)``.
+    """
+    valid = support_labels != IGNORE_INDEX
+    onehot = F.one_hot(support_labels.clamp(min=0), num_classes).to(support.dtype) * valid.unsqueeze(-1)
+    s, q = F.normalize(support, dim=-1), F.normalize(query, dim=-1)
+    support_sum, support_count = onehot.transpose(1, 2) @ s, onehot.sum(1).unsqueeze(-1)
+    weights_mask = query_mask.unsqueeze(-1).to(q.dtype) if query_mask is not None else 1.0
+    protos = support_sum / support_count.clamp(min=1)
+    for _ in range(iterations):
+        z = torch.softmax(cosine_logits(query, protos) / temperature, dim=-1) * weights_mask
+        protos = (support_sum + z.transpose(1, 2) @ q) / (support_count + z.sum(1).unsqueeze(-1)).clamp(min=1e-6)
+    return cosine_logits(query, protos)

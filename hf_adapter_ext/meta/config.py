@@ -1,0 +1,67 @@
+"""`SIBConfig`: the synthetic-information-bottleneck few-shot classifier (Hu et al., ICLR 2020)."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+LEVELS = ("sequence", "token")
+POOLINGS = ("mean", "cls")
+
+
+class SIBConfig(PretrainedConfig):
+    """Settings of SIB on top of an encoder.
+
+    Args:
+        n_way: classes per episode. At ``level="token"`` the "O" class is added, so the classifier has
+            ``n_way + 1`` outputs.
+        inner_steps: K, synthetic-gradient refinement steps on the unlabelled query set.
+        inner_lr: step size of each refinement step.
+        learn_inner_lr: make the step size a trained parameter (log-parametrised).
+        grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
+            (the reference uses n → 8n → 8n → n).
+        init_scale: starting value of the cosine classifier's learnable scale.
+        level: ``"sequence"`` (one feature per example) or ``"token"`` (one feature per word, first subword).
+        pooling: how a sequence feature is made from token states: ``"mean"`` (sentence-transformers) or ``"cls"``.
+        freeze_backbone: keep the encoder frozen (its features can then be cached).
+        backbone_name_or_path: where to reload the encoder from when the saved model holds only the head.
+    """
+
+    model_type = "sib"
+
+    def __init__(
+        self,
+        n_way: int = 5,
+        inner_steps: int = 3,
+        inner_lr: float = 1e-3,
+        learn_inner_lr: bool = False,
+        grad_net_multiplier: int = 8,
+        init_scale: float = 10.0,
+        level: str = "sequence",
+        pooling: str = "mean",
+        freeze_backbone: bool = True,
+        feature_dim: int | None = None,
+        backbone_name_or_path: str | None = None,
+        **kwargs,
+    ):
+        if level not in LEVELS:
+            raise ValueError(f"SIBConfig.level={level!r}; choose one of {LEVELS}.")
+        if pooling not in POOLINGS:
+            raise ValueError(f"SIBConfig.pooling={pooling!r}; choose one of {POOLINGS}.")
+        if n_way < 2 or inner_steps < 0 or inner_lr <= 0:
+            raise ValueError("SIBConfig needs n_way >= 2, inner_steps >= 0 and inner_lr > 0.")
+        self.n_way = n_way
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.learn_inner_lr = learn_inner_lr
+        self.grad_net_multiplier = grad_net_multiplier
+        self.init_scale = init_scale
+        self.level = level
+        self.pooling = pooling
+        self.freeze_backbone = freeze_backbone
+        self.feature_dim = feature_dim
+        self.backbone_name_or_path = backbone_name_or_path
+        super().__init__(**kwargs)
+
+    @property
+    def num_classes(self) -> int:
+        return self.n_way + (1 if self.level == "token" else 0)

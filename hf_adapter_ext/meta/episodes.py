@@ -1,0 +1,236 @@
+"""Episodes: N-way K-shot support + query sets, sampled deterministically or read from Few-NERD files.
+
+Episode ``i`` of a sampler with seed ``s`` depends only on ``(s, i)``: runs are reproducible, a resumed
+run continues with the same episodes, and processes that take different indices see different episodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Episode:
+    """Indices into a pool of examples (sequence level) or sentences (token level), and episode labels."""
+
+    classes: list  # the episode's classes, in label-id order
+    support: np.ndarray
+    support_labels: np.ndarray | list
+    query: np.ndarray
+    query_labels: np.ndarray | list
+
+
+class EpisodeSampler:
+    """N-way K-shot episodes with ``n_query`` queries per class, from integer class labels.
+
+    Only the classes in ``classes`` are used (the meta-train, -validation or -test split).
+    """
+
+    def __init__(self, labels: Sequence[int], classes: Sequence[int], n_way: int, k_shot: int, n_query: int,
+                 seed: int = 0, class_names: Sequence[str] | None = None):
+        labels = np.asarray(labels)
+        self.classes = np.asarray(sorted(classes))
+        self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed
+        if len(self.classes) < n_way:
+            raise ValueError(f"{n_way}-way episodes need at least {n_way} classes; this split has {len(self.classes)}.")
+        self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
+        needed = k_shot + n_query
+        short = {int(c): len(ix) for c, ix in self.by_class.items() if len(ix) < needed}
+        if short:
+            named = {(class_names[c] if class_names else c): n for c, n in short.items()}
+            raise ValueError(
+                f"Classes {named} have fewer than k_shot + n_query = {needed} examples; lower k_shot/n_query or "
+                "drop those classes from the split."
+            )
+
+    def __call__(self, index: int) -> Episode:
+        rng = np.random.default_rng([self.seed, index])
+        classes = rng.choice(self.classes, self.n_way, replace=False)
+        support, query = [], []
+        for c in classes:
+            picked = rng.choice(self.by_class[int(c)], self.k_shot + self.n_query, replace=False)
+            support.append(picked[: self.k_shot])
+            query.append(picked[self.k_shot :])
+        ways = np.arange(self.n_way)
+        return Episode(
+            classes=[int(c) for c in classes],
+            support=np.concatenate(support), support_labels=np.repeat(ways, self.k_shot),
+            query=np.concatenate(query), query_labels=np.repeat(ways, self.n_query),
+        )
+
+
+class SequenceEpisodes(TorchDataset):
+    """A fixed number of episodes over cached per-example features ([N, D]); item = one episode's tensors."""
+
+    def __init__(self, features: torch.Tensor, sampler: EpisodeSampler, num_episodes: int):
+        self.features, self.sampler, self.num_episodes = features, sampler, num_episodes
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def __getitem__(self, index: int) -> dict:
+        episode = self.sampler(index)
+        return {
+            "support_features": self.features[torch.as_tensor(episode.support)],
+            "support_labels": torch.as_tensor(episode.support_labels),
+            "query_features": self.features[torch.as_tensor(episode.query)],
+            "query_labels": torch.as_tensor(episode.query_labels),
+            "episode_index": torch.tensor(index),
+        }
+
+
+class TextEpisodes(TorchDataset):
+    """Episodes of tokenized texts, for training with a backbone that is fine-tuned (no feature cache)."""
+
+    def __init__(self, texts: Sequence[str], tokenizer, sampler: EpisodeSampler, num_episodes: int,
+                 max_length: int = 64):
+        self.texts, self.tokenizer, self.sampler = list(texts), tokenizer, sampler
+        self.num_episodes, self.max_length = num_episodes, max_length
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def __getitem__(self, index: int) -> dict:
+        episode = self.sampler(index)
+        item = {"episode_index": torch.tensor(index)}
+        for part in ("support", "query"):
+            encoded = self.tokenizer([self.texts[i] for i in getattr(episode, part)], padding="max_length",
+                                     truncation=True, max_length=self.max_length, return_tensors="pt")
+            item[f"{part}_input_ids"] = encoded["input_ids"]
+            item[f"{part}_attention_mask"] = encoded["attention_mask"]
+            item[f"{part}_labels"] = torch.as_tensor(getattr(episode, f"{part}_labels"))
+        return item
+
+
+# ---------------------------------------------------------------- token level (Few-NERD format)
+def sentence_types(tags: Sequence[str]) -> Counter:
+    """Entity mentions per type in an IO-tagged sentence (a run of equal non-O tags is one mention)."""
+    counts, previous = Counter(), "O"
+    for tag in tags:
+        if tag != "O" and tag != previous:
+            counts[tag] += 1
+        previous = tag
+    return counts
+
+
+def greedy_nway_kshot(sentence_tags: Sequence[Sequence[str]], types: Sequence[str], k: int,
+                      rng: np.random.Generator, exclude: set | None = None) -> list[int]:
+    """Few-NERD's greedy sampler: add sentences until every type has ≥ K mentions, none more than 2K."""
+    counts = Counter({t: 0 for t in types})
+    chosen = []
+    for index in rng.permutation(len(sentence_tags)):
+        if exclude and int(index) in exclude:
+            continue
+        mentions = sentence_types(sentence_tags[index])
+        if not mentions or any(t not in counts for t in mentions):
+            continue
+        if any(counts[t] + n > 2 * k for t, n in mentions.items()):
+            continue
+        if all(counts[t] >= k for t in mentions):
+            continue
+        chosen.append(int(index))
+        counts.update(mentions)
+        if all(counts[t] >= k for t in types):
+            return chosen
+    missing = {t: counts[t] for t in types if counts[t] < k}
+    raise ValueError(f"Cannot find {k} mentions of {missing} with at most {2 * k} of each type; lower k_shot.")
+
+
+class TokenEpisodeSampler:
+    """N-way K~2K-shot NER episodes sampled greedily from IO-tagged sentences (tags are type names or "O")."""
+
+    def __init__(self, sentence_tags: Sequence[Sequence[str]], types: Sequence[str], n_way: int, k_shot: int,
+                 seed: int = 0):
+        self.tags, self.types = list(sentence_tags), sorted(types)
+        self.n_way, self.k_shot, self.seed = n_way, k_shot, seed
+        if len(self.types) < n_way:
+            raise ValueError(f"{n_way}-way episodes need at least {n_way} entity types; got {len(self.types)}.")
+
+    def __call__(self, index: int) -> Episode:
+        rng = np.random.default_rng([self.seed, index])
+        types = [str(t) for t in rng.choice(self.types, self.n_way, replace=False)]
+        support = greedy_nway_kshot(self.tags, types, self.k_shot, rng)
+        query = greedy_nway_kshot(self.tags, types, self.k_shot, rng, exclude=set(support))
+        return episode_from_tags(types, support, [self.tags[i] for i in support], query, [self.tags[i] for i in query])
+
+
+def episode_from_tags(types, support, support_tags, query, query_tags) -> Episode:
+    """Label ids per word: 0 = O, i + 1 = ``types[i]``; tags of other types count as O."""
+    index = {t: i + 1 for i, t in enumerate(types)}
+    encode = lambda sentences: [[index.get(t, 0) for t in tags] for tags in sentences]  # noqa: E731
+    return Episode(["O", *types], np.asarray(support), encode(support_tags), np.asarray(query), encode(query_tags))
+
+
+def read_fewnerd_episodes(path) -> tuple[list[list[str]], list[Episode]]:
+    """A Few-NERD ``*.jsonl`` episode file → (unique sentences, episodes indexing into them)."""
+    sentences, position, episodes = [], {}, []
+
+    def index_of(words):
+        key = tuple(words)
+        if key not in position:
+            position[key] = len(sentences)
+            sentences.append(list(words))
+        return position[key]
+
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                parts = {name: ([index_of(w) for w in raw[name]["word"]], raw[name]["label"])
+                         for name in ("support", "query")}
+                types = list(raw["types"])
+            except (KeyError, TypeError, json.JSONDecodeError) as err:
+                raise ValueError(f"{path}:{line_no}: not a Few-NERD episode ({err!r}).") from err
+            episodes.append(episode_from_tags(types, *parts["support"], *parts["query"]))
+    if not episodes:
+        raise ValueError(f"{path} holds no episodes.")
+    return sentences, episodes
+
+
+class TokenEpisodes(TorchDataset):
+    """Token-level episodes over cached per-sentence word features (list of [words, D] tensors).
+
+    ``episodes`` is a list of `Episode` (read from a file) or a sampler called with the episode index.
+    """
+
+    def __init__(self, word_features: list[torch.Tensor], episodes, num_episodes: int | None = None):
+        self.word_features, self.episodes = word_features, episodes
+        self.num_episodes = num_episodes if callable(episodes) else len(episodes)
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def _episode(self, index: int) -> Episode:
+        return self.episodes(index) if callable(self.episodes) else self.episodes[index]
+
+    def __getitem__(self, index: int) -> dict:
+        episode = self._episode(index)
+        item = {"episode_index": torch.tensor(index)}
+        for part in ("support", "query"):
+            ids, labels = getattr(episode, part), getattr(episode, f"{part}_labels")
+            item[f"{part}_features"] = torch.cat([self.word_features[i] for i in ids])
+            item[f"{part}_labels"] = torch.as_tensor([y for sentence in labels for y in sentence])
+            item[f"{part}_sentence_lengths"] = torch.as_tensor([len(sentence) for sentence in labels])
+        return item
+
+
+def collate_episodes(items: list[dict]) -> dict:
+    """Stack episodes, padding variable-length parts (features with 0, labels with -100)."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        pad = IGNORE_INDEX if key.endswith("labels") else 0
+        batch[key] = torch.nn.utils.rnn.pad_sequence(values, batch_first=True, padding_value=pad) \
+            if values[0].dim() else torch.stack(values)
+    return batch

@@ -1,0 +1,69 @@
+"""Encode a corpus once with the frozen backbone, so meta-training never re-encodes the same texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def _by_length(lengths: Sequence[int], batch_size: int):
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
+                 desc: str = "Encoding texts") -> torch.Tensor:
+    """Pooled features [N, D] of ``texts`` (``model.encode``, the SIB model's pooling), on CPU."""
+    texts = list(texts)
+    out = torch.zeros(len(texts), model.config.feature_dim)
+    for chunk in tqdm(_by_length([len(t) for t in texts], batch_size), desc=desc, leave=False):
+        encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt").to(model.device)
+        out[torch.as_tensor(chunk)] = model.encode(encoded["input_ids"], encoded["attention_mask"]).float().cpu()
+    return out
+
+
+def _windows(words: list[str], tokenizer, max_length: int) -> list[list[str]]:
+    """Split a sentence into word windows whose subwords fit ``max_length`` (never truncate silently)."""
+    size = len(tokenizer(words, is_split_into_words=True)["input_ids"])
+    if size <= max_length or len(words) == 1:
+        return [words]
+    half = len(words) // 2
+    return _windows(words[:half], tokenizer, max_length) + _windows(words[half:], tokenizer, max_length)
+
+
+@torch.no_grad()
+def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_size: int = 32, max_length: int = 256,
+                 desc: str = "Encoding sentences") -> list[torch.Tensor]:
+    """One feature per word (its first subword) for each sentence: a list of [words, D] tensors on CPU.
+
+    Sentences longer than ``max_length`` subwords are encoded in windows and re-joined.
+    """
+    pieces, owner = [], []
+    for s, words in enumerate(sentences):
+        for window in _windows(list(words), tokenizer, max_length):
+            pieces.append(window)
+            owner.append(s)
+    encoded_pieces: list[torch.Tensor | None] = [None] * len(pieces)
+    for chunk in tqdm(_by_length([len(p) for p in pieces], batch_size), desc=desc, leave=False):
+        batch = tokenizer([pieces[i] for i in chunk], is_split_into_words=True, padding=True, return_tensors="pt")
+        width = max(len(pieces[i]) for i in chunk)
+        starts = torch.full((len(chunk), width), -1, dtype=torch.long)
+        for row in range(len(chunk)):
+            seen = set()
+            for position, word in enumerate(batch.word_ids(row)):
+                if word is not None and word not in seen:
+                    seen.add(word)
+                    starts[row, word] = position
+        feats = model.encode(batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device),
+                             word_starts=starts.to(model.device)).float().cpu()
+        for row, i in enumerate(chunk):
+            encoded_pieces[i] = feats[row, : len(pieces[i])]
+    result: list[list[torch.Tensor]] = [[] for _ in sentences]
+    for s, feats in zip(owner, encoded_pieces):
+        result[s].append(feats)
+    return [torch.cat(parts) for parts in result]

@@ -1,0 +1,251 @@
+"""SIB: support set → classifier weights θ⁰; unlabelled query set → synthetic gradients that refine θ.
+
+Reference behaviour (amzn/xfer, synthetic_info_bottleneck), batched over episodes:
+cosine classifier ``scale * (cos(f, θ) + bias)``; θ⁰ = per-class mean of L2-normalised support features
+times a learnable per-feature vector; a synthetic-gradient net (n → 8n → 8n → n, ReLU + BatchNorm) maps
+query logits to dLoss/dlogits; K steps of ``θ ← θ − lr · (∂logits/∂θ)ᵀ g(logits)``, differentiable while
+training; loss = cross-entropy on the query labels after K steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import ModelOutput
+
+from .config import SIBConfig
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class SIBOutput(ModelOutput):
+    """``logits``: query scores after K refinement steps; ``logits_init``: with K = 0 (support only)."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    logits_init: torch.FloatTensor | None = None
+
+
+class SyntheticGradientNet(nn.Module):
+    """Predicts dLoss/dlogits for unlabelled queries from their logits (n → hn → hn → n)."""
+
+    def __init__(self, num_classes: int, multiplier: int):
+        super().__init__()
+        hidden = num_classes * multiplier
+        self.net = nn.Sequential(
+            nn.Linear(num_classes, hidden), nn.ReLU(), nn.BatchNorm1d(hidden),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.BatchNorm1d(hidden),
+            nn.Linear(hidden, num_classes),
+        )
+        nn.init.zeros_(self.net[-1].weight)  # starts as "no gradient": SIB begins where the init network is
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.net(logits)
+
+
+class SIBHead(nn.Module):
+    """Cosine classifier, initialisation network and synthetic-gradient refinement, for B episodes at once."""
+
+    def __init__(self, config: SIBConfig):
+        super().__init__()
+        self.num_classes = config.num_classes
+        self.scale = nn.Parameter(torch.tensor(float(config.init_scale)))
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.feature_weight = nn.Parameter(torch.ones(config.feature_dim))
+        self.grad_net = SyntheticGradientNet(config.num_classes, config.grad_net_multiplier)
+        log_lr = torch.tensor(math.log(config.inner_lr))
+        if config.learn_inner_lr:
+            self.log_inner_lr = nn.Parameter(log_lr)
+        else:
+            self.register_buffer("log_inner_lr", log_lr)
+
+    def classify(self, features: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """[B, M, D] features, [B, C, D] weights → [B, M, C] scaled cosine scores."""
+        cos = F.normalize(features, dim=-1) @ F.normalize(theta, dim=-1).transpose(1, 2)
+        return self.scale * (cos + self.bias)
+
+    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor) -> torch.Tensor:
+        """Per-class mean of normalised support features, weighted per feature. Labels -100 are ignored."""
+        valid = support_labels != IGNORE_INDEX
+        onehot = F.one_hot(support_labels.clamp(min=0), self.num_classes).to(support.dtype) * valid.unsqueeze(-1)
+        sums = onehot.transpose(1, 2) @ F.normalize(support, dim=-1)
+        means = sums / onehot.sum(dim=1).clamp(min=1).unsqueeze(-1)
+        return means * self.feature_weight
+
+    def refine(self, theta: torch.Tensor, query: torch.Tensor, query_mask: torch.Tensor, steps: int) -> torch.Tensor:
+        """K synthetic-gradient steps on the query set; differentiable when training with grad enabled.
+
+        Runs under ``torch.no_grad()`` callers too (the Trainer's evaluation): the inner gradient is
+        taken in an ``enable_grad`` block and the result detached.
+        """
+        if steps == 0:
+            return theta
+        keep_graph = torch.is_grad_enabled() and self.training
+        lr = self.log_inner_lr.exp()
+        with torch.enable_grad():
+            if not keep_graph:
+                theta = theta.detach().requires_grad_(True)
+            for _ in range(steps):
+                scores = self.classify(query, theta)
+                with torch.set_grad_enabled(keep_graph):
+                    synthetic = self.grad_net(scores[query_mask] if keep_graph else scores[query_mask].detach())
+                grad_out = torch.zeros_like(scores).masked_scatter(query_mask.unsqueeze(-1).expand_as(scores), synthetic)
+                (grad,) = torch.autograd.grad(scores, theta, grad_outputs=grad_out, create_graph=keep_graph)
+                theta = theta - lr * grad
+        return theta if keep_graph else theta.detach()
+
+    def forward(self, support, support_labels, query, query_mask, steps: int):
+        theta0 = self.init_theta(support, support_labels)
+        theta = self.refine(theta0, query, query_mask, steps)
+        return self.classify(query, theta), self.classify(query, theta0)
+
+
+class SIBForFewShotClassification(nn.Module):
+    """SIB on any `AutoModel` backbone, at sequence level (intents) or token level (few-shot NER).
+
+    ``forward`` takes an episode batch: ``support_features`` [B, S, D], ``support_labels`` [B, S],
+    ``query_features`` [B, Q, D] and optionally ``query_labels`` [B, Q] (for the loss) and ``query_mask``
+    (which queries exist; default: all, or ``query_labels != -100``). With a trainable backbone,
+    pass ``support_input_ids`` / ``support_attention_mask`` (and the query ones) instead of features.
+    """
+
+    main_input_name = "query_features"
+
+    def __init__(self, backbone: nn.Module, config: SIBConfig):
+        super().__init__()
+        hidden = getattr(backbone.config, "hidden_size", getattr(backbone.config, "dim", None))
+        if config.feature_dim not in (None, hidden):
+            raise ValueError(f"SIBConfig.feature_dim={config.feature_dim} but the backbone's hidden size is {hidden}.")
+        config.feature_dim = hidden
+        config.backbone_name_or_path = config.backbone_name_or_path or getattr(backbone, "name_or_path", None)
+        self.config = config
+        self.backbone = backbone
+        self.head = SIBHead(config)
+        if config.freeze_backbone:
+            backbone.requires_grad_(False)
+            backbone.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.scale.device
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    # ------------------------------------------------------------------ features
+    def encode(self, input_ids, attention_mask, word_starts: torch.Tensor | None = None, **inputs) -> torch.Tensor:
+        """Backbone features: pooled per example ([N, D]), or per word at its first subword ([N, W, D])."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
+            states = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
+        if word_starts is not None:
+            index = word_starts.clamp(min=0).unsqueeze(-1).expand(-1, -1, states.size(-1))
+            return states.gather(1, index) * (word_starts >= 0).unsqueeze(-1)
+        if self.config.pooling == "cls":
+            return states[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _episode_features(self, features, input_ids, attention_mask):
+        if features is not None:
+            return features
+        if input_ids is None:
+            raise ValueError("Pass either *_features (cached) or *_input_ids with *_attention_mask.")
+        batch, size, length = input_ids.shape
+        flat = self.encode(input_ids.reshape(-1, length), attention_mask.reshape(-1, length))
+        return flat.reshape(batch, size, -1)
+
+    # ------------------------------------------------------------------ episodes
+    def forward(
+        self,
+        support_labels: torch.Tensor,
+        support_features: torch.Tensor | None = None,
+        query_features: torch.Tensor | None = None,
+        query_labels: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
+        support_input_ids: torch.Tensor | None = None,
+        support_attention_mask: torch.Tensor | None = None,
+        query_input_ids: torch.Tensor | None = None,
+        query_attention_mask: torch.Tensor | None = None,
+        inner_steps: int | None = None,
+        episode_index: torch.Tensor | None = None,
+        support_sentence_lengths: torch.Tensor | None = None,
+        query_sentence_lengths: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SIBOutput:
+        # episode_index and *_sentence_lengths are bookkeeping for the trainer (named here so the Trainer's
+        # unused-column removal keeps them); the model does not need them.
+        support = self._episode_features(support_features, support_input_ids, support_attention_mask)
+        query = self._episode_features(query_features, query_input_ids, query_attention_mask)
+        if query_mask is None:
+            query_mask = (query_labels != IGNORE_INDEX) if query_labels is not None else torch.ones(
+                query.shape[:2], dtype=torch.bool, device=query.device)
+        self._check_labels(support_labels, "support_labels")
+        steps = self.config.inner_steps if inner_steps is None else inner_steps
+        logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps)
+        loss = None
+        if query_labels is not None:
+            self._check_labels(query_labels, "query_labels")
+            loss = F.cross_entropy(logits.flatten(0, 1), query_labels.flatten(), ignore_index=IGNORE_INDEX)
+        return SIBOutput(loss=loss, logits=logits, logits_init=logits_init)
+
+    def _check_labels(self, labels: torch.Tensor, name: str) -> None:
+        bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.num_classes))]
+        if bad.numel():
+            raise ValueError(
+                f"{name} holds class id {bad[0].item()}, but this model classifies {self.config.num_classes} classes "
+                f"per episode (n_way={self.config.n_way}, level={self.config.level!r}); use ids in "
+                f"[0, {self.config.num_classes}) and -100 for padding."
+            )
+
+    @torch.no_grad()
+    def adapt(self, support, support_labels, query, tokenizer=None, inner_steps: int | None = None) -> torch.Tensor:
+        """Classify a brand-new task's ``query`` from a labelled ``support`` set, at run time.
+
+        ``support`` / ``query`` are texts (with ``tokenizer``) or feature tensors [S, D] / [Q, D];
+        ``support_labels`` are class ids 0..n_way-1. Returns the predicted class of each query.
+        """
+        was_training = self.training
+        self.eval()
+        support_f, query_f = (self._texts_to_features(x, tokenizer) for x in (support, query))
+        labels = torch.as_tensor(support_labels, device=self.device).unsqueeze(0)
+        out = self(support_labels=labels, support_features=support_f.unsqueeze(0),
+                   query_features=query_f.unsqueeze(0), inner_steps=inner_steps)
+        self.train(was_training)
+        return out.logits[0].argmax(-1)
+
+    def _texts_to_features(self, items, tokenizer) -> torch.Tensor:
+        if isinstance(items, torch.Tensor):
+            return items.to(self.device)
+        if tokenizer is None:
+            raise ValueError("adapt() got texts: pass the backbone's tokenizer too (tokenizer=...).")
+        encoded = tokenizer(list(items), padding=True, truncation=True, return_tensors="pt").to(self.device)
+        return self.encode(encoded["input_ids"], encoded["attention_mask"])
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
+        """``config.json`` + ``model.safetensors`` (the head; the backbone too when it was fine-tuned) + card."""
+        from .persistence import save_sib
+
+        save_sib(self, Path(save_directory), metrics=metrics)
+
+    @classmethod
+    def from_pretrained(cls, directory_or_repo: str | os.PathLike, backbone: nn.Module | None = None, **hub_kwargs):
+        from .persistence import load_sib
+
+        return load_sib(cls, directory_or_repo, backbone=backbone, **hub_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        from ..hub import push_folder_to_hub
+
+        return push_folder_to_hub(self.save_pretrained, repo_id, **kwargs)
