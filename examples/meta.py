@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from datasets import ClassLabel, load_dataset
+from datasets import ClassLabel, load_dataset, load_from_disk
 from transformers import AutoModel, AutoTokenizer, HfArgumentParser, set_seed
 
-from hf_adapter_ext import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBConfig, SIBForFewShotClassification
+from hf_adapter_ext import (
+    MetaTrainingArguments,
+    SemiSupervisedMetaTrainer,
+    SIBConfig,
+    SIBForFewShotClassification,
+)
 from hf_adapter_ext.cli import parse_with_defaults
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes
@@ -33,7 +38,8 @@ DEFAULTS = {
 
 @dataclass
 class MetaDataArguments:
-    dataset: str = field(default="clinc150", metadata={"help": "clinc150 | banking77 | few-tk | a Hub dataset id."})
+    dataset: str = field(default="clinc150", metadata={"help": "clinc150 | banking77 | few-tk | a Hub dataset id | "
+                                                                   "a folder written by Dataset.save_to_disk."})
     data_dir: str | None = field(default=None, metadata={"help": "Local copy of the data (default: ../shared/data)."})
     text_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset."})
     label_column: str = field(default="label", metadata={"help": "Label column of a Hub dataset."})
@@ -65,9 +71,13 @@ def class_splits(data_args: MetaDataArguments):
         pool, split = load_clinc150(data_args.data_dir)
     elif data_args.dataset == "banking77":
         pool, split = load_banking77(data_args.data_dir)
-    else:  # a Hub dataset: classes split 60/20/20 in name order
-        pool = load_dataset(data_args.dataset, split="train").rename_columns(
-            {data_args.text_column: "text", data_args.label_column: "label"})
+    else:  # a dataset saved with save_to_disk, or a Hub id: classes split 60/20/20 in name order
+        if Path(data_args.dataset).is_dir():
+            pool = load_from_disk(data_args.dataset)
+        else:
+            pool = load_dataset(data_args.dataset, split="train")
+        pool = pool.rename_columns({c: n for c, n in ((data_args.text_column, "text"), (data_args.label_column, "label"))
+                                    if c != n})
         if not isinstance(pool.features["label"], ClassLabel):
             pool = pool.class_encode_column("label")
         names = sorted(pool.features["label"].names)

@@ -2,7 +2,12 @@
 from a few examples (SIB meta-learning), inside the Hugging Face ecosystem."""
 
 from .adapter import (
-    CRF, AdapterDataCollator, NeuralAdapterConfig, NeuralAdapterModel, add_source_logits, get_adapter_model,
+    CRF,
+    AdapterDataCollator,
+    NeuralAdapterConfig,
+    NeuralAdapterModel,
+    add_source_logits,
+    get_adapter_model,
 )
 from .meta import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBConfig, SIBForFewShotClassification
 

@@ -1,7 +1,13 @@
 from .arguments import MetaTrainingArguments
 from .config import SIBConfig
 from .episodes import (
-    Episode, EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler, collate_episodes,
+    Episode,
+    EpisodeSampler,
+    SequenceEpisodes,
+    TextEpisodes,
+    TokenEpisodes,
+    TokenEpisodeSampler,
+    collate_episodes,
     read_fewnerd_episodes,
 )
 from .features import encode_texts, encode_words

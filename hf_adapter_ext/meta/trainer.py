@@ -18,7 +18,12 @@ from transformers import Trainer
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episodes import (
-    EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler, collate_episodes,
+    EpisodeSampler,
+    SequenceEpisodes,
+    TextEpisodes,
+    TokenEpisodes,
+    TokenEpisodeSampler,
+    collate_episodes,
 )
 from .evaluation import episode_accuracy, episode_entity_counts, f1_from_counts, mean_ci95
 from .features import encode_texts, encode_words
@@ -80,7 +85,8 @@ class SemiSupervisedMetaTrainer(Trainer):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.seen_episodes.extend(inputs["episode_index"].tolist())
+        if model.training:  # prediction_step calls compute_loss too
+            self.seen_episodes.extend(inputs["episode_index"].tolist())
         outputs = model(**inputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 

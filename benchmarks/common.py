@@ -1,0 +1,65 @@
+"""Shared pieces of the benchmarks: machine facts, cached MiniLM features, result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def machine() -> dict:
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+
+
+def target(metric: str, value: float, goal: float, op: str) -> dict:
+    met = value >= goal if op == ">=" else value <= goal
+    return {"metric": metric, "value": round(float(value), 4), "target": goal, "op": op, "met": bool(met)}
+
+
+def write_results(name: str, payload: dict, table: str) -> None:
+    """``results/<name>.json`` (with machine facts and a top-level ``targets`` list) and ``<name>.md``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine(), **payload}
+    payload.setdefault("targets", [])
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    facts = payload["machine"]
+    header = (f"Command: `{facts['command']}`  \nDate: {facts['date']} · {facts['cpu_cores']} cores, "
+              f"{facts['torch_threads']} torch threads · torch {facts['torch']} · {facts['device']}\n\n")
+    rows = ["| target | value | goal | met |", "|---|---|---|---|"]
+    rows += [f"| {t['metric']} | {t['value']} | {t['op']} {t['target']} | {'yes' if t['met'] else 'NO'} |"
+             for t in payload["targets"]]
+    (RESULTS / f"{name}.md").write_text(header + table + "\n\n" + "\n".join(rows) + "\n")
+    print(header + table + "\n\n" + "\n".join(rows))
+
+
+def cached(name: str, compute):
+    """A tensor (or list of tensors) computed once and kept under benchmarks/.cache/ (not committed)."""
+    from safetensors.torch import load_file, save_file
+
+    path = CACHE / f"{name}.safetensors"
+    if path.is_file():
+        data = load_file(str(path))
+        return data["x"] if "x" in data else [data[str(i)] for i in range(len(data))]
+    value = compute()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tensors = {"x": value} if isinstance(value, torch.Tensor) else {str(i): v for i, v in enumerate(value)}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return value

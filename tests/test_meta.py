@@ -1,0 +1,242 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import ClassLabel, Dataset, Features, Value
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import BertConfig, BertModel
+
+from hf_adapter_ext import (
+    MetaTrainingArguments,
+    SemiSupervisedMetaTrainer,
+    SIBConfig,
+    SIBForFewShotClassification,
+)
+from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler, collate_episodes
+from hf_adapter_ext.meta.episodes import sentence_types
+
+
+def tiny_backbone(vocab_size=120, seed=0):
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32), add_pooling_layer=False)
+
+
+def sib(n_way=3, steps=2, seed=0, **kw):
+    model = SIBForFewShotClassification(tiny_backbone(seed=seed), SIBConfig(n_way=n_way, inner_steps=steps,
+                                                                            inner_lr=0.5, **kw))
+    with torch.no_grad():  # a non-trivial synthetic-gradient net (the real one starts at zero)
+        model.head.grad_net.net[-1].weight.normal_(0, 0.5)
+    return model
+
+
+def toy_episode(batch=2, n_way=3, shots=2, queries=4, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "support_features": torch.randn(batch, n_way * shots, dim, generator=g),
+        "support_labels": torch.arange(n_way).repeat_interleave(shots).repeat(batch, 1),
+        "query_features": torch.randn(batch, n_way * queries, dim, generator=g),
+        "query_labels": torch.arange(n_way).repeat_interleave(queries).repeat(batch, 1),
+    }
+
+
+def reference_refine(head, support, support_labels, query, steps, lr):
+    """One episode at a time, written from the paper: θ ← θ − lr · Jᵀ g(logits), J = ∂logits/∂θ."""
+    num_classes = head.num_classes
+    s = F.normalize(support, dim=-1)
+    theta = torch.stack([s[support_labels == c].mean(0) for c in range(num_classes)]) * head.feature_weight
+
+    def logits_of(th):
+        return head.scale * (F.normalize(query, dim=-1) @ F.normalize(th, dim=-1).T + head.bias)
+
+    for _ in range(steps):
+        logits = logits_of(theta)
+        g = head.grad_net(logits)
+        jacobian = torch.autograd.functional.jacobian(logits_of, theta)  # [Q, C, C, D]
+        grad = torch.einsum("qcjd,qc->jd", jacobian, g)
+        theta = theta - lr * grad
+    return logits_of(theta)
+
+
+def test_inner_loop_matches_a_hand_written_reference():
+    model = sib().eval()
+    episode = toy_episode()
+    with torch.no_grad():
+        out = model(**episode)
+    for b in range(2):
+        expected = reference_refine(model.head, episode["support_features"][b], episode["support_labels"][b],
+                                    episode["query_features"][b], steps=2, lr=0.5)
+        torch.testing.assert_close(out.logits[b], expected.detach(), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(out.logits, out.logits_init), "the synthetic gradient must change the classifier"
+
+
+def test_gradients_reach_init_and_synthetic_gradient_nets_not_the_frozen_backbone():
+    model = sib().train()
+    out = model(**toy_episode())
+    out.loss.backward()
+    head = model.head
+    for name in ("feature_weight", "scale", "bias"):
+        assert getattr(head, name).grad is not None and getattr(head, name).grad.abs().sum() > 0, name
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.grad_net.parameters()), \
+        "second-order gradients must reach every layer of the synthetic-gradient net"
+    assert all(p.grad is None and not p.requires_grad for p in model.backbone.parameters())
+
+
+def test_evaluation_works_under_no_grad_callers_with_the_same_result():
+    model = sib().eval()
+    episode = toy_episode()
+    with torch.no_grad():
+        quiet = model(**episode).logits
+    loud = model(**episode).logits
+    torch.testing.assert_close(quiet, loud.detach())
+
+
+def test_k_zero_is_the_support_only_classifier():
+    model = sib(steps=0).eval()
+    out = model(**toy_episode())
+    torch.testing.assert_close(out.logits, out.logits_init)
+
+
+def test_bad_labels_are_refused():
+    model = sib()
+    episode = toy_episode()
+    episode["support_labels"][0, 0] = 7
+    with pytest.raises(ValueError, match="class id 7"):
+        model(**episode)
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(0, 30), min_size=2, max_size=12), n_way=st.integers(2, 5),
+       k=st.integers(1, 5), q=st.integers(1, 5), seed=st.integers(0, 1000), index=st.integers(0, 10_000))
+def test_episode_sampler_invariants(counts, n_way, k, q, seed, index):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(labels)
+    split = list(range(0, len(counts), 2))  # a class split: only even classes
+    eligible = [c for c in split if counts[c] >= k + q]
+    if len(split) < n_way or len(eligible) < len(split):
+        with pytest.raises(ValueError):
+            EpisodeSampler(labels, split, n_way, k, q, seed)
+        return
+    sampler = EpisodeSampler(labels, split, n_way, k, q, seed)
+    episode = sampler(index)
+    assert len(set(episode.classes)) == n_way and set(episode.classes) <= set(split)
+    assert len(episode.support) == n_way * k and len(episode.query) == n_way * q
+    assert not set(episode.support) & set(episode.query)
+    for ids, ys in ((episode.support, episode.support_labels), (episode.query, episode.query_labels)):
+        assert [episode.classes[y] for y in ys] == labels[ids].tolist()
+    again = EpisodeSampler(labels, split, n_way, k, q, seed)(index)
+    assert np.array_equal(again.support, episode.support) and np.array_equal(again.query, episode.query)
+
+
+def test_token_sampler_gives_k_to_2k_mentions_of_each_type():
+    rng = np.random.default_rng(0)
+    types = ["a", "b", "c", "d"]
+    tags = [[str(rng.choice(["O", "O", "O", *types])) for _ in range(rng.integers(3, 10))] for _ in range(300)]
+    sampler = TokenEpisodeSampler(tags, types, n_way=2, k_shot=2, seed=3)
+    for index in range(20):
+        episode = sampler(index)
+        assert not set(episode.support.tolist()) & set(episode.query.tolist())
+        for part in (episode.support, episode.query):
+            mentions = sum((sentence_types([t if t in episode.classes[1:] else "O" for t in tags[i]]) for i in part),
+                           start=__import__("collections").Counter())
+            assert all(2 <= mentions[t] <= 4 for t in episode.classes[1:]), mentions
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = sib().eval()
+    model.save_pretrained(tmp_path, metrics={"sib_accuracy": 0.9})
+    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    reloaded = SIBForFewShotClassification.from_pretrained(tmp_path, backbone=tiny_backbone())
+    episode = toy_episode()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**episode).logits, reloaded(**episode).logits, atol=0, rtol=0)
+    assert "0.9000" in (tmp_path / "README.md").read_text()
+
+
+# ---------------------------------------------------------------- the trainer on tiny data
+def intent_data(tokenizer, classes=6, per_class=8):
+    words = ["paris", "london", "acme", "john", "mary", "union", "german", "monday", "shares", "talks", "rose", "flew"]
+    rng = np.random.default_rng(0)
+    texts, labels = [], []
+    for c in range(classes):
+        for _ in range(per_class):
+            texts.append(" ".join([words[c], words[(c + 3) % 12], *rng.choice(words, 3)]))
+            labels.append(c)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=[f"intent_{c}" for c in range(classes)])})
+    return Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+
+def meta_args(tmp_path, **kw):
+    defaults = dict(output_dir=str(tmp_path), n_way=3, k_shot=1, n_query=2, max_steps=4, train_episodes=40,
+                    num_eval_episodes=12, per_device_train_batch_size=4, per_device_eval_batch_size=5,
+                    report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, learning_rate=1e-2)
+    return MetaTrainingArguments(**{**defaults, **kw})
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path, tokenizer, freeze):
+    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size),
+                                        SIBConfig(n_way=3, inner_steps=2, freeze_backbone=freeze))
+    data = intent_data(tokenizer)
+    train = data.filter(lambda r: r["label"] < 3)
+    evaluation = data.filter(lambda r: r["label"] >= 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=train,
+                                        eval_dataset=evaluation, processing_class=tokenizer)
+    trainer.train()
+    assert len(trainer.seen_episodes) == 16
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("head.") for k in changed)
+    assert any(k.startswith("backbone.") for k in changed) == (not freeze)
+    metrics = trainer.evaluate()
+    for method in ("sib", "sib_k0"):
+        assert 0 <= metrics[f"eval_{method}_accuracy"] <= 1 and metrics[f"eval_{method}_accuracy_ci95"] >= 0
+    assert metrics["eval_episodes"] == 12
+    if freeze:
+        assert {"eval_proto_accuracy", "eval_soft_kmeans_accuracy"} <= metrics.keys()
+
+
+def test_token_level_trainer_reports_episode_entity_f1(tmp_path, tokenizer):
+    rng = np.random.default_rng(1)
+    vocabulary = "john paris acme london mary union german monday shares talks".split()
+    types = ["person", "place", "company", "group"]
+    tokens, tags = [], []
+    for _ in range(80):
+        length = int(rng.integers(4, 9))
+        words = list(rng.choice(vocabulary, length))
+        kind = str(rng.choice(types))  # one entity type per sentence, as in real NER data mostly
+        sentence_tags = [str(rng.choice(["O", "O", kind])) for _ in words]
+        tokens.append(words)
+        tags.append(sentence_tags)
+    data = Dataset.from_dict({"tokens": tokens, "tags": tags})
+    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2, level="token"))
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, n_way=2), train_dataset=data,
+                                        eval_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert {"eval_sib_f1", "eval_sib_f1_ci95", "eval_proto_f1", "eval_sib_micro_f1"} <= metrics.keys()
+
+
+def test_too_few_examples_per_class_is_a_clear_error(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=3))
+    data = intent_data(tokenizer, per_class=2)
+    with pytest.raises(ValueError, match="fewer than k_shot \\+ n_query"):
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, n_query=5), train_dataset=data,
+                                  processing_class=tokenizer)
+
+
+def test_adapt_classifies_a_new_task_from_texts(tokenizer):
+    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2))
+    predictions = model.adapt(["paris london", "john mary"], [0, 1], ["paris london", "john mary", "london"],
+                              tokenizer=tokenizer)
+    assert predictions.tolist()[:2] == [0, 1]
+
+
+def test_collate_pads_variable_length_episodes():
+    items = [{"support_features": torch.ones(n, 2), "support_labels": torch.zeros(n, dtype=torch.long),
+              "episode_index": torch.tensor(i)} for i, n in enumerate((2, 4))]
+    batch = collate_episodes(items)
+    assert batch["support_features"].shape == (2, 4, 2)
+    assert batch["support_labels"][0].tolist() == [0, 0, -100, -100]

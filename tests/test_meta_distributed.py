@@ -1,0 +1,37 @@
+"""`accelerate launch examples/meta.py` on 2 CPU processes: different episodes per rank, identical weights.
+
+On a machine without GPUs `--multi_gpu` starts torchrun processes that talk over gloo on the CPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .test_meta import intent_data, tiny_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_processes_see_different_episodes_and_end_with_identical_weights(tmp_path, tokenizer):
+    backbone_dir, data_dir, out = tmp_path / "backbone", tmp_path / "data", tmp_path / "out"
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(backbone_dir)
+    tokenizer.save_pretrained(backbone_dir)
+    intent_data(tokenizer, classes=10, per_class=8).save_to_disk(str(data_dir))
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "examples" / "meta.py"),
+        "--dataset", str(data_dir), "--backbone", str(backbone_dir), "--output_dir", str(out),
+        "--n_way", "2", "--k_shot", "1", "--n_query", "2", "--max_steps", "5", "--per_device_train_batch_size", "3",
+        "--train_episodes", "60", "--num_eval_episodes", "8", "--per_device_eval_batch_size", "2",
+        "--disable_tqdm", "true", "--use_cpu", "true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]["episodes"]) == len(ranks[1]["episodes"]) == 15
+    assert not set(ranks[0]["episodes"]) & set(ranks[1]["episodes"]), "ranks must see different episodes"
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"], "ranks must end with identical weights"
+    assert json.loads((out / "results.json").read_text())["test_episodes"] == 8
