@@ -122,17 +122,21 @@ def sentence_types(tags: Sequence[str]) -> Counter:
     return counts
 
 
-def greedy_nway_kshot(sentence_tags: Sequence[Sequence[str]], types: Sequence[str], k: int,
+def greedy_nway_kshot(sentence_mentions: Sequence[Counter], types: Sequence[str], k: int,
                       rng: np.random.Generator, exclude: set | None = None) -> list[int]:
-    """Few-NERD's greedy sampler: add sentences until every type has ≥ K mentions, none more than 2K."""
+    """Few-NERD's greedy sampler: add sentences until every type has ≥ K mentions, none more than 2K.
+
+    Only sentences whose entity types all belong to the episode are used (as in Few-NERD's sampler).
+    ``sentence_mentions`` holds :func:`sentence_types` of each sentence.
+    """
     counts = Counter({t: 0 for t in types})
+    wanted = set(types)
+    candidates = [i for i, m in enumerate(sentence_mentions) if m and m.keys() <= wanted]
     chosen = []
-    for index in rng.permutation(len(sentence_tags)):
+    for index in rng.permutation(candidates):
         if exclude and int(index) in exclude:
             continue
-        mentions = sentence_types(sentence_tags[index])
-        if not mentions or any(t not in counts for t in mentions):
-            continue
+        mentions = sentence_mentions[index]
         if any(counts[t] + n > 2 * k for t, n in mentions.items()):
             continue
         if all(counts[t] >= k for t in mentions):
@@ -151,16 +155,26 @@ class TokenEpisodeSampler:
     def __init__(self, sentence_tags: Sequence[Sequence[str]], types: Sequence[str], n_way: int, k_shot: int,
                  seed: int = 0):
         self.tags, self.types = list(sentence_tags), sorted(types)
+        self.mentions = [sentence_types(tags) for tags in self.tags]
         self.n_way, self.k_shot, self.seed = n_way, k_shot, seed
         if len(self.types) < n_way:
             raise ValueError(f"{n_way}-way episodes need at least {n_way} entity types; got {len(self.types)}.")
 
-    def __call__(self, index: int) -> Episode:
+    def __call__(self, index: int, attempts: int = 50) -> Episode:
         rng = np.random.default_rng([self.seed, index])
-        types = [str(t) for t in rng.choice(self.types, self.n_way, replace=False)]
-        support = greedy_nway_kshot(self.tags, types, self.k_shot, rng)
-        query = greedy_nway_kshot(self.tags, types, self.k_shot, rng, exclude=set(support))
-        return episode_from_tags(types, support, [self.tags[i] for i in support], query, [self.tags[i] for i in query])
+        for _ in range(attempts):  # some type combinations cannot be sampled: draw another (deterministically)
+            types = [str(t) for t in rng.choice(self.types, self.n_way, replace=False)]
+            try:
+                support = greedy_nway_kshot(self.mentions, types, self.k_shot, rng)
+                query = greedy_nway_kshot(self.mentions, types, self.k_shot, rng, exclude=set(support))
+            except ValueError:
+                continue
+            return episode_from_tags(types, support, [self.tags[i] for i in support], query,
+                                     [self.tags[i] for i in query])
+        raise ValueError(
+            f"No {self.n_way}-way {self.k_shot}~{2 * self.k_shot}-shot episode found in {attempts} draws of types: "
+            "the sentences hold too few mentions per type. Lower n_way or k_shot, or add data."
+        )
 
 
 def episode_from_tags(types, support, support_tags, query, query_tags) -> Episode:

