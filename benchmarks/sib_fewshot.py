@@ -27,12 +27,21 @@ from hf_adapter_ext import SIBConfig, SIBForFewShotClassification  # noqa: E402
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150  # noqa: E402
 from hf_adapter_ext.data.conll import shared_data_dir  # noqa: E402
 from hf_adapter_ext.meta import (  # noqa: E402
-    EpisodeSampler, SequenceEpisodes, TokenEpisodes, TokenEpisodeSampler, collate_episodes, encode_texts,
-    encode_words, read_fewnerd_episodes,
+    EpisodeSampler,
+    SequenceEpisodes,
+    TokenEpisodes,
+    TokenEpisodeSampler,
+    collate_episodes,
+    encode_texts,
+    encode_words,
+    read_fewnerd_episodes,
 )
 from hf_adapter_ext.meta.baselines import prototype_logits, soft_kmeans_logits  # noqa: E402
 from hf_adapter_ext.meta.evaluation import (  # noqa: E402
-    episode_accuracy, episode_entity_counts, f1_from_counts, mean_ci95,
+    episode_accuracy,
+    episode_entity_counts,
+    f1_from_counts,
+    mean_ci95,
 )
 
 
@@ -53,23 +62,29 @@ def batches(episodes, size: int):
         yield collate_episodes([episodes[i] for i in range(start, min(start + size, len(episodes)))])
 
 
-def train_sib(level, train_episodes, steps, batch_size, inner_lr, learn_inner_lr, seed, lr=1e-3):
+def train_sib(level, train_episodes, val_episodes, steps, batch_size, inner_lr, learn_inner_lr, seed,
+              lr=1e-3, check_every=200):
+    """Meta-train SIB; keep the weights that scored best on the meta-validation episodes (early stopping)."""
     torch.manual_seed(seed)
     model = new_model(level, inner_lr=inner_lr, learn_inner_lr=learn_inner_lr, inner_steps=3)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    model.train()
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train_episodes), generator=generator)
-    for step in tqdm(range(steps), desc=f"SIB lr={inner_lr}", leave=False):
-        ids = order[(step * batch_size) % len(order):][:batch_size]
-        batch = collate_episodes([train_episodes[int(i)] for i in ids])
-        loss = model(**batch).loss
+    best_score, best_state, best_step = -1.0, None, 0
+    for step in tqdm(range(1, steps + 1), desc=f"SIB inner_lr={inner_lr}", leave=False):
+        model.train()
+        ids = order[((step - 1) * batch_size) % len(order):][:batch_size]
+        loss = model(**collate_episodes([train_episodes[int(i)] for i in ids])).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        schedule.step()
-    return model.eval()
+        if step % check_every == 0 or step == steps:
+            value = summary(score(model.eval(), val_episodes, level)["sib_k3"], level)
+            if value > best_score:
+                best_score, best_step = value, step
+                best_state = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+    model.head.load_state_dict(best_state)
+    return model.eval(), best_score, best_step
 
 
 @torch.no_grad()
@@ -132,15 +147,17 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed, args.val_episodes)
                 test = sequence_episodes(features, labels, classes["test"], k, 2000 + seed, args.test_episodes)
                 candidates = {}
-                for inner_lr, learn in itertools.product(args.inner_lrs, (True,)):
-                    model = train_sib("sequence", train, args.steps, args.batch_size, inner_lr, learn, seed)
-                    candidates[(inner_lr, learn)] = (summary(score(model, val, "sequence")["sib_k3"], "sequence"), model)
+                for inner_lr in args.inner_lrs:
+                    model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
+                                                   True, seed)
+                    candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
                 skm, _ = choose_soft_kmeans(model, val, "sequence")
                 scores = score(model, test, "sequence", skm=skm)
                 per_seed.append({
-                    "seed": seed, "chosen_inner_lr": best[0], "learned_inner_lr": float(model.head.log_inner_lr.exp()),
+                    "seed": seed, "chosen_inner_lr": best, "chosen_steps": candidates[best][2],
+                    "learned_inner_lr": float(model.head.log_inner_lr.exp()),
                     "chosen_soft_kmeans": {"temperature": skm[0], "iterations": skm[1]},
                     "val_sib_k3": {str(c): v[0] for c, v in candidates.items()},
                     **{m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in scores.items()},
@@ -194,15 +211,15 @@ def run_token(args) -> tuple[dict, list, list]:
         val = TokenEpisodes(dev_feats, TokenEpisodeSampler(dev_tags, dev_types, 5, 1, 1000 + seed), args.val_episodes)
         candidates = {}
         for inner_lr in args.inner_lrs:
-            model = train_sib("token", train, args.steps, args.batch_size, inner_lr, True, seed)
-            candidates[inner_lr] = (summary(score(model, val, "token")["sib_k3"], "token"), model)
+            model, value, step = train_sib("token", train, val, args.steps, args.batch_size, inner_lr, True, seed)
+            candidates[inner_lr] = (value, model, step)
         best = max(candidates, key=lambda c: candidates[c][0])
         model = candidates[best][1]
         skm, _ = choose_soft_kmeans(model, val, "token")
         for name, test in test_sets.items():
             scores = score(model, test, "token", skm=skm)
             results.setdefault(name, []).append({
-                "seed": seed, "chosen_inner_lr": best,
+                "seed": seed, "chosen_inner_lr": best, "chosen_steps": candidates[best][2],
                 **{m: {"episode_f1": dict(zip(("mean", "ci95"), mean_ci95(f1_from_counts(v)))),
                        "micro_f1": float(f1_from_counts(v.sum(0)))} for m, v in scores.items()},
             })
@@ -223,7 +240,7 @@ def main():
     parser.add_argument("--datasets", nargs="+", default=["clinc150", "banking77"])
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=1200, help="Most training steps (best on meta-val kept).")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--inner_lrs", nargs="+", type=float, default=[0.01, 0.03])
     parser.add_argument("--val_episodes", type=int, default=500)

@@ -240,3 +240,22 @@ def test_collate_pads_variable_length_episodes():
     batch = collate_episodes(items)
     assert batch["support_features"].shape == (2, 4, 2)
     assert batch["support_labels"][0].tolist() == [0, 0, -100, -100]
+
+
+def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
+    from pathlib import Path
+
+    from huggingface_hub import HfApi, ModelCard
+
+    uploaded = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: type("R", (), {"repo_id": repo_id})())
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+        uploaded["card"] = ModelCard.load(Path(folder_path) / "README.md")
+        return type("C", (), {"commit_url": "https://hub/c/1"})()
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    assert sib().push_to_hub("me/sib-intents") == "https://hub/c/1"
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert "few-shot" in uploaded["card"].data.tags

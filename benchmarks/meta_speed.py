@@ -1,0 +1,134 @@
+"""Meta-training speed: SIB (K = 3) episodes/s, batched vs one episode per step, vs the prototype baseline,
+on cached MiniLM features and with the backbone re-encoding every episode. 5-way, 1- and 5-shot, 15 queries.
+
+Both sides of each comparison run in this one process, alternating, after a warm-up; medians are reported.
+
+    python benchmarks/meta_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import cached, target, write_results  # noqa: E402
+from benchmarks.sib_fewshot import minilm, new_model  # noqa: E402
+from hf_adapter_ext.data import load_clinc150  # noqa: E402
+from hf_adapter_ext.meta import (  # noqa: E402
+    EpisodeSampler,
+    SequenceEpisodes,
+    TextEpisodes,
+    collate_episodes,
+    encode_texts,
+)
+from hf_adapter_ext.meta.baselines import prototype_logits  # noqa: E402
+
+
+def sib_training(model, episodes, batch_size):
+    """One optimiser step over ``batch_size`` episodes (sampling + collation included)."""
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    counter = iter(range(10**9))
+
+    def step():
+        batch = collate_episodes([episodes[next(counter) % len(episodes)] for _ in range(batch_size)])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
+def prototype_eval(episodes, batch_size):
+    counter = iter(range(10**9))
+
+    @torch.no_grad()
+    def step():
+        batch = collate_episodes([episodes[next(counter) % len(episodes)] for _ in range(batch_size)])
+        prototype_logits(batch["support_features"], batch["support_labels"], batch["query_features"], 5).argmax(-1)
+
+    return step
+
+
+def measure(contenders: dict, episodes_per_call: dict, seconds: float, rounds: int) -> dict:
+    """Alternate the contenders round by round; median episodes/s of each."""
+    for fn in contenders.values():  # warm-up
+        fn()
+    rates = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                fn()
+                calls += 1
+            rates[name].append(calls * episodes_per_call[name] / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+@torch.no_grad()
+def batched_equals_single(model, episodes, batch_size=32) -> float:
+    """Max |logit difference| between one batched call and one call per episode (eval mode)."""
+    model.eval()
+    items = [episodes[i] for i in range(batch_size)]
+    batched = model(**collate_episodes(items)).logits
+    single = torch.cat([model(**collate_episodes([item])).logits for item in items])
+    return float((batched - single).abs().max())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm())
+    pool, split = load_clinc150()
+    names = pool.features["label"].names
+    train_classes = [names.index(c) for c in split["train"]]
+    encoder_model = new_model("sequence")
+    features = cached("clinc150_minilm", lambda: encode_texts(encoder_model, tokenizer, pool["text"]))
+    results, targets, rows = {}, [], []
+    for k in (1, 5):
+        sampler = EpisodeSampler(pool["label"], train_classes, 5, k, 15, seed=0)
+        episodes = SequenceEpisodes(features, sampler, 10**6)
+        torch.manual_seed(0)
+        batched_model, single_model = new_model("sequence", inner_steps=3), new_model("sequence", inner_steps=3)
+        contenders = {
+            "sib_batched": sib_training(batched_model, episodes, args.batch_size),
+            "sib_one_per_step": sib_training(single_model, episodes, 1),
+            "prototype": prototype_eval(episodes, args.batch_size),
+        }
+        per_call = {"sib_batched": args.batch_size, "sib_one_per_step": 1, "prototype": args.batch_size}
+        rates = measure(contenders, per_call, args.seconds, args.rounds)
+        # Re-encoding every episode with the backbone (no feature cache): far fewer episodes per second.
+        text_model = new_model("sequence", inner_steps=3)
+        text_episodes = TextEpisodes(pool["text"], tokenizer, sampler, 10**6, max_length=32)
+        rates["sib_reencoding_backbone"] = measure(
+            {"sib_reencoding_backbone": sib_training(text_model, text_episodes, 4)},
+            {"sib_reencoding_backbone": 4}, args.seconds, 1)["sib_reencoding_backbone"]
+        difference = batched_equals_single(batched_model, episodes)
+        results[f"{k}shot"] = {"episodes_per_s": rates, "batched_vs_single_max_abs_logit_diff": difference}
+        ratio = rates["sib_batched"] / rates["sib_one_per_step"]
+        rows.append(f"| {k} | {rates['sib_batched']:.0f} | {rates['sib_one_per_step']:.0f} | {ratio:.1f}x | "
+                    f"{rates['prototype']:.0f} | {rates['sib_reencoding_backbone']:.1f} | {difference:.1e} |")
+        if k == 1:
+            targets += [target("SIB K=3 5-way 1-shot batched training, episodes/s", rates["sib_batched"], 1000, ">="),
+                        target("batched / one-episode-per-step speed ratio", ratio, 3, ">=")]
+    table = (f"Episodes per second (median of {args.rounds} alternating rounds of {args.seconds}s; batch of "
+             f"{args.batch_size} episodes; SIB training = sampling + forward + backward + Adam).\n\n"
+             "| shots | SIB K=3 batched | SIB K=3 one episode/step | ratio | prototype (eval) | SIB re-encoding backbone "
+             "| batched vs single max abs logit diff |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    write_results("meta_speed", {"settings": vars(args), "results": results, "targets": targets}, table)
+
+
+if __name__ == "__main__":
+    main()
