@@ -10,11 +10,12 @@ from .adapter import (
     get_adapter_model,
 )
 from .meta import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBConfig, SIBForFewShotClassification
+from .models import BiLSTMCRFConfig, BiLSTMCRFForTokenClassification
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
+    "BiLSTMCRFConfig", "BiLSTMCRFForTokenClassification", "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
     "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "add_source_logits",
     "get_adapter_model",
 ]

@@ -90,8 +90,6 @@ def test_pipeline_finds_old_and_new_types_and_matches_viterbi(tokenizer, fitted)
     tokens = raw(text)
     encoded = tokenizer(text, return_tensors="pt")
     with torch.no_grad():
-        fitted.crf, crf = None, fitted.crf
-        emissions = fitted(**encoded).logits
-        fitted.crf = crf
-    viterbi = crf.decode(emissions, encoded["attention_mask"])[0, 1:-1]  # drop [CLS] / [SEP]
+        emissions = fitted(**encoded).emissions
+    viterbi = fitted.crf.decode(emissions, encoded["attention_mask"])[0, 1:-1]  # drop [CLS] / [SEP]
     assert [t["entity"] for t in tokens] == [fitted.config.id2label[int(i)] for i in viterbi]

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import TokenClassifierOutput
 
 from . import anatomy
 from .config import NeuralAdapterConfig
-from .crf import FORBIDDEN, IGNORE_INDEX
+from .crf import IGNORE_INDEX
 from .labels import source_labels, validate_new_labels
 from .layers import ADAPTERS, expand_crf, expand_linear
+from .outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
 
 
 class NeuralAdapterModel(nn.Module):
@@ -23,7 +23,7 @@ class NeuralAdapterModel(nn.Module):
 
     ``forward`` takes the usual token-classification inputs plus an optional ``source_logits``
     (the frozen source's scores, precomputed with :func:`hf_adapter_ext.add_source_logits`) and
-    returns a :class:`~transformers.modeling_outputs.TokenClassifierOutput`. With a CRF head,
+    returns a ``TokenClassifierOutput`` (with the pre-CRF ``emissions`` too). With a CRF head,
     the ``logits`` of a model in eval mode encode the Viterbi path (argmax = decoded label), so
     ``pipeline`` and ``Trainer.predict`` return CRF decodings; in train mode they are the emissions.
     """
@@ -56,7 +56,7 @@ class NeuralAdapterModel(nn.Module):
         self.config.id2label = dict(enumerate(labels))
         self.config.label2id = {label: i for i, label in enumerate(labels)}
         self.config.num_labels = len(labels)
-        self.config.keys_to_ignore_at_inference = ["hidden_states", "attentions"]
+        self.config.keys_to_ignore_at_inference = ["emissions", "hidden_states", "attentions"]
         self.name_or_path = getattr(source, "name_or_path", "")
 
         source_head = getattr(source, anatomy.output_layer_name(source, self.num_old_labels))
@@ -133,9 +133,9 @@ class NeuralAdapterModel(nn.Module):
         target = self.peft_config.target
         if target == "frozen":  # one encoder pass gives both the source's scores and the features
             out = self.source_outputs(inputs, hidden=True)
-            return out.hidden_states[-1], out.logits if source_logits is None else source_logits
+            return out.hidden_states[-1], label_scores(out) if source_logits is None else source_logits
         if need_source and source_logits is None:
-            source_logits = self.source_outputs(inputs).logits
+            source_logits = label_scores(self.source_outputs(inputs))
         encoder = self.target_encoder if target == "copy" else anatomy.encoder_of(self.source)
         features = encoder(**anatomy.accepted_inputs(encoder, inputs))[0]
         return features, source_logits
@@ -149,7 +149,7 @@ class NeuralAdapterModel(nn.Module):
         source_logits: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         **kwargs,
-    ) -> TokenClassifierOutput:
+    ) -> CRFTokenClassifierOutput:
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -168,14 +168,8 @@ class NeuralAdapterModel(nn.Module):
             loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None)
         logits = emissions
         if self.crf is not None and not self.training:
-            logits = self.viterbi_logits(emissions, attention_mask)
-        return TokenClassifierOutput(loss=loss, logits=logits)
-
-    def viterbi_logits(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Scores whose per-token argmax is the CRF's Viterbi path (0 on the path, FORBIDDEN elsewhere)."""
-        path = self.crf.decode(emissions, attention_mask).clamp(min=0)
-        on_path = F.one_hot(path, emissions.size(-1)).bool()
-        return torch.zeros_like(emissions).masked_fill(~on_path, FORBIDDEN)
+            logits = viterbi_logits(self.crf, emissions, attention_mask)
+        return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
 
     def _check_labels(self, labels: torch.Tensor) -> None:
         bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.num_labels))]

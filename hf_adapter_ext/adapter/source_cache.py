@@ -8,6 +8,8 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForTokenClassification
 
+from .outputs import label_scores
+
 SOURCE_LOGITS = "source_logits"
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -26,7 +28,7 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
         ]
         padded = collator(features)
         padded = {k: v.to(model.device) for k, v in padded.items()}
-        logits = model.source_outputs(padded).logits.float().cpu()
+        logits = label_scores(model.source_outputs(padded)).float().cpu()
         lengths = [len(ids) for ids in batch["input_ids"]]
         if tokenizer.padding_side == "left":
             return {SOURCE_LOGITS: [logits[i, logits.size(1) - n :].tolist() for i, n in enumerate(lengths)]}

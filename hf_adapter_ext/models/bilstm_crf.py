@@ -1,0 +1,119 @@
+"""The paper's BiLSTM-CRF tagger as a real Hugging Face model (Chen & Moschitti's source architecture).
+
+Word vectors (GloVe), a character BiLSTM and a casing embedding feed a token BiLSTM, then a linear layer and a
+CRF. Registered with `AutoConfig` / `AutoModelForTokenClassification` as ``"bilstm-crf"``, so
+`from_pretrained`, `Trainer`, `pipeline` and `get_adapter_model` treat it like any other model. Input ids are
+word ids from a word-level tokenizer (see :mod:`hf_adapter_ext.models.glove`); the characters and casing of each
+vocabulary word are kept in buffers, so the model needs nothing but ``input_ids``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+from ..adapter.crf import CRF, IGNORE_INDEX
+from ..adapter.outputs import CRFTokenClassifierOutput, viterbi_logits
+
+NUM_CASINGS = 7
+
+
+class BiLSTMCRFConfig(PretrainedConfig):
+    model_type = "bilstm-crf"
+    keys_to_ignore_at_inference = ["emissions", "hidden_states"]
+
+    def __init__(self, vocab_size: int = 2, word_dim: int = 50, char_vocab_size: int = 258, char_dim: int = 25,
+                 char_hidden_size: int = 25, casing_dim: int = 8, hidden_size: int = 100, max_word_length: int = 20,
+                 dropout: float = 0.5, use_crf: bool = True, bio_constraints: bool = True, **kwargs):
+        self.vocab_size, self.word_dim = vocab_size, word_dim
+        self.char_vocab_size, self.char_dim, self.char_hidden_size = char_vocab_size, char_dim, char_hidden_size
+        self.casing_dim, self.hidden_size, self.max_word_length = casing_dim, hidden_size, max_word_length
+        self.dropout, self.use_crf, self.bio_constraints = dropout, use_crf, bio_constraints
+        kwargs.setdefault("pad_token_id", 0)
+        super().__init__(**kwargs)
+
+
+class BiLSTMEncoder(nn.Module):
+    """Words → contextual features [B, T, 2·hidden] (the model's ``base_model``)."""
+
+    def __init__(self, config: BiLSTMCRFConfig):
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.word_dim, padding_idx=0)
+        self.char_embeddings = nn.Embedding(config.char_vocab_size, config.char_dim, padding_idx=0)
+        self.char_lstm = nn.LSTM(config.char_dim, config.char_hidden_size, batch_first=True, bidirectional=True)
+        self.casing_embeddings = nn.Embedding(NUM_CASINGS, config.casing_dim)
+        width = config.word_dim + 2 * config.char_hidden_size + config.casing_dim
+        self.lstm = nn.LSTM(width, config.hidden_size, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.register_buffer("word_chars", torch.zeros(config.vocab_size, config.max_word_length, dtype=torch.long))
+        self.register_buffer("word_casing", torch.zeros(config.vocab_size, dtype=torch.long))
+
+    def _char_features(self, input_ids: torch.Tensor) -> torch.Tensor:
+        unique, inverse = torch.unique(input_ids, return_inverse=True)
+        chars = self.word_chars[unique]
+        lengths = (chars != 0).sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.char_embeddings(chars), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, (hidden, _) = self.char_lstm(packed)
+        per_word = torch.cat([hidden[0], hidden[1]], dim=-1)
+        return per_word[inverse]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        if attention_mask is None:
+            attention_mask = (input_ids != 0).long()
+        features = torch.cat([self.word_embeddings(input_ids), self._char_features(input_ids),
+                              self.casing_embeddings(self.word_casing[input_ids])], dim=-1)
+        lengths = attention_mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(features), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=input_ids.size(1))
+        return BaseModelOutput(last_hidden_state=out, hidden_states=(out,))
+
+
+class BiLSTMCRFForTokenClassification(PreTrainedModel):
+    config_class = BiLSTMCRFConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: BiLSTMCRFConfig):
+        super().__init__(config)
+        self.encoder = BiLSTMEncoder(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(2 * config.hidden_size, config.num_labels)
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.crf = CRF.for_labels(labels, config.bio_constraints) if config.use_crf else None
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self):
+        return self.encoder.word_embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None, return_dict=None,
+                **kwargs) -> CRFTokenClassifierOutput:
+        if attention_mask is None:
+            attention_mask = (input_ids != 0).long()
+        hidden = self.encoder(input_ids, attention_mask).last_hidden_state
+        emissions = self.classifier(self.dropout(hidden))
+        loss = None
+        if labels is not None:
+            if self.crf is not None:
+                loss = self.crf.neg_log_likelihood(emissions, labels, attention_mask)
+            else:
+                loss = nn.functional.cross_entropy(emissions.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        logits = emissions
+        if self.crf is not None and not self.training:
+            logits = viterbi_logits(self.crf, emissions, attention_mask)
+        return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions,
+                                        hidden_states=(hidden,) if output_hidden_states else None)
+
+
+AutoConfig.register("bilstm-crf", BiLSTMCRFConfig, exist_ok=True)
+AutoModelForTokenClassification.register(BiLSTMCRFConfig, BiLSTMCRFForTokenClassification, exist_ok=True)

@@ -1,0 +1,94 @@
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    DataCollatorForTokenClassification,
+    pipeline,
+)
+
+from hf_adapter_ext import (
+    BiLSTMCRFForTokenClassification,
+    NeuralAdapterConfig,
+    NeuralAdapterModel,
+    get_adapter_model,
+)
+from hf_adapter_ext.models import bilstm_crf_with_vocabulary
+from hf_adapter_ext.models.glove import casing, char_ids
+
+from .conftest import NEW_LABELS, OLD_LABELS
+from .helpers import TAGGED, toy_dataset
+
+SENTENCES = [text.split() for text, _ in TAGGED]
+
+
+def tiny_bilstm(labels=OLD_LABELS, **kw):
+    torch.manual_seed(0)
+    glove = (["paris", "london", "the"], torch.randn(3, 8).numpy())
+    return bilstm_crf_with_vocabulary(labels, SENTENCES, glove=glove, word_dim=8, char_dim=4, char_hidden_size=4,
+                                      hidden_size=8, **kw)
+
+
+def test_vocabulary_keeps_case_and_starts_from_glove():
+    model, tokenizer = tiny_bilstm()
+    vocab = tokenizer.get_vocab()
+    assert "Paris" in vocab and "paris" in vocab and "The" in vocab
+    paris, Paris = vocab["paris"], vocab["Paris"]
+    embeddings = model.encoder.word_embeddings.weight
+    assert torch.equal(embeddings[paris], embeddings[Paris]), "case variants share the GloVe vector"
+    assert model.encoder.word_casing[Paris] == casing("Paris") == 5 and casing("1996") == 1
+    assert model.encoder.word_chars[Paris].tolist()[:2] == char_ids("Pa", 2)
+    assert tokenizer(["Paris", "xyzzy"], is_split_into_words=True)["input_ids"] == [Paris, 1]
+
+
+def test_auto_classes_save_reload_and_trainer_style_training(tmp_path):
+    model, tokenizer = tiny_bilstm()
+    data = toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS, outside_types=("LOC",))
+    batch = DataCollatorForTokenClassification(tokenizer)([data[i] for i in range(len(data))])
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    first = None
+    for _ in range(30):
+        loss = model(**batch).loss
+        first = first if first is not None else loss.item()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert loss.item() < first / 2
+    model.save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path).model_type, str)
+    reloaded = AutoModelForTokenClassification.from_pretrained(tmp_path)
+    assert isinstance(reloaded, BiLSTMCRFForTokenClassification)
+    model.eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).emissions, reloaded(**inputs).emissions)
+    tagger = pipeline("token-classification", model=reloaded, tokenizer=tokenizer, aggregation_strategy="simple")
+    assert isinstance(tagger("John Smith lives in Paris ."), list)
+
+
+@pytest.mark.parametrize("target", ["copy", "frozen"])
+def test_the_neural_adapter_extends_a_bilstm_crf_source(tmp_path, target):
+    source, tokenizer = tiny_bilstm()
+    with torch.no_grad():
+        source.crf.transitions.normal_()
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target))
+    n = len(OLD_LABELS)
+    assert torch.equal(model.crf.transitions[:n, :n], source.crf.transitions), "source CRF carried over"
+    data = toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS)
+    batch = DataCollatorForTokenClassification(tokenizer)([data[i] for i in range(len(data))])
+    model.train()
+    model(**batch).loss.backward()
+    model.eval().save_pretrained(tmp_path)
+    source_again, _ = tiny_bilstm()
+    source_again.load_state_dict(source.state_dict())
+    reloaded = NeuralAdapterModel.from_pretrained(source_again, tmp_path)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, reloaded(**inputs).logits)
+
+
+def test_lora_on_a_bilstm_is_refused_with_a_hint():
+    source, _ = tiny_bilstm()
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
