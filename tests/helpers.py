@@ -32,7 +32,7 @@ def toy_dataset(tokenizer, repeat: int = 1, labels=ALL_LABELS, outside_types=())
         rows["ner_tags"].append([label2id[t] for t in tags])
     ds = Dataset.from_dict(rows)
     return ds.map(tokenize_and_align_labels, batched=True, fn_kwargs={"tokenizer": tokenizer},
-                  remove_columns=["tokens", "ner_tags"])
+                  remove_columns=["tokens", "ner_tags"]).remove_columns("word_offset")
 
 
 def batch_of(tokenizer, dataset: Dataset, size: int | None = None) -> dict:

@@ -1,8 +1,12 @@
-"""Word-level tags → subword labels (`datasets.map(batched=True)`), and back."""
+"""Word-level tags → subword labels (`datasets.map(batched=True)`), long sentences in windows, and back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 IGNORE_INDEX = -100
+# Without a real limit from the tokenizer, stay within the 512 positions of BERT-style encoders.
+DEFAULT_MAX_LENGTH = 512
 
 
 def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
@@ -17,14 +21,67 @@ def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> lis
     return labels
 
 
+def max_length_of(tokenizer, max_length: int | None = None) -> int:
+    limit = max_length or tokenizer.model_max_length
+    return limit if limit and limit < 100_000 else DEFAULT_MAX_LENGTH
+
+
+def word_windows(words: Sequence[str], tokenizer, max_length: int) -> list[tuple[int, int]]:
+    """``(start, end)`` word spans, in order, whose subwords plus special tokens fit in ``max_length``.
+
+    Sentences are split between words, never truncated; a single word too long to fit is an error.
+    """
+    if not words:
+        return [(0, 0)]
+    pieces = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False).word_ids()
+    per_word = [0] * len(words)
+    for word in pieces:
+        if word is not None:
+            per_word[word] += 1
+    budget = max_length - tokenizer.num_special_tokens_to_add()
+    windows, start, used = [], 0, 0
+    for i, size in enumerate(per_word):
+        if size > budget:
+            raise ValueError(f"Word {i} ({words[i][:30]!r}) alone has {size} subwords, more than the {budget} that "
+                             f"fit in max_length={max_length}; clean the text or raise max_length.")
+        if used + size > budget:
+            windows.append((start, i))
+            start, used = i, 0
+        used += size
+    windows.append((start, len(words)))
+    return windows
+
+
 def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_tags", max_length: int | None = None):
-    """For ``dataset.map(tokenize_and_align_labels, batched=True, fn_kwargs={"tokenizer": tok})``."""
-    encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=max_length is not None,
-                        max_length=max_length)
-    encoded["labels"] = [
-        align_word_labels(encoded.word_ids(i), tags) for i, tags in enumerate(batch[label_column])
-    ]
+    """For ``dataset.map(tokenize_and_align_labels, batched=True, fn_kwargs={"tokenizer": tok})``.
+
+    Sentences longer than ``max_length`` subwords (default: the tokenizer's limit) become several rows, one
+    per window of words; ``word_offset`` (the window's first word) lets :func:`join_windows` re-join them.
+    """
+    limit = max_length_of(tokenizer, max_length)
+    words_out, labels_out, offsets = [], [], []
+    for words, tags in zip(batch["tokens"], batch[label_column]):
+        if len(words) != len(tags):
+            raise ValueError(f"A sentence has {len(words)} tokens but {len(tags)} tags: {' '.join(words[:10])} ...")
+        for start, end in word_windows(words, tokenizer, limit):
+            words_out.append(list(words[start:end]))
+            labels_out.append(list(tags[start:end]))
+            offsets.append(start)
+    encoded = tokenizer(words_out, is_split_into_words=True)
+    encoded["labels"] = [align_word_labels(encoded.word_ids(i), tags) for i, tags in enumerate(labels_out)]
+    encoded["word_offset"] = offsets
     return encoded
+
+
+def join_windows(rows: Sequence[list], offsets: Sequence[int]) -> list[list]:
+    """Re-join per-window word lists into sentences (a window with offset 0 starts a new sentence)."""
+    sentences: list[list] = []
+    for row, offset in zip(rows, offsets):
+        if offset == 0 or not sentences:
+            sentences.append(list(row))
+        else:
+            sentences[-1].extend(row)
+    return sentences
 
 
 def word_predictions(token_predictions: list[int], token_labels: list[int]) -> list[int]:

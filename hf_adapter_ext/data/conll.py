@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SequenceFeature
 
+logger = logging.getLogger(__name__)
 CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 SHARED_DATA_ENV = "HF_ADAPTER_EXT_DATA"
 
@@ -50,6 +52,17 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
     return sentences
 
 
+def to_iob2(tags: Sequence[str]) -> list[str]:
+    """IOB1 → IOB2: an ``I-X`` that opens an entity (after ``O`` or another type) becomes ``B-X``."""
+    out, previous = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        previous = tag
+    return out
+
+
 def conll_features(labels: Sequence[str] = CONLL2003_LABELS) -> Features:
     return Features({
         "id": Value("string"),
@@ -58,11 +71,31 @@ def conll_features(labels: Sequence[str] = CONLL2003_LABELS) -> Features:
     })
 
 
-def conll_dataset(path: str | os.PathLike, labels: Sequence[str] = CONLL2003_LABELS) -> Dataset:
-    """One CoNLL file as a `datasets.Dataset` (``id``, ``tokens``, ``ner_tags`` as ``ClassLabel``)."""
+def conll_dataset(path: str | os.PathLike, labels: Sequence[str] = CONLL2003_LABELS, scheme: str = "auto") -> Dataset:
+    """One CoNLL file as a `datasets.Dataset` (``id``, ``tokens``, ``ner_tags`` as ``ClassLabel``), in IOB2.
+
+    ``scheme``: ``"iob2"`` refuses a file where an entity opens with ``I-`` (IOB1); ``"iob1"`` converts it;
+    ``"auto"`` converts when it finds such tags and logs a warning saying so.
+    """
+    if scheme not in ("auto", "iob1", "iob2"):
+        raise ValueError(f"scheme={scheme!r}; choose 'auto', 'iob1' or 'iob2'.")
     sentences = read_conll(path)
     if not sentences:
         raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
+    converted = 0
+    for index, sentence in enumerate(sentences):
+        iob2 = to_iob2(sentence["tags"])
+        if iob2 != sentence["tags"]:
+            if scheme == "iob2":
+                raise ValueError(
+                    f"{path}: sentence {index} ({' '.join(sentence['tokens'][:8])} ...) opens an entity with 'I-' "
+                    f"({sentence['tags']}), which IOB2 forbids. The file looks like IOB1: pass scheme='iob1' "
+                    "(or 'auto') to convert it."
+                )
+            converted += 1
+            sentence["tags"] = iob2
+    if converted and scheme == "auto":
+        logger.warning("%s: converted %d sentences from IOB1 to IOB2 (entities opened with 'I-').", path, converted)
     label2id = {label: i for i, label in enumerate(labels)}
     rows = {"id": [], "tokens": [], "ner_tags": []}
     for index, sentence in enumerate(sentences):

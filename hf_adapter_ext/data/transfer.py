@@ -8,7 +8,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
-from .alignment import align_word_labels
+from .alignment import tokenize_and_align_labels
 from .conll import CONLL2003_LABELS, conll_dataset, shared_data_dir
 
 
@@ -30,16 +30,16 @@ class TransferTask:
         names = self.datasets[split].features["ner_tags"].feature.names
         label2id = {label: i for i, label in enumerate(self.labels)}
         hidden = {f"{p}-{t}" for t in hide_types for p in "BI"}
-        to_id = [label2id["O" if name in hidden else name] for name in names]
+        used = {names[t] for tags in self.datasets[split]["ner_tags"] for t in tags}
+        unknown = sorted(n for n in used if n not in hidden and n not in label2id)
+        if unknown:
+            raise ValueError(f"{split} uses tags {unknown} that are not in this task's labels {self.labels}; "
+                             "hide their type (hide_types=...) or add them to the label set.")
+        to_id = [label2id.get("O" if name in hidden else name, -1) for name in names]  # -1: never used here
 
         def encode_batch(batch):
-            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=max_length is not None,
-                                max_length=max_length)
-            encoded["labels"] = [
-                align_word_labels(encoded.word_ids(i), [to_id[t] for t in tags])
-                for i, tags in enumerate(batch["ner_tags"])
-            ]
-            return encoded
+            labelled = {"tokens": batch["tokens"], "ner_tags": [[to_id[t] for t in tags] for tags in batch["ner_tags"]]}
+            return tokenize_and_align_labels(labelled, tokenizer, max_length=max_length)
 
         return self.datasets[split].map(encode_batch, batched=True, remove_columns=self.datasets[split].column_names,
                                         desc=f"Tokenizing {split}")

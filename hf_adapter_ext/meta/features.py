@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.alignment import word_windows
+
 
 def _by_length(lengths: Sequence[int], batch_size: int):
     order = np.argsort(lengths, kind="stable")
@@ -27,15 +29,6 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, m
     return out
 
 
-def _windows(words: list[str], tokenizer, max_length: int) -> list[list[str]]:
-    """Split a sentence into word windows whose subwords fit ``max_length`` (never truncate silently)."""
-    size = len(tokenizer(words, is_split_into_words=True)["input_ids"])
-    if size <= max_length or len(words) == 1:
-        return [words]
-    half = len(words) // 2
-    return _windows(words[:half], tokenizer, max_length) + _windows(words[half:], tokenizer, max_length)
-
-
 @torch.no_grad()
 def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_size: int = 32, max_length: int = 256,
                  desc: str = "Encoding sentences") -> list[torch.Tensor]:
@@ -45,8 +38,8 @@ def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_siz
     """
     pieces, owner = [], []
     for s, words in enumerate(sentences):
-        for window in _windows(list(words), tokenizer, max_length):
-            pieces.append(window)
+        for start, end in word_windows(list(words), tokenizer, max_length):
+            pieces.append(list(words[start:end]))
             owner.append(s)
     encoded_pieces: list[torch.Tensor | None] = [None] * len(pieces)
     for chunk in tqdm(_by_length([len(p) for p in pieces], batch_size), desc=desc, leave=False):

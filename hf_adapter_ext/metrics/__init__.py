@@ -61,7 +61,13 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
         refs += r
     model.train(was_training)
     restore = np.argsort(order)
-    return [preds[i] for i in restore], [refs[i] for i in restore]
+    preds, refs = [preds[i] for i in restore], [refs[i] for i in restore]
+    if "word_offset" in dataset.column_names:  # long sentences were encoded in windows
+        from ..data.alignment import join_windows
+
+        offsets = dataset["word_offset"]
+        preds, refs = join_windows(preds, offsets), join_windows(refs, offsets)
+    return preds, refs
 
 
 def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str] = (), **kwargs) -> dict:

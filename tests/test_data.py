@@ -1,0 +1,100 @@
+"""Messy CoNLL files, label alignment round trips, long sentences in windows."""
+
+import logging
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hf_adapter_ext.data import conll_dataset, read_conll, tokenize_and_align_labels
+from hf_adapter_ext.data.alignment import join_windows, word_predictions, word_windows
+from hf_adapter_ext.data.transfer import TransferTask
+
+from .conftest import build_tokenizer
+
+TOKENIZER = build_tokenizer()
+
+
+def write(tmp_path, text, name="data.txt"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_tabs_spaces_docstart_and_odd_blank_lines_are_read_correctly(tmp_path):
+    path = write(tmp_path, "-DOCSTART- -X- -X- O\n\n\n\nJohn\tNNP B-NP\tB-PER\nlives VBZ B-VP O\n   \n\n"
+                           "-DOCSTART- -X- -X- O\nParis NNP B-NP B-LOC\n\n\n")
+    sentences = read_conll(path)
+    assert sentences == [{"tokens": ["John", "lives"], "tags": ["B-PER", "O"]},
+                         {"tokens": ["Paris"], "tags": ["B-LOC"]}]
+
+
+def test_mixed_column_counts_name_the_file_and_line(tmp_path):
+    path = write(tmp_path, "John NNP B-NP B-PER\nlives O\n")
+    with pytest.raises(ValueError, match=r"data.txt:2: expected 4 .* found 2"):
+        read_conll(path)
+
+
+def test_unknown_tags_name_the_sentence_and_the_fix(tmp_path):
+    path = write(tmp_path, "John B-PERSON\n\n")
+    with pytest.raises(ValueError, match=r"\['B-PERSON'\] that are not in the label set"):
+        conll_dataset(path)
+
+
+def test_empty_file_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no sentences"):
+        conll_dataset(write(tmp_path, "\n\n-DOCSTART- -X- -X- O\n\n"))
+
+
+def test_iob1_is_converted_with_a_warning_or_refused_on_request(tmp_path, caplog):
+    path = write(tmp_path, "John I-PER\nSmith I-PER\nlives O\nin O\nNew I-LOC\nYork I-LOC\nParis B-LOC\n\n")
+    with caplog.at_level(logging.WARNING):
+        ds = conll_dataset(path)
+    names = ds.features["ner_tags"].feature.names
+    assert [names[t] for t in ds[0]["ner_tags"]] == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "B-LOC"]
+    assert "IOB1 to IOB2" in caplog.text
+    with pytest.raises(ValueError, match="looks like IOB1"):
+        conll_dataset(path, scheme="iob2")
+
+
+def test_tags_outside_the_models_labels_are_refused_clearly(tmp_path):
+    path = write(tmp_path, "John B-PER\nParis B-LOC\n\n")
+    from datasets import DatasetDict
+
+    task = TransferTask("LOC", ["O", "B-PER", "I-PER"], ["B-LOC", "I-LOC"], DatasetDict({"x": conll_dataset(path)}))
+    task.encode(TOKENIZER, "x")  # fine: every tag known
+    task.old_labels = ["O", "B-ORG", "I-ORG"]
+    with pytest.raises(ValueError, match=r"uses tags \['B-PER'\]"):
+        task.encode(TOKENIZER, "x")
+
+
+WORDS = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyzJPL.,-'", min_size=1, max_size=12).filter(str.strip),
+                 min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(words=WORDS, data=st.data())
+def test_alignment_round_trips_word_labels(words, data):
+    words = [w.replace(" ", "") or "x" for w in words]
+    tags = data.draw(st.lists(st.integers(0, 8), min_size=len(words), max_size=len(words)))
+    encoded = tokenize_and_align_labels({"tokens": [words], "ner_tags": [tags]}, TOKENIZER)
+    labels = encoded["labels"][0]
+    assert word_predictions(labels, labels) == tags
+    assert labels[0] == -100 and labels[-1] == -100, "special tokens carry no label"
+
+
+@settings(max_examples=60, deadline=None)
+@given(words=WORDS, max_length=st.integers(8, 40), data=st.data())
+def test_long_sentences_are_split_into_windows_and_rejoined_never_truncated(words, max_length, data):
+    words = [w.replace(" ", "") or "x" for w in words]
+    words = [w[: max_length - 3] for w in words]  # every single word fits in a window
+    tags = data.draw(st.lists(st.integers(0, 8), min_size=len(words), max_size=len(words)))
+    encoded = tokenize_and_align_labels({"tokens": [words], "ner_tags": [tags]}, TOKENIZER, max_length=max_length)
+    assert all(len(ids) <= max_length for ids in encoded["input_ids"])
+    per_window = [word_predictions(labels, labels) for labels in encoded["labels"]]
+    assert join_windows(per_window, encoded["word_offset"]) == [tags]
+
+
+def test_a_word_too_long_for_any_window_is_an_error():
+    with pytest.raises(ValueError, match="alone has"):
+        word_windows(["a" * 50], TOKENIZER, max_length=10)
