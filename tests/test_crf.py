@@ -59,7 +59,7 @@ def test_viterbi_is_brute_force_argmax(length, n, seed, bio):
 
 
 def test_batched_masked_equals_one_by_one_and_padding_side_does_not_matter():
-    crf = random_crf(5, 3, bio=True)
+    crf = random_crf(5, 3)  # no constraints: random label sequences are legal paths
     torch.manual_seed(0)
     lengths = [5, 2, 4]
     emissions = torch.randn(3, 5, 5)
@@ -108,3 +108,46 @@ def test_out_of_range_label_is_refused():
         assert "7" in str(err) and "-100" in str(err)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_fully_observed_fast_path_equals_the_forward_algorithm():
+    crf = random_crf(5, 4)
+    torch.manual_seed(1)
+    emissions, labels = torch.randn(3, 6, 5), torch.randint(0, 5, (3, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4]).bool()
+    fast = crf.neg_log_likelihood(emissions, labels, mask)
+    observed = torch.nn.functional.one_hot(labels, 5).bool()
+    clamped = emissions.masked_fill(~observed, -1e4)
+    slow = (crf._log_partition(emissions, mask) - crf._log_partition(clamped, mask, exact=True)).mean()
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-5)
+
+
+def test_fast_partition_equals_exact_partition_on_extreme_scores():
+    crf = random_crf(5, 5, bio=True)
+    emissions = torch.randn(4, 30, 5) * 30  # large scores: terms far below the best are floored
+    mask = torch.ones(4, 30, dtype=torch.bool)
+    fast, exact = crf._log_partition(emissions, mask), crf._log_partition(emissions, mask, exact=True)
+    torch.testing.assert_close(fast, exact, atol=1e-3, rtol=1e-5)
+    emissions.requires_grad_(True)
+    crf._log_partition(emissions, mask).sum().backward()
+    assert torch.isfinite(emissions.grad).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), bio=st.booleans(), length=st.integers(1, 8))
+def test_analytic_backward_matches_autograd_through_log_space(seed, bio, length):
+    crf = random_crf(5, seed, bio=bio)
+    g = torch.Generator().manual_seed(seed)
+    emissions = torch.randn(3, length, 5, generator=g, requires_grad=True)
+    lengths = torch.randint(1, length + 1, (3,), generator=g)
+    mask = torch.arange(length)[None] < lengths[:, None]
+    weights = torch.randn(3, generator=g)
+    params = [emissions, crf.transitions, crf.start_transitions, crf.end_transitions]
+    fast = crf._log_partition(emissions, mask)
+    exact = crf._log_partition(emissions, mask, exact=True)
+    torch.testing.assert_close(fast, exact, atol=1e-4, rtol=1e-5)
+    for a, b in zip(torch.autograd.grad((fast * weights).sum(), params, allow_unused=True),
+                    torch.autograd.grad((exact * weights).sum(), params, allow_unused=True)):
+        a = a if a is not None else torch.zeros_like(b)
+        b = b if b is not None else torch.zeros_like(a)  # length 1: no transition is used
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

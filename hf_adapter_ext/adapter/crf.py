@@ -23,6 +23,7 @@ IGNORE_INDEX = -100
 # Finite "minus infinity": a forbidden transition or label costs this much, so a gold path that
 # breaks a constraint gives a large but finite loss instead of NaN gradients.
 FORBIDDEN = -1e4
+_TINY = 1e-30  # floor of a probability-space sum in the forward algorithm
 
 
 def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,12 +46,78 @@ def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.
 
 def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Move attended positions to the front of each row, keeping their order."""
+    if torch.equal(mask, mask.cummin(dim=1).values):  # already right-padded: nothing to move
+        return (mask, *tensors)
     order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
     packed = [mask.gather(1, order)]
     for t in tensors:
         index = order if t.dim() == 2 else order.unsqueeze(-1).expand_as(t)
         packed.append(t.gather(1, index))
     return tuple(packed)
+
+
+class _LogPartition(torch.autograd.Function):
+    """log Z of a linear-chain CRF with a hand-written backward pass (the forward-backward algorithm).
+
+    Both recursions are scaled: alpha and beta are kept as normalised probability vectors (one [B, L] x [L, L]
+    matrix product per step, emissions exponentiated once for all steps) and only the forward scales are
+    summed, in float64, into log Z. Because ``sum_j alpha_t(j) beta_t(j) = Z`` at every step, the posterior
+    marginals (d log Z / d emissions) and expected transition counts (d log Z / d transitions) are the
+    normalised products ``p_t * b_t`` and ``p_{t-1} x (T * e_t * b_t)``: no log scales, no autograd graph over the
+    T steps, which is what makes the loss cheap on CPU, where per-op overhead dominates at these sizes.
+    """
+
+    @staticmethod
+    def forward(ctx, emissions, mask, trans, start, end):
+        length = emissions.size(1)
+        trans_max = trans.max()
+        exp_trans = (trans - trans_max).exp()
+        emission_max = emissions.max(dim=-1, keepdim=True).values
+        exp_emissions = (emissions - emission_max).exp()
+        alpha = start + emissions[:, 0]
+        first_scale = alpha.max(dim=1, keepdim=True).values
+        p = (alpha - first_scale).exp()
+        p = p / p.sum(dim=1, keepdim=True)
+        forward_p, log_totals = [p], []
+        for t in range(1, length):
+            q = (p @ exp_trans) * exp_emissions[:, t]
+            total = q.sum(dim=1, keepdim=True).clamp(min=_TINY)
+            p = torch.where(mask[:, t : t + 1], q / total, p)
+            forward_p.append(p)
+            log_totals.append(total)
+        end_max = end.max()
+        exp_end = (end - end_max).exp()
+        final = (p * exp_end).sum(dim=1).clamp(min=_TINY)
+        steps = torch.zeros(emissions.size(0), 0, dtype=torch.float64, device=emissions.device)
+        if log_totals:
+            offsets = (emission_max[:, 1:, 0] + trans_max) * mask[:, 1:]
+            steps = (torch.cat(log_totals, dim=1).log() * mask[:, 1:] + offsets).double()
+        first_norm = (alpha - first_scale).exp().sum(dim=1).log()
+        log_z = (first_scale.squeeze(1) + first_norm + final.log() + end_max).double() + steps.sum(dim=1)
+        ctx.save_for_backward(mask, exp_trans, exp_emissions, exp_end, torch.stack(forward_p, dim=1))
+        return log_z.to(emissions.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_log_z):
+        mask, exp_trans, exp_emissions, exp_end, forward_p = ctx.saved_tensors
+        batch, length, labels = exp_emissions.shape
+        last = (mask.sum(dim=1) - 1).clamp(min=0)
+        backward_b = [None] * length
+        b = exp_end.expand(batch, labels)
+        for t in range(length - 1, -1, -1):
+            b = torch.where((last == t).unsqueeze(1), exp_end.expand(batch, labels), b)
+            backward_b[t] = b
+            if t > 0:
+                q = (exp_emissions[:, t] * b) @ exp_trans.T
+                b = torch.where(mask[:, t : t + 1], q / q.sum(dim=1, keepdim=True).clamp(min=_TINY), b)
+        b = torch.stack(backward_b, dim=1)
+        weight = grad_log_z.view(batch, 1, 1) * mask.unsqueeze(-1)
+        unary = forward_p * b
+        marginals = unary / unary.sum(dim=-1, keepdim=True).clamp(min=_TINY) * weight
+        pair = forward_p[:, :-1].unsqueeze(3) * exp_trans * (exp_emissions[:, 1:] * b[:, 1:]).unsqueeze(2)
+        pair = pair / pair.sum(dim=(2, 3), keepdim=True).clamp(min=_TINY) * weight[:, 1:].unsqueeze(-1)
+        at_end = marginals.gather(1, last.view(batch, 1, 1).expand(batch, 1, labels)).squeeze(1)
+        return marginals, None, pair.sum(dim=(0, 1)), marginals[:, 0].sum(0), at_end.sum(0)
 
 
 class CRF(nn.Module):
@@ -80,14 +147,31 @@ class CRF(nn.Module):
         start = self.start_transitions.masked_fill(~self.allowed_start, FORBIDDEN)
         return trans, start, self.end_transitions
 
-    def _log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Forward algorithm over left-packed ``emissions`` [B, T, L] with ``mask`` [B, T]."""
+    def _log_partition(self, emissions: torch.Tensor, mask: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """Forward algorithm over left-packed ``emissions`` [B, T, L] with ``mask`` [B, T].
+
+        By default :class:`_LogPartition` runs it with matrix products in probability space and an analytic
+        backward pass (posterior marginals). ``exact`` uses autograd through log-space sums instead: needed when
+        every path left is forbidden (a gold path that breaks the BIO constraints), whose tiny mass the
+        probability-space floor would overstate.
+        """
         trans, start, end = self._scores()
-        alpha = start + emissions[:, 0]
-        for t in range(1, emissions.size(1)):
-            step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
-            alpha = torch.where(mask[:, t : t + 1], step, alpha)
-        return torch.logsumexp(alpha + end, dim=1)
+        if exact:
+            alpha = start + emissions[:, 0]
+            for t in range(1, emissions.size(1)):
+                step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
+                alpha = torch.where(mask[:, t : t + 1], step, alpha)
+            return torch.logsumexp(alpha + end, dim=1)
+        return _LogPartition.apply(emissions, mask, trans, start, end)
+
+    def _path_score(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Score of the labelled path of each left-packed, fully observed sequence."""
+        trans, start, end = self._scores()
+        labels = labels.clamp(min=0)
+        emitted = emissions.gather(2, labels.unsqueeze(-1)).squeeze(-1)
+        steps = trans[labels[:, :-1], labels[:, 1:]]
+        last = labels.gather(1, (mask.sum(1, keepdim=True) - 1).clamp(min=0)).squeeze(1)
+        return (start[labels[:, 0]] + (emitted * mask).sum(1) + (steps * mask[:, 1:]).sum(1) + end[last])
 
     def neg_log_likelihood(
         self, emissions: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -97,9 +181,13 @@ class CRF(nn.Module):
         self._check_labels(labels, mask)
         mask, emissions, labels = _pack_left(mask, emissions, labels)
         observed = (labels != IGNORE_INDEX) & mask
-        gold = torch.nn.functional.one_hot(labels.clamp(min=0), self.num_labels).bool()
-        clamped = emissions.masked_fill(observed.unsqueeze(-1) & ~gold, FORBIDDEN)
-        nll = self._log_partition(emissions, mask) - self._log_partition(clamped, mask)
+        if torch.equal(observed, mask):  # every position labelled: the gold path's score, no second pass
+            gold = self._path_score(emissions, labels, mask)
+        else:
+            allowed = torch.nn.functional.one_hot(labels.clamp(min=0), self.num_labels).bool()
+            clamped = emissions.masked_fill(observed.unsqueeze(-1) & ~allowed, FORBIDDEN)
+            gold = self._log_partition(clamped, mask, exact=True)
+        nll = self._log_partition(emissions, mask) - gold
         has_tokens = mask.any(dim=1)
         return nll[has_tokens].sum() / has_tokens.sum().clamp(min=1)
 
