@@ -1,0 +1,64 @@
+"""Tiny smoke runs of examples/extend_ner.py (single run, the sweep, and 2 processes under accelerate)."""
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import BertConfig, BertModel
+
+from .conftest import build_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "extend_ner.py"
+TINY = ["--max_source_train", "48", "--max_target_train", "32", "--max_validation", "16", "--max_eval", "24",
+        "--source_epochs", "1", "--num_train_epochs", "1", "--learning_rate", "5e-3", "--disable_tqdm", "true",
+        "--use_cpu", "true"]
+
+
+@pytest.fixture
+def tiny_encoder(tmp_path):
+    tokenizer = build_tokenizer()
+    path = tmp_path / "encoder"
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def extend_ner_main():
+    return runpy.run_path(str(SCRIPT), run_name="extend_ner")["main"]
+
+
+def test_single_run_trains_extends_scores_saves_reloads_and_tags(shared_data, tiny_encoder, tmp_path):
+    results = extend_ner_main()(["--backbone", str(tiny_encoder), "--output_dir", str(tmp_path / "out"), *TINY])
+    assert results["reload_identical"] is True
+    assert {"old_f1", "new_f1", "forgetting", "LOC_f1"} <= results["extended"].keys()
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["new_type"] == "LOC"
+
+
+def test_sweep_writes_results_table_and_targets(shared_data, tmp_path):
+    main = extend_ner_main()
+    payload = main(["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--seeds", "0",
+                    "--results_dir", str(tmp_path / "results"), "--output_dir", str(tmp_path / "out"), *TINY])
+    assert {"source/crf", "source/linear", "expand/all/crf", "adapter/all/crf", "adapter/top/linear",
+            "joint/crf"} <= payload["summary"].keys()
+    saved = json.loads((tmp_path / "results" / "neural_adapter_bilstm-crf_PER.json").read_text())
+    assert saved["targets"] and {"metric", "value", "target", "op", "met"} <= saved["targets"][0].keys()
+    assert "expand/top/crf" in (tmp_path / "results" / "neural_adapter_bilstm-crf_PER.md").read_text()
+    main(["--assemble", "--results_dir", str(tmp_path / "results")])
+    assert (tmp_path / "results" / "neural_adapter_table.png").stat().st_size > 1000
+
+
+def test_runs_under_accelerate_on_two_processes(shared_data, tiny_encoder, tmp_path):
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
+               "--backbone", str(tiny_encoder), "--output_dir", str(tmp_path / "out"), *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["reload_identical"] is True
