@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import target, write_results  # noqa: E402
+from benchmarks.common import alternate, target, write_results  # noqa: E402
 from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model  # noqa: E402
 from hf_adapter_ext.data import load_transfer_task  # noqa: E402
 
@@ -91,19 +89,6 @@ def contender(kind: str, task, tokenizer, batches_count: int):
         return int(batch["attention_mask"].sum())
 
     return step
-
-
-def alternate(steps: dict, seconds: float, rounds: int) -> dict:
-    for fn in steps.values():
-        fn()
-    rates = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            tokens, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                tokens += fn()
-            rates[name].append(tokens / (time.perf_counter() - start))
-    return {name: statistics.median(v) for name, v in rates.items()}
 
 
 @torch.no_grad()

@@ -7,7 +7,10 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,3 +66,21 @@ def cached(name: str, compute):
     tensors = {"x": value} if isinstance(value, torch.Tensor) else {str(i): v for i, v in enumerate(value)}
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     return value
+
+
+def alternate(steps: dict[str, Callable[[], float]], seconds: float, rounds: int) -> dict[str, float]:
+    """Median units/s of each contender; every step returns the units it processed (tokens, episodes, ...).
+
+    One warm-up call each, then the contenders take turns, ``seconds`` each, for ``rounds`` rounds, so
+    machine noise hits every side alike.
+    """
+    for step in steps.values():
+        step()
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            units, start = 0.0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                units += step()
+            rates[name].append(units / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}

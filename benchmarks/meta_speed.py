@@ -9,16 +9,14 @@ Both sides of each comparison run in this one process, alternating, after a warm
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import cached, target, write_results  # noqa: E402
+from benchmarks.common import alternate, cached, target, write_results  # noqa: E402
 from benchmarks.sib_fewshot import minilm, new_model  # noqa: E402
 from hf_adapter_ext.data import load_clinc150  # noqa: E402
 from hf_adapter_ext.meta import (  # noqa: E402
@@ -42,6 +40,7 @@ def sib_training(model, episodes, batch_size):
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        return batch_size
 
     return step
 
@@ -53,23 +52,9 @@ def prototype_eval(episodes, batch_size):
     def step():
         batch = collate_episodes([episodes[next(counter) % len(episodes)] for _ in range(batch_size)])
         prototype_logits(batch["support_features"], batch["support_labels"], batch["query_features"], 5).argmax(-1)
+        return batch_size
 
     return step
-
-
-def measure(contenders: dict, episodes_per_call: dict, seconds: float, rounds: int) -> dict:
-    """Alternate the contenders round by round; median episodes/s of each."""
-    for fn in contenders.values():  # warm-up
-        fn()
-    rates = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                fn()
-                calls += 1
-            rates[name].append(calls * episodes_per_call[name] / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 @torch.no_grad()
@@ -107,14 +92,12 @@ def main():
             "sib_one_per_step": sib_training(single_model, episodes, 1),
             "prototype": prototype_eval(episodes, args.batch_size),
         }
-        per_call = {"sib_batched": args.batch_size, "sib_one_per_step": 1, "prototype": args.batch_size}
-        rates = measure(contenders, per_call, args.seconds, args.rounds)
+        rates = alternate(contenders, args.seconds, args.rounds)
         # Re-encoding every episode with the backbone (no feature cache): far fewer episodes per second.
         text_model = new_model("sequence", inner_steps=3)
         text_episodes = TextEpisodes(pool["text"], tokenizer, sampler, 10**6, max_length=32)
-        rates["sib_reencoding_backbone"] = measure(
-            {"sib_reencoding_backbone": sib_training(text_model, text_episodes, 4)},
-            {"sib_reencoding_backbone": 4}, args.seconds, 1)["sib_reencoding_backbone"]
+        rates.update(alternate({"sib_reencoding_backbone": sib_training(text_model, text_episodes, 4)},
+                               args.seconds, 1))
         difference = batched_equals_single(batched_model, episodes)
         results[f"{k}shot"] = {"episodes_per_s": rates, "batched_vs_single_max_abs_logit_diff": difference}
         ratio = rates["sib_batched"] / rates["sib_one_per_step"]
