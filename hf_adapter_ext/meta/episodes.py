@@ -18,6 +18,11 @@ from torch.utils.data import Dataset as TorchDataset
 IGNORE_INDEX = -100
 
 
+def episode_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of episode ``index``: a counter-based Philox keyed by (seed, index), cheap to create."""
+    return np.random.Generator(np.random.Philox(key=[seed & 0xFFFFFFFFFFFFFFFF, index]))
+
+
 @dataclass
 class Episode:
     """Indices into a pool of examples (sequence level) or sentences (token level), and episode labels."""
@@ -53,11 +58,12 @@ class EpisodeSampler:
             )
 
     def __call__(self, index: int) -> Episode:
-        rng = np.random.default_rng([self.seed, index])
-        classes = rng.choice(self.classes, self.n_way, replace=False)
+        rng = episode_rng(self.seed, index)
+        classes = self.classes[rng.permutation(len(self.classes))[: self.n_way]]
         support, query = [], []
         for c in classes:
-            picked = rng.choice(self.by_class[int(c)], self.k_shot + self.n_query, replace=False)
+            pool = self.by_class[int(c)]
+            picked = pool[rng.permutation(len(pool))[: self.k_shot + self.n_query]]
             support.append(picked[: self.k_shot])
             query.append(picked[self.k_shot :])
         ways = np.arange(self.n_way)
@@ -161,7 +167,7 @@ class TokenEpisodeSampler:
             raise ValueError(f"{n_way}-way episodes need at least {n_way} entity types; got {len(self.types)}.")
 
     def __call__(self, index: int, attempts: int = 50) -> Episode:
-        rng = np.random.default_rng([self.seed, index])
+        rng = episode_rng(self.seed, index)
         for _ in range(attempts):  # some type combinations cannot be sampled: draw another (deterministically)
             types = [str(t) for t in rng.choice(self.types, self.n_way, replace=False)]
             try:

@@ -67,10 +67,15 @@ class SIBHead(nn.Module):
         else:
             self.register_buffer("log_inner_lr", log_lr)
 
+    @staticmethod
+    def _cosine(query_unit: torch.Tensor, theta: torch.Tensor):
+        theta_norm = theta.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        theta_unit = theta / theta_norm
+        return query_unit @ theta_unit.transpose(1, 2), theta_unit, theta_norm
+
     def classify(self, features: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """[B, M, D] features, [B, C, D] weights → [B, M, C] scaled cosine scores."""
-        cos = F.normalize(features, dim=-1) @ F.normalize(theta, dim=-1).transpose(1, 2)
-        return self.scale * (cos + self.bias)
+        return self.scale * (self._cosine(F.normalize(features, dim=-1), theta)[0] + self.bias)
 
     def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor) -> torch.Tensor:
         """Per-class mean of normalised support features, weighted per feature. Labels -100 are ignored."""
@@ -80,32 +85,35 @@ class SIBHead(nn.Module):
         means = sums / onehot.sum(dim=1).clamp(min=1).unsqueeze(-1)
         return means * self.feature_weight
 
-    def refine(self, theta: torch.Tensor, query: torch.Tensor, query_mask: torch.Tensor, steps: int) -> torch.Tensor:
-        """K synthetic-gradient steps on the query set; differentiable when training with grad enabled.
+    def _synthetic_gradient(self, logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+        """g(logits) for every real query, zero for padding ([B, Q, C])."""
+        if bool(query_mask.all()):
+            return self.grad_net(logits.flatten(0, 1)).view_as(logits)
+        synthetic = self.grad_net(logits[query_mask])
+        return torch.zeros_like(logits).masked_scatter(query_mask.unsqueeze(-1).expand_as(logits), synthetic)
 
-        Runs under ``torch.no_grad()`` callers too (the Trainer's evaluation): the inner gradient is
-        taken in an ``enable_grad`` block and the result detached.
+    def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor, steps: int) -> torch.Tensor:
+        """K synthetic-gradient steps ``θ ← θ − lr · (∂logits/∂θ)ᵀ g(logits)`` on the unlabelled queries.
+
+        For the cosine classifier the product is written out,
+        ``(∂logits/∂θ_c)ᵀ g = scale / |θ_c| · Σ_q g_qc (q̂_q − cos_qc θ̂_c)``, so the inner loop is plain tensor
+        algebra: it runs the same under ``torch.no_grad()`` callers (the Trainer's evaluation), and training
+        differentiates through it with one ordinary backward pass instead of double backward.
         """
-        if steps == 0:
-            return theta
-        keep_graph = torch.is_grad_enabled() and self.training
         lr = self.log_inner_lr.exp()
-        with torch.enable_grad():
-            if not keep_graph:
-                theta = theta.detach().requires_grad_(True)
-            for _ in range(steps):
-                scores = self.classify(query, theta)
-                with torch.set_grad_enabled(keep_graph):
-                    synthetic = self.grad_net(scores[query_mask] if keep_graph else scores[query_mask].detach())
-                grad_out = torch.zeros_like(scores).masked_scatter(query_mask.unsqueeze(-1).expand_as(scores), synthetic)
-                (grad,) = torch.autograd.grad(scores, theta, grad_outputs=grad_out, create_graph=keep_graph)
-                theta = theta - lr * grad
-        return theta if keep_graph else theta.detach()
+        for _ in range(steps):
+            cos, theta_unit, theta_norm = self._cosine(query_unit, theta)
+            g = self._synthetic_gradient(self.scale * (cos + self.bias), query_mask)
+            along = g.transpose(1, 2) @ query_unit - (g * cos).sum(dim=1).unsqueeze(-1) * theta_unit
+            theta = theta - lr * self.scale / theta_norm * along
+        return theta
 
     def forward(self, support, support_labels, query, query_mask, steps: int):
+        query_unit = F.normalize(query, dim=-1)
         theta0 = self.init_theta(support, support_labels)
-        theta = self.refine(theta0, query, query_mask, steps)
-        return self.classify(query, theta), self.classify(query, theta0)
+        theta = self.refine(theta0, query_unit, query_mask, steps)
+        logits = self.scale * (self._cosine(query_unit, theta)[0] + self.bias)
+        return logits, self.scale * (self._cosine(query_unit, theta0)[0] + self.bias)
 
 
 class SIBForFewShotClassification(nn.Module):
