@@ -291,14 +291,18 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments) -> dict:
             runs.setdefault(name, []).append(scores)
         joint_head = "crf" if exp.backbone == "bilstm-crf" else "linear"
         runs.setdefault(f"joint/{joint_head}", []).append(experiment.score(experiment.train_joint(joint_head, seed)))
+        payload = sweep_payload(exp, args, runs, seeds_done=exp.seeds[: exp.seeds.index(seed) + 1])
+        write_sweep(payload, Path(exp.results_dir))  # after every seed: a long sweep keeps what it finished
+    return payload
+
+
+def sweep_payload(exp: ExperimentArguments, args: TrainingArguments, runs: dict, seeds_done: list[int]) -> dict:
     summary = {name: {key: mean_std([r[key] for r in rs]) for key in ("old_f1", "new_f1", "overall_f1", "forgetting")
                       if key in rs[0]} for name, rs in runs.items()}
-    payload = {"backbone": exp.backbone, "new_type": exp.new_type, "seeds": exp.seeds, "summary": summary,
-               "runs": runs, "settings": {"source_epochs": exp.source_epochs, "target_epochs": args.num_train_epochs,
-                                          "learning_rate": args.learning_rate,
-                                          "head_learning_rate": exp.head_learning_rate}}
-    write_sweep(payload, Path(exp.results_dir))
-    return payload
+    return {"backbone": exp.backbone, "new_type": exp.new_type, "seeds": seeds_done, "summary": summary,
+            "runs": runs, "settings": {"source_epochs": exp.source_epochs, "target_epochs": args.num_train_epochs,
+                                       "learning_rate": args.learning_rate,
+                                       "head_learning_rate": exp.head_learning_rate}}
 
 
 def write_sweep(payload: dict, results_dir: Path) -> None:
