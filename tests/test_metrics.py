@@ -1,0 +1,17 @@
+import evaluate
+
+from hf_adapter_ext.metrics import ENTITY_F1
+
+
+def test_entity_f1_module_loads_offline_and_splits_old_and_new_types():
+    metric = evaluate.load(ENTITY_F1)
+    scores = metric.compute(
+        predictions=[["B-PER", "O", "O", "O", "B-ORG", "B-LOC", "B-LOC"]],
+        references=[["B-PER", "I-PER", "O", "B-LOC", "B-ORG", "O", "B-LOC"]],
+        new_types=["LOC"],
+    )
+    # gold: PER(0-2), LOC(3), ORG(4), LOC(6); predicted: PER(0), ORG(4), LOC(5), LOC(6)
+    assert scores["ORG_f1"] == 1.0 and scores["PER_f1"] == 0.0
+    assert scores["new_precision"] == 0.5 and scores["new_recall"] == 0.5
+    assert scores["old_precision"] == 0.5 and scores["old_recall"] == 0.5
+    assert abs(scores["overall_f1"] - 0.5) < 1e-9 and scores["LOC_support"] == 2
