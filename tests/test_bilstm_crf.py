@@ -92,3 +92,19 @@ def test_lora_on_a_bilstm_is_refused_with_a_hint():
     source, _ = tiny_bilstm()
     with pytest.raises(ValueError, match="lora_target_modules"):
         get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
+
+
+def test_new_only_distillation_takes_a_crf_sources_viterbi_path_as_pseudo_labels():
+    source, tokenizer = tiny_bilstm()
+    with torch.no_grad():  # emissions favour O everywhere, but the transitions force O -> B-PER -> I-PER
+        source.crf.transitions.fill_(-20.0)
+        source.crf.transitions[0, 1] = source.crf.transitions[1, 2] = source.crf.transitions[2, 0] = 20.0
+        source.crf.start_transitions.fill_(-20.0)
+        source.crf.start_transitions[0] = 20.0
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, annotation="new_only",
+                                                          adapter="none"))
+    emissions = torch.zeros(1, 4, len(OLD_LABELS) + 2)
+    source_scores = torch.zeros(1, 4, len(OLD_LABELS))
+    source_scores[..., 0] = 1.0
+    labels, _ = model._distill(emissions, torch.zeros(1, 4, dtype=torch.long), source_scores, torch.ones(1, 4))
+    assert labels[0].tolist() == [0, 1, 2, 0], "pseudo labels follow the source's Viterbi path, not argmax"

@@ -182,23 +182,27 @@ class NeuralAdapterModel(nn.Module):
     def _loss(self, emissions, labels, attention_mask, source_logits) -> torch.Tensor:
         distill_loss = 0.0
         if source_logits is not None:
-            labels, distill_loss = self._distill(emissions, labels, source_logits)
+            labels, distill_loss = self._distill(emissions, labels, source_logits, attention_mask)
         if self.crf is not None:
             task_loss = self.crf.neg_log_likelihood(emissions, labels, attention_mask)
         else:
             task_loss = F.cross_entropy(emissions.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         return task_loss + self.peft_config.distill_weight * distill_loss
 
-    def _distill(self, emissions, labels, source_logits):
+    def _distill(self, emissions, labels, source_logits, attention_mask):
         """`new_only` data: on tokens labelled O, learn the source's view of the old types.
 
-        Hard part: O labels become the source's prediction (an old entity, or O).
+        Hard part: O labels become the source's prediction (an old entity, or O) — its Viterbi path when it
+        has a CRF, since a CRF's emissions alone are no per-token classifier.
         Soft part: KL from the source's tempered distribution (zero mass on new labels) to the target's.
         """
         outside = self.config.label2id.get("O", 0)
         on_outside = labels == outside
         source_logits = source_logits.to(emissions.dtype)
-        labels = torch.where(on_outside, source_logits.argmax(-1), labels)
+        source_crf = anatomy.crf_of(self.source)
+        predicted = (source_crf.decode(source_logits, attention_mask).clamp(min=0) if source_crf is not None
+                     else source_logits.argmax(-1))
+        labels = torch.where(on_outside, predicted, labels)
         if not on_outside.any():
             return labels, emissions.new_zeros(())
         temperature = self.peft_config.distill_temperature
