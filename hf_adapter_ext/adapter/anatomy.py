@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from contextlib import contextmanager
 
@@ -59,34 +60,31 @@ def attention_projections(encoder: nn.Module) -> list[str]:
     return []
 
 
+@functools.lru_cache(maxsize=64)
+def _forward_parameters(module_type: type) -> frozenset:
+    return frozenset(inspect.signature(module_type.forward).parameters)
+
+
 def accepted_inputs(module: nn.Module, inputs: dict) -> dict:
     """Drop inputs the module's ``forward`` does not take (DistilBERT has no ``token_type_ids``)."""
-    params = inspect.signature(module.forward).parameters
+    params = _forward_parameters(type(module))
     return {k: v for k, v in inputs.items() if v is not None and k in params}
 
 
-@contextmanager
-def eval_mode(module: nn.Module):
-    """Run ``module`` without dropout, restoring its previous mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
-
-
-@contextmanager
-def lora_disabled(module: nn.Module):
-    """Temporarily switch off every PEFT tuner layer inside ``module`` (source pass in `lora` mode)."""
+def tuner_layers(module: nn.Module) -> list:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+    return [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+
+
+@contextmanager
+def lora_disabled(layers: list):
+    """Temporarily switch off the given PEFT tuner layers (the source pass in `lora` mode)."""
     trainable = {p: p.requires_grad for layer in layers for p in layer.parameters()}
     for layer in layers:
         layer.enable_adapters(False)
     try:
-        yield module
+        yield
     finally:
         for layer in layers:
             layer.enable_adapters(True)  # PEFT marks adapter weights trainable here; restore the flags
@@ -95,9 +93,7 @@ def lora_disabled(module: nn.Module):
 
 
 def has_tuner_layers(module: nn.Module) -> bool:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return any(isinstance(m, BaseTunerLayer) for m in module.modules())
+    return bool(tuner_layers(module))
 
 
 def signature(model: nn.Module) -> dict:

@@ -195,26 +195,35 @@ class CRF(nn.Module):
     def decode(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Viterbi path [B, T] (label ids; ``-100`` on padding), in the input's positions."""
         mask = self._mask(emissions, attention_mask)
-        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
         packed_mask, packed = _pack_left(mask, emissions)
         trans, start, end = self._scores()
-        batch, length, _ = packed.shape
+        length = packed.size(1)
+        full = bool(packed_mask.all())  # no padding: no per-step masking
+        stay = torch.arange(self.num_labels, device=packed.device)
         score = start + packed[:, 0]
         history = []
         for t in range(1, length):
             best, idx = (score.unsqueeze(2) + trans).max(dim=1)
+            if full:
+                score = best + packed[:, t]
+                history.append(idx)
+                continue
             step_mask = packed_mask[:, t : t + 1]
             score = torch.where(step_mask, best + packed[:, t], score)
             # Where the sequence has ended, a backpointer to itself carries the last label through.
-            history.append(torch.where(step_mask, idx, torch.arange(self.num_labels, device=idx.device)))
+            history.append(torch.where(step_mask, idx, stay))
         best_last = (score + end).argmax(dim=1)
         path = [best_last]
         for idx in reversed(history):
             path.append(idx.gather(1, path[-1].unsqueeze(1)).squeeze(1))
         packed_path = torch.stack(path[::-1], dim=1)
+        if full:
+            return packed_path
         packed_path = packed_path.masked_fill(~packed_mask, IGNORE_INDEX)
-        out = torch.full_like(packed_path, IGNORE_INDEX)
-        return out.scatter(1, order, packed_path)
+        if torch.equal(packed_mask, mask):  # was already right-padded
+            return packed_path
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        return torch.full_like(packed_path, IGNORE_INDEX).scatter(1, order, packed_path)
 
     def _mask(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if emissions.dim() != 3 or emissions.size(-1) != self.num_labels:

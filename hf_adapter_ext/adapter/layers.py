@@ -23,6 +23,8 @@ class BiLSTMAdapter(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, source_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if bool(attention_mask.all()):  # no padding (e.g. one sentence): no packing needed
+            return self.proj(self.lstm(source_logits)[0])
         lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(source_logits, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)

@@ -68,6 +68,8 @@ class NeuralAdapterModel(nn.Module):
                 self._freeze_below_top(self.target_encoder)
         elif config.target == "lora":
             self._inject_lora(encoder)
+        # LoRA layers switched off for the source pass (found once: walking the modules each call is slow)
+        self._lora_layers = anatomy.tuner_layers(encoder) if config.target == "lora" else []
         dropout = getattr(source.config, "hidden_dropout_prob", getattr(source.config, "dropout", 0.1))
         self.dropout = nn.Dropout(dropout if isinstance(dropout, float) else 0.1)
         self.classifier = expand_linear(source_head, len(config.new_labels))
@@ -125,8 +127,8 @@ class NeuralAdapterModel(nn.Module):
 
     @torch.no_grad()
     def source_outputs(self, inputs: dict, hidden: bool = False):
-        """The frozen source's output (no dropout, no LoRA, no gradient)."""
-        with anatomy.lora_disabled(self.source), anatomy.eval_mode(self.source):
+        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient)."""
+        with anatomy.lora_disabled(self._lora_layers):
             return self.source(**anatomy.accepted_inputs(self.source, inputs), output_hidden_states=hidden)
 
     def _features_and_source_logits(self, inputs: dict, source_logits, need_source: bool):
