@@ -173,10 +173,13 @@ class Experiment:
         return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
                         self.validation["all"], [self.task.new_type])[0]
 
-    def extend(self, source, adapter_args: AdapterArguments, seed: int, base_model: str | None = None):
+    def extend(self, source, adapter_args: AdapterArguments, seed: int, base_model: str | None = None,
+               hide_old_types: bool = False):
+        """Stage 2. ``annotation="new_only"`` (or ``hide_old_types``: the naive baseline, no distillation)
+        trains on target data whose old types are relabelled O."""
         set_seed(seed)
         model = get_adapter_model(source, adapter_args.config(self.task.new_labels, base_model))
-        hide = self.old_types if adapter_args.annotation == "new_only" else []
+        hide = self.old_types if adapter_args.annotation == "new_only" or hide_old_types else []
         data = self.task.encode(self.tokenizer, "target_train", hide_types=hide)
         if adapter_args.cache_source_outputs and model.peft_config.uses_source_at_forward:
             data = add_source_logits(data, model, self.tokenizer)
@@ -261,10 +264,11 @@ def grid(backbone: str, new_type: str) -> list[tuple[str, dict]]:
             for trainable in trainables:
                 configs.append((f"{label}/{trainable}/{head}", {"adapter": adapter, "head": head,
                                                                 "trainable": trainable}))
-    if new_type == "LOC":
-        for adapter, label in (("none", "expand"), ("bilstm", "adapter+distill")):
-            configs.append((f"new_only:{label}/all/crf", {"adapter": adapter, "head": "crf", "trainable": "all",
-                                                          "annotation": "new_only"}))
+    if new_type == "LOC":  # target data with the old types relabelled O (ExtendNER's protocol)
+        configs.append(("new_only:expand/all/crf", {"adapter": "none", "head": "crf", "trainable": "all",
+                                                    "hide_old_types": True}))
+        configs.append(("new_only:adapter+distill/all/crf", {"adapter": "bilstm", "head": "crf", "trainable": "all",
+                                                             "annotation": "new_only"}))
     return configs
 
 
@@ -284,8 +288,11 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments) -> dict:
             source_scores[head] = experiment.score(sources[head], "old")
             runs.setdefault(f"source/{head}", []).append(source_scores[head])
         for name, options in grid(exp.backbone, exp.new_type):
+            options = dict(options)
+            hide_old_types = options.pop("hide_old_types", False)
             head = options["head"] if options["head"] in sources else source_heads[0]  # MiniLM: linear source
-            model, _ = experiment.extend(sources[head], AdapterArguments(**options), seed)
+            model, _ = experiment.extend(sources[head], AdapterArguments(**options), seed,
+                                         hide_old_types=hide_old_types)
             scores = experiment.score(model)
             scores["forgetting"] = scores["old_f1"] - source_scores[head]["old_f1"]
             runs.setdefault(name, []).append(scores)
