@@ -119,6 +119,14 @@ class Experiment:
             "old": self.task.encode(self.tokenizer, "test", hide_types=[self.task.new_type]),
             "all": self.task.encode(self.tokenizer, "test"),
         }
+        self._encoded: dict = {}
+
+    def encoded(self, split: str, hide_types=()):
+        """A tokenized split, computed once per (split, hidden types): sweeps reuse it for every seed and head."""
+        key = (split, tuple(hide_types))
+        if key not in self._encoded:
+            self._encoded[key] = self.task.encode(self.tokenizer, split, hide_types=list(hide_types))
+        return self._encoded[key]
 
     # ---------------------------------------------------------------- models
     def new_tagger(self, labels: list[str], head: str, seed: int):
@@ -158,18 +166,20 @@ class Experiment:
 
     def train_source(self, head: str, seed: int):
         model = self.new_tagger(self.task.old_labels, head, seed)
-        data = self.task.encode(self.tokenizer, "source_train", hide_types=[self.task.new_type])
+        data = self.encoded("source_train", [self.task.new_type])
         return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
                         self.validation["old"])[0]
 
     def train_joint(self, head: str, seed: int):
         """The upper bound: one model trained on all of CoNLL train with every label (what retraining gives)."""
         model = self.new_tagger(self.task.labels, head, seed)
-        full = conll_dataset(Path(self.exp.data_dir or shared_data_dir()) / "conll2003" / "train.txt")
-        if self.exp.max_source_train:  # a subset run: as much joint data as source + target data
-            full = full.select(range(min(len(full), self.exp.max_source_train + (self.exp.max_target_train or 0))))
-        self.task.datasets["joint_train"] = full
-        data = self.task.encode(self.tokenizer, "joint_train")
+        if "joint_train" not in self.task.datasets:  # read once, on the first seed that needs it
+            full = conll_dataset(Path(self.exp.data_dir or shared_data_dir()) / "conll2003" / "train.txt")
+            if self.exp.max_source_train:  # a subset run: as much joint data as source + target data
+                limit = self.exp.max_source_train + (self.exp.max_target_train or 0)
+                full = full.select(range(min(len(full), limit)))
+            self.task.datasets["joint_train"] = full
+        data = self.encoded("joint_train")
         return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
                         self.validation["all"], [self.task.new_type])[0]
 
@@ -180,7 +190,7 @@ class Experiment:
         set_seed(seed)
         model = get_adapter_model(source, adapter_args.config(self.task.new_labels, base_model))
         hide = self.old_types if adapter_args.annotation == "new_only" or hide_old_types else []
-        data = self.task.encode(self.tokenizer, "target_train", hide_types=hide)
+        data = self.encoded("target_train", hide)
         if adapter_args.cache_source_outputs and model.peft_config.uses_source_at_forward:
             data = add_source_logits(data, model, self.tokenizer)
         return self.fit(model, data, AdapterDataCollator(self.tokenizer), self.args.num_train_epochs, seed,

@@ -73,9 +73,12 @@ class SIBHead(nn.Module):
         theta_unit = theta / theta_norm
         return query_unit @ theta_unit.transpose(1, 2), theta_unit, theta_norm
 
+    def _logits(self, query_unit: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.scale * (self._cosine(query_unit, theta)[0] + self.bias)
+
     def classify(self, features: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """[B, M, D] features, [B, C, D] weights → [B, M, C] scaled cosine scores."""
-        return self.scale * (self._cosine(F.normalize(features, dim=-1), theta)[0] + self.bias)
+        return self._logits(F.normalize(features, dim=-1), theta)
 
     def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor) -> torch.Tensor:
         """Per-class mean of normalised support features, weighted per feature. Labels -100 are ignored."""
@@ -112,8 +115,7 @@ class SIBHead(nn.Module):
         query_unit = F.normalize(query, dim=-1)
         theta0 = self.init_theta(support, support_labels)
         theta = self.refine(theta0, query_unit, query_mask, steps)
-        logits = self.scale * (self._cosine(query_unit, theta)[0] + self.bias)
-        return logits, self.scale * (self._cosine(query_unit, theta0)[0] + self.bias)
+        return self._logits(query_unit, theta), self._logits(query_unit, theta0)
 
 
 class SIBForFewShotClassification(nn.Module):
