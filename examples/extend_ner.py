@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -288,38 +289,62 @@ def mean_std(values: list[float]) -> dict:
 
 
 def run_sweep(exp: ExperimentArguments, args: TrainingArguments) -> dict:
-    experiment = Experiment(exp, args)
-    source_heads = ("crf", "linear") if exp.backbone == "bilstm-crf" else ("linear",)
+    """Every configuration of the grid for each seed. Each finished seed is kept in ``output_dir`` and reused by a
+    later sweep with the same settings, so seeds can run in separate processes and be combined afterwards."""
+    experiment = None  # data and tokenizer are only loaded if some seed still has to run
     runs: dict[str, list[dict]] = {}
+    seconds: list[float] = []
     for seed in exp.seeds:
-        sources, source_scores = {}, {}
-        for head in source_heads:
-            sources[head] = experiment.train_source(head, seed)
-            source_scores[head] = experiment.score(sources[head], "old")
-            runs.setdefault(f"source/{head}", []).append(source_scores[head])
-        for name, options in grid(exp.backbone, exp.new_type):
-            options = dict(options)
-            hide_old_types = options.pop("hide_old_types", False)
-            head = options["head"] if options["head"] in sources else source_heads[0]  # MiniLM: linear source
-            model, _ = experiment.extend(sources[head], AdapterArguments(**options), seed,
-                                         hide_old_types=hide_old_types)
-            scores = experiment.score(model)
-            scores["forgetting"] = scores["old_f1"] - source_scores[head]["old_f1"]
+        seed_file = Path(args.output_dir) / f"{exp.backbone}_{exp.new_type}_seed{seed}.json"
+        settings = sweep_settings(exp, args)
+        done = json.loads(seed_file.read_text()) if seed_file.is_file() else None
+        if done is None or done["settings"] != settings:
+            experiment = experiment or Experiment(exp, args)
+            started = time.perf_counter()
+            done = {"settings": settings, "runs": run_seed(experiment, seed)}
+            done["seconds"] = time.perf_counter() - started
+            seed_file.parent.mkdir(parents=True, exist_ok=True)
+            seed_file.write_text(json.dumps(done, indent=2))
+        for name, scores in done["runs"].items():
             runs.setdefault(name, []).append(scores)
-        joint_head = "crf" if exp.backbone == "bilstm-crf" else "linear"
-        runs.setdefault(f"joint/{joint_head}", []).append(experiment.score(experiment.train_joint(joint_head, seed)))
-        payload = sweep_payload(exp, args, runs, seeds_done=exp.seeds[: exp.seeds.index(seed) + 1])
+        seconds.append(done["seconds"])
+        payload = sweep_payload(exp, args, runs, seeds_done=exp.seeds[: exp.seeds.index(seed) + 1], seconds=seconds)
         write_sweep(payload, Path(exp.results_dir))  # after every seed: a long sweep keeps what it finished
     return payload
 
 
-def sweep_payload(exp: ExperimentArguments, args: TrainingArguments, runs: dict, seeds_done: list[int]) -> dict:
+def run_seed(experiment: Experiment, seed: int) -> dict[str, dict]:
+    """Scores of the source models, every configuration of the grid, and the joint upper bound, for one seed."""
+    exp = experiment.exp
+    source_heads = ("crf", "linear") if exp.backbone == "bilstm-crf" else ("linear",)
+    sources, scores = {}, {}
+    for head in source_heads:
+        sources[head] = experiment.train_source(head, seed)
+        scores[f"source/{head}"] = experiment.score(sources[head], "old")
+    for name, options in grid(exp.backbone, exp.new_type):
+        options = dict(options)
+        hide_old_types = options.pop("hide_old_types", False)
+        head = options["head"] if options["head"] in sources else source_heads[0]  # MiniLM: linear source
+        model, _ = experiment.extend(sources[head], AdapterArguments(**options), seed, hide_old_types=hide_old_types)
+        scores[name] = experiment.score(model)
+        scores[name]["forgetting"] = scores[name]["old_f1"] - scores[f"source/{head}"]["old_f1"]
+    joint_head = "crf" if exp.backbone == "bilstm-crf" else "linear"
+    scores[f"joint/{joint_head}"] = experiment.score(experiment.train_joint(joint_head, seed))
+    return scores
+
+
+def sweep_settings(exp: ExperimentArguments, args: TrainingArguments) -> dict:
+    return {"source_epochs": exp.source_epochs, "target_epochs": args.num_train_epochs,
+            "learning_rate": args.learning_rate, "head_learning_rate": exp.head_learning_rate,
+            "limits": [exp.max_source_train, exp.max_target_train, exp.max_validation, exp.max_eval]}
+
+
+def sweep_payload(exp: ExperimentArguments, args: TrainingArguments, runs: dict, seeds_done: list[int],
+                  seconds: list[float]) -> dict:
     summary = {name: {key: mean_std([r[key] for r in rs]) for key in ("old_f1", "new_f1", "overall_f1", "forgetting")
                       if key in rs[0]} for name, rs in runs.items()}
     return {"backbone": exp.backbone, "new_type": exp.new_type, "seeds": seeds_done, "summary": summary,
-            "runs": runs, "settings": {"source_epochs": exp.source_epochs, "target_epochs": args.num_train_epochs,
-                                       "learning_rate": args.learning_rate,
-                                       "head_learning_rate": exp.head_learning_rate}}
+            "runs": runs, "settings": sweep_settings(exp, args), "seconds_per_seed": seconds}
 
 
 def write_sweep(payload: dict, results_dir: Path) -> None:
@@ -344,6 +369,9 @@ def write_sweep(payload: dict, results_dir: Path) -> None:
         targets.append(target(f"{new_type} new_only: adapter+distill |forgetting|", abs(distill["forgetting"]["mean"]), 1, "<="))
     if payload["backbone"] == "bilstm-crf" and "source/crf" in summary:
         targets.append(target(f"{new_type}: paper source CRF F1 (91.35) - ours", PAPER["source_crf"] - summary["source/crf"]["old_f1"]["mean"], 0, "<="))
+    minutes = sum(payload["seconds_per_seed"]) / 60
+    targets.append(target(f"{new_type}: grid minutes, {len(payload['seeds'])} seeds run one after another",
+                          round(minutes, 1), 45, "<="))
     table = (f"Adding **{new_type}** to a {payload['backbone']} source (CoNLL-2003 test, entity F1 %, mean ± std over "
              f"seeds {payload['seeds']}; forgetting = old-type F1 of the adapted model − the source's). Paper "
              f"(BiLSTM-CRF, 300-d GloVe): source {PAPER['source_crf']} (CRF) / {PAPER['source_linear']} (linear); "

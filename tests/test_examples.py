@@ -54,6 +54,23 @@ def test_sweep_writes_results_table_and_targets(shared_data, tmp_path):
     assert (tmp_path / "results" / "neural_adapter_table.png").stat().st_size > 1000
 
 
+def test_sweep_reuses_finished_seeds_so_seeds_can_run_in_separate_processes(shared_data, tmp_path):
+    main = extend_ner_main()
+    args = ["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
+            "--output_dir", str(tmp_path / "out"), *TINY]
+    first = main([*args, "--seeds", "1"])
+    assert (tmp_path / "out" / "bilstm-crf_PER_seed1.json").is_file()
+
+    def no_training(*_, **__):
+        raise AssertionError("a finished seed was trained again")
+
+    main.__globals__["Experiment"] = no_training
+    combined = main([*args, "--seeds", "1"])
+    assert combined["runs"] == first["runs"] and combined["seconds_per_seed"] == first["seconds_per_seed"]
+    with pytest.raises(AssertionError, match="trained again"):  # other settings: the seed is not reused
+        main([*args, "--seeds", "1", "--source_epochs", "2"])
+
+
 def test_runs_under_accelerate_on_two_processes(shared_data, tiny_encoder, tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
