@@ -69,10 +69,15 @@ def cached(name: str, compute):
 
 
 def alternate(steps: dict[str, Callable[[], float]], seconds: float, rounds: int) -> dict[str, float]:
-    """Median units/s of each contender; every step returns the units it processed (tokens, episodes, ...).
+    """Median units/s of each contender; every step returns the units it processed (tokens, episodes, ...)."""
+    return {name: statistics.median(values) for name, values in alternate_rounds(steps, seconds, rounds).items()}
+
+
+def alternate_rounds(steps: dict[str, Callable[[], float]], seconds: float, rounds: int) -> dict[str, list[float]]:
+    """Units/s of each contender in every round.
 
     One warm-up call each, then the contenders take turns, ``seconds`` each, for ``rounds`` rounds, so
-    machine noise hits every side alike.
+    machine noise hits every side alike; ratios taken within a round cancel slow drifts of the machine.
     """
     for step in steps.values():
         step()
@@ -83,4 +88,4 @@ def alternate(steps: dict[str, Callable[[], float]], seconds: float, rounds: int
             while time.perf_counter() - start < seconds:
                 units += step()
             rates[name].append(units / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
+    return rates

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from .crf import CRF, FORBIDDEN
@@ -21,8 +20,7 @@ class CRFTokenClassifierOutput(TokenClassifierOutput):
 def viterbi_logits(crf: CRF, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Scores whose per-token argmax is the CRF's Viterbi path (0 on the path, FORBIDDEN elsewhere)."""
     path = crf.decode(emissions, attention_mask).clamp(min=0)
-    on_path = F.one_hot(path, emissions.size(-1)).bool()
-    return torch.zeros_like(emissions).masked_fill(~on_path, FORBIDDEN)
+    return torch.full_like(emissions, FORBIDDEN).scatter_(-1, path.unsqueeze(-1), 0.0)
 
 
 def label_scores(output) -> torch.Tensor:
