@@ -63,10 +63,10 @@ def batches(episodes, size: int):
 
 
 def train_sib(level, train_episodes, val_episodes, steps, batch_size, inner_lr, learn_inner_lr, seed,
-              lr=1e-3, check_every=200):
+              lr=1e-3, check_every=200, **config):
     """Meta-train SIB; keep the weights that scored best on the meta-validation episodes (early stopping)."""
     torch.manual_seed(seed)
-    model = new_model(level, inner_lr=inner_lr, learn_inner_lr=learn_inner_lr, inner_steps=3)
+    model = new_model(level, inner_lr=inner_lr, learn_inner_lr=learn_inner_lr, inner_steps=3, **config)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train_episodes), generator=generator)

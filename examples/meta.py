@@ -50,6 +50,8 @@ class MetaDataArguments:
 @dataclass
 class SIBArguments:
     learn_inner_lr: bool = field(default=False, metadata={"help": "Learn the inner step size."})
+    support_gradient: bool = field(default=True, metadata={
+        "help": "Refinement steps also follow the labelled support set's true gradient (False: the reference)."})
     grad_net_multiplier: int = field(default=8, metadata={"help": "Synthetic-gradient net width (x classes)."})
     init_scale: float = field(default=10.0, metadata={"help": "Initial cosine-classifier scale."})
     pooling: str = field(default="mean", metadata={"help": "mean | cls"})

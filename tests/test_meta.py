@@ -41,34 +41,55 @@ def toy_episode(batch=2, n_way=3, shots=2, queries=4, dim=16, seed=0):
     }
 
 
-def reference_refine(head, support, support_labels, query, steps, lr):
-    """One episode at a time, written from the paper: θ ← θ − lr · Jᵀ g(logits), J = ∂logits/∂θ."""
+def reference_refine(head, support, support_labels, query, steps, lr, support_weight=None):
+    """One episode at a time, written from the paper: θ ← θ − lr · Jᵀ g(logits), J = ∂logits/∂θ; with
+    ``support_weight``, plus that weight times autograd's gradient of the support set's summed cross-entropy."""
     num_classes = head.num_classes
     s = F.normalize(support, dim=-1)
     theta = torch.stack([s[support_labels == c].mean(0) for c in range(num_classes)]) * head.feature_weight
 
-    def logits_of(th):
-        return head.scale * (F.normalize(query, dim=-1) @ F.normalize(th, dim=-1).T + head.bias)
+    def logits_of(th, x=query):
+        return head.scale * (F.normalize(x, dim=-1) @ F.normalize(th, dim=-1).T + head.bias)
 
     for _ in range(steps):
         logits = logits_of(theta)
         g = head.grad_net(logits)
         jacobian = torch.autograd.functional.jacobian(logits_of, theta)  # [Q, C, C, D]
         grad = torch.einsum("qcjd,qc->jd", jacobian, g)
+        if support_weight is not None:
+            theta_leaf = theta.detach().requires_grad_()
+            ce = F.cross_entropy(logits_of(theta_leaf, support), support_labels, reduction="sum")
+            grad = grad + support_weight * torch.autograd.grad(ce, theta_leaf)[0]
         theta = theta - lr * grad
     return logits_of(theta)
 
 
-def test_inner_loop_matches_a_hand_written_reference():
-    model = sib().eval()
+@pytest.mark.parametrize("support_gradient", [False, True])
+def test_inner_loop_matches_a_hand_written_reference(support_gradient):
+    model = sib(support_gradient=support_gradient).eval()
+    if support_gradient:
+        model.head.log_support_weight.data.fill_(-0.7)
     episode = toy_episode()
     with torch.no_grad():
         out = model(**episode)
     for b in range(2):
+        weight = model.head.log_support_weight.exp().item() if support_gradient else None
         expected = reference_refine(model.head, episode["support_features"][b], episode["support_labels"][b],
-                                    episode["query_features"][b], steps=2, lr=0.5)
+                                    episode["query_features"][b], steps=2, lr=0.5, support_weight=weight)
         torch.testing.assert_close(out.logits[b], expected.detach(), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(out.logits, out.logits_init), "the synthetic gradient must change the classifier"
+
+
+def test_support_gradient_alone_moves_the_classifier_towards_the_support_labels():
+    model = sib(support_gradient=True).eval()
+    torch.nn.init.zeros_(model.head.grad_net.net[-1].weight)  # no query signal: only the labelled support acts
+    model.head.log_inner_lr.fill_(-5.0)  # small steps: gradient descent on the support loss must lower it
+    episode = toy_episode(shots=3)
+    support_episode = {**episode, "query_features": episode["support_features"],
+                       "query_labels": episode["support_labels"]}
+    with torch.no_grad():
+        out = model(**support_episode)
+    assert out.loss < F.cross_entropy(out.logits_init.flatten(0, 1), episode["support_labels"].flatten())
 
 
 def test_gradients_reach_init_and_synthetic_gradient_nets_not_the_frozen_backbone():

@@ -17,6 +17,10 @@ class SIBConfig(PretrainedConfig):
         inner_steps: K, synthetic-gradient refinement steps on the unlabelled query set.
         inner_lr: step size of each refinement step.
         learn_inner_lr: make the step size a trained parameter (log-parametrised).
+        support_gradient: each refinement step also follows the true cross-entropy gradient of the labelled
+            support set (with a learned weight), which keeps the refined classifier anchored to it. Beyond the
+            reference (``False``), which refines with the query set's synthetic gradient alone; measured on
+            BANKING77 it adds ~0.7 point at 1-shot and turns a loss into a gain over prototypes at 5-shot.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
@@ -34,6 +38,7 @@ class SIBConfig(PretrainedConfig):
         inner_steps: int = 3,
         inner_lr: float = 1e-3,
         learn_inner_lr: bool = False,
+        support_gradient: bool = True,
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -53,6 +58,7 @@ class SIBConfig(PretrainedConfig):
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
         self.learn_inner_lr = learn_inner_lr
+        self.support_gradient = support_gradient
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level

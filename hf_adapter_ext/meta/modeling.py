@@ -61,6 +61,9 @@ class SIBHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(()))
         self.feature_weight = nn.Parameter(torch.ones(config.feature_dim))
         self.grad_net = SyntheticGradientNet(config.num_classes, config.grad_net_multiplier)
+        self.support_gradient = config.support_gradient
+        if config.support_gradient:
+            self.log_support_weight = nn.Parameter(torch.zeros(()))
         log_lr = torch.tensor(math.log(config.inner_lr))
         if config.learn_inner_lr:
             self.log_inner_lr = nn.Parameter(log_lr)
@@ -95,26 +98,41 @@ class SIBHead(nn.Module):
         synthetic = self.grad_net(logits[query_mask])
         return torch.zeros_like(logits).masked_scatter(query_mask.unsqueeze(-1).expand_as(logits), synthetic)
 
-    def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor, steps: int) -> torch.Tensor:
+    def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor, steps: int,
+               support_unit: torch.Tensor | None = None, support_targets: torch.Tensor | None = None) -> torch.Tensor:
         """K synthetic-gradient steps ``θ ← θ − lr · (∂logits/∂θ)ᵀ g(logits)`` on the unlabelled queries.
 
         For the cosine classifier the product is written out,
         ``(∂logits/∂θ_c)ᵀ g = scale / |θ_c| · Σ_q g_qc (q̂_q − cos_qc θ̂_c)``, so the inner loop is plain tensor
         algebra: it runs the same under ``torch.no_grad()`` callers (the Trainer's evaluation), and training
         differentiates through it with one ordinary backward pass instead of double backward.
+        With ``support_unit`` / ``support_targets`` (one-hot, zero rows for padding), each step also takes the
+        true cross-entropy gradient of the labelled support set, which keeps θ anchored to it.
         """
         lr = self.log_inner_lr.exp()
+        units = query_unit if support_unit is None else torch.cat([query_unit, support_unit], dim=1)
+        queries = query_unit.size(1)
         for _ in range(steps):
-            cos, theta_unit, theta_norm = self._cosine(query_unit, theta)
-            g = self._synthetic_gradient(self.scale * (cos + self.bias), query_mask)
-            along = g.transpose(1, 2) @ query_unit - (g * cos).sum(dim=1).unsqueeze(-1) * theta_unit
+            cos, theta_unit, theta_norm = self._cosine(units, theta)
+            logits = self.scale * (cos + self.bias)
+            g = self._synthetic_gradient(logits[:, :queries], query_mask)
+            if support_unit is not None:
+                labelled = support_targets.sum(-1, keepdim=True)
+                support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * self.log_support_weight.exp()
+                g = torch.cat([g, support_g], dim=1)
+            along = g.transpose(1, 2) @ units - (g * cos).sum(dim=1).unsqueeze(-1) * theta_unit
             theta = theta - lr * self.scale / theta_norm * along
         return theta
 
     def forward(self, support, support_labels, query, query_mask, steps: int):
         query_unit = F.normalize(query, dim=-1)
         theta0 = self.init_theta(support, support_labels)
-        theta = self.refine(theta0, query_unit, query_mask, steps)
+        anchor = {}
+        if self.support_gradient:
+            valid = (support_labels != IGNORE_INDEX).unsqueeze(-1)
+            anchor = {"support_unit": F.normalize(support, dim=-1),
+                      "support_targets": F.one_hot(support_labels.clamp(min=0), self.num_classes).to(support.dtype) * valid}
+        theta = self.refine(theta0, query_unit, query_mask, steps, **anchor)
         return self._logits(query_unit, theta), self._logits(query_unit, theta0)
 
 
