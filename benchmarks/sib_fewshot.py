@@ -149,7 +149,7 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 candidates = {}
                 for inner_lr in args.inner_lrs:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
-                                                   True, seed)
+                                                   True, seed, support_gradient=args.support_gradient)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
@@ -211,7 +211,8 @@ def run_token(args) -> tuple[dict, list, list]:
         val = TokenEpisodes(dev_feats, TokenEpisodeSampler(dev_tags, dev_types, 5, 1, 1000 + seed), args.val_episodes)
         candidates = {}
         for inner_lr in args.inner_lrs:
-            model, value, step = train_sib("token", train, val, args.steps, args.batch_size, inner_lr, True, seed)
+            model, value, step = train_sib("token", train, val, args.steps, args.batch_size, inner_lr, True, seed,
+                                           support_gradient=args.support_gradient)
             candidates[inner_lr] = (value, model, step)
         best = max(candidates, key=lambda c: candidates[c][0])
         model = candidates[best][1]
@@ -244,6 +245,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--inner_lrs", nargs="+", type=float, default=[0.01, 0.03])
     parser.add_argument("--val_episodes", type=int, default=500)
+    parser.add_argument("--support_gradient", action=argparse.BooleanOptionalAction, default=True,
+                        help="Refinement also follows the support set's gradient (--no-support_gradient: reference).")
     parser.add_argument("--test_episodes", type=int, default=2000)
     args = parser.parse_args()
     results, targets, table = run_sequence(args) if args.level == "sequence" else run_token(args)
