@@ -163,7 +163,10 @@ class Experiment:
         head_lr = self.exp.head_learning_rate or args.learning_rate
         groups = [{"params": [p for n, p in params if not n.startswith(fresh)], "lr": args.learning_rate},
                   {"params": [p for n, p in params if n.startswith(fresh)], "lr": head_lr}]
-        return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
+        # Fused AdamW: one kernel for every tensor (the 75k×50 word-vector matrix made the per-tensor loop a
+        # quarter of a BiLSTM-CRF step on CPU).
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for _, p in params)
+        return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay, fused=fused)
 
     def train_source(self, head: str, seed: int):
         model = self.new_tagger(self.task.old_labels, head, seed)
