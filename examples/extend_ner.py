@@ -383,8 +383,17 @@ def write_sweep(payload: dict, results_dir: Path) -> None:
                   results_dir=results_dir)
 
 
+def paper_figures(backbone: str, name: str) -> str:
+    """The paper's BiLSTM-CRF numbers for the configurations it reports (averaged over its new classes)."""
+    if backbone != "bilstm-crf":
+        return ""
+    return {"source/crf": f"{PAPER['source_crf']}", "source/linear": f"{PAPER['source_linear']}",
+            "adapter/all/crf": f"{PAPER['adapter_crf_old']} / {PAPER['adapter_crf_new']}"}.get(name, "")
+
+
 def assemble(results_dir: Path) -> None:
-    """One table and one plot (old vs new F1 per configuration) from every sweep's results file."""
+    """One table (mean ± std over seeds, the paper's figures alongside) and one plot of old vs new F1 per
+    configuration, a panel per new type, from every sweep's results file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -392,19 +401,32 @@ def assemble(results_dir: Path) -> None:
 
     files = sorted(results_dir.glob("neural_adapter_*_*.json"))
     payloads = [json.loads(f.read_text()) for f in files if f.stem != "neural_adapter_table"]
-    rows = ["| backbone | new type | configuration | old F1 | new F1 | forgetting |", "|---|---|---|---|---|---|"]
-    fig, ax = plt.subplots(figsize=(8, 6))
-    for p in payloads:
+    fmt = lambda s, k: f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" if k in s else "—"  # noqa: E731
+    rows = ["| backbone | new type | seeds | configuration | old-type F1 | new-type F1 | all-type F1 | forgetting | "
+            "paper (old / new) |", "|---|---|---|---|---|---|---|---|---|"]
+    panels = sorted({(p["backbone"], p["new_type"]) for p in payloads})
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 4.5), squeeze=False)
+    for p in sorted(payloads, key=lambda p: (p["backbone"], p["new_type"])):
+        ax = axes[0][panels.index((p["backbone"], p["new_type"]))]
         for name, s in p["summary"].items():
-            if "new_f1" not in s or name.startswith("source"):
+            rows.append(f"| {p['backbone']} | {p['new_type']} | {len(p['seeds'])} | {name} | {fmt(s, 'old_f1')} | "
+                        f"{fmt(s, 'new_f1') if not name.startswith('source') else '—'} | {fmt(s, 'overall_f1')} | "
+                        f"{fmt(s, 'forgetting')} | {paper_figures(p['backbone'], name)} |")
+            if name.startswith("source"):
+                ax.axvline(s["old_f1"]["mean"], color="grey", lw=0.8, ls=":" if "linear" in name else "--")
                 continue
-            rows.append(f"| {p['backbone']} | {p['new_type']} | {name} | {s['old_f1']['mean']:.2f} | "
-                        f"{s['new_f1']['mean']:.2f} | {s.get('forgetting', {}).get('mean', float('nan')):+.2f} |")
-            ax.scatter(s["old_f1"]["mean"], s["new_f1"]["mean"], label=f"{p['backbone']} {p['new_type']} {name}", s=25)
-    ax.set_xlabel("old-type F1 (%)")
-    ax.set_ylabel("new-type F1 (%)")
-    ax.set_title("Neural adapter vs expand-and-fine-tune vs joint training (CoNLL-2003 test)")
-    ax.legend(fontsize=6, loc="lower left")
+            if s["old_f1"]["mean"] < 50:  # a model that forgot the old types would squash the panel: say it instead
+                ax.text(0.02, 0.02, f"{name}: old-type F1 {s['old_f1']['mean']:.1f} (not drawn)", fontsize=6,
+                        transform=ax.transAxes)
+                continue
+            ax.errorbar(s["old_f1"]["mean"], s["new_f1"]["mean"], xerr=s["old_f1"]["std"], yerr=s["new_f1"]["std"],
+                        fmt="o", ms=4, capsize=2)
+            ax.annotate(name, (s["old_f1"]["mean"], s["new_f1"]["mean"]), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points")
+        ax.set_title(f"{p['backbone']}: adding {p['new_type']} ({len(p['seeds'])} seeds)", fontsize=9)
+        ax.set_xlabel("old-type F1 (%)  (dashed: source CRF, dotted: source linear)", fontsize=7)
+        ax.set_ylabel("new-type F1 (%)")
+    fig.suptitle("Neural adapter vs expand-and-fine-tune vs joint training (CoNLL-2003 test)")
     fig.tight_layout()
     results_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(results_dir / "neural_adapter_table.png", dpi=120)
