@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -174,6 +176,19 @@ def test_save_and_load_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(**episode).logits, reloaded(**episode).logits, atol=0, rtol=0)
     assert "0.9000" in (tmp_path / "README.md").read_text()
+
+
+def test_models_saved_before_the_support_gradient_option_reload_as_the_reference(tmp_path):
+    model = sib(support_gradient=False).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["support_gradient"]  # what a save from before the option looks like
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    reloaded = SIBForFewShotClassification.from_pretrained(tmp_path, backbone=tiny_backbone())
+    assert reloaded.config.support_gradient is False
+    episode = toy_episode()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**episode).logits, reloaded(**episode).logits, atol=0, rtol=0)
 
 
 # ---------------------------------------------------------------- the trainer on tiny data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -29,6 +30,8 @@ def load_sib(cls, directory_or_repo, backbone=None, **hub_kwargs):
     if not (directory / "config.json").is_file():
         raise ValueError(f"{directory / 'config.json'} is missing: not a saved SIBForFewShotClassification.")
     config = SIBConfig.from_pretrained(directory)
+    if "support_gradient" not in json.loads((directory / "config.json").read_text()):
+        config.support_gradient = False  # saved before the option existed: the reference refinement
     if backbone is None:
         if not config.backbone_name_or_path:
             raise ValueError("The saved config names no backbone; pass backbone=AutoModel.from_pretrained(...).")
