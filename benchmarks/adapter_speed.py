@@ -108,11 +108,13 @@ def latencies(task, tokenizer, seconds: float, rounds: int) -> dict:
         with torch.inference_mode():  # as pipeline() and Trainer.predict run them: no autograd bookkeeping
             per_round = alternate_rounds(calls, seconds, rounds)  # sentences per second
         source = per_round["source"]
-        results[batch_size] = {name: {"latency_ms": 1000 * batch_size / statistics.median(rates),
-                                      "sentences_per_s": statistics.median(rates),
-                                      # the latency ratio within each round (side by side), then its median
-                                      "x_source": statistics.median(s / r for s, r in zip(source, rates, strict=True))}
-                               for name, rates in per_round.items()}
+        results[batch_size] = {}
+        for name, rates in per_round.items():
+            rate = statistics.median(rates)
+            results[batch_size][name] = {
+                "latency_ms": 1000 * batch_size / rate, "sentences_per_s": rate,
+                # the latency ratio within each round (side by side), then its median
+                "x_source": statistics.median(s / r for s, r in zip(source, rates, strict=True))}
     return results
 
 

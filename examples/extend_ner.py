@@ -286,6 +286,11 @@ def grid(backbone: str, new_type: str) -> list[tuple[str, dict]]:
     return configs
 
 
+def mean_std_text(summary: dict, key: str) -> str:
+    """``mean ± std`` of one summary entry, or a dash where the configuration has no such score."""
+    return f"{summary[key]['mean']:.2f} ± {summary[key]['std']:.2f}" if key in summary else "—"
+
+
 def mean_std(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "runs": values}
@@ -297,9 +302,9 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments) -> dict:
     experiment = None  # data and tokenizer are only loaded if some seed still has to run
     runs: dict[str, list[dict]] = {}
     seconds: list[float] = []
+    settings = sweep_settings(exp, args)
     for seed in exp.seeds:
         seed_file = Path(args.output_dir) / f"{exp.backbone}_{exp.new_type}_seed{seed}.json"
-        settings = sweep_settings(exp, args)
         done = json.loads(seed_file.read_text()) if seed_file.is_file() else None
         if done is None or done["settings"] != settings:
             experiment = experiment or Experiment(exp, args)
@@ -355,9 +360,8 @@ def write_sweep(payload: dict, results_dir: Path) -> None:
 
     summary, new_type = payload["summary"], payload["new_type"]
     rows = ["| configuration | old-type F1 | new-type F1 | all-type F1 | forgetting |", "|---|---|---|---|---|"]
-    fmt = lambda s, k: f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" if k in s else "—"  # noqa: E731
     for name, s in summary.items():
-        rows.append(f"| {name} | {fmt(s, 'old_f1')} | {fmt(s, 'new_f1')} | {fmt(s, 'overall_f1')} | {fmt(s, 'forgetting')} |")
+        rows.append(f"| {name} | {mean_std_text(s, 'old_f1')} | {mean_std_text(s, 'new_f1')} | {mean_std_text(s, 'overall_f1')} | {mean_std_text(s, 'forgetting')} |")
     targets = []
     adapter, expand = summary.get("adapter/all/crf"), summary.get("expand/all/crf")
     joint = summary.get("joint/crf") or summary.get("joint/linear")
@@ -401,7 +405,6 @@ def assemble(results_dir: Path) -> None:
 
     files = sorted(results_dir.glob("neural_adapter_*_*.json"))
     payloads = [json.loads(f.read_text()) for f in files if f.stem != "neural_adapter_table"]
-    fmt = lambda s, k: f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" if k in s else "—"  # noqa: E731
     rows = ["| backbone | new type | seeds | configuration | old-type F1 | new-type F1 | all-type F1 | forgetting | "
             "paper (old / new) |", "|---|---|---|---|---|---|---|---|---|"]
     panels = sorted({(p["backbone"], p["new_type"]) for p in payloads})
@@ -409,9 +412,9 @@ def assemble(results_dir: Path) -> None:
     for p in sorted(payloads, key=lambda p: (p["backbone"], p["new_type"])):
         ax = axes[0][panels.index((p["backbone"], p["new_type"]))]
         for name, s in p["summary"].items():
-            rows.append(f"| {p['backbone']} | {p['new_type']} | {len(p['seeds'])} | {name} | {fmt(s, 'old_f1')} | "
-                        f"{fmt(s, 'new_f1') if not name.startswith('source') else '—'} | {fmt(s, 'overall_f1')} | "
-                        f"{fmt(s, 'forgetting')} | {paper_figures(p['backbone'], name)} |")
+            rows.append(f"| {p['backbone']} | {p['new_type']} | {len(p['seeds'])} | {name} | {mean_std_text(s, 'old_f1')} | "
+                        f"{mean_std_text(s, 'new_f1') if not name.startswith('source') else '—'} | {mean_std_text(s, 'overall_f1')} | "
+                        f"{mean_std_text(s, 'forgetting')} | {paper_figures(p['backbone'], name)} |")
             if name.startswith("source"):
                 ax.axvline(s["old_f1"]["mean"], color="grey", lw=0.8, ls=":" if "linear" in name else "--")
                 continue

@@ -112,13 +112,15 @@ class SIBHead(nn.Module):
         lr = self.log_inner_lr.exp()
         units = query_unit if support_unit is None else torch.cat([query_unit, support_unit], dim=1)
         queries = query_unit.size(1)
+        if support_unit is not None:
+            labelled = support_targets.sum(-1, keepdim=True)  # 0 for padded support rows
+            support_weight = self.log_support_weight.exp()
         for _ in range(steps):
             cos, theta_unit, theta_norm = self._cosine(units, theta)
             logits = self.scale * (cos + self.bias)
             g = self._synthetic_gradient(logits[:, :queries], query_mask)
             if support_unit is not None:
-                labelled = support_targets.sum(-1, keepdim=True)
-                support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * self.log_support_weight.exp()
+                support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * support_weight
                 g = torch.cat([g, support_g], dim=1)
             along = g.transpose(1, 2) @ units - (g * cos).sum(dim=1).unsqueeze(-1) * theta_unit
             theta = theta - lr * self.scale / theta_norm * along
