@@ -174,6 +174,16 @@ class Experiment:
         return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
                         self.validation["old"])[0]
 
+    def kept_source(self, head: str, seed: int, directory: Path, settings: dict):
+        """A source model trained once per (head, seed, settings) and kept on disk, so a resumed sweep reuses it."""
+        path, stamp = directory / head, directory / head / "sweep_settings.json"
+        if stamp.is_file() and json.loads(stamp.read_text()) == settings:
+            return AutoModelForTokenClassification.from_pretrained(path).eval()
+        model = self.train_source(head, seed)
+        model.save_pretrained(path)
+        stamp.write_text(json.dumps(settings))
+        return model
+
     def train_joint(self, head: str, seed: int):
         """The upper bound: one model trained on all of CoNLL train with every label (what retraining gives)."""
         model = self.new_tagger(self.task.labels, head, seed)
@@ -278,7 +288,7 @@ def grid(backbone: str, new_type: str) -> list[tuple[str, dict]]:
             for trainable in trainables:
                 configs.append((f"{label}/{trainable}/{head}", {"adapter": adapter, "head": head,
                                                                 "trainable": trainable}))
-    if new_type == "LOC":  # target data with the old types relabelled O (ExtendNER's protocol)
+    if new_type == "LOC" and backbone == "bilstm-crf":  # target data with old types relabelled O (ExtendNER's)
         configs.append(("new_only:expand/all/crf", {"adapter": "none", "head": "crf", "trainable": "all",
                                                     "hide_old_types": True}))
         configs.append(("new_only:adapter+distill/all/crf", {"adapter": "bilstm", "head": "crf", "trainable": "all",
@@ -297,48 +307,75 @@ def mean_std(values: list[float]) -> dict:
 
 
 def run_sweep(exp: ExperimentArguments, args: TrainingArguments) -> dict:
-    """Every configuration of the grid for each seed. Each finished seed is kept in ``output_dir`` and reused by a
-    later sweep with the same settings, so seeds can run in separate processes and be combined afterwards."""
-    experiment = None  # data and tokenizer are only loaded if some seed still has to run
+    """Every configuration of the grid for each seed. Each score is kept in ``output_dir`` as soon as it exists
+    (and each trained source model next to it), so an interrupted seed resumes where it stopped and seeds can
+    run in separate processes and be combined afterwards by a later sweep with the same settings."""
+    experiment = None  # data and tokenizer are only loaded if some configuration still has to run
     runs: dict[str, list[dict]] = {}
     seconds: list[float] = []
     settings = sweep_settings(exp, args)
     for seed in exp.seeds:
         seed_file = Path(args.output_dir) / f"{exp.backbone}_{exp.new_type}_seed{seed}.json"
-        done = json.loads(seed_file.read_text()) if seed_file.is_file() else None
-        if done is None or done["settings"] != settings:
+        record = json.loads(seed_file.read_text()) if seed_file.is_file() else None
+        if record is None or record["settings"] != settings:
+            record = {"settings": settings, "runs": {}, "seconds": 0.0}
+        if set(seed_configurations(exp.backbone, exp.new_type)) - record["runs"].keys():
             experiment = experiment or Experiment(exp, args)
-            started = time.perf_counter()
-            done = {"settings": settings, "runs": run_seed(experiment, seed)}
-            done["seconds"] = time.perf_counter() - started
-            seed_file.parent.mkdir(parents=True, exist_ok=True)
-            seed_file.write_text(json.dumps(done, indent=2))
-        for name, scores in done["runs"].items():
+            run_seed(experiment, seed, record, seed_file)
+        for name, scores in record["runs"].items():
             runs.setdefault(name, []).append(scores)
-        seconds.append(done["seconds"])
+        seconds.append(record["seconds"])
         payload = sweep_payload(exp, args, runs, seeds_done=exp.seeds[: exp.seeds.index(seed) + 1], seconds=seconds)
         write_sweep(payload, Path(exp.results_dir))  # after every seed: a long sweep keeps what it finished
     return payload
 
 
-def run_seed(experiment: Experiment, seed: int) -> dict[str, dict]:
-    """Scores of the source models, every configuration of the grid, and the joint upper bound, for one seed."""
-    exp = experiment.exp
-    source_heads = ("crf", "linear") if exp.backbone == "bilstm-crf" else ("linear",)
-    sources, scores = {}, {}
-    for head in source_heads:
-        sources[head] = experiment.train_source(head, seed)
-        scores[f"source/{head}"] = experiment.score(sources[head], "old")
+def source_heads(backbone: str) -> tuple[str, ...]:
+    return ("crf", "linear") if backbone == "bilstm-crf" else ("linear",)  # transformers: a linear source
+
+
+def seed_configurations(backbone: str, new_type: str) -> list[str]:
+    """Names of every score one seed of the sweep produces, in the order they are produced."""
+    joint_head = "crf" if backbone == "bilstm-crf" else "linear"
+    return ([f"source/{head}" for head in source_heads(backbone)] + [name for name, _ in grid(backbone, new_type)]
+            + [f"joint/{joint_head}"])
+
+
+def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -> None:
+    """Score the source models, every configuration of the grid and the joint upper bound for one seed, skipping
+    those ``record`` already holds and writing ``record`` to ``seed_file`` after each one."""
+    exp, scores = experiment.exp, record["runs"]
+    started, seconds_before = time.perf_counter(), record["seconds"]
+    sources: dict = {}
+
+    def source(head: str):
+        if head not in sources:
+            sources[head] = experiment.kept_source(head, seed, Path(seed_file).parent / "sources" / f"seed{seed}",
+                                                   record["settings"])
+        return sources[head]
+
+    def keep(name: str, result: dict) -> None:
+        scores[name] = result
+        record["seconds"] = seconds_before + time.perf_counter() - started
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        seed_file.write_text(json.dumps(record, indent=2))
+
+    heads = source_heads(exp.backbone)
+    for head in heads:
+        if f"source/{head}" not in scores:
+            keep(f"source/{head}", experiment.score(source(head), "old"))
     for name, options in grid(exp.backbone, exp.new_type):
+        if name in scores:
+            continue
         options = dict(options)
         hide_old_types = options.pop("hide_old_types", False)
-        head = options["head"] if options["head"] in sources else source_heads[0]  # MiniLM: linear source
-        model, _ = experiment.extend(sources[head], AdapterArguments(**options), seed, hide_old_types=hide_old_types)
-        scores[name] = experiment.score(model)
-        scores[name]["forgetting"] = scores[name]["old_f1"] - scores[f"source/{head}"]["old_f1"]
-    joint_head = "crf" if exp.backbone == "bilstm-crf" else "linear"
-    scores[f"joint/{joint_head}"] = experiment.score(experiment.train_joint(joint_head, seed))
-    return scores
+        head = options["head"] if options["head"] in heads else heads[0]
+        model, _ = experiment.extend(source(head), AdapterArguments(**options), seed, hide_old_types=hide_old_types)
+        result = experiment.score(model)
+        keep(name, {**result, "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]})
+    joint = seed_configurations(exp.backbone, exp.new_type)[-1]
+    if joint not in scores:
+        keep(joint, experiment.score(experiment.train_joint(joint.split("/")[1], seed)))
 
 
 def sweep_settings(exp: ExperimentArguments, args: TrainingArguments) -> dict:

@@ -71,6 +71,35 @@ def test_sweep_reuses_finished_seeds_so_seeds_can_run_in_separate_processes(shar
         main([*args, "--seeds", "1", "--source_epochs", "2"])
 
 
+def test_interrupted_seed_resumes_from_its_last_finished_configuration(shared_data, tmp_path):
+    main = extend_ner_main()
+    args = ["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
+            "--output_dir", str(tmp_path / "out"), "--seeds", "0", *TINY]
+    experiment_cls = main.__globals__["Experiment"]
+    seed_file = tmp_path / "out" / "bilstm-crf_PER_seed0.json"
+
+    class Interrupted(experiment_cls):
+        def extend(self, *a, **kw):
+            if len(json.loads(seed_file.read_text())["runs"]) == 3:  # two sources and one configuration kept
+                raise KeyboardInterrupt
+            return super().extend(*a, **kw)
+
+    main.__globals__["Experiment"] = Interrupted
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    kept = json.loads(seed_file.read_text())
+    assert list(kept["runs"]) == ["source/crf", "source/linear", "expand/top/crf"] and kept["seconds"] > 0
+
+    class Resumed(experiment_cls):
+        def train_source(self, *a, **kw):
+            raise AssertionError("a kept source model was trained again")
+
+    main.__globals__["Experiment"] = Resumed
+    payload = main(args)
+    assert {name: runs[0] for name, runs in payload["runs"].items() if name in kept["runs"]} == kept["runs"]
+    assert list(payload["runs"]) == main.__globals__["seed_configurations"]("bilstm-crf", "PER")
+
+
 def test_runs_under_accelerate_on_two_processes(shared_data, tiny_encoder, tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
