@@ -100,6 +100,18 @@ def test_interrupted_seed_resumes_from_its_last_finished_configuration(shared_da
     assert list(payload["runs"]) == main.__globals__["seed_configurations"]("bilstm-crf", "PER")
 
 
+def test_sweep_runs_seeds_as_processes_side_by_side_and_records_wall_time(shared_data, tmp_path):
+    results = tmp_path / "results"
+    args = ["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(results),
+            "--output_dir", str(tmp_path / "out"), "--seeds", "0", "1", "--seed_processes", "2", *TINY]
+    payload = extend_ner_main()(args)
+    assert payload["seeds"] == [0, 1] and all(len(runs) == 2 for runs in payload["runs"].values())
+    assert (tmp_path / "out" / "bilstm-crf_PER_seed1.log").is_file()
+    assert payload["wall"]["seed_processes"] == 2 and payload["wall"]["seconds"] > 0
+    saved = json.loads((results / "neural_adapter_bilstm-crf_PER.json").read_text())
+    assert any(t["metric"].startswith("PER: grid wall minutes") for t in saved["targets"])
+
+
 def test_runs_under_accelerate_on_two_processes(shared_data, tiny_encoder, tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
