@@ -77,7 +77,7 @@ class ExperimentArguments:
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the sweep."})
     seed_processes: int = field(default=1, metadata={
         "help": "Run the sweep's unfinished seeds as up to this many processes side by side, sharing the cores "
-                "out between them (a BiLSTM-CRF uses one core far better than two); records the wall time."})
+                "out between them; records the grid's wall time."})
     assemble: bool = field(default=False, metadata={"help": "Combine every sweep's results into one table + plot."})
     results_dir: str = field(default=str(ROOT / "benchmarks" / "results"),
                              metadata={"help": "Where the sweep writes its JSON / Markdown / PNG results."})
