@@ -318,8 +318,8 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments, argv: list[str]
     run in separate processes and be combined afterwards by a later sweep with the same settings."""
     started = time.perf_counter()
     pending = [seed for seed in exp.seeds if missing_configurations(seed_record(exp, args, seed)[1], exp)]
-    if exp.seed_processes > 1 and len(pending) > 1:
-        run_seed_processes(exp, args, pending, argv)
+    processes = min(exp.seed_processes, len(pending))
+    threads = run_seed_processes(exp, args, pending, argv) if processes > 1 else torch.get_num_threads()
     experiment = None  # data and tokenizer are only loaded if some configuration still has to run
     runs: dict[str, list[dict]] = {}
     seconds: list[float] = []
@@ -334,7 +334,7 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments, argv: list[str]
         payload = sweep_payload(exp, args, runs, seeds_done=exp.seeds[: exp.seeds.index(seed) + 1], seconds=seconds)
         if pending == exp.seeds and seed == exp.seeds[-1]:  # this command ran the whole grid: its wall time counts
             payload["wall"] = {"seconds": time.perf_counter() - started, "cores": os.cpu_count(),
-                               "seed_processes": min(exp.seed_processes, len(pending))}
+                               "seed_processes": max(processes, 1), "torch_threads_per_process": threads}
         write_sweep(payload, Path(exp.results_dir))  # after every seed: a long sweep keeps what it finished
     return payload
 
@@ -353,9 +353,11 @@ def missing_configurations(record: dict, exp: ExperimentArguments) -> set[str]:
     return set(seed_configurations(exp.backbone, exp.new_type)) - record["runs"].keys()
 
 
-def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds: list[int], argv: list[str] | None):
+def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds: list[int],
+                       argv: list[str] | None) -> int:
     """Each seed in its own copy of this script (the same arguments, one seed each), up to ``seed_processes`` at a
-    time, the cores shared out between them; each writes its seed file and its log to ``output_dir``."""
+    time, the cores shared out between them; each writes its seed file and its log to ``output_dir``. Returns the
+    torch threads each process had."""
     processes = min(exp.seed_processes, len(seeds))
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
@@ -375,6 +377,7 @@ def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds:
           f"{args.output_dir}")
     with ThreadPoolExecutor(processes) as pool:
         list(pool.map(run, seeds))
+    return int(threads)
 
 
 def source_heads(backbone: str) -> tuple[str, ...]:
@@ -463,7 +466,8 @@ def write_sweep(payload: dict, results_dir: Path) -> None:
     if "wall" in payload:  # measured: the whole grid ran in this command
         wall = payload["wall"]
         targets.append(target(f"{new_type}: grid wall minutes on {wall['cores']} cores, {len(payload['seeds'])} seeds "
-                              f"as {wall['seed_processes']} processes", round(wall["seconds"] / 60, 1), 45, "<="))
+                              f"as {wall['seed_processes']} processes of {wall['torch_threads_per_process']} "
+                              "torch thread(s)", round(wall["seconds"] / 60, 1), 45, "<="))
     else:  # combined from seeds run elsewhere: their own times, one after another
         minutes = sum(payload["seconds_per_seed"]) / 60
         targets.append(target(f"{new_type}: grid minutes, {len(payload['seeds'])} seeds run one after another",
