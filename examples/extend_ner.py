@@ -318,8 +318,10 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments, argv: list[str]
     run in separate processes and be combined afterwards by a later sweep with the same settings."""
     started = time.perf_counter()
     pending = [seed for seed in exp.seeds if missing_configurations(seed_record(exp, args, seed)[1], exp)]
-    processes = min(exp.seed_processes, len(pending))
-    threads = run_seed_processes(exp, args, pending, argv) if processes > 1 else torch.get_num_threads()
+    processes = max(1, min(exp.seed_processes, len(pending)))
+    threads = max(1, (os.cpu_count() or 1) // processes) if processes > 1 else torch.get_num_threads()
+    if processes > 1:
+        run_seed_processes(exp, args, pending, argv, processes, threads)
     experiment = None  # data and tokenizer are only loaded if some configuration still has to run
     runs: dict[str, list[dict]] = {}
     seconds: list[float] = []
@@ -334,7 +336,7 @@ def run_sweep(exp: ExperimentArguments, args: TrainingArguments, argv: list[str]
         payload = sweep_payload(exp, args, runs, seeds_done=exp.seeds[: exp.seeds.index(seed) + 1], seconds=seconds)
         if pending == exp.seeds and seed == exp.seeds[-1]:  # this command ran the whole grid: its wall time counts
             payload["wall"] = {"seconds": time.perf_counter() - started, "cores": os.cpu_count(),
-                               "seed_processes": max(processes, 1), "torch_threads_per_process": threads}
+                               "seed_processes": processes, "torch_threads_per_process": threads}
         write_sweep(payload, Path(exp.results_dir))  # after every seed: a long sweep keeps what it finished
     return payload
 
@@ -353,14 +355,12 @@ def missing_configurations(record: dict, exp: ExperimentArguments) -> set[str]:
     return set(seed_configurations(exp.backbone, exp.new_type)) - record["runs"].keys()
 
 
-def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds: list[int],
-                       argv: list[str] | None) -> int:
-    """Each seed in its own copy of this script (the same arguments, one seed each), up to ``seed_processes`` at a
-    time, the cores shared out between them; each writes its seed file and its log to ``output_dir``. Returns the
-    torch threads each process had."""
-    processes = min(exp.seed_processes, len(seeds))
-    threads = str(max(1, (os.cpu_count() or 1) // processes))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds: list[int], argv: list[str] | None,
+                       processes: int, threads: int) -> None:
+    """Each seed in its own copy of this script (the same arguments, one seed each), ``processes`` at a time with
+    ``threads`` torch threads each; each writes its seed file and its log to ``output_dir``."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "TOKENIZERS_PARALLELISM": "false"}
     argv = list(sys.argv[1:] if argv is None else argv)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
 
@@ -377,18 +377,20 @@ def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds:
           f"{args.output_dir}")
     with ThreadPoolExecutor(processes) as pool:
         list(pool.map(run, seeds))
-    return int(threads)
 
 
 def source_heads(backbone: str) -> tuple[str, ...]:
     return ("crf", "linear") if backbone == "bilstm-crf" else ("linear",)  # transformers: a linear source
 
 
+def joint_head(backbone: str) -> str:
+    return "crf" if backbone == "bilstm-crf" else "linear"
+
+
 def seed_configurations(backbone: str, new_type: str) -> list[str]:
     """Names of every score one seed of the sweep produces, in the order they are produced."""
-    joint_head = "crf" if backbone == "bilstm-crf" else "linear"
     return ([f"source/{head}" for head in source_heads(backbone)] + [name for name, _ in grid(backbone, new_type)]
-            + [f"joint/{joint_head}"])
+            + [f"joint/{joint_head(backbone)}"])
 
 
 def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -> None:
@@ -400,7 +402,7 @@ def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -
 
     def source(head: str):
         if head not in sources:
-            sources[head] = experiment.kept_source(head, seed, Path(seed_file).parent / "sources" / f"seed{seed}",
+            sources[head] = experiment.kept_source(head, seed, seed_file.parent / "sources" / f"seed{seed}",
                                                    record["settings"])
         return sources[head]
 
@@ -423,9 +425,9 @@ def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -
         model, _ = experiment.extend(source(head), AdapterArguments(**options), seed, hide_old_types=hide_old_types)
         result = experiment.score(model)
         keep(name, {**result, "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]})
-    joint = seed_configurations(exp.backbone, exp.new_type)[-1]
-    if joint not in scores:
-        keep(joint, experiment.score(experiment.train_joint(joint.split("/")[1], seed)))
+    head = joint_head(exp.backbone)
+    if f"joint/{head}" not in scores:
+        keep(f"joint/{head}", experiment.score(experiment.train_joint(head, seed)))
 
 
 def sweep_settings(exp: ExperimentArguments, args: TrainingArguments) -> dict:
