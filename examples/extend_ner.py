@@ -127,6 +127,7 @@ class Experiment:
             "all": self.task.encode(self.tokenizer, "test"),
         }
         self._encoded: dict = {}
+        self.callbacks: list = []  # extra Trainer callbacks for every fit (benchmarks record learning curves)
 
     def encoded(self, split: str, hide_types=()):
         """A tokenized split, computed once per (split, hidden types): sweeps reuse it for every seed and head."""
@@ -156,7 +157,7 @@ class Experiment:
                                     "save_strategy": "no", "load_best_model_at_end": False})
         keep_best = KeepBestCallback(model)
         trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
-                          data_collator=collator, callbacks=[keep_best],
+                          data_collator=collator, callbacks=[keep_best, *self.callbacks],
                           compute_metrics=entity_f1_compute_metrics(model.config.id2label, new_types),
                           optimizers=(self.optimizer(model, args), None))
         trainer.train()

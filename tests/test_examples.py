@@ -120,3 +120,14 @@ def test_runs_under_accelerate_on_two_processes(shared_data, tiny_encoder, tmp_p
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     assert json.loads((tmp_path / "out" / "results.json").read_text())["reload_identical"] is True
+
+
+def test_convergence_benchmark_records_a_test_curve_per_model_and_the_targets(shared_data, tmp_path):
+    main = runpy.run_path(str(ROOT / "benchmarks" / "bilstm_convergence.py"), run_name="bilstm_convergence")["main"]
+    results = main(["--new_type", "PER", "--epochs", "2", "--target_epochs", "1", "--limit", "24",
+                    "--results_dir", str(tmp_path)])
+    assert [len(results[name]["curve"]) for name in ("source/crf", "adapter/all/crf", "joint/crf")] == [2, 1, 2]
+    assert "forgetting" in results["adapter/all/crf"]["chosen"]
+    saved = json.loads((tmp_path / "bilstm_convergence_PER.json").read_text())
+    assert len(saved["targets"]) == 3 and all(isinstance(t["met"], bool) for t in saved["targets"])
+    assert (tmp_path / "bilstm_convergence_PER.png").stat().st_size > 1000
