@@ -1,5 +1,6 @@
 """How far the paper's BiLSTM-CRF gets with 50-d GloVe, and whether the adapter's gap to retraining closes with
-longer training: learning curves of the source, the adapter (all weights, CRF) and the joint model.
+longer training: learning curves of the source, the adapter (all weights, CRF), the joint model, and a model trained from scratch
+on the adapter's data alone.
 
 The grid (``examples/extend_ner.py --sweep``) trains every model for 4 epochs, so that 3 seeds of 11-13 models
 fit in 45 minutes on 2 cores. Here one seed trains each of the three models longer. Epochs are still chosen on
@@ -42,7 +43,7 @@ class TestCurve(TrainerCallback):
 
 
 def learning_curves(experiment: Experiment, seed: int) -> dict:
-    """Train source, adapter and joint model with a test curve each; the scores of the epochs chosen on validation."""
+    """Train each model with a test curve; the scores of the epochs chosen on validation."""
     results: dict = {}
 
     def trained(name: str, part: str, train):
@@ -57,6 +58,9 @@ def learning_curves(experiment: Experiment, seed: int) -> dict:
     source = trained("source/crf", "old", lambda: experiment.train_source("crf", seed))
     trained("adapter/all/crf", "all", lambda: experiment.extend(source, AdapterArguments(), seed)[0])
     trained("joint/crf", "all", lambda: experiment.train_joint("crf", seed))
+    # The adapter's data alone (target split, every label, from scratch): how much of the joint model's lead on the
+    # new type comes from seeing five times as many of its mentions.
+    trained("target-only/crf", "all", lambda: experiment.train_from_scratch("target_train", "crf", seed))
     results["adapter/all/crf"]["chosen"]["forgetting"] = (results["adapter/all/crf"]["chosen"]["old_f1"]
                                                           - results["source/crf"]["chosen"]["old_f1"])
     return results
@@ -81,7 +85,7 @@ def plot(results: dict, new_type: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (old_ax, new_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for color, (name, result) in zip(("C0", "C1", "C2"), results.items()):
+    for color, (name, result) in zip(("C0", "C1", "C2", "C3"), results.items()):
         curve, chosen = result["curve"], max(result["curve"], key=lambda p: p["validation_f1"])
         for ax, key in ((old_ax, "test_old_f1"), (new_ax, "test_new_f1")):
             if key == "test_new_f1" and name.startswith("source"):
@@ -123,7 +127,7 @@ def report(results: dict, grid: dict, new_type: str, seed: int, epochs: dict, re
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new_type", default="ORG", choices=["LOC", "MISC", "ORG", "PER"])
-    parser.add_argument("--epochs", type=float, default=15, help="Epochs of the source and the joint model.")
+    parser.add_argument("--epochs", type=float, default=15, help="Epochs of the source, joint and target-only models.")
     parser.add_argument("--target_epochs", type=float, default=None, help="Epochs of the adapter (default: --epochs).")
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
                                      per_device_train_batch_size=32, per_device_eval_batch_size=64, seed=args.seed,
                                      report_to="none", save_strategy="no", logging_steps=100, disable_tqdm=True)
         results = learning_curves(Experiment(exp, training), args.seed)
-    epochs = {"source/crf": args.epochs, "adapter/all/crf": target_epochs, "joint/crf": args.epochs}
+    epochs = {"source/crf": args.epochs, "adapter/all/crf": target_epochs, "joint/crf": args.epochs,
+              "target-only/crf": args.epochs}
     grid = {} if limit else grid_scores(args.new_type, args.seed, RESULTS)
     report(results, grid, args.new_type, args.seed, epochs, args.results_dir)
     return results

@@ -193,16 +193,19 @@ class Experiment:
 
     def train_joint(self, head: str, seed: int):
         """The upper bound: one model trained on all of CoNLL train with every label (what retraining gives)."""
-        model = self.new_tagger(self.task.labels, head, seed)
         if "joint_train" not in self.task.datasets:  # read once, on the first seed that needs it
             full = conll_dataset(Path(self.exp.data_dir or shared_data_dir()) / "conll2003" / "train.txt")
             if self.exp.max_source_train:  # a subset run: as much joint data as source + target data
                 limit = self.exp.max_source_train + (self.exp.max_target_train or 0)
                 full = full.select(range(min(len(full), limit)))
             self.task.datasets["joint_train"] = full
-        data = self.encoded("joint_train")
-        return self.fit(model, data, DataCollatorForTokenClassification(self.tokenizer), self.exp.source_epochs, seed,
-                        self.validation["all"], [self.task.new_type])[0]
+        return self.train_from_scratch("joint_train", head, seed)
+
+    def train_from_scratch(self, split: str, head: str, seed: int):
+        """A new model trained on ``split`` with every label, for ``source_epochs``."""
+        model = self.new_tagger(self.task.labels, head, seed)
+        return self.fit(model, self.encoded(split), DataCollatorForTokenClassification(self.tokenizer),
+                        self.exp.source_epochs, seed, self.validation["all"], [self.task.new_type])[0]
 
     def extend(self, source, adapter_args: AdapterArguments, seed: int, base_model: str | None = None,
                hide_old_types: bool = False):

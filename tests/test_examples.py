@@ -126,7 +126,8 @@ def test_convergence_benchmark_records_a_test_curve_per_model_and_the_targets(sh
     main = runpy.run_path(str(ROOT / "benchmarks" / "bilstm_convergence.py"), run_name="bilstm_convergence")["main"]
     results = main(["--new_type", "PER", "--epochs", "2", "--target_epochs", "1", "--limit", "24",
                     "--results_dir", str(tmp_path)])
-    assert [len(results[name]["curve"]) for name in ("source/crf", "adapter/all/crf", "joint/crf")] == [2, 1, 2]
+    models = ("source/crf", "adapter/all/crf", "joint/crf", "target-only/crf")
+    assert [len(results[name]["curve"]) for name in models] == [2, 1, 2, 2]
     assert "forgetting" in results["adapter/all/crf"]["chosen"]
     saved = json.loads((tmp_path / "bilstm_convergence_PER.json").read_text())
     assert len(saved["targets"]) == 3 and all(isinstance(t["met"], bool) for t in saved["targets"])
