@@ -1,9 +1,9 @@
 """How far the paper's BiLSTM-CRF gets with 50-d GloVe, and whether the adapter's gap to retraining closes with
-longer training: learning curves of the source, the adapter (all weights, CRF), the joint model, and a model trained from scratch
-on the adapter's data alone.
+longer training: learning curves of the source, the adapter (all weights, CRF), the joint model, and a model
+trained from scratch on the adapter's data alone.
 
 The grid (``examples/extend_ner.py --sweep``) trains every model for 4 epochs, so that 3 seeds of 11-13 models
-fit in 45 minutes on 2 cores. Here one seed trains each of the three models longer. Epochs are still chosen on
+fit in 45 minutes on 2 cores. Here one seed trains each of these four models longer. Epochs are still chosen on
 validation, exactly as in the grid; the test set is also scored after every epoch, for the curves only. The
 table sets the chosen epoch's scores beside the same seed's 4-epoch grid scores.
 
@@ -42,8 +42,13 @@ class TestCurve(TrainerCallback):
                             **{f"test_{k}": test[k] for k in SCORES}})
 
 
+def chosen_point(curve: list[dict]) -> dict:
+    """The curve's point at the epoch chosen on validation (the first best, as ``KeepBestCallback`` keeps it)."""
+    return max(curve, key=lambda p: p["validation_f1"])
+
+
 def learning_curves(experiment: Experiment, seed: int) -> dict:
-    """Train each model with a test curve; the scores of the epochs chosen on validation."""
+    """Train each model with a test curve; the test scores of the epochs chosen on validation."""
     results: dict = {}
 
     def trained(name: str, part: str, train):
@@ -51,8 +56,8 @@ def learning_curves(experiment: Experiment, seed: int) -> dict:
         experiment.callbacks = [curve]
         model = train()
         experiment.callbacks = []
-        chosen = experiment.score(model, part)
-        results[name] = {"curve": curve.points, "chosen": {k: chosen[k] for k in SCORES}}
+        chosen = chosen_point(curve.points)
+        results[name] = {"curve": curve.points, "chosen": {k: chosen[f"test_{k}"] for k in SCORES}}
         return model
 
     source = trained("source/crf", "old", lambda: experiment.train_source("crf", seed))
@@ -86,7 +91,7 @@ def plot(results: dict, new_type: str, path: Path) -> None:
 
     fig, (old_ax, new_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for color, (name, result) in zip(("C0", "C1", "C2", "C3"), results.items()):
-        curve, chosen = result["curve"], max(result["curve"], key=lambda p: p["validation_f1"])
+        curve, chosen = result["curve"], chosen_point(result["curve"])
         for ax, key in ((old_ax, "test_old_f1"), (new_ax, "test_new_f1")):
             if key == "test_new_f1" and name.startswith("source"):
                 continue
@@ -106,7 +111,7 @@ def report(results: dict, grid: dict, new_type: str, seed: int, epochs: dict, re
     rows = [f"| model | epochs trained / chosen on validation | old-type F1 | new-type F1 | 4-epoch grid, seed {seed} "
             "(old / new) |", "|---|---|---|---|---|"]
     for name, result in results.items():
-        chosen, best = result["chosen"], max(result["curve"], key=lambda p: p["validation_f1"])
+        chosen, best = result["chosen"], chosen_point(result["curve"])
         new = "—" if name.startswith("source") else f"{chosen['new_f1']:.2f}"
         before = grid.get(name)
         grid_text = f"{before['old_f1']:.2f} / {before['new_f1']:.2f}" if before else "—"
@@ -135,8 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, default=None, help="Use only this many sentences of each split (smoke runs).")
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    target_epochs = args.target_epochs or args.epochs
-    limit = args.limit
+    target_epochs, limit = args.target_epochs or args.epochs, args.limit
     exp = ExperimentArguments(new_type=args.new_type, data_dir=args.data_dir, backbone="bilstm-crf",
                               source_epochs=args.epochs, max_source_train=limit, max_target_train=limit,
                               max_validation=limit, max_eval=limit)
