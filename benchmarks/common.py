@@ -37,6 +37,11 @@ def target(metric: str, value: float, goal: float, op: str) -> dict:
     return {"metric": metric, "value": round(float(value), 4), "target": goal, "op": op, "met": bool(met)}
 
 
+def escape_pipes(text: str) -> str:
+    """A Markdown table cell: a metric like ``|forgetting|`` must not split the row."""
+    return text.replace("|", "\\|")
+
+
 def write_results(name: str, payload: dict, table: str, results_dir: Path = RESULTS) -> None:
     """``results/<name>.json`` (with machine facts and a top-level ``targets`` list) and ``<name>.md``."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +52,7 @@ def write_results(name: str, payload: dict, table: str, results_dir: Path = RESU
     header = (f"Command: `{facts['command']}`  \nDate: {facts['date']} · {facts['cpu_cores']} cores, "
               f"{facts['torch_threads']} torch threads · torch {facts['torch']} · {facts['device']}\n\n")
     rows = ["| target | value | goal | met |", "|---|---|---|---|"]
-    rows += [f"| {t['metric']} | {t['value']} | {t['op']} {t['target']} | {'yes' if t['met'] else 'NO'} |"
+    rows += [f"| {escape_pipes(t['metric'])} | {t['value']} | {t['op']} {t['target']} | {'yes' if t['met'] else 'NO'} |"
              for t in payload["targets"]]
     (results_dir / f"{name}.md").write_text(header + table + "\n\n" + "\n".join(rows) + "\n")
     print(header + table + "\n\n" + "\n".join(rows))

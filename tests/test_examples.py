@@ -132,3 +132,47 @@ def test_convergence_benchmark_records_a_test_curve_per_model_and_the_targets(sh
     saved = json.loads((tmp_path / "bilstm_convergence_PER.json").read_text())
     assert len(saved["targets"]) == 3 and all(isinstance(t["met"], bool) for t in saved["targets"])
     assert (tmp_path / "bilstm_convergence_PER.png").stat().st_size > 1000
+
+
+def ner_errors() -> dict:
+    return runpy.run_path(str(ROOT / "benchmarks" / "ner_errors.py"), run_name="ner_errors")
+
+
+@pytest.mark.parametrize(("predicted", "expected"), [
+    ([("LOC", 0, 2)], ("correct", "LOC")),
+    ([("ORG", 0, 2)], ("wrong type", "ORG")),
+    ([("LOC", 1, 2)], ("boundary", "LOC")),
+    ([("ORG", 1, 3)], ("boundary and type", "ORG")),
+    ([("PER", 2, 3)], ("missed", None)),
+    ([], ("missed", None)),
+])
+def test_error_analysis_sorts_a_gold_mention_by_what_the_tagger_did(predicted, expected):
+    assert ner_errors()["outcome"](("LOC", 0, 2), predicted) == expected
+
+
+def test_error_analysis_counts_spurious_entities_and_the_mentions_the_adapter_lost():
+    module = ner_errors()
+    gold = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "B-LOC"]]
+    source = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "O"]]
+    adapter = [["B-PER", "I-PER", "B-MISC", "B-LOC"], ["O", "B-LOC"]]
+    tokens = [["Ada", "Lovelace", "in", "Ford"], ["in", "Paris"]]
+    assert module["spurious"](gold, adapter) == {"MISC": 1}
+    seen = {"Paris": module["SEEN"][0]}
+    analysis = {name: {"mentions": module["mentions"](tokens, gold, tags, seen)}
+                for name, tags in (("source/crf", source), ("adapter/all/crf", adapter))}
+    assert [(m["text"], m["seen"], m["outcome"]) for m in analysis["adapter/all/crf"]["mentions"]] == [
+        ("Ada Lovelace", module["SEEN"][2], "correct"), ("Ford", module["SEEN"][2], "wrong type"),
+        ("Paris", module["SEEN"][0], "correct")]
+    breakdown = module["forgetting_breakdown"](analysis, "LOC", "adapter/all/crf")
+    assert breakdown == {"lost": {"wrong type (LOC)": 1}, "gained": {}, "net": -1}
+
+
+def test_error_analysis_benchmark_writes_its_tables_plot_and_targets(shared_data, tmp_path):
+    payload = ner_errors()["main"](["--new_type", "ORG", "--source_epochs", "1", "--epochs", "1", "--limit", "24",
+                                    "--results_dir", str(tmp_path)])
+    assert set(payload["scores"]) == {"source/crf", "expand/all/crf", "adapter/all/crf", "joint/crf"}
+    saved = json.loads((tmp_path / "ner_errors_ORG.json").read_text())
+    assert len(saved["targets"]) == 2 and all(isinstance(t["met"], bool) for t in saved["targets"])
+    totals = {name: sum(o["new"].values()) + sum(o["old"].values()) for name, o in saved["outcomes"].items()}
+    assert len(set(totals.values())) == 1 and min(totals.values()) > 0  # every model is judged on every mention
+    assert (tmp_path / "ner_errors_ORG.png").stat().st_size > 1000
