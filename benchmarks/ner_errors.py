@@ -199,25 +199,30 @@ def plot(analysis: dict, by_seen: dict, new_type: str, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def seen_table(by_seen: dict) -> list[str]:
+    rows = ["| model | " + " | ".join(f"{w} ({by_seen['joint/crf'][w]['mentions']})" for w in SEEN) + " |",
+            "|---|" + "---|" * len(SEEN)]
+    return rows + [f"| {name} | " + " | ".join(f"{by_seen[name][w]['recall']:.1f}" for w in SEEN) + " |"
+                   for name in MODELS if name != "source/crf"]
+
+
+def forgetting_table(forgetting: dict, scores: dict) -> list[str]:
+    rows = ["| model | old-type F1 change | mentions lost (source right, now wrong) | mentions gained |",
+            "|---|---|---|---|"]
+    for name, f in forgetting.items():
+        change = scores[name]["old_f1"] - scores["source/crf"]["old_f1"]
+        lost = ", ".join(f"{k} {n}" for k, n in f["lost"].items())
+        gained = ", ".join(f"{k} {n}" for k, n in f["gained"].items())
+        rows.append(f"| {name} | {change:+.2f} | {sum(f['lost'].values())}: {lost} | "
+                    f"{sum(f['gained'].values())}: {gained} |")
+    return rows
+
+
 def report(analysis: dict, new_type: str, seed: int, results_dir: Path) -> dict:
     by_seen = recall_by_seen(analysis, new_type)
     forgetting = {m: forgetting_breakdown(analysis, new_type, m) for m in ("expand/all/crf", "adapter/all/crf")}
     missed = missed_by_adapter(analysis, new_type)
     scores = {name: result["scores"] for name, result in analysis.items()}
-    seen_rows = ["| model | " + " | ".join(f"{w} ({by_seen['joint/crf'][w]['mentions']})" for w in SEEN) + " |",
-                 "|---|" + "---|" * len(SEEN)]
-    seen_rows += [f"| {name} | " + " | ".join(f"{by_seen[name][w]['recall']:.1f}" for w in SEEN) + " |"
-                  for name in MODELS if name != "source/crf"]
-    forget_rows = ["| model | old-type F1 change | mentions lost (source right, now wrong) | mentions gained |",
-                   "|---|---|---|---|"]
-    for name, f in forgetting.items():
-        change = scores[name]["old_f1"] - scores["source/crf"]["old_f1"]
-        lost = ", ".join(f"{k} {n}" for k, n in f["lost"].items())
-        gained = ", ".join(f"{k} {n}" for k, n in f["gained"].items())
-        forget_rows.append(f"| {name} | {change:+.2f} | {sum(f['lost'].values())}: {lost} | "
-                           f"{sum(f['gained'].values())}: {gained} |")
-    missed_rows = ["| mention | where its text occurs in train | times |", "|---|---|---|"]
-    missed_rows += [f"| {text} | {where} | {n} |" for text, where, n in missed]
     adapter, joint, source = scores["adapter/all/crf"], scores["joint/crf"], scores["source/crf"]
     label = f"{new_type}, seed {seed}"
     targets = [target(f"{label}: adapter+CRF |forgetting|", abs(adapter["old_f1"] - source["old_f1"]), 0.3, "<="),
@@ -227,6 +232,8 @@ def report(analysis: dict, new_type: str, seed: int, results_dir: Path) -> dict:
     plot(analysis, by_seen, new_type, results_dir / f"{name}.png")
     f1_rows = ["| model | old-type F1 | new-type F1 |", "|---|---|---|"]
     f1_rows += [f"| {m} | {s['old_f1']:.2f} | {s['new_f1']:.2f} |" for m, s in scores.items()]
+    missed_rows = ["| mention | where its text occurs in train | times |", "|---|---|---|"]
+    missed_rows += [f"| {text} | {where} | {n} |" for text, where, n in missed]
     table = "\n\n".join([
         f"Adding **{new_type}**, seed {seed}, the grid's settings; CoNLL-2003 test, entity F1 % (the same models "
         "as the grid's seed when its settings are used):", "\n".join(f1_rows),
@@ -235,10 +242,10 @@ def report(analysis: dict, new_type: str, seed: int, results_dir: Path) -> dict:
         "\n".join(outcome_rows(analysis, new_type)),
         f"**{new_type} recall by where the mention's text occurs in CoNLL train** (mentions in brackets). The adapter "
         "and expand train on the target split only; the source split labels these mentions O for them.",
-        "\n".join(seen_rows),
+        "\n".join(seen_table(by_seen)),
         "**Forgetting, mention by mention** (old types; what the model did instead with the mentions it lost, "
         "and what the source had done with those it gained).",
-        "\n".join(forget_rows),
+        "\n".join(forgetting_table(forgetting, scores)),
         f"**{new_type} mentions the adapter gets wrong and the joint model gets right**, most frequent first.",
         "\n".join(missed_rows), f"![errors]({name}.png)"])
     payload = {"new_type": new_type, "seed": seed, "scores": scores, "recall_by_seen": by_seen,
