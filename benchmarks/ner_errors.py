@@ -56,10 +56,10 @@ def surface(tokens: list[str], span: tuple[str, int, int]) -> str:
     return " ".join(tokens[span[1] : span[2]])
 
 
-def surface_forms(dataset, new_type: str) -> set[str]:
-    """Every surface string the dataset labels ``new_type``."""
-    return {surface(tokens, span) for tokens, sentence in zip(dataset["tokens"], spans(tags(dataset)))
-            for span in sentence if span[0] == new_type}
+def labelled_mentions(dataset, new_type: str) -> list[str]:
+    """The surface string of every mention the dataset labels ``new_type``, repeats included."""
+    return [surface(tokens, span) for tokens, sentence in zip(dataset["tokens"], spans(tags(dataset)))
+            for span in sentence if span[0] == new_type]
 
 
 def mentions(tokens: list[list[str]], gold: list[list[str]], predicted: list[list[str]], seen: dict[str, str]):
@@ -98,11 +98,18 @@ def tags(dataset) -> list[list[str]]:
     return [[names[t] for t in row] for row in dataset["ner_tags"]]
 
 
+def labelled_counts(task) -> dict[str, int]:
+    """How many new-type mentions each model saw labelled in training (the source saw them as O)."""
+    target, joint = (len(labelled_mentions(task.datasets[split], task.new_type))
+                     for split in ("target_train", "joint_train"))  # joint_train: what train_joint read
+    return {"source/crf": 0, "expand/all/crf": target, "adapter/all/crf": target, "joint/crf": joint}
+
+
 def analyse(experiment: Experiment, models: dict, data_dir: Path) -> dict:
-    """Each model's entity F1 (the shipped metric), mention outcomes and spurious entities on the test set."""
+    """Each model's entity scores (the shipped metric), mention outcomes and spurious entities on the test set."""
     task, new_type = experiment.task, experiment.task.new_type
-    in_target = surface_forms(task.datasets["target_train"], new_type)
-    in_train = surface_forms(conll_dataset(data_dir / "conll2003" / "train.txt"), new_type)
+    in_target = set(labelled_mentions(task.datasets["target_train"], new_type))
+    in_train = set(labelled_mentions(conll_dataset(data_dir / "conll2003" / "train.txt"), new_type))
     seen = {**{text: SEEN[1] for text in in_train - in_target}, **{text: SEEN[0] for text in in_target}}
     test, metric = task.datasets["test"], load_entity_f1()
     gold = tags(test)
@@ -111,7 +118,8 @@ def analyse(experiment: Experiment, models: dict, data_dir: Path) -> dict:
         part = "old" if name.startswith("source") else "all"  # the source is given the sentences as it was trained
         predicted, _ = predict_tags(model, experiment.test[part], experiment.tokenizer, model.config.id2label)
         scores = metric.compute(predictions=predicted, references=gold, new_types=[new_type])
-        analysis[name] = {"scores": {k: 100 * scores[k] for k in ("old_f1", "new_f1")},
+        analysis[name] = {"scores": {f"{group}_{k}": 100 * scores[f"{group}_{k}"] for group in ("old", "new")
+                                     for k in ("precision", "recall", "f1")},
                           "mentions": mentions(test["tokens"], gold, predicted, seen),
                           "spurious": spurious(gold, predicted)}
     return analysis
@@ -218,7 +226,7 @@ def forgetting_table(forgetting: dict, scores: dict) -> list[str]:
     return rows
 
 
-def report(analysis: dict, new_type: str, seed: int, results_dir: Path) -> dict:
+def report(analysis: dict, labelled: dict, new_type: str, seed: int, results_dir: Path) -> dict:
     by_seen = recall_by_seen(analysis, new_type)
     forgetting = {m: forgetting_breakdown(analysis, new_type, m) for m in ("expand/all/crf", "adapter/all/crf")}
     missed = missed_by_adapter(analysis, new_type)
@@ -230,13 +238,16 @@ def report(analysis: dict, new_type: str, seed: int, results_dir: Path) -> dict:
     name = f"ner_errors_{new_type}"
     results_dir.mkdir(parents=True, exist_ok=True)
     plot(analysis, by_seen, new_type, results_dir / f"{name}.png")
-    f1_rows = ["| model | old-type F1 | new-type F1 |", "|---|---|---|"]
-    f1_rows += [f"| {m} | {s['old_f1']:.2f} | {s['new_f1']:.2f} |" for m, s in scores.items()]
+    f1_rows = ["| model | new-type mentions labelled in its training data | old types P / R / F1 | "
+               "new type P / R / F1 |", "|---|---|---|---|"]
+    f1_rows += [f"| {m} | {labelled[m]} | " + " | ".join(
+        " / ".join(f"{s[f'{group}_{k}']:.2f}" for k in ("precision", "recall", "f1")) for group in ("old", "new"))
+        + " |" for m, s in scores.items()]
     missed_rows = ["| mention | where its text occurs in train | times |", "|---|---|---|"]
     missed_rows += [f"| {text} | {where} | {n} |" for text, where, n in missed]
     table = "\n\n".join([
-        f"Adding **{new_type}**, seed {seed}, the grid's settings; CoNLL-2003 test, entity F1 % (the same models "
-        "as the grid's seed when its settings are used):", "\n".join(f1_rows),
+        f"Adding **{new_type}**, seed {seed}, the grid's settings; CoNLL-2003 test, entity precision / recall / "
+        "F1 % (the same models as the grid's seed when its settings are used):", "\n".join(f1_rows),
         "**What each model did with every gold mention** (exact span and type = correct; spurious = predicted "
         "entities overlapping no gold mention). The source has no new-type label: its row says what it calls them.",
         "\n".join(outcome_rows(analysis, new_type)),
@@ -248,7 +259,7 @@ def report(analysis: dict, new_type: str, seed: int, results_dir: Path) -> dict:
         "\n".join(forgetting_table(forgetting, scores)),
         f"**{new_type} mentions the adapter gets wrong and the joint model gets right**, most frequent first.",
         "\n".join(missed_rows), f"![errors]({name}.png)"])
-    payload = {"new_type": new_type, "seed": seed, "scores": scores, "recall_by_seen": by_seen,
+    payload = {"new_type": new_type, "seed": seed, "scores": scores, "labelled_new_type_mentions": labelled, "recall_by_seen": by_seen,
                "forgetting": forgetting, "missed_by_adapter": missed, "targets": targets,
                "outcomes": {m: {"new": Counter(r["outcome"] for r in a["mentions"] if r["type"] == new_type),
                                 "old": Counter(r["outcome"] for r in a["mentions"] if r["type"] != new_type),
@@ -279,7 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
                                      report_to="none", save_strategy="no", logging_steps=100, disable_tqdm=True)
         experiment = Experiment(exp, training)
         analysis = analyse(experiment, train_models(experiment, args.seed), data_dir)
-    return report(analysis, args.new_type, args.seed, args.results_dir)
+        labelled = labelled_counts(experiment.task)
+    return report(analysis, labelled, args.new_type, args.seed, args.results_dir)
 
 
 if __name__ == "__main__":

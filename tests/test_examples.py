@@ -171,6 +171,8 @@ def test_error_analysis_benchmark_writes_its_tables_plot_and_targets(shared_data
     payload = ner_errors()["main"](["--new_type", "ORG", "--source_epochs", "1", "--epochs", "1", "--limit", "24",
                                     "--results_dir", str(tmp_path)])
     assert set(payload["scores"]) == {"source/crf", "expand/all/crf", "adapter/all/crf", "joint/crf"}
+    labelled = payload["labelled_new_type_mentions"]
+    assert labelled["source/crf"] == 0 and 0 < labelled["adapter/all/crf"] < labelled["joint/crf"]
     saved = json.loads((tmp_path / "ner_errors_ORG.json").read_text())
     assert len(saved["targets"]) == 2 and all(isinstance(t["met"], bool) for t in saved["targets"])
     totals = {name: sum(o["new"].values()) + sum(o["old"].values()) for name, o in saved["outcomes"].items()}
