@@ -122,6 +122,7 @@ def report(results: dict, grid: dict, new_type: str, seed: int, epochs: dict, re
                target(f"{label}: adapter+CRF |forgetting|", abs(adapter["forgetting"]), 0.3, "<="),
                target(f"{label}: joint new F1 - adapter+CRF new F1", joint["new_f1"] - adapter["new_f1"], 1, "<=")]
     name = f"bilstm_convergence_{new_type}"
+    results_dir.mkdir(parents=True, exist_ok=True)
     plot(results, new_type, results_dir / f"{name}.png")
     table = (f"Adding **{new_type}** (CoNLL-2003 test, entity F1 %, one seed). Forgetting of the adapter: "
              f"{adapter['forgetting']:+.2f}.\n\n" + "\n".join(rows) + f"\n\n![learning curves]({name}.png)")
