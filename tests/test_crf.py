@@ -1,10 +1,14 @@
 import itertools
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hf_adapter_ext.adapter import crf as crf_module
 from hf_adapter_ext.adapter.crf import CRF, FORBIDDEN, bio_allowed_transitions
+
+from .crf_reference import reference_nll
 
 LABELS = ["O", "B-A", "I-A", "B-B", "I-B"]
 
@@ -110,44 +114,108 @@ def test_out_of_range_label_is_refused():
         raise AssertionError("expected ValueError")
 
 
-def test_fully_observed_fast_path_equals_the_forward_algorithm():
-    crf = random_crf(5, 4)
-    torch.manual_seed(1)
-    emissions, labels = torch.randn(3, 6, 5), torch.randint(0, 5, (3, 6))
-    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4]).bool()
-    fast = crf.neg_log_likelihood(emissions, labels, mask)
-    observed = torch.nn.functional.one_hot(labels, 5).bool()
-    clamped = emissions.masked_fill(~observed, -1e4)
-    slow = (crf._log_partition(emissions, mask) - crf._log_partition(clamped, mask, exact=True)).mean()
-    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-5)
+SCALES = [(1, 1), (10, 10), (30, 1), (40, 1), (50, 20)]  # (emission sigma, transition sigma)
 
 
-def test_fast_partition_equals_exact_partition_on_extreme_scores():
-    crf = random_crf(5, 5, bio=True)
-    emissions = torch.randn(4, 30, 5) * 30  # large scores: terms far below the best are floored
-    mask = torch.ones(4, 30, dtype=torch.bool)
-    fast, exact = crf._log_partition(emissions, mask), crf._log_partition(emissions, mask, exact=True)
-    torch.testing.assert_close(fast, exact, atol=1e-3, rtol=1e-5)
-    emissions.requires_grad_(True)
-    crf._log_partition(emissions, mask).sum().backward()
-    assert torch.isfinite(emissions.grad).all()
-
-
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 10_000), bio=st.booleans(), length=st.integers(1, 8))
-def test_analytic_backward_matches_autograd_through_log_space(seed, bio, length):
-    crf = random_crf(5, seed, bio=bio)
+def _scaled_case(sigma_e, sigma_t, bio, length, left, latent, seed=0):
+    labels = ["O", "B-A", "I-A", "B-B", "I-B", "B-C", "I-C"]
     g = torch.Generator().manual_seed(seed)
-    emissions = torch.randn(3, length, 5, generator=g, requires_grad=True)
-    lengths = torch.randint(1, length + 1, (3,), generator=g)
+    crf = CRF.for_labels(labels, bio)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * sigma_t)
+    lengths = torch.tensor([length, max(1, length // 2), max(1, length // 3), 1])
     mask = torch.arange(length)[None] < lengths[:, None]
-    weights = torch.randn(3, generator=g)
-    params = [emissions, crf.transitions, crf.start_transitions, crf.end_transitions]
-    fast = crf._log_partition(emissions, mask)
-    exact = crf._log_partition(emissions, mask, exact=True)
-    torch.testing.assert_close(fast, exact, atol=1e-4, rtol=1e-5)
-    for a, b in zip(torch.autograd.grad((fast * weights).sum(), params, allow_unused=True),
-                    torch.autograd.grad((exact * weights).sum(), params, allow_unused=True)):
-        a = a if a is not None else torch.zeros_like(b)
-        b = b if b is not None else torch.zeros_like(a)  # length 1: no transition is used
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    mask = mask.flip(1) if left else mask
+    emissions = torch.randn(4, length, len(labels), generator=g) * sigma_e
+    tags = crf.decode(torch.randn(4, length, len(labels), generator=g) * 3, mask).clamp(min=0)
+    if latent:
+        tags = tags.masked_fill(torch.rand(4, length, generator=g) < 0.3, -100)
+    return crf, emissions, tags, mask
+
+
+@pytest.mark.parametrize("path", ["products", "log-sum-exp"])
+@pytest.mark.parametrize("bio", [False, True])
+@pytest.mark.parametrize("sigma_e,sigma_t", SCALES)
+@pytest.mark.parametrize("length,left,latent", [(40, False, False), (23, True, True)])
+def test_nll_gradients_and_marginals_match_a_float64_reference_at_every_scale(
+    monkeypatch, path, bio, sigma_e, sigma_t, length, left, latent
+):
+    if path == "log-sum-exp":  # force the exact fallback everywhere
+        monkeypatch.setattr(crf_module, "_SAFE_SUM", float("inf"))
+    crf, emissions, tags, mask = _scaled_case(sigma_e, sigma_t, bio, length, left, latent)
+    ours = emissions.clone().requires_grad_(True)
+    nll = crf.sequence_nll(ours, tags, mask)
+    nll.sum().backward()
+    trans, start, end = (x.detach().double().requires_grad_(True) for x in crf._scores())
+    theirs = emissions.double().requires_grad_(True)
+    reference = reference_nll(theirs, tags, mask, trans, start, end)
+    reference.sum().backward()
+    torch.testing.assert_close(nll.double(), reference, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.grad.double(), theirs.grad, rtol=1e-4, atol=1e-4)
+    for param, ref in ((crf.transitions, trans), (crf.start_transitions, start), (crf.end_transitions, end)):
+        allowed = torch.isfinite(ref.grad)
+        torch.testing.assert_close(param.grad.double()[allowed], ref.grad[allowed], rtol=1e-4, atol=1e-4)
+    # marginals: d log Z / d emissions of the reference with every label latent
+    free = emissions.double().requires_grad_(True)
+    log_z = reference_nll(free, torch.full_like(tags, -100), mask, trans, start, end, partition_only=True)
+    (expected,) = torch.autograd.grad(log_z.sum(), free)
+    torch.testing.assert_close(crf.marginals(emissions, mask).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_long_sequences_stay_exact():
+    crf, emissions, tags, mask = _scaled_case(50, 20, True, 512, True, True, seed=3)
+    trans, start, end = (x.detach().double() for x in crf._scores())
+    reference = reference_nll(emissions.double(), tags, mask, trans, start, end)
+    torch.testing.assert_close(crf.sequence_nll(emissions, tags, mask).double(), reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32_and_returned_in_the_callers_dtype(dtype):
+    crf, emissions, tags, mask = _scaled_case(10, 10, True, 30, False, True)
+    half = emissions.to(dtype).requires_grad_(True)
+    nll = crf.sequence_nll(half, tags, mask)
+    nll.sum().backward()
+    assert nll.dtype == dtype and half.grad.dtype == dtype and torch.isfinite(half.grad).all()
+    full = emissions.to(dtype).float().requires_grad_(True)  # the same (rounded) inputs in float32
+    expected = crf.sequence_nll(full, tags, mask)
+    expected.sum().backward()
+    torch.testing.assert_close(nll.float(), expected, rtol=1e-2, atol=1e-2)  # half's own rounding of the result
+    torch.testing.assert_close(half.grad.float(), full.grad, rtol=1e-2, atol=1e-2)
+    assert crf.decode(half, mask).tolist() == crf.decode(full, mask).tolist()
+
+
+def test_non_finite_emissions_or_weights_never_decode_to_a_path():
+    crf = random_crf(5, 0)
+    emissions = torch.randn(2, 4, 5)
+    emissions[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"sequence\(s\) \[1\].*NaN"):
+        crf.decode(emissions)
+    assert torch.isnan(crf.sequence_nll(emissions, torch.zeros(2, 4, dtype=torch.long))[1])
+    with torch.no_grad():
+        crf.transitions[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="transitions"):
+        crf.decode(torch.randn(1, 3, 5))
+
+
+def test_whatever_is_on_padding_does_not_leak_into_loss_or_gradients():
+    crf = random_crf(5, 1)
+    emissions = torch.randn(2, 5, 5)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()
+    tags = torch.randint(0, 5, (2, 5))
+    clean = crf.neg_log_likelihood(emissions, tags, mask)
+    dirty = emissions.clone()
+    dirty[0, 3:] = float("nan")
+    dirty.requires_grad_(True)
+    loss = crf.neg_log_likelihood(dirty, tags, mask)
+    loss.backward()
+    torch.testing.assert_close(loss, clean)
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[0, 3:] == 0).all()
+
+
+def test_zero_length_sequences_give_zero_loss_and_an_empty_path():
+    crf = random_crf(5, 0)
+    emissions = torch.zeros(2, 0, 5, requires_grad=True)
+    loss = crf.neg_log_likelihood(emissions, torch.zeros(2, 0, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0 and crf.decode(emissions).shape == (2, 0)

@@ -5,11 +5,13 @@ Positions are handled in three ways:
 * padding (``attention_mask == 0``) is outside the sequence;
 * positions labelled ``-100`` (subword continuations, special tokens) are *latent*: the loss
   marginalises over their label, so training sees the same chain of sub-tokens that
-  decoding walks at inference, when no labels (and no word boundaries) are known —
+  decoding walks at inference, when no labels (and no word boundaries) are known;
   this is what makes ``pipeline("token-classification")`` return the Viterbi path;
 * every other position is observed.
 
 Sequences may be padded on either side: attended positions are packed to the left first.
+Everything is computed in float32 or wider (half-precision inputs are upcast, results come back in
+the caller's dtype), in log space, so results stay exact whatever the scale of the scores.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX
+
 # Finite "minus infinity": a forbidden transition or label costs this much, so a gold path that
 # breaks a constraint gives a large but finite loss instead of NaN gradients.
 FORBIDDEN = -1e4
-_TINY = 1e-30  # floor of a probability-space sum in the forward algorithm
 
 
 def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,9 +47,14 @@ def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.
     return allowed, start
 
 
+def is_tracing() -> bool:
+    """Whether this call is being captured into a graph (torch.export, torch.compile, TorchScript tracing)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
 def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Move attended positions to the front of each row, keeping their order."""
-    if torch.equal(mask, mask.cummin(dim=1).values):  # already right-padded: nothing to move
+    if not is_tracing() and torch.equal(mask, mask.cummin(dim=1).values):  # already right-padded
         return (mask, *tensors)
     order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
     packed = [mask.gather(1, order)]
@@ -55,6 +62,15 @@ def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor
         index = order if t.dim() == 2 else order.unsqueeze(-1).expand_as(t)
         packed.append(t.gather(1, index))
     return tuple(packed)
+
+
+def _unpack(packed_path: torch.Tensor, packed_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Labels of left-packed rows back at the input's positions (``-100`` on padding)."""
+    packed_path = packed_path.masked_fill(~packed_mask, IGNORE_INDEX)
+    if not is_tracing() and torch.equal(packed_mask, mask):
+        return packed_path
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    return torch.full_like(packed_path, IGNORE_INDEX).scatter(1, order, packed_path)
 
 
 def _backtrack(last: torch.Tensor, history: list[torch.Tensor]) -> torch.Tensor:
@@ -73,68 +89,172 @@ def _backtrack(last: torch.Tensor, history: list[torch.Tensor]) -> torch.Tensor:
     return torch.from_numpy(np.stack(path[::-1], axis=1))
 
 
+def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, end) -> torch.Tensor:
+    """Viterbi over left-packed inputs as two ``scan`` loops: what ``torch.export`` captures with a dynamic
+    batch size and length (a Python loop would freeze the example's length, and the NumPy backtrack its path).
+    Two masked positions are appended because ``scan`` needs at least two steps."""
+    from torch._higher_order_ops import scan
+
+    length = emissions.size(1)
+    emissions = nn.functional.pad(emissions, (0, 0, 0, 2))
+    mask = nn.functional.pad(mask, (0, 2))
+    trans, start, end = trans.detach(), start.detach(), end.detach()
+
+    def forward_step(score, step):
+        emission, keep = step
+        best, index = (score.unsqueeze(2) + trans).max(dim=1)
+        stay = torch.arange(score.size(1), device=score.device).expand_as(index)
+        keep = keep.unsqueeze(1)
+        return torch.where(keep, best + emission, score).clone(), torch.where(keep, index, stay).clone()
+
+    first = (start + emissions[:, 0]).contiguous()
+    steps = (emissions[:, 1:].transpose(0, 1).contiguous(), mask[:, 1:].transpose(0, 1).contiguous())
+    score, history = scan(forward_step, first, steps)
+
+    def backward_step(label, pointers):
+        return pointers.gather(1, label.unsqueeze(1)).squeeze(1).clone(), label.clone()
+
+    head, tail = scan(backward_step, (score + end).argmax(dim=1), history, reverse=True)
+    return torch.cat([head.unsqueeze(1), tail.transpose(0, 1)], dim=1)[:, :length]
+
+
+# A matrix-product step is exact to float32 precision unless one of its sums falls below this: then a term of it
+# may have underflowed, and the batch is recomputed with log-sum-exp steps.
+_SAFE_SUM = 1e-25
+
+
+def _forward_products(emissions, mask, trans, start, full_steps):
+    """Forward recursion with one [B, L] x [L, L] product per step (fast on CPU, where per-op overhead dominates).
+
+    Returns the normalised log alphas [B, T, L], the per-step shifts [B, T], and whether every sum that matters
+    stayed above ``_SAFE_SUM`` (if not, a term may have underflowed and the result is not to be trusted).
+    """
+    column_max = trans.amax(dim=0)
+    products = (trans - column_max).exp()
+    shifted = emissions + column_max
+    alpha = start + emissions[:, 0]
+    shift = alpha.amax(dim=1, keepdim=True)
+    alpha = alpha - shift
+    alphas, shifts, sums = [alpha], [shift], []
+    for t in range(1, emissions.size(1)):
+        total = alpha.exp() @ products
+        sums.append(total)
+        step = total.log() + shifted[:, t]
+        shift = step.amax(dim=1, keepdim=True)
+        alpha = step - shift if t < full_steps else torch.where(mask[:, t : t + 1], step, alpha + shift) - shift
+        alphas.append(alpha)
+        shifts.append(shift)
+    safe = True
+    if sums:
+        relevant = mask[:, 1:].unsqueeze(-1) & (emissions[:, 1:] > float("-inf"))
+        safe = not bool((~(torch.stack(sums, dim=1) >= _SAFE_SUM) & relevant).any())
+    return torch.stack(alphas, dim=1), torch.cat(shifts, dim=1), safe
+
+
+def _forward_exact(emissions, mask, trans, start, full_steps):
+    """Forward recursion with a log-sum-exp over (from, to) pairs per step: exact at any scale."""
+    alpha = start + emissions[:, 0]
+    shift = alpha.amax(dim=1, keepdim=True)
+    alpha = alpha - shift
+    alphas, shifts = [alpha], [shift]
+    for t in range(1, emissions.size(1)):
+        step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
+        shift = step.amax(dim=1, keepdim=True)
+        alpha = step - shift if t < full_steps else torch.where(mask[:, t : t + 1], step, alpha + shift) - shift
+        alphas.append(alpha)
+        shifts.append(shift)
+    return torch.stack(alphas, dim=1), torch.cat(shifts, dim=1)
+
+
+def _backward_products(emissions, mask, trans, end, alphas, full_steps):
+    """Backward recursion (normalised log betas [B, T, L]) with one matrix product per step, and whether it is
+    safe in the sense of :func:`_forward_products`."""
+    batch, length, labels = emissions.shape
+    row_max = trans.amax(dim=1)
+    products = (trans - row_max.unsqueeze(1)).exp().T
+    at_end = end.expand(batch, labels)
+    betas, sums, beta = [at_end] * length, [], at_end
+    for t in range(length - 1, 0, -1):
+        scores = emissions[:, t] + beta
+        top = scores.amax(dim=1, keepdim=True)
+        total = (scores - top).exp() @ products
+        sums.append(total)
+        step = total.log() + row_max
+        step = step - step.amax(dim=1, keepdim=True)
+        beta = step if t < full_steps else torch.where(mask[:, t : t + 1], step, at_end)
+        betas[t - 1] = beta
+    safe = True
+    if sums:
+        relevant = mask[:, 1:].unsqueeze(-1) & (alphas[:, :-1] > float("-inf"))
+        safe = not bool((~(torch.stack(sums[::-1], dim=1) >= _SAFE_SUM) & relevant).any())
+    return torch.stack(betas, dim=1), safe
+
+
+def _backward_exact(emissions, mask, trans, end, full_steps):
+    batch, length, labels = emissions.shape
+    at_end = end.expand(batch, labels)
+    betas, beta = [at_end] * length, at_end
+    for t in range(length - 1, 0, -1):
+        step = torch.logsumexp(trans + (emissions[:, t] + beta).unsqueeze(1), dim=2)
+        step = step - step.amax(dim=1, keepdim=True)
+        beta = step if t < full_steps else torch.where(mask[:, t : t + 1], step, at_end)
+        betas[t - 1] = beta
+    return torch.stack(betas, dim=1)
+
+
 class _LogPartition(torch.autograd.Function):
     """log Z of a linear-chain CRF with a hand-written backward pass (the forward-backward algorithm).
 
-    Both recursions are scaled: alpha and beta are kept as normalised probability vectors (one [B, L] x [L, L]
-    matrix product per step, emissions exponentiated once for all steps) and only the forward scales are
-    summed, in float64, into log Z. Because ``sum_j alpha_t(j) beta_t(j) = Z`` at every step, the posterior
-    marginals (d log Z / d emissions) and expected transition counts (d log Z / d transitions) are the
-    normalised products ``p_t * b_t`` and ``p_{t-1} x (T * e_t * b_t)``: no log scales, no autograd graph over the
-    T steps, which is what makes the loss cheap on CPU, where per-op overhead dominates at these sizes.
+    Alphas and betas are kept in log space, re-centred on their maximum at every step, with the shifts summed
+    in float64, so log Z keeps its precision over long sequences and at any score scale. Each step is first
+    computed as a matrix product of exponentials (fast); if any sum that matters comes out below
+    ``_SAFE_SUM`` (a term may have underflowed: scores tens of nats apart), the recursion is redone with a
+    log-sum-exp over (from, to) pairs, which is exact. The backward pass gives the posterior marginals
+    (d log Z / d emissions) and expected transition counts (d log Z / d transitions) without an autograd graph
+    over the T steps. Inputs are left-packed float32 (-inf marks a label ruled out); ``mask`` [B, T] is bool.
     """
 
     @staticmethod
     def forward(ctx, emissions, mask, trans, start, end):
-        length = emissions.size(1)
-        trans_max = trans.max()
-        exp_trans = (trans - trans_max).exp()
-        emission_max = emissions.max(dim=-1, keepdim=True).values
-        exp_emissions = (emissions - emission_max).exp()
-        alpha = start + emissions[:, 0]
-        first_scale = alpha.max(dim=1, keepdim=True).values
-        p = (alpha - first_scale).exp()
-        p = p / p.sum(dim=1, keepdim=True)
-        forward_p, log_totals = [p], []
-        for t in range(1, length):
-            q = (p @ exp_trans) * exp_emissions[:, t]
-            total = q.sum(dim=1, keepdim=True).clamp(min=_TINY)
-            p = torch.where(mask[:, t : t + 1], q / total, p)
-            forward_p.append(p)
-            log_totals.append(total)
-        end_max = end.max()
-        exp_end = (end - end_max).exp()
-        final = (p * exp_end).sum(dim=1).clamp(min=_TINY)
-        steps = torch.zeros(emissions.size(0), 0, dtype=torch.float64, device=emissions.device)
-        if log_totals:
-            offsets = (emission_max[:, 1:, 0] + trans_max) * mask[:, 1:]
-            steps = (torch.cat(log_totals, dim=1).log() * mask[:, 1:] + offsets).double()
-        first_norm = (alpha - first_scale).exp().sum(dim=1).log()
-        log_z = (first_scale.squeeze(1) + first_norm + final.log() + end_max).double() + steps.sum(dim=1)
-        ctx.save_for_backward(mask, exp_trans, exp_emissions, exp_end, torch.stack(forward_p, dim=1))
-        return log_z.to(emissions.dtype)
+        full_steps = int(mask.sum(dim=1).min())  # steps every row takes: no masking needed there
+        alphas, shifts, fast = _forward_products(emissions, mask, trans, start, full_steps)
+        if not fast:
+            alphas, shifts = _forward_exact(emissions, mask, trans, start, full_steps)
+        shifts = shifts * mask
+        last = (mask.sum(dim=1) - 1).clamp(min=0)
+        final = alphas.gather(1, last.view(-1, 1, 1).expand(-1, 1, alphas.size(2))).squeeze(1)
+        log_z = shifts.double().sum(dim=1) + torch.logsumexp(final + end, dim=1).double()
+        ctx.save_for_backward(emissions, mask, trans, end, alphas, shifts)
+        ctx.full_steps, ctx.fast = full_steps, fast
+        return log_z
 
     @staticmethod
     def backward(ctx, grad_log_z):
-        mask, exp_trans, exp_emissions, exp_end, forward_p = ctx.saved_tensors
-        batch, length, labels = exp_emissions.shape
+        emissions, mask, trans, end, alphas, shifts = ctx.saved_tensors
+        batch, length, labels = emissions.shape
+        fast = ctx.fast
+        if fast:
+            betas, fast = _backward_products(emissions, mask, trans, end, alphas, ctx.full_steps)
+        if not fast:
+            betas = _backward_exact(emissions, mask, trans, end, ctx.full_steps)
+        weight = grad_log_z.to(emissions.dtype).view(batch, 1) * mask
+        unary = alphas + betas
+        norm = torch.logsumexp(unary, dim=-1, keepdim=True)
+        marginals = (unary - norm).exp() * weight.unsqueeze(-1)
+        # Pair (t-1, t) marginals share position t's normaliser: alpha_t was shifted by s_t after summing over
+        # t-1, so log xi_t(i, j) = alpha_{t-1}(i) + T(i, j) + e_t(j) + beta_t(j) - s_t - norm_t (<= 0).
+        right = emissions[:, 1:] + betas[:, 1:] - shifts[:, 1:].unsqueeze(-1) - norm[:, 1:]
+        if fast:  # xi = exp(alpha_{t-1}) exp(T - c) exp(right + c): one product, bounded because the sums were safe
+            column_max = trans.amax(dim=0)
+            left = alphas[:, :-1].exp().reshape(-1, labels)
+            right = ((right + column_max).exp() * weight[:, 1:].unsqueeze(-1)).reshape(-1, labels)
+            grad_trans = (trans - column_max).exp() * (left.T @ right)
+        else:
+            pair = (alphas[:, :-1].unsqueeze(3) + trans + right.unsqueeze(2)).clamp(max=0).exp()
+            grad_trans = torch.einsum("btij,bt->ij", pair, weight[:, 1:])
         last = (mask.sum(dim=1) - 1).clamp(min=0)
-        backward_b = [None] * length
-        b = exp_end.expand(batch, labels)
-        for t in range(length - 1, -1, -1):
-            b = torch.where((last == t).unsqueeze(1), exp_end.expand(batch, labels), b)
-            backward_b[t] = b
-            if t > 0:
-                q = (exp_emissions[:, t] * b) @ exp_trans.T
-                b = torch.where(mask[:, t : t + 1], q / q.sum(dim=1, keepdim=True).clamp(min=_TINY), b)
-        b = torch.stack(backward_b, dim=1)
-        weight = grad_log_z.view(batch, 1, 1) * mask.unsqueeze(-1)
-        unary = forward_p * b
-        marginals = unary / unary.sum(dim=-1, keepdim=True).clamp(min=_TINY) * weight
-        pair = forward_p[:, :-1].unsqueeze(3) * exp_trans * (exp_emissions[:, 1:] * b[:, 1:]).unsqueeze(2)
-        pair = pair / pair.sum(dim=(2, 3), keepdim=True).clamp(min=_TINY) * weight[:, 1:].unsqueeze(-1)
-        at_end = marginals.gather(1, last.view(batch, 1, 1).expand(batch, 1, labels)).squeeze(1)
-        return marginals, None, pair.sum(dim=(0, 1)), marginals[:, 0].sum(0), at_end.sum(0)
+        final = marginals.gather(1, last.view(batch, 1, 1).expand(batch, 1, labels)).squeeze(1)
+        return marginals, None, grad_trans, marginals[:, 0].sum(0), final.sum(0)
 
 
 class CRF(nn.Module):
@@ -142,16 +262,25 @@ class CRF(nn.Module):
 
     def __init__(self, num_labels: int, allowed: torch.Tensor | None = None, allowed_start: torch.Tensor | None = None):
         super().__init__()
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+            raise ValueError(f"CRF(num_labels={num_labels!r}): num_labels must be a positive int (the label count).")
         self.num_labels = num_labels
         self.transitions = nn.Parameter(torch.zeros(num_labels, num_labels))
         self.start_transitions = nn.Parameter(torch.zeros(num_labels))
         self.end_transitions = nn.Parameter(torch.zeros(num_labels))
-        if allowed is None:
-            allowed = torch.ones(num_labels, num_labels, dtype=torch.bool)
-        if allowed_start is None:
-            allowed_start = torch.ones(num_labels, dtype=torch.bool)
-        self.register_buffer("allowed", allowed.clone(), persistent=False)
-        self.register_buffer("allowed_start", allowed_start.clone(), persistent=False)
+        allowed = self._constraint(allowed, (num_labels, num_labels), "allowed")
+        allowed_start = self._constraint(allowed_start, (num_labels,), "allowed_start")
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.register_buffer("allowed_start", allowed_start, persistent=False)
+
+    @staticmethod
+    def _constraint(mask: torch.Tensor | None, shape: tuple[int, ...], name: str) -> torch.Tensor:
+        if mask is None:
+            return torch.ones(shape, dtype=torch.bool)
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+            found = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"CRF `{name}` must be a bool tensor of shape {shape}; got {found}.")
+        return mask.clone()
 
     @classmethod
     def for_labels(cls, labels: Sequence[str], bio_constraints: bool = True) -> CRF:
@@ -160,60 +289,98 @@ class CRF(nn.Module):
         return cls(len(labels), *bio_allowed_transitions(labels))
 
     def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        trans = self.transitions.masked_fill(~self.allowed, FORBIDDEN)
-        start = self.start_transitions.masked_fill(~self.allowed_start, FORBIDDEN)
-        return trans, start, self.end_transitions
-
-    def _log_partition(self, emissions: torch.Tensor, mask: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        """Forward algorithm over left-packed ``emissions`` [B, T, L] with ``mask`` [B, T].
-
-        By default :class:`_LogPartition` runs it with matrix products in probability space and an analytic
-        backward pass (posterior marginals). ``exact`` uses autograd through log-space sums instead: needed when
-        every path left is forbidden (a gold path that breaks the BIO constraints), whose tiny mass the
-        probability-space floor would overstate.
-        """
-        trans, start, end = self._scores()
-        if exact:
-            alpha = start + emissions[:, 0]
-            for t in range(1, emissions.size(1)):
-                step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
-                alpha = torch.where(mask[:, t : t + 1], step, alpha)
-            return torch.logsumexp(alpha + end, dim=1)
-        return _LogPartition.apply(emissions, mask, trans, start, end)
+        """Transition, start and end scores in float32 (or wider), forbidden ones set to FORBIDDEN."""
+        dtype = torch.promote_types(self.transitions.dtype, torch.float32)
+        trans = self.transitions.to(dtype).masked_fill(~self.allowed, FORBIDDEN)
+        start = self.start_transitions.to(dtype).masked_fill(~self.allowed_start, FORBIDDEN)
+        return trans, start, self.end_transitions.to(dtype)
 
     def _path_score(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Score of the labelled path of each left-packed, fully observed sequence."""
+        """Score (float64) of the labelled path of each left-packed, fully observed sequence."""
         trans, start, end = self._scores()
         labels = labels.clamp(min=0)
-        emitted = emissions.gather(2, labels.unsqueeze(-1)).squeeze(-1)
-        steps = trans[labels[:, :-1], labels[:, 1:]]
+        emitted = emissions.gather(2, labels.unsqueeze(-1)).squeeze(-1).double()
+        steps = trans[labels[:, :-1], labels[:, 1:]].double()
         last = labels.gather(1, (mask.sum(1, keepdim=True) - 1).clamp(min=0)).squeeze(1)
-        return (start[labels[:, 0]] + (emitted * mask).sum(1) + (steps * mask[:, 1:]).sum(1) + end[last])
+        return (start[labels[:, 0]] + end[last]).double() + (emitted * mask).sum(1) + (steps * mask[:, 1:]).sum(1)
 
-    def neg_log_likelihood(
+    def sequence_nll(
         self, emissions: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Mean over the batch of ``-log p(observed labels)``; ``-100`` positions are marginalised."""
+        """``-log p(observed labels)`` of each sequence [B] (0 for empty ones); ``-100`` positions are marginalised.
+
+        Non-finite emissions or weights give a NaN (never a made-up number), which mixed-precision training
+        skips like any overflow."""
         mask = self._mask(emissions, attention_mask)
-        self._check_labels(labels, mask)
+        self._check_labels(labels, emissions, mask)
+        labels = labels.long()
+        input_dtype = emissions.dtype
+        if emissions.size(1) == 0:
+            return emissions.sum(dim=(1, 2)) * 0
+        emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
         mask, emissions, labels = _pack_left(mask, emissions, labels)
+        # log p(y) is unchanged by subtracting a per-position constant; the row maximum keeps every value <= 0.
+        # Padding is zeroed so that whatever a model emits there (even NaN) cannot leak into the sums.
+        emissions = emissions - emissions.detach().amax(dim=-1, keepdim=True)
+        emissions = emissions.masked_fill(~mask.unsqueeze(-1), 0.0)
+        trans, start, end = self._scores()
         observed = (labels != IGNORE_INDEX) & mask
         if torch.equal(observed, mask):  # every position labelled: the gold path's score, no second pass
             gold = self._path_score(emissions, labels, mask)
         else:
             allowed = torch.nn.functional.one_hot(labels.clamp(min=0), self.num_labels).bool()
-            clamped = emissions.masked_fill(observed.unsqueeze(-1) & ~allowed, FORBIDDEN)
-            gold = self._log_partition(clamped, mask, exact=True)
-        nll = self._log_partition(emissions, mask) - gold
-        has_tokens = mask.any(dim=1)
-        return nll[has_tokens].sum() / has_tokens.sum().clamp(min=1)
+            clamped = emissions.masked_fill(observed.unsqueeze(-1) & ~allowed, float("-inf"))
+            gold = _LogPartition.apply(clamped, mask, trans, start, end)
+        nll = _LogPartition.apply(emissions, mask, trans, start, end) - gold
+        return torch.where(mask.any(dim=1), nll, torch.zeros_like(nll)).to(input_dtype)
+
+    def neg_log_likelihood(
+        self, emissions: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean over the non-empty sequences of the batch of ``-log p(observed labels)``."""
+        nll = self.sequence_nll(emissions, labels, attention_mask)
+        has_tokens = self._mask(emissions, attention_mask).any(dim=1)
+        return nll.sum() / has_tokens.sum().clamp(min=1)
+
+    def marginals(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior probability of each label at each position [B, T, L] (0 on padding), in float32 or wider."""
+        mask = self._mask(emissions, attention_mask)
+        if emissions.size(1) == 0:
+            return torch.zeros(emissions.shape, dtype=torch.promote_types(emissions.dtype, torch.float32))
+        with torch.enable_grad():
+            emissions = emissions.detach().to(torch.promote_types(emissions.dtype, torch.float32))
+            packed_mask, packed = _pack_left(mask, emissions)
+            packed = (packed - packed.amax(dim=-1, keepdim=True)).masked_fill(~packed_mask.unsqueeze(-1), 0.0)
+            packed.requires_grad_(True)
+            trans, start, end = (score.detach() for score in self._scores())
+            log_z = _LogPartition.apply(packed, packed_mask, trans, start, end)
+            (probabilities,) = torch.autograd.grad(log_z.sum(), packed)
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        return torch.zeros_like(probabilities).scatter(1, order.unsqueeze(-1).expand_as(probabilities), probabilities)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Viterbi path [B, T] (label ids; ``-100`` on padding), in the input's positions."""
+        """Viterbi path [B, T] (label ids; ``-100`` on padding), in the input's positions.
+
+        Refuses non-finite emissions or weights (a path decoded from NaN would look like a real answer).
+        Inside ``torch.export`` / ``torch.compile`` it runs as a graph; the TorchScript tracer cannot capture
+        it and is refused."""
         mask = self._mask(emissions, attention_mask)
-        packed_mask, packed = _pack_left(mask, emissions)
         trans, start, end = self._scores()
+        if torch.jit.is_tracing() or (torch.onnx.is_in_onnx_export() and not torch.compiler.is_exporting()):
+            raise RuntimeError(
+                "The CRF's Viterbi decoding is a loop over the sequence that the TorchScript tracer would freeze "
+                "into the graph with the example input's path. Export with torch.export.export(...) or "
+                "torch.onnx.export(..., dynamo=True) instead, or export the emissions and decode outside the graph."
+            )
+        if emissions.size(1) == 0:
+            return torch.full(emissions.shape[:2], IGNORE_INDEX, dtype=torch.long, device=emissions.device)
+        if not is_tracing():
+            self._check_finite(emissions, mask)
+        emissions = emissions.to(trans.dtype)
+        packed_mask, packed = _pack_left(mask, emissions)
+        if is_tracing():
+            return _unpack(_viterbi_graph(packed, packed_mask, trans, start, end), packed_mask, mask)
         full = bool(packed_mask.all())  # no padding: no per-step masking
         stay = torch.arange(self.num_labels, device=packed.device)
         steps = packed.unbind(1)
@@ -232,22 +399,55 @@ class CRF(nn.Module):
         packed_path = _backtrack((score + end).argmax(dim=1), history).to(packed.device)
         if full:
             return packed_path
-        packed_path = packed_path.masked_fill(~packed_mask, IGNORE_INDEX)
-        if torch.equal(packed_mask, mask):  # was already right-padded
-            return packed_path
-        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
-        return torch.full_like(packed_path, IGNORE_INDEX).scatter(1, order, packed_path)
+        return _unpack(packed_path, packed_mask, mask)
+
+    def _check_finite(self, emissions: torch.Tensor, mask: torch.Tensor) -> None:
+        for name, param in (("transitions", self.transitions), ("start_transitions", self.start_transitions),
+                            ("end_transitions", self.end_transitions)):
+            if not bool(torch.isfinite(param).all()):
+                raise ValueError(
+                    f"CRF.{name} holds NaN or inf: the weights are corrupt (a diverged training run or a bad "
+                    "checkpoint). Reload good weights; no path can be decoded from them."
+                )
+        bad = ~torch.isfinite(emissions).all(dim=-1) & mask
+        if bool(bad.any()):
+            rows = sorted(set(bad.nonzero()[:, 0].tolist()))
+            raise ValueError(
+                f"The emissions of sequence(s) {rows[:10]} hold NaN or inf, so no CRF path can be decoded. The "
+                "model's scores are non-finite: check its inputs (e.g. inputs_embeds) and its loaded weights."
+            )
 
     def _mask(self, emissions: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if not isinstance(emissions, torch.Tensor) or not emissions.is_floating_point():
+            found = emissions.dtype if isinstance(emissions, torch.Tensor) else type(emissions).__name__
+            raise TypeError(f"CRF emissions must be a floating-point tensor [batch, length, labels]; got {found}.")
         if emissions.dim() != 3 or emissions.size(-1) != self.num_labels:
             raise ValueError(
                 f"CRF expects emissions of shape [batch, length, {self.num_labels}], got {tuple(emissions.shape)}."
             )
         if attention_mask is None:
             return torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_floating_point() or \
+                attention_mask.is_complex() or tuple(attention_mask.shape) != tuple(emissions.shape[:2]):
+            found = (f"{attention_mask.dtype} {tuple(attention_mask.shape)}" if isinstance(attention_mask, torch.Tensor)
+                     else type(attention_mask).__name__)
+            raise ValueError(
+                f"CRF attention_mask must be an integer or bool tensor of shape {tuple(emissions.shape[:2])} "
+                f"(batch, length of the emissions); got {found}."
+            )
         return attention_mask.bool()
 
-    def _check_labels(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
+    def _check_labels(self, labels: torch.Tensor, emissions: torch.Tensor, mask: torch.Tensor) -> None:
+        if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                                        torch.int8, torch.uint8):
+            found = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise TypeError(f"CRF labels must be an integer tensor of label ids (-100 to ignore); got {found}.")
+        if tuple(labels.shape) != tuple(emissions.shape[:2]):
+            raise ValueError(
+                f"CRF labels have shape {tuple(labels.shape)} but the emissions are {tuple(emissions.shape)}: "
+                "labels must be [batch, length], one id per emission position."
+            )
+        labels = labels.long()
         valid = labels[mask & (labels != IGNORE_INDEX)]
         if valid.numel() and (valid.min() < 0 or valid.max() >= self.num_labels):
             bad = valid[(valid < 0) | (valid >= self.num_labels)][0].item()

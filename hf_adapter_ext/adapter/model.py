@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import IGNORE_INDEX
 from . import anatomy
 from .config import NeuralAdapterConfig
-from .crf import IGNORE_INDEX
 from .labels import source_labels, validate_new_labels
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX
+
 # Without a real limit from the tokenizer, stay within the 512 positions of BERT-style encoders.
 DEFAULT_MAX_LENGTH = 512
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX
 
 
 def prototypes(support: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:

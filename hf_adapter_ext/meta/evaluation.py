@@ -6,7 +6,7 @@ import math
 
 import torch
 
-IGNORE_INDEX = -100
+from ..constants import IGNORE_INDEX
 
 
 def mean_ci95(values) -> tuple[float, float]:

@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import ModelOutput
 
+from ..constants import IGNORE_INDEX
 from .config import SIBConfig
-
-IGNORE_INDEX = -100
 
 
 @dataclass

@@ -14,8 +14,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..adapter.crf import CRF, IGNORE_INDEX
+from ..adapter.crf import CRF
 from ..adapter.outputs import CRFTokenClassifierOutput, viterbi_logits
+from ..constants import IGNORE_INDEX
 
 NUM_CASINGS = 7
 
