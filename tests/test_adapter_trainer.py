@@ -93,3 +93,22 @@ def test_pipeline_finds_old_and_new_types_and_matches_viterbi(tokenizer, fitted)
         emissions = fitted(**encoded).emissions
     viterbi = fitted.crf.decode(emissions, encoded["attention_mask"])[0, 1:-1]  # drop [CLS] / [SEP]
     assert [t["entity"] for t in tokens] == [fitted.config.id2label[int(i)] for i in viterbi]
+
+
+@pytest.mark.parametrize("target", ["copy", "lora"])
+def test_gradient_checkpointing_flag_trains_to_the_same_weights(tmp_path, tokenizer, target):
+    from .conftest import OLD_LABELS
+    from .scripts.one_step import _no_dropout_source
+
+    results = []
+    for checkpointing in (False, True):
+        model = get_adapter_model(_no_dropout_source(tokenizer.vocab_size),
+                                  NeuralAdapterConfig(new_labels=NEW_LABELS, target=target, lora_dropout=0.0))
+        trainer = Trainer(model=model, args=args(tmp_path, gradient_checkpointing=checkpointing, max_steps=2),
+                          train_dataset=toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS),
+                          data_collator=AdapterDataCollator(tokenizer))
+        trainer.train()
+        assert model.is_gradient_checkpointing == checkpointing
+        results.append(model.adapter_state_dict())
+    for name, value in results[0].items():
+        torch.testing.assert_close(results[1][name], value, msg=name)

@@ -55,7 +55,7 @@ def reference_refine(head, support, support_labels, query, steps, lr, support_we
 
     for _ in range(steps):
         logits = logits_of(theta)
-        g = head.grad_net(logits)
+        g = head.grad_net(logits.unsqueeze(0), torch.ones(1, len(logits), dtype=torch.bool))[0]
         jacobian = torch.autograd.functional.jacobian(logits_of, theta)  # [Q, C, C, D]
         grad = torch.einsum("qcjd,qc->jd", jacobian, g)
         if support_weight is not None:

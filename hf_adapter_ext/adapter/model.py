@@ -9,13 +9,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import logging
 
-from ..constants import IGNORE_INDEX
 from . import anatomy
 from .config import NeuralAdapterConfig
+from .crf import CRF
 from .labels import source_labels, validate_new_labels
 from .layers import ADAPTERS, expand_crf, expand_linear
+from .loss import check_labels, loss_denominator, token_classification_loss_sum
 from .outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
+
+logger = logging.get_logger(__name__)
 
 
 class NeuralAdapterModel(nn.Module):
@@ -29,6 +33,9 @@ class NeuralAdapterModel(nn.Module):
     """
 
     main_input_name = "input_ids"
+    # The loss divides by Trainer's ``num_items_in_batch`` (see adapter/loss.py): exact under gradient
+    # accumulation and DDP.
+    accepts_loss_kwargs = True
 
     def __init__(self, source: nn.Module, config: NeuralAdapterConfig):
         super().__init__()
@@ -120,6 +127,54 @@ class NeuralAdapterModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.classifier.weight.dtype
 
+    # ------------------------------------------------------------------ activation checkpointing (Trainer flag)
+    supports_gradient_checkpointing = True
+
+    def _trained_encoder(self):
+        """The encoder whose activations backpropagation needs: the copy, or the shared one that carries LoRA."""
+        if self.peft_config.target == "copy":
+            return self.target_encoder
+        if self.peft_config.target == "lora":
+            return anatomy.encoder_of(self.source)
+        return None
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        """Recompute the target encoder's activations in the backward pass (``TrainingArguments(
+        gradient_checkpointing=True)``) instead of storing them. Non-reentrant by default, so gradients reach
+        LoRA and top-layer weights although the embeddings below them are frozen."""
+        encoder = self._trained_encoder()
+        if encoder is None:
+            logger.warning("target='frozen': the encoder does not train, so there are no activations to checkpoint.")
+            return
+        options = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
+        if hasattr(encoder, "activation_checkpointing_enable"):
+            encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=options, **kwargs)
+        elif hasattr(encoder, "gradient_checkpointing_enable"):
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        else:
+            raise ValueError(
+                f"The source's encoder ({type(encoder).__name__}) does not support activation checkpointing; "
+                "train without gradient_checkpointing=True."
+            )
+
+    def activation_checkpointing_disable(self) -> None:
+        encoder = self._trained_encoder()
+        if encoder is not None:
+            disable = getattr(encoder, "activation_checkpointing_disable", None) or encoder.gradient_checkpointing_disable
+            disable()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        """transformers' older name for :meth:`activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.activation_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        encoder = self._trained_encoder()
+        return bool(encoder is not None and getattr(encoder, "is_gradient_checkpointing", False))
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.source.eval()  # the source never drops out: its scores are a fixed function of the input
@@ -150,8 +205,10 @@ class NeuralAdapterModel(nn.Module):
         labels: torch.Tensor | None = None,
         source_logits: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> CRFTokenClassifierOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -166,52 +223,51 @@ class NeuralAdapterModel(nn.Module):
 
         loss = None
         if labels is not None:
-            self._check_labels(labels)
-            loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None)
+            check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
+            loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None,
+                              num_items_in_batch)
         logits = emissions
         if self.crf is not None and not self.training:
             logits = viterbi_logits(self.crf, emissions, attention_mask)
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
 
-    def _check_labels(self, labels: torch.Tensor) -> None:
-        bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.num_labels))]
-        if bad.numel():
-            raise ValueError(
-                f"Label id {bad[0].item()} is out of range: this model has {self.config.num_labels} labels "
-                f"({list(self.config.id2label.values())}); use -100 for positions to ignore."
-            )
-
-    def _loss(self, emissions, labels, attention_mask, source_logits) -> torch.Tensor:
+    def _loss(self, emissions, labels, attention_mask, source_logits, num_items_in_batch) -> torch.Tensor:
+        """(task loss + distillation) summed over the batch, divided by the step's labelled-token count."""
+        denominator = loss_denominator(labels, num_items_in_batch)
         distill_loss = 0.0
         if source_logits is not None:
             labels, distill_loss = self._distill(emissions, labels, source_logits, attention_mask)
-        if self.crf is not None:
-            task_loss = self.crf.neg_log_likelihood(emissions, labels, attention_mask)
-        else:
-            task_loss = F.cross_entropy(emissions.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-        return task_loss + self.peft_config.distill_weight * distill_loss
+        task_loss = token_classification_loss_sum(emissions, labels, attention_mask, self.crf)
+        return (task_loss + self.peft_config.distill_weight * distill_loss) / denominator
 
     def _distill(self, emissions, labels, source_logits, attention_mask):
         """`new_only` data: on tokens labelled O, learn the source's view of the old types.
 
-        Hard part: O labels become the source's prediction (an old entity, or O) — its Viterbi path when it
-        has a CRF, since a CRF's emissions alone are no per-token classifier.
-        Soft part: KL from the source's tempered distribution (zero mass on new labels) to the target's.
+        Hard part: O labels become the source's prediction (an old entity, or O): its Viterbi path when it
+        has a CRF, since a CRF's emissions alone are no per-token classifier; otherwise the best path under its
+        per-token log-probabilities that the target's BIO constraints allow (a plain argmax can say O -> I-X,
+        which the target CRF forbids, and a forbidden gold path costs ~1e4 in the loss).
+        Soft part: KL from the source's tempered distribution (zero mass on new labels) to the target's, summed
+        over those tokens.
         """
         outside = self.config.label2id.get("O", 0)
         on_outside = labels == outside
         source_logits = source_logits.to(emissions.dtype)
         source_crf = anatomy.crf_of(self.source)
-        predicted = (source_crf.decode(source_logits, attention_mask).clamp(min=0) if source_crf is not None
-                     else source_logits.argmax(-1))
+        if source_crf is not None:
+            predicted = source_crf.decode(source_logits, attention_mask).clamp(min=0)
+        elif self.crf is not None:
+            constrained = CRF.for_labels(self.peft_config.old_labels, self.peft_config.bio_constraints)
+            predicted = constrained.to(source_logits.device).decode(
+                F.log_softmax(source_logits.float(), dim=-1), attention_mask).clamp(min=0)
+        else:
+            predicted = source_logits.argmax(-1)
         labels = torch.where(on_outside, predicted, labels)
-        if not on_outside.any():
-            return labels, emissions.new_zeros(())
         temperature = self.peft_config.distill_temperature
-        teacher = F.softmax(source_logits[on_outside] / temperature, dim=-1)
+        teacher = F.softmax(source_logits[on_outside].float() / temperature, dim=-1)
         teacher = F.pad(teacher, (0, emissions.size(-1) - self.num_old_labels))
-        student = F.log_softmax(emissions[on_outside] / temperature, dim=-1)
-        kl = F.kl_div(student, teacher, reduction="batchmean") * temperature**2
+        student = F.log_softmax(emissions[on_outside].float() / temperature, dim=-1)
+        kl = F.kl_div(student, teacher, reduction="sum") * temperature**2  # summed: divided with the task loss
         return labels, kl
 
     # ------------------------------------------------------------------ persistence

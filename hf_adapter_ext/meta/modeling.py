@@ -32,22 +32,49 @@ class SIBOutput(ModelOutput):
     logits_init: torch.FloatTensor | None = None
 
 
+class EpisodeNorm(nn.Module):
+    """BatchNorm over each episode's own queries ([B, Q, H], padding excluded), in training and at test.
+
+    The reference applies ``BatchNorm1d`` to one episode's queries at a time and never switches it to
+    ``eval()``: every episode is normalised with its own statistics, a transductive step that carries much
+    of the method (forced onto running statistics it collapses). Normalising per episode keeps that while
+    episodes are batched, so an episode's result does not depend on which others share its batch.
+    """
+
+    def __init__(self, features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weight = mask.unsqueeze(-1).to(x.dtype)
+        count = weight.sum(dim=1, keepdim=True).clamp(min=1)
+        mean = (x * weight).sum(dim=1, keepdim=True) / count
+        var = ((x - mean).square() * weight).sum(dim=1, keepdim=True) / count  # biased, as BatchNorm normalises
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
 class SyntheticGradientNet(nn.Module):
-    """Predicts dLoss/dlogits for unlabelled queries from their logits (n → hn → hn → n)."""
+    """Predicts dLoss/dlogits for unlabelled queries from their logits (n → hn → hn → n), per episode."""
 
     def __init__(self, num_classes: int, multiplier: int):
         super().__init__()
         hidden = num_classes * multiplier
-        self.net = nn.Sequential(
-            nn.Linear(num_classes, hidden), nn.ReLU(), nn.BatchNorm1d(hidden),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.BatchNorm1d(hidden),
+        self.net = nn.ModuleList([
+            nn.Linear(num_classes, hidden), nn.ReLU(), EpisodeNorm(hidden),
+            nn.Linear(hidden, hidden), nn.ReLU(), EpisodeNorm(hidden),
             nn.Linear(hidden, num_classes),
-        )
+        ])
         nn.init.zeros_(self.net[-1].weight)  # starts as "no gradient": SIB begins where the init network is
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return self.net(logits)
+    def forward(self, logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+        """[B, Q, C] logits of each episode's queries → [B, Q, C] synthetic gradients (zero for padding)."""
+        x = logits
+        for layer in self.net:
+            x = layer(x, query_mask) if isinstance(layer, EpisodeNorm) else layer(x)
+        return x * query_mask.unsqueeze(-1).to(x.dtype)
 
 
 class SIBHead(nn.Module):
@@ -90,13 +117,6 @@ class SIBHead(nn.Module):
         means = sums / onehot.sum(dim=1).clamp(min=1).unsqueeze(-1)
         return means * self.feature_weight
 
-    def _synthetic_gradient(self, logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-        """g(logits) for every real query, zero for padding ([B, Q, C])."""
-        if bool(query_mask.all()):
-            return self.grad_net(logits.flatten(0, 1)).view_as(logits)
-        synthetic = self.grad_net(logits[query_mask])
-        return torch.zeros_like(logits).masked_scatter(query_mask.unsqueeze(-1).expand_as(logits), synthetic)
-
     def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor, steps: int,
                support_unit: torch.Tensor | None = None, support_targets: torch.Tensor | None = None) -> torch.Tensor:
         """K synthetic-gradient steps ``θ ← θ − lr · (∂logits/∂θ)ᵀ g(logits)`` on the unlabelled queries.
@@ -117,7 +137,7 @@ class SIBHead(nn.Module):
         for _ in range(steps):
             cos, theta_unit, theta_norm = self._cosine(units, theta)
             logits = self.scale * (cos + self.bias)
-            g = self._synthetic_gradient(logits[:, :queries], query_mask)
+            g = self.grad_net(logits[:, :queries], query_mask)
             if support_unit is not None:
                 support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * support_weight
                 g = torch.cat([g, support_g], dim=1)
@@ -137,6 +157,19 @@ class SIBHead(nn.Module):
         return self._logits(query_unit, theta), self._logits(query_unit, theta0)
 
 
+def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over each episode's labelled queries, then over the episodes."""
+    counts = (query_labels != IGNORE_INDEX).sum(dim=1)
+    if bool((counts == 0).any()):
+        empty = (counts == 0).nonzero()[:, 0].tolist()
+        raise ValueError(
+            f"Episode(s) {empty[:10]} of this batch have no labelled query (query_labels all -100), so their loss "
+            "is undefined. Sample episodes with n_query >= 1 from classes that have enough examples."
+        )
+    losses = F.cross_entropy(logits.transpose(1, 2).float(), query_labels, ignore_index=IGNORE_INDEX, reduction="none")
+    return (losses.sum(dim=1) / counts).mean()
+
+
 class SIBForFewShotClassification(nn.Module):
     """SIB on any `AutoModel` backbone, at sequence level (intents) or token level (few-shot NER).
 
@@ -147,6 +180,9 @@ class SIBForFewShotClassification(nn.Module):
     """
 
     main_input_name = "query_features"
+    # The loss is a mean over episodes of each episode's mean query loss: with Trainer dividing by the
+    # accumulation steps (and DDP averaging), any split of a step's episodes gives the same gradient.
+    accepts_loss_kwargs = False
 
     def __init__(self, backbone: nn.Module, config: SIBConfig):
         super().__init__()
@@ -186,8 +222,8 @@ class SIBForFewShotClassification(nn.Module):
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def _episode_features(self, features, input_ids, attention_mask):
-        if features is not None:
-            return features
+        if features is not None:  # cached features are float32: computed in the head's dtype
+            return features.to(self.head.scale.dtype)
         if input_ids is None:
             raise ValueError("Pass either *_features (cached) or *_input_ids with *_attention_mask.")
         batch, size, length = input_ids.shape
@@ -210,7 +246,6 @@ class SIBForFewShotClassification(nn.Module):
         episode_index: torch.Tensor | None = None,
         support_sentence_lengths: torch.Tensor | None = None,
         query_sentence_lengths: torch.Tensor | None = None,
-        **kwargs,
     ) -> SIBOutput:
         # episode_index and *_sentence_lengths are bookkeeping for the trainer (named here so the Trainer's
         # unused-column removal keeps them); the model does not need them.
@@ -225,7 +260,7 @@ class SIBForFewShotClassification(nn.Module):
         loss = None
         if query_labels is not None:
             self._check_labels(query_labels, "query_labels")
-            loss = F.cross_entropy(logits.flatten(0, 1), query_labels.flatten(), ignore_index=IGNORE_INDEX)
+            loss = episode_mean_loss(logits, query_labels)
         return SIBOutput(loss=loss, logits=logits, logits_init=logits_init)
 
     def _check_labels(self, labels: torch.Tensor, name: str) -> None:

@@ -15,8 +15,8 @@ from transformers import AutoConfig, AutoModelForTokenClassification, Pretrained
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..adapter.crf import CRF
+from ..adapter.loss import check_labels, loss_denominator, token_classification_loss_sum
 from ..adapter.outputs import CRFTokenClassifierOutput, viterbi_logits
-from ..constants import IGNORE_INDEX
 
 NUM_CASINGS = 7
 
@@ -79,6 +79,7 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
     config_class = BiLSTMCRFConfig
     base_model_prefix = "encoder"
     main_input_name = "input_ids"
+    accepts_loss_kwargs = True  # the loss divides by Trainer's num_items_in_batch (adapter/loss.py)
 
     def __init__(self, config: BiLSTMCRFConfig):
         super().__init__(config)
@@ -98,17 +99,16 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
         return self.encoder.word_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None, return_dict=None,
-                **kwargs) -> CRFTokenClassifierOutput:
+                num_items_in_batch=None) -> CRFTokenClassifierOutput:
         if attention_mask is None:
             attention_mask = (input_ids != 0).long()
         hidden = self.encoder(input_ids, attention_mask).last_hidden_state
         emissions = self.classifier(self.dropout(hidden))
         loss = None
         if labels is not None:
-            if self.crf is not None:
-                loss = self.crf.neg_log_likelihood(emissions, labels, attention_mask)
-            else:
-                loss = nn.functional.cross_entropy(emissions.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+            check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
+            loss = token_classification_loss_sum(emissions, labels, attention_mask, self.crf)
+            loss = loss / loss_denominator(labels, num_items_in_batch)
         logits = emissions
         if self.crf is not None and not self.training:
             logits = viterbi_logits(self.crf, emissions, attention_mask)

@@ -1,0 +1,48 @@
+"""The token-classification loss, normalised so that it does not depend on how a batch is split.
+
+`Trainer` sums the losses of the micro-batches of one optimiser step (gradient accumulation) and DDP averages
+the processes' gradients. Both add up to one big batch's loss only if every micro-batch divides its *sum* by
+the item count of the whole step, which `Trainer` passes as ``num_items_in_batch`` (labelled tokens, across
+accumulation steps and processes), as transformers' own models do.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..constants import IGNORE_INDEX
+from .crf import CRF
+
+
+def loss_denominator(labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None) -> torch.Tensor:
+    """The step's labelled-token count if ``Trainer`` gave it, else this batch's (never below 1)."""
+    count = (labels != IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
+    return torch.as_tensor(count, device=labels.device).clamp(min=1)
+
+
+def token_classification_loss_sum(emissions: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
+                                  crf: CRF | None) -> torch.Tensor:
+    """Summed loss: the CRF's per-sequence negative log-likelihoods, or per-token cross-entropies."""
+    if crf is not None:
+        return crf.sequence_nll(emissions, labels, attention_mask).sum()
+    return F.cross_entropy(emissions.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
+
+
+def check_labels(labels, emissions: torch.Tensor, num_labels: int, id2label: dict) -> None:
+    """Refuse labels of the wrong type, shape or range at the model's boundary, before any loss is computed."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
+        found = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(f"`labels` must be an int64 tensor of label ids (-100 to ignore a position); got {found}.")
+    if tuple(labels.shape) != tuple(emissions.shape[:2]):
+        raise ValueError(
+            f"`labels` has shape {tuple(labels.shape)} but the inputs are {tuple(emissions.shape[:2])} "
+            "(batch, length): give one label id per token, -100 for positions to ignore."
+        )
+    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_labels))]
+    if bad.numel():
+        raise ValueError(
+            f"Label id {bad[0].item()} is out of range: this model has {num_labels} labels "
+            f"({list(id2label.values())}); use -100 for positions to ignore."
+        )
