@@ -149,3 +149,19 @@ def test_a_source_crf_is_carried_over_and_new_transitions_start_at_its_mean(sour
     assert torch.equal(model.crf.start_transitions[:n], source.crf.start_transitions)
     torch.testing.assert_close(model.crf.transitions[n:, :], torch.full((2, n + 2), source.crf.transitions.mean().item()))
     assert not model.crf.allowed[0, n + 1], "O -> I-LOC stays forbidden"
+
+
+def test_bilstm_adapter_reads_left_padded_rows_like_right_padded_ones():
+    from hf_adapter_ext.adapter.layers import BiLSTMAdapter
+
+    torch.manual_seed(0)
+    adapter = BiLSTMAdapter(7, 9, 16)
+    torch.nn.init.normal_(adapter.proj.weight)
+    scores = torch.randn(2, 6, 7)
+    right = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6])
+    left = torch.tensor([[0, 0, 1, 1, 1, 1], [1] * 6])
+    shifted = torch.stack([scores[0].roll(2, 0), scores[1]])  # row 0: the same tokens after 2 pads
+    out_right, out_left = adapter(scores, right), adapter(shifted, left)
+    torch.testing.assert_close(out_left[0, 2:], out_right[0, :4])
+    alone = adapter(scores[:1, :4], torch.ones(1, 4, dtype=torch.long))
+    torch.testing.assert_close(out_right[0, :4], alone[0], atol=1e-5, rtol=1e-5)

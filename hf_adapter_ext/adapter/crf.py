@@ -52,6 +52,17 @@ def is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
+def refuse_torchscript_tracing(what: str) -> None:
+    """TorchScript tracing (``torch.jit.trace``, ``torch.onnx.export(..., dynamo=False)``) records one run's
+    Python branches and loop counts as constants: the graph would silently replay the example input's answer."""
+    if torch.jit.is_tracing() or (torch.onnx.is_in_onnx_export() and not torch.compiler.is_exporting()):
+        raise RuntimeError(
+            f"{what} depends on the input's values and length, which the TorchScript tracer would freeze into "
+            "the graph (every input would get the example's answer). Export with torch.export.export(...) or "
+            "torch.onnx.export(..., dynamo=True) instead; see the README's Export section."
+        )
+
+
 def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Move attended positions to the front of each row, keeping their order."""
     if not is_tracing() and torch.equal(mask, mask.cummin(dim=1).values):  # already right-padded
@@ -98,7 +109,7 @@ def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, en
     length = emissions.size(1)
     emissions = nn.functional.pad(emissions, (0, 0, 0, 2))
     mask = nn.functional.pad(mask, (0, 2))
-    trans, start, end = trans.detach(), start.detach(), end.detach()
+    emissions, trans, start, end = emissions.detach(), trans.detach(), start.detach(), end.detach()
 
     def forward_step(score, step):
         emission, keep = step
@@ -367,12 +378,7 @@ class CRF(nn.Module):
         it and is refused."""
         mask = self._mask(emissions, attention_mask)
         trans, start, end = self._scores()
-        if torch.jit.is_tracing() or (torch.onnx.is_in_onnx_export() and not torch.compiler.is_exporting()):
-            raise RuntimeError(
-                "The CRF's Viterbi decoding is a loop over the sequence that the TorchScript tracer would freeze "
-                "into the graph with the example input's path. Export with torch.export.export(...) or "
-                "torch.onnx.export(..., dynamo=True) instead, or export the emissions and decode outside the graph."
-            )
+        refuse_torchscript_tracing("The CRF's Viterbi decoding")
         if emissions.size(1) == 0:
             return torch.full(emissions.shape[:2], IGNORE_INDEX, dtype=torch.long, device=emissions.device)
         if not is_tracing():

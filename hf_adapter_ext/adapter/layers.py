@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .crf import CRF
+from .crf import CRF, refuse_torchscript_tracing
 
 
 class BiLSTMAdapter(nn.Module):
@@ -23,13 +23,60 @@ class BiLSTMAdapter(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, source_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        refuse_torchscript_tracing("The BiLSTM adapter's packing of padded sequences")
+        if torch.compiler.is_exporting():
+            return self.proj(_exported_bilstm(self.lstm, source_logits, attention_mask.bool()))
         if bool(attention_mask.all()):  # no padding (e.g. one sentence): no packing needed
             return self.proj(self.lstm(source_logits)[0])
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(source_logits, lengths, batch_first=True, enforce_sorted=False)
+        # Packing reads the first `length` positions of each row: align real tokens left first (inputs may be
+        # padded on the left), and put the outputs back in place after.
+        mask = attention_mask.bool()
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(_gather_rows(source_logits, order), lengths, batch_first=True,
+                                                   enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=source_logits.size(1))
-        return self.proj(out)
+        return self.proj(_scatter_rows(out * mask.gather(1, order).unsqueeze(-1), order))
+
+
+
+
+def _gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, order.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
+def _scatter_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_gather_rows` with the same ``order``."""
+    return torch.zeros_like(x).scatter(1, order.unsqueeze(-1).expand(-1, -1, x.size(-1)), x)
+
+
+def _exported_bilstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A one-layer BiLSTM as two ``scan`` loops, for ``torch.export`` (which would unroll ``nn.LSTM`` over the
+    example's length, and cannot capture packing). Padding, wherever it sits, does not update the state, and
+    its outputs are zero: the packed LSTM's output, position for position. Inference only (weights detached)."""
+    from torch._higher_order_ops import scan
+
+    keep = mask.transpose(0, 1).unsqueeze(-1).contiguous()
+    outputs = []
+    for suffix, reverse in (("", False), ("_reverse", True)):
+        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{name}_l0{suffix}").detach()
+                                  for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        gates_in = (x @ w_ih.T + b_ih + b_hh).transpose(0, 1).contiguous()
+        zeros = x.new_zeros(x.size(0), lstm.hidden_size)
+
+        def step(state, inputs, w_hh=w_hh):
+            h, c = state
+            gates, k = inputs
+            i, f, g, o = (gates + h @ w_hh.T).chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            h, c = torch.where(k, h_new, h), torch.where(k, c_new, c)
+            return (h.clone(), c.clone()), h.clone()
+
+        _, hidden = scan(step, (zeros, zeros.clone()), (gates_in, keep), reverse=reverse)
+        outputs.append(hidden.transpose(0, 1))
+    return torch.cat(outputs, dim=-1) * mask.unsqueeze(-1).to(x.dtype)
 
 
 class MLPAdapter(nn.Module):

@@ -18,9 +18,14 @@ class CRFTokenClassifierOutput(TokenClassifierOutput):
 
 
 def viterbi_logits(crf: CRF, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Scores whose per-token argmax is the CRF's Viterbi path (0 on the path, FORBIDDEN elsewhere)."""
+    """Scores whose per-token argmax is the CRF's Viterbi path (0 on the path, FORBIDDEN elsewhere).
+
+    Eager decoding refuses non-finite emissions; in an exported graph, which cannot raise, a sequence with a
+    non-finite emission gets NaN scores everywhere, never a clean-looking path."""
     path = crf.decode(emissions, attention_mask).clamp(min=0)
-    return torch.full_like(emissions, FORBIDDEN).scatter_(-1, path.unsqueeze(-1), 0.0)
+    logits = torch.full_like(emissions, FORBIDDEN).scatter_(-1, path.unsqueeze(-1), 0.0)
+    finite = torch.isfinite(emissions).all(dim=-1).logical_or(~attention_mask.bool()).all(dim=1)
+    return torch.where(finite.view(-1, 1, 1), logits, torch.full_like(logits, float("nan")))
 
 
 def label_scores(output) -> torch.Tensor:
