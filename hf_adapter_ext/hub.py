@@ -55,15 +55,23 @@ def render_sib_card(config, metrics: dict | None) -> str:
 
 
 def push_folder_to_hub(
-    save: Callable[[str], None], repo_id: str, private: bool | None = None, token: str | None = None,
-    commit_message: str = "Upload with hf_adapter_ext", revision: str | None = None,
+    save: Callable[[str], None], repo_id: str, *, commit_message: str | None = None,
+    commit_description: str | None = None, private: bool | None = None, token: str | bool | None = None,
+    revision: str | None = None, create_pr: bool = False, repo_type: str = "model",
 ) -> str:
-    """Create ``repo_id`` if needed and upload what ``save(folder)`` writes; returns the commit URL."""
+    """Create ``repo_id`` if needed and upload what ``save(folder)`` writes, with the arguments of transformers'
+    ``push_to_hub`` (``create_pr=True`` opens a pull request instead of committing). Returns the commit (or PR)
+    URL."""
+    if not isinstance(repo_id, str) or not repo_id:
+        raise ValueError(f"repo_id must be a Hub repo id like 'user/name'; got {repo_id!r}.")
     api = HfApi(token=token)
-    repo = api.create_repo(repo_id, private=private, exist_ok=True)
+    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
+    if revision is not None and not create_pr:
+        api.create_branch(repo.repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
     with tempfile.TemporaryDirectory() as folder:
         save(folder)
         commit = api.upload_folder(
-            repo_id=repo.repo_id, folder_path=folder, commit_message=commit_message, revision=revision
+            repo_id=repo.repo_id, folder_path=folder, commit_message=commit_message or "Upload with hf_adapter_ext",
+            commit_description=commit_description, revision=revision, create_pr=create_pr, repo_type=repo_type,
         )
-    return getattr(commit, "commit_url", str(commit))
+    return getattr(commit, "pr_url", None) or getattr(commit, "commit_url", str(commit))

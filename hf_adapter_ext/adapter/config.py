@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -15,6 +16,26 @@ _CHOICES = {
     "head": ("crf", "linear"),
     "trainable": ("all", "top"),
     "annotation": ("full", "new_only"),
+}
+
+
+_TYPES = {"adapter_hidden_size": int, "num_top_layers": int, "lora_r": int, "lora_alpha": int,
+          "bio_constraints": bool, "distill_temperature": float, "distill_weight": float, "lora_dropout": float}
+_EXAMPLES = {int: "8", bool: "false", float: "0.5"}
+_RANGES = [  # (field, lower check, upper check)
+    ("adapter_hidden_size", lambda v: v >= 1, lambda v: True),
+    ("num_top_layers", lambda v: v >= 0, lambda v: True),
+    ("lora_r", lambda v: v >= 1, lambda v: True),
+    ("lora_alpha", lambda v: v >= 1, lambda v: True),
+    ("distill_temperature", lambda v: v > 0, lambda v: True),
+    ("distill_weight", lambda v: v >= 0, lambda v: True),
+    ("lora_dropout", lambda v: v >= 0, lambda v: v < 1),
+]
+_RANGE_HELP = {
+    "adapter_hidden_size": "use a positive size such as 64", "num_top_layers": "use 0 or more layers",
+    "lora_r": "use a positive rank such as 8", "lora_alpha": "use a positive value such as 16",
+    "distill_temperature": "use a finite temperature above 0, such as 2.0",
+    "distill_weight": "use a finite weight of 0 or more, such as 1.0", "lora_dropout": "use a rate in [0, 1)",
 }
 
 
@@ -65,13 +86,46 @@ class NeuralAdapterConfig(PeftConfig):
         super().__post_init__()
         self.peft_type = PEFT_TYPE
         self.task_type = self.task_type or "TOKEN_CLS"
+        self._check_types()
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
                 raise ValueError(f"NeuralAdapterConfig.{name}={value!r} is not supported; choose one of {choices}.")
-        if self.adapter_hidden_size <= 0 or self.num_top_layers < 0 or self.lora_r <= 0:
-            raise ValueError("adapter_hidden_size and lora_r must be positive and num_top_layers non-negative.")
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and low(value) and high(value)):
+                raise ValueError(f"NeuralAdapterConfig.{name}={value!r} is out of range: {_RANGE_HELP[name]}.")
         self.new_labels = list(self.new_labels)
+
+    def _check_types(self) -> None:
+        """Refuse values of the wrong type (as JSON files and command lines produce: "8", "false")."""
+        if isinstance(self.new_labels, str) or not isinstance(self.new_labels, (list, tuple)) or not all(
+                isinstance(label, str) for label in self.new_labels):
+            raise TypeError(
+                f"NeuralAdapterConfig.new_labels must be a list of label strings, e.g. ['B-LOC', 'I-LOC']; got "
+                f"{self.new_labels!r}."
+            )
+        for name, kind in _TYPES.items():
+            value = getattr(self, name)
+            wrong_bool = isinstance(value, bool) and kind is not bool
+            if wrong_bool or not isinstance(value, kind if kind is not float else (int, float)):
+                raise TypeError(
+                    f"NeuralAdapterConfig.{name} must be {kind.__name__}, got {value!r} ({type(value).__name__}); "
+                    f"write it without quotes, e.g. {name}={_EXAMPLES[kind]}."
+                )
+        modules = self.lora_target_modules
+        if modules is not None and not isinstance(modules, str) and not (
+                isinstance(modules, (list, tuple)) and all(isinstance(m, str) for m in modules)):
+            raise TypeError(f"NeuralAdapterConfig.lora_target_modules must be a list of module names (or a regex "
+                            f"string, as in PEFT); got {modules!r}.")
+        for name in ("old_labels",):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise TypeError(f"NeuralAdapterConfig.{name} must be a list of label strings; got {value!r}.")
+        for name in ("source_signature", "metrics"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"NeuralAdapterConfig.{name} must be a dict; got {value!r}.")
 
     @property
     def labels(self) -> list[str]:

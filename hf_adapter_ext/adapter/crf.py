@@ -433,12 +433,12 @@ class CRF(nn.Module):
             )
         if attention_mask is None:
             return torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_floating_point() or \
-                attention_mask.is_complex() or tuple(attention_mask.shape) != tuple(emissions.shape[:2]):
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_complex() or \
+                tuple(attention_mask.shape) != tuple(emissions.shape[:2]):
             found = (f"{attention_mask.dtype} {tuple(attention_mask.shape)}" if isinstance(attention_mask, torch.Tensor)
                      else type(attention_mask).__name__)
             raise ValueError(
-                f"CRF attention_mask must be an integer or bool tensor of shape {tuple(emissions.shape[:2])} "
+                f"CRF attention_mask must be a tensor of shape {tuple(emissions.shape[:2])} (1 = token, 0 = padding) "
                 f"(batch, length of the emissions); got {found}."
             )
         return attention_mask.bool()

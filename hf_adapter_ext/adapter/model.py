@@ -13,7 +13,7 @@ from transformers.utils import logging
 
 from . import anatomy
 from .config import NeuralAdapterConfig
-from .crf import CRF
+from .crf import CRF, is_tracing
 from .labels import source_labels, validate_new_labels
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .loss import check_labels, loss_denominator, token_classification_loss_sum
@@ -39,6 +39,11 @@ class NeuralAdapterModel(nn.Module):
 
     def __init__(self, source: nn.Module, config: NeuralAdapterConfig):
         super().__init__()
+        if not isinstance(source, nn.Module) or not hasattr(source, "config"):
+            hint = (" Load it first: AutoModelForTokenClassification.from_pretrained(...)."
+                    if isinstance(source, (str, os.PathLike)) else "")
+            raise TypeError(f"The source must be a transformers token-classification model, got "
+                            f"{type(source).__name__}.{hint}")
         if anatomy.has_tuner_layers(source):
             raise ValueError(
                 f"The source {type(source).__name__} already carries PEFT/LoRA layers (an earlier target='lora' "
@@ -88,6 +93,11 @@ class NeuralAdapterModel(nn.Module):
     def _freeze_below_top(self, encoder: nn.Module) -> None:
         encoder.requires_grad_(False)
         stack = anatomy.layer_stack(encoder)
+        if stack is not None and self.peft_config.num_top_layers > len(stack):
+            raise ValueError(
+                f"num_top_layers={self.peft_config.num_top_layers} but the source's encoder has {len(stack)} layers; "
+                f"use at most {len(stack)}, or trainable='all'."
+            )
         if stack is not None and self.peft_config.num_top_layers:
             for layer in stack[-self.peft_config.num_top_layers :]:
                 layer.requires_grad_(True)
@@ -207,8 +217,8 @@ class NeuralAdapterModel(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
     ) -> CRFTokenClassifierOutput:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        if not is_tracing():
+            self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits)
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -230,6 +240,40 @@ class NeuralAdapterModel(nn.Module):
         if self.crf is not None and not self.training:
             logits = viterbi_logits(self.crf, emissions, attention_mask)
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
+
+    def _check_inputs(self, input_ids, attention_mask, inputs_embeds, source_logits) -> None:
+        """Shapes, dtypes and ids, once at the public boundary, with messages that say what to pass."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
+                found = input_ids.dtype if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+                raise TypeError(f"input_ids must be an integer tensor [batch, length] from the tokenizer "
+                                f"(return_tensors='pt'); got {found}.")
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must be [batch, length]; got shape {tuple(input_ids.shape)} "
+                                 "(a single sentence needs a batch dimension: input_ids[None]).")
+            vocab = getattr(self.config, "vocab_size", None)
+            if input_ids.numel() and (int(input_ids.min()) < 0 or (vocab and int(input_ids.max()) >= vocab)):
+                raise ValueError(f"input_ids hold ids outside the source's vocabulary [0, {vocab}); use the "
+                                 "source model's own tokenizer.")
+        shape = tuple((input_ids if input_ids is not None else inputs_embeds).shape[:2])
+        if shape[1] == 0:
+            raise ValueError("The inputs have length 0; a tokenized text has at least its special tokens.")
+        if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
+                                           or tuple(attention_mask.shape) != shape):
+            found = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
+            raise ValueError(f"attention_mask must have the inputs' shape {shape}; got {found}.")
+        if source_logits is not None:
+            expected = (*shape, self.num_old_labels)
+            if not isinstance(source_logits, torch.Tensor) or not source_logits.is_floating_point():
+                found = source_logits.dtype if isinstance(source_logits, torch.Tensor) else type(source_logits).__name__
+                raise TypeError(f"source_logits must be a float tensor {expected} (the frozen source's scores, e.g. "
+                                f"from add_source_logits); got {found}.")
+            if tuple(source_logits.shape) != expected:
+                raise ValueError(f"source_logits have shape {tuple(source_logits.shape)}; expected {expected} "
+                                 "(batch, length, the source's label count). Recompute them with add_source_logits "
+                                 "for this source and tokenizer.")
 
     def _loss(self, emissions, labels, attention_mask, source_logits, num_items_in_batch) -> torch.Tensor:
         """(task loss + distillation) summed over the batch, divided by the step's labelled-token count."""
@@ -291,11 +335,15 @@ class NeuralAdapterModel(nn.Module):
         save_adapter(self, Path(save_directory), metrics=metrics)
 
     @classmethod
-    def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, **hub_kwargs) -> NeuralAdapterModel:
-        """Rebuild a saved extended model on ``source`` (a model or a Hub id / path of one)."""
+    def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, config: NeuralAdapterConfig | None = None,
+                        **hub_kwargs) -> NeuralAdapterModel:
+        """Rebuild a saved extended model on ``source`` (a model or a Hub id / path of one).
+
+        ``adapter_dir_or_repo`` is a folder written by :meth:`save_pretrained`, a Hub repo of one, or a
+        ``Trainer`` checkpoint folder (``checkpoint-500/``), which needs the training ``config`` too."""
         from .persistence import load_adapter
 
-        return load_adapter(cls, source, adapter_dir_or_repo, **hub_kwargs)
+        return load_adapter(cls, source, adapter_dir_or_repo, config=config, **hub_kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload the files of :meth:`save_pretrained` to ``repo_id`` through ``huggingface_hub``."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -15,6 +17,8 @@ from .labels import source_labels
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 CARD_NAME = "README.md"
+TRAINER_WEIGHTS_NAME = "model.safetensors"  # what Trainer writes for a model that is not a PreTrainedModel
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -32,14 +36,29 @@ def save_adapter(model, directory: Path, metrics: dict | None = None) -> None:
 
 def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
     """A local folder as is; otherwise those ``files`` of the Hub repo (never a pickle)."""
+    if not isinstance(dir_or_repo, (str, os.PathLike)):
+        raise TypeError(f"Expected a folder path or a Hub repo id, got {type(dir_or_repo).__name__}.")
     path = Path(dir_or_repo)
     if path.is_dir():
         return path
     if path.exists():
         raise ValueError(f"{path} is a file; pass the folder that holds {files}.")
+    text = str(dir_or_repo)
+    if isinstance(dir_or_repo, os.PathLike) or not _HUB_ID.match(text):
+        raise ValueError(
+            f"{text} is not an existing folder (and not a Hub repo id like 'user/name'). Check the path: relative "
+            f"paths start at {Path.cwd()}."
+        )
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    return Path(snapshot_download(str(dir_or_repo), allow_patterns=files, **hub_kwargs))
+    try:
+        return Path(snapshot_download(text, allow_patterns=files, **hub_kwargs))
+    except (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError) as err:
+        raise ValueError(
+            f"{text!r} is neither a local folder nor a Hub repo that could be downloaded ({type(err).__name__}). "
+            "Check the folder path, or the repo id, your login (`hf auth login`) and network (HF_HUB_OFFLINE)."
+        ) from err
 
 
 def refuse_pickles(directory: Path) -> None:
@@ -70,7 +89,10 @@ def read_adapter_config(directory: Path) -> NeuralAdapterConfig:
             f"{config_path} has unknown fields {unknown}; it was written by another tool or a newer "
             "hf_adapter_ext. Upgrade hf_adapter_ext or remove those fields."
         )
-    return NeuralAdapterConfig(**values)
+    try:
+        return NeuralAdapterConfig(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{config_path}: {err} Fix that field in the file.") from None
 
 
 def check_source_matches(source, config: NeuralAdapterConfig) -> None:
@@ -97,16 +119,28 @@ def read_weights(path: Path) -> dict:
         raise ValueError(f"{path} is not a readable safetensors file ({err}); the adapter folder is corrupt.") from err
 
 
-def load_adapter(cls, source, dir_or_repo, **hub_kwargs):
+def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = None, **hub_kwargs):
     directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)
-    config = read_adapter_config(directory)
+    checkpoint = not (directory / CONFIG_NAME).is_file() and (directory / TRAINER_WEIGHTS_NAME).is_file()
+    if checkpoint and config is None:
+        raise ValueError(
+            f"{directory} is a Trainer checkpoint (its {TRAINER_WEIGHTS_NAME} holds the whole model's weights, with "
+            "no adapter_config.json). Load it with NeuralAdapterModel.from_pretrained(source, folder, "
+            "config=<the NeuralAdapterConfig you trained with>), or call model.save_pretrained(...) after training."
+        )
+    if config is not None and not isinstance(config, NeuralAdapterConfig):
+        raise TypeError(f"config must be a NeuralAdapterConfig, got {type(config).__name__}.")
+    config = config if checkpoint else read_adapter_config(directory)
     if isinstance(source, str):
         from transformers import AutoModelForTokenClassification
 
         source = AutoModelForTokenClassification.from_pretrained(source, **hub_kwargs)
-    check_source_matches(source, config)
-    state = read_weights(directory / WEIGHTS_NAME)
+    if not checkpoint:
+        check_source_matches(source, config)
+    state = read_weights(directory / (TRAINER_WEIGHTS_NAME if checkpoint else WEIGHTS_NAME))
     model = cls(source, config)
+    if checkpoint:  # the whole model was saved: keep what the adapter owns (the source is the one given)
+        state = {k: v for k, v in state.items() if k in model.adapter_state_dict()}
     expected = model.adapter_state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong_shape = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]

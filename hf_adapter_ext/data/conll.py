@@ -10,6 +10,8 @@ from pathlib import Path
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SequenceFeature
 
+from .text_files import numbered_lines
+
 logger = logging.getLogger(__name__)
 CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 SHARED_DATA_ENV = "HF_ADAPTER_EXT_DATA"
@@ -31,22 +33,21 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
     """
     sentences, tokens, tags = [], [], []
     columns = None
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts or parts[0] == "-DOCSTART-":
-                if tokens:
-                    sentences.append({"tokens": tokens, "tags": tags})
-                    tokens, tags = [], []
-                continue
-            columns = columns or len(parts)
-            if len(parts) != columns or columns < 2:
-                raise ValueError(
-                    f"{path}:{line_no}: expected {columns} whitespace-separated columns (token ... tag) like the "
-                    f"lines before it, found {len(parts)}: {line.rstrip()!r}. Fix or remove that line."
-                )
-            tokens.append(parts[0])
-            tags.append(parts[tag_column])
+    for line_no, line in numbered_lines(path):
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags})
+                tokens, tags = [], []
+            continue
+        columns = columns or len(parts)
+        if len(parts) != columns or columns < 2:
+            raise ValueError(
+                f"{path}:{line_no}: expected {columns} whitespace-separated columns (token ... tag) like the "
+                f"lines before it, found {len(parts)}: {line.rstrip()!r}. Fix or remove that line."
+            )
+        tokens.append(parts[0])
+        tags.append(parts[tag_column])
     if tokens:
         sentences.append({"tokens": tokens, "tags": tags})
     return sentences

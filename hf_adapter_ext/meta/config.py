@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from transformers import PretrainedConfig
 
 LEVELS = ("sequence", "token")
@@ -48,6 +50,16 @@ class SIBConfig(PretrainedConfig):
         backbone_name_or_path: str | None = None,
         **kwargs,
     ):
+        for name, value, kind in (("n_way", n_way, int), ("inner_steps", inner_steps, int),
+                                  ("grad_net_multiplier", grad_net_multiplier, int), ("inner_lr", inner_lr, float),
+                                  ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
+                                  ("support_gradient", support_gradient, bool),
+                                  ("freeze_backbone", freeze_backbone, bool)):
+            accepted = (int, float) if kind is float else kind
+            if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
+                raise TypeError(f"SIBConfig.{name} must be {kind.__name__}, got {value!r} ({type(value).__name__}).")
+        if grad_net_multiplier < 1 or not math.isfinite(inner_lr) or not math.isfinite(init_scale):
+            raise ValueError("SIBConfig needs grad_net_multiplier >= 1 and finite inner_lr and init_scale.")
         if level not in LEVELS:
             raise ValueError(f"SIBConfig.level={level!r}; choose one of {LEVELS}.")
         if pooling not in POOLINGS:

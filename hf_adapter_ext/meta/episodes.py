@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from ..constants import IGNORE_INDEX
+from ..data.text_files import numbered_lines
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:
@@ -201,18 +202,26 @@ def read_fewnerd_episodes(path) -> tuple[list[list[str]], list[Episode]]:
             sentences.append(list(words))
         return position[key]
 
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                parts = {name: ([index_of(w) for w in raw[name]["word"]], raw[name]["label"])
-                         for name in ("support", "query")}
-                types = list(raw["types"])
-            except (KeyError, TypeError, json.JSONDecodeError) as err:
-                raise ValueError(f"{path}:{line_no}: not a Few-NERD episode ({err!r}).") from err
-            episodes.append(episode_from_tags(types, *parts["support"], *parts["query"]))
+    for line_no, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            parts = {name: ([index_of(w) for w in raw[name]["word"]], raw[name]["label"])
+                     for name in ("support", "query")}
+            types = list(raw["types"])
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}:{line_no}: not a Few-NERD episode ({err!r}).") from err
+        for name, (ids, tags) in parts.items():
+            for sentence, (index, sentence_tags) in enumerate(zip(ids, tags)):
+                if len(sentences[index]) != len(sentence_tags):
+                    raise ValueError(
+                        f"{path}:{line_no}: {name} sentence {sentence} has {len(sentences[index])} words but "
+                        f"{len(sentence_tags)} labels; every word needs exactly one label."
+                    )
+            if len(ids) != len(tags):
+                raise ValueError(f"{path}:{line_no}: {name} has {len(ids)} sentences but {len(tags)} label lists.")
+        episodes.append(episode_from_tags(types, *parts["support"], *parts["query"]))
     if not episodes:
         raise ValueError(f"{path} holds no episodes.")
     return sentences, episodes

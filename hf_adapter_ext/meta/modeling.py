@@ -279,10 +279,23 @@ class SIBForFewShotClassification(nn.Module):
         ``support`` / ``query`` are texts (with ``tokenizer``) or feature tensors [S, D] / [Q, D];
         ``support_labels`` are class ids 0..n_way-1. Returns the predicted class of each query.
         """
+        labels = torch.as_tensor(support_labels, device=self.device)
+        if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32) or len(labels) != len(support):
+            raise ValueError(f"support_labels must be one class id per support example ({len(support)}); got "
+                             f"{list(labels.shape)} of {labels.dtype}.")
+        missing = sorted(set(range(self.config.n_way)) - set(labels.tolist()))
+        if missing:
+            raise ValueError(
+                f"The support set has no example of class(es) {missing}: SIB would still score them (from an empty "
+                f"prototype) and could predict them. Give every one of the n_way={self.config.n_way} classes at "
+                "least one labelled example, or build the model with a smaller n_way."
+            )
+        if len(query) == 0:
+            raise ValueError("The query set is empty: pass at least one text (or feature row) to classify.")
         was_training = self.training
         self.eval()
         support_f, query_f = (self._texts_to_features(x, tokenizer) for x in (support, query))
-        labels = torch.as_tensor(support_labels, device=self.device).unsqueeze(0)
+        labels = labels.unsqueeze(0)
         out = self(support_labels=labels, support_features=support_f.unsqueeze(0),
                    query_features=query_f.unsqueeze(0), inner_steps=inner_steps)
         self.train(was_training)
