@@ -34,7 +34,9 @@ def machine() -> dict:
 
 def target(metric: str, value: float, goal: float, op: str) -> dict:
     met = value >= goal if op == ">=" else value <= goal
-    return {"metric": metric, "value": round(float(value), 4), "target": goal, "op": op, "met": bool(met)}
+    value = float(value)
+    shown = round(value, 4) if abs(value) >= 1e-3 or value == 0 else float(f"{value:.3g}")  # keep tiny errors
+    return {"metric": metric, "value": shown, "target": goal, "op": op, "met": bool(met)}
 
 
 def escape_pipes(text: str) -> str:
