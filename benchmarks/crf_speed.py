@@ -97,7 +97,7 @@ def scale_sweep(reference) -> tuple[list[dict], str]:
     table = ("Error against a float64 log-space reference (BIO-constrained, batch 8 × length ≤ 64): relative NLL "
              "error `|Δ| / max(1, |NLL|)` and max absolute gradient error (d NLL / d emissions).\n\n"
              "| σ emissions | σ transitions | ours NLL | ours grad | pytorch-crf NLL | pytorch-crf grad "
-             "| ours, bf16 inputs: NLL | grad |\n|---|---|---|---|---|---|---|---|\n")
+             "| ours, bf16 inputs (incl. bf16's own rounding of inputs and result): NLL | grad |\n|---|---|---|---|---|---|---|---|\n")
     table += "\n".join(f"| {r['sigma_e']} | {r['sigma_t']} | {r['ours'][0]:.1e} | {r['ours'][1]:.1e} | "
                        f"{r['pytorch_crf'][0]:.1e} | {r['pytorch_crf'][1]:.1e} | {r['ours_bf16'][0]:.1e} | "
                        f"{r['ours_bf16'][1]:.1e} |" for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -58,6 +59,7 @@ class NeuralAdapterModel(nn.Module):
         config.base_model_name_or_path = config.base_model_name_or_path or getattr(source, "name_or_path", None)
         self.peft_config = config
         self.num_old_labels = len(old_labels)
+        self._adapter_disabled = False
 
         for param in source.parameters():
             param.requires_grad_(False)
@@ -219,6 +221,10 @@ class NeuralAdapterModel(nn.Module):
     ) -> CRFTokenClassifierOutput:
         if not is_tracing():
             self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits)
+        if self._adapter_disabled:
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                      "inputs_embeds": inputs_embeds}
+            return self.source_outputs(inputs)
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -327,6 +333,28 @@ class NeuralAdapterModel(nn.Module):
     def trainable_parameters(self) -> tuple[int, int]:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return trainable, sum(p.numel() for p in self.parameters())
+
+    # PeftModel's everyday names
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        return self.trainable_parameters()
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+
+    def get_base_model(self) -> nn.Module:
+        """The frozen source model (PEFT's name for the model an adapter is attached to)."""
+        return self.source
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        """Within the block, ``forward`` returns the frozen source's own outputs (old labels only), as
+        ``PeftModel.disable_adapter`` does: compare old and extended predictions on the same inputs."""
+        self._adapter_disabled = True
+        try:
+            yield
+        finally:
+            self._adapter_disabled = False
 
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
         """Write ``adapter_config.json``, ``adapter_model.safetensors`` and a ``README.md`` model card."""

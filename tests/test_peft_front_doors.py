@@ -1,0 +1,64 @@
+"""PEFT's and transformers' front doors, given a neural adapter, either work or point to ours (never KeyError)."""
+
+import pytest
+import torch
+
+from hf_adapter_ext import NeuralAdapterConfig, get_adapter_model
+
+from .conftest import NEW_LABELS, tiny_source
+
+POINTER = r"get_adapter_model.*NeuralAdapterModel\.from_pretrained"
+
+
+@pytest.fixture
+def saved(tmp_path, tokenizer):
+    source_dir, adapter_dir = tmp_path / "source", tmp_path / "adapter"
+    source = tiny_source("bert", tokenizer.vocab_size)
+    source.save_pretrained(source_dir)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS,
+                                                          base_model_name_or_path=str(source_dir)))
+    model.save_pretrained(adapter_dir)
+    return source_dir, adapter_dir
+
+
+def test_get_peft_model_points_to_get_adapter_model(tokenizer):
+    from peft import get_peft_model
+
+    with pytest.raises(ValueError, match=POINTER):
+        get_peft_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(new_labels=NEW_LABELS))
+
+
+def test_peft_model_from_pretrained_points_to_ours(saved, tokenizer):
+    from peft import PeftModel
+
+    with pytest.raises(ValueError, match=POINTER):
+        PeftModel.from_pretrained(tiny_source("bert", tokenizer.vocab_size), str(saved[1]))
+
+
+def test_auto_peft_model_points_to_ours(saved):
+    from peft import AutoPeftModelForTokenClassification
+
+    with pytest.raises(ValueError, match=POINTER):
+        AutoPeftModelForTokenClassification.from_pretrained(str(saved[1]))
+
+
+def test_transformers_auto_class_on_an_adapter_folder_points_to_ours(saved):
+    from transformers import AutoModelForTokenClassification
+
+    with pytest.raises(ValueError, match=POINTER):
+        AutoModelForTokenClassification.from_pretrained(str(saved[1]))
+
+
+def test_everyday_peft_names(tokenizer, capsys):
+    source = tiny_source("bert", tokenizer.vocab_size)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS)).eval()
+    model.print_trainable_parameters()
+    assert "trainable params:" in capsys.readouterr().out
+    assert model.get_base_model() is source
+    ids = torch.randint(5, 90, (2, 7))
+    with torch.no_grad(), model.disable_adapter():
+        old = model(input_ids=ids).logits
+    with torch.no_grad():
+        new = model(input_ids=ids).logits
+        expected = source(input_ids=ids).logits
+    assert torch.equal(old, expected) and new.shape[-1] == old.shape[-1] + len(NEW_LABELS)
