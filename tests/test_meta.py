@@ -295,3 +295,21 @@ def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
     assert sib().push_to_hub("me/sib-intents") == "https://hub/c/1"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
     assert "few-shot" in uploaded["card"].data.tags
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("support_gradient", [False, True])
+def test_batched_episodes_equal_one_at_a_time_in_training_and_at_test(training, support_gradient):
+    """Each episode's queries are normalised with that episode's own statistics (the reference's BatchNorm, never
+    in eval mode): which episodes share a batch, and padding, change nothing."""
+    model = sib(support_gradient=support_gradient).train(training)
+    episode = toy_episode(batch=4)
+    episode["query_labels"][2, -3:] = -100  # a padded episode: fewer queries
+    batched = model(**episode)
+    for b in range(4):
+        real = episode["query_labels"][b] != -100
+        alone = model(support_features=episode["support_features"][b : b + 1],
+                      support_labels=episode["support_labels"][b : b + 1],
+                      query_features=episode["query_features"][b : b + 1, real],
+                      query_labels=episode["query_labels"][b : b + 1, real])
+        torch.testing.assert_close(batched.logits[b, real], alone.logits[0], atol=1e-5, rtol=1e-5)
