@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import alternate, alternate_rounds, target, write_results  # noqa: E402
+from benchmarks.common import alternate, alternate_rounds, shared_data_dir, target, write_results  # noqa: E402
 from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model  # noqa: E402
 from hf_adapter_ext.data import load_transfer_task  # noqa: E402
 
@@ -138,7 +138,7 @@ def measure_memory(kind: str) -> None:
     """Subprocess mode: peak resident memory during training steps of ``kind``, above the loaded state."""
     from transformers import AutoTokenizer
 
-    task = load_transfer_task("LOC", limits={"target_train": 256})
+    task = load_transfer_task("LOC", shared_data_dir(), limits={"target_train": 256})
     step = contender(kind, task, AutoTokenizer.from_pretrained(minilm()), 4)
     step()  # optimiser state exists from here on
     loaded, peak = rss_mib(), [0.0]
@@ -159,7 +159,7 @@ def main():
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
-    task = load_transfer_task("LOC", limits={"target_train": args.batches * 32, "test": 64})
+    task = load_transfer_task("LOC", shared_data_dir(), limits={"target_train": args.batches * 32, "test": 64})
     throughput = alternate({kind: contender(kind, task, tokenizer, args.batches) for kind in TRAINING},
                            args.seconds, args.rounds)
     # Latency blocks are short (a few ms per call): many short rounds, so no block catches a noise burst alone.

@@ -16,6 +16,14 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DATA_ENV = "HF_ADAPTER_EXT_DATA"
+
+
+def shared_data_dir() -> Path:
+    """Where tests, benchmarks and `make demo` find the offline corpora: ``$HF_ADAPTER_EXT_DATA``, else
+    ``../shared/data`` beside the checkout. The library itself takes paths and never looks here."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 CACHE = Path(__file__).resolve().parent / ".cache"
 
 

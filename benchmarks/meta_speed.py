@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import alternate, cached, target, write_results  # noqa: E402
+from benchmarks.common import alternate, cached, shared_data_dir, target, write_results  # noqa: E402
 from benchmarks.sib_fewshot import minilm, new_model  # noqa: E402
 from hf_adapter_ext.data import load_clinc150  # noqa: E402
 from hf_adapter_ext.meta import (  # noqa: E402
@@ -76,7 +76,7 @@ def main():
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
-    pool, split = load_clinc150()
+    pool, split = load_clinc150(shared_data_dir() / "clinc150")
     names = pool.features["label"].names
     train_classes = [names.index(c) for c in split["train"]]
     encoder_model = new_model("sequence")

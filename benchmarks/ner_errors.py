@@ -25,8 +25,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 from extend_ner import AdapterArguments, Experiment, bilstm_experiment  # noqa: E402
 
-from benchmarks.common import RESULTS, target, write_results  # noqa: E402
-from hf_adapter_ext.data import conll_dataset, shared_data_dir  # noqa: E402
+from benchmarks.common import RESULTS, shared_data_dir, target, write_results  # noqa: E402
+from hf_adapter_ext.data import conll_dataset  # noqa: E402
 from hf_adapter_ext.metrics import load_entity_f1, predict_tags  # noqa: E402
 
 OUTCOMES = ("correct", "wrong type", "boundary", "boundary and type", "missed")

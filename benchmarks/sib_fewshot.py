@@ -22,10 +22,9 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import cached, target, write_results  # noqa: E402
+from benchmarks.common import cached, shared_data_dir, target, write_results  # noqa: E402
 from hf_adapter_ext import SIBConfig, SIBForFewShotClassification  # noqa: E402
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150  # noqa: E402
-from hf_adapter_ext.data.conll import shared_data_dir  # noqa: E402
 from hf_adapter_ext.meta import (  # noqa: E402
     EpisodeSampler,
     SequenceEpisodes,
@@ -120,7 +119,7 @@ def choose_soft_kmeans(model, val_episodes, level):
 
 # ---------------------------------------------------------------- data
 def sequence_task(name: str, encoder_model, tokenizer):
-    pool, split = load_clinc150() if name == "clinc150" else load_banking77()
+    pool, split = (load_clinc150 if name == "clinc150" else load_banking77)(shared_data_dir() / name)
     features = cached(f"{name}_minilm", lambda: encode_texts(encoder_model, tokenizer, pool["text"]))
     names = pool.features["label"].names
     labels = pool["label"]
@@ -188,7 +187,7 @@ def run_token(args) -> tuple[dict, list, list]:
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
     encoder_model = new_model("token")
-    paths = few_tk_paths()
+    paths = few_tk_paths(shared_data_dir() / "few-tk")
     train_data, dev_data = fewnerd_sentences(paths["train"]), fewnerd_sentences(paths["validation"])
     encode = lambda name, sents: cached(f"{name}_minilm_words", lambda: encode_words(encoder_model, tokenizer, sents))  # noqa: E731
     train_feats = encode("fewtk_inter_train", train_data["tokens"])

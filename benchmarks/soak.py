@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import cached, target, write_results  # noqa: E402
+from benchmarks.common import cached, shared_data_dir, target, write_results  # noqa: E402
 from benchmarks.sib_fewshot import minilm, new_model  # noqa: E402
 from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model  # noqa: E402
 from hf_adapter_ext.data import load_clinc150, load_transfer_task  # noqa: E402
@@ -40,7 +40,7 @@ def quarters(samples: list[tuple[float, float]]) -> dict:
 def soak_meta(episodes_total: int, batch_size: int) -> dict:
     from transformers import AutoTokenizer
 
-    pool, split = load_clinc150()
+    pool, split = load_clinc150(shared_data_dir() / "clinc150")
     names = pool.features["label"].names
     model = new_model("sequence", inner_steps=3, learn_inner_lr=True, inner_lr=0.03)
     features = cached("clinc150_minilm", lambda: encode_texts(model, AutoTokenizer.from_pretrained(minilm()),
@@ -67,7 +67,7 @@ def soak_meta(episodes_total: int, batch_size: int) -> dict:
 def soak_adapter(epochs: int, sentences: int) -> dict:
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    task = load_transfer_task("LOC", limits={"target_train": sentences})
+    task = load_transfer_task("LOC", shared_data_dir(), limits={"target_train": sentences})
     tokenizer = AutoTokenizer.from_pretrained(minilm())
     id2label = dict(enumerate(task.old_labels))
     source = AutoModelForTokenClassification.from_pretrained(minilm(), id2label=id2label,

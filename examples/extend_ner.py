@@ -46,11 +46,13 @@ from hf_adapter_ext import (
 )
 from hf_adapter_ext.callbacks import KeepBestCallback
 from hf_adapter_ext.cli import parse_with_defaults
-from hf_adapter_ext.data import conll_dataset, load_transfer_task, shared_data_dir
+from hf_adapter_ext.data import conll_dataset, load_transfer_task
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks.common: result files with machine facts and targets
+sys.path.insert(0, str(ROOT))  # benchmarks.common: result files with machine facts and targets, data location
+
+from benchmarks.common import shared_data_dir  # noqa: E402
 
 DEMO_SENTENCE = "Angela Merkel met executives of Siemens in Munich before flying to Washington ."
 PAPER = {"source_crf": 91.35, "source_linear": 91.06, "adapter_crf_old": 91.08, "adapter_crf_new": 90.73}
@@ -106,7 +108,7 @@ class Experiment:
         self.exp, self.args = exp, args
         limits = {"source_train": exp.max_source_train, "target_train": exp.max_target_train,
                   "validation": exp.max_validation, "test": exp.max_eval}
-        self.task = load_transfer_task(exp.new_type, exp.data_dir, limits=limits)
+        self.task = load_transfer_task(exp.new_type, exp.data_dir or shared_data_dir(), limits=limits)
         self.old_types = sorted({label[2:] for label in self.task.old_labels if label != "O"})
         if exp.backbone == "bilstm-crf":
             from hf_adapter_ext.models import bilstm_crf_with_vocabulary, load_glove

@@ -40,7 +40,8 @@ DEFAULTS = {
 class MetaDataArguments:
     dataset: str = field(default="clinc150", metadata={"help": "clinc150 | banking77 | few-tk | a Hub dataset id | "
                                                                    "a folder written by Dataset.save_to_disk."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local copy of the data (default: ../shared/data)."})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "Folder holding the named corpora (clinc150/, banking77/, few-tk/), e.g. ../shared/data."})
     text_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset."})
     label_column: str = field(default="label", metadata={"help": "Label column of a Hub dataset."})
     backbone: str | None = field(default=None, metadata={"help": "Encoder (default: the offline MiniLM)."})
@@ -66,13 +67,17 @@ def default_backbone() -> str:
 
 def class_splits(data_args: MetaDataArguments):
     """(level, train, validation, test) with disjoint classes, following the benchmark protocol."""
+    named = data_args.dataset in ("few-tk", "clinc150", "banking77")
+    if named and data_args.data_dir is None:
+        raise ValueError(f"--dataset {data_args.dataset} is read from local files: pass --data_dir, the folder that "
+                         f"holds {data_args.dataset}/ (e.g. --data_dir ../shared/data).")
     if data_args.dataset == "few-tk":
-        paths = few_tk_paths(data_args.data_dir)
+        paths = few_tk_paths(Path(data_args.data_dir) / "few-tk")
         return "token", fewnerd_sentences(paths["train"]), fewnerd_sentences(paths["validation"]), paths
     if data_args.dataset == "clinc150":
-        pool, split = load_clinc150(data_args.data_dir)
+        pool, split = load_clinc150(Path(data_args.data_dir) / "clinc150")
     elif data_args.dataset == "banking77":
-        pool, split = load_banking77(data_args.data_dir)
+        pool, split = load_banking77(Path(data_args.data_dir) / "banking77")
     else:  # a dataset saved with save_to_disk, or a Hub id: classes split 60/20/20 in name order
         if Path(data_args.dataset).is_dir():
             pool = load_from_disk(data_args.dataset)

@@ -16,7 +16,7 @@ from transformers import (
     RobertaConfig,
 )
 
-from hf_adapter_ext.data import shared_data_dir
+from benchmarks.common import shared_data_dir
 
 OLD_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 NEW_LABELS = ["B-LOC", "I-LOC"]

@@ -5,7 +5,6 @@ from .conll import (
     load_conll,
     read_conll,
     relabel_to_outside,
-    shared_data_dir,
 )
 from .fewshot import few_tk_paths, fewnerd_sentences
 from .intents import load_banking77, load_clinc150
@@ -13,5 +12,5 @@ from .transfer import TransferTask, load_transfer_task
 
 __all__ = [
     "CONLL2003_LABELS", "few_tk_paths", "fewnerd_sentences", "load_banking77", "load_clinc150", "align_word_labels", "conll_dataset", "load_conll", "read_conll", "relabel_to_outside",
-    "shared_data_dir", "tokenize_and_align_labels", "TransferTask", "load_transfer_task",
+    "tokenize_and_align_labels", "TransferTask", "load_transfer_task",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SequenceFeature
@@ -14,15 +13,6 @@ from .text_files import numbered_lines
 
 logger = logging.getLogger(__name__)
 CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-SHARED_DATA_ENV = "HF_ADAPTER_EXT_DATA"
-
-
-def shared_data_dir() -> Path:
-    """Where the offline corpora live: ``$HF_ADAPTER_EXT_DATA`` or ``../shared/data`` beside the checkout."""
-    env = os.environ.get(SHARED_DATA_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Sequence, Value
 
-from .conll import read_conll, shared_data_dir
+from .conll import read_conll
 
 
 def fewnerd_sentences(path: str | os.PathLike) -> Dataset:
@@ -20,8 +20,9 @@ def fewnerd_sentences(path: str | os.PathLike) -> Dataset:
                              features=features)
 
 
-def few_tk_paths(data_dir: str | os.PathLike | None = None, setting: str = "inter") -> dict[str, Path]:
-    root = Path(data_dir) if data_dir else shared_data_dir() / "few-tk"
+def few_tk_paths(data_dir: str | os.PathLike, setting: str = "inter") -> dict[str, Path]:
+    """The files of a Few-TK-layout folder (``data_dir`` is the ``few-tk`` folder itself)."""
+    root = Path(data_dir)
     return {
         "train": root / setting / "train.txt",
         "validation": root / setting / "dev.txt",

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Value
 
-from .conll import shared_data_dir
-
 
 def _dataset(texts: list[str], intents: list[str], names: list[str]) -> Dataset:
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
@@ -18,10 +16,10 @@ def _dataset(texts: list[str], intents: list[str], names: list[str]) -> Dataset:
     return Dataset.from_dict({"text": texts, "label": [index[i] for i in intents]}, features=features)
 
 
-def load_clinc150(data_dir: str | os.PathLike | None = None) -> tuple[Dataset, dict[str, list[str]]]:
+def load_clinc150(data_dir: str | os.PathLike) -> tuple[Dataset, dict[str, list[str]]]:
     """All in-scope CLINC150 utterances (train+val+test) and the class split of the benchmark protocol:
     intents of the first 6 domains of ``domains.json`` → train, next 2 → validation, last 2 → test."""
-    root = Path(data_dir) if data_dir else shared_data_dir() / "clinc150"
+    root = Path(data_dir)  # the folder holding data_full.json and domains.json
     full = json.loads((root / "data_full.json").read_text())
     domains = json.loads((root / "domains.json").read_text())
     order = list(domains)
@@ -35,9 +33,9 @@ def load_clinc150(data_dir: str | os.PathLike | None = None) -> tuple[Dataset, d
     return _dataset([r[0] for r in rows], [r[1] for r in rows], names), split
 
 
-def load_banking77(data_dir: str | os.PathLike | None = None) -> tuple[Dataset, dict[str, list[str]]]:
+def load_banking77(data_dir: str | os.PathLike) -> tuple[Dataset, dict[str, list[str]]]:
     """BANKING77 train+test and the protocol's class split: intents sorted by name, 47 / 10 / 20."""
-    root = Path(data_dir) if data_dir else shared_data_dir() / "banking77"
+    root = Path(data_dir)  # the folder holding train.csv and test.csv
     texts, intents = [], []
     for name in ("train.csv", "test.csv"):
         with open(root / name, newline="", encoding="utf-8") as handle:

@@ -9,7 +9,7 @@ from pathlib import Path
 from datasets import DatasetDict
 
 from .alignment import tokenize_and_align_labels
-from .conll import CONLL2003_LABELS, conll_dataset, shared_data_dir
+from .conll import CONLL2003_LABELS, conll_dataset
 
 
 @dataclass
@@ -46,10 +46,10 @@ class TransferTask:
 
 
 def load_transfer_task(
-    new_type: str, data_dir: str | os.PathLike | None = None, limits: dict[str, int] | None = None
+    new_type: str, data_dir: str | os.PathLike, limits: dict[str, int] | None = None
 ) -> TransferTask:
     """Read ``conll2003-transfer/<new_type>/`` and the CoNLL-2003 validation/test sets from ``data_dir``."""
-    root = Path(data_dir) if data_dir else shared_data_dir()
+    root = Path(data_dir)
     types = sorted({label[2:] for label in CONLL2003_LABELS if label != "O"})
     if new_type not in types:
         raise ValueError(f"new_type={new_type!r} is not a CoNLL-2003 type; choose one of {types}.")
@@ -61,7 +61,7 @@ def load_transfer_task(
     }
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise ValueError(f"Missing data files {missing}; point data_dir (or $HF_ADAPTER_EXT_DATA) at shared/data.")
+        raise ValueError(f"Missing data files {missing}; point data_dir at the folder that holds conll2003/ and conll2003-transfer/.")
     datasets = DatasetDict({split: conll_dataset(path) for split, path in files.items()})
     for split, limit in (limits or {}).items():
         if limit and limit < len(datasets[split]):
