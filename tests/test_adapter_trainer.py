@@ -112,3 +112,18 @@ def test_gradient_checkpointing_flag_trains_to_the_same_weights(tmp_path, tokeni
         results.append(model.adapter_state_dict())
     for name, value in results[0].items():
         torch.testing.assert_close(results[1][name], value, msg=name)
+
+
+@pytest.mark.parametrize("head", ["crf", "linear"])
+def test_bf16_flag_trains_with_finite_losses_and_float32_weights(tmp_path, tokenizer, head):
+    from .conftest import OLD_LABELS
+
+    model = get_adapter_model(tiny_source(), NeuralAdapterConfig(new_labels=NEW_LABELS, head=head))
+    trainer = Trainer(model=model, args=args(tmp_path, bf16=True, max_steps=3, logging_strategy="steps",
+                                             logging_steps=1),
+                      train_dataset=toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS),
+                      data_collator=AdapterDataCollator(tokenizer))
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -196,11 +196,21 @@ def few_nerd_episode_ok():
     assert len(sentences) == 2 and len(episodes) == 1
 
 
+def banking77_with_a_byte_order_mark():
+    folder = text_file("\ufefftext,category\nhi,a\nyo,b\n", "train.csv").parent
+    (folder / "test.csv").write_text("text,category\nhey,a\n")
+    from hf_adapter_ext.data import load_banking77
+
+    pool, _ = load_banking77(folder)
+    assert pool["text"] == ["hi", "yo", "hey"]
+
+
 HANDLED = [bom_docstart_is_not_a_sentence, left_and_right_padding_decode_the_same, empty_row_decodes_to_ignore,
            zero_length_crf, float_mask_is_read_as_attention, half_emissions_are_computed_in_float32,
            forbidden_gold_path_is_finite, lora_target_modules_as_regex_string, new_labels_tuple_is_accepted,
            nan_on_padding_is_ignored, int32_labels_are_accepted, all_ignored_labels_give_zero_loss,
-           push_to_hub_passes_hub_arguments, trainer_checkpoint_loads_with_its_config, few_nerd_episode_ok]
+           push_to_hub_passes_hub_arguments, trainer_checkpoint_loads_with_its_config, few_nerd_episode_ok,
+           banking77_with_a_byte_order_mark]
 
 E = (ValueError, TypeError)
 C = NeuralAdapterConfig
@@ -398,6 +408,14 @@ REFUSED = [
      r"query_labels.*9"),
     ("SIB empty query set", lambda: sib()(**episode(query_labels=torch.full((1, 6), -100))), ValueError,
      r"no labelled query"),
+    ("SIB feature dim", lambda: sib()(**episode(query_features=torch.randn(1, 6, 8))), ValueError,
+     r"query features.*16"),
+    ("SIB support labels shape", lambda: sib()(**episode(support_labels=torch.tensor([[0, 1]]))), ValueError,
+     r"support_labels must be"),
+    ("SIB query labels shape", lambda: sib()(**episode(query_labels=torch.tensor([[0, 1, 2]]))), ValueError,
+     r"query_labels must be"),
+    ("banking77 not utf-8", lambda: _banking_with(b"text,category\ncaf\xe9,a\n"), ValueError, r"train.csv:2"),
+    ("clinc150 bad json", lambda: _clinc_with(b"{oops"), ValueError, r"data_full.json:1"),
     ("SIB no features", lambda: sib()(support_labels=torch.tensor([[0, 1, 2]])), ValueError, r"\*_features"),
     ("SIB adapt class missing", lambda: sib().adapt(torch.randn(3, 16), [0, 1, 1], torch.randn(4, 16)), ValueError,
      r"no example of class\(es\) \[2\]"),
@@ -432,6 +450,22 @@ REFUSED = [
     # ---- BIO helpers
     ("bio transitions of non-BIO", lambda: _bio_of_plain(), None, None),
 ]
+
+
+def _banking_with(content: bytes):
+    from hf_adapter_ext.data import load_banking77
+
+    folder = text_file(content, "train.csv").parent
+    (folder / "test.csv").write_bytes(content)
+    return load_banking77(folder)
+
+
+def _clinc_with(content: bytes):
+    from hf_adapter_ext.data import load_clinc150
+
+    folder = text_file(content, "data_full.json").parent
+    (folder / "domains.json").write_text("{}")
+    return load_clinc150(folder)
 
 
 def _nan_weights(m):

@@ -256,6 +256,7 @@ class SIBForFewShotClassification(nn.Module):
         if query_mask is None:
             query_mask = (query_labels != IGNORE_INDEX) if query_labels is not None else torch.ones(
                 query.shape[:2], dtype=torch.bool, device=query.device)
+        self._check_episode_shapes(support, support_labels, query, query_labels)
         self._check_labels(support_labels, "support_labels")
         steps = self.config.inner_steps if inner_steps is None else inner_steps
         logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps)
@@ -264,6 +265,18 @@ class SIBForFewShotClassification(nn.Module):
             self._check_labels(query_labels, "query_labels")
             loss = episode_mean_loss(logits, query_labels)
         return SIBOutput(loss=loss, logits=logits, logits_init=logits_init)
+
+    def _check_episode_shapes(self, support, support_labels, query, query_labels) -> None:
+        dim = self.config.feature_dim
+        for name, features in (("support", support), ("query", query)):
+            if features.dim() != 3 or features.size(-1) != dim:
+                raise ValueError(f"{name} features must be [episodes, examples, {dim}] (the backbone's hidden size); "
+                                 f"got {tuple(features.shape)}.")
+        for name, labels, features in (("support_labels", support_labels, support),
+                                       ("query_labels", query_labels, query)):
+            if labels is not None and tuple(labels.shape) != tuple(features.shape[:2]):
+                raise ValueError(f"{name} must be [episodes, examples] = {tuple(features.shape[:2])}, one class id "
+                                 f"per example; got {tuple(labels.shape)}.")
 
     def _check_labels(self, labels: torch.Tensor, name: str) -> None:
         bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.num_classes))]
