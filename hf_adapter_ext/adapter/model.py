@@ -260,7 +260,8 @@ class NeuralAdapterModel(nn.Module):
                 raise ValueError(f"input_ids must be [batch, length]; got shape {tuple(input_ids.shape)} "
                                  "(a single sentence needs a batch dimension: input_ids[None]).")
             vocab = getattr(self.config, "vocab_size", None)
-            if input_ids.numel() and (int(input_ids.min()) < 0 or (vocab and int(input_ids.max()) >= vocab)):
+            low, high = torch.aminmax(input_ids) if input_ids.numel() else (0, 0)
+            if int(low) < 0 or (vocab and int(high) >= vocab):
                 raise ValueError(f"input_ids hold ids outside the source's vocabulary [0, {vocab}); use the "
                                  "source model's own tokenizer.")
         shape = tuple((input_ids if input_ids is not None else inputs_embeds).shape[:2])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from .crf import CRF, FORBIDDEN
+from .crf import CRF, FORBIDDEN, is_tracing
 
 
 @dataclass
@@ -24,6 +24,8 @@ def viterbi_logits(crf: CRF, emissions: torch.Tensor, attention_mask: torch.Tens
     non-finite emission gets NaN scores everywhere, never a clean-looking path."""
     path = crf.decode(emissions, attention_mask).clamp(min=0)
     logits = torch.full_like(emissions, FORBIDDEN).scatter_(-1, path.unsqueeze(-1), 0.0)
+    if not is_tracing():  # eager decoding has refused non-finite emissions already
+        return logits
     finite = torch.isfinite(emissions).all(dim=-1).logical_or(~attention_mask.bool()).all(dim=1)
     return torch.where(finite.view(-1, 1, 1), logits, torch.full_like(logits, float("nan")))
 
