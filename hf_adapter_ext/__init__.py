@@ -9,6 +9,7 @@ from .adapter import (
     add_source_logits,
     get_adapter_model,
 )
+from .hub import push_consolidated_to_hub, save_consolidated
 from .meta import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBConfig, SIBForFewShotClassification
 from .models import BiLSTMCRFConfig, BiLSTMCRFForTokenClassification
 
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BiLSTMCRFConfig", "BiLSTMCRFForTokenClassification", "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
     "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "add_source_logits",
-    "get_adapter_model",
+    "get_adapter_model", "push_consolidated_to_hub", "save_consolidated",
 ]

@@ -54,6 +54,37 @@ def render_sib_card(config, metrics: dict | None) -> str:
     return render_card("sib.md", data, config=config, metrics=metrics or {})
 
 
+def render_consolidated_card(model) -> str:
+    """The README.md of a consolidated model: how it was made, and what consolidation cost if measured."""
+    report = getattr(model, "consolidation_report", None)
+    if report is None:
+        raise ValueError("This model has no consolidation report: save models made by NeuralAdapterModel.consolidate().")
+    data = ModelCardData(
+        library_name="transformers", base_model=report.get("source") or None, pipeline_tag="token-classification",
+        tags=["token-classification", "ner", "hf_adapter_ext", "neural-adapter", "consolidated"],
+    )
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return render_card("consolidated.md", data, report=report, architecture=type(model).__name__, labels=labels,
+                       old_types=entity_types(report["old_labels"] or []), new_types=entity_types(report["new_labels"]))
+
+
+def save_consolidated(model, save_directory, tokenizer=None) -> None:
+    """Write a consolidated model as plain transformers files: config.json (extended labels), model.safetensors,
+    the tokenizer's files when given, and a README.md model card that says how it was made."""
+    from pathlib import Path
+
+    card = render_consolidated_card(model)
+    model.save_pretrained(save_directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(save_directory)
+    (Path(save_directory) / "README.md").write_text(card)
+
+
+def push_consolidated_to_hub(model, repo_id: str, tokenizer=None, **hub_kwargs) -> str:
+    """:func:`save_consolidated` to a Hub repo, with :func:`push_folder_to_hub`'s arguments (create_pr, ...)."""
+    return push_folder_to_hub(lambda folder: save_consolidated(model, folder, tokenizer), repo_id, **hub_kwargs)
+
+
 def push_folder_to_hub(
     save: Callable[[str], None], repo_id: str, *, commit_message: str | None = None,
     commit_description: str | None = None, private: bool | None = None, token: str | bool | None = None,

@@ -92,6 +92,12 @@ def lora_disabled(layers: list):
             param.requires_grad_(flag)
 
 
+def is_tuner_layer(module: nn.Module) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return isinstance(module, BaseTunerLayer)
+
+
 def has_tuner_layers(module: nn.Module) -> bool:
     return bool(tuner_layers(module))
 

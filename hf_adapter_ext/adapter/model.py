@@ -45,6 +45,12 @@ class NeuralAdapterModel(nn.Module):
                     if isinstance(source, (str, os.PathLike)) else "")
             raise TypeError(f"The source must be a transformers token-classification model, got "
                             f"{type(source).__name__}.{hint}")
+        if isinstance(source, NeuralAdapterModel):
+            raise ValueError(
+                "The source is itself an extended model. Consolidate it first (plain = model.consolidate(...)) and "
+                "extend the plain model: inference then stays at one encoder pass per step instead of one more per "
+                "extension."
+            )
         if anatomy.has_tuner_layers(source):
             raise ValueError(
                 f"The source {type(source).__name__} already carries PEFT/LoRA layers (an earlier target='lora' "
@@ -60,6 +66,7 @@ class NeuralAdapterModel(nn.Module):
         self.peft_config = config
         self.num_old_labels = len(old_labels)
         self._adapter_disabled = False
+        self.has_trained = False  # set by a training step or by loading a saved adapter; consolidate() needs it
 
         for param in source.parameters():
             param.requires_grad_(False)
@@ -284,6 +291,7 @@ class NeuralAdapterModel(nn.Module):
 
     def _loss(self, emissions, labels, attention_mask, source_logits, num_items_in_batch) -> torch.Tensor:
         """(task loss + distillation) summed over the batch, divided by the step's labelled-token count."""
+        self.has_trained = self.has_trained or self.training
         denominator = loss_denominator(labels, num_items_in_batch)
         distill_loss = 0.0
         if source_logits is not None:
@@ -335,6 +343,22 @@ class NeuralAdapterModel(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return trainable, sum(p.numel() for p in self.parameters())
 
+    def consolidate(self, train_dataset, tokenizer, unlabelled=None, args=None, eval_dataset=None):
+        """A plain transformers model of the source's class (linear head over old + new labels) that gives this
+        extended model's predictions at the source's cost (one encoder pass), and loads without hf_adapter_ext:
+        PEFT's ``merge_and_unload`` for a neural adapter.
+
+        It starts from the target network and is distilled on ``train_dataset`` (tokenized, as for training)
+        plus ``unlabelled`` text (strings or a tokenized dataset) to match this model's per-token label
+        distribution (CRF posterior marginals, or the softmax). ``args``: `TrainingArguments` for the
+        distillation (default 3 epochs, lr 5e-5, batch 16). With ``eval_dataset`` (labelled), the report
+        compares both models' F1 and counts BIO-invalid spans, what dropping the CRF costs. Save it with
+        :func:`hf_adapter_ext.save_consolidated` (weights, tokenizer, a card that says how it was made).
+        """
+        from .consolidation import consolidate
+
+        return consolidate(self, train_dataset, tokenizer, unlabelled=unlabelled, args=args, eval_dataset=eval_dataset)
+
     # PeftModel's everyday names
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         return self.trainable_parameters()
@@ -356,6 +380,7 @@ class NeuralAdapterModel(nn.Module):
             yield
         finally:
             self._adapter_disabled = False
+        self.has_trained = False  # set by a training step or by loading a saved adapter; consolidate() needs it
 
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
         """Write ``adapter_config.json``, ``adapter_model.safetensors`` and a ``README.md`` model card."""

@@ -150,4 +150,5 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
             f"{unexpected[:5]}, wrong shape {wrong_shape[:5]}); the files are corrupt or from another model."
         )
     model.load_state_dict(state, strict=False)
+    model.has_trained = True
     return model.eval()

@@ -1,0 +1,193 @@
+"""Consolidate an extended model into one plain transformers token classifier.
+
+PEFT's ``merge_and_unload`` folds LoRA into the base weights arithmetically. A neural adapter cannot be folded:
+its target head reads the frozen source's *outputs*. So the plain model (the source's own class, a linear head
+over old + new labels) starts from the target network (the trained copy, the LoRA-merged encoder, or the
+frozen encoder, with the extended classifier) and learns, by distillation, to give the extended model's
+per-token label distribution: the CRF's posterior marginals (or the linear head's softmax), on the target
+data plus any unlabelled text. The result loads with ``AutoModelForTokenClassification`` and runs in
+``pipeline`` without hf_adapter_ext, at the source's own cost: one encoder pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset, concatenate_datasets
+from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+
+from ..constants import IGNORE_INDEX
+from . import anatomy
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def check_consolidable(model) -> None:
+    """Refuse what cannot be consolidated, before any work: an untrained extension, or a source that is not a
+    transformers class (the result must load without hf_adapter_ext)."""
+    if not model.has_trained:
+        raise ValueError(
+            "This extended model has not been trained (or loaded from a trained adapter): consolidating it would "
+            "copy an untrained head. Train it first (Trainer(model=...).train()), then call consolidate()."
+        )
+    source = model.source
+    if not isinstance(source, PreTrainedModel) or not type(source).__module__.startswith("transformers."):
+        raise ValueError(
+            f"The source is a {type(source).__module__}.{type(source).__name__}, which plain transformers cannot "
+            "rebuild with from_pretrained; consolidation makes a model of the source's own class, so it needs a "
+            "transformers architecture (e.g. BertForTokenClassification). Keep the extended model instead."
+        )
+
+
+def initial_student(model) -> PreTrainedModel:
+    """A plain model of the source's class over old + new labels, holding the target network's weights."""
+    source, num_old = model.source, model.num_old_labels
+    config = copy.deepcopy(model.config)
+    for name in ("keys_to_ignore_at_inference",):
+        if hasattr(config, name):
+            delattr(config, name)
+    student = type(source)(config)
+    head = anatomy.output_layer_name(source, num_old)
+    prefix = source.base_model_prefix
+    state = {k: v for k, v in source.state_dict().items()
+             if not k.startswith(f"{head}.") and not k.startswith(f"{prefix}.")}
+    target = model.peft_config.target
+    encoder = model.target_encoder if target == "copy" else anatomy.encoder_of(source)
+    encoder_state = _merged_lora_state(encoder) if target == "lora" else encoder.state_dict()
+    state.update({f"{prefix}.{k}": v for k, v in encoder_state.items()})
+    state.update({f"{head}.{k}": v for k, v in model.classifier.state_dict().items()})
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in dict(student.named_buffers())]
+    if missing or unexpected:
+        raise ValueError(f"Could not map the target network onto a fresh {type(source).__name__} (missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}); please report this architecture.")
+    return student.to(model.device)
+
+
+def _merged_lora_state(encoder) -> dict[str, torch.Tensor]:
+    """The encoder's weights with each LoRA layer folded into its base weight (W + BA·scale), names as plain."""
+    state = {}
+    tuned = {name: layer for name, layer in encoder.named_modules() if anatomy.is_tuner_layer(layer)}
+    for key, value in encoder.state_dict().items():
+        owner = next((name for name in tuned if key.startswith(f"{name}.")), None)
+        if owner is None:
+            state[key] = value
+        elif key == f"{owner}.base_layer.weight":
+            layer = tuned[owner]
+            delta = sum(layer.get_delta_weight(name) for name in layer.active_adapters)
+            state[f"{owner}.weight"] = value + delta.to(value.dtype)
+        elif key == f"{owner}.base_layer.bias":
+            state[f"{owner}.bias"] = value
+    return state
+
+
+@torch.no_grad()
+def teacher_distribution(teacher, inputs: dict) -> torch.Tensor:
+    """The extended model's per-token label distribution: CRF posterior marginals, or the linear softmax."""
+    out = teacher(**{k: v for k, v in inputs.items() if k in _INPUTS})
+    if teacher.crf is not None:
+        return teacher.crf.marginals(out.emissions, inputs["attention_mask"])
+    return F.softmax(out.emissions.float(), dim=-1)
+
+
+class _DistillationCollator(DataCollatorWithPadding):
+    """Pads the inputs and marks attended tokens as ``labels`` 0 (padding -100), so that `Trainer` counts the
+    step's tokens (``num_items_in_batch``) across accumulation steps and processes."""
+
+    def __call__(self, features):
+        batch = super().__call__([{k: f[k] for k in _INPUTS if k in f} for f in features])
+        batch["labels"] = torch.where(batch["attention_mask"].bool(), 0, IGNORE_INDEX)
+        return batch
+
+
+class _DistillationTrainer(Trainer):
+    def __init__(self, teacher, **kwargs):
+        super().__init__(**kwargs)
+        self.teacher = teacher.to(self.args.device).eval()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = {k: v for k, v in inputs.items() if k in _INPUTS}
+        mask = inputs["attention_mask"].bool()
+        target = teacher_distribution(self.teacher, inputs)
+        log_p = F.log_softmax(model(**inputs).logits.float(), dim=-1)
+        loss = -(target * log_p).sum(-1)[mask].sum()
+        if num_items_in_batch is None:
+            return loss / mask.sum().clamp(min=1)
+        loss = loss / num_items_in_batch
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; the sum is what is wanted
+        return loss
+
+
+def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Dataset | None, tokenizer) -> Dataset:
+    """The model inputs of the tokenized target data, plus unlabelled text (raw strings are tokenized here)."""
+    if "input_ids" not in train_dataset.column_names:
+        raise ValueError("train_dataset must be tokenized (input_ids, attention_mask), as for training the adapter.")
+    parts = [train_dataset.select_columns([c for c in _INPUTS if c in train_dataset.column_names])]
+    if unlabelled is not None:
+        if isinstance(unlabelled, Dataset):
+            extra = unlabelled
+        else:
+            texts = list(unlabelled)
+            if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+                raise ValueError("unlabelled must be a non-empty list of non-empty strings (or a tokenized Dataset).")
+            extra = Dataset.from_dict({"text": texts}).map(
+                lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"],
+                desc="Tokenizing unlabelled text")
+        parts.append(extra.select_columns([c for c in parts[0].column_names if c in extra.column_names]))
+    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args: TrainingArguments | None = None,
+                eval_dataset: Dataset | None = None) -> PreTrainedModel:
+    """See :meth:`NeuralAdapterModel.consolidate`."""
+    check_consolidable(model)
+    student = initial_student(model)
+    data = distillation_data(train_dataset, unlabelled, tokenizer)
+    if args is None:
+        args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"), num_train_epochs=3,
+                                 learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
+                                 report_to="none", logging_strategy="no", disable_tqdm=False)
+    args.remove_unused_columns = False
+    trainer = _DistillationTrainer(teacher=model, model=student, args=args, train_dataset=data,
+                                   data_collator=_DistillationCollator(tokenizer))
+    trainer.train()
+    student.eval()
+    report = {"source": model.peft_config.base_model_name_or_path, "old_labels": model.peft_config.old_labels,
+              "new_labels": model.peft_config.new_labels, "target": model.peft_config.target,
+              "adapter": model.peft_config.adapter, "head": model.peft_config.head,
+              "distillation_examples": len(data), "unlabelled_examples": len(data) - len(train_dataset),
+              "epochs": args.num_train_epochs}
+    if eval_dataset is not None:
+        report["evaluation"] = compare_with_teacher(model, student, eval_dataset, tokenizer)
+    student.consolidation_report = report
+    return student
+
+
+def compare_with_teacher(teacher, student, dataset: Dataset, tokenizer) -> dict:
+    """Entity F1 of the extended model and of the consolidated one on a labelled dataset, and how many of the
+    consolidated model's predicted spans break BIO (an I- tag that continues nothing): what losing the CRF costs."""
+    from ..metrics import evaluate_tagger, predict_tags
+
+    id2label = teacher.config.id2label
+    new_types = sorted({label[2:] for label in teacher.peft_config.new_labels if label[:2] in ("B-", "I-")})
+    scores = {}
+    for name, model in (("extended", teacher), ("consolidated", student)):
+        result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types=new_types)
+        scores.update({f"{name}_{k}": v for k, v in result.items() if k in ("overall_f1", "old_f1", "new_f1")})
+        predictions, _ = predict_tags(model, dataset, tokenizer, id2label)
+        scores[f"{name}_bio_invalid_spans"] = int(sum(_invalid_starts(tags) for tags in predictions))
+    return scores
+
+
+def _invalid_starts(tags: Sequence[str]) -> int:
+    previous, count = "O", 0
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            count += 1
+        previous = tag
+    return count

@@ -1,0 +1,159 @@
+"""Consolidation: an extended model becomes one plain transformers model (loads without hf_adapter_ext), and
+extension can go on step after step from it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification, BertForTokenClassification, Trainer, TrainingArguments
+
+from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, get_adapter_model, save_consolidated
+from hf_adapter_ext.adapter import anatomy
+from hf_adapter_ext.adapter.consolidation import initial_student
+
+from .conftest import tiny_config
+from .helpers import ALL_LABELS, batch_of, toy_dataset
+
+STEP1_OLD = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+STEP1_NEW = ["B-MISC", "I-MISC"]
+STEP2_NEW = ["B-LOC", "I-LOC"]
+
+
+def source(tokenizer, labels=STEP1_OLD):
+    torch.manual_seed(0)
+    config = tiny_config("bert", tokenizer.vocab_size, labels)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    return AutoModelForTokenClassification.from_config(config).eval()
+
+
+def args(tmp_path, steps, lr):
+    return TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=5, max_steps=steps,
+                             learning_rate=lr, report_to="none", save_strategy="no", use_cpu=True, seed=0,
+                             disable_tqdm=True, logging_strategy="no")
+
+
+def extend_and_train(src, new_labels, tokenizer, tmp_path, **config):
+    model = get_adapter_model(src, NeuralAdapterConfig(new_labels=new_labels, **config))
+    labels = model.peft_config.labels
+    data = toy_dataset(tokenizer, repeat=4, labels=labels, outside_types=[t[2:] for t in ALL_LABELS
+                                                                           if t != "O" and t not in labels])
+    Trainer(model=model, args=args(tmp_path, 30, 5e-3), train_dataset=data,
+            data_collator=AdapterDataCollator(tokenizer)).train()
+    return model.eval(), data
+
+
+def agreement(a, b, batch) -> float:
+    with torch.no_grad():
+        x = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        pa, pb = a(**x).logits.argmax(-1), b(**x).logits.argmax(-1)
+    mask = batch["attention_mask"].bool()
+    return (pa == pb)[mask].float().mean().item()
+
+
+def test_extend_consolidate_extend_consolidate_through_the_public_api(tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    batch = batch_of(tokenizer, data)
+    before = agreement(extended, initial_student(extended), batch)
+    plain = extended.consolidate(data, tokenizer, args=args(tmp_path / "b", 60, 5e-3), eval_dataset=data)
+    assert type(plain) is BertForTokenClassification and plain.config.num_labels == 7
+    assert plain.config.id2label == extended.config.id2label
+    after = agreement(extended, plain, batch)
+    assert after >= max(before, 0.9), (before, after)
+    assert {"extended_overall_f1", "consolidated_overall_f1", "consolidated_bio_invalid_spans"} <= set(
+        plain.consolidation_report["evaluation"])
+
+    # step 2: the consolidated model is an ordinary source
+    again, data2 = extend_and_train(plain, STEP2_NEW, tokenizer, tmp_path / "c")
+    assert again.peft_config.old_labels == list(extended.peft_config.labels)
+    final = again.consolidate(data2, tokenizer, unlabelled=["John flew to Paris .", "Mary rose ."],
+                              args=args(tmp_path / "d", 60, 5e-3))
+    assert final.config.num_labels == 9 and final.consolidation_report["unlabelled_examples"] == 2
+    assert agreement(again, final, batch_of(tokenizer, data2)) >= 0.9
+
+
+def test_consolidated_folder_is_plain_transformers_and_loads_where_hf_adapter_ext_cannot_be_imported(
+        tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    plain = extended.consolidate(data, tokenizer, args=args(tmp_path / "b", 20, 5e-3))
+    folder = tmp_path / "plain"
+    save_consolidated(plain, folder, tokenizer)
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= names
+    assert not {n for n in names if n.endswith((".bin", ".pt", ".pkl")) or n.startswith("adapter_")}
+    assert "consolidated" in (folder / "README.md").read_text() and "CRF" in (folder / "README.md").read_text()
+    text = "John Smith works for Acme Corporation in Paris ."
+    with torch.no_grad():
+        expected = plain(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)[0].tolist()
+    script = f"""
+import json, sys
+sys.modules["hf_adapter_ext"] = None  # importing it now raises ImportError
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+model = AutoModelForTokenClassification.from_pretrained({str(folder)!r}).eval()
+tok = AutoTokenizer.from_pretrained({str(folder)!r})
+with torch.no_grad():
+    ids = model(**tok({text!r}, return_tensors="pt")).logits.argmax(-1)[0].tolist()
+entities = pipeline("token-classification", model={str(folder)!r})({text!r})
+print(json.dumps({{"ids": ids, "entities": len(entities)}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["ids"] == expected
+
+
+def test_lora_is_merged_exactly_into_the_initial_plain_model(tmp_path, tokenizer):
+    extended = get_adapter_model(source(tokenizer), NeuralAdapterConfig(new_labels=STEP1_NEW, target="lora",
+                                                                        lora_dropout=0.0))
+    with torch.no_grad():
+        for name, p in extended.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    student = initial_student(extended)
+    x = tokenizer(["John visited Paris ."], return_tensors="pt")
+    with torch.no_grad():
+        features = extended._features_and_source_logits(dict(x), None, need_source=False)[0]
+        expected = extended.classifier(features)
+        with anatomy.lora_disabled(extended._lora_layers):
+            plain_features = extended.source.base_model(**x)[0]
+        assert not torch.allclose(features, plain_features, atol=1e-3)  # LoRA changes them
+        torch.testing.assert_close(student(**x).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_consolidating_an_untrained_extension_is_refused(tokenizer):
+    model = get_adapter_model(source(tokenizer), NeuralAdapterConfig(new_labels=STEP1_NEW))
+    with pytest.raises(ValueError, match="not been trained"):
+        model.consolidate(toy_dataset(tokenizer), tokenizer)
+
+
+def test_consolidating_a_source_without_a_transformers_class_is_refused(tokenizer):
+    from hf_adapter_ext import BiLSTMCRFConfig, BiLSTMCRFForTokenClassification
+
+    labels = STEP1_OLD
+    src = BiLSTMCRFForTokenClassification(BiLSTMCRFConfig(
+        vocab_size=50, id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}))
+    model = get_adapter_model(src, NeuralAdapterConfig(new_labels=STEP1_NEW))
+    model.has_trained = True
+    with pytest.raises(ValueError, match="transformers architecture"):
+        model.consolidate(toy_dataset(tokenizer), tokenizer)
+
+
+def test_extending_an_extended_model_points_to_consolidation(tokenizer):
+    model = get_adapter_model(source(tokenizer), NeuralAdapterConfig(new_labels=STEP1_NEW))
+    with pytest.raises(ValueError, match="Consolidate it first"):
+        get_adapter_model(model, NeuralAdapterConfig(new_labels=STEP2_NEW))
+
+
+def test_extending_with_labels_an_earlier_step_added_is_refused(tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    plain = extended.consolidate(data, tokenizer, args=args(tmp_path / "b", 2, 5e-3))
+    with pytest.raises(ValueError, match=r"already exist"):
+        get_adapter_model(plain, NeuralAdapterConfig(new_labels=STEP1_NEW))
+
+
+def test_unlabelled_text_must_be_non_empty_strings(tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    with pytest.raises(ValueError, match="unlabelled"):
+        extended.consolidate(data, tokenizer, unlabelled=[], args=args(tmp_path / "b", 2, 5e-3))
