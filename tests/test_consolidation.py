@@ -7,7 +7,12 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoModelForTokenClassification, BertForTokenClassification, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForTokenClassification,
+    BertForTokenClassification,
+    Trainer,
+    TrainingArguments,
+)
 
 from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, get_adapter_model, save_consolidated
 from hf_adapter_ext.adapter import anatomy

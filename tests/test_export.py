@@ -68,6 +68,25 @@ def test_legacy_onnx_export_is_refused_with_a_pointer_to_torch_export(tokenizer,
         torch.onnx.export(model, inputs(2, 13, tokenizer.vocab_size, 0), io.BytesIO(), dynamo=False)
 
 
+@pytest.mark.parametrize("adapter,head", [("bilstm", "crf"), ("mlp", "linear")])
+def test_onnx_export_matches_eager_on_three_other_inputs(tmp_path, tokenizer, adapter, head):
+    ort = pytest.importorskip("onnxruntime", reason="running the ONNX graph needs onnxruntime")
+    pytest.importorskip("onnxscript", reason="torch.onnx's dynamo exporter needs onnxscript")
+    model = extended(tokenizer, adapter, head)
+    batch, length = torch.export.Dim("batch", max=1024), torch.export.Dim("length", max=512)
+    program = torch.onnx.export(model, inputs(2, 13, tokenizer.vocab_size, 0), dynamo=True,
+                                dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}))
+    program.save(str(tmp_path / "model.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    names = [i.name for i in session.get_inputs()]
+    for shape, seed, left in (((3, 17), 1, False), ((1, 4), 2, False), ((5, 29), 3, True)):
+        ids, mask = inputs(*shape, tokenizer.vocab_size, seed, left)
+        got = torch.from_numpy(session.run(None, {names[0]: ids.numpy(), names[1]: mask.numpy()})[0])
+        eager = model(ids, mask).detach()
+        torch.testing.assert_close(got, eager, atol=1e-4, rtol=1e-4)
+        assert torch.equal(got.argmax(-1)[mask.bool()], eager.argmax(-1)[mask.bool()])
+
+
 def test_nan_in_loaded_weights_is_an_error_not_a_clean_path(tokenizer):
     model = extended(tokenizer).model
     ids, mask = inputs(2, 7, tokenizer.vocab_size, 0)

@@ -52,9 +52,10 @@ def is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
-def refuse_torchscript_tracing(what: str) -> None:
-    """TorchScript tracing (``torch.jit.trace``, ``torch.onnx.export(..., dynamo=False)``) records one run's
-    Python branches and loop counts as constants: the graph would silently replay the example input's answer."""
+def refuse_unexportable(what: str) -> None:
+    """Refuse TorchScript tracing (``torch.jit.trace``, ``torch.onnx.export(..., dynamo=False)``): it records one
+    run's Python branches and loop counts as constants, so the graph would silently replay the example input's
+    answer. ``torch.export`` and ``torch.onnx.export(..., dynamo=True)`` capture the loops as ``scan``s."""
     if torch.jit.is_tracing() or (torch.onnx.is_in_onnx_export() and not torch.compiler.is_exporting()):
         raise RuntimeError(
             f"{what} depends on the input's values and length, which the TorchScript tracer would freeze into "
@@ -63,11 +64,23 @@ def refuse_torchscript_tracing(what: str) -> None:
         )
 
 
+def left_order(mask: torch.Tensor) -> torch.Tensor:
+    """For each row, the positions of its attended tokens in order, then its padding: ``gather`` with it packs
+    the row to the left. A stable sort of ``~mask``, written with cumulative sums and a scatter, which every
+    exporter (ONNX included) can translate."""
+    mask = mask.bool()
+    attended = mask.long().cumsum(dim=1) - 1
+    padding = mask.long().sum(dim=1, keepdim=True) + (~mask).long().cumsum(dim=1) - 1
+    slot = torch.where(mask, attended, padding)
+    positions = torch.arange(mask.size(1), device=mask.device).expand_as(slot)
+    return torch.zeros_like(slot).scatter(1, slot, positions)
+
+
 def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Move attended positions to the front of each row, keeping their order."""
     if not is_tracing() and torch.equal(mask, mask.cummin(dim=1).values):  # already right-padded
         return (mask, *tensors)
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    order = left_order(mask)
     packed = [mask.gather(1, order)]
     for t in tensors:
         index = order if t.dim() == 2 else order.unsqueeze(-1).expand_as(t)
@@ -80,7 +93,7 @@ def _unpack(packed_path: torch.Tensor, packed_mask: torch.Tensor, mask: torch.Te
     packed_path = packed_path.masked_fill(~packed_mask, IGNORE_INDEX)
     if not is_tracing() and torch.equal(packed_mask, mask):
         return packed_path
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    order = left_order(mask)
     return torch.full_like(packed_path, IGNORE_INDEX).scatter(1, order, packed_path)
 
 
@@ -366,7 +379,7 @@ class CRF(nn.Module):
             trans, start, end = (score.detach() for score in self._scores())
             log_z = _LogPartition.apply(packed, packed_mask, trans, start, end)
             (probabilities,) = torch.autograd.grad(log_z.sum(), packed)
-        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        order = left_order(mask)
         return torch.zeros_like(probabilities).scatter(1, order.unsqueeze(-1).expand_as(probabilities), probabilities)
 
     @torch.no_grad()
@@ -378,7 +391,7 @@ class CRF(nn.Module):
         it and is refused."""
         mask = self._mask(emissions, attention_mask)
         trans, start, end = self._scores()
-        refuse_torchscript_tracing("The CRF's Viterbi decoding")
+        refuse_unexportable("The CRF's Viterbi decoding")
         if emissions.size(1) == 0:
             return torch.full(emissions.shape[:2], IGNORE_INDEX, dtype=torch.long, device=emissions.device)
         if not is_tracing():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .crf import CRF, refuse_torchscript_tracing
+from .crf import CRF, left_order, refuse_unexportable
 
 
 class BiLSTMAdapter(nn.Module):
@@ -23,7 +23,7 @@ class BiLSTMAdapter(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, source_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        refuse_torchscript_tracing("The BiLSTM adapter's packing of padded sequences")
+        refuse_unexportable("The BiLSTM adapter")
         if torch.compiler.is_exporting():
             return self.proj(_exported_bilstm(self.lstm, source_logits, attention_mask.bool()))
         if bool(attention_mask.all()):  # no padding (e.g. one sentence): no packing needed
@@ -31,7 +31,7 @@ class BiLSTMAdapter(nn.Module):
         # Packing reads the first `length` positions of each row: align real tokens left first (inputs may be
         # padded on the left), and put the outputs back in place after.
         mask = attention_mask.bool()
-        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        order = left_order(mask)
         lengths = mask.sum(dim=1).clamp(min=1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(_gather_rows(source_logits, order), lengths, batch_first=True,
                                                    enforce_sorted=False)
