@@ -375,7 +375,11 @@ REFUSED = [
     ("conll one column", lambda: read_conll(text_file("John\n")), ValueError, r"data.txt:1"),
     ("conll ragged columns", lambda: read_conll(text_file("John NNP B-PER\nSmith I-PER\n")), ValueError,
      r"data.txt:2"),
-    ("conll unknown tag", lambda: conll_dataset(text_file("John B-XYZ\n")), ValueError, r"B-XYZ"),
+    ("conll unknown tag", lambda: conll_dataset(text_file("John B-XYZ\n"), labels=["O", "B-PER", "I-PER"]),
+     ValueError, r"B-XYZ"),
+    ("conll odd tag scheme", lambda: conll_dataset(text_file("John PERSON\n")), ValueError, r"PERSON.*labels="),
+    ("rename unknown type", lambda: __import__("hf_adapter_ext.data", fromlist=["rename_types"]).rename_types(
+        conll_dataset(text_file("John B-PER\n")), {"person": "PER"}), ValueError, r"\['person'\]"),
     ("conll empty", lambda: conll_dataset(text_file("\n\n")), ValueError, r"no sentences"),
     ("conll bad scheme", lambda: conll_dataset(text_file("John B-PER\n"), scheme="bio"), ValueError, r"scheme"),
     ("conll iob1 as iob2", lambda: conll_dataset(text_file("John I-PER\n"), scheme="iob2"), ValueError, r"IOB1"),

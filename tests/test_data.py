@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_adapter_ext.data import conll_dataset, read_conll, tokenize_and_align_labels
+from hf_adapter_ext.data import CONLL2003_LABELS, conll_dataset, read_conll, tokenize_and_align_labels
 from hf_adapter_ext.data.alignment import join_windows, word_predictions, word_windows
 from hf_adapter_ext.data.transfer import TransferTask
 
@@ -38,7 +38,7 @@ def test_mixed_column_counts_name_the_file_and_line(tmp_path):
 def test_unknown_tags_name_the_sentence_and_the_fix(tmp_path):
     path = write(tmp_path, "John B-PERSON\n\n")
     with pytest.raises(ValueError, match=r"\['B-PERSON'\] that are not in the label set"):
-        conll_dataset(path)
+        conll_dataset(path, labels=CONLL2003_LABELS)  # an explicit label set is enforced; without one it is inferred
 
 
 def test_empty_file_is_refused(tmp_path):
@@ -98,3 +98,31 @@ def test_long_sentences_are_split_into_windows_and_rejoined_never_truncated(word
 def test_a_word_too_long_for_any_window_is_an_error():
     with pytest.raises(ValueError, match="alone has"):
         word_windows(["a" * 50], TOKENIZER, max_length=10)
+
+
+def test_label_set_is_inferred_and_types_can_be_renamed_and_merged(tmp_path):
+    from hf_adapter_ext.data import infer_labels, load_conll, rename_types
+
+    (tmp_path / "a.txt").write_text("Obama\tB-politician\nvisited\tO\nFrance\tB-country\n\nParis\tB-location\n")
+    (tmp_path / "b.txt").write_text("Merkel\tB-person\n")
+    data = load_conll({"train": tmp_path / "a.txt", "test": tmp_path / "b.txt"})
+    names = data["train"].features["ner_tags"].feature.names
+    assert names == data["test"].features["ner_tags"].feature.names  # one label set for all splits
+    assert names == ["O", "B-country", "I-country", "B-location", "I-location", "B-person", "I-person",
+                     "B-politician", "I-politician"]
+    renamed = rename_types(data, {"person": "PER", "location": "LOC", "country": "LOC"})
+    new_names = renamed["train"].features["ner_tags"].feature.names
+    assert new_names == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-politician", "I-politician"]
+    assert [new_names[t] for t in renamed["train"][0]["ner_tags"]] == ["B-politician", "O", "B-LOC"]
+    assert infer_labels([["O", "B-PER"], ["B-LOC"]]) == ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC",
+                                                         "B-MISC", "I-MISC"]  # CoNLL files keep CoNLL's ids
+
+
+@pytest.mark.real_data
+def test_crossner_politics_reads_without_a_hand_listed_label_set(shared_data):
+    from hf_adapter_ext.data import load_conll
+
+    folder = shared_data / "crossner" / "politics"
+    data = load_conll({split: folder / f"{split}.txt" for split in ("train", "dev", "test")})
+    names = data["train"].features["ner_tags"].feature.names
+    assert {"B-politician", "B-person", "B-politicalparty"} <= set(names) and len(data["train"]) == 200

@@ -2,15 +2,17 @@ from .alignment import align_word_labels, tokenize_and_align_labels
 from .conll import (
     CONLL2003_LABELS,
     conll_dataset,
+    infer_labels,
     load_conll,
     read_conll,
     relabel_to_outside,
+    rename_types,
 )
 from .fewshot import few_tk_paths, fewnerd_sentences
 from .intents import load_banking77, load_clinc150
 from .transfer import TransferTask, load_transfer_task
 
 __all__ = [
-    "CONLL2003_LABELS", "few_tk_paths", "fewnerd_sentences", "load_banking77", "load_clinc150", "align_word_labels", "conll_dataset", "load_conll", "read_conll", "relabel_to_outside",
+    "CONLL2003_LABELS", "few_tk_paths", "fewnerd_sentences", "load_banking77", "load_clinc150", "align_word_labels", "conll_dataset", "load_conll", "read_conll", "relabel_to_outside", "infer_labels", "rename_types",
     "tokenize_and_align_labels", "TransferTask", "load_transfer_task",
 ]

@@ -62,15 +62,33 @@ def conll_features(labels: Sequence[str] = CONLL2003_LABELS) -> Features:
     })
 
 
-def conll_dataset(path: str | os.PathLike, labels: Sequence[str] = CONLL2003_LABELS, scheme: str = "auto") -> Dataset:
+def infer_labels(tag_sets: Sequence[Sequence[str]]) -> list[str]:
+    """The label set of some tag sequences: CoNLL-2003's own order when every tag is one of its labels (so ids
+    stay the same across files), else ``O`` then ``B-``/``I-`` of each type in alphabetical order."""
+    tags = {tag for sequence in tag_sets for tag in sequence} | {"O"}
+    if tags <= set(CONLL2003_LABELS):
+        return list(CONLL2003_LABELS)
+    types = sorted({tag[2:] for tag in tags if tag[:2] in ("B-", "I-")})
+    others = sorted(tag for tag in tags if tag != "O" and tag[:2] not in ("B-", "I-"))
+    if others:
+        raise ValueError(f"Tags {others[:5]} are neither O nor B-/I- tags; pass `labels=` to read a file in another "
+                         "scheme.")
+    return ["O", *(f"{prefix}-{name}" for name in types for prefix in ("B", "I"))]
+
+
+def conll_dataset(path: str | os.PathLike, labels: Sequence[str] | None = None, scheme: str = "auto") -> Dataset:
     """One CoNLL file as a `datasets.Dataset` (``id``, ``tokens``, ``ner_tags`` as ``ClassLabel``), in IOB2.
 
+    ``labels``: the label set, in id order; when not given it is inferred from the file (:func:`infer_labels`).
     ``scheme``: ``"iob2"`` refuses a file where an entity opens with ``I-`` (IOB1); ``"iob1"`` converts it;
     ``"auto"`` converts when it finds such tags and logs a warning saying so.
     """
+    return _dataset_from_sentences(read_conll(path), path, labels, scheme)
+
+
+def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
     if scheme not in ("auto", "iob1", "iob2"):
         raise ValueError(f"scheme={scheme!r}; choose 'auto', 'iob1' or 'iob2'.")
-    sentences = read_conll(path)
     if not sentences:
         raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
     converted = 0
@@ -87,6 +105,7 @@ def conll_dataset(path: str | os.PathLike, labels: Sequence[str] = CONLL2003_LAB
             sentence["tags"] = iob2
     if converted and scheme == "auto":
         logger.warning("%s: converted %d sentences from IOB1 to IOB2 (entities opened with 'I-').", path, converted)
+    labels = list(labels) if labels is not None else infer_labels([s["tags"] for s in sentences])
     label2id = {label: i for i, label in enumerate(labels)}
     rows = {"id": [], "tokens": [], "ner_tags": []}
     for index, sentence in enumerate(sentences):
@@ -103,14 +122,40 @@ def conll_dataset(path: str | os.PathLike, labels: Sequence[str] = CONLL2003_LAB
 
 
 def load_conll(
-    files: dict[str, str | os.PathLike] | str, labels: Sequence[str] = CONLL2003_LABELS, **hub_kwargs
+    files: dict[str, str | os.PathLike] | str, labels: Sequence[str] | None = None, **hub_kwargs
 ) -> DatasetDict:
-    """CoNLL files by split (``{"train": path, ...}``), or a Hub dataset id such as ``"conll2003"``."""
+    """CoNLL files by split (``{"train": path, ...}``), or a Hub dataset id such as ``"conll2003"``. Without
+    ``labels``, one label set is inferred from all the files together, so ids agree across splits."""
     if isinstance(files, str):
         from datasets import load_dataset
 
         return load_dataset(files, **hub_kwargs)
-    return DatasetDict({split: conll_dataset(path, labels) for split, path in files.items()})
+    sentences = {split: read_conll(path) for split, path in files.items()}
+    if labels is None:
+        labels = infer_labels([to_iob2(s["tags"]) for split in sentences.values() for s in split])
+    return DatasetDict({split: _dataset_from_sentences(sentences[split], path, labels, "auto")
+                        for split, path in files.items()})
+
+
+def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column: str = "ner_tags"):
+    """Rename entity types in a ``ClassLabel`` tag column (``{"person": "PER", "country": "LOC", ...}``);
+    types renamed to the same name are merged. Refuses names that are not types of the dataset."""
+    first = dataset[next(iter(dataset))] if isinstance(dataset, DatasetDict) else dataset
+    names = first.features[column].feature.names
+    types = {name[2:] for name in names if name[:2] in ("B-", "I-")}
+    unknown = sorted(set(mapping) - types)
+    if unknown:
+        raise ValueError(f"rename_types: {unknown} are not entity types of this dataset (its types: {sorted(types)}).")
+    renamed = [f"{name[:2]}{mapping.get(name[2:], name[2:])}" if name[:2] in ("B-", "I-") else name for name in names]
+    new_names = list(dict.fromkeys(renamed))
+    remap = [new_names.index(name) for name in renamed]
+    features = first.features.copy()
+    features[column] = SequenceFeature(ClassLabel(names=new_names))
+
+    def apply(batch):
+        return {column: [[remap[t] for t in tags] for tags in batch[column]]}
+
+    return dataset.map(apply, batched=True, features=features, desc="Renaming entity types")
 
 
 def relabel_to_outside(dataset: Dataset | DatasetDict, entity_type: str) -> Dataset | DatasetDict:
