@@ -234,7 +234,8 @@ def run_token(args) -> tuple[dict, list, list]:
     return results, targets, [header, *rows]
 
 
-def main():
+def arguments() -> argparse.ArgumentParser:
+    """The benchmark's options; examples/meta.py's defaults are pinned to these by tests/test_meta_script.py."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--level", choices=("sequence", "token"), default="sequence")
     parser.add_argument("--datasets", nargs="+", default=["clinc150", "banking77"])
@@ -247,7 +248,11 @@ def main():
     parser.add_argument("--support_gradient", action=argparse.BooleanOptionalAction, default=True,
                         help="Refinement also follows the support set's gradient (--no-support_gradient: reference).")
     parser.add_argument("--test_episodes", type=int, default=2000)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = arguments().parse_args()
     results, targets, table = run_sequence(args) if args.level == "sequence" else run_token(args)
     write_results(f"sib_fewshot_{args.level}", {"settings": vars(args), "results": results, "targets": targets},
                   "\n".join(table))

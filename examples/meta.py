@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import ClassLabel, load_dataset, load_from_disk
 from transformers import AutoModel, AutoTokenizer, HfArgumentParser, set_seed
@@ -29,9 +30,14 @@ from hf_adapter_ext.cli import parse_with_defaults
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes
 
+# The settings benchmarks/sib_fewshot.py trains with (tests/test_examples.py pins them): Adam at a constant 1e-3,
+# 32 episodes per step, 1200 steps, K = 3 inner steps of a learned size starting at 0.03 (the size the benchmark
+# chose on meta-validation for every dataset, shot and seed).
+INNER_LR, INNER_STEPS = 0.03, 3
 DEFAULTS = {
-    "--output_dir": "outputs/meta", "--per_device_train_batch_size": "16", "--per_device_eval_batch_size": "50",
-    "--max_steps": "300", "--learning_rate": "1e-3", "--warmup_steps": "20", "--logging_steps": "50",
+    "--output_dir": "outputs/meta", "--per_device_train_batch_size": "32", "--per_device_eval_batch_size": "50",
+    "--max_steps": "1200", "--learning_rate": "1e-3", "--lr_scheduler_type": "constant", "--warmup_steps": "0",
+    "--logging_steps": "100",
     "--save_strategy": "no", "--report_to": "none", "--eval_strategy": "no",
 }
 
@@ -42,15 +48,26 @@ class MetaDataArguments:
                                                                    "a folder written by Dataset.save_to_disk."})
     data_dir: str | None = field(default=None, metadata={
         "help": "Folder holding the named corpora (clinc150/, banking77/, few-tk/), e.g. ../shared/data."})
-    text_column: str = field(default="text", metadata={"help": "Text column of a Hub dataset."})
-    label_column: str = field(default="label", metadata={"help": "Label column of a Hub dataset."})
+    train_file: str | None = field(default=None, metadata={
+        "help": "Your own labelled texts: a .csv or .json/.jsonl file (replaces --dataset); its classes are split "
+                "into meta-train / validation / test classes."})
+    delimiter: str = field(default=",", metadata={"help": "Column delimiter of a CSV --train_file."})
+    text_column: str = field(default="text", metadata={"help": "Text column of --train_file or a Hub dataset."})
+    label_column: str = field(default="label", metadata={"help": "Label column of --train_file or a Hub dataset."})
+    split_fractions: str = field(default="0.6,0.2,0.2", metadata={
+        "help": "Fractions of the classes for meta-train, validation and test."})
+    class_split_seed: int | None = field(default=None, metadata={
+        "help": "Shuffle the classes with this seed before splitting (default: split in name order)."})
+    train_classes: str | None = field(default=None, metadata={"help": "Comma-separated meta-train classes."})
+    validation_classes: str | None = field(default=None, metadata={"help": "Comma-separated validation classes."})
+    test_classes: str | None = field(default=None, metadata={"help": "Comma-separated test classes."})
     backbone: str | None = field(default=None, metadata={"help": "Encoder (default: the offline MiniLM)."})
     max_test_episodes_file: int | None = field(default=None, metadata={"help": "Use only this many file episodes."})
 
 
 @dataclass
 class SIBArguments:
-    learn_inner_lr: bool = field(default=False, metadata={"help": "Learn the inner step size."})
+    learn_inner_lr: bool = field(default=True, metadata={"help": "Learn the inner step size."})
     support_gradient: bool = field(default=True, metadata={
         "help": "Refinement steps also follow the labelled support set's true gradient (False: the reference)."})
     grad_net_multiplier: int = field(default=8, metadata={"help": "Synthetic-gradient net width (x classes)."})
@@ -67,35 +84,78 @@ def default_backbone() -> str:
 
 def class_splits(data_args: MetaDataArguments):
     """(level, train, validation, test) with disjoint classes, following the benchmark protocol."""
-    named = data_args.dataset in ("few-tk", "clinc150", "banking77")
+    named = data_args.train_file is None and data_args.dataset in ("few-tk", "clinc150", "banking77")
     if named and data_args.data_dir is None:
         raise ValueError(f"--dataset {data_args.dataset} is read from local files: pass --data_dir, the folder that "
                          f"holds {data_args.dataset}/ (e.g. --data_dir ../shared/data).")
-    if data_args.dataset == "few-tk":
+    if named and data_args.dataset == "few-tk":
         paths = few_tk_paths(Path(data_args.data_dir) / "few-tk")
         return "token", fewnerd_sentences(paths["train"]), fewnerd_sentences(paths["validation"]), paths
-    if data_args.dataset == "clinc150":
+    if named and data_args.dataset == "clinc150":
         pool, split = load_clinc150(Path(data_args.data_dir) / "clinc150")
-    elif data_args.dataset == "banking77":
+    elif named and data_args.dataset == "banking77":
         pool, split = load_banking77(Path(data_args.data_dir) / "banking77")
-    else:  # a dataset saved with save_to_disk, or a Hub id: classes split 60/20/20 in name order
-        if Path(data_args.dataset).is_dir():
-            pool = load_from_disk(data_args.dataset)
-        else:
-            pool = load_dataset(data_args.dataset, split="train")
-        pool = pool.rename_columns({c: n for c, n in ((data_args.text_column, "text"), (data_args.label_column, "label"))
-                                    if c != n})
-        if not isinstance(pool.features["label"], ClassLabel):
-            pool = pool.class_encode_column("label")
-        names = sorted(pool.features["label"].names)
-        a, b = int(0.6 * len(names)), int(0.8 * len(names))
-        split = {"train": names[:a], "validation": names[a:b], "test": names[b:]}
+    else:  # your file, a dataset saved with save_to_disk, or a Hub id: its classes are split as asked
+        pool = labelled_texts(data_args)
+        split = split_classes(sorted(pool.features["label"].names), data_args)
     names = pool.features["label"].names
     parts = {}
     for name, classes in split.items():
         ids = {names.index(c) for c in classes}
         parts[name] = pool.filter(lambda row, ids=ids: row["label"] in ids)
     return "sequence", parts["train"], parts["validation"], parts["test"]
+
+
+def labelled_texts(data_args: MetaDataArguments):
+    """``text`` + ``label`` (ClassLabel) rows from --train_file, a save_to_disk folder or a Hub dataset."""
+    if data_args.train_file:
+        path = Path(data_args.train_file)
+        kind = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(path.suffix.lower())
+        if kind is None or not path.is_file():
+            raise ValueError(f"--train_file {path}: expected an existing .csv, .json or .jsonl file.")
+        options = {"delimiter": data_args.delimiter} if kind == "csv" else {}
+        pool = load_dataset(kind, data_files=str(path), split="train", **options)
+    elif Path(data_args.dataset).is_dir():
+        pool = load_from_disk(data_args.dataset)
+    else:
+        pool = load_dataset(data_args.dataset, split="train")
+    missing = [c for c in (data_args.text_column, data_args.label_column) if c not in pool.column_names]
+    if missing:
+        raise ValueError(f"Columns {missing} are not in the data (its columns: {pool.column_names}); set "
+                         "--text_column / --label_column.")
+    pool = pool.rename_columns({c: n for c, n in ((data_args.text_column, "text"), (data_args.label_column, "label"))
+                                if c != n})
+    if not isinstance(pool.features["label"], ClassLabel):
+        pool = pool.class_encode_column("label")
+    return pool
+
+
+def split_classes(names: list[str], data_args: MetaDataArguments) -> dict[str, list[str]]:
+    """Disjoint meta-train / validation / test classes: the lists given, or fractions of the (shuffled) names."""
+    given = {"train": data_args.train_classes, "validation": data_args.validation_classes,
+             "test": data_args.test_classes}
+    if any(given.values()):
+        if not all(given.values()):
+            raise ValueError("Give all three of --train_classes, --validation_classes and --test_classes, or none.")
+        split = {part: [c.strip() for c in classes.split(",") if c.strip()] for part, classes in given.items()}
+        listed = [c for classes in split.values() for c in classes]
+        unknown, repeated = sorted(set(listed) - set(names)), sorted({c for c in listed if listed.count(c) > 1})
+        if unknown or repeated:
+            raise ValueError(f"Class lists name unknown classes {unknown} or repeat {repeated}; the data's classes "
+                             f"are {names}.")
+        return split
+    try:
+        fractions = [float(f) for f in data_args.split_fractions.split(",")]
+    except ValueError:
+        fractions = []
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"--split_fractions {data_args.split_fractions!r}: give three positive fractions summing "
+                         "to 1, e.g. 0.6,0.2,0.2.")
+    if data_args.class_split_seed is not None:
+        names = [names[i] for i in np.random.default_rng(data_args.class_split_seed).permutation(len(names))]
+    a = round(fractions[0] * len(names))
+    b = a + round(fractions[1] * len(names))
+    return {"train": names[:a], "validation": names[a:b], "test": names[b:]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,8 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     backbone_path = data_args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone_path)
     level, train, validation, test = class_splits(data_args)
-    config = SIBConfig(n_way=args.n_way, inner_steps=args.inner_steps if args.inner_steps is not None else 3,
-                       inner_lr=args.inner_lr or 1e-3, level=level, backbone_name_or_path=backbone_path,
+    config = SIBConfig(n_way=args.n_way, inner_steps=args.inner_steps if args.inner_steps is not None else INNER_STEPS,
+                       inner_lr=args.inner_lr or INNER_LR, level=level, backbone_name_or_path=backbone_path,
                        **vars(sib_args))
     model = SIBForFewShotClassification(AutoModel.from_pretrained(backbone_path), config)
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,

@@ -1,0 +1,91 @@
+"""examples/meta.py: the benchmark's settings by default, your own CSV/JSON intents, and the class split you ask."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from .test_meta import intent_data, tiny_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def meta():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        return runpy.run_path(str(ROOT / "examples" / "meta.py"), run_name="meta_module")
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+
+
+def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
+    from benchmarks.sib_fewshot import arguments
+
+    bench = arguments().parse_args([])
+    defaults, data_args, sib_args = meta["DEFAULTS"], meta["MetaDataArguments"](), meta["SIBArguments"]()
+    assert int(defaults["--max_steps"]) == bench.steps
+    assert int(defaults["--per_device_train_batch_size"]) == bench.batch_size
+    assert float(defaults["--learning_rate"]) == 1e-3 and defaults["--lr_scheduler_type"] == "constant"
+    assert meta["INNER_LR"] in bench.inner_lrs and meta["INNER_STEPS"] == 3
+    assert sib_args.learn_inner_lr is True and sib_args.support_gradient is bench.support_gradient
+    assert data_args.dataset == "clinc150"
+
+
+def write_intents(tmp_path, tokenizer, kind):
+    data = intent_data(tokenizer, classes=10, per_class=6)
+    names = data.features["label"].names
+    rows = [{"utterance": t, "intent": names[y]} for t, y in zip(data["text"], data["label"])]
+    path = tmp_path / f"intents.{kind}"
+    if kind == "csv":
+        path.write_text("utterance;intent\n" + "".join(f"{r['utterance']};{r['intent']}\n" for r in rows))
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, names
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kind):
+    path, names = write_intents(tmp_path, tokenizer, kind)
+    backbone = tmp_path / "backbone"
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    metrics = meta["main"]([
+        "--train_file", str(path), "--text_column", "utterance", "--label_column", "intent", "--delimiter", ";",
+        "--backbone", str(backbone), "--output_dir", str(tmp_path / "out"), "--n_way", "2", "--k_shot", "1",
+        "--n_query", "2", "--max_steps", "3", "--per_device_train_batch_size", "2", "--train_episodes", "12",
+        "--num_eval_episodes", "6", "--disable_tqdm", "true", "--use_cpu", "true",
+        "--train_classes", ",".join(names[:6]), "--validation_classes", ",".join(names[6:8]),
+        "--test_classes", ",".join(names[8:])])
+    assert metrics["test_episodes"] == 6 and 0 <= metrics["test_sib_accuracy"] <= 100
+
+
+def test_class_split_by_fractions_seed_or_lists(meta):
+    args = meta["MetaDataArguments"]
+    names = [f"c{i}" for i in range(10)]
+    in_order = meta["split_classes"](names, args())
+    assert (in_order["train"], in_order["validation"], in_order["test"]) == (names[:6], names[6:8], names[8:])
+    shuffled = meta["split_classes"](names, args(class_split_seed=3, split_fractions="0.5,0.25,0.25"))
+    assert sorted(sum(shuffled.values(), [])) == names and len(shuffled["train"]) == 5
+    assert shuffled == meta["split_classes"](names, args(class_split_seed=3, split_fractions="0.5,0.25,0.25"))
+    assert shuffled["train"] != names[:5]
+    with pytest.raises(ValueError, match="split_fractions"):
+        meta["split_classes"](names, args(split_fractions="0.5,0.5"))
+    with pytest.raises(ValueError, match="all three"):
+        meta["split_classes"](names, args(train_classes="c0,c1"))
+    with pytest.raises(ValueError, match=r"unknown classes \['zz'\]"):
+        meta["split_classes"](names, args(train_classes="c0,zz", validation_classes="c1", test_classes="c2"))
+
+
+def test_named_corpus_without_data_dir_and_bad_files_are_refused(meta, tmp_path):
+    args = meta["MetaDataArguments"]
+    with pytest.raises(ValueError, match="--data_dir"):
+        meta["class_splits"](args(dataset="banking77"))
+    with pytest.raises(ValueError, match="train_file"):
+        meta["class_splits"](args(train_file=str(tmp_path / "missing.csv")))
+    bad = tmp_path / "x.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"Columns \['text', 'label'\]"):
+        meta["class_splits"](args(train_file=str(bad)))
