@@ -85,7 +85,8 @@ def test_inner_loop_matches_a_hand_written_reference(support_gradient):
 def test_support_gradient_alone_moves_the_classifier_towards_the_support_labels():
     model = sib(support_gradient=True).eval()
     torch.nn.init.zeros_(model.head.grad_net.net[-1].weight)  # no query signal: only the labelled support acts
-    model.head.log_inner_lr.fill_(-5.0)  # small steps: gradient descent on the support loss must lower it
+    with torch.no_grad():
+        model.head.log_inner_lr.fill_(-5.0)  # small steps: gradient descent on the support loss must lower it
     episode = toy_episode(shots=3)
     support_episode = {**episode, "query_features": episode["support_features"],
                        "query_labels": episode["support_labels"]}

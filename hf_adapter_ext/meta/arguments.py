@@ -15,6 +15,10 @@ class MetaTrainingArguments(TrainingArguments):
     are processed as one batched computation.
     """
 
+    # The benchmark's optimiser settings (benchmarks/sib_fewshot.py), not TrainingArguments' fine-tuning ones:
+    # at 5e-5 with a decaying rate the small SIB head barely trains.
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of the SIB head."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     n_way: int = field(default=5, metadata={"help": "Classes per episode."})
     k_shot: int = field(default=1, metadata={"help": "Labelled examples per class (token level: K~2K mentions)."})
     n_query: int = field(default=15, metadata={"help": "Unlabelled queries per class (sequence level)."})
