@@ -47,6 +47,24 @@ def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.
     return allowed, start
 
 
+def check_label_ids(labels, shape: tuple, num_labels: int, names=None) -> None:
+    """Type, shape and range of label ids (-100 marks a position to ignore), checked once where they enter, with
+    messages that say what to pass instead."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype.is_complex or \
+            labels.dtype == torch.bool:
+        found = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(f"labels must be an integer (int64) tensor of label ids, -100 to ignore a position; got "
+                        f"{found}.")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"labels have shape {tuple(labels.shape)} but the inputs are {tuple(shape)} (batch, length): "
+                         "give one label id per position, -100 for positions to ignore.")
+    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_labels))]
+    if bad.numel():
+        listed = f" ({list(names)})" if names is not None else ""
+        raise ValueError(f"Label id {bad[0].item()} is out of range: there are {num_labels} labels{listed}; use ids "
+                         "in [0, num_labels) and -100 for positions to ignore.")
+
+
 def is_tracing() -> bool:
     """Whether this call is being captured into a graph (torch.export, torch.compile, TorchScript tracing)."""
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
@@ -461,20 +479,4 @@ class CRF(nn.Module):
         return attention_mask.bool()
 
     def _check_labels(self, labels: torch.Tensor, emissions: torch.Tensor, mask: torch.Tensor) -> None:
-        if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
-                                                                        torch.int8, torch.uint8):
-            found = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
-            raise TypeError(f"CRF labels must be an integer tensor of label ids (-100 to ignore); got {found}.")
-        if tuple(labels.shape) != tuple(emissions.shape[:2]):
-            raise ValueError(
-                f"CRF labels have shape {tuple(labels.shape)} but the emissions are {tuple(emissions.shape)}: "
-                "labels must be [batch, length], one id per emission position."
-            )
-        labels = labels.long()
-        valid = labels[mask & (labels != IGNORE_INDEX)]
-        if valid.numel() and (valid.min() < 0 or valid.max() >= self.num_labels):
-            bad = valid[(valid < 0) | (valid >= self.num_labels)][0].item()
-            raise ValueError(
-                f"Label id {bad} is out of range for a CRF over {self.num_labels} labels; "
-                "use ids in [0, num_labels) and -100 for positions to ignore."
-            )
+        check_label_ids(labels, tuple(emissions.shape[:2]), self.num_labels)

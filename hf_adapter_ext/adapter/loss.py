@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..constants import IGNORE_INDEX
-from .crf import CRF
+from .crf import CRF, check_label_ids
 
 
 def loss_denominator(labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None) -> torch.Tensor:
@@ -30,19 +30,7 @@ def token_classification_loss_sum(emissions: torch.Tensor, labels: torch.Tensor,
                            reduction="sum")
 
 
-def check_labels(labels, emissions: torch.Tensor, num_labels: int, id2label: dict) -> None:
-    """Refuse labels of the wrong type, shape or range at the model's boundary, before any loss is computed."""
-    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
-        found = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise TypeError(f"`labels` must be an int64 tensor of label ids (-100 to ignore a position); got {found}.")
-    if tuple(labels.shape) != tuple(emissions.shape[:2]):
-        raise ValueError(
-            f"`labels` has shape {tuple(labels.shape)} but the inputs are {tuple(emissions.shape[:2])} "
-            "(batch, length): give one label id per token, -100 for positions to ignore."
-        )
-    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_labels))]
-    if bad.numel():
-        raise ValueError(
-            f"Label id {bad[0].item()} is out of range: this model has {num_labels} labels "
-            f"({list(id2label.values())}); use -100 for positions to ignore."
-        )
+def check_labels(labels, emissions: torch.Tensor, num_labels: int, id2label: dict) -> torch.Tensor:
+    """A model's ``labels`` checked at its boundary (:func:`check_label_ids`), as int64 for the losses."""
+    check_label_ids(labels, tuple(emissions.shape[:2]), num_labels, id2label.values())
+    return labels.long()

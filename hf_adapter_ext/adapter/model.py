@@ -246,7 +246,7 @@ class NeuralAdapterModel(nn.Module):
 
         loss = None
         if labels is not None:
-            check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
+            labels = check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
             loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None,
                               num_items_in_batch)
         logits = emissions
