@@ -127,3 +127,24 @@ def test_bf16_flag_trains_with_finite_losses_and_float32_weights(tmp_path, token
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_load_best_model_at_end_and_its_checkpoint_reload_with_from_pretrained(tmp_path, tokenizer):
+    from hf_adapter_ext import NeuralAdapterModel
+
+    from .conftest import OLD_LABELS
+
+    config = NeuralAdapterConfig(new_labels=NEW_LABELS)
+    model = get_adapter_model(tiny_source(), config)
+    data = toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS)
+    trainer = Trainer(model=model, args=args(tmp_path, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+                                             save_steps=2, load_best_model_at_end=True,
+                                             metric_for_best_model="eval_loss"),
+                      train_dataset=data, eval_dataset=data, data_collator=AdapterDataCollator(tokenizer))
+    trainer.train()
+    reloaded = NeuralAdapterModel.from_pretrained(tiny_source(), trainer.state.best_model_checkpoint, config=config)
+    batch = AdapterDataCollator(tokenizer)([data[i] for i in range(3)])
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).emissions, model(**inputs).emissions)
