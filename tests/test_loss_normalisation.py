@@ -41,7 +41,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, one_batch, kind, b
     _assert_same_step(one_batch[kind], one_step(tmp_path, kind, batch, accumulation))
 
 
-@pytest.mark.parametrize("kind", ["crf-new_only", "sib"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_two_ddp_processes_equal_one_process_at_the_same_global_batch(tmp_path, one_batch, kind):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
