@@ -56,8 +56,10 @@ def test_everyday_peft_names(tokenizer, capsys):
     assert "trainable params:" in capsys.readouterr().out
     assert model.get_base_model() is source
     ids = torch.randint(5, 90, (2, 7))
+    model.has_trained = True
     with torch.no_grad(), model.disable_adapter():
         old = model(input_ids=ids).logits
+    assert model.has_trained, "disabling the adapter for a while must not forget that the model was trained"
     with torch.no_grad():
         new = model(input_ids=ids).logits
         expected = source(input_ids=ids).logits

@@ -380,7 +380,6 @@ class NeuralAdapterModel(nn.Module):
             yield
         finally:
             self._adapter_disabled = False
-        self.has_trained = False  # set by a training step or by loading a saved adapter; consolidate() needs it
 
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
         """Write ``adapter_config.json``, ``adapter_model.safetensors`` and a ``README.md`` model card."""
