@@ -97,6 +97,12 @@ class NeuralAdapterModel(nn.Module):
         adapter_cls = ADAPTERS.get(config.adapter)
         self.adapter = adapter_cls(self.num_old_labels, len(labels), config.adapter_hidden_size) if adapter_cls else None
         self.crf = expand_crf(anatomy.crf_of(source), labels, config.bio_constraints) if config.head == "crf" else None
+        # `new_only` data with a CRF head and a source without one: the source's scores are decoded under the
+        # target's BIO constraints to give pseudo-labels. Built once here, not at every training step; its zero
+        # transition weights are constants.
+        needs_decoder = config.annotation == "new_only" and self.crf is not None and anatomy.crf_of(source) is None
+        self.source_path_decoder = (CRF.for_labels(old_labels, config.bio_constraints).requires_grad_(False)
+                                    if needs_decoder else None)
 
     # ------------------------------------------------------------------ construction helpers
     def _freeze_below_top(self, encoder: nn.Module) -> None:
@@ -315,10 +321,9 @@ class NeuralAdapterModel(nn.Module):
         source_crf = anatomy.crf_of(self.source)
         if source_crf is not None:
             predicted = source_crf.decode(source_logits, attention_mask).clamp(min=0)
-        elif self.crf is not None:
-            constrained = CRF.for_labels(self.peft_config.old_labels, self.peft_config.bio_constraints)
-            predicted = constrained.to(source_logits.device).decode(
-                F.log_softmax(source_logits.float(), dim=-1), attention_mask).clamp(min=0)
+        elif self.source_path_decoder is not None:
+            predicted = self.source_path_decoder.decode(F.log_softmax(source_logits.float(), dim=-1),
+                                                        attention_mask).clamp(min=0)
         else:
             predicted = source_logits.argmax(-1)
         labels = torch.where(on_outside, predicted, labels)
