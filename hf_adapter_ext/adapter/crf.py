@@ -106,6 +106,16 @@ def _pack_left(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor
     return tuple(packed)
 
 
+def _packed_emissions(emissions: torch.Tensor, mask: torch.Tensor, *tensors: torch.Tensor):
+    """Emissions as the recursions take them: float32 or wider, packed left (with ``tensors``), each position
+    shifted by its maximum (log p(y) and the marginals do not change; every value is <= 0), padding zeroed so that
+    whatever a model emits there (even NaN) cannot leak into the sums. Returns (mask, emissions, *tensors)."""
+    emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
+    mask, emissions, *tensors = _pack_left(mask, emissions, *tensors)
+    emissions = emissions - emissions.detach().amax(dim=-1, keepdim=True)
+    return (mask, emissions.masked_fill(~mask.unsqueeze(-1), 0.0), *tensors)
+
+
 def _unpack(packed_path: torch.Tensor, packed_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Labels of left-packed rows back at the input's positions (``-100`` on padding)."""
     packed_path = packed_path.masked_fill(~packed_mask, IGNORE_INDEX)
@@ -165,52 +175,41 @@ def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, en
 _SAFE_SUM = 1e-25
 
 
-def _forward_products(emissions, mask, trans, start, full_steps):
-    """Forward recursion with one [B, L] x [L, L] product per step (fast on CPU, where per-op overhead dominates).
+def _trusted(sums: list[torch.Tensor], relevant: torch.Tensor) -> bool:
+    """Whether every per-step sum that matters ([B, T-1, L] where ``relevant``) stayed above ``_SAFE_SUM``."""
+    return not sums or not bool((~(torch.stack(sums, dim=1) >= _SAFE_SUM) & relevant).any())
 
-    Returns the normalised log alphas [B, T, L], the per-step shifts [B, T], and whether every sum that matters
-    stayed above ``_SAFE_SUM`` (if not, a term may have underflowed and the result is not to be trusted).
-    """
+
+def _forward(emissions, mask, trans, start, full_steps, exact: bool):
+    """Forward recursion: the normalised log alphas [B, T, L], the per-step shifts [B, T], and whether the result
+    can be trusted. Each step sums over the previous label either as one [B, L] x [L, L] product of exponentials
+    (fast on CPU, where per-op overhead dominates; trusted only if no sum that matters fell below ``_SAFE_SUM``)
+    or, with ``exact``, as a log-sum-exp over (from, to) pairs, exact at any scale."""
     column_max = trans.amax(dim=0)
     products = (trans - column_max).exp()
-    shifted = emissions + column_max
+    shifted = emissions if exact else emissions + column_max
     alpha = start + emissions[:, 0]
     shift = alpha.amax(dim=1, keepdim=True)
     alpha = alpha - shift
     alphas, shifts, sums = [alpha], [shift], []
     for t in range(1, emissions.size(1)):
-        total = alpha.exp() @ products
-        sums.append(total)
-        step = total.log() + shifted[:, t]
+        if exact:
+            step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + shifted[:, t]
+        else:
+            total = alpha.exp() @ products
+            sums.append(total)
+            step = total.log() + shifted[:, t]
         shift = step.amax(dim=1, keepdim=True)
         alpha = step - shift if t < full_steps else torch.where(mask[:, t : t + 1], step, alpha + shift) - shift
         alphas.append(alpha)
         shifts.append(shift)
-    safe = True
-    if sums:
-        relevant = mask[:, 1:].unsqueeze(-1) & (emissions[:, 1:] > float("-inf"))
-        safe = not bool((~(torch.stack(sums, dim=1) >= _SAFE_SUM) & relevant).any())
-    return torch.stack(alphas, dim=1), torch.cat(shifts, dim=1), safe
+    relevant = mask[:, 1:].unsqueeze(-1) & (emissions[:, 1:] > float("-inf"))
+    return torch.stack(alphas, dim=1), torch.cat(shifts, dim=1), _trusted(sums, relevant)
 
 
-def _forward_exact(emissions, mask, trans, start, full_steps):
-    """Forward recursion with a log-sum-exp over (from, to) pairs per step: exact at any scale."""
-    alpha = start + emissions[:, 0]
-    shift = alpha.amax(dim=1, keepdim=True)
-    alpha = alpha - shift
-    alphas, shifts = [alpha], [shift]
-    for t in range(1, emissions.size(1)):
-        step = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
-        shift = step.amax(dim=1, keepdim=True)
-        alpha = step - shift if t < full_steps else torch.where(mask[:, t : t + 1], step, alpha + shift) - shift
-        alphas.append(alpha)
-        shifts.append(shift)
-    return torch.stack(alphas, dim=1), torch.cat(shifts, dim=1)
-
-
-def _backward_products(emissions, mask, trans, end, alphas, full_steps):
-    """Backward recursion (normalised log betas [B, T, L]) with one matrix product per step, and whether it is
-    safe in the sense of :func:`_forward_products`."""
+def _backward(emissions, mask, trans, end, alphas, full_steps, exact: bool):
+    """Backward recursion: the normalised log betas [B, T, L], and whether they can be trusted (as in
+    :func:`_forward`)."""
     batch, length, labels = emissions.shape
     row_max = trans.amax(dim=1)
     products = (trans - row_max.unsqueeze(1)).exp().T
@@ -218,30 +217,17 @@ def _backward_products(emissions, mask, trans, end, alphas, full_steps):
     betas, sums, beta = [at_end] * length, [], at_end
     for t in range(length - 1, 0, -1):
         scores = emissions[:, t] + beta
-        top = scores.amax(dim=1, keepdim=True)
-        total = (scores - top).exp() @ products
-        sums.append(total)
-        step = total.log() + row_max
+        if exact:
+            step = torch.logsumexp(trans + scores.unsqueeze(1), dim=2)
+        else:
+            total = (scores - scores.amax(dim=1, keepdim=True)).exp() @ products
+            sums.append(total)
+            step = total.log() + row_max
         step = step - step.amax(dim=1, keepdim=True)
         beta = step if t < full_steps else torch.where(mask[:, t : t + 1], step, at_end)
         betas[t - 1] = beta
-    safe = True
-    if sums:
-        relevant = mask[:, 1:].unsqueeze(-1) & (alphas[:, :-1] > float("-inf"))
-        safe = not bool((~(torch.stack(sums[::-1], dim=1) >= _SAFE_SUM) & relevant).any())
-    return torch.stack(betas, dim=1), safe
-
-
-def _backward_exact(emissions, mask, trans, end, full_steps):
-    batch, length, labels = emissions.shape
-    at_end = end.expand(batch, labels)
-    betas, beta = [at_end] * length, at_end
-    for t in range(length - 1, 0, -1):
-        step = torch.logsumexp(trans + (emissions[:, t] + beta).unsqueeze(1), dim=2)
-        step = step - step.amax(dim=1, keepdim=True)
-        beta = step if t < full_steps else torch.where(mask[:, t : t + 1], step, at_end)
-        betas[t - 1] = beta
-    return torch.stack(betas, dim=1)
+    relevant = mask[:, 1:].unsqueeze(-1) & (alphas[:, :-1] > float("-inf"))
+    return torch.stack(betas, dim=1), _trusted(sums[::-1], relevant)
 
 
 class _LogPartition(torch.autograd.Function):
@@ -259,9 +245,9 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def forward(ctx, emissions, mask, trans, start, end):
         full_steps = int(mask.sum(dim=1).min())  # steps every row takes: no masking needed there
-        alphas, shifts, fast = _forward_products(emissions, mask, trans, start, full_steps)
+        alphas, shifts, fast = _forward(emissions, mask, trans, start, full_steps, exact=False)
         if not fast:
-            alphas, shifts = _forward_exact(emissions, mask, trans, start, full_steps)
+            alphas, shifts, _ = _forward(emissions, mask, trans, start, full_steps, exact=True)
         shifts = shifts * mask
         last = (mask.sum(dim=1) - 1).clamp(min=0)
         final = alphas.gather(1, last.view(-1, 1, 1).expand(-1, 1, alphas.size(2))).squeeze(1)
@@ -276,9 +262,9 @@ class _LogPartition(torch.autograd.Function):
         batch, length, labels = emissions.shape
         fast = ctx.fast
         if fast:
-            betas, fast = _backward_products(emissions, mask, trans, end, alphas, ctx.full_steps)
+            betas, fast = _backward(emissions, mask, trans, end, alphas, ctx.full_steps, exact=False)
         if not fast:
-            betas = _backward_exact(emissions, mask, trans, end, ctx.full_steps)
+            betas, _ = _backward(emissions, mask, trans, end, alphas, ctx.full_steps, exact=True)
         weight = grad_log_z.to(emissions.dtype).view(batch, 1) * mask
         unary = alphas + betas
         norm = torch.logsumexp(unary, dim=-1, keepdim=True)
@@ -354,17 +340,11 @@ class CRF(nn.Module):
         Non-finite emissions or weights give a NaN (never a made-up number), which mixed-precision training
         skips like any overflow."""
         mask = self._mask(emissions, attention_mask)
-        self._check_labels(labels, emissions, mask)
-        labels = labels.long()
+        check_label_ids(labels, tuple(emissions.shape[:2]), self.num_labels)
         input_dtype = emissions.dtype
         if emissions.size(1) == 0:
             return emissions.sum(dim=(1, 2)) * 0
-        emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
-        mask, emissions, labels = _pack_left(mask, emissions, labels)
-        # log p(y) is unchanged by subtracting a per-position constant; the row maximum keeps every value <= 0.
-        # Padding is zeroed so that whatever a model emits there (even NaN) cannot leak into the sums.
-        emissions = emissions - emissions.detach().amax(dim=-1, keepdim=True)
-        emissions = emissions.masked_fill(~mask.unsqueeze(-1), 0.0)
+        mask, emissions, labels = _packed_emissions(emissions, mask, labels.long())
         trans, start, end = self._scores()
         observed = (labels != IGNORE_INDEX) & mask
         if torch.equal(observed, mask):  # every position labelled: the gold path's score, no second pass
@@ -390,9 +370,7 @@ class CRF(nn.Module):
         if emissions.size(1) == 0:
             return torch.zeros(emissions.shape, dtype=torch.promote_types(emissions.dtype, torch.float32))
         with torch.enable_grad():
-            emissions = emissions.detach().to(torch.promote_types(emissions.dtype, torch.float32))
-            packed_mask, packed = _pack_left(mask, emissions)
-            packed = (packed - packed.amax(dim=-1, keepdim=True)).masked_fill(~packed_mask.unsqueeze(-1), 0.0)
+            packed_mask, packed = _packed_emissions(emissions.detach(), mask)
             packed.requires_grad_(True)
             trans, start, end = (score.detach() for score in self._scores())
             log_z = _LogPartition.apply(packed, packed_mask, trans, start, end)
@@ -477,6 +455,3 @@ class CRF(nn.Module):
                 f"(batch, length of the emissions); got {found}."
             )
         return attention_mask.bool()
-
-    def _check_labels(self, labels: torch.Tensor, emissions: torch.Tensor, mask: torch.Tensor) -> None:
-        check_label_ids(labels, tuple(emissions.shape[:2]), self.num_labels)
