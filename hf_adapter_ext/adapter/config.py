@@ -118,10 +118,9 @@ class NeuralAdapterConfig(PeftConfig):
                 isinstance(modules, (list, tuple)) and all(isinstance(m, str) for m in modules)):
             raise TypeError(f"NeuralAdapterConfig.lora_target_modules must be a list of module names (or a regex "
                             f"string, as in PEFT); got {modules!r}.")
-        for name in ("old_labels",):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise TypeError(f"NeuralAdapterConfig.{name} must be a list of label strings; got {value!r}.")
+        old = self.old_labels
+        if old is not None and not (isinstance(old, list) and all(isinstance(v, str) for v in old)):
+            raise TypeError(f"NeuralAdapterConfig.old_labels must be a list of label strings; got {old!r}.")
         for name in ("source_signature", "metrics"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
