@@ -9,7 +9,7 @@ the source alone, batch 1 and 32. All contenders alternate round by round after 
 medians are reported.
 Peak memory: each training contender in its own subprocess (peak RSS growth over the loaded models).
 
-    python benchmarks/adapter_speed.py
+    python -m benchmarks.adapter_speed
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import alternate, alternate_rounds, shared_data_dir, target, write_results  # noqa: E402
-from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model  # noqa: E402
-from hf_adapter_ext.data import load_transfer_task  # noqa: E402
+from benchmarks.common import alternate, alternate_rounds, shared_data_dir, target, write_results
+from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model
+from hf_adapter_ext.data import load_transfer_task
 
 TRAINING = ("plain", "copy_cached", "copy_uncached", "lora", "frozen")
 MODES = {"copy_cached": ("copy", True), "copy_uncached": ("copy", False), "lora": ("lora", True),

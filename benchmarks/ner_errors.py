@@ -7,27 +7,22 @@ also split by where their surface form occurs in CoNLL train: in the target spli
 the source split (where the source and the adapter see it labelled O, and the joint model sees it labelled), or
 nowhere. Old-type mentions are compared with the source: which ones the adapter loses and gains.
 
-    python benchmarks/ner_errors.py --new_type LOC
+    python -m benchmarks.ner_errors --new_type LOC
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 from seqeval.scheme import IOB2, Entities
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
-
-from extend_ner import AdapterArguments, Experiment, bilstm_experiment  # noqa: E402
-
-from benchmarks.common import RESULTS, shared_data_dir, target, write_results  # noqa: E402
-from hf_adapter_ext.data import conll_dataset  # noqa: E402
-from hf_adapter_ext.metrics import load_entity_f1, predict_tags  # noqa: E402
+from benchmarks.common import RESULTS, shared_data_dir, target, write_results
+from benchmarks.paper_grid import AdapterArguments, Experiment, bilstm_experiment
+from hf_adapter_ext.data import conll_dataset
+from hf_adapter_ext.metrics import load_entity_f1, predict_tags
 
 OUTCOMES = ("correct", "wrong type", "boundary", "boundary and type", "missed")
 SEEN = ("in the target split", "only in the source split", "not in train")

@@ -6,26 +6,22 @@ CLINC150: intents of the first 6 domains (domains.json order) train, next 2 vali
 train+val+test. BANKING77: intents by name, 47 / 10 / 20; pool = train+test.
 Token level: Few-TK inter (train sentences → test_5_1 episodes) and Few-NERD INTER dev 5-way 1~2-shot.
 
-    python benchmarks/sib_fewshot.py --level sequence          # CLINC150 + BANKING77, 1- and 5-shot, 3 seeds
-    python benchmarks/sib_fewshot.py --level token
+    python -m benchmarks.sib_fewshot --level sequence          # CLINC150 + BANKING77, 1- and 5-shot, 3 seeds
+    python -m benchmarks.sib_fewshot --level token
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import sys
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import cached, shared_data_dir, target, write_results  # noqa: E402
-from hf_adapter_ext import SIBConfig, SIBForFewShotClassification  # noqa: E402
-from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150  # noqa: E402
-from hf_adapter_ext.meta import (  # noqa: E402
+from benchmarks.common import cached, shared_data_dir, target, write_results
+from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
+from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
+from hf_adapter_ext.meta import (
     EpisodeSampler,
     SequenceEpisodes,
     TokenEpisodes,
@@ -35,8 +31,8 @@ from hf_adapter_ext.meta import (  # noqa: E402
     encode_words,
     read_fewnerd_episodes,
 )
-from hf_adapter_ext.meta.baselines import prototype_logits, soft_kmeans_logits  # noqa: E402
-from hf_adapter_ext.meta.evaluation import (  # noqa: E402
+from hf_adapter_ext.meta.baselines import prototype_logits, soft_kmeans_logits
+from hf_adapter_ext.meta.evaluation import (
     episode_accuracy,
     episode_entity_counts,
     f1_from_counts,

@@ -2,26 +2,23 @@
 throughput over time. A leak from the inner loop's graphs or the feature cache shows as memory that keeps growing;
 a slowdown as throughput that decays.
 
-    python benchmarks/soak.py
+    python -m benchmarks.soak
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import cached, shared_data_dir, target, write_results  # noqa: E402
-from benchmarks.sib_fewshot import minilm, new_model  # noqa: E402
-from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model  # noqa: E402
-from hf_adapter_ext.data import load_clinc150, load_transfer_task  # noqa: E402
-from hf_adapter_ext.meta import EpisodeSampler, SequenceEpisodes, collate_episodes, encode_texts  # noqa: E402
+from benchmarks.common import cached, shared_data_dir, target, write_results
+from benchmarks.sib_fewshot import minilm, new_model
+from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model
+from hf_adapter_ext.data import load_clinc150, load_transfer_task
+from hf_adapter_ext.meta import EpisodeSampler, SequenceEpisodes, collate_episodes, encode_texts
 
 
 def rss_mib() -> float:

@@ -26,7 +26,6 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
-from hf_adapter_ext.cli import parse_with_defaults
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes
 
@@ -34,11 +33,10 @@ from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episod
 # 32 episodes per step, 1200 steps, K = 3 inner steps of a learned size starting at 0.03 (the size the benchmark
 # chose on meta-validation for every dataset, shot and seed).
 INNER_LR, INNER_STEPS = 0.03, 3
-DEFAULTS = {
-    "--output_dir": "outputs/meta", "--per_device_train_batch_size": "32", "--per_device_eval_batch_size": "50",
-    "--max_steps": "1200", "--learning_rate": "1e-3", "--lr_scheduler_type": "constant", "--warmup_steps": "0",
-    "--logging_steps": "100",
-    "--save_strategy": "no", "--report_to": "none", "--eval_strategy": "no",
+DEFAULTS = {  # parser.set_defaults: every one can still be overridden on the command line
+    "output_dir": "outputs/meta", "per_device_train_batch_size": 32, "per_device_eval_batch_size": 50,
+    "max_steps": 1200, "learning_rate": 1e-3, "lr_scheduler_type": "constant", "warmup_steps": 0,
+    "logging_steps": 100, "save_strategy": "no", "report_to": "none", "eval_strategy": "no",
 }
 
 
@@ -160,7 +158,8 @@ def split_classes(names: list[str], data_args: MetaDataArguments) -> dict[str, l
 
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((MetaDataArguments, SIBArguments, MetaTrainingArguments))
-    data_args, sib_args, args = parse_with_defaults(parser, DEFAULTS, argv)
+    parser.set_defaults(**DEFAULTS)
+    data_args, sib_args, args = parser.parse_args_into_dataclasses(argv)
     set_seed(args.seed)
     backbone_path = data_args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone_path)

@@ -45,7 +45,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, one_batch, kind, b
 def test_two_ddp_processes_equal_one_process_at_the_same_global_batch(tmp_path, one_batch, kind):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "tests" / "scripts" / "one_step.py"), str(tmp_path), kind, "2", "1"]
+               "-m", "tests.scripts.one_step", str(tmp_path), kind, "2", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
     log = json.loads((tmp_path / "log.json").read_text())

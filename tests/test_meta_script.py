@@ -2,7 +2,6 @@
 
 import json
 import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def meta():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        return runpy.run_path(str(ROOT / "examples" / "meta.py"), run_name="meta_module")
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    return runpy.run_path(str(ROOT / "examples" / "meta.py"), run_name="meta_module")
 
 
 def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
@@ -26,9 +21,9 @@ def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
 
     bench = arguments().parse_args([])
     defaults, data_args, sib_args = meta["DEFAULTS"], meta["MetaDataArguments"](), meta["SIBArguments"]()
-    assert int(defaults["--max_steps"]) == bench.steps
-    assert int(defaults["--per_device_train_batch_size"]) == bench.batch_size
-    assert float(defaults["--learning_rate"]) == 1e-3 and defaults["--lr_scheduler_type"] == "constant"
+    assert defaults["max_steps"] == bench.steps
+    assert defaults["per_device_train_batch_size"] == bench.batch_size
+    assert defaults["learning_rate"] == 1e-3 and defaults["lr_scheduler_type"] == "constant"
     assert meta["INNER_LR"] in bench.inner_lrs and meta["INNER_STEPS"] == 3
     assert sib_args.learn_inner_lr is True and sib_args.support_gradient is bench.support_gradient
     assert data_args.dataset == "clinc150"

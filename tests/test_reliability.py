@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "resumable_training.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(kind: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, str(SCRIPT), kind, str(out), *extra], capture_output=True, text=True,
-                          timeout=600, env=env)
+    return subprocess.run([sys.executable, "-m", "tests.scripts.resumable_training", kind, str(out), *extra],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
 
 
 def weights(out: Path) -> dict:

@@ -39,6 +39,22 @@ _RANGE_HELP = {
 }
 
 
+def parse_label_parents(value) -> dict[str, str] | None:
+    """``{"politician": "PER"}``, or the command line's ``"politician=PER,band=ORG"``, as a dict."""
+    if value is None or isinstance(value, dict) and not value:
+        return None
+    if isinstance(value, str):
+        pairs = [item.split("=") for item in value.split(",") if item.strip()]
+        if not pairs or any(len(pair) != 2 or not all(p.strip() for p in pair) for pair in pairs):
+            raise ValueError(f"NeuralAdapterConfig.label_parents={value!r}: write subtype=parent pairs separated by "
+                             "commas, e.g. 'politician=PER,band=ORG'.")
+        value = {child.strip(): parent.strip() for child, parent in pairs}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise TypeError(f"NeuralAdapterConfig.label_parents must map new types to old types, e.g. "
+                        f"{{'politician': 'PER'}}; got {value!r}.")
+    return dict(value)
+
+
 @dataclass
 class NeuralAdapterConfig(PeftConfig):
     """How to extend a trained token classifier with new labels (Chen & Moschitti, AAAI 2019).
@@ -69,6 +85,11 @@ class NeuralAdapterConfig(PeftConfig):
     bio_constraints: bool = field(default=True, metadata={"help": "Forbid O -> I-X transitions in the CRF."})
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature for new_only distillation."})
     distill_weight: float = field(default=1.0, metadata={"help": "Weight of the distillation loss (new_only)."})
+    label_parents: dict[str, str] | str | None = field(
+        default=None, metadata={"help": "New types that refine an old one, e.g. politician=PER,band=ORG (or a dict). "
+                                        "The source's parent probability is kept as the mass of parent + subtypes, "
+                                        "and scores report old types with subtypes counted as their parent."}
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (target='lora')."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (target='lora')."})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout (target='lora')."})
@@ -96,6 +117,7 @@ class NeuralAdapterConfig(PeftConfig):
             if not (math.isfinite(value) and low(value) and high(value)):
                 raise ValueError(f"NeuralAdapterConfig.{name}={value!r} is out of range: {_RANGE_HELP[name]}.")
         self.new_labels = list(self.new_labels)
+        self.label_parents = parse_label_parents(self.label_parents)
 
     def _check_types(self) -> None:
         """Refuse values of the wrong type (as JSON files and command lines produce: "8", "false")."""

@@ -64,3 +64,46 @@ def entity_types(labels: Sequence[str]) -> list[str]:
         if _BIO_LABEL.match(label):
             seen[label[2:]] = None
     return list(seen)
+
+
+def validate_label_parents(old: Sequence[str], new: Sequence[str], parents: Mapping[str, str]) -> None:
+    """Refuse a hierarchy that cannot mean "this new type is a kind of that old type": a subtype that is not
+    new (or is also old), a parent that is not old, a parent that is itself new, or a cycle."""
+    old_types, new_types = set(entity_types(old)) | set(old), set(entity_types(new))
+    example = "label_parents={'politician': 'PER'}"
+    for child, parent in parents.items():
+        seen = [child]
+        while parent in parents and parent not in seen:  # follow the chain: a cycle is named as such
+            seen.append(parent)
+            parent = parents[parent]
+        if parent in seen:
+            raise ValueError(f"label_parents has a cycle: {' -> '.join([*seen, parent])}. Each new type names one "
+                             f"old type as its parent, e.g. {example}.")
+    for child, parent in parents.items():
+        if child in old_types:
+            raise ValueError(f"label_parents: {child!r} is already an old type of the source, so it cannot be a new "
+                             f"subtype; only new types take parents, e.g. {example}.")
+        if child not in new_types:
+            raise ValueError(f"label_parents: {child!r} is not one of the new types {sorted(new_types)}; name new "
+                             f"types (without B-/I-), e.g. {example}.")
+        if parent in new_types:
+            raise ValueError(f"label_parents: the parent of {child!r} is {parent!r}, which is itself a new type; a "
+                             "parent must be an old type the source knows, so that its predictions can be kept.")
+        if parent not in old_types:
+            raise ValueError(f"label_parents: the parent of {child!r} is {parent!r}, which is not a type of the "
+                             f"source (its types: {entity_types(old) or list(old)}). Use an old type, e.g. {example}.")
+
+
+def parent_label_ids(labels: Sequence[str], num_old: int, parents: Mapping[str, str]) -> list[int]:
+    """For each label id, the old label id it falls under: itself for old labels, ``B-``/``I-`` of the parent
+    type for subtype labels, and -1 for new labels without a parent."""
+    index = {label: i for i, label in enumerate(labels)}
+    mapped = []
+    for i, label in enumerate(labels):
+        if i < num_old:
+            mapped.append(i)
+        elif _BIO_LABEL.match(label) and label[2:] in parents:
+            mapped.append(index.get(f"{label[:2]}{parents[label[2:]]}", index.get(parents[label[2:]], -1)))
+        else:
+            mapped.append(index.get(parents.get(label, ""), -1))
+    return mapped

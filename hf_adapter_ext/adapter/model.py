@@ -15,7 +15,7 @@ from transformers.utils import logging
 from . import anatomy
 from .config import NeuralAdapterConfig
 from .crf import CRF, is_tracing
-from .labels import source_labels, validate_new_labels
+from .labels import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .loss import check_labels, loss_denominator, token_classification_loss_sum
 from .outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
@@ -59,6 +59,8 @@ class NeuralAdapterModel(nn.Module):
             )
         old_labels = source_labels(source.config)
         validate_new_labels(old_labels, config.new_labels)
+        if config.label_parents:
+            validate_label_parents(old_labels, config.new_labels, config.label_parents)
         config = copy.deepcopy(config)
         config.old_labels = old_labels
         config.source_signature = anatomy.signature(source)
@@ -97,10 +99,20 @@ class NeuralAdapterModel(nn.Module):
         adapter_cls = ADAPTERS.get(config.adapter)
         self.adapter = adapter_cls(self.num_old_labels, len(labels), config.adapter_hidden_size) if adapter_cls else None
         self.crf = expand_crf(anatomy.crf_of(source), labels, config.bio_constraints) if config.head == "crf" else None
-        # `new_only` data with a CRF head and a source without one: the source's scores are decoded under the
-        # target's BIO constraints to give pseudo-labels. Built once here, not at every training step; its zero
-        # transition weights are constants.
-        needs_decoder = config.annotation == "new_only" and self.crf is not None and anatomy.crf_of(source) is None
+        # Distillation compares the source's distribution with the target's collapsed onto the source's labels:
+        # a subtype's mass counts for its parent (label_parents), a new label without a parent stays its own
+        # column, where the source's mass is zero.
+        parents = parent_label_ids(labels, self.num_old_labels, config.label_parents or {})
+        columns = list(range(self.num_old_labels)) + [i for i, p in enumerate(parents) if p < 0]
+        membership = torch.full((len(labels), len(columns)), float("-inf"))
+        for i, parent in enumerate(parents):
+            membership[i, columns.index(parent if parent >= 0 else i)] = 0.0
+        self.register_buffer("_collapse", membership, persistent=False)
+        self._subtype_ids = [i for i, p in enumerate(parents) if i >= self.num_old_labels and p >= 0]
+        # Distilled tokens (`new_only` data, rehearsal text) with a CRF head and a source without one: the source's
+        # scores are decoded under the target's BIO constraints to give pseudo-labels. Built once here, not at
+        # every training step; its zero transition weights are constants.
+        needs_decoder = self.crf is not None and anatomy.crf_of(source) is None
         self.source_path_decoder = (CRF.for_labels(old_labels, config.bio_constraints).requires_grad_(False)
                                     if needs_decoder else None)
 
@@ -230,8 +242,11 @@ class NeuralAdapterModel(nn.Module):
         labels: torch.Tensor | None = None,
         source_logits: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        rehearsal: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
     ) -> CRFTokenClassifierOutput:
+        """``rehearsal`` ([batch], from :func:`~hf_adapter_ext.add_rehearsal`) marks rows of unlabelled text from
+        the source's world: every token there learns the source's output, as ``new_only`` O tokens do."""
         if not is_tracing():
             self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits)
         if self._adapter_disabled:
@@ -243,7 +258,8 @@ class NeuralAdapterModel(nn.Module):
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                   "inputs_embeds": inputs_embeds}
-        distill = labels is not None and self.peft_config.annotation == "new_only"
+        distilled_rows = self._distilled_rows(labels, rehearsal)
+        distill = distilled_rows is not None
         need_source = self.adapter is not None or distill
         features, source_logits = self._features_and_source_logits(inputs, source_logits, need_source)
         emissions = self.classifier(self.dropout(features))
@@ -254,7 +270,7 @@ class NeuralAdapterModel(nn.Module):
         if labels is not None:
             labels = check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
             loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None,
-                              num_items_in_batch)
+                              distilled_rows, num_items_in_batch)
         logits = emissions
         if self.crf is not None and not self.training:
             logits = viterbi_logits(self.crf, emissions, attention_mask)
@@ -295,28 +311,51 @@ class NeuralAdapterModel(nn.Module):
                                  "(batch, length, the source's label count). Recompute them with add_source_logits "
                                  "for this source and tokenizer.")
 
-    def _loss(self, emissions, labels, attention_mask, source_logits, num_items_in_batch) -> torch.Tensor:
+    def _distilled_rows(self, labels, rehearsal) -> torch.Tensor | None:
+        """Rows whose O tokens learn the source's output: every row with ``new_only`` data, else the rehearsal
+        rows; None when there are none (no source pass is needed for the loss)."""
+        if labels is None:
+            return None
+        if self.peft_config.annotation == "new_only":
+            return torch.ones(labels.size(0), dtype=torch.bool, device=labels.device)
+        if rehearsal is None:
+            return None
+        rows = rehearsal.to(device=labels.device, dtype=torch.bool).reshape(-1)
+        if rows.numel() != labels.size(0):
+            raise ValueError(f"rehearsal has {rows.numel()} entries for a batch of {labels.size(0)} rows; pass one "
+                             "flag per row (add_rehearsal makes the column).")
+        return rows if bool(rows.any()) else None
+
+    def _loss(self, emissions, labels, attention_mask, source_logits, distilled_rows, num_items_in_batch):
         """(task loss + distillation) summed over the batch, divided by the step's labelled-token count."""
         self.has_trained = self.has_trained or self.training
         denominator = loss_denominator(labels, num_items_in_batch)
         distill_loss = 0.0
         if source_logits is not None:
-            labels, distill_loss = self._distill(emissions, labels, source_logits, attention_mask)
+            labels, distill_loss = self._distill(emissions, labels, source_logits, attention_mask, distilled_rows)
         task_loss = token_classification_loss_sum(emissions, labels, attention_mask, self.crf)
         return (task_loss + self.peft_config.distill_weight * distill_loss) / denominator
 
-    def _distill(self, emissions, labels, source_logits, attention_mask):
-        """`new_only` data: on tokens labelled O, learn the source's view of the old types.
+    def _distill(self, emissions, labels, source_logits, attention_mask, distilled_rows):
+        """Learn the source's view of the old types on the O tokens of ``distilled_rows`` (``new_only`` data,
+        rehearsal text), and, with ``label_parents``, on their subtype tokens too.
 
         Hard part: O labels become the source's prediction (an old entity, or O): its Viterbi path when it
         has a CRF, since a CRF's emissions alone are no per-token classifier; otherwise the best path under its
         per-token log-probabilities that the target's BIO constraints allow (a plain argmax can say O -> I-X,
         which the target CRF forbids, and a forbidden gold path costs ~1e4 in the loss).
-        Soft part: KL from the source's tempered distribution (zero mass on new labels) to the target's, summed
-        over those tokens.
+        Soft part: KL from the source's tempered distribution to the target's, collapsed onto the source's
+        labels (a subtype's probability counts for its parent; a new label without a parent keeps its own
+        column, where the source puts no mass), summed over those tokens. A subtype token ("politician") keeps
+        its gold label and learns only that parent + subtypes together hold the source's parent probability.
         """
         outside = self.config.label2id.get("O", 0)
-        on_outside = labels == outside
+        rows = distilled_rows[:, None]
+        on_outside = (labels == outside) & rows
+        soft = on_outside
+        if self._subtype_ids:
+            subtypes = torch.tensor(self._subtype_ids, device=labels.device)
+            soft = soft | (torch.isin(labels, subtypes) & rows)
         source_logits = source_logits.to(emissions.dtype)
         source_crf = anatomy.crf_of(self.source)
         if source_crf is not None:
@@ -328,10 +367,11 @@ class NeuralAdapterModel(nn.Module):
             predicted = source_logits.argmax(-1)
         labels = torch.where(on_outside, predicted, labels)
         temperature = self.peft_config.distill_temperature
-        teacher = F.softmax(source_logits[on_outside].float() / temperature, dim=-1)
-        teacher = F.pad(teacher, (0, emissions.size(-1) - self.num_old_labels))
-        student = F.log_softmax(emissions[on_outside].float() / temperature, dim=-1)
-        kl = F.kl_div(student, teacher, reduction="sum") * temperature**2  # summed: divided with the task loss
+        teacher = F.softmax(source_logits[soft].float() / temperature, dim=-1)
+        teacher = F.pad(teacher, (0, self._collapse.size(1) - self.num_old_labels))
+        student = F.log_softmax(emissions[soft].float() / temperature, dim=-1)
+        collapsed = torch.logsumexp(student[:, :, None] + self._collapse[None], dim=1)
+        kl = F.kl_div(collapsed, teacher, reduction="sum") * temperature**2  # summed: divided with the task loss
         return labels, kl
 
     # ------------------------------------------------------------------ persistence

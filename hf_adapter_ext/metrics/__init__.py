@@ -28,14 +28,17 @@ def ids_to_tags(predictions: np.ndarray, label_ids: np.ndarray, id2label: Mappin
     return preds, refs
 
 
-def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[str] = ()):
-    """A ``compute_metrics`` for `transformers.Trainer` reporting entity F1 overall, old/new and per type."""
+def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[str] = (),
+                              type_parents: Mapping[str, str] | None = None):
+    """A ``compute_metrics`` for `transformers.Trainer` reporting entity F1 overall, old/new and per type (and
+    old types with subtypes counted as their parent, given ``type_parents``)."""
     metric = load_entity_f1()
 
     def compute_metrics(eval_prediction) -> dict:
         logits, label_ids = eval_prediction.predictions, eval_prediction.label_ids
         preds, refs = ids_to_tags(np.asarray(logits).argmax(-1), np.asarray(label_ids), id2label)
-        return metric.compute(predictions=preds, references=refs, new_types=list(new_types))
+        return metric.compute(predictions=preds, references=refs, new_types=list(new_types),
+                              type_parents=dict(type_parents or {}))
 
     return compute_metrics
 
@@ -70,8 +73,11 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
     return preds, refs
 
 
-def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str] = (), **kwargs) -> dict:
-    """Entity F1 (overall, old/new, per type) of ``model`` on a tokenized, labelled dataset."""
+def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str] = (),
+                    type_parents: Mapping[str, str] | None = None, **kwargs) -> dict:
+    """Entity F1 (overall, old/new, per type; old with subtypes as parents) of ``model`` on a tokenized,
+    labelled dataset."""
     preds, refs = predict_tags(model, dataset, tokenizer, id2label, **kwargs)
-    scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=list(new_types))
+    scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=list(new_types),
+                                      type_parents=dict(type_parents or {}))
     return {k: float(v) if isinstance(v, float) else v for k, v in scores.items()}

@@ -18,11 +18,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel, Trainer, TrainingArguments
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from hf_adapter_ext import (  # noqa: E402
+from hf_adapter_ext import (
     AdapterDataCollator,
     MetaTrainingArguments,
     NeuralAdapterConfig,
@@ -31,8 +27,8 @@ from hf_adapter_ext import (  # noqa: E402
     SIBForFewShotClassification,
     get_adapter_model,
 )
-from tests.conftest import NEW_LABELS, OLD_LABELS, build_tokenizer, tiny_config  # noqa: E402
-from tests.helpers import toy_dataset  # noqa: E402
+from tests.conftest import NEW_LABELS, OLD_LABELS, build_tokenizer, tiny_config
+from tests.helpers import toy_dataset
 
 
 def _no_dropout_source(vocab_size: int):

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from hf_adapter_ext import (  # noqa: E402
+from hf_adapter_ext import (
     AdapterDataCollator,
     MetaTrainingArguments,
     NeuralAdapterConfig,
@@ -28,9 +24,9 @@ from hf_adapter_ext import (  # noqa: E402
     SIBForFewShotClassification,
     get_adapter_model,
 )
-from tests.conftest import NEW_LABELS, build_tokenizer, tiny_source  # noqa: E402
-from tests.helpers import toy_dataset  # noqa: E402
-from tests.test_meta import intent_data, tiny_backbone  # noqa: E402
+from tests.conftest import NEW_LABELS, build_tokenizer, tiny_source
+from tests.helpers import toy_dataset
+from tests.test_meta import intent_data, tiny_backbone
 
 
 class DieAfterCheckpoint(TrainerCallback):

