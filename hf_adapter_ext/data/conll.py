@@ -170,3 +170,25 @@ def relabel_to_outside(dataset: Dataset | DatasetDict, entity_type: str) -> Data
         return {"ner_tags": [[outside if t in drop else t for t in tags] for tags in batch["ner_tags"]]}
 
     return dataset.map(relabel, batched=True, desc=f"{entity_type} -> O")
+
+
+def with_label_order(dataset: Dataset | DatasetDict, labels: Sequence[str], column: str = "ner_tags"):
+    """Re-number a ``ClassLabel`` tag column to ``labels``' order (e.g. a model's ``id2label``: old labels, then
+    new ones), so the data's ids mean what the model's ids mean. Refuses tags the data uses that the model lacks."""
+    splits = dataset.values() if isinstance(dataset, DatasetDict) else [dataset]
+    first = next(iter(splits))
+    names = first.features[column].feature.names
+    used = {names[t] for split in splits for tags in split[column] for t in tags}
+    unknown = sorted(used - set(labels))
+    if unknown:
+        raise ValueError(f"The data has tags {unknown} that are not among the model's labels {list(labels)}: add them "
+                         "to new_labels, or rename their types (rename_types / --label_map).")
+    position = {label: i for i, label in enumerate(labels)}
+    remap = [position.get(name, -1) for name in names]
+    features = first.features.copy()
+    features[column] = SequenceFeature(ClassLabel(names=list(labels)))
+
+    def apply(batch):
+        return {column: [[remap[t] for t in tags] for tags in batch[column]]}
+
+    return dataset.map(apply, batched=True, features=features, desc="Matching the model's label ids")

@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Teach your trained token classifier new entity types from new data alone, in the shape of transformers'
+`run_ner.py`.
+
+The source model stays frozen; `get_adapter_model` adds a target network that learns old + new labels, fed with
+the source's scores through a neural adapter (Chen & Moschitti, AAAI 2019). New labels are the data's labels
+the source does not know. Old types that the new ones refine (politician ⊂ PER) are kept with `--label_parents`
+and rehearsal on plain text from the source's world (`--rehearsal_file`, one sentence per line).
+
+    python examples/extend_ner.py --model_name_or_path my-conll-tagger \\
+        --train_file train.txt --validation_file dev.txt --test_file test.txt \\
+        --label_map person=PER,organisation=ORG,location=LOC,country=LOC,misc=MISC \\
+        --label_parents politician=PER,politicalparty=ORG --rehearsal_file news.txt \\
+        --output_dir extended --consolidate
+    accelerate launch examples/extend_ner.py ...     # the same, on every device
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import load_dataset
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    pipeline,
+)
+
+from hf_adapter_ext import (
+    AdapterDataCollator,
+    NeuralAdapterConfig,
+    adapter_optimizer,
+    add_rehearsal,
+    add_source_logits,
+    get_adapter_model,
+    save_consolidated,
+)
+from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
+from hf_adapter_ext.data.text_files import numbered_lines
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
+
+logger = logging.getLogger(__name__)
+# Settings that work for extensions (chosen on CoNLL validation by benchmarks/paper_grid.py): the user overrides any.
+DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 4, "per_device_train_batch_size": 16, "warmup_steps": 20,
+            "eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
+            "metric_for_best_model": "overall_f1", "report_to": "none", "output_dir": "outputs/extend_ner"}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Your trained token classifier (a folder or a Hub id): the "
+                                                      "source, kept frozen."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Its tokenizer, if stored elsewhere."})
+    head_learning_rate: float = field(default=1e-3, metadata={
+        "help": "Learning rate of the parts that start from scratch (output layer, CRF, adapter)."})
+    consolidate: bool = field(default=False, metadata={
+        "help": "Also write a plain transformers model (one encoder pass, loads without this library) to "
+                "<output_dir>/consolidated."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": "CoNLL columns, JSON lines, or CSV."})
+    validation_file: str | None = field(default=None, metadata={"help": "Chooses the best epoch."})
+    test_file: str | None = field(default=None, metadata={"help": "Scored before and after the extension."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset instead of files."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration."})
+    tokens_column: str = field(default="tokens", metadata={"help": "Word column of JSON/CSV files or the dataset."})
+    tags_column: str = field(default="ner_tags", metadata={"help": "Tag column of JSON/CSV files or the dataset."})
+    label_map: str | None = field(default=None, metadata={
+        "help": "Rename the data's types to the source's names: person=PER,country=LOC,..."})
+    rehearsal_file: str | None = field(default=None, metadata={
+        "help": "Plain text from the source's world (one sentence per line, no labels) that the source labels, so "
+                "the extended model keeps its old outputs."})
+    max_rehearsal_sentences: int | None = field(default=None, metadata={"help": "Use at most this many."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test set."})
+    tag_text: str | None = field(default=None, metadata={
+        "help": "Tag this text with the extended model's pipeline and print its entities."})
+
+
+def read_splits(data: DataArguments):
+    if data.dataset_name:
+        raw = load_dataset(data.dataset_name, data.dataset_config_name)
+        raw = raw.rename_columns({c: n for c, n in ((data.tokens_column, "tokens"), (data.tags_column, "ner_tags"))
+                                  if c != n})
+    else:
+        files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
+        raw = load_ner_files(files, data.tokens_column, data.tags_column)
+    if "train" not in raw:
+        raise ValueError("No training data: pass --train_file or a --dataset_name with a train split.")
+    if data.label_map:
+        pairs = [item.split("=") for item in data.label_map.split(",") if item.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"--label_map {data.label_map!r}: write from=to pairs, e.g. person=PER,country=LOC.")
+        raw = rename_types(raw, {a.strip(): b.strip() for a, b in pairs})
+    limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_predict_samples}
+    for split, limit in limits.items():
+        if limit and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    return raw
+
+
+def scores(model, dataset, tokenizer, id2label, new_types, parents) -> dict:
+    result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types, parents, desc="Scoring")
+    return {k: v for k, v in result.items() if k.endswith(("_f1", "_f1_with_subtypes", "_support"))}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, NeuralAdapterConfig, TrainingArguments))
+    parser.set_defaults(**DEFAULTS)
+    model_args, data_args, config, training_args = parser.parse_args_into_dataclasses(argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+
+    source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    raw = read_splits(data_args)
+    data_labels = raw["train"].features["ner_tags"].feature.names
+    old_labels = [source.config.id2label[i] for i in range(source.config.num_labels)]
+    if not config.new_labels:
+        config.new_labels = [label for label in data_labels if label not in old_labels]
+        if not config.new_labels:
+            raise ValueError(f"The data's labels {data_labels} are all known to the source; there is nothing new to "
+                             "learn. Check --label_map, or pass --new_labels.")
+    config.base_model_name_or_path = model_args.model_name_or_path
+    model = get_adapter_model(source, config)
+    config = model.peft_config
+    id2label, parents = model.config.id2label, config.label_parents
+    new_types = sorted({label[2:] for label in config.new_labels if label[:2] in ("B-", "I-")} or config.new_labels)
+    logger.info("Old labels %s; learning %s (parents: %s)", old_labels, config.new_labels, parents)
+
+    raw = with_label_order(raw, list(id2label.values()))
+    with training_args.main_process_first(desc="tokenizing"):
+        encoded = raw.map(tokenize_and_align_labels, batched=True, remove_columns=raw["train"].column_names,
+                          fn_kwargs={"tokenizer": tokenizer}, desc="Tokenizing and aligning labels")
+        train, lines = encoded["train"], None
+        if data_args.rehearsal_file:
+            lines = [line for _, line in numbered_lines(data_args.rehearsal_file) if line.strip()]
+            lines = lines[: data_args.max_rehearsal_sentences]
+            train = add_rehearsal(train, lines, model, tokenizer)
+        elif config.uses_source_at_forward:
+            train = add_source_logits(train, model, tokenizer)
+    validation, test = encoded.get("validation"), encoded.get("test")
+    if validation is None:  # nothing to choose an epoch on: train for the given epochs
+        training_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+    hub = training_args.push_to_hub  # the adapter is pushed with its own card below, not Trainer's
+    training_args = dataclasses.replace(training_args, push_to_hub=False)
+
+    scored = test if test is not None else validation
+    before = scores(source, scored, tokenizer, id2label, new_types, parents) if scored is not None else {}
+    trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
+                      data_collator=AdapterDataCollator(tokenizer),
+                      compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
+                      optimizers=(adapter_optimizer(model, training_args.learning_rate, model_args.head_learning_rate,
+                                                    training_args.weight_decay), None))
+    train_result = trainer.train()
+    model.eval()
+    after = scores(model, scored, tokenizer, id2label, new_types, parents) if scored is not None else {}
+    split = "test" if test is not None else "validation"
+    sources = {s: getattr(data_args, f"{s}_file") or f"{data_args.dataset_name}[{s}]" for s in encoded}
+    results = {"new_labels": config.new_labels, "label_parents": parents, "scored_on": split,
+               "data": {s: {"source": sources[s], "sentences": len(raw[s])} for s in raw},
+               "rehearsal_sentences": int(sum(train["rehearsal"])) if "rehearsal" in train.column_names else 0,
+               "best_checkpoint": trainer.state.best_model_checkpoint, "train": train_result.metrics,
+               "before": before, "after": after,
+               "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0)}
+    if not trainer.is_world_process_zero():
+        return results
+
+    output = Path(training_args.output_dir)
+    card_metrics = {f"{split}_{k}": v for k, v in after.items() if not k.endswith("_support")}
+    card_metrics.update({f"source_{split}_old_f1": before.get("old_f1"), "evaluated_on": sources.get(split, "none"),
+                         "trained_on": f"{sources['train']} ({len(raw['train'])} sentences)"})
+    model.save_pretrained(output, metrics=card_metrics)
+    tokenizer.save_pretrained(output)
+    if model_args.consolidate:
+        plain = model.consolidate(encoded["train"], tokenizer, unlabelled=lines or None, eval_dataset=scored)
+        save_consolidated(plain, output / "consolidated", tokenizer)
+        results["consolidated"] = plain.consolidation_report.get("evaluation", {})
+    if data_args.tag_text:  # entity text cut from the input by character offsets, as the user wrote it
+        tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first")
+        results["tagged"] = [(data_args.tag_text[e["start"]:e["end"]], e["entity_group"])
+                             for e in tagger(data_args.tag_text)]
+        print(f"pipeline('token-classification') on {data_args.tag_text!r}:\n  {results['tagged']}")
+    (output / "all_results.json").write_text(json.dumps(results, indent=2))
+    if hub:
+        repo = training_args.hub_model_id or output.name
+        results["hub_url"] = model.push_to_hub(repo, token=training_args.hub_token,
+                                               private=training_args.hub_private_repo)
+    print(json.dumps({"before": before.get("old_f1"), "after": {k: after.get(k) for k in
+                                                               ("overall_f1", "old_f1", "new_f1")}}, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

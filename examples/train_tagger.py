@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Train a plain token classifier on NER files: the tagger that `extend_ner.py` later extends (a short
+`run_ner.py`). Its labels are the ones the training data uses.
+
+    python examples/train_tagger.py --model_name_or_path bert-base-cased --train_file train.txt \\
+        --validation_file dev.txt --output_dir my-tagger
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+)
+
+from hf_adapter_ext import adapter_optimizer
+from hf_adapter_ext.data import (
+    load_ner_files,
+    relabel_to_outside,
+    tokenize_and_align_labels,
+    with_label_order,
+)
+from hf_adapter_ext.metrics import entity_f1_compute_metrics
+
+DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 32, "warmup_steps": 50,
+            "eval_strategy": "epoch", "save_strategy": "no", "report_to": "none", "output_dir": "outputs/tagger"}
+
+
+@dataclass
+class TaggerArguments:
+    model_name_or_path: str = field(metadata={"help": "A pretrained encoder (folder or Hub id)."})
+    train_file: str = field(metadata={"help": "CoNLL columns, JSON lines, or CSV (see load_ner_files)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Scored after each epoch."})
+    head_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the new output layer."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((TaggerArguments, TrainingArguments))
+    parser.set_defaults(**DEFAULTS)
+    options, args = parser.parse_args_into_dataclasses(argv)
+    data = load_ner_files({"train": options.train_file, "validation": options.validation_file})
+    for split, limit in (("train", options.max_train_samples), ("validation", options.max_eval_samples)):
+        if limit and split in data:
+            data[split] = data[split].select(range(min(limit, len(data[split]))))
+    names = data["train"].features["ner_tags"].feature.names
+    used = {names[t][2:] for tags in data["train"]["ner_tags"] for t in tags if names[t] != "O"}
+    labels = [name for name in names if name == "O" or name[2:] in used]  # only the types it learns
+    for entity_type in sorted({name[2:] for name in names if name != "O"} - used):
+        data = relabel_to_outside(data, entity_type)  # types only validation names are O for this tagger
+    data = with_label_order(data, labels)
+    tokenizer = AutoTokenizer.from_pretrained(options.model_name_or_path)
+    model = AutoModelForTokenClassification.from_pretrained(
+        options.model_name_or_path, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
+    encoded = data.map(tokenize_and_align_labels, batched=True, remove_columns=data["train"].column_names,
+                       fn_kwargs={"tokenizer": tokenizer}, desc="Tokenizing and aligning labels")
+    if "validation" not in encoded:
+        args.eval_strategy = "no"
+    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded.get("validation"),
+                      data_collator=DataCollatorForTokenClassification(tokenizer),
+                      compute_metrics=entity_f1_compute_metrics(model.config.id2label),
+                      optimizers=(adapter_optimizer(model, args.learning_rate, options.head_learning_rate), None))
+    metrics = trainer.train().metrics
+    if trainer.is_world_process_zero():
+        trainer.save_model()
+        tokenizer.save_pretrained(args.output_dir)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Your own NER files as one `DatasetDict`: CoNLL columns, JSON lines, or CSV, with one inferred label set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from datasets import Sequence as SequenceFeature
+
+from .conll import infer_labels, load_conll, to_iob2
+
+_JSON = (".json", ".jsonl")
+_CSV = (".csv", ".tsv")
+
+
+def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "tokens", tags_column: str = "ner_tags",
+                   labels: list[str] | None = None) -> DatasetDict:
+    """Read ``{"train": path, "validation": path, ...}`` into ``tokens`` + ``ner_tags`` (``ClassLabel``) columns.
+
+    - ``.json`` / ``.jsonl``: one object per line with a word list and a tag list (tag strings, IOB2/IOB1).
+    - ``.csv`` / ``.tsv``: one sentence per row, words and tags as space-separated strings.
+    - anything else: CoNLL columns (word first, tag last, a blank line between sentences).
+
+    One label set is inferred from every file together (ids agree across splits), unless ``labels`` is given.
+    """
+    files = {split: Path(path) for split, path in files.items() if path is not None}
+    if not files:
+        raise ValueError("No data files given: pass at least a training file.")
+    for split, path in files.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"The {split} file {path} does not exist.")
+    kinds = {_kind(path) for path in files.values()}
+    if len(kinds) > 1:
+        raise ValueError(f"The files mix formats ({sorted(kinds)}): give every split in one format.")
+    kind = kinds.pop()
+    if kind == "conll":
+        return load_conll(files, labels=labels)
+    options = {"delimiter": "\t" if all(p.suffix == ".tsv" for p in files.values()) else ","} if kind == "csv" else {}
+    raw = load_dataset(kind, data_files={split: str(path) for split, path in files.items()}, **options)
+    rows = {}
+    for split, dataset in raw.items():
+        missing = [c for c in (tokens_column, tags_column) if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"{files[split]} has no column(s) {missing} (it has {dataset.column_names}); name the "
+                             "word and tag columns with tokens_column= / tags_column= (--tokens_column, --tags_column).")
+        words, tags = dataset[tokens_column], dataset[tags_column]
+        if kind == "csv":
+            words, tags = [str(w).split() for w in words], [str(t).split() for t in tags]
+        for index, (w, t) in enumerate(zip(words, tags)):
+            if not isinstance(w, list) or not isinstance(t, list) or len(w) != len(t):
+                raise ValueError(f"{files[split]}: row {index} has {_size(w)} words but {_size(t)} tags; every word "
+                                 "needs exactly one tag.")
+            if not all(isinstance(tag, str) for tag in t):
+                raise ValueError(f"{files[split]}: row {index} has non-string tags {t[:5]}; write tag names "
+                                 "('B-PER'), not ids, so the label set is known.")
+        rows[split] = {"tokens": [list(map(str, w)) for w in words], "tags": [to_iob2(t) for t in tags]}
+    labels = list(labels) if labels is not None else infer_labels([t for r in rows.values() for t in r["tags"]])
+    features = Features({"tokens": SequenceFeature(Value("string")),
+                         "ner_tags": SequenceFeature(ClassLabel(names=labels))})
+    known = set(labels)
+    out = {}
+    for split, r in rows.items():
+        unknown = sorted({tag for tags in r["tags"] for tag in tags} - known)
+        if unknown:
+            raise ValueError(f"{files[split]} uses tags {unknown} outside the label set {labels}.")
+        out[split] = Dataset.from_dict({"tokens": r["tokens"], "ner_tags": r["tags"]}, features=features)
+    return DatasetDict(out)
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return "json" if suffix in _JSON else "csv" if suffix in _CSV else "conll"
+
+
+def _size(value) -> str:
+    return str(len(value)) if isinstance(value, list) else f"a {type(value).__name__}"

@@ -1,0 +1,136 @@
+"""examples/extend_ner.py end to end: a stranger's tiny tagger and tiny files (CoNLL, JSON lines, CSV) extended in
+one command, with metrics before/after, a reloadable adapter with its card, consolidation and a Hub push."""
+
+import csv
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification
+
+from hf_adapter_ext import NeuralAdapterModel
+
+from .conftest import OLD_LABELS, build_tokenizer, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+# The data's own names: person/organisation are the source's PER/ORG; politician is new and refines PER.
+SENTENCES = [
+    (["John", "Smith", "lives", "in", "Paris", "."], ["B-person", "I-person", "O", "O", "O", "O"]),
+    (["Peter", "Blackburn", "flew", "to", "Washington", "."], ["B-politician", "I-politician", "O", "O", "O", "O"]),
+    (["Mary", "visited", "the", "United", "Nations", "."], ["B-politician", "O", "O", "B-organisation",
+                                                            "I-organisation", "O"]),
+    (["Shares", "of", "Acme", "Corporation", "rose", "."], ["O", "O", "B-organisation", "I-organisation", "O", "O"]),
+]
+COMMON = ["--label_map", "person=PER,organisation=ORG", "--num_train_epochs", "2", "--learning_rate", "5e-3",
+          "--head_learning_rate", "5e-3", "--per_device_train_batch_size", "4", "--use_cpu", "true",
+          "--disable_tqdm", "true", "--save_strategy", "epoch", "--logging_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def main():
+    return runpy.run_path(str(ROOT / "examples" / "extend_ner.py"), run_name="extend_ner")["main"]
+
+
+@pytest.fixture
+def tagger(tmp_path) -> Path:
+    """A stranger's trained tagger: a tiny BERT token classifier (PER/ORG/MISC) and its tokenizer in a folder."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    path = tmp_path / "tagger"
+    AutoModelForTokenClassification.from_config(tiny_config("bert", tokenizer.vocab_size, OLD_LABELS)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_files(folder: Path, kind: str) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in ("train", "dev", "test"):
+        rows = SENTENCES * (3 if split == "train" else 1)
+        path = folder / f"{split}.{ {'conll': 'txt', 'json': 'jsonl', 'csv': 'csv'}[kind] }"
+        if kind == "conll":
+            path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(*row)) for row in rows) + "\n")
+        elif kind == "json":
+            path.write_text("".join(json.dumps({"words": w, "labels": t}) + "\n" for w, t in rows))
+        else:
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["words", "labels"])
+                writer.writerows([" ".join(w), " ".join(t)] for w, t in rows)
+        paths[split] = path
+    return paths
+
+
+def files_args(paths: dict[str, Path], kind: str) -> list[str]:
+    columns = [] if kind == "conll" else ["--tokens_column", "words", "--tags_column", "labels"]
+    return ["--train_file", str(paths["train"]), "--validation_file", str(paths["dev"]), "--test_file",
+            str(paths["test"]), *columns]
+
+
+@pytest.mark.parametrize("kind", ["conll", "json", "csv"])
+def test_a_strangers_tagger_and_files_extend_in_one_command(main, tagger, tmp_path, kind):
+    out = tmp_path / "out"
+    results = main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "data", kind), kind),
+                    "--output_dir", str(out), *COMMON])
+    assert results["new_labels"] == ["B-politician", "I-politician"]  # the data's labels the source lacks
+    assert results["best_checkpoint"] is not None and results["scored_on"] == "test"
+    saved = json.loads((out / "all_results.json").read_text())
+    for when in ("before", "after"):
+        assert {"overall_f1", "old_f1", "new_f1", "PER_f1", "ORG_f1"} <= saved[when].keys()
+    assert saved["before"]["new_f1"] == 0.0  # the source cannot predict a type it never had
+    assert saved["data"]["train"]["sentences"] == 12 and saved["data"]["test"]["source"].endswith(
+        paths_suffix(kind))
+    reloaded = NeuralAdapterModel.from_pretrained(AutoModelForTokenClassification.from_pretrained(tagger), out)
+    assert reloaded.config.id2label[len(OLD_LABELS)] == "B-politician"
+    card = (out / "README.md").read_text()
+    assert "trained_on" in card and "test_new_f1" in card
+
+
+def paths_suffix(kind: str) -> str:
+    return {"conll": "test.txt", "json": "test.jsonl", "csv": "test.csv"}[kind]
+
+
+def test_parents_rehearsal_and_consolidation_through_the_script(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    rehearsal = tmp_path / "news.txt"
+    rehearsal.write_text("John Smith works for Acme Corporation .\n\nThe European Union met in Brussels .\n")
+    out = tmp_path / "out"
+    results = main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(out),
+                    "--label_parents", "politician=PER", "--rehearsal_file", str(rehearsal), "--consolidate", *COMMON])
+    assert results["label_parents"] == {"politician": "PER"} and results["rehearsal_sentences"] == 2
+    assert "old_f1_with_subtypes" in results["after"]
+    assert json.loads((out / "adapter_config.json").read_text())["label_parents"] == {"politician": "PER"}
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in (out / "consolidated").iterdir()}
+    plain = AutoModelForTokenClassification.from_pretrained(out / "consolidated")
+    assert plain.config.id2label[len(OLD_LABELS) + 1] == "I-politician"
+    assert "consolidated_old_f1" in results["consolidated"]
+
+
+def test_push_to_hub_sends_the_adapter_with_its_card(main, tagger, tmp_path, monkeypatch):
+    pushed = {}
+    monkeypatch.setattr(NeuralAdapterModel, "push_to_hub",
+                        lambda self, repo, **kw: pushed.update(repo=repo, **kw) or f"https://hf.co/{repo}")
+    results = main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "d", "conll"), "conll"),
+                    "--output_dir", str(tmp_path / "out"), "--push_to_hub", "true", "--hub_model_id", "me/politics",
+                    "--hub_private_repo", "true", *COMMON, "--num_train_epochs", "1"])
+    assert pushed["repo"] == "me/politics" and pushed["private"] is True
+    assert results["hub_url"] == "https://hf.co/me/politics"
+
+
+def test_data_with_nothing_new_is_refused(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    with pytest.raises(ValueError, match="nothing new"):
+        main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
+              *COMMON, "--label_map", "person=PER,organisation=ORG,politician=PER"])
+    with pytest.raises(ValueError, match="from=to pairs"):
+        main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
+              *COMMON, "--label_map", "person"])
+
+
+def test_tagged_entities_are_the_inputs_own_characters(main, tagger, tmp_path):
+    text = "JOHN Smith flew to Washington."  # an uncased tokenizer would say "john smith"
+    results = main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "d", "conll"), "conll"),
+                    "--output_dir", str(tmp_path / "out"), *COMMON, "--num_train_epochs", "1", "--tag_text", text])
+    assert all(word in text for word, _ in results["tagged"])
