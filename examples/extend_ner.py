@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
                "data": {s: {"source": sources[s], "sentences": len(raw[s])} for s in raw},
                "rehearsal_sentences": int(sum(train["rehearsal"])) if "rehearsal" in train.column_names else 0,
                "best_checkpoint": trainer.state.best_model_checkpoint, "train": train_result.metrics,
+               "world_size": training_args.world_size,
                "before": before, "after": after,
                "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0)}
     if not trainer.is_world_process_zero():

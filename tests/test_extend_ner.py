@@ -134,3 +134,21 @@ def test_tagged_entities_are_the_inputs_own_characters(main, tagger, tmp_path):
     results = main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "d", "conll"), "conll"),
                     "--output_dir", str(tmp_path / "out"), *COMMON, "--num_train_epochs", "1", "--tag_text", text])
     assert all(word in text for word, _ in results["tagged"])
+
+
+def test_runs_under_accelerate_on_two_processes(tagger, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    paths = write_files(tmp_path / "data", "conll")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(ROOT / "examples" / "extend_ner.py"), "--model_name_or_path", str(tagger),
+               *files_args(paths, "conll"), "--output_dir", str(tmp_path / "out"), *COMMON]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    saved = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert saved["new_labels"] == ["B-politician", "I-politician"] and "old_f1" in saved["after"]
+    assert saved["world_size"] == 2  # one job over two processes, not two copies of a one-process run
