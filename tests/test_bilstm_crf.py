@@ -106,5 +106,6 @@ def test_new_only_distillation_takes_a_crf_sources_viterbi_path_as_pseudo_labels
     emissions = torch.zeros(1, 4, len(OLD_LABELS) + 2)
     source_scores = torch.zeros(1, 4, len(OLD_LABELS))
     source_scores[..., 0] = 1.0
-    labels, _ = model._distill(emissions, torch.zeros(1, 4, dtype=torch.long), source_scores, torch.ones(1, 4))
+    labels, _ = model._distill(emissions, torch.zeros(1, 4, dtype=torch.long), source_scores, torch.ones(1, 4),
+                               torch.ones(1, dtype=torch.bool))
     assert labels[0].tolist() == [0, 1, 2, 0], "pseudo labels follow the source's Viterbi path, not argmax"
