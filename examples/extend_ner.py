@@ -92,6 +92,10 @@ def read_splits(data: DataArguments):
         raw = load_dataset(data.dataset_name, data.dataset_config_name)
         raw = raw.rename_columns({c: n for c, n in ((data.tokens_column, "tokens"), (data.tags_column, "ner_tags"))
                                   if c != n})
+        tags = next(iter(raw.values())).features.get("ner_tags")
+        if not hasattr(getattr(tags, "feature", None), "names"):
+            raise ValueError(f"{data.dataset_name}: its tag column is {tags}, not a sequence of ClassLabel names; pass "
+                             "the files with --train_file/--validation_file/--test_file to infer the label set.")
     else:
         files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
         raw = load_ner_files(files, data.tokens_column, data.tags_column)

@@ -152,3 +152,12 @@ def test_runs_under_accelerate_on_two_processes(tagger, tmp_path):
     saved = json.loads((tmp_path / "out" / "all_results.json").read_text())
     assert saved["new_labels"] == ["B-politician", "I-politician"] and "old_f1" in saved["after"]
     assert saved["world_size"] == 2  # one job over two processes, not two copies of a one-process run
+
+
+def test_a_dataset_folder_without_tag_names_is_refused_with_the_file_route(main, tagger, tmp_path):
+    folder = tmp_path / "hub_like"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps({"tokens": ["John"], "ner_tags": [1]}) + "\n")
+    with pytest.raises(ValueError, match="--train_file"):
+        main(["--model_name_or_path", str(tagger), "--dataset_name", str(folder), "--output_dir", str(tmp_path / "o"),
+              *COMMON])
