@@ -44,7 +44,7 @@ from hf_adapter_ext import (
 )
 from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
 from hf_adapter_ext.data.text_files import numbered_lines
-from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, forgotten_types
 
 logger = logging.getLogger(__name__)
 # Settings that work for extensions (chosen on CoNLL validation by benchmarks/paper_grid.py): the user overrides any.
@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> dict:
     model.eval()
     after = scores(model, scored, tokenizer, id2label, new_types, parents) if scored is not None else {}
     split = "test" if test is not None else "validation"
+    forgotten = forgotten_types(before, after, new_types)
+    for entity_type, (was, now) in forgotten.items():  # e.g. every person now called "politician"
+        logger.warning("Old type %s fell from %.1f to %.1f F1 on the %s set: a new type may have swallowed it. Name "
+                       "its parent with --label_parents and pass plain text from the source's world with "
+                       "--rehearsal_file.", entity_type, 100 * was, 100 * now, split)
     sources = {s: getattr(data_args, f"{s}_file") or f"{data_args.dataset_name}[{s}]" for s in encoded}
     results = {"new_labels": config.new_labels, "label_parents": parents, "scored_on": split,
                "data": {s: {"source": sources[s], "sentences": len(raw[s])} for s in raw},
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
                "best_checkpoint": trainer.state.best_model_checkpoint, "train": train_result.metrics,
                "world_size": training_args.world_size,
                "before": before, "after": after,
-               "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0)}
+               "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0), "forgotten_types": forgotten}
     if not trainer.is_world_process_zero():
         return results
 

@@ -80,6 +80,7 @@ def test_a_strangers_tagger_and_files_extend_in_one_command(main, tagger, tmp_pa
     for when in ("before", "after"):
         assert {"overall_f1", "old_f1", "new_f1", "PER_f1", "ORG_f1"} <= saved[when].keys()
     assert saved["before"]["new_f1"] == 0.0  # the source cannot predict a type it never had
+    assert isinstance(saved["forgotten_types"], dict)  # old types that fell by > 5 F1 (a warning is logged)
     assert saved["data"]["train"]["sentences"] == 12 and saved["data"]["test"]["source"].endswith(
         paths_suffix(kind))
     reloaded = NeuralAdapterModel.from_pretrained(AutoModelForTokenClassification.from_pretrained(tagger), out)

@@ -15,3 +15,13 @@ def test_entity_f1_module_loads_offline_and_splits_old_and_new_types():
     assert scores["new_precision"] == 0.5 and scores["new_recall"] == 0.5
     assert scores["old_precision"] == 0.5 and scores["old_recall"] == 0.5
     assert abs(scores["overall_f1"] - 0.5) < 1e-9 and scores["LOC_support"] == 2
+
+
+def test_forgotten_types_names_an_old_type_a_new_one_swallowed():
+    from hf_adapter_ext.metrics import forgotten_types
+
+    before = {"PER_f1": 0.925, "PER_support": 10, "ORG_f1": 0.8, "ORG_support": 5, "old_f1": 0.86}
+    after = {"PER_f1": 0.009, "PER_support": 10, "ORG_f1": 0.79, "ORG_support": 5, "politician_f1": 0.7,
+             "politician_support": 3}
+    assert forgotten_types(before, after, ["politician"]) == {"PER": (0.925, 0.009)}
+    assert forgotten_types(before, before) == {}

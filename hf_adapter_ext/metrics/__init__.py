@@ -81,3 +81,13 @@ def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str
     scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=list(new_types),
                                       type_parents=dict(type_parents or {}))
     return {k: float(v) if isinstance(v, float) else v for k, v in scores.items()}
+
+
+def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new_types: Sequence[str] = (),
+                    max_drop: float = 0.05) -> dict[str, tuple[float, float]]:
+    """Old types whose F1 fell by more than ``max_drop`` between two :func:`evaluate_tagger` results (the
+    source's and the extended model's, on the same held-out data): ``{type: (before, after)}``. A new type that
+    refines an old one (politician ⊂ PER) shows up here when it swallowed its parent."""
+    types = {key[: -len("_f1")] for key in before if key.endswith("_f1") and f"{key[:-3]}_support" in before}
+    return {t: (before[f"{t}_f1"], after.get(f"{t}_f1", 0.0)) for t in sorted(types - set(new_types))
+            if before[f"{t}_f1"] - after.get(f"{t}_f1", 0.0) > max_drop}
