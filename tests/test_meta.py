@@ -271,6 +271,29 @@ def test_adapt_classifies_a_new_task_from_texts(tokenizer):
     assert predictions.tolist()[:2] == [0, 1]
 
 
+def test_predict_labels_gives_label_names_and_probabilities(tokenizer):
+    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2))
+    examples = {"city": ["paris london"], "person": ["john mary", "peter"]}
+    predicted = model.predict_labels(examples, ["paris london", "john mary", "london"], tokenizer)
+    assert [p["label"] for p in predicted[:2]] == ["city", "person"]
+    assert all(0.5 <= p["score"] <= 1.0 for p in predicted)  # the winning probability of two classes
+    ids = model.adapt(["paris london", "john mary", "peter"], [0, 1, 1], ["paris london", "john mary", "london"],
+                      tokenizer=tokenizer)
+    assert [p["label"] for p in predicted] == [list(examples)[i] for i in ids.tolist()]
+
+
+@pytest.mark.parametrize(("examples", "pattern"), [
+    ({"city": ["paris"], "person": []}, r"\['person'\] have no examples"),
+    ({"city": ["paris"], "person": "john"}, r"bare string"),
+    ({"city": ["paris"]}, r"exactly n_way=2"),
+    (["paris", "john"], r"exactly n_way=2"),
+])
+def test_predict_labels_refuses_an_empty_or_malformed_support_set(tokenizer, examples, pattern):
+    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2))
+    with pytest.raises(ValueError, match=pattern):
+        model.predict_labels(examples, ["paris"], tokenizer)
+
+
 def test_collate_pads_variable_length_episodes():
     items = [{"support_features": torch.ones(n, 2), "support_labels": torch.zeros(n, dtype=torch.long),
               "episode_index": torch.tensor(i)} for i, n in enumerate((2, 4))]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,6 +295,32 @@ class SIBForFewShotClassification(nn.Module):
         ``support`` / ``query`` are texts (with ``tokenizer``) or feature tensors [S, D] / [Q, D];
         ``support_labels`` are class ids 0..n_way-1. Returns the predicted class of each query.
         """
+        return self._adapted_logits(support, support_labels, query, tokenizer, inner_steps).argmax(-1)
+
+    @torch.no_grad()
+    def predict_labels(self, examples: Mapping[str, Sequence[str]], queries: Sequence[str], tokenizer,
+                       inner_steps: int | None = None) -> list[dict]:
+        """Label names for ``queries`` from a few labelled ``examples`` per label, e.g.
+        ``{"refund": ["I want my money back"], "card_lost": ["I lost my card"]}``: one
+        ``{"label", "score"}`` per query, the score being SIB's probability after refinement on the queries
+        (which also serve as its unlabelled set)."""
+        if not isinstance(examples, Mapping) or len(examples) != self.config.n_way:
+            found = len(examples) if isinstance(examples, Mapping) else type(examples).__name__
+            raise ValueError(f"predict_labels needs a dict of exactly n_way={self.config.n_way} labels -> example "
+                             f"texts (this model's synthetic-gradient net is built for {self.config.n_way} classes); "
+                             f"got {found}.")
+        empty = [name for name, texts in examples.items() if isinstance(texts, str) or len(texts) == 0]
+        if empty:
+            raise ValueError(f"Labels {empty} have no examples (or a bare string instead of a list of texts): give "
+                             "every label at least one example text in a list.")
+        names = list(examples)
+        support = [text for texts in examples.values() for text in texts]
+        labels = [i for i, texts in enumerate(examples.values()) for _ in texts]
+        probabilities = self._adapted_logits(support, labels, list(queries), tokenizer, inner_steps).softmax(-1)
+        score, best = probabilities.max(-1)
+        return [{"label": names[i], "score": float(p)} for i, p in zip(best.tolist(), score.tolist())]
+
+    def _adapted_logits(self, support, support_labels, query, tokenizer, inner_steps) -> torch.Tensor:
         labels = torch.as_tensor(support_labels, device=self.device)
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32) or len(labels) != len(support):
             raise ValueError(f"support_labels must be one class id per support example ({len(support)}); got "
@@ -310,11 +337,10 @@ class SIBForFewShotClassification(nn.Module):
         was_training = self.training
         self.eval()
         support_f, query_f = (self._texts_to_features(x, tokenizer) for x in (support, query))
-        labels = labels.unsqueeze(0)
-        out = self(support_labels=labels, support_features=support_f.unsqueeze(0),
+        out = self(support_labels=labels.unsqueeze(0), support_features=support_f.unsqueeze(0),
                    query_features=query_f.unsqueeze(0), inner_steps=inner_steps)
         self.train(was_training)
-        return out.logits[0].argmax(-1)
+        return out.logits[0]
 
     def _texts_to_features(self, items, tokenizer) -> torch.Tensor:
         if isinstance(items, torch.Tensor):
