@@ -162,3 +162,22 @@ def test_unlabelled_text_must_be_non_empty_strings(tmp_path, tokenizer):
     extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
     with pytest.raises(ValueError, match="unlabelled"):
         extended.consolidate(data, tokenizer, unlabelled=[], args=args(tmp_path / "b", 2, 5e-3))
+
+
+def test_extending_a_consolidated_model_with_another_tokenizer_is_refused(tmp_path, tokenizer):
+    from transformers import AutoModelForTokenClassification, BertTokenizerFast
+
+    from hf_adapter_ext import add_source_logits
+
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    folder = tmp_path / "plain"
+    save_consolidated(extended.consolidate(data, tokenizer, args=args(tmp_path / "b", 5, 5e-3)), folder, tokenizer)
+    again = get_adapter_model(AutoModelForTokenClassification.from_pretrained(folder),
+                              NeuralAdapterConfig(new_labels=STEP2_NEW))
+    vocab = tmp_path / "vocab.txt"
+    words = list(tokenizer.get_vocab())
+    vocab.write_text("\n".join(words[::-1]))  # the same tokens, other ids: silently different words
+    other = BertTokenizerFast(vocab_file=str(vocab))
+    with pytest.raises(ValueError, match="its own tokenizer"):
+        add_source_logits(data, again, other)
+    assert len(add_source_logits(data, again, tokenizer)) == len(data)  # its own tokenizer is fine

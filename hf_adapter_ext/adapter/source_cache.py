@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -20,6 +21,7 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
     ``model`` is a :class:`NeuralAdapterModel`; its frozen source runs once per example here instead of
     once per training step. Training on the cached column gives the same result as without it.
     """
+    check_tokenizer_matches(model.source, tokenizer)
     collator = DataCollatorForTokenClassification(tokenizer)
 
     def compute(batch):
@@ -35,6 +37,27 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
         return {SOURCE_LOGITS: [logits[i, :n].tolist() for i, n in enumerate(lengths)]}
 
     return dataset.map(compute, batched=True, batch_size=batch_size, desc="Caching source model outputs")
+
+
+def check_tokenizer_matches(source, tokenizer) -> None:
+    """Refuse a tokenizer that is not the source's own: its ids would be read as other words, silently. Checked
+    against the source's vocabulary size, and against the tokenizer saved with the source (a consolidated model's
+    folder holds one) when there is one."""
+    vocab_size = getattr(source.config, "vocab_size", None)
+    if vocab_size and len(tokenizer) > vocab_size:
+        raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the source model's vocabulary has "
+                         f"{vocab_size}: it is not the source's tokenizer. Load the one saved with the source "
+                         "(AutoTokenizer.from_pretrained(<source folder>)).")
+    folder = Path(str(getattr(source, "name_or_path", "") or ""))
+    if not (folder / "tokenizer.json").is_file():
+        return
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(folder)
+    if saved.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"This tokenizer's vocabulary differs from the one saved with the source in {folder}: the "
+                         "source (e.g. a consolidated model) must be extended with its own tokenizer. Load it with "
+                         f"AutoTokenizer.from_pretrained({str(folder)!r}).")
 
 
 @dataclass
