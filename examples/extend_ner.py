@@ -44,6 +44,7 @@ from hf_adapter_ext import (
 )
 from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
 from hf_adapter_ext.data.text_files import numbered_lines
+from hf_adapter_ext.launch import check_one_job
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, forgotten_types
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.set_defaults(**DEFAULTS)
     model_args, data_args, config, training_args = parser.parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    check_one_job(training_args)
 
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)

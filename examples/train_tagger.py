@@ -26,6 +26,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
+from hf_adapter_ext.launch import check_one_job
 from hf_adapter_ext.metrics import entity_f1_compute_metrics
 
 DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 32, "warmup_steps": 50,
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((TaggerArguments, TrainingArguments))
     parser.set_defaults(**DEFAULTS)
     options, args = parser.parse_args_into_dataclasses(argv)
+    check_one_job(args)
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file})
     for split, limit in (("train", options.max_train_samples), ("validation", options.max_eval_samples)):
         if limit and split in data:

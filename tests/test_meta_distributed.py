@@ -35,3 +35,39 @@ def test_two_processes_see_different_episodes_and_end_with_identical_weights(tmp
     assert not set(ranks[0]["episodes"]) & set(ranks[1]["episodes"]), "ranks must see different episodes"
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"], "ranks must end with identical weights"
     assert json.loads((out / "results.json").read_text())["test_episodes"] == 8
+
+
+def test_a_launch_that_would_duplicate_one_process_runs_fails_loudly(tmp_path, tokenizer):
+    """Without GPUs and without --use_cpu, `--multi_gpu` gives each process world size 1: two copies of one run.
+    That is refused in every process, naming the fix."""
+    backbone_dir, data_dir = tmp_path / "backbone", tmp_path / "data"
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(backbone_dir)
+    tokenizer.save_pretrained(backbone_dir)
+    intent_data(tokenizer, classes=10, per_class=8).save_to_disk(str(data_dir))
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "examples" / "meta.py"),
+        "--dataset", str(data_dir), "--backbone", str(backbone_dir), "--output_dir", str(tmp_path / "out"),
+        "--n_way", "2", "--max_steps", "2", "--disable_tqdm", "true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert result.returncode != 0
+    assert "--use_cpu true" in result.stderr and "world size 1" in result.stderr
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_check_one_job_compares_the_launchers_world_size(monkeypatch):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from hf_adapter_ext.launch import check_one_job
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="WORLD_SIZE=2"):
+        check_one_job(SimpleNamespace(world_size=1))
+    check_one_job(SimpleNamespace(world_size=2))
+    monkeypatch.delenv("WORLD_SIZE")
+    check_one_job(SimpleNamespace(world_size=1))

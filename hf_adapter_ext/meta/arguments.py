@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..launch import check_one_job
+
 
 @dataclass
 class MetaTrainingArguments(TrainingArguments):
@@ -34,3 +36,4 @@ class MetaTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.n_way < 2 or self.k_shot < 1 or self.n_query < 1:
             raise ValueError("MetaTrainingArguments needs n_way >= 2, k_shot >= 1 and n_query >= 1.")
+        check_one_job(self)
