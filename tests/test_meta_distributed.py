@@ -9,19 +9,37 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .test_meta import intent_data, tiny_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_processes_see_different_episodes_and_end_with_identical_weights(tmp_path, tokenizer):
+CONFIG_FILE = """compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 1
+num_processes: 2
+machine_rank: 0
+mixed_precision: 'no'
+dynamo_config: {}
+use_cpu: false
+"""
+
+
+@pytest.mark.parametrize("launcher", ["flags", "config_file"])
+def test_two_processes_see_different_episodes_and_end_with_identical_weights(tmp_path, tokenizer, launcher):
+    """The README's command line, and the same settings from an `accelerate config` file."""
     backbone_dir, data_dir, out = tmp_path / "backbone", tmp_path / "data", tmp_path / "out"
     tiny_backbone(tokenizer.vocab_size).save_pretrained(backbone_dir)
     tokenizer.save_pretrained(backbone_dir)
     intent_data(tokenizer, classes=10, per_class=8).save_to_disk(str(data_dir))
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(CONFIG_FILE)
+    flags = (["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"] if launcher == "flags" else ["--config_file", str(config)])
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "examples" / "meta.py"),
+        sys.executable, "-m", "accelerate.commands.launch", *flags, str(ROOT / "examples" / "meta.py"),
         "--dataset", str(data_dir), "--backbone", str(backbone_dir), "--output_dir", str(out),
         "--n_way", "2", "--k_shot", "1", "--n_query", "2", "--max_steps", "5", "--per_device_train_batch_size", "3",
         "--train_episodes", "60", "--num_eval_episodes", "8", "--per_device_eval_batch_size", "2",
@@ -60,8 +78,6 @@ def test_a_launch_that_would_duplicate_one_process_runs_fails_loudly(tmp_path, t
 
 def test_check_one_job_compares_the_launchers_world_size(monkeypatch):
     from types import SimpleNamespace
-
-    import pytest
 
     from hf_adapter_ext.launch import check_one_job
 
