@@ -5,7 +5,7 @@ only the adapter architecture differs): plain fine-tuning of the expanded source
 `AutoModelForTokenClassification` with the grown output layer — what `Trainer` runs for adapter="none") vs the
 adapter in copy mode with cached source outputs, without the cache, and in lora / frozen modes.
 Inference (default config: BiLSTM adapter + CRF, Viterbi included; under torch.inference_mode): extended model vs
-the source alone, batch 1 and 32. All contenders alternate round by round after a warm-up, in this one process;
+the source alone, and the consolidated model (`consolidate()`'s plain model of the source's class), batch 1 and 32. All contenders alternate round by round after a warm-up, in this one process;
 medians are reported.
 Peak memory: each training contender in its own subprocess (peak RSS growth over the loaded models).
 
@@ -27,6 +27,7 @@ import torch
 
 from benchmarks.common import alternate, alternate_rounds, shared_data_dir, target, write_results
 from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, add_source_logits, get_adapter_model
+from hf_adapter_ext.adapter.consolidation import initial_student
 from hf_adapter_ext.data import load_transfer_task
 
 TRAINING = ("plain", "copy_cached", "copy_uncached", "lora", "frozen")
@@ -98,6 +99,9 @@ def latencies(task, tokenizer, seconds: float, rounds: int) -> dict:
     for mode in ("copy", "lora", "frozen"):
         models[mode] = get_adapter_model(fresh_source(task), NeuralAdapterConfig(new_labels=task.new_labels,
                                                                                 target=mode)).eval()
+    # What consolidate() returns: a model of the source's class over old + new labels (its speed does not depend on
+    # the distilled weights, so the starting student stands in for a trained one).
+    models["consolidated"] = initial_student(models["copy"]).eval()
     sentences = task.datasets["test"]["tokens"][:32]
     results = {}
     for batch_size in (1, 32):
@@ -165,7 +169,8 @@ def main():
     sizes = saved_bytes(task)
     memory = {}
     for kind in TRAINING:
-        out = subprocess.run([sys.executable, __file__, "--measure_memory", kind], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.adapter_speed", "--measure_memory", kind],
+                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
         memory[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     plain = throughput["plain"]
     rows = ["| training | tokens/s | × plain | peak RSS during steps (MiB) | of which above the loaded state |",
@@ -174,7 +179,7 @@ def main():
              f"{memory[k]['training_peak_above_loaded_mib']:.0f} |" for k, v in throughput.items()]
     rows += ["", "| inference | batch 1 latency (ms) | × source (median of per-round ratios) | batch 32 latency (ms) | × source |",
              "|---|---|---|---|---|"]
-    for name in ("source", "copy", "lora", "frozen"):
+    for name in ("source", "copy", "lora", "frozen", "consolidated"):
         b1, b32 = latency[1][name]["latency_ms"], latency[32][name]["latency_ms"]
         rows.append(f"| {name} | {b1:.1f} | {latency[1][name]['x_source']:.2f} | {b32:.1f} | "
                     f"{latency[32][name]['x_source']:.2f} |")
@@ -187,6 +192,8 @@ def main():
         target("frozen mode: tokens/s ÷ plain fine-tuning", throughput["frozen"] / plain, 2.0, ">="),
         *[target(f"inference batch {b}: copy latency ÷ source", ratio("copy", b), 2.1, "<=") for b in (1, 32)],
         *[target(f"inference batch {b}: frozen latency ÷ source", ratio("frozen", b), 1.15, "<=") for b in (1, 32)],
+        *[target(f"inference batch {b}: consolidated latency ÷ source", ratio("consolidated", b), 1.05, "<=")
+          for b in (1, 32)],
         *[target(f"saved {mode} adapter bytes ÷ source bytes", sizes[mode] / sizes["source"], 0.05, "<=")
           for mode in ("frozen", "lora")],
     ]
