@@ -73,6 +73,8 @@ def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="Which methods to run, in this order (kept runs are never redone).")
     parser.add_argument("--source_epochs", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=6, help="Most epochs per extension; the best on dev is kept.")
     parser.add_argument("--learning_rate", type=float, default=1e-4)
@@ -275,9 +277,9 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
-    if state.get("settings") != {k: v for k, v in vars(options).items() if k not in ("seeds", "curve", "domains")}:
-        state = {"runs": {}, "sources": {}, "settings": {k: v for k, v in vars(options).items()
-                                                         if k not in ("seeds", "curve", "domains")}}
+    settings = {k: v for k, v in vars(options).items() if k not in ("seeds", "curve", "domains", "methods")}
+    if state.get("settings") != settings:
+        state = {"runs": {}, "sources": {}, "settings": settings}
     bench = Bench(options)
 
     def keep(key: str, compute) -> None:
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         for seed in options.seeds:
             for domain in options.domains:
-                for method in METHODS:
+                for method in options.methods:
                     if method in SEEDED or seed == options.seeds[0]:
                         jobs.append((f"{domain}/{method}/seed{seed}", method, domain, seed, None))
     for key, method, domain, seed, rehearsal in jobs:
