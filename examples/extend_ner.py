@@ -44,7 +44,7 @@ from hf_adapter_ext import (
 )
 from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
 from hf_adapter_ext.data.text_files import numbered_lines
-from hf_adapter_ext.launch import check_one_job
+from hf_adapter_ext.launch import check_one_job, end_distributed
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, forgotten_types
 
 logger = logging.getLogger(__name__)
@@ -214,3 +214,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    end_distributed()

@@ -27,6 +27,7 @@ from hf_adapter_ext import (
     SIBForFewShotClassification,
 )
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
+from hf_adapter_ext.launch import end_distributed
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes
 
 # The settings benchmarks/sib_fewshot.py trains with (tests/test_examples.py pins them): Adam at a constant 1e-3,
@@ -194,3 +195,4 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     torch.set_float32_matmul_precision("high")
     main()
+    end_distributed()

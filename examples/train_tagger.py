@@ -26,7 +26,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
-from hf_adapter_ext.launch import check_one_job
+from hf_adapter_ext.launch import check_one_job, end_distributed
 from hf_adapter_ext.metrics import entity_f1_compute_metrics
 
 DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 32, "warmup_steps": 50,
@@ -78,3 +78,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+    end_distributed()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 
 def check_one_job(args) -> None:
     """Refuse training arguments whose world size is not the launcher's: on a machine without GPUs,
@@ -18,3 +20,10 @@ def check_one_job(args) -> None:
             "`accelerate launch --cpu`, so the processes join one gloo job; with GPUs, check that each process sees "
             "its device (CUDA_VISIBLE_DEVICES)."
         )
+
+
+def end_distributed() -> None:
+    """Destroy the process group before the interpreter exits: gloo's threads torn down at exit can abort a rank
+    ("terminate called without an active exception") after its work is done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -27,6 +27,7 @@ from hf_adapter_ext import (
     SIBForFewShotClassification,
     get_adapter_model,
 )
+from hf_adapter_ext.launch import end_distributed
 from tests.conftest import NEW_LABELS, OLD_LABELS, build_tokenizer, tiny_config
 from tests.helpers import toy_dataset
 
@@ -95,3 +96,4 @@ if __name__ == "__main__":
         out.mkdir(parents=True, exist_ok=True)
         save_file(weights, str(out / "weights.safetensors"))
         (out / "log.json").write_text(json.dumps(log))
+    end_distributed()
