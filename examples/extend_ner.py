@@ -42,6 +42,8 @@ from hf_adapter_ext import (
     get_adapter_model,
     save_consolidated,
 )
+from hf_adapter_ext.adapter.config import parse_pairs
+from hf_adapter_ext.adapter.labels import entity_types, source_labels
 from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
 from hf_adapter_ext.data.text_files import numbered_lines
 from hf_adapter_ext.launch import check_one_job, end_distributed
@@ -103,10 +105,7 @@ def read_splits(data: DataArguments):
     if "train" not in raw:
         raise ValueError("No training data: pass --train_file or a --dataset_name with a train split.")
     if data.label_map:
-        pairs = [item.split("=") for item in data.label_map.split(",") if item.strip()]
-        if any(len(p) != 2 for p in pairs):
-            raise ValueError(f"--label_map {data.label_map!r}: write from=to pairs, e.g. person=PER,country=LOC.")
-        raw = rename_types(raw, {a.strip(): b.strip() for a, b in pairs})
+        raw = rename_types(raw, parse_pairs(data.label_map, "--label_map", "from=to", "person=PER,country=LOC"))
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_predict_samples}
     for split, limit in limits.items():
         if limit and split in raw:
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     raw = read_splits(data_args)
     data_labels = raw["train"].features["ner_tags"].feature.names
-    old_labels = [source.config.id2label[i] for i in range(source.config.num_labels)]
+    old_labels = source_labels(source.config)
     if not config.new_labels:
         config.new_labels = [label for label in data_labels if label not in old_labels]
         if not config.new_labels:
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = get_adapter_model(source, config)
     config = model.peft_config
     id2label, parents = model.config.id2label, config.label_parents
-    new_types = sorted({label[2:] for label in config.new_labels if label[:2] in ("B-", "I-")} or config.new_labels)
+    new_types = entity_types(config.new_labels) or config.new_labels
     logger.info("Old labels %s; learning %s (parents: %s)", old_labels, config.new_labels, parents)
 
     raw = with_label_order(raw, list(id2label.values()))

@@ -39,16 +39,20 @@ _RANGE_HELP = {
 }
 
 
+def parse_pairs(text: str, option: str, form: str, example: str) -> dict[str, str]:
+    """A command line's mapping, ``"a=B,c=D"``, as a dict; anything else is refused, naming the option."""
+    pairs = [item.split("=") for item in text.split(",") if item.strip()]
+    if not pairs or any(len(pair) != 2 or not all(p.strip() for p in pair) for pair in pairs):
+        raise ValueError(f"{option}={text!r}: write {form} pairs separated by commas, e.g. {example}.")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def parse_label_parents(value) -> dict[str, str] | None:
     """``{"politician": "PER"}``, or the command line's ``"politician=PER,band=ORG"``, as a dict."""
     if value is None or isinstance(value, dict) and not value:
         return None
     if isinstance(value, str):
-        pairs = [item.split("=") for item in value.split(",") if item.strip()]
-        if not pairs or any(len(pair) != 2 or not all(p.strip() for p in pair) for pair in pairs):
-            raise ValueError(f"NeuralAdapterConfig.label_parents={value!r}: write subtype=parent pairs separated by "
-                             "commas, e.g. 'politician=PER,band=ORG'.")
-        value = {child.strip(): parent.strip() for child, parent in pairs}
+        value = parse_pairs(value, "NeuralAdapterConfig.label_parents", "subtype=parent", "'politician=PER,band=ORG'")
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise TypeError(f"NeuralAdapterConfig.label_parents must map new types to old types, e.g. "
                         f"{{'politician': 'PER'}}; got {value!r}.")

@@ -22,6 +22,7 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, Trai
 
 from ..constants import IGNORE_INDEX
 from . import anatomy
+from .labels import entity_types
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -175,7 +176,7 @@ def compare_with_teacher(teacher, student, dataset: Dataset, tokenizer) -> dict:
     from ..metrics import load_entity_f1, predict_tags
 
     id2label = teacher.config.id2label
-    new_types = sorted({label[2:] for label in teacher.peft_config.new_labels if label[:2] in ("B-", "I-")})
+    new_types = entity_types(teacher.peft_config.new_labels)
     metric, scores = load_entity_f1(), {}
     for name, model in (("extended", teacher), ("consolidated", student)):
         predictions, references = predict_tags(model, dataset, tokenizer, id2label)

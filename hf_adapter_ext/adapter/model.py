@@ -108,7 +108,8 @@ class NeuralAdapterModel(nn.Module):
         for i, parent in enumerate(parents):
             membership[i, columns.index(parent if parent >= 0 else i)] = 0.0
         self.register_buffer("_collapse", membership, persistent=False)
-        self._subtype_ids = [i for i, p in enumerate(parents) if i >= self.num_old_labels and p >= 0]
+        subtypes = [i for i, p in enumerate(parents) if i >= self.num_old_labels and p >= 0]
+        self.register_buffer("_subtype_ids", torch.tensor(subtypes, dtype=torch.long), persistent=False)
         # Distilled tokens (`new_only` data, rehearsal text) with a CRF head and a source without one: the source's
         # scores are decoded under the target's BIO constraints to give pseudo-labels. Built once here, not at
         # every training step; its zero transition weights are constants.
@@ -353,9 +354,8 @@ class NeuralAdapterModel(nn.Module):
         rows = distilled_rows[:, None]
         on_outside = (labels == outside) & rows
         soft = on_outside
-        if self._subtype_ids:
-            subtypes = torch.tensor(self._subtype_ids, device=labels.device)
-            soft = soft | (torch.isin(labels, subtypes) & rows)
+        if self._subtype_ids.numel():
+            soft = soft | (torch.isin(labels, self._subtype_ids) & rows)
         source_logits = source_logits.to(emissions.dtype)
         source_crf = anatomy.crf_of(self.source)
         if source_crf is not None:

@@ -79,9 +79,9 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     words = Dataset.from_dict({"tokens": sentences, "ner_tags": [[outside] * len(s) for s in sentences]})
     rehearsal = words.map(tokenize_and_align_labels, batched=True, remove_columns=words.column_names,
                           fn_kwargs={"tokenizer": tokenizer, "max_length": max_length}, desc="Encoding rehearsal text")
-    rehearsal = add_source_logits(rehearsal, model, tokenizer)
-    if SOURCE_LOGITS not in train_dataset.column_names:
-        train_dataset = add_source_logits(train_dataset, model, tokenizer)
+    cached = SOURCE_LOGITS in train_dataset.column_names
+    if cached:  # only the new rows need the source's scores
+        rehearsal = add_source_logits(rehearsal, model, tokenizer)
     train_dataset = train_dataset.add_column(REHEARSAL, [0] * len(train_dataset))
     rehearsal = rehearsal.add_column(REHEARSAL, [1] * len(rehearsal))
     shared = [c for c in train_dataset.column_names if c in rehearsal.column_names]
@@ -89,4 +89,5 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     if missing:
         raise ValueError(f"The training set has columns {missing} that rehearsal rows cannot have; remove them "
                          "(dataset.remove_columns) before add_rehearsal.")
-    return concatenate_datasets([train_dataset.select_columns(shared), rehearsal.select_columns(shared)])
+    mixed = concatenate_datasets([train_dataset.select_columns(shared), rehearsal.select_columns(shared)])
+    return mixed if cached else add_source_logits(mixed, model, tokenizer)  # one pass of the source over all rows

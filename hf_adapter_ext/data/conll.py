@@ -130,11 +130,18 @@ def load_conll(
         from datasets import load_dataset
 
         return load_dataset(files, **hub_kwargs)
-    sentences = {split: read_conll(path) for split, path in files.items()}
+    return datasets_from_sentences({split: read_conll(path) for split, path in files.items()}, files, labels)
+
+
+def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, labels: Sequence[str] | None = None
+                            ) -> DatasetDict:
+    """``{"tokens", "tags"}`` sentences by split as one `DatasetDict` in IOB2 (IOB1 converted, with a warning),
+    with one label set for every split: ``labels``, or inferred from all of them. ``sources`` name each split's
+    file in messages."""
     if labels is None:
         labels = infer_labels([to_iob2(s["tags"]) for split in sentences.values() for s in split])
-    return DatasetDict({split: _dataset_from_sentences(sentences[split], path, labels, "auto")
-                        for split, path in files.items()})
+    return DatasetDict({split: _dataset_from_sentences(rows, sources[split], labels, "auto")
+                        for split, rows in sentences.items()})
 
 
 def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column: str = "ner_tags"):
@@ -148,14 +155,20 @@ def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column
         raise ValueError(f"rename_types: {unknown} are not entity types of this dataset (its types: {sorted(types)}).")
     renamed = [f"{name[:2]}{mapping.get(name[2:], name[2:])}" if name[:2] in ("B-", "I-") else name for name in names]
     new_names = list(dict.fromkeys(renamed))
-    remap = [new_names.index(name) for name in renamed]
+    return _renumbered(dataset, column, new_names, [new_names.index(name) for name in renamed],
+                       "Renaming entity types")
+
+
+def _renumbered(dataset, column: str, names: list[str], remap: list[int], desc: str):
+    """The tag column with id ``i`` replaced by ``remap[i]`` and its ``ClassLabel`` names set to ``names``."""
+    first = dataset[next(iter(dataset))] if isinstance(dataset, DatasetDict) else dataset
     features = first.features.copy()
-    features[column] = SequenceFeature(ClassLabel(names=new_names))
+    features[column] = SequenceFeature(ClassLabel(names=list(names)))
 
     def apply(batch):
         return {column: [[remap[t] for t in tags] for tags in batch[column]]}
 
-    return dataset.map(apply, batched=True, features=features, desc="Renaming entity types")
+    return dataset.map(apply, batched=True, features=features, desc=desc)
 
 
 def relabel_to_outside(dataset: Dataset | DatasetDict, entity_type: str) -> Dataset | DatasetDict:
@@ -184,11 +197,5 @@ def with_label_order(dataset: Dataset | DatasetDict, labels: Sequence[str], colu
         raise ValueError(f"The data has tags {unknown} that are not among the model's labels {list(labels)}: add them "
                          "to new_labels, or rename their types (rename_types / --label_map).")
     position = {label: i for i, label in enumerate(labels)}
-    remap = [position.get(name, -1) for name in names]
-    features = first.features.copy()
-    features[column] = SequenceFeature(ClassLabel(names=list(labels)))
-
-    def apply(batch):
-        return {column: [[remap[t] for t in tags] for tags in batch[column]]}
-
-    return dataset.map(apply, batched=True, features=features, desc="Matching the model's label ids")
+    return _renumbered(dataset, column, list(labels), [position.get(name, -1) for name in names],
+                       "Matching the model's label ids")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
-from datasets import Sequence as SequenceFeature
+from datasets import DatasetDict, load_dataset
 
-from .conll import infer_labels, load_conll, to_iob2
+from .conll import datasets_from_sentences, load_conll
 
 _JSON = (".json", ".jsonl")
 _CSV = (".csv", ".tsv")
@@ -38,7 +37,7 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
         return load_conll(files, labels=labels)
     options = {"delimiter": "\t" if all(p.suffix == ".tsv" for p in files.values()) else ","} if kind == "csv" else {}
     raw = load_dataset(kind, data_files={split: str(path) for split, path in files.items()}, **options)
-    rows = {}
+    sentences = {}
     for split, dataset in raw.items():
         missing = [c for c in (tokens_column, tags_column) if c not in dataset.column_names]
         if missing:
@@ -54,18 +53,8 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
             if not all(isinstance(tag, str) for tag in t):
                 raise ValueError(f"{files[split]}: row {index} has non-string tags {t[:5]}; write tag names "
                                  "('B-PER'), not ids, so the label set is known.")
-        rows[split] = {"tokens": [list(map(str, w)) for w in words], "tags": [to_iob2(t) for t in tags]}
-    labels = list(labels) if labels is not None else infer_labels([t for r in rows.values() for t in r["tags"]])
-    features = Features({"tokens": SequenceFeature(Value("string")),
-                         "ner_tags": SequenceFeature(ClassLabel(names=labels))})
-    known = set(labels)
-    out = {}
-    for split, r in rows.items():
-        unknown = sorted({tag for tags in r["tags"] for tag in tags} - known)
-        if unknown:
-            raise ValueError(f"{files[split]} uses tags {unknown} outside the label set {labels}.")
-        out[split] = Dataset.from_dict({"tokens": r["tokens"], "ner_tags": r["tags"]}, features=features)
-    return DatasetDict(out)
+        sentences[split] = [{"tokens": list(map(str, w)), "tags": list(t)} for w, t in zip(words, tags)]
+    return datasets_from_sentences(sentences, files, labels)
 
 
 def _kind(path: Path) -> str:
