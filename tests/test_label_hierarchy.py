@@ -50,14 +50,15 @@ def reference_kl(emissions, source_logits, labels, labels_of, old: int, parents:
     return total * temperature**2
 
 
+@pytest.mark.parametrize("scale", [4.0, 50.0])  # ordinary scores, and scores far beyond float32's softmax comfort
 @pytest.mark.parametrize("parents", [None, PARENTS])
-def test_distillation_matches_a_float64_reference(parents):
+def test_distillation_matches_a_float64_reference(parents, scale):
     model = extended(annotation="new_only", label_parents=parents)
     labels_of = list(model.config.id2label.values())
     torch.manual_seed(1)
     batch, length = 3, 7
-    emissions = torch.randn(batch, length, len(labels_of)) * 4
-    source_logits = torch.randn(batch, length, len(OLD_LABELS)) * 4
+    emissions = torch.randn(batch, length, len(labels_of)) * scale
+    source_logits = torch.randn(batch, length, len(OLD_LABELS)) * scale
     labels = torch.randint(0, len(labels_of), (batch, length))
     labels[0, :3] = 0
     labels[1, 2] = labels_of.index("B-politician")
