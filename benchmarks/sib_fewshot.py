@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.common import cached, shared_data_dir, target, write_results
-from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
+from hf_adapter_ext import SIBForFewShotClassification
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.meta import (
     EpisodeSampler,
@@ -47,9 +47,7 @@ def minilm() -> str:
 
 
 def new_model(level: str, **config) -> SIBForFewShotClassification:
-    from transformers import AutoModel
-
-    return SIBForFewShotClassification(AutoModel.from_pretrained(minilm()), SIBConfig(level=level, **config))
+    return SIBForFewShotClassification.from_backbone_pretrained(minilm(), level=level, **config)
 
 
 def batches(episodes, size: int):

@@ -10,7 +10,6 @@ unseen classes with 95% confidence intervals against prototype and soft k-means 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import ClassLabel, load_dataset, load_from_disk
-from transformers import AutoModel, AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
-from hf_adapter_ext import (
-    MetaTrainingArguments,
-    SemiSupervisedMetaTrainer,
-    SIBConfig,
-    SIBForFewShotClassification,
-)
+from hf_adapter_ext import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBForFewShotClassification
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.launch import end_distributed
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes
 
-# The settings benchmarks/sib_fewshot.py trains with (tests/test_examples.py pins them): Adam at a constant 1e-3,
-# 32 episodes per step, 1200 steps, K = 3 inner steps of a learned size starting at 0.03 (the size the benchmark
-# chose on meta-validation for every dataset, shot and seed).
-INNER_LR, INNER_STEPS = 0.03, 3
+# The settings benchmarks/sib_fewshot.py trains with: Adam at a constant 1e-3, 32 episodes per step, 1200 steps,
+# K = 3 inner steps of a learned size starting at 0.03 (the size the benchmark chose on meta-validation for every
+# dataset, shot and seed; SIBArguments' defaults).
 DEFAULTS = {  # parser.set_defaults: every one can still be overridden on the command line
     "output_dir": "outputs/meta", "per_device_train_batch_size": 32, "per_device_eval_batch_size": 50,
     "max_steps": 1200, "learning_rate": 1e-3, "lr_scheduler_type": "constant", "warmup_steps": 0,
@@ -66,6 +59,11 @@ class MetaDataArguments:
 
 @dataclass
 class SIBArguments:
+    """The model's settings: they go to SIBConfig, the one place that holds them."""
+
+    n_way: int = field(default=5, metadata={"help": "Classes per episode."})
+    inner_steps: int = field(default=3, metadata={"help": "K synthetic-gradient refinement steps."})
+    inner_lr: float = field(default=0.03, metadata={"help": "Inner step size (its starting value when learned)."})
     learn_inner_lr: bool = field(default=True, metadata={"help": "Learn the inner step size."})
     support_gradient: bool = field(default=True, metadata={
         "help": "Refinement steps also follow the labelled support set's true gradient (False: the reference)."})
@@ -165,10 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     backbone_path = data_args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone_path)
     level, train, validation, test = class_splits(data_args)
-    config = SIBConfig(n_way=args.n_way, inner_steps=args.inner_steps if args.inner_steps is not None else INNER_STEPS,
-                       inner_lr=args.inner_lr or INNER_LR, level=level, backbone_name_or_path=backbone_path,
-                       **vars(sib_args))
-    model = SIBForFewShotClassification(AutoModel.from_pretrained(backbone_path), config)
+    model = SIBForFewShotClassification.from_backbone_pretrained(backbone_path, level=level, **vars(sib_args))
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
                                         processing_class=tokenizer)
     trainer.train()
@@ -179,15 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
         test = TokenEpisodes(encode_words(model, tokenizer, sentences, desc="Encoding test episodes"), episodes)
     metrics = trainer.evaluate(test, metric_key_prefix="test")
 
-    rank = trainer.args.process_index
-    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.head.parameters())).hexdigest()
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"rank{rank}.json").write_text(json.dumps({"episodes": trainer.seen_episodes, "weights_sha256": digest}))
     if trainer.is_world_process_zero():
+        out = Path(args.output_dir)
         model.save_pretrained(out / "model", metrics=metrics)
         (out / "results.json").write_text(json.dumps({"dataset": data_args.dataset, "k_shot": args.k_shot,
-                                                      "n_way": args.n_way, **metrics}, indent=2))
+                                                      "n_way": model.config.n_way, "world_size": args.world_size,
+                                                      **metrics}, indent=2))
         print(json.dumps(metrics, indent=2))
     return metrics
 

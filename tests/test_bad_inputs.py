@@ -89,7 +89,12 @@ def sib(n_way=3, **config):
 
     backbone = BertModel(BertConfig(vocab_size=TOKENIZER.vocab_size, hidden_size=16, num_hidden_layers=1,
                                     num_attention_heads=2, intermediate_size=32), add_pooling_layer=False)
-    return SIBForFewShotClassification(backbone, SIBConfig(n_way=n_way, **config))
+    return SIBForFewShotClassification(SIBConfig(n_way=n_way, **config), backbone=backbone)
+
+
+def sib_head_only_reload():
+    sib().save_pretrained(WORK / "sib_head_only")  # a frozen backbone built in memory has no name to reload from
+    return SIBForFewShotClassification.from_pretrained(WORK / "sib_head_only")
 
 
 def episode(**overrides):
@@ -106,7 +111,7 @@ def intents(classes=4, per_class=3):
 
 
 def meta_args(**kw):
-    return MetaTrainingArguments(**{"output_dir": str(WORK / "meta"), "n_way": 3, "k_shot": 1, "n_query": 1,
+    return MetaTrainingArguments(**{"output_dir": str(WORK / "meta"), "k_shot": 1, "n_query": 1,
                                     "report_to": "none", "use_cpu": True, **kw})
 
 
@@ -444,13 +449,18 @@ REFUSED = [
      r"fewer than k_shot \+ n_query"),
     ("token sampler too few types", lambda: TokenEpisodeSampler([["B-x"]], ["x"], 2, 1), ValueError, r"2-way"),
     # ---- meta trainer
-    ("meta args n_way 1", lambda: meta_args(n_way=1), ValueError, r"n_way"),
+    ("meta args n_way", lambda: meta_args(n_way=3), TypeError, r"n_way"),  # SIBConfig's alone
+    ("SIB without a backbone", lambda: SIBForFewShotClassification(SIBConfig(n_way=3)), ValueError,
+     r"from_backbone_pretrained"),
+    ("SIB config of another kind", lambda: SIBForFewShotClassification(model().config), ValueError, r"SIBConfig"),
+    ("SIBConfig backbone not a config", lambda: SIBConfig(backbone="bert"), TypeError, r"backbone"),
+    ("SIB head reloaded without its backbone", sib_head_only_reload, ValueError, r"pass backbone="),
+    ("meta trainer wrong columns", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), eval_dataset=intents(
+        ).rename_column("text", "utterance"), processing_class=TOKENIZER), ValueError, r"lacks columns \['text'\]"),
     ("meta args k_shot 0", lambda: meta_args(k_shot=0), ValueError, r"k_shot"),
     ("meta args n_query 0", lambda: meta_args(n_query=0), ValueError, r"n_query"),
     ("meta trainer plain args", lambda: SemiSupervisedMetaTrainer(sib(), MetaTrainingArguments.__mro__[1](
         output_dir=str(WORK), report_to="none")), ValueError, r"MetaTrainingArguments"),
-    ("meta trainer n_way mismatch", lambda: SemiSupervisedMetaTrainer(sib(n_way=4), meta_args()), ValueError,
-     r"n_way"),
     ("meta trainer empty data", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=intents().select(
         [])), ValueError, r"empty"),
     ("meta trainer no tokenizer", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=intents()),

@@ -26,8 +26,8 @@ def tiny_backbone(vocab_size=120, seed=0):
 
 
 def sib(n_way=3, steps=2, seed=0, **kw):
-    model = SIBForFewShotClassification(tiny_backbone(seed=seed), SIBConfig(n_way=n_way, inner_steps=steps,
-                                                                            inner_lr=0.5, **kw))
+    model = SIBForFewShotClassification(SIBConfig(n_way=n_way, inner_steps=steps, inner_lr=0.5, **kw),
+                                        backbone=tiny_backbone(seed=seed))
     with torch.no_grad():  # a non-trivial synthetic-gradient net (the real one starts at zero)
         model.head.grad_net.net[-1].weight.normal_(0, 0.5)
     return model
@@ -179,6 +179,42 @@ def test_save_and_load_round_trip(tmp_path):
     assert "0.9000" in (tmp_path / "README.md").read_text()
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_auto_classes_reload_a_saved_model_and_a_frozen_backbone_is_referenced_not_copied(tmp_path, tokenizer,
+                                                                                          freeze):
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModel
+
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(tmp_path / "encoder")
+    model = SIBForFewShotClassification.from_backbone_pretrained(tmp_path / "encoder", n_way=3, inner_steps=2,
+                                                                 freeze_backbone=freeze)
+    if not freeze:  # a fine-tuned backbone differs from the one on disk: it must be stored
+        with torch.no_grad():
+            model.backbone.embeddings.word_embeddings.weight.add_(1.0)
+    model.save_pretrained(tmp_path / "sib")
+    with safe_open(str(tmp_path / "sib" / "model.safetensors"), "pt") as weights:
+        stored = set(weights.keys())
+    assert any(k.startswith("head.") for k in stored)
+    assert any(k.startswith("backbone.") for k in stored) == (not freeze)
+    assert type(AutoConfig.from_pretrained(tmp_path / "sib")) is SIBConfig
+    reloaded = AutoModel.from_pretrained(tmp_path / "sib")
+    assert type(reloaded) is SIBForFewShotClassification and not reloaded.training
+    used = lambda m: {k: v for k, v in m.state_dict().items() if ".pooler." not in k}  # noqa: E731 (unused pooler)
+    torch.testing.assert_close(used(reloaded), used(model), atol=0, rtol=0)
+    texts = ["paris london", "john mary", "acme union"]
+    torch.testing.assert_close(reloaded._adapted_logits(texts, [0, 1, 2], texts, tokenizer, None),
+                               model.eval()._adapted_logits(texts, [0, 1, 2], texts, tokenizer, None))
+    assert all(not p.requires_grad for p in reloaded.backbone.parameters()) == freeze
+
+
+def test_a_model_can_be_built_from_its_config_alone():
+    config = SIBConfig(n_way=3, backbone=tiny_backbone().config.to_dict())
+    model = SIBForFewShotClassification(config)
+    assert model.config.feature_dim == 16 and model.backbone.config.hidden_size == 16
+    with pytest.raises(ValueError, match="from_backbone_pretrained"):
+        SIBForFewShotClassification(SIBConfig(n_way=3))
+
+
 def test_models_saved_before_the_support_gradient_option_reload_as_the_reference(tmp_path):
     model = sib(support_gradient=False).eval()
     model.save_pretrained(tmp_path)
@@ -206,7 +242,7 @@ def intent_data(tokenizer, classes=6, per_class=8):
 
 
 def meta_args(tmp_path, **kw):
-    defaults = dict(output_dir=str(tmp_path), n_way=3, k_shot=1, n_query=2, max_steps=4, train_episodes=40,
+    defaults = dict(output_dir=str(tmp_path), k_shot=1, n_query=2, max_steps=4, train_episodes=40,
                     num_eval_episodes=12, per_device_train_batch_size=4, per_device_eval_batch_size=5,
                     report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, learning_rate=1e-2)
     return MetaTrainingArguments(**{**defaults, **kw})
@@ -214,16 +250,17 @@ def meta_args(tmp_path, **kw):
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path, tokenizer, freeze):
-    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size),
-                                        SIBConfig(n_way=3, inner_steps=2, freeze_backbone=freeze))
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=2, freeze_backbone=freeze),
+                                        backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer)
     train = data.filter(lambda r: r["label"] < 3)
     evaluation = data.filter(lambda r: r["label"] >= 3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=train,
                                         eval_dataset=evaluation, processing_class=tokenizer)
+    assert trainer.train_dataset is train, "episodes are built by the dataloader methods, not in __init__"
     trainer.train()
-    assert len(trainer.seen_episodes) == 16
+    assert trainer.state.global_step == 4 and len(trainer.train_dataset) == 40
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert any(k.startswith("head.") for k in changed)
     assert any(k.startswith("backbone.") for k in changed) == (not freeze)
@@ -233,6 +270,41 @@ def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path,
     assert metrics["eval_episodes"] == 12
     if freeze:
         assert {"eval_proto_accuracy", "eval_soft_kmeans_accuracy"} <= metrics.keys()
+
+
+def test_evaluation_runs_through_the_trainer_loop_so_best_model_loading_and_early_stopping_work(tmp_path, tokenizer):
+    from transformers import EarlyStoppingCallback
+
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=2), backbone=tiny_backbone(tokenizer.vocab_size))
+    data = intent_data(tokenizer)
+    args = meta_args(tmp_path, max_steps=12, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
+                     load_best_model_at_end=True, metric_for_best_model="sib_accuracy", learning_rate=0.05)
+    trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data.filter(lambda r: r["label"] < 3),
+                                        eval_dataset=data.filter(lambda r: r["label"] >= 3), processing_class=tokenizer,
+                                        callbacks=[EarlyStoppingCallback(early_stopping_patience=1)])
+    trainer.train()
+    evaluations = [log for log in trainer.state.log_history if "eval_sib_accuracy" in log]
+    assert evaluations and all("eval_runtime" in log and "eval_soft_kmeans_accuracy_ci95" in log for log in evaluations)
+    assert trainer.state.best_metric == max(log["eval_sib_accuracy"] for log in evaluations)
+    best = trainer.state.best_global_step
+    assert trainer.evaluate()["eval_sib_accuracy"] == trainer.state.best_metric, f"step {best}'s weights are loaded"
+    if len(evaluations) < 6:  # stopped early: the last evaluation did not improve on the one before
+        assert evaluations[-1]["eval_sib_accuracy"] <= evaluations[-2]["eval_sib_accuracy"]
+
+
+def test_a_users_compute_metrics_replaces_the_default(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=2), backbone=tiny_backbone(tokenizer.vocab_size))
+    data = intent_data(tokenizer)
+    seen = {}
+
+    def compute_metrics(prediction):
+        seen["scores"] = len(prediction.predictions)
+        return {"my_metric": 1.0}
+
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), eval_dataset=data,
+                                        processing_class=tokenizer, compute_metrics=compute_metrics)
+    assert trainer.evaluate()["eval_my_metric"] == 1.0
+    assert seen["scores"] == 4  # SIB, SIB with K = 0, prototypes, soft k-means
 
 
 def test_token_level_trainer_reports_episode_entity_f1(tmp_path, tokenizer):
@@ -248,8 +320,8 @@ def test_token_level_trainer_reports_episode_entity_f1(tmp_path, tokenizer):
         tokens.append(words)
         tags.append(sentence_tags)
     data = Dataset.from_dict({"tokens": tokens, "tags": tags})
-    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2, level="token"))
-    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, n_way=2), train_dataset=data,
+    model = SIBForFewShotClassification(SIBConfig(n_way=2, level="token"), backbone=tiny_backbone(tokenizer.vocab_size))
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=data,
                                         eval_dataset=data, processing_class=tokenizer)
     trainer.train()
     metrics = trainer.evaluate()
@@ -257,7 +329,7 @@ def test_token_level_trainer_reports_episode_entity_f1(tmp_path, tokenizer):
 
 
 def test_too_few_examples_per_class_is_a_clear_error(tmp_path, tokenizer):
-    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=3))
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer, per_class=2)
     with pytest.raises(ValueError, match="fewer than k_shot \\+ n_query"):
         SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, n_query=5), train_dataset=data,
@@ -265,14 +337,14 @@ def test_too_few_examples_per_class_is_a_clear_error(tmp_path, tokenizer):
 
 
 def test_adapt_classifies_a_new_task_from_texts(tokenizer):
-    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2))
+    model = SIBForFewShotClassification(SIBConfig(n_way=2), backbone=tiny_backbone(tokenizer.vocab_size))
     predictions = model.adapt(["paris london", "john mary"], [0, 1], ["paris london", "john mary", "london"],
                               tokenizer=tokenizer)
     assert predictions.tolist()[:2] == [0, 1]
 
 
 def test_predict_labels_gives_label_names_and_probabilities(tokenizer):
-    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2))
+    model = SIBForFewShotClassification(SIBConfig(n_way=2), backbone=tiny_backbone(tokenizer.vocab_size))
     examples = {"city": ["paris london"], "person": ["john mary", "peter"]}
     predicted = model.predict_labels(examples, ["paris london", "john mary", "london"], tokenizer)
     assert [p["label"] for p in predicted[:2]] == ["city", "person"]
@@ -289,7 +361,7 @@ def test_predict_labels_gives_label_names_and_probabilities(tokenizer):
     (["paris", "john"], r"exactly n_way=2"),
 ])
 def test_predict_labels_refuses_an_empty_or_malformed_support_set(tokenizer, examples, pattern):
-    model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=2))
+    model = SIBForFewShotClassification(SIBConfig(n_way=2), backbone=tiny_backbone(tokenizer.vocab_size))
     with pytest.raises(ValueError, match=pattern):
         model.predict_labels(examples, ["paris"], tokenizer)
 

@@ -1,4 +1,7 @@
-"""`accelerate launch examples/meta.py` on 2 CPU processes: different episodes per rank, identical weights.
+"""`accelerate launch examples/meta.py` on 2 CPU processes: one distributed job, results reported once.
+
+That the processes split each step's episodes and end with one model (the same gradient as one process) is
+tested on the trainer itself in tests/test_loss_normalisation.py.
 
 On a machine without GPUs `--multi_gpu` starts torchrun processes that talk over gloo on the CPU.
 """
@@ -28,7 +31,7 @@ use_cpu: false
 
 
 @pytest.mark.parametrize("launcher", ["flags", "config_file"])
-def test_two_processes_see_different_episodes_and_end_with_identical_weights(tmp_path, tokenizer, launcher):
+def test_two_processes_form_one_job_and_report_once(tmp_path, tokenizer, launcher):
     """The README's command line, and the same settings from an `accelerate config` file."""
     backbone_dir, data_dir, out = tmp_path / "backbone", tmp_path / "data", tmp_path / "out"
     tiny_backbone(tokenizer.vocab_size).save_pretrained(backbone_dir)
@@ -48,11 +51,10 @@ def test_two_processes_see_different_episodes_and_end_with_identical_weights(tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert len(ranks[0]["episodes"]) == len(ranks[1]["episodes"]) == 15
-    assert not set(ranks[0]["episodes"]) & set(ranks[1]["episodes"]), "ranks must see different episodes"
-    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"], "ranks must end with identical weights"
-    assert json.loads((out / "results.json").read_text())["test_episodes"] == 8
+    results = json.loads((out / "results.json").read_text())
+    assert results["world_size"] == 2, "the two processes must form one distributed job"
+    assert results["test_episodes"] == 8  # gathered from both ranks, each episode once
+    assert result.stdout.count('"test_sib_accuracy"') == 1, "only the main process reports"
 
 
 def test_a_launch_that_would_duplicate_one_process_runs_fails_loudly(tmp_path, tokenizer):

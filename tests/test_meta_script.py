@@ -24,7 +24,7 @@ def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
     assert defaults["max_steps"] == bench.steps
     assert defaults["per_device_train_batch_size"] == bench.batch_size
     assert defaults["learning_rate"] == 1e-3 and defaults["lr_scheduler_type"] == "constant"
-    assert meta["INNER_LR"] in bench.inner_lrs and meta["INNER_STEPS"] == 3
+    assert sib_args.inner_lr in bench.inner_lrs and sib_args.inner_steps == 3 and sib_args.n_way == 5
     assert sib_args.learn_inner_lr is True and sib_args.support_gradient is bench.support_gradient
     assert data_args.dataset == "clinc150"
 

@@ -1,5 +1,6 @@
 from .arguments import MetaTrainingArguments
 from .config import SIBConfig
+from .episode_data import EpisodeColumns, build_episodes
 from .episodes import (
     Episode,
     EpisodeSampler,
@@ -10,12 +11,14 @@ from .episodes import (
     collate_episodes,
     read_fewnerd_episodes,
 )
+from .evaluation import episode_compute_metrics
 from .features import encode_texts, encode_words
 from .modeling import SIBForFewShotClassification, SIBOutput
 from .trainer import SemiSupervisedMetaTrainer
 
 __all__ = [
-    "Episode", "EpisodeSampler", "MetaTrainingArguments", "SIBConfig", "SIBForFewShotClassification", "SIBOutput",
+    "Episode", "EpisodeColumns", "EpisodeSampler", "MetaTrainingArguments", "SIBConfig", "SIBForFewShotClassification", "SIBOutput",
     "SemiSupervisedMetaTrainer", "SequenceEpisodes", "TextEpisodes", "TokenEpisodeSampler", "TokenEpisodes",
-    "collate_episodes", "encode_texts", "encode_words", "read_fewnerd_episodes",
+    "build_episodes", "collate_episodes", "encode_texts", "encode_words", "episode_compute_metrics",
+    "read_fewnerd_episodes",
 ]

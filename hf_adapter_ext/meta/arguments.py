@@ -11,7 +11,8 @@ from ..launch import check_one_job
 
 @dataclass
 class MetaTrainingArguments(TrainingArguments):
-    """Everything a user sets from the command line for episodic training.
+    """How episodes are drawn and trained on, on top of `TrainingArguments`. The model's own settings (``n_way``,
+    the inner loop) live in `SIBConfig` only.
 
     ``per_device_train_batch_size`` / ``per_device_eval_batch_size`` count *episodes* per step: B episodes
     are processed as one batched computation.
@@ -21,11 +22,8 @@ class MetaTrainingArguments(TrainingArguments):
     # at 5e-5 with a decaying rate the small SIB head barely trains.
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of the SIB head."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
-    n_way: int = field(default=5, metadata={"help": "Classes per episode."})
     k_shot: int = field(default=1, metadata={"help": "Labelled examples per class (token level: K~2K mentions)."})
     n_query: int = field(default=15, metadata={"help": "Unlabelled queries per class (sequence level)."})
-    inner_steps: int | None = field(default=None, metadata={"help": "K synthetic-gradient steps (overrides the model config)."})
-    inner_lr: float | None = field(default=None, metadata={"help": "Inner step size (overrides the model config)."})
     train_episodes: int = field(default=20000, metadata={"help": "Distinct training episodes per epoch."})
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
@@ -34,6 +32,6 @@ class MetaTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.n_way < 2 or self.k_shot < 1 or self.n_query < 1:
-            raise ValueError("MetaTrainingArguments needs n_way >= 2, k_shot >= 1 and n_query >= 1.")
+        if self.k_shot < 1 or self.n_query < 1:
+            raise ValueError("MetaTrainingArguments needs k_shot >= 1 and n_query >= 1.")
         check_one_job(self)

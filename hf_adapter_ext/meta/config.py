@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 
-from transformers import PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
 LEVELS = ("sequence", "token")
 POOLINGS = ("mean", "cls")
 
 
 class SIBConfig(PretrainedConfig):
-    """Settings of SIB on top of an encoder.
+    """Settings of SIB on top of an encoder, and the encoder's own config (as `EncoderDecoderConfig` holds its
+    encoder's): the one place that holds ``n_way`` and the inner-loop settings.
 
     Args:
         n_way: classes per episode. At ``level="token"`` the "O" class is added, so the classifier has
@@ -30,8 +31,11 @@ class SIBConfig(PretrainedConfig):
         init_scale: starting value of the cosine classifier's learnable scale.
         level: ``"sequence"`` (one feature per example) or ``"token"`` (one feature per word, first subword).
         pooling: how a sequence feature is made from token states: ``"mean"`` (sentence-transformers) or ``"cls"``.
-        freeze_backbone: keep the encoder frozen (its features can then be cached).
-        backbone_name_or_path: where to reload the encoder from when the saved model holds only the head.
+        freeze_backbone: keep the encoder frozen (its features can then be cached). A saved model then holds only
+            the head and references the encoder by ``backbone_name_or_path``; a fine-tuned encoder is saved too.
+        feature_dim: the encoder's hidden size (filled in from ``backbone``).
+        backbone: the encoder's config (a config or its dict), so the model can be built without weights.
+        backbone_name_or_path: where the frozen encoder's weights are loaded from.
     """
 
     model_type = "sib"
@@ -49,6 +53,7 @@ class SIBConfig(PretrainedConfig):
         pooling: str = "mean",
         freeze_backbone: bool = True,
         feature_dim: int | None = None,
+        backbone: PretrainedConfig | dict | None = None,
         backbone_name_or_path: str | None = None,
         **kwargs,
     ):
@@ -78,9 +83,23 @@ class SIBConfig(PretrainedConfig):
         self.level = level
         self.pooling = pooling
         self.freeze_backbone = freeze_backbone
-        self.feature_dim = feature_dim
+        if isinstance(backbone, dict):
+            backbone = AutoConfig.for_model(**backbone)
+        if backbone is not None and not isinstance(backbone, PretrainedConfig):
+            raise TypeError(f"SIBConfig.backbone must be the encoder's config (or its dict); got {type(backbone).__name__}.")
+        hidden = getattr(backbone, "hidden_size", getattr(backbone, "dim", None)) if backbone is not None else None
+        if None not in (feature_dim, hidden) and feature_dim != hidden:
+            raise ValueError(f"SIBConfig.feature_dim={feature_dim} but the backbone's hidden size is {hidden}.")
+        self.feature_dim = feature_dim if feature_dim is not None else hidden
+        self.backbone = backbone
         self.backbone_name_or_path = backbone_name_or_path
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        if "support_gradient" not in config_dict:  # saved before the option existed: the reference refinement
+            config_dict = {**config_dict, "support_gradient": False}
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def num_classes(self) -> int:

@@ -41,7 +41,7 @@ def episode_entity_counts(predictions, labels, sentence_lengths) -> torch.Tensor
     for b in range(len(labels)):
         offset = 0
         for length in sentence_lengths[b].tolist():
-            if length == 0:
+            if length <= 0:  # padding (0 within a batch, -100 where the evaluation loop joins batches)
                 continue
             gold = io_spans(labels[b, offset : offset + length].tolist())
             pred = io_spans(predictions[b, offset : offset + length].tolist())
@@ -56,3 +56,33 @@ def f1_from_counts(counts: torch.Tensor) -> torch.Tensor:
     precision = correct / predicted.clamp(min=1)
     recall = correct / gold.clamp(min=1)
     return torch.where(correct > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+
+
+METHODS = ("sib", "sib_k0", "proto", "soft_kmeans")
+
+
+def episode_compute_metrics(level: str):
+    """A Trainer ``compute_metrics`` over evaluation episodes: for each method whose query scores the trainer
+    predicts (SIB after K steps, SIB with K = 0, and on cached features prototypes and soft k-means), the mean
+    over episodes with its 95% CI: accuracy at sequence level, episode entity F1 (and micro F1) at token level."""
+
+    def compute(prediction) -> dict[str, float]:
+        scores = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
+        labels = prediction.label_ids
+        lengths = None
+        if level == "token":
+            labels, lengths = (torch.as_tensor(x) for x in labels)
+        labels = torch.as_tensor(labels)
+        metrics: dict[str, float] = {"episodes": len(labels)}
+        for method, logits in zip(METHODS, scores):
+            logits = torch.as_tensor(logits)
+            if level == "token":
+                counts = episode_entity_counts(logits.argmax(-1), labels, lengths)
+                metrics[f"{method}_f1"], metrics[f"{method}_f1_ci95"] = mean_ci95(f1_from_counts(counts))
+                metrics[f"{method}_micro_f1"] = float(f1_from_counts(counts.sum(0)))
+            else:
+                metrics[f"{method}_accuracy"], metrics[f"{method}_accuracy_ci95"] = mean_ci95(
+                    episode_accuracy(logits, labels))
+        return metrics
+
+    return compute

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
@@ -173,8 +174,12 @@ def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch
     return (losses.sum(dim=1) / counts).mean()
 
 
-class SIBForFewShotClassification(nn.Module):
+class SIBForFewShotClassification(PreTrainedModel):
     """SIB on any `AutoModel` backbone, at sequence level (intents) or token level (few-shot NER).
+
+    Built like transformers' `EncoderDecoderModel`: ``SIBForFewShotClassification(config)`` builds the backbone
+    from ``config.backbone``; ``from_backbone_pretrained(name, **sib_settings)`` loads it. ``save_pretrained``
+    writes config.json + model.safetensors + a model card; a frozen backbone is referenced by name, not copied.
 
     ``forward`` takes an episode batch: ``support_features`` [B, S, D], ``support_labels`` [B, S],
     ``query_features`` [B, Q, D] and optionally ``query_labels`` [B, Q] (for the loss) and ``query_mask``
@@ -182,30 +187,53 @@ class SIBForFewShotClassification(nn.Module):
     pass ``support_input_ids`` / ``support_attention_mask`` (and the query ones) instead of features.
     """
 
+    config_class = SIBConfig
+    base_model_prefix = "sib"
     main_input_name = "query_features"
     # The loss is a mean over episodes of each episode's mean query loss: with Trainer dividing by the
     # accumulation steps (and DDP averaging), any split of a step's episodes gives the same gradient.
     accepts_loss_kwargs = False
 
-    def __init__(self, backbone: nn.Module, config: SIBConfig):
-        super().__init__()
-        hidden = getattr(backbone.config, "hidden_size", getattr(backbone.config, "dim", None))
-        if config.feature_dim not in (None, hidden):
-            raise ValueError(f"SIBConfig.feature_dim={config.feature_dim} but the backbone's hidden size is {hidden}.")
-        config.feature_dim = hidden
-        config.backbone_name_or_path = config.backbone_name_or_path or getattr(backbone, "name_or_path", None)
-        self.config = config
-        self.backbone = backbone
+    def __init__(self, config: SIBConfig, backbone: PreTrainedModel | None = None):
+        if not isinstance(config, SIBConfig):
+            raise ValueError(f"SIBForFewShotClassification needs a SIBConfig; got {type(config).__name__}. Build one "
+                             "from a pretrained encoder with SIBForFewShotClassification.from_backbone_pretrained().")
+        if backbone is not None:
+            hidden = getattr(backbone.config, "hidden_size", getattr(backbone.config, "dim", None))
+            if config.feature_dim not in (None, hidden):
+                raise ValueError(f"SIBConfig.feature_dim={config.feature_dim} but the backbone's hidden size is "
+                                 f"{hidden}.")
+            config.backbone, config.feature_dim = backbone.config, hidden
+            config.backbone_name_or_path = config.backbone_name_or_path or getattr(backbone, "name_or_path", None)
+        elif config.backbone is None:
+            raise ValueError("SIBConfig has no backbone config: build the model with "
+                             "SIBForFewShotClassification.from_backbone_pretrained(name_or_path, ...) or pass "
+                             "backbone=AutoModel.from_pretrained(...).")
+        super().__init__(config)
+        if config.freeze_backbone:  # loading must not warn about the encoder weights a saved model references
+            self._keys_to_ignore_on_load_missing = [r"^backbone\."]
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone)
         self.head = SIBHead(config)
         if config.freeze_backbone:
-            backbone.requires_grad_(False)
-            backbone.eval()
+            self.backbone.requires_grad_(False)
+        self.post_init()
 
-    @property
-    def device(self) -> torch.device:
-        return self.head.scale.device
+    @classmethod
+    def from_backbone_pretrained(cls, backbone_name_or_path: str | os.PathLike, **config_kwargs):
+        """A new SIB model over a pretrained encoder, e.g. ``from_backbone_pretrained("bert-base-cased", n_way=5)``
+        (like `EncoderDecoderModel.from_encoder_decoder_pretrained`); keyword arguments are `SIBConfig` settings."""
+        backbone = AutoModel.from_pretrained(backbone_name_or_path)
+        config = SIBConfig(backbone_name_or_path=str(backbone_name_or_path), **config_kwargs)
+        return cls(config, backbone=backbone)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """The head sets its own starting values (the reference's); the backbone initialises its own modules."""
+        if any(module is m for m in self.backbone.modules()):
+            self.backbone._init_weights(module)
 
     def train(self, mode: bool = True):
+        """A frozen backbone stays in eval mode (no dropout), so its features match the cached ones."""
         super().train(mode)
         if self.config.freeze_backbone:
             self.backbone.eval()
@@ -352,18 +380,53 @@ class SIBForFewShotClassification(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
-        """``config.json`` + ``model.safetensors`` (the head; the backbone too when it was fine-tuned) + card."""
-        from .persistence import save_sib
+        """transformers' ``save_pretrained`` plus a model card (with ``metrics`` when given). A frozen backbone is
+        not copied: config.json names it (``backbone_name_or_path``) and ``from_pretrained`` loads it from there."""
+        from ..hub import render_sib_card
 
-        save_sib(self, Path(save_directory), metrics=metrics)
+        if self.config.freeze_backbone and kwargs.get("state_dict") is None:
+            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        super().save_pretrained(save_directory, **kwargs)
+        (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics))
 
     @classmethod
-    def from_pretrained(cls, directory_or_repo: str | os.PathLike, backbone: nn.Module | None = None, **hub_kwargs):
-        from .persistence import load_sib
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, backbone: PreTrainedModel | None = None,
+                        **kwargs):
+        """transformers' ``from_pretrained``; a frozen backbone comes from ``backbone`` when given, else from the
+        ``backbone_name_or_path`` the config names."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        if model.config.freeze_backbone:
+            if backbone is None and not model.config.backbone_name_or_path:
+                raise ValueError(f"{pretrained_model_name_or_path} holds a SIB head whose frozen backbone has no name "
+                                 "or path to load it from: pass backbone=AutoModel.from_pretrained(...).")
+            if backbone is None:
+                hub = {k: kwargs[k] for k in ("cache_dir", "token", "revision", "local_files_only") if k in kwargs}
+                backbone = AutoModel.from_pretrained(model.config.backbone_name_or_path, **hub)
+            model.backbone = backbone.to(model.device).requires_grad_(False).eval()
+            model.config.backbone = backbone.config
+        return model.eval()
 
-        return load_sib(cls, directory_or_repo, backbone=backbone, **hub_kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+    def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
+                    private: bool | None = None, token: str | bool | None = None, revision: str | None = None,
+                    create_pr: bool = False, max_shard_size: int | str | None = "50GB",
+                    tags: list[str] | None = None, metrics: dict | None = None) -> str:
+        """transformers' ``push_to_hub`` arguments; uploads what ``save_pretrained`` writes, our model card included
+        (the mixin would replace it with a generic one)."""
         from ..hub import push_folder_to_hub
 
-        return push_folder_to_hub(self.save_pretrained, repo_id, **kwargs)
+        def save(folder: str) -> None:
+            self.save_pretrained(folder, metrics=metrics, max_shard_size=max_shard_size)
+            if tags:
+                from huggingface_hub import ModelCard
+
+                card = ModelCard.load(Path(folder) / "README.md")
+                card.data.tags = [*(card.data.tags or []), *[t for t in tags if t not in (card.data.tags or [])]]
+                card.save(Path(folder) / "README.md")
+
+        return push_folder_to_hub(save, repo_id, commit_message=commit_message, commit_description=commit_description,
+                                  private=private, token=token, revision=revision, create_pr=create_pr)
+
+
+AutoConfig.register(SIBConfig.model_type, SIBConfig, exist_ok=True)
+AutoModel.register(SIBConfig, SIBForFewShotClassification, exist_ok=True)

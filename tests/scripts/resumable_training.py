@@ -63,8 +63,9 @@ def main():
                           train_dataset=toy_dataset(tokenizer, repeat=3), data_collator=AdapterDataCollator(tokenizer),
                           callbacks=callbacks)
     else:
-        model = SIBForFewShotClassification(tiny_backbone(tokenizer.vocab_size), SIBConfig(n_way=3, inner_steps=2))
-        meta_args = MetaTrainingArguments(**common(args.output_dir, args.seed), n_way=3, k_shot=1, n_query=2,
+        model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=2),
+                                            backbone=tiny_backbone(tokenizer.vocab_size))
+        meta_args = MetaTrainingArguments(**common(args.output_dir, args.seed), k_shot=1, n_query=2,
                                           train_episodes=64, num_eval_episodes=4)
         trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args, train_dataset=intent_data(tokenizer),
                                             processing_class=tokenizer, callbacks=callbacks)

@@ -1,0 +1,65 @@
+"""Labelled `datasets.Dataset` → episode datasets: a sampler over its labels, and features encoded once.
+
+``text`` + ``label`` rows give sequence-level episodes (intents); ``tokens`` + IO ``tags`` rows give token-level
+episodes (few-shot NER). `SemiSupervisedMetaTrainer` calls `build_episodes` from its dataloader methods, so a
+dataset is encoded when it is first used, never while the trainer is being set up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
+from .features import encode_texts, encode_words
+
+
+@dataclass(frozen=True)
+class EpisodeColumns:
+    """Which columns hold the texts and labels (sequence level) or the words and IO tags (token level)."""
+
+    text: str = "text"
+    label: str = "label"
+    tokens: str = "tokens"
+    tags: str = "tags"
+
+
+def string_tags(data, column: str) -> list[list[str]]:
+    """Each sentence's tags as type names ("O" outside), from a ClassLabel sequence or plain strings."""
+    names = getattr(getattr(data.features[column], "feature", None), "names", None)
+    return [[names[t] for t in tags] if names else list(tags) for tags in data[column]]
+
+
+def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns: EpisodeColumns, name: str):
+    """The episode sampler over ``data``'s labels; raises a ValueError naming the problem when ``data`` cannot
+    give ``config.n_way``-way ``k_shot``-shot episodes. Cheap: nothing is encoded."""
+    if len(data) == 0:
+        raise ValueError(f"The {name} dataset is empty.")
+    needed = (columns.tokens, columns.tags) if config.level == "token" else (columns.text, columns.label)
+    missing = [c for c in needed if c not in data.column_names]
+    if missing:
+        raise ValueError(f"The {name} dataset lacks columns {missing} (it has {data.column_names}); a "
+                         f"{config.level}-level SIB needs {list(needed)}: rename them or pass the column names.")
+    if config.level == "token":
+        tags = string_tags(data, columns.tags)
+        types = sorted({t for sentence in tags for t in sentence if t != "O"})
+        return TokenEpisodeSampler(tags, types, config.n_way, k_shot, seed)
+    labels = list(data[columns.label])
+    names = getattr(data.features.get(columns.label), "names", None)
+    return EpisodeSampler(labels, sorted(set(labels)), config.n_way, k_shot, n_query, seed, names)
+
+
+def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int, num_episodes: int,
+                   columns: EpisodeColumns | None = None, name: str = "train"):
+    """``num_episodes`` episodes over a labelled dataset, with the frozen backbone's features computed once
+    (texts are tokenized per episode instead when the backbone is trained)."""
+    if tokenizer is None:
+        raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode the texts.")
+    columns = columns or EpisodeColumns()
+    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name)
+    if model.config.level == "token":
+        features = encode_words(model, tokenizer, data[columns.tokens], desc=f"Encoding {name}")
+        return TokenEpisodes(features, sampler, num_episodes)
+    if not model.config.freeze_backbone:
+        return TextEpisodes(list(data[columns.text]), tokenizer, sampler, num_episodes)
+    features = encode_texts(model, tokenizer, data[columns.text], desc=f"Encoding {name}")
+    return SequenceEpisodes(features, sampler, num_episodes)
