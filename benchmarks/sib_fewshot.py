@@ -8,6 +8,7 @@ Token level: Few-TK inter (train sentences → test_5_1 episodes) and Few-NERD I
 
     python -m benchmarks.sib_fewshot --level sequence          # CLINC150 + BANKING77, 1- and 5-shot, 3 seeds
     python -m benchmarks.sib_fewshot --level token
+    python -m benchmarks.sib_fewshot --no-support_gradient --seeds 0 --inner_lrs 0.03 --steps 2000   # vs the original
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ def sequence_task(name: str, encoder_model, tokenizer):
     return features, labels, classes
 
 
+# amzn/xfer's original ClassifierSIB, unmodified, trained by the issue's authors on this benchmark's features and
+# training / validation / seed-0 test episodes with its own protocol (SGD 1e-3, one episode per step, 64,000 steps,
+# inner step 1e-3, best on validation): accuracy % ± 95% CI over the same 2000 seed-0 test episodes. Quoted from
+# the issue "SIB: faithful to the reference" (their per-episode scores are not in this repository).
+ORIGINAL_CODE = {"clinc150_1shot": (95.07, 0.32), "clinc150_5shot": (97.06, 0.20),
+                 "banking77_1shot": (92.31, 0.40), "banking77_5shot": (95.78, 0.23)}
+
+
 def sequence_episodes(features, labels, classes, k, seed, n):
     return SequenceEpisodes(features, EpisodeSampler(labels, classes, 5, k, 15, seed), n)
 
@@ -156,12 +165,20 @@ def run_sequence(args) -> tuple[dict, list, list]:
                     **{m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in scores.items()},
                     "paired": {f"sib_k3-{m}": dict(zip(("mean", "ci95"), mean_ci95(scores["sib_k3"] - scores[m])))
                                for m in ("proto", "sib_k0", "soft_kmeans")},
+                    "per_episode": {m: [round(float(x), 4) for x in v] for m, v in scores.items()},
                 })
             key = f"{dataset}_{k}shot"
             results[key] = per_seed
             mean = {m: sum(s[m]["mean"] for s in per_seed) / len(per_seed) for m in ("proto", "sib_k0", "sib_k3", "soft_kmeans")}
             ci = {m: sum(s[m]["ci95"] for s in per_seed) / len(per_seed) for m in mean}
-            rows.append(f"| {dataset} | {k} | " + " | ".join(f"{100 * mean[m]:.2f} ± {100 * ci[m]:.2f}" for m in mean) + " |")
+            original = ORIGINAL_CODE.get(key) if args.seeds == [0] and args.test_episodes == 2000 else None
+            rows.append(f"| {dataset} | {k} | " + " | ".join(f"{100 * mean[m]:.2f} ± {100 * ci[m]:.2f}" for m in mean)
+                        + (f" | {original[0]:.2f} ± {original[1]:.2f} |" if original else " | – |"))
+            if original and not args.support_gradient:  # the faithful port against the original code
+                targets.append(target(f"{dataset} {k}-shot: |SIB K=3 (support_gradient=False) - original code| "
+                                      "(points, seed-0 test episodes)", abs(100 * mean["sib_k3"] - original[0]), 0.3,
+                                      "<="))
+                continue
             if k == 1:
                 targets += [
                     target(f"{dataset} 1-shot: SIB K=3 - prototype (points)", 100 * (mean["sib_k3"] - mean["proto"]), 5, ">="),
@@ -172,7 +189,10 @@ def run_sequence(args) -> tuple[dict, list, list]:
             else:
                 targets.append(target(f"{dataset} {k}-shot: SIB K=3 - prototype (points)", 100 * (mean["sib_k3"] - mean["proto"]), 0, ">="))
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
-              "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means |\n|---|---|---|---|---|---|")
+              f"SIB: support_gradient={args.support_gradient}. The last column is amzn/xfer's original code on the "
+              "same features and seed-0 test episodes (quoted; only comparable when seeds = 0, 2000 episodes).\n\n"
+              "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code |\n"
+              "|---|---|---|---|---|---|---|")
     return results, targets, [header, *rows]
 
 
@@ -248,8 +268,8 @@ def arguments() -> argparse.ArgumentParser:
 def main():
     args = arguments().parse_args()
     results, targets, table = run_sequence(args) if args.level == "sequence" else run_token(args)
-    write_results(f"sib_fewshot_{args.level}", {"settings": vars(args), "results": results, "targets": targets},
-                  "\n".join(table))
+    name = f"sib_fewshot_{args.level}" + ("" if args.support_gradient else "_reference")
+    write_results(name, {"settings": vars(args), "results": results, "targets": targets}, "\n".join(table))
 
 
 if __name__ == "__main__":

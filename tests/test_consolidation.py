@@ -127,6 +127,18 @@ def test_lora_is_merged_exactly_into_the_initial_plain_model(tmp_path, tokenizer
         torch.testing.assert_close(student(**x).logits, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_an_expanded_linear_head_is_consolidated_exactly_without_distillation(tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path, adapter="none",
+                                      head="linear", annotation="new_only")
+    plain = extended.consolidate(data, tokenizer)
+    assert plain.consolidation_report["exact"] and plain.consolidation_report["distillation_examples"] == 0
+    x = tokenizer(["John visited Paris .", "Acme hired Mary"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**x).logits, extended(**x).logits, atol=1e-6, rtol=1e-6)
+    save_consolidated(plain, tmp_path / "plain", tokenizer)
+    assert "exact copy" in (tmp_path / "plain" / "README.md").read_text()
+
+
 def test_consolidating_an_untrained_extension_is_refused(tokenizer):
     model = get_adapter_model(source(tokenizer), NeuralAdapterConfig(new_labels=STEP1_NEW))
     with pytest.raises(ValueError, match="not been trained"):
