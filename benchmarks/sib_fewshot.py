@@ -151,7 +151,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 candidates = {}
                 for inner_lr in args.inner_lrs:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
-                                                   True, seed, support_gradient=args.support_gradient)
+                                                   True, seed, support_gradient=args.support_gradient,
+                                                   mutual_information=args.mutual_information)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
@@ -189,7 +190,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
             else:
                 targets.append(target(f"{dataset} {k}-shot: SIB K=3 - prototype (points)", 100 * (mean["sib_k3"] - mean["proto"]), 0, ">="))
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
-              f"SIB: support_gradient={args.support_gradient}. The last column is amzn/xfer's original code on the "
+              f"SIB: support_gradient={args.support_gradient}, mutual_information={args.mutual_information}. "
+              "Validation accuracy of each run is in the JSON (val_sib_k3). The last column is amzn/xfer's original code on the "
               "same features and seed-0 test episodes (quoted; only comparable when seeds = 0, 2000 episodes).\n\n"
               "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code |\n"
               "|---|---|---|---|---|---|---|")
@@ -261,14 +263,18 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--val_episodes", type=int, default=500)
     parser.add_argument("--support_gradient", action=argparse.BooleanOptionalAction, default=True,
                         help="Refinement also follows the support set's gradient (--no-support_gradient: reference).")
+    parser.add_argument("--mutual_information", action="store_true",
+                        help="Refinement also descends the queries' negative mutual information (TIM's objective).")
     parser.add_argument("--test_episodes", type=int, default=2000)
+    parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")
     return parser
 
 
 def main():
     args = arguments().parse_args()
     results, targets, table = run_sequence(args) if args.level == "sequence" else run_token(args)
-    name = f"sib_fewshot_{args.level}" + ("" if args.support_gradient else "_reference")
+    name = args.results_name or (f"sib_fewshot_{args.level}" + ("" if args.support_gradient else "_reference")
+                                 + ("_mutual_information" if args.mutual_information else ""))
     write_results(name, {"settings": vars(args), "results": results, "targets": targets}, "\n".join(table))
 
 
