@@ -81,6 +81,8 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--head_learning_rate", type=float, default=1e-3)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--curve", action="store_true", help="Only the rehearsal-size curve (politics, first seed).")
+    parser.add_argument("--curve_sizes", type=int, nargs="+", default=list(CURVE),
+                        help="Rehearsal sentences per curve point (runs are kept, so points can be added later).")
     parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
     parser.add_argument("--state", default=str(CACHE / "domain_extension"), help="Where runs and sources are kept.")
     parser.add_argument("--results_dir", default=str(RESULTS))
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
-    settings = {k: v for k, v in vars(options).items() if k not in ("seeds", "curve", "domains", "methods")}
+    settings = {k: v for k, v in vars(options).items() if k not in ("seeds", "curve", "curve_sizes", "domains",
+                                                                     "methods")}
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = Bench(options)
@@ -293,7 +296,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     jobs = []
     if options.curve:
-        jobs = [(f"curve/{n}", BEST, "politics", options.seeds[0], n) for n in CURVE]
+        jobs = [(f"curve/{n}", BEST, "politics", options.seeds[0], n) for n in options.curve_sizes]
+        same = state["runs"].get(f"politics/{BEST}/seed{options.seeds[0]}")
+        if same and f"curve/{REHEARSAL}" not in state["runs"]:  # the best method's own run is this curve point
+            state["runs"][f"curve/{REHEARSAL}"] = same
     else:
         for seed in options.seeds:
             for domain in options.domains:
