@@ -84,3 +84,22 @@ def test_named_corpus_without_data_dir_and_bad_files_are_refused(meta, tmp_path)
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"Columns \['text', 'label'\]"):
         meta["class_splits"](args(train_file=str(bad)))
+
+
+def test_the_readmes_sib_snippet_runs_on_tiny_data(tmp_path, tokenizer, monkeypatch):
+    """The snippet's calls work as written (steps shortened; benchmarks/meta_defaults.py runs it unchanged)."""
+    from benchmarks.meta_defaults import readme_snippet
+
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(tmp_path / "enc")
+    tokenizer.save_pretrained(tmp_path / "enc")
+    data = intent_data(tokenizer, classes=12, per_class=16)
+    code = readme_snippet().replace("max_steps=1200", "max_steps=4").replace("eval_steps=200", "eval_steps=2") \
+        .replace("save_steps=200", "save_steps=2")
+    assert code != readme_snippet(), "the snippet's settings changed: update this test"
+    monkeypatch.chdir(tmp_path)
+    names = {"enc": str(tmp_path / "enc"), "train_ds": data.filter(lambda r: r["label"] < 6),
+             "val_ds": data.filter(lambda r: r["label"] >= 6)}
+    exec(compile(code, "README.md", "exec"), names)
+    trainer = names["trainer"]
+    assert trainer.state.global_step == 4 and trainer.state.best_metric is not None
+    assert "eval_sib_accuracy" in trainer.evaluate()
