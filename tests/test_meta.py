@@ -417,9 +417,9 @@ def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
         return type("C", (), {"commit_url": "https://hub/c/1"})()
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    assert sib().push_to_hub("me/sib-intents") == "https://hub/c/1"
+    assert sib().push_to_hub("me/sib-intents", tags=["intents"], commit_message="v1") == "https://hub/c/1"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
-    assert "few-shot" in uploaded["card"].data.tags
+    assert {"few-shot", "intents"} <= set(uploaded["card"].data.tags)
 
 
 @pytest.mark.parametrize("training", [True, False])
