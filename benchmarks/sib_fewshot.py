@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.common import cached, shared_data_dir, target, write_results
+from benchmarks.common import CACHE, cached, shared_data_dir, target, write_results
 from hf_adapter_ext import SIBForFewShotClassification
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.meta import (
@@ -130,6 +131,13 @@ ORIGINAL_CODE = {"clinc150_1shot": (95.07, 0.32), "clinc150_5shot": (97.06, 0.20
                  "banking77_1shot": (92.31, 0.40), "banking77_5shot": (95.78, 0.23)}
 
 
+def run_key(args, dataset: str, k: int, seed: int) -> str:
+    """One sequence-level run's identity: everything that changes its result."""
+    return (f"{dataset}_{k}shot_seed{seed}_steps{args.steps}_batch{args.batch_size}_lrs{'-'.join(map(str, args.inner_lrs))}"
+            f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}"
+            f"_mi{int(args.mutual_information)}")
+
+
 def sequence_episodes(features, labels, classes, k, seed, n):
     return SequenceEpisodes(features, EpisodeSampler(labels, classes, 5, k, 15, seed), n)
 
@@ -145,6 +153,10 @@ def run_sequence(args) -> tuple[dict, list, list]:
         for k in args.shots:
             per_seed = []
             for seed in args.seeds:
+                kept = CACHE / "sib_fewshot" / f"{run_key(args, dataset, k, seed)}.json"
+                if kept.is_file():  # finished before an interruption: same settings, same result
+                    per_seed.append(json.loads(kept.read_text()))
+                    continue
                 train = sequence_episodes(features, labels, classes["train"], k, seed, args.steps * args.batch_size)
                 val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed, args.val_episodes)
                 test = sequence_episodes(features, labels, classes["test"], k, 2000 + seed, args.test_episodes)
@@ -168,6 +180,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
                                for m in ("proto", "sib_k0", "soft_kmeans")},
                     "per_episode": {m: [round(float(x), 4) for x in v] for m, v in scores.items()},
                 })
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                kept.write_text(json.dumps(per_seed[-1]))
             key = f"{dataset}_{k}shot"
             results[key] = per_seed
             mean = {m: sum(s[m]["mean"] for s in per_seed) / len(per_seed) for m in ("proto", "sib_k0", "sib_k3", "soft_kmeans")}
