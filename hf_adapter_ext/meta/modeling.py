@@ -420,7 +420,8 @@ class SIBForFewShotClassification(PreTrainedModel):
                 raise ValueError(f"{pretrained_model_name_or_path} holds a SIB head whose frozen backbone has no name "
                                  "or path to load it from: pass backbone=AutoModel.from_pretrained(...).")
             if backbone is None:
-                hub = {k: kwargs[k] for k in ("cache_dir", "token", "revision", "local_files_only") if k in kwargs}
+                hub = {k: kwargs[k] for k in ("cache_dir", "token", "revision", "local_files_only", "dtype",
+                                              "torch_dtype") if k in kwargs}
                 backbone = AutoModel.from_pretrained(model.config.backbone_name_or_path, **hub)
             model.backbone = backbone.to(model.device).requires_grad_(False).eval()
             model.config.backbone = backbone.config
