@@ -168,35 +168,6 @@ def test_token_sampler_gives_k_to_2k_mentions_of_each_type():
             assert all(2 <= mentions[t] <= 4 for t in episode.classes[1:]), mentions
 
 
-@pytest.mark.parametrize("scale", [0.1, 1.0, 10.0, 60.0])
-def test_information_gradient_is_autograds_gradient_of_the_negative_mutual_information(scale):
-    from hf_adapter_ext.meta.modeling import information_gradient
-
-    g = torch.Generator().manual_seed(0)
-    logits = (scale * torch.randn(3, 7, 4, generator=g, dtype=torch.float64)).requires_grad_()
-    mask = torch.ones(3, 7, dtype=torch.bool)
-    mask[1, 5:] = False  # padded queries
-    mask[2, 1:] = False  # one real query
-    total = 0.0
-    for b in range(3):  # one episode at a time, real queries only: sum of entropies minus Q x marginal entropy
-        p = logits[b][mask[b]].softmax(-1)
-        entropies = -(p * p.clamp(min=1e-300).log()).sum(-1)
-        marginal = p.mean(0)
-        total = total + entropies.sum() - len(p) * -(marginal * marginal.clamp(min=1e-300).log()).sum()
-    (expected,) = torch.autograd.grad(total, logits)
-    torch.testing.assert_close(information_gradient(logits.detach(), mask), expected, atol=1e-9, rtol=1e-7)
-
-
-def test_mutual_information_refinement_is_batch_independent_and_saved():
-    model = sib(mutual_information=True).eval()
-    batch = toy_episode(batch=3)
-    with torch.no_grad():
-        together = model(**batch).logits
-        alone = torch.cat([model(**{k: v[i : i + 1] for k, v in batch.items()}).logits for i in range(3)])
-    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
-    assert "head.log_information_weight" in dict(model.named_parameters())
-
-
 def test_save_and_load_round_trip(tmp_path):
     model = sib().eval()
     model.save_pretrained(tmp_path, metrics={"sib_accuracy": 0.9})

@@ -26,8 +26,6 @@ class SIBConfig(PretrainedConfig):
             support set (with a learned weight), which keeps the refined classifier anchored to it. Beyond the
             reference (``False``), which refines with the query set's synthetic gradient alone; measured on
             BANKING77 it adds ~0.7 point at 1-shot and turns a loss into a gain over prototypes at 5-shot.
-        mutual_information: each refinement step also descends the queries' negative mutual information with the
-            predicted classes (TIM's objective: confident queries, balanced classes), with a learned weight.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
@@ -49,7 +47,6 @@ class SIBConfig(PretrainedConfig):
         inner_lr: float = 0.03,
         learn_inner_lr: bool = True,
         support_gradient: bool = True,
-        mutual_information: bool = False,
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -64,7 +61,6 @@ class SIBConfig(PretrainedConfig):
                                   ("grad_net_multiplier", grad_net_multiplier, int), ("inner_lr", inner_lr, float),
                                   ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
                                   ("support_gradient", support_gradient, bool),
-                                  ("mutual_information", mutual_information, bool),
                                   ("freeze_backbone", freeze_backbone, bool)):
             accepted = (int, float) if kind is float else kind
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
@@ -82,7 +78,6 @@ class SIBConfig(PretrainedConfig):
         self.inner_lr = inner_lr
         self.learn_inner_lr = learn_inner_lr
         self.support_gradient = support_gradient
-        self.mutual_information = mutual_information
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level

@@ -81,20 +81,6 @@ class SyntheticGradientNet(nn.Module):
         return x * query_mask.unsqueeze(-1).to(x.dtype)
 
 
-def information_gradient(logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-    """d/dlogits of ``Σ_q H(p_q) − Q·H(mean_q p_q)`` over each episode's Q real queries ([B, Q, C]; 0 for padding):
-    the negative mutual information between queries and predicted classes (TIM, Boudiaf et al. 2020), whose
-    descent makes each query's prediction confident while keeping the classes balanced across the queries."""
-    weight = query_mask.unsqueeze(-1).to(logits.dtype)
-    p, log_p = logits.softmax(-1), logits.log_softmax(-1)
-    entropy = -(p * log_p).sum(-1, keepdim=True)
-    marginal = (p * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1)
-    log_marginal = marginal.clamp(min=1e-30).log()
-    conditional = -p * (log_p + entropy)
-    balance = p * (log_marginal - (p * log_marginal).sum(-1, keepdim=True))
-    return (conditional + balance) * weight
-
-
 class SIBHead(nn.Module):
     """Cosine classifier, initialisation network and synthetic-gradient refinement, for B episodes at once."""
 
@@ -108,9 +94,6 @@ class SIBHead(nn.Module):
         self.support_gradient = config.support_gradient
         if config.support_gradient:
             self.log_support_weight = nn.Parameter(torch.zeros(()))
-        self.mutual_information = config.mutual_information
-        if config.mutual_information:
-            self.log_information_weight = nn.Parameter(torch.zeros(()))
         log_lr = torch.tensor(math.log(config.inner_lr))
         if config.learn_inner_lr:
             self.log_inner_lr = nn.Parameter(log_lr)
@@ -159,8 +142,6 @@ class SIBHead(nn.Module):
             cos, theta_unit, theta_norm = self._cosine(units, theta)
             logits = self.scale * (cos + self.bias)
             g = self.grad_net(logits[:, :queries], query_mask)
-            if self.mutual_information:
-                g = g + self.log_information_weight.exp() * information_gradient(logits[:, :queries], query_mask)
             if support_unit is not None:
                 support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * support_weight
                 g = torch.cat([g, support_g], dim=1)
