@@ -134,7 +134,8 @@ ORIGINAL_CODE = {"clinc150_1shot": (95.07, 0.32), "clinc150_5shot": (97.06, 0.20
 def run_key(args, dataset: str, k: int, seed: int) -> str:
     """One sequence-level run's identity: everything that changes its result."""
     return (f"{dataset}_{k}shot_seed{seed}_steps{args.steps}_batch{args.batch_size}_lrs{'-'.join(map(str, args.inner_lrs))}"
-            f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}_k{args.inner_steps}")
+            f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}_k{args.inner_steps}"
+            + ("_ti" if args.transductive_init else ""))
 
 
 def sequence_episodes(features, labels, classes, k, seed, n):
@@ -163,7 +164,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 for inner_lr in args.inner_lrs:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
                                                    True, seed, support_gradient=args.support_gradient,
-                                                   inner_steps=args.inner_steps)
+                                                   inner_steps=args.inner_steps,
+                                                   transductive_init=args.transductive_init)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
@@ -203,7 +205,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
             else:
                 targets.append(target(f"{dataset} {k}-shot: SIB K=3 - prototype (points)", 100 * (mean["sib_k3"] - mean["proto"]), 0, ">="))
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
-              f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps. "
+              f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps, "
+              f"transductive_init={args.transductive_init}. "
               "Validation accuracy of each run is in the JSON (val_sib_k3). The last column is amzn/xfer's original code on the "
               "same features and seed-0 test episodes (quoted; only comparable when seeds = 0, 2000 episodes).\n\n"
               "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code |\n"
@@ -278,6 +281,7 @@ def arguments() -> argparse.ArgumentParser:
                         help="Refinement also follows the support set's gradient (--no-support_gradient: reference).")
     parser.add_argument("--test_episodes", type=int, default=2000)
     parser.add_argument("--inner_steps", type=int, default=3, help="K refinement steps (sequence level).")
+    parser.add_argument("--transductive_init", action="store_true", help="SIBConfig(transductive_init=True).")
     parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")
     return parser
 

@@ -168,6 +168,21 @@ def test_token_sampler_gives_k_to_2k_mentions_of_each_type():
             assert all(2 <= mentions[t] <= 4 for t in episode.classes[1:]), mentions
 
 
+def test_transductive_init_starts_from_the_soft_kmeans_prototypes_and_stays_batch_independent():
+    from hf_adapter_ext.meta.baselines import soft_kmeans_logits
+
+    model = sib(transductive_init=True).eval()
+    batch = toy_episode(batch=3)
+    with torch.no_grad():
+        out = model(**batch)
+        alone = torch.cat([model(**{k: v[i : i + 1] for k, v in batch.items()}).logits for i in range(3)])
+        head = model.head
+        expected = soft_kmeans_logits(batch["support_features"], batch["support_labels"], batch["query_features"],
+                                      3, query_mask=batch["query_labels"] != -100, temperature=0.1)
+    torch.testing.assert_close(out.logits_init / head.scale - head.bias, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
+
+
 def test_save_and_load_round_trip(tmp_path):
     model = sib().eval()
     model.save_pretrained(tmp_path, metrics={"sib_accuracy": 0.9})

@@ -25,11 +25,12 @@ def prototype_logits(support, support_labels, query, num_classes: int) -> torch.
     return cosine_logits(query, prototypes(support, support_labels, num_classes))
 
 
-def soft_kmeans_logits(support, support_labels, query, num_classes: int, query_mask=None,
-                       temperature: float = 0.1, iterations: int = 3) -> torch.Tensor:
-    """Prototypes refined with soft assignments of the unlabelled queries (Ren et al., 2018).
+def soft_kmeans_prototypes(support, support_labels, query, num_classes: int, query_mask=None,
+                           temperature: float | torch.Tensor = 0.1, iterations: int = 3) -> torch.Tensor:
+    """[B, C, D] prototypes refined with soft assignments of the unlabelled queries (Ren et al., 2018).
 
-    ``p_c = (Σ_support_c x + Σ_q z_qc x_q) / (n_c + Σ_q z_qc)`` with ``z = softmax(cos / temperature)``.
+    ``p_c = (Σ_support_c x + Σ_q z_qc x_q) / (n_c + Σ_q z_qc)`` with ``z = softmax(cos / temperature)``, on
+    L2-normalised features; ``query_mask`` leaves padded queries out.
     """
     valid = support_labels != IGNORE_INDEX
     onehot = F.one_hot(support_labels.clamp(min=0), num_classes).to(support.dtype) * valid.unsqueeze(-1)
@@ -40,4 +41,11 @@ def soft_kmeans_logits(support, support_labels, query, num_classes: int, query_m
     for _ in range(iterations):
         z = torch.softmax(cosine_logits(query, protos) / temperature, dim=-1) * weights_mask
         protos = (support_sum + z.transpose(1, 2) @ q) / (support_count + z.sum(1).unsqueeze(-1)).clamp(min=1e-6)
-    return cosine_logits(query, protos)
+    return protos
+
+
+def soft_kmeans_logits(support, support_labels, query, num_classes: int, query_mask=None,
+                       temperature: float = 0.1, iterations: int = 3) -> torch.Tensor:
+    """Cosine scores against the soft k-means prototypes (the transductive baseline)."""
+    return cosine_logits(query, soft_kmeans_prototypes(support, support_labels, query, num_classes, query_mask,
+                                                       temperature, iterations))

@@ -26,6 +26,8 @@ class SIBConfig(PretrainedConfig):
             support set (with a learned weight), which keeps the refined classifier anchored to it. Beyond the
             reference (``False``), which refines with the query set's synthetic gradient alone; measured on
             BANKING77 it adds ~0.7 point at 1-shot and turns a loss into a gain over prototypes at 5-shot.
+        transductive_init: start the refinement from soft k-means prototypes (the support means refined with soft
+            assignments of the unlabelled queries, learned temperature) instead of the support means alone.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
@@ -47,6 +49,7 @@ class SIBConfig(PretrainedConfig):
         inner_lr: float = 0.03,
         learn_inner_lr: bool = True,
         support_gradient: bool = True,
+        transductive_init: bool = False,
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -61,6 +64,7 @@ class SIBConfig(PretrainedConfig):
                                   ("grad_net_multiplier", grad_net_multiplier, int), ("inner_lr", inner_lr, float),
                                   ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
                                   ("support_gradient", support_gradient, bool),
+                                  ("transductive_init", transductive_init, bool),
                                   ("freeze_backbone", freeze_backbone, bool)):
             accepted = (int, float) if kind is float else kind
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
@@ -78,6 +82,7 @@ class SIBConfig(PretrainedConfig):
         self.inner_lr = inner_lr
         self.learn_inner_lr = learn_inner_lr
         self.support_gradient = support_gradient
+        self.transductive_init = transductive_init
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level

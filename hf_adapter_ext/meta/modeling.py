@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
+from .baselines import prototypes, soft_kmeans_prototypes
 from .config import SIBConfig
 
 
@@ -94,6 +95,9 @@ class SIBHead(nn.Module):
         self.support_gradient = config.support_gradient
         if config.support_gradient:
             self.log_support_weight = nn.Parameter(torch.zeros(()))
+        self.transductive_init = config.transductive_init
+        if config.transductive_init:
+            self.log_init_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
         log_lr = torch.tensor(math.log(config.inner_lr))
         if config.learn_inner_lr:
             self.log_inner_lr = nn.Parameter(log_lr)
@@ -113,12 +117,15 @@ class SIBHead(nn.Module):
         """[B, M, D] features, [B, C, D] weights → [B, M, C] scaled cosine scores."""
         return self._logits(F.normalize(features, dim=-1), theta)
 
-    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor) -> torch.Tensor:
-        """Per-class mean of normalised support features, weighted per feature. Labels -100 are ignored."""
-        valid = support_labels != IGNORE_INDEX
-        onehot = F.one_hot(support_labels.clamp(min=0), self.num_classes).to(support.dtype) * valid.unsqueeze(-1)
-        sums = onehot.transpose(1, 2) @ F.normalize(support, dim=-1)
-        means = sums / onehot.sum(dim=1).clamp(min=1).unsqueeze(-1)
+    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor | None = None,
+                   query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-class mean of normalised support features (labels -100 ignored), weighted per feature; with
+        ``transductive_init`` the means are first refined by soft k-means over the unlabelled queries."""
+        if self.transductive_init:
+            means = soft_kmeans_prototypes(support, support_labels, query, self.num_classes, query_mask,
+                                           self.log_init_temperature.exp(), iterations=3)
+        else:
+            means = prototypes(support, support_labels, self.num_classes)
         return means * self.feature_weight
 
     def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor, steps: int,
@@ -151,7 +158,7 @@ class SIBHead(nn.Module):
 
     def forward(self, support, support_labels, query, query_mask, steps: int):
         query_unit = F.normalize(query, dim=-1)
-        theta0 = self.init_theta(support, support_labels)
+        theta0 = self.init_theta(support, support_labels, query, query_mask)
         anchor = {}
         if self.support_gradient:
             valid = (support_labels != IGNORE_INDEX).unsqueeze(-1)
