@@ -64,6 +64,9 @@ class SIBArguments:
     n_way: int = field(default=5, metadata={"help": "Classes per episode."})
     inner_steps: int = field(default=3, metadata={"help": "K synthetic-gradient refinement steps."})
     inner_lr: float = field(default=0.03, metadata={"help": "Inner step size (its starting value when learned)."})
+    transductive_init: bool = field(default=True, metadata={
+        "help": "Start the refinement from soft k-means prototypes over the unlabelled queries (False: support "
+                "means, the reference)."})
     learn_inner_lr: bool = field(default=True, metadata={"help": "Learn the inner step size."})
     support_gradient: bool = field(default=True, metadata={
         "help": "Refinement steps also follow the labelled support set's true gradient (False: the reference)."})

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from hf_adapter_ext import SIBConfig
+
 from .test_meta import intent_data, tiny_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,7 @@ def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
     assert defaults["learning_rate"] == 1e-3 and defaults["lr_scheduler_type"] == "constant"
     assert sib_args.inner_lr in bench.inner_lrs and sib_args.inner_steps == 3 and sib_args.n_way == 5
     assert sib_args.learn_inner_lr is True and sib_args.support_gradient is bench.support_gradient
+    assert sib_args.transductive_init is bench.transductive_init is SIBConfig().transductive_init
     assert data_args.dataset == "clinc150"
 
 
