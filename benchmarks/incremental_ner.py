@@ -143,14 +143,14 @@ class Bench:
         set_seed(seed)
         model = get_adapter_model(previous, NeuralAdapterConfig(new_labels=bio(new_types), **EXTENSION[method]))
         labels = list(model.config.id2label.values())
-        data = self.encode(only_types(train, new_types, labels))
-        if model.peft_config.uses_source_at_forward:
-            data = add_source_logits(data, model, self.tokenizer)
+        encoded = self.encode(only_types(train, new_types, labels))
+        data = add_source_logits(encoded, model, self.tokenizer) if model.peft_config.uses_source_at_forward \
+            else encoded
         model = self.fit(model, data, AdapterDataCollator(self.tokenizer), seed)
         args = TrainingArguments(output_dir=str(Path(self.options.state) / "consolidate"), num_train_epochs=1,
                                  learning_rate=5e-5, per_device_train_batch_size=self.options.batch_size,
                                  save_strategy="no", report_to="none", disable_tqdm=True, seed=seed)
-        return model, model.consolidate(self.encode(only_types(train, new_types, labels)), self.tokenizer, args=args)
+        return model, model.consolidate(encoded, self.tokenizer, args=args)
 
     def score(self, model, seen: list[str], old: list[str]) -> dict:
         labels = list(model.config.id2label.values())

@@ -43,13 +43,14 @@ def render_adapter_card(config) -> str:
     )
 
 
-def render_sib_card(config, metrics: dict | None) -> str:
-    """The README.md of a saved SIBForFewShotClassification."""
+def render_sib_card(config, metrics: dict | None, tags: list[str] | None = None) -> str:
+    """The README.md of a saved SIBForFewShotClassification; ``tags`` are added to its own."""
+    own = ["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"]
     data = ModelCardData(
         library_name="hf_adapter_ext",
         base_model=config.backbone_name_or_path or None,
         pipeline_tag="token-classification" if config.level == "token" else "text-classification",
-        tags=["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"],
+        tags=[*own, *[t for t in tags or [] if t not in own]],
     )
     return render_card("sib.md", data, config=config, metrics=metrics or {})
 

@@ -149,30 +149,24 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
     check_consolidable(model)
     student = initial_student(model)
     config = model.peft_config
+    report = {"source": config.base_model_name_or_path, "old_labels": config.old_labels,
+              "new_labels": config.new_labels, "target": config.target, "adapter": config.adapter,
+              "head": config.head}
     if config.adapter == "none" and config.head == "linear":  # the target alone predicts: the copy is exact
-        student.eval()
-        student.consolidation_report = {
-            "source": config.base_model_name_or_path, "old_labels": config.old_labels, "new_labels": config.new_labels,
-            "target": config.target, "adapter": config.adapter, "head": config.head, "exact": True,
-            "distillation_examples": 0, "unlabelled_examples": 0, "epochs": 0}
-        if eval_dataset is not None:
-            student.consolidation_report["evaluation"] = compare_with_teacher(model, student, eval_dataset, tokenizer)
-        return student
-    data = distillation_data(train_dataset, unlabelled, tokenizer)
-    if args is None:
-        args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"), num_train_epochs=3,
-                                 learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
-                                 report_to="none", logging_strategy="no", disable_tqdm=False)
-    args.remove_unused_columns = False
-    trainer = _DistillationTrainer(teacher=model, model=student, args=args, train_dataset=data,
-                                   data_collator=_DistillationCollator(tokenizer))
-    trainer.train()
+        report.update(exact=True, distillation_examples=0, unlabelled_examples=0, epochs=0)
+    else:
+        data = distillation_data(train_dataset, unlabelled, tokenizer)
+        if args is None:
+            args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"), num_train_epochs=3,
+                                     learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
+                                     report_to="none", logging_strategy="no", disable_tqdm=False)
+        args.remove_unused_columns = False
+        trainer = _DistillationTrainer(teacher=model, model=student, args=args, train_dataset=data,
+                                       data_collator=_DistillationCollator(tokenizer))
+        trainer.train()
+        report.update(distillation_examples=len(data), unlabelled_examples=len(data) - len(train_dataset),
+                      epochs=args.num_train_epochs)
     student.eval()
-    report = {"source": model.peft_config.base_model_name_or_path, "old_labels": model.peft_config.old_labels,
-              "new_labels": model.peft_config.new_labels, "target": model.peft_config.target,
-              "adapter": model.peft_config.adapter, "head": model.peft_config.head,
-              "distillation_examples": len(data), "unlabelled_examples": len(data) - len(train_dataset),
-              "epochs": args.num_train_epochs}
     if eval_dataset is not None:
         report["evaluation"] = compare_with_teacher(model, student, eval_dataset, tokenizer)
     student.consolidation_report = report

@@ -90,17 +90,22 @@ class SIBConfig(PretrainedConfig):
         self.level = level
         self.pooling = pooling
         self.freeze_backbone = freeze_backbone
-        if isinstance(backbone, dict):
-            backbone = AutoConfig.for_model(**backbone)
-        if backbone is not None and not isinstance(backbone, PretrainedConfig):
-            raise TypeError(f"SIBConfig.backbone must be the encoder's config (or its dict); got {type(backbone).__name__}.")
-        hidden = getattr(backbone, "hidden_size", getattr(backbone, "dim", None)) if backbone is not None else None
-        if None not in (feature_dim, hidden) and feature_dim != hidden:
-            raise ValueError(f"SIBConfig.feature_dim={feature_dim} but the backbone's hidden size is {hidden}.")
-        self.feature_dim = feature_dim if feature_dim is not None else hidden
-        self.backbone = backbone
+        self.feature_dim, self.backbone = feature_dim, None
+        if backbone is not None:
+            self.set_backbone(backbone)
         self.backbone_name_or_path = backbone_name_or_path
         super().__init__(**kwargs)
+
+    def set_backbone(self, backbone: PretrainedConfig | dict) -> None:
+        """Hold the encoder's config (or its dict) and take ``feature_dim`` from its hidden size."""
+        if isinstance(backbone, dict):
+            backbone = AutoConfig.for_model(**backbone)
+        if not isinstance(backbone, PretrainedConfig):
+            raise TypeError(f"SIBConfig.backbone must be the encoder's config (or its dict); got {type(backbone).__name__}.")
+        hidden = getattr(backbone, "hidden_size", getattr(backbone, "dim", None))
+        if None not in (self.feature_dim, hidden) and self.feature_dim != hidden:
+            raise ValueError(f"SIBConfig.feature_dim={self.feature_dim} but the backbone's hidden size is {hidden}.")
+        self.backbone, self.feature_dim = backbone, hidden if hidden is not None else self.feature_dim
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):

@@ -206,11 +206,7 @@ class SIBForFewShotClassification(PreTrainedModel):
             raise ValueError(f"SIBForFewShotClassification needs a SIBConfig; got {type(config).__name__}. Build one "
                              "from a pretrained encoder with SIBForFewShotClassification.from_backbone_pretrained().")
         if backbone is not None:
-            hidden = getattr(backbone.config, "hidden_size", getattr(backbone.config, "dim", None))
-            if config.feature_dim not in (None, hidden):
-                raise ValueError(f"SIBConfig.feature_dim={config.feature_dim} but the backbone's hidden size is "
-                                 f"{hidden}.")
-            config.backbone, config.feature_dim = backbone.config, hidden
+            config.set_backbone(backbone.config)
             config.backbone_name_or_path = config.backbone_name_or_path or getattr(backbone, "name_or_path", None)
         elif config.backbone is None:
             raise ValueError("SIBConfig has no backbone config: build the model with "
@@ -386,15 +382,17 @@ class SIBForFewShotClassification(PreTrainedModel):
         return self.encode(encoded["input_ids"], encoded["attention_mask"])
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
-        """transformers' ``save_pretrained`` plus a model card (with ``metrics`` when given). A frozen backbone is
-        not copied: config.json names it (``backbone_name_or_path``) and ``from_pretrained`` loads it from there."""
+    def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None,
+                        tags: list[str] | None = None, **kwargs) -> None:
+        """transformers' ``save_pretrained`` plus a model card (with ``metrics`` and extra ``tags`` when given). A
+        frozen backbone is not copied: config.json names it (``backbone_name_or_path``) and ``from_pretrained``
+        loads it from there."""
         from ..hub import render_sib_card
 
         if self.config.freeze_backbone and kwargs.get("state_dict") is None:
             kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         super().save_pretrained(save_directory, **kwargs)
-        (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics))
+        (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, backbone: PreTrainedModel | None = None,
@@ -411,8 +409,8 @@ class SIBForFewShotClassification(PreTrainedModel):
                 hub = {k: kwargs[k] for k in ("cache_dir", "token", "revision", "local_files_only", "dtype",
                                               "torch_dtype") if k in kwargs}
                 backbone = AutoModel.from_pretrained(model.config.backbone_name_or_path, **hub)
+            model.config.set_backbone(backbone.config)
             model.backbone = backbone.to(model.device).requires_grad_(False).eval()
-            model.config.backbone = backbone.config
         return model.eval()
 
     def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
@@ -424,13 +422,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         from ..hub import push_folder_to_hub
 
         def save(folder: str) -> None:
-            self.save_pretrained(folder, metrics=metrics, max_shard_size=max_shard_size)
-            if tags:
-                from huggingface_hub import ModelCard
-
-                card = ModelCard.load(Path(folder) / "README.md")
-                card.data.tags = [*(card.data.tags or []), *[t for t in tags if t not in (card.data.tags or [])]]
-                card.save(Path(folder) / "README.md")
+            self.save_pretrained(folder, metrics=metrics, tags=tags, max_shard_size=max_shard_size)
 
         return push_folder_to_hub(save, repo_id, commit_message=commit_message, commit_description=commit_description,
                                   private=private, token=token, revision=revision, create_pr=create_pr)

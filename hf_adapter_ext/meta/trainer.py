@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from transformers import Trainer
 
+from ..constants import IGNORE_INDEX
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, episode_sampler
@@ -84,7 +85,7 @@ class SemiSupervisedMetaTrainer(Trainer):
             return loss, logits, labels
         classes = self.model.config.num_classes
         support, support_labels, query = inputs["support_features"], inputs["support_labels"], inputs["query_features"]
-        query_mask = inputs["query_labels"] != -100
+        query_mask = inputs["query_labels"] != IGNORE_INDEX
         with torch.no_grad():
             baselines = (prototype_logits(support, support_labels, query, classes),
                          soft_kmeans_logits(support, support_labels, query, classes, query_mask=query_mask,
