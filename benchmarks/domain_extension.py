@@ -60,6 +60,7 @@ REHEARSAL = 1000  # sentences of CoNLL train text (labels thrown away) for the r
 METHODS = {  # name: (adapter options, rehearsal sentences, use parents)
     "expand": ({"adapter": "none"}, 0, False),
     "adapter": ({}, 0, False),
+    "adapter+parents": ({}, 0, True),
     "adapter+rehearsal": ({}, REHEARSAL, False),
     "adapter+rehearsal+parents": ({}, REHEARSAL, True),
     "domain-only": (None, 0, False),

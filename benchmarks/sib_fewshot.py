@@ -136,11 +136,12 @@ def run_key(args, dataset: str, k: int, seed: int) -> str:
     """One sequence-level run's identity: everything that changes its result."""
     return (f"{dataset}_{k}shot_seed{seed}_steps{args.steps}_batch{args.batch_size}_lrs{'-'.join(map(str, args.inner_lrs))}"
             f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}_k{args.inner_steps}"
-            + ("_ti" if args.transductive_init else ""))
+            + ("_ti" if args.transductive_init else "") + ("_gc" if args.grad_net_context else "")
+            + ("" if not args.uneven_train else "_ut" if args.uneven_train == 1 else f"_ut{args.uneven_train}"))
 
 
-def sequence_episodes(features, labels, classes, k, seed, n):
-    return SequenceEpisodes(features, EpisodeSampler(labels, classes, 5, k, 15, seed), n)
+def sequence_episodes(features, labels, classes, k, seed, n, uneven=0.0):
+    return SequenceEpisodes(features, EpisodeSampler(labels, classes, 5, k, 15, seed, uneven_queries=uneven), n)
 
 
 def run_sequence(args) -> tuple[dict, list, list]:
@@ -158,7 +159,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 if kept.is_file():  # finished before an interruption: same settings, same result
                     per_seed.append(json.loads(kept.read_text()))
                     continue
-                train = sequence_episodes(features, labels, classes["train"], k, seed, args.steps * args.batch_size)
+                train = sequence_episodes(features, labels, classes["train"], k, seed, args.steps * args.batch_size,
+                                          uneven=args.uneven_train)
                 val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed, args.val_episodes)
                 test = sequence_episodes(features, labels, classes["test"], k, 2000 + seed, args.test_episodes)
                 candidates = {}
@@ -166,12 +168,18 @@ def run_sequence(args) -> tuple[dict, list, list]:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
                                                    True, seed, support_gradient=args.support_gradient,
                                                    inner_steps=args.inner_steps,
-                                                   transductive_init=args.transductive_init)
+                                                   transductive_init=args.transductive_init,
+                                                   grad_net_context=args.grad_net_context)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
                 skm, _ = choose_soft_kmeans(model, val, "sequence")
                 scores = score(model, test, "sequence", skm=skm)
+                # the same episodes with a random 1..15 queries per class: a user's unlabelled set is rarely even
+                uneven_val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed,
+                                               args.val_episodes, uneven=1.0)
+                uneven = score(model, sequence_episodes(features, labels, classes["test"], k, 2000 + seed,
+                                                        args.test_episodes, uneven=1.0), "sequence", skm=skm)
                 per_seed.append({
                     "seed": seed, "chosen_inner_lr": best, "chosen_steps": candidates[best][2],
                     "learned_inner_lr": float(model.head.log_inner_lr.exp()),
@@ -181,6 +189,9 @@ def run_sequence(args) -> tuple[dict, list, list]:
                     "paired": {f"sib_k3-{m}": dict(zip(("mean", "ci95"), mean_ci95(scores["sib_k3"] - scores[m])))
                                for m in ("proto", "sib_k0", "soft_kmeans")},
                     "per_episode": {m: [round(float(x), 4) for x in v] for m, v in scores.items()},
+                    "uneven": {"val_sib_k3": summary(score(model, uneven_val, "sequence")["sib_k3"], "sequence"),
+                               **{m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in uneven.items()},
+                               "per_episode": {m: [round(float(x), 4) for x in v] for m, v in uneven.items()}},
                 })
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 kept.write_text(json.dumps(per_seed[-1]))
@@ -189,8 +200,11 @@ def run_sequence(args) -> tuple[dict, list, list]:
             mean = {m: sum(s[m]["mean"] for s in per_seed) / len(per_seed) for m in ("proto", "sib_k0", "sib_k3", "soft_kmeans")}
             ci = {m: sum(s[m]["ci95"] for s in per_seed) / len(per_seed) for m in mean}
             original = ORIGINAL_CODE.get(key) if args.seeds == [0] and args.test_episodes == 2000 else None
+            uneven = {m: sum(s["uneven"][m]["mean"] for s in per_seed) / len(per_seed) for m in ("sib_k3", "soft_kmeans")
+                      } if all("uneven" in s for s in per_seed) else None
             rows.append(f"| {dataset} | {k} | " + " | ".join(f"{100 * mean[m]:.2f} ± {100 * ci[m]:.2f}" for m in mean)
-                        + (f" | {original[0]:.2f} ± {original[1]:.2f} |" if original else " | – |"))
+                        + (f" | {original[0]:.2f} ± {original[1]:.2f} |" if original else " | – |")
+                        + (" {:.2f} | {:.2f} |".format(*(100 * v for v in uneven.values())) if uneven else " – | – |"))
             if original and not (args.support_gradient or args.transductive_init):  # the reference configuration
                 targets.append(target(f"{dataset} {k}-shot: |SIB K=3 (support_gradient=False) - original code| "
                                       "(points, seed-0 test episodes)", abs(100 * mean["sib_k3"] - original[0]), 0.3,
@@ -212,12 +226,15 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 ]
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
               f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps, "
-              f"transductive_init={args.transductive_init} (then SIB K=0 already starts from soft k-means "
+              f"transductive_init={args.transductive_init}, grad_net_context={args.grad_net_context}, "
+              f"uneven_train={args.uneven_train} (then SIB K=0 already starts from soft k-means "
               "prototypes, so its gap to K=3 is not the refinement's gain over the support-only classifier). "
               "Validation accuracy of each run is in the JSON (val_sib_k3). The last column is amzn/xfer's original code on the "
               "same features and seed-0 test episodes (quoted; only comparable when seeds = 0, 2000 episodes).\n\n"
-              "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code |\n"
-              "|---|---|---|---|---|---|---|")
+              "The last two columns score the same test episodes with a random 1..15 of each class's 15 queries (a "
+              "user's unlabelled set is rarely even).\n\n"
+              "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code | SIB K=3, uneven "
+              "queries | soft k-means, uneven queries |\n|---|---|---|---|---|---|---|---|---|")
     return results, targets, [header, *rows]
 
 
@@ -290,6 +307,10 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--inner_steps", type=int, default=3, help="K refinement steps (sequence level).")
     parser.add_argument("--transductive_init", action=argparse.BooleanOptionalAction, default=True,
                         help="Start from soft k-means prototypes (--no-transductive_init: the support means).")
+    parser.add_argument("--grad_net_context", action=argparse.BooleanOptionalAction, default=False,
+                        help="The synthetic-gradient net also sees probabilities and the episode's class marginal.")
+    parser.add_argument("--uneven_train", type=float, default=0.0,
+                        help="Share of meta-training episodes with a random 1..15 queries per class (test: both).")
     parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")
     return parser
 

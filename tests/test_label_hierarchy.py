@@ -3,6 +3,7 @@ new_only rows, and old-type F1 with subtypes counted as their parent."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -99,6 +100,22 @@ def test_rehearsal_rows_learn_the_source_as_new_only_rows_do():
     torch.testing.assert_close(losses["full"][1], losses["new_only"][1])
     batch.pop("rehearsal")  # the same rows without the flag are plain O-labelled data: a different loss
     assert full(**batch).loss.item() != pytest.approx(losses["full"][0], rel=1e-3)
+
+
+def test_parents_without_any_distilled_text_warn_that_they_change_nothing(caplog):
+    """label_parents only shapes distillation: on fully labelled data with no rehearsal column it is a no-op
+    (benchmarks/results/domain_extension.md: adapter+parents scores exactly as adapter), so training says so."""
+    model = extended(label_parents=PARENTS)
+    train = toy_dataset(TOKENIZER, labels=list(model.config.id2label.values()), outside_types=["LOC", "politician"])
+    plain = AdapterDataCollator(TOKENIZER)([train[i] for i in range(2)])
+    rehearsed = add_rehearsal(train, ["John Smith lives in Paris ."], model, TOKENIZER)
+    with caplog.at_level(logging.WARNING):
+        extended()(**plain)  # no parents: nothing to say
+        model(**AdapterDataCollator(TOKENIZER)([rehearsed[i] for i in range(len(rehearsed))]))
+        assert "label_parents acts only" not in caplog.text
+        model(**plain)
+        model(**plain)
+    assert caplog.text.count("label_parents acts only") == 1 and "add_rehearsal" in caplog.text
 
 
 def test_rehearsal_caches_source_scores_on_every_row_and_keeps_the_training_rows():

@@ -154,6 +154,21 @@ def test_episode_sampler_invariants(counts, n_way, k, q, seed, index):
     assert np.array_equal(again.support, episode.support) and np.array_equal(again.query, episode.query)
 
 
+@settings(max_examples=30, deadline=None)
+@given(n_way=st.integers(2, 5), k=st.integers(1, 3), q=st.integers(1, 15), seed=st.integers(0, 1000),
+       index=st.integers(0, 10_000))
+def test_uneven_queries_keep_the_episode_and_cut_each_class_to_1_to_n_query(n_way, k, q, seed, index):
+    labels = np.repeat(np.arange(6), 20)
+    even = EpisodeSampler(labels, range(6), n_way, k, q, seed)(index)
+    uneven = EpisodeSampler(labels, range(6), n_way, k, q, seed, uneven_queries=True)(index)
+    assert uneven.classes == even.classes and np.array_equal(uneven.support, even.support)
+    counts = np.bincount(uneven.query_labels, minlength=n_way)
+    assert counts.min() >= 1 and counts.max() <= q and len(uneven.query) == counts.sum()
+    for c in range(n_way):  # each class keeps a prefix of its balanced queries
+        assert np.array_equal(uneven.query[uneven.query_labels == c], even.query[even.query_labels == c][: counts[c]])
+        assert set(labels[uneven.query[uneven.query_labels == c]]) == {even.classes[c]}
+
+
 def test_token_sampler_gives_k_to_2k_mentions_of_each_type():
     rng = np.random.default_rng(0)
     types = ["a", "b", "c", "d"]
@@ -181,6 +196,36 @@ def test_transductive_init_starts_from_the_soft_kmeans_prototypes_and_stays_batc
                                       3, query_mask=batch["query_labels"] != -100, temperature=0.1)
     torch.testing.assert_close(out.logits_init / head.scale - head.bias, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_grad_net_context_sees_the_episode_marginal_of_real_queries_only():
+    model = sib(grad_net_context=True).eval()
+    batch = toy_episode(batch=3)
+    padded = {k: v.clone() for k, v in batch.items()}
+    padded["query_features"] = torch.cat([batch["query_features"], torch.randn(3, 5, 16) * 50], dim=1)
+    padded["query_labels"] = torch.cat([batch["query_labels"], torch.full((3, 5), -100)], dim=1)
+    with torch.no_grad():
+        out = model(**batch)
+        alone = torch.cat([model(**{k: v[i : i + 1] for k, v in batch.items()}).logits for i in range(3)])
+        with_padding = model(**padded).logits[:, : batch["query_labels"].size(1)]
+        # the marginal is an input: changing one query's logits moves every query's synthetic gradient
+        logits = torch.randn(1, 6, 3)
+        mask = torch.ones(1, 6, dtype=torch.bool)
+        shifted = logits.clone()
+        shifted[0, 0] += torch.tensor([5.0, -5.0, 0.0])
+        grads, grads_shifted = model.head.grad_net(logits, mask), model.head.grad_net(shifted, mask)
+    torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(with_padding, out.logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(grads[0, 1:], grads_shifted[0, 1:])
+    assert not torch.allclose(out.logits, out.logits_init)
+
+
+def test_configs_saved_before_an_option_existed_reload_with_the_behaviour_they_were_trained_with():
+    old = SIBConfig(n_way=3).to_dict()
+    for option in ("support_gradient", "transductive_init", "grad_net_context"):
+        old.pop(option)
+    reloaded = SIBConfig.from_dict(old)
+    assert (reloaded.support_gradient, reloaded.transductive_init, reloaded.grad_net_context) == (False,) * 3
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -285,6 +330,22 @@ def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path,
     assert metrics["eval_episodes"] == 12
     if freeze:
         assert {"eval_proto_accuracy", "eval_soft_kmeans_accuracy"} <= metrics.keys()
+
+
+def test_uneven_query_shares_reach_the_trainers_episodes(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=1), backbone=tiny_backbone(tokenizer.vocab_size))
+    data = intent_data(tokenizer)
+    args = meta_args(tmp_path, n_query=5, uneven_train_queries=1.0, uneven_eval_queries=0.0)
+    trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data, eval_dataset=data,
+                                        processing_class=tokenizer)
+    train = trainer.get_train_dataloader().dataset
+    evaluation = trainer.get_eval_dataloader().dataset
+    assert train.sampler.uneven_queries == 1.0 and evaluation.sampler.uneven_queries == 0.0
+    sizes = {len(train[i]["query_labels"]) for i in range(40)}
+    assert min(sizes) < 15 and max(sizes) <= 15 and {len(evaluation[i]["query_labels"]) for i in range(12)} == {15}
+    trainer.train()  # uneven episodes pad to one batch and train
+    with pytest.raises(ValueError, match="uneven_train_queries.*in \\[0, 1\\]"):
+        meta_args(tmp_path, uneven_train_queries=1.5)
 
 
 def test_evaluation_runs_through_the_trainer_loop_so_best_model_loading_and_early_stopping_work(tmp_path, tokenizer):

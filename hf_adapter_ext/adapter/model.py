@@ -110,6 +110,7 @@ class NeuralAdapterModel(nn.Module):
         self.register_buffer("_collapse", membership, persistent=False)
         subtypes = [i for i, p in enumerate(parents) if i >= self.num_old_labels and p >= 0]
         self.register_buffer("_subtype_ids", torch.tensor(subtypes, dtype=torch.long), persistent=False)
+        self._warned_parents_idle = False  # label_parents on fully labelled data without rehearsal: warned once
         # Distilled tokens (`new_only` data, rehearsal text) with a CRF head and a source without one: the source's
         # scores are decoded under the target's BIO constraints to give pseudo-labels. Built once here, not at
         # every training step; its zero transition weights are constants.
@@ -260,6 +261,14 @@ class NeuralAdapterModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                   "inputs_embeds": inputs_embeds}
         distilled_rows = self._distilled_rows(labels, rehearsal)
+        if self.training and labels is not None and self._subtype_ids.numel() and rehearsal is None \
+                and self.peft_config.annotation == "full" and not self._warned_parents_idle:
+            self._warned_parents_idle = True
+            logger.warning(
+                "label_parents acts only where the source is distilled (rehearsal text or annotation='new_only'); "
+                "on fully labelled data alone it changes nothing, and the new subtypes will take over their parents "
+                "on text outside this domain. Add plain sentences from the source's world with "
+                "add_rehearsal(train, sentences, model, tokenizer).")
         distill = distilled_rows is not None
         need_source = self.adapter is not None or distill
         features, source_logits = self._features_and_source_logits(inputs, source_logits, need_source)

@@ -25,6 +25,12 @@ class MetaTrainingArguments(TrainingArguments):
     k_shot: int = field(default=1, metadata={"help": "Labelled examples per class (token level: K~2K mentions)."})
     n_query: int = field(default=15, metadata={"help": "Unlabelled queries per class (sequence level)."})
     train_episodes: int = field(default=20000, metadata={"help": "Distinct training episodes per epoch."})
+    uneven_train_queries: float = field(default=0.0, metadata={
+        "help": "Share of training episodes (sequence level) whose classes each keep a random 1..n_query queries. "
+                "Trained on even query sets only, SIB learns to expect them and falls below soft k-means on "
+                "uneven ones (benchmarks/results/sib_fewshot_explore_uneven_train.md)."})
+    uneven_eval_queries: float = field(default=0.0, metadata={
+        "help": "The same for evaluation episodes: 1.0 scores on uneven query sets only."})
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
     soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})
@@ -34,4 +40,8 @@ class MetaTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.k_shot < 1 or self.n_query < 1:
             raise ValueError("MetaTrainingArguments needs k_shot >= 1 and n_query >= 1.")
+        for name in ("uneven_train_queries", "uneven_eval_queries"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"MetaTrainingArguments.{name} is a share of episodes, in [0, 1]; got "
+                                 f"{getattr(self, name)!r}.")
         check_one_job(self)

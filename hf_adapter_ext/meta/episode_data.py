@@ -29,9 +29,11 @@ def string_tags(data, column: str) -> list[list[str]]:
     return [[names[t] for t in tags] if names else list(tags) for tags in data[column]]
 
 
-def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns: EpisodeColumns, name: str):
+def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns: EpisodeColumns, name: str,
+                    uneven_queries: float = 0.0):
     """The episode sampler over ``data``'s labels; raises a ValueError naming the problem when ``data`` cannot
-    give ``config.n_way``-way ``k_shot``-shot episodes. Cheap: nothing is encoded."""
+    give ``config.n_way``-way ``k_shot``-shot episodes. Cheap: nothing is encoded. ``uneven_queries``: the share
+    of (sequence-level) episodes whose query set is uneven (`EpisodeSampler`)."""
     if len(data) == 0:
         raise ValueError(f"The {name} dataset is empty.")
     needed = (columns.tokens, columns.tags) if config.level == "token" else (columns.text, columns.label)
@@ -45,17 +47,17 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
         return TokenEpisodeSampler(tags, types, config.n_way, k_shot, seed)
     labels = list(data[columns.label])
     names = getattr(data.features.get(columns.label), "names", None)
-    return EpisodeSampler(labels, sorted(set(labels)), config.n_way, k_shot, n_query, seed, names)
+    return EpisodeSampler(labels, sorted(set(labels)), config.n_way, k_shot, n_query, seed, names, uneven_queries)
 
 
 def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int, num_episodes: int,
-                   columns: EpisodeColumns | None = None, name: str = "train"):
+                   columns: EpisodeColumns | None = None, name: str = "train", uneven_queries: float = 0.0):
     """``num_episodes`` episodes over a labelled dataset, with the frozen backbone's features computed once
     (texts are tokenized per episode instead when the backbone is trained)."""
     if tokenizer is None:
         raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode the texts.")
     columns = columns or EpisodeColumns()
-    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name)
+    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name, uneven_queries)
     if model.config.level == "token":
         features = encode_words(model, tokenizer, data[columns.tokens], desc=f"Encoding {name}")
         return TokenEpisodes(features, sampler, num_episodes)

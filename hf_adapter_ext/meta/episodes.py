@@ -38,14 +38,21 @@ class Episode:
 class EpisodeSampler:
     """N-way K-shot episodes with ``n_query`` queries per class, from integer class labels.
 
-    Only the classes in ``classes`` are used (the meta-train, -validation or -test split).
+    Only the classes in ``classes`` are used (the meta-train, -validation or -test split). ``uneven_queries``
+    is the share of episodes (``True`` = all) whose classes each keep a random 1..``n_query`` of their queries;
+    the episode is otherwise the same (classes and support set do not change). A user's unlabelled set rarely
+    holds every class equally, and a model meta-trained on even query sets only learns to expect them.
     """
 
     def __init__(self, labels: Sequence[int], classes: Sequence[int], n_way: int, k_shot: int, n_query: int,
-                 seed: int = 0, class_names: Sequence[str] | None = None):
+                 seed: int = 0, class_names: Sequence[str] | None = None, uneven_queries: float = 0.0):
         labels = np.asarray(labels)
         self.classes = np.asarray(sorted(classes))
         self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed
+        if not 0.0 <= float(uneven_queries) <= 1.0:
+            raise ValueError(f"uneven_queries is the share of episodes with uneven query sets, in [0, 1]; got "
+                             f"{uneven_queries!r}.")
+        self.uneven_queries = float(uneven_queries)
         if len(self.classes) < n_way:
             raise ValueError(f"{n_way}-way episodes need at least {n_way} classes; this split has {len(self.classes)}.")
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
@@ -68,10 +75,15 @@ class EpisodeSampler:
             support.append(picked[: self.k_shot])
             query.append(picked[self.k_shot :])
         ways = np.arange(self.n_way)
+        counts = np.full(self.n_way, self.n_query)
+        # drawn after the even episode, so that episode stays as it was (and a share of 1 draws no coin)
+        if self.uneven_queries >= 1.0 or (self.uneven_queries and rng.random() < self.uneven_queries):
+            counts = rng.integers(1, self.n_query + 1, size=self.n_way)
+            query = [q[:n] for q, n in zip(query, counts)]
         return Episode(
             classes=[int(c) for c in classes],
             support=np.concatenate(support), support_labels=np.repeat(ways, self.k_shot),
-            query=np.concatenate(query), query_labels=np.repeat(ways, self.n_query),
+            query=np.concatenate(query), query_labels=np.repeat(ways, counts),
         )
 
 

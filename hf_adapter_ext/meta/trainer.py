@@ -37,7 +37,7 @@ class SemiSupervisedMetaTrainer(Trainer):
         token_level = model.config.level == "token"
         self.label_names = ["query_labels", "query_sentence_lengths"] if token_level else ["query_labels"]
         self.columns = columns or EpisodeColumns()
-        self._episodes: list[tuple] = []  # (labelled dataset, its episodes), built on first use
+        self._episodes: list[tuple] = []  # (labelled dataset, training?, its episodes), built on first use
         named = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
         for name, data in [("train", train_dataset), *named]:  # refuse unusable data now, before any encoding
             if data is not None and not isinstance(data, TorchDataset):
@@ -51,14 +51,15 @@ class SemiSupervisedMetaTrainer(Trainer):
         """``data`` itself if it already holds episodes, else its episodes (built once per dataset)."""
         if data is None or isinstance(data, TorchDataset):
             return data
-        for source, episodes in self._episodes:
-            if source is data:
+        for source, for_training, episodes in self._episodes:
+            if source is data and for_training == training:  # one dataset may serve both, with its own episodes
                 return episodes
         args = self.args
-        seed, count = (args.seed, args.train_episodes) if training else (args.eval_seed, args.num_eval_episodes)
+        seed, count, uneven = ((args.seed, args.train_episodes, args.uneven_train_queries) if training
+                               else (args.eval_seed, args.num_eval_episodes, args.uneven_eval_queries))
         episodes = build_episodes(data, self.model, self.processing_class, args.k_shot, args.n_query, seed, count,
-                                  self.columns, "train" if training else "eval")
-        self._episodes.append((data, episodes))
+                                  self.columns, "train" if training else "eval", uneven)
+        self._episodes.append((data, training, episodes))
         return episodes
 
     def get_train_dataloader(self):
