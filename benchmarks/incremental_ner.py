@@ -226,8 +226,13 @@ def summarise(state: dict, options) -> None:
              "largest old-type F1 loss at a step |", "|---|---|---|---|---|---|---|---|---|"]
     for setting, groups in SETTINGS.items():
         for method in METHODS:
-            found = [r["steps"] for k, r in state["runs"].items() if k.startswith(f"{setting}/{method}/")
-                     and len(r["steps"]) == len(groups)]
+            runs = [r["steps"] for k, r in state["runs"].items() if k.startswith(f"{setting}/{method}/")]
+            found = [steps for steps in runs if len(steps) == len(groups)]
+            unfinished = [steps for steps in runs if 0 < len(steps) < len(groups)]
+            if unfinished and not found:  # an interrupted chain: its steps so far, kept out of every average
+                micro, macro = (" / ".join(f"{step[key]:.1f}" for step in unfinished[0]) for key in ("micro_f1", "macro_f1"))
+                rows.append(f"| {setting} | {method} (unfinished) | 1 | {len(unfinished[0])} of {len(groups)} | "
+                            f"{micro} | {macro} | – | – | – |")
             if not found:
                 continue
             micro = [mean([s[i]["micro_f1"] for s in found]) for i in range(len(groups))]
