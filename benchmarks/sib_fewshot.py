@@ -204,7 +204,7 @@ def run_sequence(args) -> tuple[dict, list, list]:
             rows.append(f"| {dataset} | {k} | " + " | ".join(f"{100 * mean[m]:.2f} ± {100 * ci[m]:.2f}" for m in mean)
                         + (f" | {original[0]:.2f} ± {original[1]:.2f} |" if original else " | – |")
                         + (" {:.2f} | {:.2f} |".format(*(100 * v for v in uneven.values())) if uneven else " – | – |"))
-            if original and not (args.support_gradient or args.transductive_init):  # the reference configuration
+            if original and not (args.support_gradient or args.transductive_init or args.uneven_train):  # reference
                 targets.append(target(f"{dataset} {k}-shot: |SIB K=3 (support_gradient=False) - original code| "
                                       "(points, seed-0 test episodes)", abs(100 * mean["sib_k3"] - original[0]), 0.3,
                                       "<="))
@@ -306,7 +306,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--inner_steps", type=int, default=3, help="K refinement steps (sequence level).")
     parser.add_argument("--transductive_init", action=argparse.BooleanOptionalAction, default=True,
                         help="Start from soft k-means prototypes (--no-transductive_init: the support means).")
-    parser.add_argument("--uneven_train", type=float, default=0.0,
+    parser.add_argument("--uneven_train", type=float, default=0.5,
                         help="Share of meta-training episodes with a random 1..15 queries per class (test: both).")
     parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")
     return parser
@@ -315,7 +315,7 @@ def arguments() -> argparse.ArgumentParser:
 def main():
     args = arguments().parse_args()
     results, targets, table = run_sequence(args) if args.level == "sequence" else run_token(args)
-    reference = not (args.support_gradient or args.transductive_init)
+    reference = not (args.support_gradient or args.transductive_init or args.uneven_train)
     name = args.results_name or (f"sib_fewshot_{args.level}" + ("_reference" if reference else ""))
     write_results(name, {"settings": vars(args), "results": results, "targets": targets}, "\n".join(table))
 

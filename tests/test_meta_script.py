@@ -29,6 +29,7 @@ def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
     assert sib_args.inner_lr in bench.inner_lrs and sib_args.inner_steps == 3 and sib_args.n_way == 5
     assert sib_args.learn_inner_lr is True and sib_args.support_gradient is bench.support_gradient
     assert sib_args.transductive_init is bench.transductive_init is SIBConfig().transductive_init
+    assert meta["MetaTrainingArguments"](output_dir="x").uneven_train_queries == bench.uneven_train
     assert data_args.dataset == "clinc150"
 
 

@@ -25,10 +25,11 @@ class MetaTrainingArguments(TrainingArguments):
     k_shot: int = field(default=1, metadata={"help": "Labelled examples per class (token level: K~2K mentions)."})
     n_query: int = field(default=15, metadata={"help": "Unlabelled queries per class (sequence level)."})
     train_episodes: int = field(default=20000, metadata={"help": "Distinct training episodes per epoch."})
-    uneven_train_queries: float = field(default=0.0, metadata={
+    uneven_train_queries: float = field(default=0.5, metadata={
         "help": "Share of training episodes (sequence level) whose classes each keep a random 1..n_query queries. "
                 "Trained on even query sets only, SIB learns to expect them and falls below soft k-means on "
-                "uneven ones (benchmarks/results/sib_fewshot_explore_uneven_train.md)."})
+                "uneven ones; half and half was best on meta-validation over both kinds "
+                "(benchmarks/results/sib_fewshot_explore_uneven_train_half.md). 0 trains as the reference does."})
     uneven_eval_queries: float = field(default=0.0, metadata={
         "help": "The same for evaluation episodes: 1.0 scores on uneven query sets only."})
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
