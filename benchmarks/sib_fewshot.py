@@ -144,6 +144,16 @@ def sequence_episodes(features, labels, classes, k, seed, n, uneven=0.0):
     return SequenceEpisodes(features, EpisodeSampler(labels, classes, 5, k, 15, seed, uneven_queries=uneven), n)
 
 
+def per_method(scores: dict[str, torch.Tensor]) -> dict:
+    """Each method's mean ± 95% CI over the episodes."""
+    return {m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in scores.items()}
+
+
+def per_episode(scores: dict[str, torch.Tensor]) -> dict:
+    """Each method's per-episode scores, kept so that runs can be compared episode by episode."""
+    return {m: [round(float(x), 4) for x in v] for m, v in scores.items()}
+
+
 def run_sequence(args) -> tuple[dict, list, list]:
     from transformers import AutoTokenizer
 
@@ -152,6 +162,10 @@ def run_sequence(args) -> tuple[dict, list, list]:
     results, targets, rows = {}, [], []
     for dataset in args.datasets:
         features, labels, classes = sequence_task(dataset, encoder_model, tokenizer)
+
+        def episodes(part: str, k: int, seed: int, count: int, uneven: float = 0.0):
+            return sequence_episodes(features, labels, classes[part], k, seed, count, uneven)
+
         for k in args.shots:
             per_seed = []
             for seed in args.seeds:
@@ -159,10 +173,9 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 if kept.is_file():  # finished before an interruption: same settings, same result
                     per_seed.append(json.loads(kept.read_text()))
                     continue
-                train = sequence_episodes(features, labels, classes["train"], k, seed, args.steps * args.batch_size,
-                                          uneven=args.uneven_train)
-                val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed, args.val_episodes)
-                test = sequence_episodes(features, labels, classes["test"], k, 2000 + seed, args.test_episodes)
+                train = episodes("train", k, seed, args.steps * args.batch_size, args.uneven_train)
+                val = episodes("validation", k, 1000 + seed, args.val_episodes)
+                test = episodes("test", k, 2000 + seed, args.test_episodes)
                 candidates = {}
                 for inner_lr in args.inner_lrs:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
@@ -175,22 +188,19 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 skm, _ = choose_soft_kmeans(model, val, "sequence")
                 scores = score(model, test, "sequence", skm=skm)
                 # the same episodes with a random 1..15 queries per class: a user's unlabelled set is rarely even
-                uneven_val = sequence_episodes(features, labels, classes["validation"], k, 1000 + seed,
-                                               args.val_episodes, uneven=1.0)
-                uneven = score(model, sequence_episodes(features, labels, classes["test"], k, 2000 + seed,
-                                                        args.test_episodes, uneven=1.0), "sequence", skm=skm)
+                uneven_val = score(model, episodes("validation", k, 1000 + seed, args.val_episodes, 1.0), "sequence")
+                uneven = score(model, episodes("test", k, 2000 + seed, args.test_episodes, 1.0), "sequence", skm=skm)
                 per_seed.append({
                     "seed": seed, "chosen_inner_lr": best, "chosen_steps": candidates[best][2],
                     "learned_inner_lr": float(model.head.log_inner_lr.exp()),
                     "chosen_soft_kmeans": {"temperature": skm[0], "iterations": skm[1]},
                     "val_sib_k3": {str(c): v[0] for c, v in candidates.items()},
-                    **{m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in scores.items()},
-                    "paired": {f"sib_k3-{m}": dict(zip(("mean", "ci95"), mean_ci95(scores["sib_k3"] - scores[m])))
-                               for m in ("proto", "sib_k0", "soft_kmeans")},
-                    "per_episode": {m: [round(float(x), 4) for x in v] for m, v in scores.items()},
-                    "uneven": {"val_sib_k3": summary(score(model, uneven_val, "sequence")["sib_k3"], "sequence"),
-                               **{m: dict(zip(("mean", "ci95"), mean_ci95(v))) for m, v in uneven.items()},
-                               "per_episode": {m: [round(float(x), 4) for x in v] for m, v in uneven.items()}},
+                    **per_method(scores),
+                    "paired": per_method({f"sib_k3-{m}": scores["sib_k3"] - scores[m]
+                                          for m in ("proto", "sib_k0", "soft_kmeans")}),
+                    "per_episode": per_episode(scores),
+                    "uneven": {"val_sib_k3": summary(uneven_val["sib_k3"], "sequence"), **per_method(uneven),
+                               "per_episode": per_episode(uneven)},
                 })
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 kept.write_text(json.dumps(per_seed[-1]))
@@ -225,11 +235,12 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 ]
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
               f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps, "
-              f"transductive_init={args.transductive_init}, "
-              f"uneven_train={args.uneven_train} (then SIB K=0 already starts from soft k-means "
+              f"uneven_train={args.uneven_train} (share of meta-training episodes with uneven query sets), "
+              f"transductive_init={args.transductive_init} (then SIB K=0 already starts from soft k-means "
               "prototypes, so its gap to K=3 is not the refinement's gain over the support-only classifier). "
-              "Validation accuracy of each run is in the JSON (val_sib_k3). The last column is amzn/xfer's original code on the "
-              "same features and seed-0 test episodes (quoted; only comparable when seeds = 0, 2000 episodes).\n\n"
+              "Validation accuracy of each run is in the JSON (val_sib_k3). The \"original code\" column is "
+              "amzn/xfer's original code on the same features and seed-0 test episodes (quoted; only comparable when "
+              "seeds = 0, 2000 episodes).\n\n"
               "The last two columns score the same test episodes with a random 1..15 of each class's 15 queries (a "
               "user's unlabelled set is rarely even).\n\n"
               "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code | SIB K=3, uneven "
