@@ -9,6 +9,13 @@ library calls as `examples/extend_ner.py` (which extends *your* tagger on *your*
     python -m benchmarks.paper_grid --backbone bilstm-crf --new_type LOC --seeds 0 1 2 --seed_processes 3
     python -m benchmarks.paper_grid --backbone minilm --new_type LOC --source_epochs 1 --num_train_epochs 2
     python -m benchmarks.paper_grid --assemble                  # one table + plot from every sweep's results
+
+Consolidated vs extended (issue "Consolidate an extended model"): the adapter/all/crf extension and the plain
+model ``model.consolidate`` distils it into (library defaults), scored on the same test set, paired per seed:
+
+    python -m benchmarks.paper_grid --backbone minilm --new_type LOC --source_epochs 1 --num_train_epochs 2 \
+        --learning_rate 1e-4 --head_learning_rate 1e-3 --warmup_steps 50 --consolidate --only adapter/all/crf \
+        --output_dir benchmarks/.cache/consolidation --results_name consolidation_minilm_LOC --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"source_crf": 91.35, "source_linear": 91.06, "adapter_crf_old": 91.08, "adapter_crf_new": 90.73}
+CONSOLIDATED = "consolidated:adapter/all/crf"  # the plain model the adapter/all/crf extension is distilled into
 DEFAULTS = {"output_dir": "outputs/paper_grid", "report_to": "none", "save_strategy": "no",
             "per_device_train_batch_size": 32, "per_device_eval_batch_size": 64, "logging_steps": 100}
 
@@ -70,6 +78,13 @@ class ExperimentArguments:
     seed_processes: int = field(default=1, metadata={
         "help": "Run the sweep's unfinished seeds as up to this many processes side by side, sharing the cores "
                 "out between them; records the grid's wall time."})
+    consolidate: bool = field(default=False, metadata={
+        "help": "Also consolidate the adapter/all/crf extension into a plain model of the source's class "
+                "(model.consolidate, library defaults) and score it as consolidated:adapter/all/crf."})
+    only: list[str] | None = field(default=None, metadata={
+        "help": "Run only these configurations of the grid (the sources always run), e.g. --only adapter/all/crf."})
+    results_name: str | None = field(default=None, metadata={
+        "help": "Name of the results files (default: neural_adapter_<backbone>_<new_type>, which --assemble reads)."})
     assemble: bool = field(default=False, metadata={"help": "Combine every sweep's results into one table + plot."})
     results_dir: str = field(default=str(RESULTS),
                              metadata={"help": "Where the sweep writes its JSON / Markdown / PNG results."})
@@ -222,6 +237,12 @@ class Experiment:
         return self.fit(model, data, AdapterDataCollator(self.tokenizer), self.args.num_train_epochs, seed,
                         self.validation["all"], [self.task.new_type])
 
+    def consolidate(self, model, seed: int):
+        """The plain model ``model.consolidate`` distils the extension into, with the library's defaults, on the
+        target data the extension was trained on."""
+        set_seed(seed)
+        return model.consolidate(self.encoded("target_train"), self.tokenizer)
+
     def score(self, model, part: str = "all") -> dict:
         scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, [self.task.new_type],
                                  desc="Scoring")
@@ -316,7 +337,7 @@ def seed_record(exp: ExperimentArguments, args: TrainingArguments, seed: int) ->
 
 
 def missing_configurations(record: dict, exp: ExperimentArguments) -> set[str]:
-    return set(seed_configurations(exp.backbone, exp.new_type)) - record["runs"].keys()
+    return set(seed_configurations(exp.backbone, exp.new_type, exp.consolidate, exp.only)) - record["runs"].keys()
 
 
 def run_seed_processes(exp: ExperimentArguments, args: TrainingArguments, seeds: list[int], argv: list[str] | None,
@@ -351,10 +372,16 @@ def joint_head(backbone: str) -> str:
     return "crf" if backbone == "bilstm-crf" else "linear"
 
 
-def seed_configurations(backbone: str, new_type: str) -> list[str]:
-    """Names of every score one seed of the sweep produces, in the order they are produced."""
-    return ([f"source/{head}" for head in source_heads(backbone)] + [name for name, _ in grid(backbone, new_type)]
-            + [f"joint/{joint_head(backbone)}"])
+def seed_configurations(backbone: str, new_type: str, consolidate: bool = False,
+                        only: list[str] | None = None) -> list[str]:
+    """Names of every score one seed of the sweep produces, in the order they are produced: the sources, then
+    the grid's configurations and the joint model (those in ``only``, when given)."""
+    names = []
+    for name, _ in grid(backbone, new_type):
+        names += [name, CONSOLIDATED] if consolidate and name == "adapter/all/crf" else [name]
+    names.append(f"joint/{joint_head(backbone)}")
+    return [f"source/{head}" for head in source_heads(backbone)] + [
+        name for name in names if only is None or name in only or (name == CONSOLIDATED and "adapter/all/crf" in only)]
 
 
 def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -> None:
@@ -377,11 +404,13 @@ def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -
         seed_file.write_text(json.dumps(record, indent=2))
 
     heads = source_heads(exp.backbone)
+    wanted = seed_configurations(exp.backbone, exp.new_type, exp.consolidate, exp.only)
     for head in heads:
         if f"source/{head}" not in scores:
             keep(f"source/{head}", experiment.score(source(head), "old"))
     for name, options in grid(exp.backbone, exp.new_type):
-        if name in scores:
+        consolidate = name == "adapter/all/crf" and CONSOLIDATED in wanted and CONSOLIDATED not in scores
+        if name not in wanted or (name in scores and not consolidate):
             continue
         options = dict(options)
         hide_old_types = options.pop("hide_old_types", False)
@@ -389,8 +418,11 @@ def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -
         model, _ = experiment.extend(source(head), AdapterArguments(**options), seed, hide_old_types=hide_old_types)
         result = experiment.score(model)
         keep(name, {**result, "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]})
+        if consolidate:  # scored beside the very model it was distilled from (retrained if the run was cut here)
+            result = experiment.score(experiment.consolidate(model, seed))
+            keep(CONSOLIDATED, {**result, "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]})
     head = joint_head(exp.backbone)
-    if f"joint/{head}" not in scores:
+    if f"joint/{head}" in wanted and f"joint/{head}" not in scores:
         keep(f"joint/{head}", experiment.score(experiment.train_joint(head, seed)))
 
 
@@ -405,7 +437,8 @@ def sweep_payload(exp: ExperimentArguments, args: TrainingArguments, runs: dict,
     summary = {name: {key: mean_std([r[key] for r in rs]) for key in ("old_f1", "new_f1", "overall_f1", "forgetting")
                       if key in rs[0]} for name, rs in runs.items()}
     return {"backbone": exp.backbone, "new_type": exp.new_type, "seeds": seeds_done, "summary": summary,
-            "runs": runs, "settings": sweep_settings(exp, args), "seconds_per_seed": seconds}
+            "runs": runs, "settings": sweep_settings(exp, args), "seconds_per_seed": seconds, "only": exp.only,
+            "results_name": exp.results_name or f"neural_adapter_{exp.backbone}_{exp.new_type}"}
 
 
 def write_sweep(payload: dict, results_dir: Path) -> None:
@@ -427,21 +460,32 @@ def write_sweep(payload: dict, results_dir: Path) -> None:
         targets.append(target(f"{new_type} new_only: adapter+distill |forgetting|", abs(distill["forgetting"]["mean"]), 1, "<="))
     if payload["backbone"] == "bilstm-crf" and "source/crf" in summary:
         targets.append(target(f"{new_type}: paper source CRF F1 (91.35) - ours", PAPER["source_crf"] - summary["source/crf"]["old_f1"]["mean"], 0, "<="))
-    if "wall" in payload:  # measured: the whole grid ran in this command
-        wall = payload["wall"]
-        targets.append(target(f"{new_type}: grid wall minutes on {wall['cores']} cores, {len(payload['seeds'])} seeds "
-                              f"as {wall['seed_processes']} processes of {wall['torch_threads_per_process']} "
-                              "torch thread(s)", round(wall["seconds"] / 60, 1), 45, "<="))
-    else:  # combined from seeds run elsewhere: their own times, one after another
-        minutes = sum(payload["seconds_per_seed"]) / 60
-        targets.append(target(f"{new_type}: grid minutes, {len(payload['seeds'])} seeds run one after another",
-                              round(minutes, 1), 45, "<="))
+    if CONSOLIDATED in summary:  # paired per seed: the consolidated model beside the extension it came from
+        pairs = list(zip(payload["runs"]["adapter/all/crf"], payload["runs"][CONSOLIDATED]))
+        for key in ("old_f1", "new_f1"):
+            gap = statistics.fmean(plain[key] - extended[key] for extended, plain in pairs)
+            targets.append(target(f"{new_type}: |consolidated - extended {key[:3]}-type F1|, mean of {len(pairs)} "
+                                  f"paired seeds (signed: {gap:+.2f})", abs(gap), 0.5, "<="))
+    if not payload.get("only"):  # the whole grid ran: its time is the grid's
+        targets.append(grid_time_target(payload))
     table = (f"Adding **{new_type}** to a {payload['backbone']} source (CoNLL-2003 test, entity F1 %, mean ± std over "
              f"seeds {payload['seeds']}; forgetting = old-type F1 of the adapted model − the source's). Paper "
              f"(BiLSTM-CRF, 300-d GloVe): source {PAPER['source_crf']} (CRF) / {PAPER['source_linear']} (linear); "
              f"adapter+CRF old {PAPER['adapter_crf_old']}, new {PAPER['adapter_crf_new']}.\n\n" + "\n".join(rows))
-    write_results(f"neural_adapter_{payload['backbone']}_{new_type}", {**payload, "targets": targets}, table,
+    write_results(payload["results_name"], {**payload, "targets": targets}, table,
                   results_dir=results_dir)
+
+
+def grid_time_target(payload: dict) -> dict:
+    """The grid's wall time when this command ran all of it, else its seeds' own times one after another."""
+    new_type, seeds = payload["new_type"], len(payload["seeds"])
+    if "wall" in payload:
+        wall = payload["wall"]
+        return target(f"{new_type}: grid wall minutes on {wall['cores']} cores, {seeds} seeds as "
+                      f"{wall['seed_processes']} processes of {wall['torch_threads_per_process']} torch thread(s)",
+                      round(wall["seconds"] / 60, 1), 45, "<=")
+    return target(f"{new_type}: grid minutes, {seeds} seeds run one after another",
+                  round(sum(payload["seconds_per_seed"]) / 60, 1), 45, "<=")
 
 
 def paper_figures(backbone: str, name: str) -> str:
@@ -500,6 +544,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     exp, args = parser.parse_args_into_dataclasses(argv)
     if exp.assemble:
         return assemble(Path(exp.results_dir))
+    if exp.consolidate and exp.backbone == "bilstm-crf":
+        raise ValueError("--consolidate makes a plain transformers model of the source's class; the BiLSTM-CRF "
+                         "source is not one. Use --backbone minilm (or a transformers encoder).")
+    known = seed_configurations(exp.backbone, exp.new_type)
+    if unknown := sorted(set(exp.only or ()) - set(known)):
+        raise ValueError(f"--only {unknown}: not configurations of this grid; choose from {known}.")
     set_seed(args.seed)
     return run_sweep(exp, args, argv)
 

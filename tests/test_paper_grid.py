@@ -92,6 +92,30 @@ def test_sweep_runs_seeds_as_processes_side_by_side_and_records_wall_time(shared
     assert any(t["metric"].startswith("PER: grid wall minutes") for t in saved["targets"])
 
 
+def test_consolidation_check_scores_the_plain_model_beside_the_extension_it_came_from(shared_data, tmp_path, grid,
+                                                                                     tokenizer):
+    from .conftest import tiny_source
+
+    encoder = tmp_path / "encoder"  # a bare encoder, as a user's --backbone path: the grid adds each head
+    tiny_source("bert", tokenizer.vocab_size).bert.save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    args = ["--backbone", str(encoder), "--new_type", "PER", "--results_dir", str(tmp_path / "results"),
+            "--output_dir", str(tmp_path / "out"), "--seeds", "0", "1", "--consolidate", "--only", "adapter/all/crf",
+            "--results_name", "consolidation_tiny_PER", *TINY]
+    payload = grid.main(args)
+    assert list(payload["runs"]) == ["source/linear", "adapter/all/crf", grid.CONSOLIDATED]
+    saved = json.loads((tmp_path / "results" / "consolidation_tiny_PER.json").read_text())
+    gaps = [t for t in saved["targets"] if "consolidated - extended" in t["metric"]]
+    extended, plain = payload["runs"]["adapter/all/crf"], payload["runs"][grid.CONSOLIDATED]
+    expected = abs(sum(p["old_f1"] - e["old_f1"] for e, p in zip(extended, plain)) / 2)
+    assert len(gaps) == 2 and gaps[0]["value"] == pytest.approx(expected)
+    assert not any("grid" in t["metric"] for t in saved["targets"])  # part of the grid: no grid time
+    with pytest.raises(ValueError, match="not configurations of this grid"):
+        grid.main([*args, "--only", "adapter/al/crf"])
+    with pytest.raises(ValueError, match="BiLSTM-CRF"):
+        grid.main([*args[2:], "--backbone", "bilstm-crf"])
+
+
 def test_convergence_benchmark_records_a_test_curve_per_model_and_the_targets(shared_data, tmp_path):
     from benchmarks.bilstm_convergence import main
 
