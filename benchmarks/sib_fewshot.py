@@ -136,7 +136,7 @@ def run_key(args, dataset: str, k: int, seed: int) -> str:
     """One sequence-level run's identity: everything that changes its result."""
     return (f"{dataset}_{k}shot_seed{seed}_steps{args.steps}_batch{args.batch_size}_lrs{'-'.join(map(str, args.inner_lrs))}"
             f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}_k{args.inner_steps}"
-            + ("_ti" if args.transductive_init else "") + ("_fp" if args.feature_projection else "")
+            + ("_ti" if args.transductive_init else "")
             + ("" if not args.uneven_train else "_ut" if args.uneven_train == 1 else f"_ut{args.uneven_train}"))
 
 
@@ -181,8 +181,7 @@ def run_sequence(args) -> tuple[dict, list, list]:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
                                                    True, seed, support_gradient=args.support_gradient,
                                                    inner_steps=args.inner_steps,
-                                                   transductive_init=args.transductive_init,
-                                                   feature_projection=args.feature_projection)
+                                                   transductive_init=args.transductive_init)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
@@ -318,8 +317,6 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--inner_steps", type=int, default=3, help="K refinement steps (sequence level).")
     parser.add_argument("--transductive_init", action=argparse.BooleanOptionalAction, default=True,
                         help="Start from soft k-means prototypes (--no-transductive_init: the support means).")
-    parser.add_argument("--feature_projection", action=argparse.BooleanOptionalAction, default=False,
-                        help="A learned residual linear map of the features (SIBConfig.feature_projection).")
     parser.add_argument("--uneven_train", type=float, default=0.5,
                         help="Share of meta-training episodes with a random 1..15 queries per class (test: both).")
     parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")

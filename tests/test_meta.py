@@ -198,21 +198,6 @@ def test_transductive_init_starts_from_the_soft_kmeans_prototypes_and_stays_batc
     torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
 
 
-def test_feature_projection_starts_as_the_identity_learns_and_maps_support_and_queries_alike():
-    plain, projected = sib().eval(), sib(feature_projection=True).eval()
-    projected.load_state_dict(plain.state_dict(), strict=False)  # same head, projection still at zero
-    batch = toy_episode()
-    with torch.no_grad():
-        torch.testing.assert_close(projected(**batch).logits, plain(**batch).logits)
-    projected.train()(**batch).loss.backward()
-    assert projected.head.projection.weight.grad.abs().sum() > 0
-    with torch.no_grad():  # a projection that swaps two features is the plain model on swapped features
-        swap = torch.eye(16)[[1, 0, *range(2, 16)]]
-        projected.head.projection.weight.copy_(swap - torch.eye(16))
-        swapped = {k: v[..., [1, 0, *range(2, 16)]] if k.endswith("features") else v for k, v in batch.items()}
-        torch.testing.assert_close(projected.eval()(**batch).logits, plain(**swapped).logits, atol=1e-5, rtol=1e-5)
-
-
 def test_configs_saved_before_an_option_existed_reload_with_the_behaviour_they_were_trained_with():
     old = SIBConfig(n_way=3).to_dict()
     for option in ("support_gradient", "transductive_init"):

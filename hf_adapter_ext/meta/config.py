@@ -30,9 +30,6 @@ class SIBConfig(PretrainedConfig):
             assignments of the unlabelled queries, learned temperature) instead of the support means alone. On by
             default: over 3 seeds it lifts SIB to soft k-means + 0.62 (CLINC150) and + 1.02 (BANKING77) at 1-shot
             (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the reference's initialisation.
-        feature_projection: pass the features through a learned residual linear map (``x + Wx``, W starting at
-            zero) before everything else: meta-training then also adapts the frozen encoder's feature space to the
-            task family. Off by default.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
@@ -55,7 +52,6 @@ class SIBConfig(PretrainedConfig):
         learn_inner_lr: bool = True,
         support_gradient: bool = True,
         transductive_init: bool = True,
-        feature_projection: bool = False,
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -71,7 +67,6 @@ class SIBConfig(PretrainedConfig):
                                   ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
                                   ("support_gradient", support_gradient, bool),
                                   ("transductive_init", transductive_init, bool),
-                                  ("feature_projection", feature_projection, bool),
                                   ("freeze_backbone", freeze_backbone, bool)):
             accepted = (int, float) if kind is float else kind
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
@@ -90,7 +85,6 @@ class SIBConfig(PretrainedConfig):
         self.learn_inner_lr = learn_inner_lr
         self.support_gradient = support_gradient
         self.transductive_init = transductive_init
-        self.feature_projection = feature_projection
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level

@@ -91,11 +91,6 @@ class SIBHead(nn.Module):
         self.scale = nn.Parameter(torch.tensor(float(config.init_scale)))
         self.bias = nn.Parameter(torch.zeros(()))
         self.feature_weight = nn.Parameter(torch.ones(config.feature_dim))
-        self.projection = None
-        if config.feature_projection:  # residual, starting as the identity
-            self.projection = nn.Linear(config.feature_dim, config.feature_dim)
-            nn.init.zeros_(self.projection.weight)
-            nn.init.zeros_(self.projection.bias)
         self.grad_net = SyntheticGradientNet(config.num_classes, config.grad_net_multiplier)
         self.support_gradient = config.support_gradient
         if config.support_gradient:
@@ -162,8 +157,6 @@ class SIBHead(nn.Module):
         return theta
 
     def forward(self, support, support_labels, query, query_mask, steps: int):
-        if self.projection is not None:
-            support, query = support + self.projection(support), query + self.projection(query)
         query_unit = F.normalize(query, dim=-1)
         theta0 = self.init_theta(support, support_labels, query, query_mask)
         anchor = {}
