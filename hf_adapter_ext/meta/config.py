@@ -28,8 +28,9 @@ class SIBConfig(PretrainedConfig):
             BANKING77 it adds ~0.7 point at 1-shot and turns a loss into a gain over prototypes at 5-shot.
         transductive_init: start the refinement from soft k-means prototypes (the support means refined with soft
             assignments of the unlabelled queries, learned temperature) instead of the support means alone. On by
-            default: over 3 seeds it lifts SIB to soft k-means + 0.62 (CLINC150) and + 1.02 (BANKING77) at 1-shot
-            (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the reference's initialisation.
+            default: with it, over 3 seeds, SIB ties or leads soft k-means at 1-shot on even query sets and leads
+            it by about 1 point on uneven ones (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the
+            reference's initialisation.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
