@@ -110,6 +110,8 @@ def test_consolidation_check_scores_the_plain_model_beside_the_extension_it_came
     expected = abs(sum(p["old_f1"] - e["old_f1"] for e, p in zip(extended, plain)) / 2)
     assert len(gaps) == 2 and gaps[0]["value"] == pytest.approx(expected)
     assert not any("grid" in t["metric"] for t in saved["targets"])  # part of the grid: no grid time
+    assert plain[0]["consolidated_bio_invalid_spans"] >= 0 and "BIO-invalid" in (
+        tmp_path / "results" / "consolidation_tiny_PER.md").read_text()
     with pytest.raises(ValueError, match="not configurations of this grid"):
         grid.main([*args, "--only", "adapter/al/crf"])
     with pytest.raises(ValueError, match="BiLSTM-CRF"):
