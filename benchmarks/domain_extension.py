@@ -235,7 +235,8 @@ def summarise(state: dict, options) -> None:
     table = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
              f"{source_old:.2f} (mean over {len(state['sources'])} seed(s)). Extensions on CrossNER, best epoch on "
              f"the domain dev set (≤ {options.epochs}); rehearsal = {REHEARSAL} CoNLL train sentences, labels thrown "
-             "away. Entity F1 %.\n\n" + "\n".join(rows))
+             "away. Entity F1 %. The tables hold every run kept under these settings (runs.json in the --state "
+             "folder), whichever command ran it (the command above wrote this file).\n\n" + "\n".join(rows))
     if curve:
         table += ("\n\nRehearsal size (politics, adapter+rehearsal+parents, first seed):\n\n| sentences | CoNLL old "
                   "strict | CoNLL old (subtypes as parent) | domain overall | domain new | train s | peak RSS GiB |\n"
