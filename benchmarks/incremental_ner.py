@@ -257,7 +257,9 @@ def summarise(state: dict, options) -> None:
     published = "\n".join(f"| {setting} | {name} | {mi:.2f} | {ma:.2f} |" for setting, methods in PUBLISHED.items()
                           for name, (mi, ma) in methods.items())
     table = ("CoNLL-2003 test, entity F1 % over the types seen so far, after each step (MiniLM, one epoch per step; "
-             "mean over seeds). Old-type loss at step i = Mi-F1 over step i-1's types before minus after step i.\n\n"
+             "mean over seeds). Old-type loss at step i = Mi-F1 over step i-1's types before minus after step i. The "
+             "table holds every run kept under these settings (runs.json in the --state folder), whichever command "
+             "ran it (the command above wrote this file).\n\n"
              + "\n".join(rows) + "\n\nPublished, for context (bert-base-cased, not MiniLM; averaged over steps):\n\n"
              "| setting | method | avg Mi-F1 | avg Ma-F1 |\n|---|---|---|---|\n" + published + "\n")
     write_results("incremental_ner", {"summary": summary, "runs": state["runs"], "published": PUBLISHED,
