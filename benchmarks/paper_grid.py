@@ -239,10 +239,9 @@ class Experiment:
 
     def consolidate(self, model, seed: int):
         """The plain model ``model.consolidate`` distils the extension into, with the library's defaults, on the
-        target data the extension was trained on; its report counts both models' BIO-invalid spans on test (what
-        losing the CRF costs)."""
+        target data the extension was trained on (scored by the caller, as every configuration is)."""
         set_seed(seed)
-        return model.consolidate(self.encoded("target_train"), self.tokenizer, eval_dataset=self.test["all"])
+        return model.consolidate(self.encoded("target_train"), self.tokenizer)
 
     def score(self, model, part: str = "all") -> dict:
         scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, [self.task.new_type],
@@ -404,6 +403,10 @@ def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -
         seed_file.parent.mkdir(parents=True, exist_ok=True)
         seed_file.write_text(json.dumps(record, indent=2))
 
+    def scored(model, head: str) -> dict:
+        result = experiment.score(model)
+        return {**result, "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]}
+
     heads = source_heads(exp.backbone)
     wanted = seed_configurations(exp.backbone, exp.new_type, exp.consolidate, exp.only)
     for head in heads:
@@ -417,14 +420,11 @@ def run_seed(experiment: Experiment, seed: int, record: dict, seed_file: Path) -
         hide_old_types = options.pop("hide_old_types", False)
         head = options["head"] if options["head"] in heads else heads[0]
         model, _ = experiment.extend(source(head), AdapterArguments(**options), seed, hide_old_types=hide_old_types)
-        result = experiment.score(model)
-        keep(name, {**result, "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]})
+        keep(name, scored(model, head))
         if consolidate:  # scored beside the very model it was distilled from (retrained if the run was cut here)
-            plain = experiment.consolidate(model, seed)
-            result = experiment.score(plain)
-            invalid = {k: v for k, v in plain.consolidation_report["evaluation"].items() if "bio_invalid" in k}
-            keep(CONSOLIDATED, {**result, **invalid,
-                                "forgetting": result["old_f1"] - scores[f"source/{head}"]["old_f1"]})
+            result = scored(experiment.consolidate(model, seed), head)
+            keep(CONSOLIDATED, {**result, "extended_bio_invalid_spans": scores[name]["bio_invalid_spans"],
+                                "consolidated_bio_invalid_spans": result["bio_invalid_spans"]})
     head = joint_head(exp.backbone)
     if f"joint/{head}" in wanted and f"joint/{head}" not in scores:
         keep(f"joint/{head}", experiment.score(experiment.train_joint(head, seed)))

@@ -25,3 +25,11 @@ def test_forgotten_types_names_an_old_type_a_new_one_swallowed():
              "politician_support": 3}
     assert forgotten_types(before, after, ["politician"]) == {"PER": (0.925, 0.009)}
     assert forgotten_types(before, before) == {}
+
+
+def test_bio_invalid_spans_counts_the_i_tags_that_open_an_entity():
+    from hf_adapter_ext.metrics import bio_invalid_spans
+
+    predictions = [["I-PER", "I-PER", "O", "B-LOC", "I-LOC"], ["O", "I-LOC", "B-ORG", "I-MISC"]]
+    assert bio_invalid_spans(predictions) == 3  # I-PER at the start, I-LOC after O, I-MISC after ORG
+    assert bio_invalid_spans([["B-PER", "I-PER", "O"]]) == 0

@@ -176,17 +176,12 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
 def compare_with_teacher(teacher, student, dataset: Dataset, tokenizer) -> dict:
     """Entity F1 of the extended model and of the consolidated one on a labelled dataset, and how many of the
     consolidated model's predicted spans break BIO (an I- tag that continues nothing): what losing the CRF costs."""
-    from ..data.conll import to_iob2
-    from ..metrics import load_entity_f1, predict_tags
+    from ..metrics import evaluate_tagger
 
     id2label = teacher.config.id2label
     new_types = entity_types(teacher.peft_config.new_labels)
-    metric, scores = load_entity_f1(), {}
+    scores = {}
     for name, model in (("extended", teacher), ("consolidated", student)):
-        predictions, references = predict_tags(model, dataset, tokenizer, id2label)
-        result = metric.compute(predictions=predictions, references=references, new_types=new_types)
-        scores.update({f"{name}_{k}": float(v) if isinstance(v, float) else v for k, v in result.items()
-                       if k in ("overall_f1", "old_f1", "new_f1")})
-        # an I- tag that opens an entity is what IOB2 repair rewrites: count those rewrites
-        scores[f"{name}_bio_invalid_spans"] = sum(a != b for tags in predictions for a, b in zip(tags, to_iob2(tags)))
+        result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types)
+        scores.update({f"{name}_{k}": result[k] for k in ("overall_f1", "old_f1", "new_f1", "bio_invalid_spans")})
     return scores
