@@ -267,6 +267,19 @@ def summarise(state: dict, options) -> None:
                   results_dir=Path(options.results_dir))
 
 
+def merge_kept_runs(state: dict, state_file: Path) -> None:
+    """Take in the runs another process kept meanwhile (seeds run side by side, one process per core), keeping
+    the longer record of each run."""
+    if not state_file.is_file():
+        return
+    kept = json.loads(state_file.read_text())
+    if kept.get("settings") != state["settings"]:
+        return
+    for name, record in kept["runs"].items():
+        if len(record["steps"]) > len(state["runs"].get(name, {"steps": []})["steps"]):
+            state["runs"][name] = record
+
+
 def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
@@ -277,8 +290,11 @@ def main(argv: list[str] | None = None) -> dict:
     bench = Bench(options)
 
     def save() -> None:
+        merge_kept_runs(state, state_file)
         state_file.parent.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(state, indent=2))
+        partial = state_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(state, indent=2))
+        partial.replace(state_file)
         summarise(state, options)
 
     for seed in options.seeds:

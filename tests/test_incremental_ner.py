@@ -1,8 +1,10 @@
-"""benchmarks/incremental_ner.py's relabelling: each step's data keeps only that step's types."""
+"""benchmarks/incremental_ner.py: each step's data keeps only that step's types; runs kept side by side merge."""
+
+import json
 
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-from benchmarks.incremental_ner import SETTINGS, bio, only_types
+from benchmarks.incremental_ner import SETTINGS, bio, merge_kept_runs, only_types
 
 
 def test_only_the_steps_types_stay_and_ids_follow_the_models_label_order():
@@ -20,3 +22,18 @@ def test_settings_bring_every_conll_type_once_in_alphabetical_order():
     for groups in SETTINGS.values():
         types = [t for group in groups for t in group]
         assert types == ["LOC", "MISC", "ORG", "PER"]
+
+
+def test_merge_kept_runs_takes_in_another_process_runs_and_keeps_the_longer_record(tmp_path):
+    state_file = tmp_path / "runs.json"
+    settings = {"learning_rate": 1e-4}
+    state_file.write_text(json.dumps({"settings": settings, "runs": {
+        "fg1pg1/ours/seed2": {"steps": [{"micro_f1": 1.0}]},
+        "fg1pg1/ours/seed1": {"steps": [{"micro_f1": 2.0}]}}}))
+    state = {"settings": settings, "runs": {"fg1pg1/ours/seed1": {"steps": [{"micro_f1": 2.0}, {"micro_f1": 3.0}]}}}
+    merge_kept_runs(state, state_file)
+    assert state["runs"] == {"fg1pg1/ours/seed1": {"steps": [{"micro_f1": 2.0}, {"micro_f1": 3.0}]},
+                             "fg1pg1/ours/seed2": {"steps": [{"micro_f1": 1.0}]}}
+    state_file.write_text(json.dumps({"settings": {"learning_rate": 1.0}, "runs": {"x/y/seed0": {"steps": [{}]}}}))
+    merge_kept_runs(state, state_file)
+    assert "x/y/seed0" not in state["runs"]  # runs kept under other settings are not mixed in
