@@ -193,3 +193,31 @@ def test_extending_a_consolidated_model_with_another_tokenizer_is_refused(tmp_pa
     with pytest.raises(ValueError, match="its own tokenizer"):
         add_source_logits(data, again, other)
     assert len(add_source_logits(data, again, tokenizer)) == len(data)  # its own tokenizer is fine
+
+
+@pytest.mark.parametrize("head", ["crf", "linear"])
+def test_path_weight_makes_the_targets_argmax_the_teachers_own_prediction(tmp_path, tokenizer, head):
+    from hf_adapter_ext.adapter.consolidation import teacher_distribution
+
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a", head=head)
+    batch = batch_of(tokenizer, data)
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    mask = batch["attention_mask"].bool()
+    with torch.no_grad():
+        out = extended(**inputs)
+        predicted = extended.crf.decode(out.emissions, batch["attention_mask"]) if head == "crf" \
+            else out.emissions.argmax(-1)
+    soft = teacher_distribution(extended, batch)
+    mixed = teacher_distribution(extended, batch, path_weight=0.5)
+    torch.testing.assert_close(mixed.sum(-1)[mask], torch.ones(int(mask.sum())))
+    assert torch.equal(mixed.argmax(-1)[mask], predicted[mask])
+    torch.testing.assert_close(teacher_distribution(extended, batch, path_weight=0.0), soft)
+    torch.testing.assert_close(mixed, 0.5 * soft + 0.5 * torch.nn.functional.one_hot(
+        predicted.clamp(min=0), soft.size(-1)).float() * mask.unsqueeze(-1))
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_a_path_weight_outside_0_1_is_refused(tokenizer, weight):
+    model = get_adapter_model(source(tokenizer), NeuralAdapterConfig(new_labels=STEP1_NEW))
+    with pytest.raises(ValueError, match="path_weight"):
+        model.consolidate(toy_dataset(tokenizer), tokenizer, path_weight=weight)

@@ -87,12 +87,25 @@ def _merged_lora_state(encoder) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def teacher_distribution(teacher, inputs: dict) -> torch.Tensor:
-    """The extended model's per-token label distribution: CRF posterior marginals, or the linear softmax."""
+def teacher_distribution(teacher, inputs: dict, path_weight: float = 0.0) -> torch.Tensor:
+    """The extended model's per-token label distribution (CRF posterior marginals, or the linear softmax), mixed
+    with ``path_weight`` of its decoded prediction (the Viterbi path, or the argmax) as one-hot targets.
+
+    A linear student predicts each token's argmax. Marginals alone teach it the marginals' argmax, which is not
+    the Viterbi path where the CRF is unsure and can break BIO; with ``path_weight >= 0.5`` the target's argmax
+    is the teacher's own prediction, and the rest of the target keeps the teacher's uncertainty."""
+    mask = inputs["attention_mask"]
     out = teacher(**{k: v for k, v in inputs.items() if k in _INPUTS})
     if teacher.crf is not None:
-        return teacher.crf.marginals(out.emissions, inputs["attention_mask"])
-    return F.softmax(out.emissions.float(), dim=-1)
+        soft = teacher.crf.marginals(out.emissions, mask)
+        path = teacher.crf.decode(out.emissions, mask) if path_weight else None
+    else:
+        soft = F.softmax(out.emissions.float(), dim=-1)
+        path = soft.argmax(-1) if path_weight else None
+    if not path_weight:
+        return soft
+    hard = F.one_hot(path.clamp(min=0), soft.size(-1)).to(soft.dtype) * mask.unsqueeze(-1).to(soft.dtype)
+    return (1 - path_weight) * soft + path_weight * hard
 
 
 class _DistillationCollator(DataCollatorWithPadding):
@@ -106,14 +119,15 @@ class _DistillationCollator(DataCollatorWithPadding):
 
 
 class _DistillationTrainer(Trainer):
-    def __init__(self, teacher, **kwargs):
+    def __init__(self, teacher, path_weight: float, **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher.to(self.args.device).eval()
+        self.path_weight = path_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {k: v for k, v in inputs.items() if k in _INPUTS}
         mask = inputs["attention_mask"].bool()
-        target = teacher_distribution(self.teacher, inputs)
+        target = teacher_distribution(self.teacher, inputs, self.path_weight)
         log_p = F.log_softmax(model(**inputs).logits.float(), dim=-1)
         loss = -(target * log_p).sum(-1)[mask].sum()
         if num_items_in_batch is None:
@@ -144,14 +158,17 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
 
 
 def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args: TrainingArguments | None = None,
-                eval_dataset: Dataset | None = None) -> PreTrainedModel:
+                eval_dataset: Dataset | None = None, path_weight: float = 0.0) -> PreTrainedModel:
     """See :meth:`NeuralAdapterModel.consolidate`."""
+    if not 0.0 <= path_weight <= 1.0:
+        raise ValueError(f"path_weight={path_weight} must be in [0, 1]: the share of the distillation target that is "
+                         "the teacher's decoded path (the rest is its per-token distribution).")
     check_consolidable(model)
     student = initial_student(model)
     config = model.peft_config
     report = {"source": config.base_model_name_or_path, "old_labels": config.old_labels,
               "new_labels": config.new_labels, "target": config.target, "adapter": config.adapter,
-              "head": config.head}
+              "head": config.head, "path_weight": path_weight}
     if config.adapter == "none" and config.head == "linear":  # the target alone predicts: the copy is exact
         report.update(exact=True, distillation_examples=0, unlabelled_examples=0, epochs=0)
     else:
@@ -161,7 +178,7 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
                                      learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
                                      report_to="none", logging_strategy="no", disable_tqdm=False)
         args.remove_unused_columns = False
-        trainer = _DistillationTrainer(teacher=model, model=student, args=args, train_dataset=data,
+        trainer = _DistillationTrainer(teacher=model, path_weight=path_weight, model=student, args=args, train_dataset=data,
                                        data_collator=_DistillationCollator(tokenizer))
         trainer.train()
         report.update(distillation_examples=len(data), unlabelled_examples=len(data) - len(train_dataset),

@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Which distillation target should ``consolidate`` use? CoNLL LOC, MiniLM, the adapter/all/crf extension of the
+consolidation check (``paper_grid --consolidate``), consolidated with each ``path_weight`` (the share of the
+target that is the CRF's Viterbi path; the rest is its posterior marginals) and scored beside the extension on
+CoNLL validation and test, paired per seed. The weight is chosen on validation (smallest mean |old gap| + |new
+gap|); test is reported for every weight, and the targets are the chosen weight's test gaps.
+
+The source and the extension are trained once per seed and kept (``--output_dir``, shared with the
+paper_grid consolidation sweep's sources); each (seed, weight) score is kept as soon as it exists, so a run
+resumes where it stopped and seeds can run as separate processes.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.consolidation_path_weight --seeds 0 --path_weights 0 0.5
+    python -m benchmarks.consolidation_path_weight --seeds 0 1 2 --path_weights 0 0.5   # table from kept runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from transformers import TrainingArguments, set_seed
+
+from benchmarks.common import CACHE, RESULTS, target, write_results
+from benchmarks.paper_grid import DEFAULTS, AdapterArguments, Experiment, ExperimentArguments, sweep_settings
+from hf_adapter_ext import NeuralAdapterModel
+from hf_adapter_ext.metrics import evaluate_tagger
+
+EXTENSION = AdapterArguments(target="copy", adapter="bilstm", head="crf", trainable="all", annotation="full")
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--path_weights", type=float, nargs="+", default=[0.0, 0.5])
+    parser.add_argument("--output_dir", default=str(CACHE / "consolidation"))
+    parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
+    parser.add_argument("--results_dir", default=str(RESULTS))
+    return parser
+
+
+def experiment_for(options) -> Experiment:
+    """The consolidation sweep's settings: MiniLM, LOC, 1 source epoch, 2 extension epochs at 1e-4 / 1e-3."""
+    limit = options.limit
+    exp = ExperimentArguments(new_type="LOC", backbone="minilm", source_epochs=1, head_learning_rate=1e-3,
+                              max_source_train=limit, max_target_train=limit, max_validation=limit, max_eval=limit)
+    args = TrainingArguments(**{**DEFAULTS, "output_dir": options.output_dir, "num_train_epochs": 2,
+                                "learning_rate": 1e-4, "warmup_steps": 50, "disable_tqdm": True})
+    return Experiment(exp, args)
+
+
+def scores(experiment: Experiment, model) -> dict:
+    """Old / new / all entity F1 (%) and BIO-invalid spans on CoNLL validation and test."""
+    result = {}
+    for part, data in (("validation", experiment.validation["all"]), ("test", experiment.test["all"])):
+        s = evaluate_tagger(model, data, experiment.tokenizer, model.config.id2label, [experiment.task.new_type])
+        result[part] = {"old_f1": 100 * s["old_f1"], "new_f1": 100 * s["new_f1"], "overall_f1": 100 * s["overall_f1"],
+                        "bio_invalid_spans": s["bio_invalid_spans"]}
+    return result
+
+
+def run_seed(experiment: Experiment, options, seed: int) -> dict:
+    root = Path(options.output_dir)
+    record_file = root / f"path_weight_seed{seed}.json"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {"consolidated": {}}
+    settings = sweep_settings(experiment.exp, experiment.args)
+    source = experiment.kept_source("linear", seed, root / "sources" / f"seed{seed}", settings)
+    extended_dir = root / "extended" / f"seed{seed}"
+    if (extended_dir / "adapter_config.json").is_file():
+        extended = NeuralAdapterModel.from_pretrained(source, extended_dir).eval()
+    else:
+        extended, _ = experiment.extend(source, EXTENSION, seed)
+        extended.save_pretrained(extended_dir)
+        record.pop("extended", None)
+    record.setdefault("extended", scores(experiment, extended))
+    for weight in options.path_weights:
+        if str(weight) in record["consolidated"]:
+            continue
+        set_seed(seed)
+        student = extended.consolidate(experiment.encoded("target_train"), experiment.tokenizer, path_weight=weight)
+        record["consolidated"][str(weight)] = scores(experiment, student)
+        record_file.parent.mkdir(parents=True, exist_ok=True)
+        record_file.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def gaps(record: dict, weight: float, part: str) -> dict:
+    """Consolidated minus extended, old and new F1, and both BIO-invalid counts."""
+    student, teacher = record["consolidated"][str(weight)][part], record["extended"][part]
+    return {"old": student["old_f1"] - teacher["old_f1"], "new": student["new_f1"] - teacher["new_f1"],
+            "bio_extended": teacher["bio_invalid_spans"], "bio_consolidated": student["bio_invalid_spans"]}
+
+
+def summarise(records: dict[int, dict], options) -> dict:
+    weights = [w for w in options.path_weights if all(str(w) in r["consolidated"] for r in records.values())]
+    summary = {str(w): {part: {key: statistics.mean(gaps(r, w, part)[key] for r in records.values())
+                               for key in ("old", "new", "bio_extended", "bio_consolidated")}
+                        for part in ("validation", "test")} for w in weights}
+    chosen = min(weights, key=lambda w: abs(summary[str(w)]["validation"]["old"])
+                 + abs(summary[str(w)]["validation"]["new"]))
+    rows = ["| path_weight | val old gap | val new gap | test old gap | test new gap | test old gap per seed | "
+            "BIO-invalid spans (test): extended → consolidated |", "|---|---|---|---|---|---|---|"]
+    for w in weights:
+        v, t = summary[str(w)]["validation"], summary[str(w)]["test"]
+        per_seed = ", ".join(f"{gaps(r, w, 'test')['old']:+.2f}" for r in records.values())
+        rows.append(f"| {w}{' (chosen)' if w == chosen else ''} | {v['old']:+.2f} | {v['new']:+.2f} | "
+                    f"{t['old']:+.2f} | {t['new']:+.2f} | {per_seed} | {t['bio_extended']:.0f} → "
+                    f"{t['bio_consolidated']:.0f} |")
+    best = summary[str(chosen)]["test"]
+    targets = [target(f"LOC: |consolidated - extended old-type F1|, test, path_weight={chosen} (chosen on "
+                      f"validation), mean of {len(records)} seeds", abs(best["old"]), 0.5, "<="),
+               target(f"LOC: |consolidated - extended new-type F1|, test, path_weight={chosen} (chosen on "
+                      f"validation), mean of {len(records)} seeds", abs(best["new"]), 0.5, "<=")]
+    table = (f"Consolidated minus extended entity F1 (points), CoNLL-2003, LOC added to a MiniLM PER/ORG/MISC tagger "
+             f"(adapter/all/crf, copy target), seeds {sorted(records)}, mean over seeds. path_weight = share of the "
+             "distillation target that is the CRF's Viterbi path (the rest: its posterior marginals); consolidation "
+             "with library defaults otherwise (3 epochs, target data only). Chosen on validation: smallest "
+             "|old gap| + |new gap|.\n\n" + "\n".join(rows) + "\n")
+    payload = {"settings": vars(options), "seeds": sorted(records), "chosen_path_weight": chosen,
+               "summary": summary, "records": {str(s): r for s, r in records.items()}, "targets": targets}
+    write_results("consolidation_path_weight", payload, table, results_dir=Path(options.results_dir))
+    return payload
+
+
+def main(argv: list[str] | None = None) -> dict:
+    options = arguments().parse_args(argv)
+    experiment = experiment_for(options)
+    records = {seed: run_seed(experiment, options, seed) for seed in options.seeds}
+    return summarise(records, options)
+
+
+if __name__ == "__main__":
+    main()
