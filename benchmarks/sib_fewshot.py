@@ -137,8 +137,7 @@ def run_key(args, dataset: str, k: int, seed: int) -> str:
     return (f"{dataset}_{k}shot_seed{seed}_steps{args.steps}_batch{args.batch_size}_lrs{'-'.join(map(str, args.inner_lrs))}"
             f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}_k{args.inner_steps}"
             + ("_ti" if args.transductive_init else "")
-            + ("" if not args.uneven_train else "_ut" if args.uneven_train == 1 else f"_ut{args.uneven_train}")
-            + ("_me" if args.marginal_entropy else ""))
+            + ("" if not args.uneven_train else "_ut" if args.uneven_train == 1 else f"_ut{args.uneven_train}"))
 
 
 def sequence_episodes(features, labels, classes, k, seed, n, uneven=0.0):
@@ -182,8 +181,7 @@ def run_sequence(args) -> tuple[dict, list, list]:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
                                                    True, seed, support_gradient=args.support_gradient,
                                                    inner_steps=args.inner_steps,
-                                                   transductive_init=args.transductive_init,
-                                                   marginal_entropy=args.marginal_entropy)
+                                                   transductive_init=args.transductive_init)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
@@ -195,7 +193,6 @@ def run_sequence(args) -> tuple[dict, list, list]:
                 per_seed.append({
                     "seed": seed, "chosen_inner_lr": best, "chosen_steps": candidates[best][2],
                     "learned_inner_lr": float(model.head.log_inner_lr.exp()),
-                    **({"learned_marginal_weight": float(model.head.marginal_weight)} if args.marginal_entropy else {}),
                     "chosen_soft_kmeans": {"temperature": skm[0], "iterations": skm[1]},
                     "val_sib_k3": {str(c): v[0] for c, v in candidates.items()},
                     **per_method(scores),
@@ -239,7 +236,7 @@ def run_sequence(args) -> tuple[dict, list, list]:
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
               f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps, "
               f"uneven_train={args.uneven_train} (share of meta-training episodes with uneven query sets), "
-              f"marginal_entropy={args.marginal_entropy}, transductive_init={args.transductive_init} (then SIB K=0 already starts from soft k-means "
+              f"transductive_init={args.transductive_init} (then SIB K=0 already starts from soft k-means "
               "prototypes, so its gap to K=3 is not the refinement's gain over the support-only classifier). "
               "Validation accuracy of each run is in the JSON (val_sib_k3). The \"original code\" column is "
               "amzn/xfer's original code on the same features and seed-0 test episodes (quoted; only comparable when "
@@ -320,8 +317,6 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--inner_steps", type=int, default=3, help="K refinement steps (sequence level).")
     parser.add_argument("--transductive_init", action=argparse.BooleanOptionalAction, default=True,
                         help="Start from soft k-means prototypes (--no-transductive_init: the support means).")
-    parser.add_argument("--marginal_entropy", action="store_true",
-                        help="Refinement also follows the queries' marginal-entropy gradient (learned weight).")
     parser.add_argument("--uneven_train", type=float, default=0.5,
                         help="Share of meta-training episodes with a random 1..15 queries per class (test: both).")
     parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")

@@ -17,7 +17,6 @@ from hf_adapter_ext import (
 )
 from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler, collate_episodes
 from hf_adapter_ext.meta.episodes import sentence_types
-from hf_adapter_ext.meta.modeling import marginal_entropy_gradient
 
 
 def tiny_backbone(vocab_size=120, seed=0):
@@ -81,35 +80,6 @@ def test_inner_loop_matches_a_hand_written_reference(support_gradient):
                                     episode["query_features"][b], steps=2, lr=0.5, support_weight=weight)
         torch.testing.assert_close(out.logits[b], expected.detach(), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(out.logits, out.logits_init), "the synthetic gradient must change the classifier"
-
-
-def test_marginal_entropy_gradient_matches_autograd_in_float64_with_padding_and_saturated_scores():
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(3, 7, 4, generator=g, dtype=torch.float64) * torch.tensor([1.0, 10.0, 60.0],
-                                                                                    dtype=torch.float64).view(3, 1, 1)
-    mask = torch.ones(3, 7, dtype=torch.bool)
-    mask[1, 5:] = False
-    got = marginal_entropy_gradient(logits, mask)
-    for b in range(3):
-        z = logits[b, mask[b]].clone().requires_grad_()
-        mean = z.softmax(-1).mean(0)
-        negative_entropy = (mean * mean.log()).sum()
-        expected = torch.autograd.grad(negative_entropy, z)[0] * len(z)
-        torch.testing.assert_close(got[b, mask[b]], expected)
-        assert torch.all(got[b, ~mask[b]] == 0)
-    assert torch.isfinite(marginal_entropy_gradient(logits * 1e4, mask)).all()
-
-
-def test_marginal_entropy_adds_a_learned_weight_that_starts_as_plain_sib_and_is_trained():
-    plain, spread = sib(), sib(marginal_entropy=True)
-    spread.head.load_state_dict({**plain.head.state_dict(), "marginal_weight": torch.tensor(0.0)})
-    episode = toy_episode()
-    torch.testing.assert_close(spread(**episode).logits, plain(**episode).logits)
-    spread.train()(**episode).loss.backward()
-    assert spread.head.marginal_weight.grad.abs() > 0
-    with torch.no_grad():
-        spread.head.marginal_weight.fill_(5.0)
-    assert not torch.allclose(spread.eval()(**episode).logits, plain.eval()(**episode).logits)
 
 
 def test_support_gradient_alone_moves_the_classifier_towards_the_support_labels():

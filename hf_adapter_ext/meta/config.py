@@ -31,8 +31,6 @@ class SIBConfig(PretrainedConfig):
             default: with it, over 3 seeds, SIB ties or leads soft k-means at 1-shot on even query sets and leads
             it by about 1 point on uneven ones (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the
             reference's initialisation.
-        marginal_entropy: each refinement step also follows the gradient of the query set's marginal entropy
-            (TIM's term, which spreads predictions over the classes), with a learned weight that starts at 0.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
@@ -55,7 +53,6 @@ class SIBConfig(PretrainedConfig):
         learn_inner_lr: bool = True,
         support_gradient: bool = True,
         transductive_init: bool = True,
-        marginal_entropy: bool = False,
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -71,7 +68,6 @@ class SIBConfig(PretrainedConfig):
                                   ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
                                   ("support_gradient", support_gradient, bool),
                                   ("transductive_init", transductive_init, bool),
-                                  ("marginal_entropy", marginal_entropy, bool),
                                   ("freeze_backbone", freeze_backbone, bool)):
             accepted = (int, float) if kind is float else kind
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
@@ -90,7 +86,6 @@ class SIBConfig(PretrainedConfig):
         self.learn_inner_lr = learn_inner_lr
         self.support_gradient = support_gradient
         self.transductive_init = transductive_init
-        self.marginal_entropy = marginal_entropy
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level

@@ -98,9 +98,6 @@ class SIBHead(nn.Module):
         self.transductive_init = config.transductive_init
         if config.transductive_init:
             self.log_init_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
-        self.marginal_entropy = config.marginal_entropy
-        if config.marginal_entropy:
-            self.marginal_weight = nn.Parameter(torch.zeros(()))  # starts as plain SIB; meta-training sets it
         log_lr = torch.tensor(math.log(config.inner_lr))
         if config.learn_inner_lr:
             self.log_inner_lr = nn.Parameter(log_lr)
@@ -152,8 +149,6 @@ class SIBHead(nn.Module):
             cos, theta_unit, theta_norm = self._cosine(units, theta)
             logits = self.scale * (cos + self.bias)
             g = self.grad_net(logits[:, :queries], query_mask)
-            if self.marginal_entropy:
-                g = g + self.marginal_weight * marginal_entropy_gradient(logits[:, :queries], query_mask)
             if support_unit is not None:
                 support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * support_weight
                 g = torch.cat([g, support_g], dim=1)
@@ -171,18 +166,6 @@ class SIBHead(nn.Module):
                       "support_targets": F.one_hot(support_labels.clamp(min=0), self.num_classes).to(support.dtype) * valid}
         theta = self.refine(theta0, query_unit, query_mask, steps, **anchor)
         return self._logits(query_unit, theta), self._logits(query_unit, theta0)
-
-
-def marginal_entropy_gradient(logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-    """``Q · ∂(−H(p̄))/∂logits`` per query ([B, Q, C]), with ``p̄`` the episode's mean prediction over its queries.
-
-    Following it spreads the queries' predictions over the classes (TIM's marginal-entropy term, Boudiaf et al.,
-    2020): ``p_qk (log p̄_k − Σ_c p_qc log p̄_c)``. Written out, like the cosine step, so that it needs no autograd.
-    """
-    mask = query_mask.unsqueeze(-1).to(logits.dtype)
-    p = logits.softmax(-1) * mask
-    log_mean = (p.sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)).clamp(min=1e-12).log()
-    return p * (log_mean - (p * log_mean).sum(-1, keepdim=True))
 
 
 def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
