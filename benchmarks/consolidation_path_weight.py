@@ -10,7 +10,7 @@ paper_grid consolidation sweep's sources); each (seed, weight) score is kept as 
 resumes where it stopped and seeds can run as separate processes.
 
     OMP_NUM_THREADS=1 python -m benchmarks.consolidation_path_weight --seeds 0 --path_weights 0 0.5
-    python -m benchmarks.consolidation_path_weight --seeds 0 1 2 --path_weights 0 0.5   # table from kept runs
+    python -m benchmarks.consolidation_path_weight --seeds 0 1 2 --path_weights 0 0.5 --assemble  # kept runs only
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default=str(CACHE / "consolidation"))
     parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
     parser.add_argument("--results_dir", default=str(RESULTS))
+    parser.add_argument("--assemble", action="store_true", help="Only build the table from the kept runs.")
     return parser
 
 
@@ -92,39 +93,53 @@ def gaps(record: dict, weight: float, part: str) -> dict:
             "bio_extended": teacher["bio_invalid_spans"], "bio_consolidated": student["bio_invalid_spans"]}
 
 
+def mean_gaps(records: dict[int, dict], weight: float, seeds: list[int]) -> dict:
+    return {part: {key: statistics.mean(gaps(records[s], weight, part)[key] for s in seeds)
+                   for key in ("old", "new", "bio_extended", "bio_consolidated")} for part in ("validation", "test")}
+
+
 def summarise(records: dict[int, dict], options) -> dict:
-    weights = [w for w in options.path_weights if all(str(w) in r["consolidated"] for r in records.values())]
-    summary = {str(w): {part: {key: statistics.mean(gaps(r, w, part)[key] for r in records.values())
-                               for key in ("old", "new", "bio_extended", "bio_consolidated")}
-                        for part in ("validation", "test")} for w in weights}
-    chosen = min(weights, key=lambda w: abs(summary[str(w)]["validation"]["old"])
-                 + abs(summary[str(w)]["validation"]["new"]))
-    rows = ["| path_weight | val old gap | val new gap | test old gap | test new gap | test old gap per seed | "
-            "BIO-invalid spans (test): extended → consolidated |", "|---|---|---|---|---|---|---|"]
+    """Each weight over the seeds that hold it; the choice on validation over the seeds that hold every weight."""
+    holding = {w: [s for s, r in sorted(records.items()) if str(w) in r["consolidated"]] for w in options.path_weights}
+    weights = [w for w in options.path_weights if holding[w]]
+    common = [s for s in sorted(records) if all(s in holding[w] for w in weights)]
+    if not common:
+        raise ValueError(f"No seed holds every path weight {weights}: run one (or name fewer --path_weights).")
+    on_common = {w: mean_gaps(records, w, common)["validation"] for w in weights}
+    chosen = min(weights, key=lambda w: abs(on_common[w]["old"]) + abs(on_common[w]["new"]))
+    summary = {str(w): {"seeds": holding[w], **mean_gaps(records, w, holding[w])} for w in weights}
+    rows = [f"| path_weight | val old gap (seeds {common}) | val new gap | seeds | test old gap | test new gap | "
+            "test old gap per seed | BIO-invalid spans (test): extended → consolidated |",
+            "|---|---|---|---|---|---|---|---|"]
     for w in weights:
-        v, t = summary[str(w)]["validation"], summary[str(w)]["test"]
-        per_seed = ", ".join(f"{gaps(r, w, 'test')['old']:+.2f}" for r in records.values())
+        v, t = on_common[w], summary[str(w)]["test"]
+        per_seed = ", ".join(f"{gaps(records[s], w, 'test')['old']:+.2f}" for s in holding[w])
         rows.append(f"| {w}{' (chosen)' if w == chosen else ''} | {v['old']:+.2f} | {v['new']:+.2f} | "
-                    f"{t['old']:+.2f} | {t['new']:+.2f} | {per_seed} | {t['bio_extended']:.0f} → "
-                    f"{t['bio_consolidated']:.0f} |")
-    best = summary[str(chosen)]["test"]
-    targets = [target(f"LOC: |consolidated - extended old-type F1|, test, path_weight={chosen} (chosen on "
-                      f"validation), mean of {len(records)} seeds", abs(best["old"]), 0.5, "<="),
-               target(f"LOC: |consolidated - extended new-type F1|, test, path_weight={chosen} (chosen on "
-                      f"validation), mean of {len(records)} seeds", abs(best["new"]), 0.5, "<=")]
-    table = (f"Consolidated minus extended entity F1 (points), CoNLL-2003, LOC added to a MiniLM PER/ORG/MISC tagger "
-             f"(adapter/all/crf, copy target), seeds {sorted(records)}, mean over seeds. path_weight = share of the "
+                    f"{', '.join(map(str, holding[w]))} | {t['old']:+.2f} | {t['new']:+.2f} | {per_seed} | "
+                    f"{t['bio_extended']:.0f} → {t['bio_consolidated']:.0f} |")
+    best, count = summary[str(chosen)]["test"], len(holding[chosen])
+    targets = [target(f"LOC: |consolidated - extended {kind}-type F1|, test, path_weight={chosen} (chosen on "
+                      f"validation), mean of {count} seeds", abs(best[kind]), 0.5, "<=") for kind in ("old", "new")]
+    table = ("Consolidated minus extended entity F1 (points), CoNLL-2003, LOC added to a MiniLM PER/ORG/MISC tagger "
+             "(adapter/all/crf, copy target), paired per seed, mean over seeds. path_weight = share of the "
              "distillation target that is the CRF's Viterbi path (the rest: its posterior marginals); consolidation "
-             "with library defaults otherwise (3 epochs, target data only). Chosen on validation: smallest "
-             "|old gap| + |new gap|.\n\n" + "\n".join(rows) + "\n")
+             "with library defaults otherwise (3 epochs, target data only). Chosen on validation, over the seeds "
+             "that hold every weight: smallest |old gap| + |new gap|.\n\n" + "\n".join(rows) + "\n")
     payload = {"settings": vars(options), "seeds": sorted(records), "chosen_path_weight": chosen,
                "summary": summary, "records": {str(s): r for s, r in records.items()}, "targets": targets}
     write_results("consolidation_path_weight", payload, table, results_dir=Path(options.results_dir))
     return payload
 
 
+def kept_records(options) -> dict[int, dict]:
+    files = {seed: Path(options.output_dir) / f"path_weight_seed{seed}.json" for seed in options.seeds}
+    return {seed: json.loads(f.read_text()) for seed, f in files.items() if f.is_file()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
+    if options.assemble:
+        return summarise(kept_records(options), options)
     experiment = experiment_for(options)
     records = {seed: run_seed(experiment, options, seed) for seed in options.seeds}
     return summarise(records, options)
