@@ -150,7 +150,8 @@ class Bench:
         args = TrainingArguments(output_dir=str(Path(self.options.state) / "consolidate"), num_train_epochs=1,
                                  learning_rate=5e-5, per_device_train_batch_size=self.options.batch_size,
                                  save_strategy="no", report_to="none", disable_tqdm=True, seed=seed)
-        return model, model.consolidate(encoded, self.tokenizer, args=args)
+        # path_weight=0: the kept runs were consolidated with it (the default before consolidation_path_weight.py)
+        return model, model.consolidate(encoded, self.tokenizer, args=args, path_weight=0.0)
 
     def score(self, model, seen: list[str], old: list[str]) -> dict:
         labels = list(model.config.id2label.values())

@@ -11,7 +11,7 @@ library calls as `examples/extend_ner.py` (which extends *your* tagger on *your*
     python -m benchmarks.paper_grid --assemble                  # one table + plot from every sweep's results
 
 Consolidated vs extended (issue "Consolidate an extended model"): the adapter/all/crf extension and the plain
-model ``model.consolidate`` distils it into (library defaults), scored on the same test set, paired per seed:
+model ``model.consolidate`` distils it into (path_weight=0, else library defaults), scored on the same test set, paired per seed:
 
     python -m benchmarks.paper_grid --backbone minilm --new_type LOC --source_epochs 1 --num_train_epochs 2 \
         --learning_rate 1e-4 --head_learning_rate 1e-3 --warmup_steps 50 --consolidate --only adapter/all/crf \
@@ -80,7 +80,7 @@ class ExperimentArguments:
                 "out between them; records the grid's wall time."})
     consolidate: bool = field(default=False, metadata={
         "help": "Also consolidate the adapter/all/crf extension into a plain model of the source's class "
-                "(model.consolidate, library defaults) and score it as consolidated:adapter/all/crf."})
+                "(model.consolidate, path_weight=0) and score it as consolidated:adapter/all/crf."})
     only: list[str] | None = field(default=None, metadata={
         "help": "Run only these configurations of the grid (the sources always run), e.g. --only adapter/all/crf."})
     results_name: str | None = field(default=None, metadata={
@@ -238,10 +238,11 @@ class Experiment:
                         self.validation["all"], [self.task.new_type])
 
     def consolidate(self, model, seed: int):
-        """The plain model ``model.consolidate`` distils the extension into, with the library's defaults, on the
-        target data the extension was trained on (scored by the caller, as every configuration is)."""
+        """The plain model ``model.consolidate`` distils the extension into, on the target data the extension was
+        trained on (scored by the caller, as every configuration is). ``path_weight=0``, the default when the kept
+        consolidation_minilm_LOC runs were made; benchmarks/consolidation_path_weight.py compares it with 0.5."""
         set_seed(seed)
-        return model.consolidate(self.encoded("target_train"), self.tokenizer)
+        return model.consolidate(self.encoded("target_train"), self.tokenizer, path_weight=0.0)
 
     def score(self, model, part: str = "all") -> dict:
         scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, [self.task.new_type],

@@ -87,7 +87,8 @@ def test_consolidated_folder_is_plain_transformers_and_loads_where_hf_adapter_ex
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= names
     assert not {n for n in names if n.endswith((".bin", ".pt", ".pkl")) or n.startswith("adapter_")}
-    assert "consolidated" in (folder / "README.md").read_text() and "CRF" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "consolidated" in card and "CRF" in card and "mixed with 0.5 of its own decoded prediction" in card
     text = "John Smith works for Acme Corporation in Paris ."
     with torch.no_grad():
         expected = plain(**tokenizer(text, return_tensors="pt")).logits.argmax(-1)[0].tolist()

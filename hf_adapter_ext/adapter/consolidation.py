@@ -4,8 +4,8 @@ PEFT's ``merge_and_unload`` folds LoRA into the base weights arithmetically. A n
 its target head reads the frozen source's *outputs*. So the plain model (the source's own class, a linear head
 over old + new labels) starts from the target network (the trained copy, the LoRA-merged encoder, or the
 frozen encoder, with the extended classifier) and learns, by distillation, to give the extended model's
-per-token label distribution: the CRF's posterior marginals (or the linear head's softmax), on the target
-data plus any unlabelled text. The result loads with ``AutoModelForTokenClassification`` and runs in
+per-token label distribution: the CRF's posterior marginals (or the linear head's softmax), half-mixed with its
+decoded path, on the target data plus any unlabelled text. The result loads with ``AutoModelForTokenClassification`` and runs in
 ``pipeline`` without hf_adapter_ext, at the source's own cost: one encoder pass.
 """
 
@@ -158,7 +158,7 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
 
 
 def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args: TrainingArguments | None = None,
-                eval_dataset: Dataset | None = None, path_weight: float = 0.0) -> PreTrainedModel:
+                eval_dataset: Dataset | None = None, path_weight: float = 0.5) -> PreTrainedModel:
     """See :meth:`NeuralAdapterModel.consolidate`."""
     if not 0.0 <= path_weight <= 1.0:
         raise ValueError(f"path_weight={path_weight} must be in [0, 1]: the share of the distillation target that is "
