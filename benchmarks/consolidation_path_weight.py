@@ -37,6 +37,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--path_weights", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--output_dir", default=str(CACHE / "consolidation"))
     parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
+    parser.add_argument("--unlabelled_source", type=int, default=0,
+                        help="Also distil on this many source-train sentences, labels dropped (the source's kind of "
+                             "text); kept and reported apart, with the suffix _sourceN.")
     parser.add_argument("--results_dir", default=str(RESULTS))
     parser.add_argument("--assemble", action="store_true", help="Only build the table from the kept runs.")
     return parser
@@ -62,9 +65,15 @@ def scores(experiment: Experiment, model) -> dict:
     return result
 
 
+def suffix(options) -> str:
+    """Runs that also distil on source-side text are kept and reported apart from target-data-only ones."""
+    count = getattr(options, "unlabelled_source", 0)
+    return f"_source{count}" if count else ""
+
+
 def run_seed(experiment: Experiment, options, seed: int) -> dict:
     root = Path(options.output_dir)
-    record_file = root / f"path_weight_seed{seed}.json"
+    record_file = root / f"path_weight_seed{seed}{suffix(options)}.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {"consolidated": {}}
     settings = sweep_settings(experiment.exp, experiment.args)
     source = experiment.kept_source("linear", seed, root / "sources" / f"seed{seed}", settings)
@@ -80,7 +89,11 @@ def run_seed(experiment: Experiment, options, seed: int) -> dict:
         if str(weight) in record["consolidated"]:
             continue
         set_seed(seed)
-        student = extended.consolidate(experiment.encoded("target_train"), experiment.tokenizer, path_weight=weight)
+        unlabelled = None
+        if options.unlabelled_source:
+            unlabelled = experiment.encoded("source_train").select(range(options.unlabelled_source))
+        student = extended.consolidate(experiment.encoded("target_train"), experiment.tokenizer, unlabelled=unlabelled,
+                                       path_weight=weight)
         record["consolidated"][str(weight)] = scores(experiment, student)
         record_file.parent.mkdir(parents=True, exist_ok=True)
         record_file.write_text(json.dumps(record, indent=2))
@@ -97,6 +110,11 @@ def gaps(record: dict, weight: float, part: str) -> dict:
 def mean_gaps(records: dict[int, dict], weight: float, seeds: list[int]) -> dict:
     return {part: {key: statistics.mean(gaps(records[s], weight, part)[key] for s in seeds)
                    for key in ("old", "new", "bio_extended", "bio_consolidated")} for part in ("validation", "test")}
+
+
+def unlabelled_text(options) -> str:
+    count = getattr(options, "unlabelled_source", 0)
+    return f" + {count} CoNLL source-train sentences as unlabelled text" if count else " only"
 
 
 def summarise(records: dict[int, dict], options) -> dict:
@@ -124,16 +142,16 @@ def summarise(records: dict[int, dict], options) -> dict:
     table = ("Consolidated minus extended entity F1 (points), CoNLL-2003, LOC added to a MiniLM PER/ORG/MISC tagger "
              "(adapter/all/crf, copy target), paired per seed, mean over seeds. path_weight = share of the "
              "distillation target that is the CRF's Viterbi path (the rest: its posterior marginals); consolidation "
-             "with library defaults otherwise (3 epochs, target data only). Chosen on validation, over the seeds "
+             f"with library defaults otherwise (3 epochs, target data{unlabelled_text(options)}). Chosen on validation, over the seeds "
              "that hold every weight: smallest |old gap| + |new gap|.\n\n" + "\n".join(rows) + "\n")
     payload = {"settings": vars(options), "seeds": sorted(records), "chosen_path_weight": chosen,
                "summary": summary, "records": {str(s): r for s, r in records.items()}, "targets": targets}
-    write_results("consolidation_path_weight", payload, table, results_dir=Path(options.results_dir))
+    write_results(f"consolidation_path_weight{suffix(options)}", payload, table, results_dir=Path(options.results_dir))
     return payload
 
 
 def kept_records(options) -> dict[int, dict]:
-    files = {seed: Path(options.output_dir) / f"path_weight_seed{seed}.json" for seed in options.seeds}
+    files = {seed: Path(options.output_dir) / f"path_weight_seed{seed}{suffix(options)}.json" for seed in options.seeds}
     return {seed: json.loads(f.read_text()) for seed, f in files.items() if f.is_file()}
 
 
