@@ -67,31 +67,40 @@ def scores(experiment: Experiment, model) -> dict:
 
 def suffix(options) -> str:
     """Runs that also distil on source-side text are kept and reported apart from target-data-only ones."""
-    count = getattr(options, "unlabelled_source", 0)
-    return f"_source{count}" if count else ""
+    return f"_source{options.unlabelled_source}" if options.unlabelled_source else ""
+
+
+def kept_extension(experiment: Experiment, root: Path, seed: int):
+    """The seed's extension and its scores, trained and scored once and kept beside its source, whatever
+    consolidations are run from it; ``retrained`` says the kept consolidations no longer match it."""
+    settings = sweep_settings(experiment.exp, experiment.args)
+    source = experiment.kept_source("linear", seed, root / "sources" / f"seed{seed}", settings)
+    folder = root / "extended" / f"seed{seed}"
+    scores_file = folder / "scores.json"
+    retrained = not (folder / "adapter_config.json").is_file()
+    if retrained:
+        extended, _ = experiment.extend(source, EXTENSION, seed)
+        extended.save_pretrained(folder)
+    else:
+        extended = NeuralAdapterModel.from_pretrained(source, folder).eval()
+    if retrained or not scores_file.is_file():
+        scores_file.write_text(json.dumps(scores(experiment, extended), indent=2))
+    return extended, json.loads(scores_file.read_text()), retrained
 
 
 def run_seed(experiment: Experiment, options, seed: int) -> dict:
     root = Path(options.output_dir)
     record_file = root / f"path_weight_seed{seed}{suffix(options)}.json"
-    record = json.loads(record_file.read_text()) if record_file.is_file() else {"consolidated": {}}
-    settings = sweep_settings(experiment.exp, experiment.args)
-    source = experiment.kept_source("linear", seed, root / "sources" / f"seed{seed}", settings)
-    extended_dir = root / "extended" / f"seed{seed}"
-    if (extended_dir / "adapter_config.json").is_file():
-        extended = NeuralAdapterModel.from_pretrained(source, extended_dir).eval()
-    else:
-        extended, _ = experiment.extend(source, EXTENSION, seed)
-        extended.save_pretrained(extended_dir)
-        record.pop("extended", None)
-    record.setdefault("extended", scores(experiment, extended))
+    extended, extended_scores, retrained = kept_extension(experiment, root, seed)
+    kept = json.loads(record_file.read_text()) if record_file.is_file() and not retrained else {}
+    record = {"consolidated": kept.get("consolidated", {}), "extended": extended_scores}
+    unlabelled = None
+    if options.unlabelled_source:
+        unlabelled = experiment.encoded("source_train").select(range(options.unlabelled_source))
     for weight in options.path_weights:
         if str(weight) in record["consolidated"]:
             continue
         set_seed(seed)
-        unlabelled = None
-        if options.unlabelled_source:
-            unlabelled = experiment.encoded("source_train").select(range(options.unlabelled_source))
         student = extended.consolidate(experiment.encoded("target_train"), experiment.tokenizer, unlabelled=unlabelled,
                                        path_weight=weight)
         record["consolidated"][str(weight)] = scores(experiment, student)
@@ -113,7 +122,7 @@ def mean_gaps(records: dict[int, dict], weight: float, seeds: list[int]) -> dict
 
 
 def unlabelled_text(options) -> str:
-    count = getattr(options, "unlabelled_source", 0)
+    count = options.unlabelled_source
     return f" + {count} CoNLL source-train sentences as unlabelled text" if count else " only"
 
 

@@ -15,7 +15,8 @@ def test_the_weight_closest_to_the_extension_on_validation_is_chosen_and_its_tes
     records = {seed: {"extended": extended, "consolidated": {
         "0.0": {"validation": part(89, 90, 50), "test": part(79.9, 80, 100)},  # best on test, worse on validation
         "0.5": {"validation": part(89.8, 90, 20), "test": part(79.0, 79.5, 30)}}} for seed in (0, 1)}
-    options = argparse.Namespace(seeds=[0, 1], path_weights=[0.0, 0.5], results_dir=str(tmp_path))
+    options = argparse.Namespace(seeds=[0, 1], path_weights=[0.0, 0.5], results_dir=str(tmp_path),
+                                 unlabelled_source=0)
     payload = summarise(records, options)
     assert payload["chosen_path_weight"] == 0.5
     old, new = payload["targets"]
@@ -30,7 +31,8 @@ def test_a_weight_missing_on_some_seeds_is_chosen_on_the_seeds_that_hold_every_w
     records = {0: {"extended": extended, "consolidated": {"0.0": {"validation": part(89, 90), "test": part(79, 80)},
                                                           "0.5": {"validation": part(90, 90), "test": part(80, 80)}}},
                1: {"extended": extended, "consolidated": {"0.5": {"validation": part(80, 80), "test": part(79.5, 80)}}}}
-    options = argparse.Namespace(seeds=[0, 1], path_weights=[0.0, 0.5], results_dir=str(tmp_path))
+    options = argparse.Namespace(seeds=[0, 1], path_weights=[0.0, 0.5], results_dir=str(tmp_path),
+                                 unlabelled_source=0)
     payload = summarise(records, options)
     assert payload["chosen_path_weight"] == 0.5  # seed 0 alone decides: seed 1 has no 0.0 to compare
     assert payload["summary"]["0.5"]["seeds"] == [0, 1] and payload["summary"]["0.0"]["seeds"] == [0]

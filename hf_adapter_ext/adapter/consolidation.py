@@ -96,14 +96,11 @@ def teacher_distribution(teacher, inputs: dict, path_weight: float = 0.0) -> tor
     is the teacher's own prediction, and the rest of the target keeps the teacher's uncertainty."""
     mask = inputs["attention_mask"]
     out = teacher(**{k: v for k, v in inputs.items() if k in _INPUTS})
-    if teacher.crf is not None:
-        soft = teacher.crf.marginals(out.emissions, mask)
-        path = teacher.crf.decode(out.emissions, mask) if path_weight else None
-    else:
-        soft = F.softmax(out.emissions.float(), dim=-1)
-        path = soft.argmax(-1) if path_weight else None
+    crf = teacher.crf
+    soft = crf.marginals(out.emissions, mask) if crf is not None else F.softmax(out.emissions.float(), dim=-1)
     if not path_weight:
         return soft
+    path = crf.decode(out.emissions, mask) if crf is not None else soft.argmax(-1)
     hard = F.one_hot(path.clamp(min=0), soft.size(-1)).to(soft.dtype) * mask.unsqueeze(-1).to(soft.dtype)
     return (1 - path_weight) * soft + path_weight * hard
 
