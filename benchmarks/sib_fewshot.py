@@ -136,7 +136,7 @@ def run_key(args, dataset: str, k: int, seed: int) -> str:
     """One sequence-level run's identity: everything that changes its result."""
     return (f"{dataset}_{k}shot_seed{seed}_steps{args.steps}_batch{args.batch_size}_lrs{'-'.join(map(str, args.inner_lrs))}"
             f"_val{args.val_episodes}_test{args.test_episodes}_sg{int(args.support_gradient)}_k{args.inner_steps}"
-            + ("_ti" if args.transductive_init else "")
+            + ("_ti" if args.transductive_init else "") + ("_gc" if args.grad_net_context else "")
             + ("" if not args.uneven_train else "_ut" if args.uneven_train == 1 else f"_ut{args.uneven_train}"))
 
 
@@ -181,7 +181,8 @@ def run_sequence(args) -> tuple[dict, list, list]:
                     model, value, step = train_sib("sequence", train, val, args.steps, args.batch_size, inner_lr,
                                                    True, seed, support_gradient=args.support_gradient,
                                                    inner_steps=args.inner_steps,
-                                                   transductive_init=args.transductive_init)
+                                                   transductive_init=args.transductive_init,
+                                                   grad_net_context=args.grad_net_context)
                     candidates[inner_lr] = (value, model, step)
                 best = max(candidates, key=lambda c: candidates[c][0])
                 model = candidates[best][1]
@@ -236,6 +237,7 @@ def run_sequence(args) -> tuple[dict, list, list]:
     header = ("Accuracy %: mean over seeds of the per-seed mean ± 95% CI over the test episodes.\n\n"
               f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps, "
               f"uneven_train={args.uneven_train} (share of meta-training episodes with uneven query sets), "
+              f"grad_net_context={args.grad_net_context}, "
               f"transductive_init={args.transductive_init} (then SIB K=0 already starts from soft k-means "
               "prototypes, so its gap to K=3 is not the refinement's gain over the support-only classifier). "
               "Validation accuracy of each run is in the JSON (val_sib_k3). The \"original code\" column is "
@@ -317,6 +319,8 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--inner_steps", type=int, default=3, help="K refinement steps (sequence level).")
     parser.add_argument("--transductive_init", action=argparse.BooleanOptionalAction, default=True,
                         help="Start from soft k-means prototypes (--no-transductive_init: the support means).")
+    parser.add_argument("--grad_net_context", action=argparse.BooleanOptionalAction, default=False,
+                        help="The synthetic-gradient net also sees probabilities and the episode's class marginal.")
     parser.add_argument("--uneven_train", type=float, default=0.5,
                         help="Share of meta-training episodes with a random 1..15 queries per class (test: both).")
     parser.add_argument("--results_name", default=None, help="Name of the results files (default from the options).")

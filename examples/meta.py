@@ -70,6 +70,10 @@ class SIBArguments:
     learn_inner_lr: bool = field(default=True, metadata={"help": "Learn the inner step size."})
     support_gradient: bool = field(default=True, metadata={
         "help": "Refinement steps also follow the labelled support set's true gradient (False: the reference)."})
+    grad_net_context: bool = field(default=False, metadata={
+        "help": "The synthetic-gradient net also sees probabilities and the episode's class marginal. Only for "
+                "query sets even by construction, with --uneven_train_queries 0: it then leads, but falls well "
+                "below soft k-means on uneven ones (README)."})
     grad_net_multiplier: int = field(default=8, metadata={"help": "Synthetic-gradient net width (x classes)."})
     init_scale: float = field(default=10.0, metadata={"help": "Initial cosine-classifier scale."})
     pooling: str = field(default="mean", metadata={"help": "mean | cls"})

@@ -198,12 +198,34 @@ def test_transductive_init_starts_from_the_soft_kmeans_prototypes_and_stays_batc
     torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
 
 
+def test_grad_net_context_sees_the_episode_marginal_of_real_queries_only():
+    model = sib(grad_net_context=True).eval()
+    batch = toy_episode(batch=3)
+    padded = {k: v.clone() for k, v in batch.items()}
+    padded["query_features"] = torch.cat([batch["query_features"], torch.randn(3, 5, 16) * 50], dim=1)
+    padded["query_labels"] = torch.cat([batch["query_labels"], torch.full((3, 5), -100)], dim=1)
+    with torch.no_grad():
+        out = model(**batch)
+        alone = torch.cat([model(**{k: v[i : i + 1] for k, v in batch.items()}).logits for i in range(3)])
+        with_padding = model(**padded).logits[:, : batch["query_labels"].size(1)]
+        # the marginal is an input: changing one query's logits moves every query's synthetic gradient
+        logits = torch.randn(1, 6, 3)
+        mask = torch.ones(1, 6, dtype=torch.bool)
+        shifted = logits.clone()
+        shifted[0, 0] += torch.tensor([5.0, -5.0, 0.0])
+        grads, grads_shifted = model.head.grad_net(logits, mask), model.head.grad_net(shifted, mask)
+    torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(with_padding, out.logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(grads[0, 1:], grads_shifted[0, 1:])
+    assert not torch.allclose(out.logits, out.logits_init)
+
+
 def test_configs_saved_before_an_option_existed_reload_with_the_behaviour_they_were_trained_with():
     old = SIBConfig(n_way=3).to_dict()
-    for option in ("support_gradient", "transductive_init"):
+    for option in ("support_gradient", "transductive_init", "grad_net_context"):
         old.pop(option)
     reloaded = SIBConfig.from_dict(old)
-    assert (reloaded.support_gradient, reloaded.transductive_init) == (False, False)
+    assert (reloaded.support_gradient, reloaded.transductive_init, reloaded.grad_net_context) == (False,) * 3
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -31,6 +31,8 @@ class SIBConfig(PretrainedConfig):
             default: with it, over 3 seeds, SIB ties or leads soft k-means at 1-shot on even query sets and leads
             it by about 1 point on uneven ones (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the
             reference's initialisation.
+        grad_net_context: the synthetic-gradient net also sees each query's probabilities and the episode's class
+            marginal, not only the query's logits. Off by default: it leans harder on even query sets.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
@@ -53,6 +55,7 @@ class SIBConfig(PretrainedConfig):
         learn_inner_lr: bool = True,
         support_gradient: bool = True,
         transductive_init: bool = True,
+        grad_net_context: bool = False,
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -68,6 +71,7 @@ class SIBConfig(PretrainedConfig):
                                   ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
                                   ("support_gradient", support_gradient, bool),
                                   ("transductive_init", transductive_init, bool),
+                                  ("grad_net_context", grad_net_context, bool),
                                   ("freeze_backbone", freeze_backbone, bool)):
             accepted = (int, float) if kind is float else kind
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
@@ -86,6 +90,7 @@ class SIBConfig(PretrainedConfig):
         self.learn_inner_lr = learn_inner_lr
         self.support_gradient = support_gradient
         self.transductive_init = transductive_init
+        self.grad_net_context = grad_net_context
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level
@@ -111,7 +116,8 @@ class SIBConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
         # saved before an option existed: the behaviour it was trained with
-        config_dict = {"support_gradient": False, "transductive_init": False, **config_dict}
+        config_dict = {"support_gradient": False, "transductive_init": False, "grad_net_context": False,
+                       **config_dict}
         return super().from_dict(config_dict, **kwargs)
 
     @property

@@ -61,13 +61,20 @@ class EpisodeNorm(nn.Module):
 
 
 class SyntheticGradientNet(nn.Module):
-    """Predicts dLoss/dlogits for unlabelled queries from their logits (n → hn → hn → n), per episode."""
+    """Predicts dLoss/dlogits for unlabelled queries from their logits (n → hn → hn → n), per episode.
 
-    def __init__(self, num_classes: int, multiplier: int):
+    With ``episode_context`` it also sees each query's probabilities and the episode's class marginal (the mean
+    probability of each class over the episode's queries), so it can tell an over-claimed class from a
+    neglected one, which a query's own logits cannot show.
+    """
+
+    def __init__(self, num_classes: int, multiplier: int, episode_context: bool = False):
         super().__init__()
         hidden = num_classes * multiplier
+        self.episode_context = episode_context
+        inputs = num_classes * (3 if episode_context else 1)
         self.net = nn.ModuleList([
-            nn.Linear(num_classes, hidden), nn.ReLU(), EpisodeNorm(hidden),
+            nn.Linear(inputs, hidden), nn.ReLU(), EpisodeNorm(hidden),
             nn.Linear(hidden, hidden), nn.ReLU(), EpisodeNorm(hidden),
             nn.Linear(hidden, num_classes),
         ])
@@ -77,6 +84,11 @@ class SyntheticGradientNet(nn.Module):
     def forward(self, logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
         """[B, Q, C] logits of each episode's queries → [B, Q, C] synthetic gradients (zero for padding)."""
         x = logits
+        if self.episode_context:
+            weight = query_mask.unsqueeze(-1).to(logits.dtype)
+            probs = logits.softmax(-1)
+            marginal = (probs * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1)
+            x = torch.cat([logits, probs, marginal.expand_as(probs)], dim=-1)
         for layer in self.net:
             x = layer(x, query_mask) if isinstance(layer, EpisodeNorm) else layer(x)
         return x * query_mask.unsqueeze(-1).to(x.dtype)
@@ -91,7 +103,8 @@ class SIBHead(nn.Module):
         self.scale = nn.Parameter(torch.tensor(float(config.init_scale)))
         self.bias = nn.Parameter(torch.zeros(()))
         self.feature_weight = nn.Parameter(torch.ones(config.feature_dim))
-        self.grad_net = SyntheticGradientNet(config.num_classes, config.grad_net_multiplier)
+        self.grad_net = SyntheticGradientNet(config.num_classes, config.grad_net_multiplier,
+                                             config.grad_net_context)
         self.support_gradient = config.support_gradient
         if config.support_gradient:
             self.log_support_weight = nn.Parameter(torch.zeros(()))
