@@ -32,7 +32,11 @@ class SIBConfig(PretrainedConfig):
             it by about 1 point on uneven ones (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the
             reference's initialisation.
         grad_net_context: the synthetic-gradient net also sees each query's probabilities and the episode's class
-            marginal, not only the query's logits. Off by default: it leans harder on even query sets.
+            marginal, not only the query's logits. Off by default. Meta-trained on even episodes only
+            (``uneven_train_queries=0``) it gives the best 1-shot results on query sets even by construction, and
+            the worst on uneven ones (several points below soft k-means): the marginal teaches it to expect even
+            classes (benchmarks/results/sib_fewshot_best_1shot_even_queries.md). With the default half-uneven
+            episodes it changes nothing measurable.
         grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
             (the reference uses n → 8n → 8n → n).
         init_scale: starting value of the cosine classifier's learnable scale.
