@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -330,6 +331,19 @@ def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path,
     assert metrics["eval_episodes"] == 12
     if freeze:
         assert {"eval_proto_accuracy", "eval_soft_kmeans_accuracy"} <= metrics.keys()
+
+
+def test_grad_net_context_on_even_training_episodes_warns_that_uneven_query_sets_will_suffer(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, grad_net_context=True),
+                                        backbone=tiny_backbone(tokenizer.vocab_size))
+    data = intent_data(tokenizer)
+    with pytest.warns(UserWarning, match="grad_net_context=True with even training episodes only"):
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, uneven_train_queries=0.0),
+                                  train_dataset=data, processing_class=tokenizer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="grad_net_context")
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=data,
+                                  processing_class=tokenizer)
 
 
 def test_uneven_query_shares_reach_the_trainers_episodes(tmp_path, tokenizer):

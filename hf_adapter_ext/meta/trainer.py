@@ -10,6 +10,8 @@ checkpoints, logging, callbacks, ``load_best_model_at_end`` and `accelerate laun
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch.utils.data import Dataset as TorchDataset
 from transformers import Trainer
@@ -34,6 +36,12 @@ class SemiSupervisedMetaTrainer(Trainer):
         kwargs.setdefault("compute_metrics", episode_compute_metrics(model.config.level))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
+        if train_dataset is not None and getattr(model.config, "grad_net_context", False) \
+                and args.uneven_train_queries == 0:
+            warnings.warn("grad_net_context=True with even training episodes only (uneven_train_queries=0): the "
+                          "model will expect every class to have as many unlabelled queries as the others, and on "
+                          "uneven query sets it falls several points below soft k-means (README, 'Query sets even "
+                          "by construction'). Use it only where evenness is guaranteed.", UserWarning, stacklevel=2)
         token_level = model.config.level == "token"
         self.label_names = ["query_labels", "query_sentence_lengths"] if token_level else ["query_labels"]
         self.columns = columns or EpisodeColumns()
