@@ -37,6 +37,12 @@ class SIBOutput(ModelOutput):
     logits_init: torch.FloatTensor | None = None
 
 
+def episode_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, Q, H] → [B, 1, H]: the mean over each episode's real queries, padding excluded."""
+    weight = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp(min=1)
+
+
 class EpisodeNorm(nn.Module):
     """BatchNorm over each episode's own queries ([B, Q, H], padding excluded), in training and at test.
 
@@ -53,10 +59,8 @@ class EpisodeNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(features))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weight = mask.unsqueeze(-1).to(x.dtype)
-        count = weight.sum(dim=1, keepdim=True).clamp(min=1)
-        mean = (x * weight).sum(dim=1, keepdim=True) / count
-        var = ((x - mean).square() * weight).sum(dim=1, keepdim=True) / count  # biased, as BatchNorm normalises
+        mean = episode_mean(x, mask)
+        var = episode_mean((x - mean).square(), mask)  # biased, as BatchNorm normalises
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
@@ -85,9 +89,8 @@ class SyntheticGradientNet(nn.Module):
         """[B, Q, C] logits of each episode's queries → [B, Q, C] synthetic gradients (zero for padding)."""
         x = logits
         if self.episode_context:
-            weight = query_mask.unsqueeze(-1).to(logits.dtype)
             probs = logits.softmax(-1)
-            marginal = (probs * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1)
+            marginal = episode_mean(probs, query_mask)
             x = torch.cat([logits, probs, marginal.expand_as(probs)], dim=-1)
         for layer in self.net:
             x = layer(x, query_mask) if isinstance(layer, EpisodeNorm) else layer(x)

@@ -36,7 +36,7 @@ class SemiSupervisedMetaTrainer(Trainer):
         kwargs.setdefault("compute_metrics", episode_compute_metrics(model.config.level))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
-        if train_dataset is not None and getattr(model.config, "grad_net_context", False) \
+        if train_dataset is not None and model.config.grad_net_context \
                 and args.uneven_train_queries == 0:
             warnings.warn("grad_net_context=True with even training episodes only (uneven_train_queries=0): the "
                           "model will expect every class to have as many unlabelled queries as the others, and on "
