@@ -216,9 +216,11 @@ def run_sequence(args) -> tuple[dict, list, list]:
                         + (f" | {original[0]:.2f} ± {original[1]:.2f} |" if original else " | – |")
                         + (" {:.2f} | {:.2f} |".format(*(100 * v for v in uneven.values())) if uneven else " – | – |"))
             if original and not (args.support_gradient or args.transductive_init or args.uneven_train):  # reference
-                targets.append(target(f"{dataset} {k}-shot: |SIB K=3 (support_gradient=False) - original code| "
-                                      "(points, seed-0 test episodes)", abs(100 * mean["sib_k3"] - original[0]), 0.3,
-                                      "<="))
+                # "reaches the original's figure within 0.3": falls short of it by at most 0.3 (above it is fine;
+                # the signed gap is the metric, so a port that overshoots shows as negative, never hidden)
+                targets.append(target(f"{dataset} {k}-shot: original code - SIB K=3 (support_gradient=False) "
+                                      "(points, seed-0 test episodes; negative = above the original)",
+                                      original[0] - 100 * mean["sib_k3"], 0.3, "<="))
                 continue
             if k == 1:
                 targets += [
@@ -238,13 +240,14 @@ def run_sequence(args) -> tuple[dict, list, list]:
               f"SIB: support_gradient={args.support_gradient}, K={args.inner_steps} inner steps, "
               f"uneven_train={args.uneven_train} (share of meta-training episodes with uneven query sets), "
               f"grad_net_context={args.grad_net_context}, "
-              f"transductive_init={args.transductive_init} (then SIB K=0 already starts from soft k-means "
-              "prototypes, so its gap to K=3 is not the refinement's gain over the support-only classifier). "
+              f"transductive_init={args.transductive_init}"
+              + (" (then SIB K=0 already starts from soft k-means prototypes, so its gap to K=3 is not the "
+                 "refinement's gain over the support-only classifier)" if args.transductive_init else "") + ". "
               "Validation accuracy of each run is in the JSON (val_sib_k3). The \"original code\" column is "
               "amzn/xfer's original code on the same features and seed-0 test episodes (quoted; only comparable when "
               "seeds = 0, 2000 episodes).\n\n"
               "The last two columns score the same test episodes with a random 1..15 of each class's 15 queries (a "
-              "user's unlabelled set is rarely even).\n\n"
+              "user's unlabelled set is rarely even; – for runs kept from before this was measured).\n\n"
               "| dataset | shots | prototype | SIB K=0 | SIB K=3 | soft k-means | original code | SIB K=3, uneven "
               "queries | soft k-means, uneven queries |\n|---|---|---|---|---|---|---|---|---|")
     return results, targets, [header, *rows]
