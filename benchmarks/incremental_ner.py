@@ -71,6 +71,16 @@ PUBLISHED = {"fg1pg1": {"ExtendNER": (76.36, 73.04), "CFNER": (80.91, 79.11), "R
                         "TBCL": (86.71, 84.94)}}
 
 
+# Options added after runs were kept: a kept state without them ran with these values.
+PREVIOUS_DEFAULTS = {"consolidation_epochs": 1.0, "path_weight": 0.0}
+
+
+def same_settings(kept: dict | None, settings: dict) -> bool:
+    """Whether runs kept under ``kept`` settings belong with ``settings`` (a state kept before an option existed
+    ran with its previous default)."""
+    return kept is not None and {**PREVIOUS_DEFAULTS, **kept} == {**PREVIOUS_DEFAULTS, **settings}
+
+
 def bio(types: list[str]) -> list[str]:
     return [f"{p}-{t}" for t in types for p in "BI"]
 
@@ -94,9 +104,14 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--head_learning_rate", type=float, default=1e-3)
     parser.add_argument("--batch_size", type=int, default=16)
+    # The kept runs consolidated for 1 epoch with marginals only (path_weight 0, the default before
+    # consolidation_path_weight.py); 3 and 0.5 are the library's defaults
+    parser.add_argument("--consolidation_epochs", type=float, default=1.0)
+    parser.add_argument("--path_weight", type=float, default=0.0)
     parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
     parser.add_argument("--state", default=str(CACHE / "incremental_ner"))
     parser.add_argument("--results_dir", default=str(RESULTS))
+    parser.add_argument("--results_name", default="incremental_ner")
     return parser
 
 
@@ -147,11 +162,11 @@ class Bench:
         data = add_source_logits(encoded, model, self.tokenizer) if model.peft_config.uses_source_at_forward \
             else encoded
         model = self.fit(model, data, AdapterDataCollator(self.tokenizer), seed)
-        args = TrainingArguments(output_dir=str(Path(self.options.state) / "consolidate"), num_train_epochs=1,
+        args = TrainingArguments(output_dir=str(Path(self.options.state) / "consolidate"),
+                                 num_train_epochs=self.options.consolidation_epochs,
                                  learning_rate=5e-5, per_device_train_batch_size=self.options.batch_size,
                                  save_strategy="no", report_to="none", disable_tqdm=True, seed=seed)
-        # path_weight=0: the kept runs were consolidated with it (the default before consolidation_path_weight.py)
-        return model, model.consolidate(encoded, self.tokenizer, args=args, path_weight=0.0)
+        return model, model.consolidate(encoded, self.tokenizer, args=args, path_weight=self.options.path_weight)
 
     def score(self, model, seen: list[str], old: list[str]) -> dict:
         labels = list(model.config.id2label.values())
@@ -263,7 +278,7 @@ def summarise(state: dict, options) -> None:
              "ran it (the command above wrote this file).\n\n"
              + "\n".join(rows) + "\n\nPublished, for context (bert-base-cased, not MiniLM; averaged over steps):\n\n"
              "| setting | method | avg Mi-F1 | avg Ma-F1 |\n|---|---|---|---|\n" + published + "\n")
-    write_results("incremental_ner", {"summary": summary, "runs": state["runs"], "published": PUBLISHED,
+    write_results(options.results_name, {"summary": summary, "runs": state["runs"], "published": PUBLISHED,
                                       "settings": vars(options), "targets": targets}, table,
                   results_dir=Path(options.results_dir))
 
@@ -274,7 +289,7 @@ def merge_kept_runs(state: dict, state_file: Path) -> None:
     if not state_file.is_file():
         return
     kept = json.loads(state_file.read_text())
-    if kept.get("settings") != state["settings"]:
+    if not same_settings(kept.get("settings"), state["settings"]):
         return
     for name, record in kept["runs"].items():
         if len(record["steps"]) > len(state["runs"].get(name, {"steps": []})["steps"]):
@@ -285,8 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    settings = {k: v for k, v in vars(options).items() if k not in ("settings", "seeds", "methods")}
-    if state.get("settings") != settings:
+    settings = {k: v for k, v in vars(options).items() if k not in ("settings", "seeds", "methods", "results_name")}
+    if not same_settings(state.get("settings"), settings):
         state = {"runs": {}, "settings": settings}
     bench = Bench(options)
 

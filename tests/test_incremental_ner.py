@@ -4,7 +4,7 @@ import json
 
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-from benchmarks.incremental_ner import SETTINGS, bio, merge_kept_runs, only_types
+from benchmarks.incremental_ner import SETTINGS, bio, merge_kept_runs, only_types, same_settings
 
 
 def test_only_the_steps_types_stay_and_ids_follow_the_models_label_order():
@@ -37,3 +37,10 @@ def test_merge_kept_runs_takes_in_another_process_runs_and_keeps_the_longer_reco
     state_file.write_text(json.dumps({"settings": {"learning_rate": 1.0}, "runs": {"x/y/seed0": {"steps": [{}]}}}))
     merge_kept_runs(state, state_file)
     assert "x/y/seed0" not in state["runs"]  # runs kept under other settings are not mixed in
+
+
+def test_runs_kept_before_the_consolidation_options_existed_count_as_their_previous_defaults():
+    kept = {"learning_rate": 1e-4}  # a runs.json written before --consolidation_epochs / --path_weight
+    assert same_settings(kept, {"learning_rate": 1e-4, "consolidation_epochs": 1.0, "path_weight": 0.0})
+    assert not same_settings(kept, {"learning_rate": 1e-4, "consolidation_epochs": 3.0, "path_weight": 0.5})
+    assert not same_settings(None, {"learning_rate": 1e-4})
