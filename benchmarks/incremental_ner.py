@@ -22,7 +22,9 @@ model the previous step left:
   bound).
 
 One epoch per step and per consolidation: on 2 CPU cores a MiniLM epoch over a quarter of CoNLL train takes
-minutes, and the literature's ranking does not change between 1 and more epochs of this size. Every finished
+minutes, and the literature's ranking does not change between 1 and more epochs of this size. The kept runs
+consolidate with marginals only (``--path_weight 0``); ``--consolidation_epochs 3 --path_weight 0.5`` are the
+library's consolidation defaults (run them with their own ``--state`` and ``--results_name``). Every finished
 step is kept (``benchmarks/.cache/incremental_ner/runs.json``), so an interrupted run resumes where it stopped.
 
     nohup python -m benchmarks.incremental_ner --settings fg1pg1 --seeds 0 1 2 > incremental.log 2>&1 &
