@@ -44,3 +44,5 @@ def test_runs_kept_before_the_consolidation_options_existed_count_as_their_previ
     assert same_settings(kept, {"learning_rate": 1e-4, "consolidation_epochs": 1.0, "path_weight": 0.0})
     assert not same_settings(kept, {"learning_rate": 1e-4, "consolidation_epochs": 3.0, "path_weight": 0.5})
     assert not same_settings(None, {"learning_rate": 1e-4})
+    assert same_settings(kept, {"learning_rate": 1e-4, "extension_epochs": 1.0})
+    assert not same_settings(kept, {"learning_rate": 1e-4, "extension_epochs": 4.0})
