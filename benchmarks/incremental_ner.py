@@ -25,6 +25,8 @@ One epoch per step and per consolidation: on 2 CPU cores a MiniLM epoch over a q
 minutes, and the literature's ranking does not change between 1 and more epochs of this size. The kept runs
 consolidate with marginals only (``--path_weight 0``); ``--consolidation_epochs 3 --path_weight 0.5`` are the
 library's consolidation defaults (run them with their own ``--state`` and ``--results_name``).
+``--borrow benchmarks/.cache/incremental_ner`` takes in the kept fine-tune, ExtendNER-style
+and joint runs, which these options do not touch, so that one table compares them.
 ``--extension_epochs 4 --methods extendner`` gives the baseline as many passes over each step's data as ours
 gets with 1 extension + 3 consolidation epochs (a compute-matched baseline). Every finished
 step is kept (``benchmarks/.cache/incremental_ner/runs.json``), so an interrupted run resumes where it stopped.
@@ -75,6 +77,10 @@ PUBLISHED = {"fg1pg1": {"ExtendNER": (76.36, 73.04), "CFNER": (80.91, 79.11), "R
                         "TBCL": (86.71, 84.94)}}
 
 
+# Methods whose models these options do not touch (their consolidation is an exact copy, or there is none)
+CONSOLIDATION_FREE = ("fine-tune", "extendner", "joint")
+CONSOLIDATION_OPTIONS = ("consolidation_epochs", "path_weight")
+
 # Options added after runs were kept: a kept state without them ran with these values.
 PREVIOUS_DEFAULTS = {"consolidation_epochs": 1.0, "path_weight": 0.0, "extension_epochs": 1.0}
 
@@ -119,6 +125,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--state", default=str(CACHE / "incremental_ner"))
     parser.add_argument("--results_dir", default=str(RESULTS))
     parser.add_argument("--results_name", default="incremental_ner")
+    parser.add_argument("--borrow", default=None,
+                        help="Another --state folder whose fine-tune / ExtendNER-style / joint runs hold here too "
+                             "(same settings but the consolidation options, which those methods never use).")
     return parser
 
 
@@ -283,7 +292,9 @@ def summarise(state: dict, options) -> None:
              f"{options.extension_epochs:g} extension epoch(s), then {options.consolidation_epochs:g} consolidation "
              f"epoch(s) at path_weight {options.path_weight:g} for ours; mean over seeds). Old-type loss at step i = Mi-F1 over step i-1's types before minus after step i. The "
              "table holds every run kept under these settings (runs.json in the --state folder), whichever command "
-             "ran it (the command above wrote this file).\n\n"
+             "ran it (the command above wrote this file)."
+             + (f" Fine-tune, ExtendNER-style and joint runs are those kept in {options.borrow} (the consolidation "
+                "options do not touch them)." if options.borrow else "") + "\n\n"
              + "\n".join(rows) + "\n\nPublished, for context (bert-base-cased, not MiniLM; averaged over steps):\n\n"
              "| setting | method | avg Mi-F1 | avg Ma-F1 |\n|---|---|---|---|\n" + published + "\n")
     write_results(options.results_name, {"summary": summary, "runs": state["runs"], "published": PUBLISHED,
@@ -304,13 +315,29 @@ def merge_kept_runs(state: dict, state_file: Path) -> None:
             state["runs"][name] = record
 
 
+def borrow_runs(state: dict, other_state_file: Path) -> None:
+    """Take in another state's runs of the methods that the consolidation options do not touch, when every
+    other setting agrees (runs kept here win)."""
+    other = json.loads(other_state_file.read_text())
+    ignore = {*CONSOLIDATION_OPTIONS, "state"}
+    if not same_settings({k: v for k, v in (other.get("settings") or {}).items() if k not in ignore},
+                         {k: v for k, v in state["settings"].items() if k not in ignore}):
+        raise ValueError(f"{other_state_file} was run with other settings than these; it cannot lend its runs.")
+    for name, record in other["runs"].items():
+        if name.split("/")[1] in CONSOLIDATION_FREE:
+            state["runs"].setdefault(name, record)
+
+
 def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    settings = {k: v for k, v in vars(options).items() if k not in ("settings", "seeds", "methods", "results_name")}
+    settings = {k: v for k, v in vars(options).items()
+                if k not in ("settings", "seeds", "methods", "results_name", "borrow")}
     if not same_settings(state.get("settings"), settings):
         state = {"runs": {}, "settings": settings}
+    if options.borrow:
+        borrow_runs(state, Path(options.borrow) / "runs.json")
     bench = Bench(options)
 
     def save() -> None:

@@ -2,9 +2,10 @@
 
 import json
 
+import pytest
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-from benchmarks.incremental_ner import SETTINGS, bio, merge_kept_runs, only_types, same_settings
+from benchmarks.incremental_ner import SETTINGS, bio, borrow_runs, merge_kept_runs, only_types, same_settings
 
 
 def test_only_the_steps_types_stay_and_ids_follow_the_models_label_order():
@@ -46,3 +47,18 @@ def test_runs_kept_before_the_consolidation_options_existed_count_as_their_previ
     assert not same_settings(None, {"learning_rate": 1e-4})
     assert same_settings(kept, {"learning_rate": 1e-4, "extension_epochs": 1.0})
     assert not same_settings(kept, {"learning_rate": 1e-4, "extension_epochs": 4.0})
+
+
+def test_borrowed_runs_are_only_those_the_consolidation_options_cannot_change(tmp_path):
+    other = tmp_path / "runs.json"
+    other.write_text(json.dumps({"settings": {"learning_rate": 1e-4, "state": "a"}, "runs": {
+        "fg1pg1/extendner/seed0": {"steps": [{"micro_f1": 1.0}]}, "fg1pg1/joint/seed0": {"steps": [{}]},
+        "fg1pg1/ours/seed0": {"steps": [{"micro_f1": 9.0}]}}}))
+    state = {"settings": {"learning_rate": 1e-4, "state": "b", "consolidation_epochs": 3.0, "path_weight": 0.5},
+             "runs": {"fg1pg1/joint/seed0": {"steps": [{}, {}]}}}
+    borrow_runs(state, other)
+    assert sorted(state["runs"]) == ["fg1pg1/extendner/seed0", "fg1pg1/joint/seed0"]
+    assert len(state["runs"]["fg1pg1/joint/seed0"]["steps"]) == 2  # runs kept here win
+    state["settings"]["extension_epochs"] = 4.0  # ExtendNER-style itself would change: refused
+    with pytest.raises(ValueError, match="other settings"):
+        borrow_runs(state, other)
