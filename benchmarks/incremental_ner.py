@@ -317,15 +317,16 @@ def merge_kept_runs(state: dict, state_file: Path) -> None:
 
 def borrow_runs(state: dict, other_state_file: Path) -> None:
     """Take in another state's runs of the methods that the consolidation options do not touch, when every
-    other setting agrees (runs kept here win)."""
+    other setting agrees (the longer record of each run wins: the other state may still be running)."""
     other = json.loads(other_state_file.read_text())
     ignore = {*CONSOLIDATION_OPTIONS, "state"}
     if not same_settings({k: v for k, v in (other.get("settings") or {}).items() if k not in ignore},
                          {k: v for k, v in state["settings"].items() if k not in ignore}):
         raise ValueError(f"{other_state_file} was run with other settings than these; it cannot lend its runs.")
     for name, record in other["runs"].items():
-        if name.split("/")[1] in CONSOLIDATION_FREE:
-            state["runs"].setdefault(name, record)
+        kept = state["runs"].get(name, {"steps": []})
+        if name.split("/")[1] in CONSOLIDATION_FREE and len(record["steps"]) > len(kept["steps"]):
+            state["runs"][name] = record
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -55,10 +55,11 @@ def test_borrowed_runs_are_only_those_the_consolidation_options_cannot_change(tm
         "fg1pg1/extendner/seed0": {"steps": [{"micro_f1": 1.0}]}, "fg1pg1/joint/seed0": {"steps": [{}]},
         "fg1pg1/ours/seed0": {"steps": [{"micro_f1": 9.0}]}}}))
     state = {"settings": {"learning_rate": 1e-4, "state": "b", "consolidation_epochs": 3.0, "path_weight": 0.5},
-             "runs": {"fg1pg1/joint/seed0": {"steps": [{}, {}]}}}
+             "runs": {"fg1pg1/joint/seed0": {"steps": [{}, {}]}, "fg1pg1/extendner/seed0": {"steps": []}}}
     borrow_runs(state, other)
     assert sorted(state["runs"]) == ["fg1pg1/extendner/seed0", "fg1pg1/joint/seed0"]
-    assert len(state["runs"]["fg1pg1/joint/seed0"]["steps"]) == 2  # runs kept here win
+    assert state["runs"]["fg1pg1/extendner/seed0"]["steps"] == [{"micro_f1": 1.0}]  # the longer record wins
+    assert len(state["runs"]["fg1pg1/joint/seed0"]["steps"]) == 2
     state["settings"]["extension_epochs"] = 4.0  # ExtendNER-style itself would change: refused
     with pytest.raises(ValueError, match="other settings"):
         borrow_runs(state, other)
