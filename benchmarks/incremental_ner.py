@@ -291,7 +291,8 @@ def summarise(state: dict, options) -> None:
                           for name, (mi, ma) in methods.items())
     table = ("CoNLL-2003 test, entity F1 % over the types seen so far, after each step (MiniLM; per step "
              f"{options.extension_epochs:g} extension epoch(s), then {options.consolidation_epochs:g} consolidation "
-             f"epoch(s) at path_weight {options.path_weight:g} for ours; mean over seeds). Old-type loss at step i = Mi-F1 over step i-1's types before minus after step i. The "
+             f"epoch(s) at path_weight {options.path_weight:g} for ours; mean over seeds). Old-type loss at step i = "
+             "Mi-F1 over step i-1's types before minus after step i. The "
              "table holds every run kept under these settings (runs.json in the --state folder), whichever command "
              "ran it (the command above wrote this file)."
              + (f" Fine-tune, ExtendNER-style and joint runs are those kept in {options.borrow} (the consolidation "
@@ -309,11 +310,15 @@ def merge_kept_runs(state: dict, state_file: Path) -> None:
     if not state_file.is_file():
         return
     kept = json.loads(state_file.read_text())
-    if not same_settings(kept.get("settings"), state["settings"]):
-        return
-    for name, record in kept["runs"].items():
-        if len(record["steps"]) > len(state["runs"].get(name, {"steps": []})["steps"]):
-            state["runs"][name] = record
+    if same_settings(kept.get("settings"), state["settings"]):
+        take_longer_records(state["runs"], kept["runs"])
+
+
+def take_longer_records(runs: dict, incoming: dict) -> None:
+    """Each incoming run's record replaces the one in ``runs`` when it holds more steps."""
+    for name, record in incoming.items():
+        if len(record["steps"]) > len(runs.get(name, {"steps": []})["steps"]):
+            runs[name] = record
 
 
 def borrow_runs(state: dict, other_state_file: Path) -> None:
@@ -324,10 +329,8 @@ def borrow_runs(state: dict, other_state_file: Path) -> None:
     if not same_settings({k: v for k, v in (other.get("settings") or {}).items() if k not in ignore},
                          {k: v for k, v in state["settings"].items() if k not in ignore}):
         raise ValueError(f"{other_state_file} was run with other settings than these; it cannot lend its runs.")
-    for name, record in other["runs"].items():
-        kept = state["runs"].get(name, {"steps": []})
-        if name.split("/")[1] in CONSOLIDATION_FREE and len(record["steps"]) > len(kept["steps"]):
-            state["runs"][name] = record
+    take_longer_records(state["runs"], {name: record for name, record in other["runs"].items()
+                                        if name.split("/")[1] in CONSOLIDATION_FREE})
 
 
 def main(argv: list[str] | None = None) -> dict:
