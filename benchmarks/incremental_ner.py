@@ -86,10 +86,17 @@ CONSOLIDATION_OPTIONS = ("consolidation_epochs", "path_weight")
 PREVIOUS_DEFAULTS = {"consolidation_epochs": 1.0, "path_weight": 0.0, "extension_epochs": 1.0}
 
 
+# Options that say what to run or where to write, not how a run trains: they never make kept runs stale
+NOT_SETTINGS = ("settings", "seeds", "methods", "state", "results_dir", "results_name", "borrow")
+
+
 def same_settings(kept: dict | None, settings: dict) -> bool:
     """Whether runs kept under ``kept`` settings belong with ``settings`` (a state kept before an option existed
-    ran with its previous default)."""
-    return kept is not None and {**PREVIOUS_DEFAULTS, **kept} == {**PREVIOUS_DEFAULTS, **settings}
+    ran with its previous default; states kept before NOT_SETTINGS existed hold some of them)."""
+    def training(values: dict) -> dict:
+        return {**PREVIOUS_DEFAULTS, **{k: v for k, v in values.items() if k not in NOT_SETTINGS}}
+
+    return kept is not None and training(kept) == training(settings)
 
 
 def bio(types: list[str]) -> list[str]:
@@ -325,9 +332,8 @@ def borrow_runs(state: dict, other_state_file: Path) -> None:
     """Take in another state's runs of the methods that the consolidation options do not touch, when every
     other setting agrees (the longer record of each run wins: the other state may still be running)."""
     other = json.loads(other_state_file.read_text())
-    ignore = {*CONSOLIDATION_OPTIONS, "state"}
-    if not same_settings({k: v for k, v in (other.get("settings") or {}).items() if k not in ignore},
-                         {k: v for k, v in state["settings"].items() if k not in ignore}):
+    if not same_settings({k: v for k, v in (other.get("settings") or {}).items() if k not in CONSOLIDATION_OPTIONS},
+                         {k: v for k, v in state["settings"].items() if k not in CONSOLIDATION_OPTIONS}):
         raise ValueError(f"{other_state_file} was run with other settings than these; it cannot lend its runs.")
     take_longer_records(state["runs"], {name: record for name, record in other["runs"].items()
                                         if name.split("/")[1] in CONSOLIDATION_FREE})
@@ -337,8 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    settings = {k: v for k, v in vars(options).items()
-                if k not in ("settings", "seeds", "methods", "results_name", "borrow")}
+    settings = {k: v for k, v in vars(options).items() if k not in NOT_SETTINGS}
     if not same_settings(state.get("settings"), settings):
         state = {"runs": {}, "settings": settings}
     if options.borrow:

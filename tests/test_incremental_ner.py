@@ -49,6 +49,13 @@ def test_runs_kept_before_the_consolidation_options_existed_count_as_their_previ
     assert not same_settings(kept, {"learning_rate": 1e-4, "extension_epochs": 4.0})
 
 
+def test_where_runs_are_kept_or_written_does_not_make_them_stale():
+    kept = {"learning_rate": 1e-4, "state": "a", "results_dir": "/x"}  # states kept before NOT_SETTINGS held these
+    assert same_settings(kept, {"learning_rate": 1e-4})
+    assert same_settings(kept, {"learning_rate": 1e-4, "state": "b", "results_dir": "/y"})
+    assert not same_settings(kept, {"learning_rate": 1e-3, "results_dir": "/x"})
+
+
 def test_borrowed_runs_are_only_those_the_consolidation_options_cannot_change(tmp_path):
     other = tmp_path / "runs.json"
     other.write_text(json.dumps({"settings": {"learning_rate": 1e-4, "state": "a"}, "runs": {
