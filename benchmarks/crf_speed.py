@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import target, write_results
-from hf_adapter_ext.adapter.crf import CRF
+from hf_adapter_ext.modeling.crf import CRF
 from tests.crf_reference import reference_nll
 
 SWEEP_LABELS = ["O", "B-A", "I-A", "B-B", "I-B", "B-C", "I-C", "B-D", "I-D"]

@@ -43,7 +43,7 @@ from hf_adapter_ext import (
     save_consolidated,
 )
 from hf_adapter_ext.adapter.config import parse_pairs
-from hf_adapter_ext.adapter.labels import entity_types, source_labels
+from hf_adapter_ext.modeling.tags import entity_types, source_labels
 from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
 from hf_adapter_ext.data.text_files import numbered_lines
 from hf_adapter_ext.launch import check_one_job, end_distributed

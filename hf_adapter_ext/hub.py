@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -9,12 +11,26 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
-from .adapter.labels import entity_types
+from .modeling.tags import entity_types
 
 _TEMPLATE_DIRS = (
     Path(__file__).resolve().parent.parent / "model_cards",  # source checkout / editable install
     Path(sys.prefix) / "share" / "hf_adapter_ext" / "model_cards",  # wheel install (data-files)
 )
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
+
+
+def hub_model_id(name_or_path: str | os.PathLike | None) -> str | None:
+    """``name_or_path`` when others could load it from the Hub, else None: a card's ``base_model`` must never be
+    a path on the machine that saved it (an existing local folder, an absolute path, ``./x``)."""
+    if not name_or_path:
+        return None
+    text = str(name_or_path)
+    if not HUB_ID.match(text) or Path(text).exists() or text.count("/") > 1:
+        return None
+    return text
 
 
 def template_path(name: str) -> Path:
@@ -33,12 +49,12 @@ def render_adapter_card(config) -> str:
     """The README.md of a saved NeuralAdapterModel: base model, old and new labels, mode and metrics."""
     data = ModelCardData(
         library_name="hf_adapter_ext",
-        base_model=config.base_model_name_or_path or None,
+        base_model=hub_model_id(config.base_model_name_or_path),
         pipeline_tag="token-classification",
         tags=["hf_adapter_ext", "neural-adapter", "token-classification", "ner"],
     )
     return render_card(
-        "neural_adapter.md", data, config=config, old_types=entity_types(config.old_labels or []),
+        "neural_adapter.md", data, config=config, base_model=data.base_model, old_types=entity_types(config.old_labels or []),
         new_types=entity_types(config.new_labels), metrics=config.metrics or {},
     )
 
@@ -48,11 +64,11 @@ def render_sib_card(config, metrics: dict | None, tags: list[str] | None = None)
     own = ["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"]
     data = ModelCardData(
         library_name="hf_adapter_ext",
-        base_model=config.backbone_name_or_path or None,
+        base_model=hub_model_id(config.backbone_name_or_path),
         pipeline_tag="token-classification" if config.level == "token" else "text-classification",
         tags=[*own, *[t for t in tags or [] if t not in own]],
     )
-    return render_card("sib.md", data, config=config, metrics=metrics or {})
+    return render_card("sib.md", data, config=config, base_model=data.base_model, metrics=metrics or {})
 
 
 def render_consolidated_card(model) -> str:
@@ -61,7 +77,7 @@ def render_consolidated_card(model) -> str:
     if report is None:
         raise ValueError("This model has no consolidation report: save models made by NeuralAdapterModel.consolidate().")
     data = ModelCardData(
-        library_name="transformers", base_model=report.get("source") or None, pipeline_tag="token-classification",
+        library_name="transformers", base_model=hub_model_id(report.get("source")), pipeline_tag="token-classification",
         tags=["token-classification", "ner", "hf_adapter_ext", "neural-adapter", "consolidated"],
     )
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]

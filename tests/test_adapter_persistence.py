@@ -31,7 +31,9 @@ def test_save_and_reload_gives_identical_logits(tmp_path, tokenizer, target, tra
     model = trained(get_adapter_model(tiny_source(seed=5), config), batch)
     model.save_pretrained(tmp_path, metrics={"new_f1": 0.5})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "adapter_config.json",
-                                                            "adapter_model.safetensors"]
+                                                            "adapter_model.safetensors", "model.safetensors"]
+    # Trainer's file name is a hard link to the adapter's weights: the same bytes, stored once
+    assert (tmp_path / "model.safetensors").stat().st_ino == (tmp_path / "adapter_model.safetensors").stat().st_ino
     # a freshly loaded source (same weights), as a user would have after a restart
     reloaded = NeuralAdapterModel.from_pretrained(tiny_source(seed=5), tmp_path)
     assert not reloaded.training

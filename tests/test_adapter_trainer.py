@@ -142,9 +142,50 @@ def test_load_best_model_at_end_and_its_checkpoint_reload_with_from_pretrained(t
                                              metric_for_best_model="eval_loss"),
                       train_dataset=data, eval_dataset=data, data_collator=AdapterDataCollator(tokenizer))
     trainer.train()
-    reloaded = NeuralAdapterModel.from_pretrained(tiny_source(), trainer.state.best_model_checkpoint, config=config)
+    reloaded = NeuralAdapterModel.from_pretrained(tiny_source(), trainer.state.best_model_checkpoint)
     batch = AdapterDataCollator(tokenizer)([data[i] for i in range(3)])
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).emissions, model(**inputs).emissions)
+
+
+@pytest.mark.parametrize("target", ["frozen", "lora"])
+def test_trainer_checkpoint_holds_only_what_trains_and_reloads_exactly(tmp_path, tokenizer, target):
+    """A Trainer checkpoint of a frozen / lora extension stores at most 10 % of the source's weight bytes (the
+    source is referenced, not stored again) and reloads, with no extra argument, to identical logits."""
+    import os
+
+    from transformers import BertConfig, BertForTokenClassification
+
+    from hf_adapter_ext import NeuralAdapterModel
+
+    from .conftest import OLD_LABELS
+
+    labels = {"id2label": dict(enumerate(OLD_LABELS)), "label2id": {x: i for i, x in enumerate(OLD_LABELS)}}
+    source_config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=4,
+                               num_attention_heads=4, intermediate_size=512, **labels)
+    torch.manual_seed(0)
+    source = BertForTokenClassification(source_config)
+    source_bytes = sum(p.numel() * p.element_size() for p in source.parameters())
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target,
+                                                          adapter_hidden_size=16))
+    data = toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS)
+    trainer = Trainer(model=model, args=args(tmp_path, save_strategy="steps", save_steps=3, max_steps=3),
+                      train_dataset=data, data_collator=AdapterDataCollator(tokenizer))
+    trainer.train()
+    checkpoint = tmp_path / "checkpoint-3"
+    weights = {(f.stat().st_ino, f.stat().st_size) for f in checkpoint.iterdir() if f.suffix == ".safetensors"}
+    assert sum(size for _, size in weights) <= 0.10 * source_bytes, (weights, source_bytes)
+    assert not any(f.name.startswith("source.") for f in checkpoint.iterdir())
+    torch.manual_seed(0)
+    fresh_source = BertForTokenClassification(source_config)  # the same source, loaded anew
+    reloaded = NeuralAdapterModel.from_pretrained(fresh_source, str(checkpoint))
+    batch = AdapterDataCollator(tokenizer)([data[i] for i in range(3)])
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**inputs).logits, model(**inputs).logits)
+        assert torch.equal(reloaded(**inputs).emissions, model(**inputs).emissions)
+    assert os.path.isfile(checkpoint / "optimizer.pt")  # Trainer's own state is still there to resume from
+

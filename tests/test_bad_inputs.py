@@ -25,7 +25,7 @@ from hf_adapter_ext import (
     add_rehearsal,
     get_adapter_model,
 )
-from hf_adapter_ext.adapter.crf import bio_allowed_transitions
+from hf_adapter_ext.modeling.crf import bio_allowed_transitions
 from hf_adapter_ext.data import (
     conll_dataset,
     load_ner_files,

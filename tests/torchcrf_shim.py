@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hf_adapter_ext.adapter.crf import CRF
+from hf_adapter_ext.modeling.crf import CRF
 
 
 class TorchCRFShim(nn.Module):

@@ -1,12 +1,9 @@
 from .config import NeuralAdapterConfig
-from .crf import CRF
+from ..modeling.crf import CRF
 from .model import NeuralAdapterModel, get_adapter_model
 from .optim import adapter_optimizer
-from .registry import register
 from .rehearsal import add_rehearsal
 from .source_cache import AdapterDataCollator, add_source_logits
-
-register()
 
 __all__ = ["AdapterDataCollator", "CRF", "NeuralAdapterConfig", "NeuralAdapterModel", "adapter_optimizer", "add_rehearsal", "add_source_logits",
            "get_adapter_model"]

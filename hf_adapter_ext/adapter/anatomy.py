@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from .crf import CRF
+from ..modeling.crf import CRF
 
 
 def output_layer_name(model: nn.Module, num_labels: int) -> str:

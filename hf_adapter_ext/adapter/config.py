@@ -7,8 +7,15 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from peft import PeftConfig
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
 PEFT_TYPE = "NEURAL_ADAPTER"
+FRONT_DOOR_MESSAGE = (
+    "A NeuralAdapterConfig describes a neural adapter, which is not a PEFT tuner: it runs a target network beside "
+    "the frozen source. Build one with hf_adapter_ext.get_adapter_model(source, config); load a saved one with "
+    "hf_adapter_ext.NeuralAdapterModel.from_pretrained(source_or_its_id, adapter_dir) (a consolidated plain "
+    "model needs no hf_adapter_ext at all)."
+)
 
 _CHOICES = {
     "target": ("copy", "lora", "frozen"),
@@ -153,6 +160,13 @@ class NeuralAdapterConfig(PeftConfig):
                 raise TypeError(f"NeuralAdapterConfig.{name} must be a dict; got {value!r}.")
 
     @property
+    def is_prompt_learning(self) -> bool:
+        """PEFT asks this first of a config it is about to build a tuner from (``get_peft_model``,
+        ``PeftModel.from_pretrained``, ``AutoPeftModel*``, transformers' ``load_adapter``). A neural adapter is no
+        PEFT tuner, so those front doors stop here, with directions to ours."""
+        raise ValueError(FRONT_DOOR_MESSAGE)
+
+    @property
     def labels(self) -> list[str]:
         """Old labels followed by new ones: the extended model's id order."""
         if self.old_labels is None:
@@ -167,3 +181,9 @@ class NeuralAdapterConfig(PeftConfig):
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+
+# PEFT reads adapter_config.json through this table: `PeftConfig.from_pretrained(adapter_dir)` returns our config.
+# No tuner is registered: PeftType has no member for a neural adapter (PEFT's register_peft_method accepts only
+# those), and a neural adapter injects no layers into the base model, which is what a PEFT tuner does.
+PEFT_TYPE_TO_CONFIG_MAPPING.setdefault(PEFT_TYPE, NeuralAdapterConfig)

@@ -21,8 +21,9 @@ from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
 
 from ..constants import IGNORE_INDEX
+from ..metrics import evaluate_tagger
+from ..modeling.tags import entity_types
 from . import anatomy
-from .labels import entity_types
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -190,8 +191,6 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
 def compare_with_teacher(teacher, student, dataset: Dataset, tokenizer) -> dict:
     """Entity F1 of the extended model and of the consolidated one on a labelled dataset, and how many of the
     consolidated model's predicted spans break BIO (an I- tag that continues nothing): what losing the CRF costs."""
-    from ..metrics import evaluate_tagger
-
     id2label = teacher.config.id2label
     new_types = entity_types(teacher.peft_config.new_labels)
     scores = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .crf import CRF, left_order, refuse_unexportable
+from ..modeling.crf import CRF, left_order, refuse_unexportable
 
 
 class BiLSTMAdapter(nn.Module):

@@ -5,41 +5,68 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
+from torch.nn.modules.module import _IncompatibleKeys
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import logging
 
+from ..hub import push_folder_to_hub
+from ..modeling.crf import CRF, is_tracing
+from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
+from ..modeling.outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
+from ..modeling.tags import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
 from . import anatomy
 from .config import NeuralAdapterConfig
-from .crf import CRF, is_tracing
-from .labels import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
+from .consolidation import consolidate
 from .layers import ADAPTERS, expand_crf, expand_linear
-from .loss import check_labels, loss_denominator, token_classification_loss_sum
-from .outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
+from .persistence import load_adapter, save_adapter
 
 logger = logging.get_logger(__name__)
+_NO_PEFT_MIXIN = (
+    "An extended model does not take PEFT adapters through transformers' PEFT integration (add_adapter / "
+    "load_adapter / set_adapter). Reload a saved extension with NeuralAdapterModel.from_pretrained(source, folder); "
+    "to extend it further, consolidate it (model.consolidate(...)) and call get_adapter_model on the plain model."
+)
 
 
-class NeuralAdapterModel(nn.Module):
-    """Source model (frozen) → adapter → target head over old + new labels.
+class NeuralAdapterModel(PreTrainedModel):
+    """Source model (frozen) → adapter → target head over old + new labels: a composite `PreTrainedModel`, in the
+    shape of transformers' `EncoderDecoderModel`.
+
+    The frozen source is *referenced*, never stored again: ``state_dict()`` holds only what trains (the target
+    network's trainable weights, the adapter, the head and the CRF), so ``save_pretrained``, Trainer checkpoints
+    and ``push_to_hub`` hold only that, and ``from_pretrained(source, folder)`` rebuilds the rest from the source.
+    ``config`` is the source's config with the extended labels (what ``pipeline`` and ``Trainer`` read);
+    ``peft_config`` is the :class:`NeuralAdapterConfig` (what ``adapter_config.json`` holds).
 
     ``forward`` takes the usual token-classification inputs plus an optional ``source_logits``
     (the frozen source's scores, precomputed with :func:`hf_adapter_ext.add_source_logits`) and
     returns a ``TokenClassifierOutput`` (with the pre-CRF ``emissions`` too). With a CRF head,
     the ``logits`` of a model in eval mode encode the Viterbi path (argmax = decoded label), so
     ``pipeline`` and ``Trainer.predict`` return CRF decodings; in train mode they are the emissions.
+
+    Args:
+        source: the trained token classifier to extend (any ``AutoModelForTokenClassification``); it is frozen.
+        config: how to extend it.
     """
 
+    config_class = PretrainedConfig  # the source's own config class, with the extended labels
     main_input_name = "input_ids"
-    # The loss divides by Trainer's ``num_items_in_batch`` (see adapter/loss.py): exact under gradient
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True  # attention is the source's: whatever it was loaded with
+    _supports_flash_attn = True
+    # The loss divides by Trainer's ``num_items_in_batch`` (see modeling/losses.py): exact under gradient
     # accumulation and DDP.
     accepts_loss_kwargs = True
 
     def __init__(self, source: nn.Module, config: NeuralAdapterConfig):
-        super().__init__()
         if not isinstance(source, nn.Module) or not hasattr(source, "config"):
             hint = (" Load it first: AutoModelForTokenClassification.from_pretrained(...)."
                     if isinstance(source, (str, os.PathLike)) else "")
@@ -65,6 +92,7 @@ class NeuralAdapterModel(nn.Module):
         config.old_labels = old_labels
         config.source_signature = anatomy.signature(source)
         config.base_model_name_or_path = config.base_model_name_or_path or getattr(source, "name_or_path", None)
+        super().__init__(extended_config(source.config, config.labels))
         self.peft_config = config
         self.num_old_labels = len(old_labels)
         self._adapter_disabled = False
@@ -75,11 +103,6 @@ class NeuralAdapterModel(nn.Module):
         self.source = source.eval()
 
         labels = config.labels
-        self.config = copy.deepcopy(source.config)
-        self.config.id2label = dict(enumerate(labels))
-        self.config.label2id = {label: i for i, label in enumerate(labels)}
-        self.config.num_labels = len(labels)
-        self.config.keys_to_ignore_at_inference = ["emissions", "hidden_states", "attentions"]
         self.name_or_path = getattr(source, "name_or_path", "")
 
         source_head = getattr(source, anatomy.output_layer_name(source, self.num_old_labels))
@@ -117,6 +140,10 @@ class NeuralAdapterModel(nn.Module):
         needs_decoder = self.crf is not None and anatomy.crf_of(source) is None
         self.source_path_decoder = (CRF.for_labels(old_labels, config.bio_constraints).requires_grad_(False)
                                     if needs_decoder else None)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Nothing to initialise: every part starts from the source (copies, grown layers) or sets its own values."""
 
     # ------------------------------------------------------------------ construction helpers
     def _freeze_below_top(self, encoder: nn.Module) -> None:
@@ -132,9 +159,6 @@ class NeuralAdapterModel(nn.Module):
                 layer.requires_grad_(True)
 
     def _inject_lora(self, encoder: nn.Module) -> None:
-        from peft import LoraConfig, inject_adapter_in_model
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
         cfg = self.peft_config
         target_modules = (
             cfg.lora_target_modules
@@ -158,61 +182,13 @@ class NeuralAdapterModel(nn.Module):
         inject_adapter_in_model(lora, encoder)
 
     # ------------------------------------------------------------------ forward
-    @property
-    def device(self) -> torch.device:
-        return self.classifier.weight.device
+    def _trained_encoder(self) -> nn.Module:
+        """The encoder that trains: the copy, or the shared one (which carries LoRA, or is frozen)."""
+        return self.target_encoder if self.peft_config.target == "copy" else anatomy.encoder_of(self.source)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.classifier.weight.dtype
-
-    # ------------------------------------------------------------------ activation checkpointing (Trainer flag)
-    supports_gradient_checkpointing = True
-
-    def _trained_encoder(self):
-        """The encoder whose activations backpropagation needs: the copy, or the shared one that carries LoRA."""
-        if self.peft_config.target == "copy":
-            return self.target_encoder
-        if self.peft_config.target == "lora":
-            return anatomy.encoder_of(self.source)
-        return None
-
-    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
-        """Recompute the target encoder's activations in the backward pass (``TrainingArguments(
-        gradient_checkpointing=True)``) instead of storing them. Non-reentrant by default, so gradients reach
-        LoRA and top-layer weights although the embeddings below them are frozen."""
-        encoder = self._trained_encoder()
-        if encoder is None:
-            logger.warning("target='frozen': the encoder does not train, so there are no activations to checkpoint.")
-            return
-        options = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
-        if hasattr(encoder, "activation_checkpointing_enable"):
-            encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=options, **kwargs)
-        elif hasattr(encoder, "gradient_checkpointing_enable"):
-            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
-        else:
-            raise ValueError(
-                f"The source's encoder ({type(encoder).__name__}) does not support activation checkpointing; "
-                "train without gradient_checkpointing=True."
-            )
-
-    def activation_checkpointing_disable(self) -> None:
-        encoder = self._trained_encoder()
-        if encoder is not None:
-            disable = getattr(encoder, "activation_checkpointing_disable", None) or encoder.gradient_checkpointing_disable
-            disable()
-
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
-        """transformers' older name for :meth:`activation_checkpointing_enable`."""
-        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
-
-    def gradient_checkpointing_disable(self) -> None:
-        self.activation_checkpointing_disable()
-
-    @property
-    def is_gradient_checkpointing(self) -> bool:
-        encoder = self._trained_encoder()
-        return bool(encoder is not None and getattr(encoder, "is_gradient_checkpointing", False))
+    def get_input_embeddings(self) -> nn.Module:
+        """The trained encoder's embeddings (activation checkpointing hooks them, as for any transformers model)."""
+        return self._trained_encoder().get_input_embeddings()
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -232,7 +208,7 @@ class NeuralAdapterModel(nn.Module):
             return out.hidden_states[-1], label_scores(out) if source_logits is None else source_logits
         if need_source and source_logits is None:
             source_logits = label_scores(self.source_outputs(inputs))
-        encoder = self.target_encoder if target == "copy" else anatomy.encoder_of(self.source)
+        encoder = self._trained_encoder()
         features = encoder(**anatomy.accepted_inputs(encoder, inputs))[0]
         return features, source_logits
 
@@ -384,14 +360,40 @@ class NeuralAdapterModel(nn.Module):
         return labels, kl
 
     # ------------------------------------------------------------------ persistence
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """What cannot be rebuilt from the source: every trainable parameter, plus new modules' buffers."""
-        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+    def _trained_state_names(self) -> set[str]:
+        """What cannot be rebuilt from the source: every trainable parameter, plus the new modules' buffers."""
+        names = {name for name, p in self.named_parameters() if p.requires_grad}
         for prefix in ("classifier", "adapter", "crf"):
             module = getattr(self, prefix)
             if module is not None:
-                state.update({f"{prefix}.{k}": v.detach() for k, v in module.state_dict().items()})
-        return {k: v.contiguous() for k, v in state.items()}
+                names.update(f"{prefix}.{k}" for k in module.state_dict())
+        return names
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Only what trains (see :meth:`_trained_state_names`): the frozen source is referenced, not owned, so
+        Trainer checkpoints, ``accelerate`` states and saved folders never store it again (PEFT's
+        ``get_peft_model_state_dict``, as the module's own state)."""
+        full = super().state_dict(prefix=prefix, keep_vars=keep_vars)
+        own = self._trained_state_names()
+        destination = OrderedDict() if destination is None else destination
+        destination.update((k, v) for k, v in full.items() if k[len(prefix):] in own)
+        return destination
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load what :meth:`state_dict` holds; the source's weights are the source's (``missing_keys`` and
+        ``unexpected_keys`` are reckoned against the trained state only)."""
+        own = self._trained_state_names()
+        missing, unexpected = sorted(own - set(state_dict)), sorted(set(state_dict) - own)
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"This state does not fit the extended model: missing {missing[:5]}, unexpected "
+                               f"{unexpected[:5]}. Load saved folders with NeuralAdapterModel.from_pretrained(source, "
+                               "folder).")
+        super().load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False, assign=assign)
+        return _IncompatibleKeys(missing, unexpected)
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """:meth:`state_dict` as detached, contiguous tensors: what ``adapter_model.safetensors`` holds."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
 
     def trainable_parameters(self) -> tuple[int, int]:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -413,8 +415,6 @@ class NeuralAdapterModel(nn.Module):
         compares both models' F1 and counts BIO-invalid spans, what dropping the CRF costs. Save it with
         :func:`hf_adapter_ext.save_consolidated` (weights, tokenizer, a card that says how it was made).
         """
-        from .consolidation import consolidate
-
         return consolidate(self, train_dataset, tokenizer, unlabelled=unlabelled, args=args, eval_dataset=eval_dataset,
                            path_weight=path_weight)
 
@@ -430,6 +430,17 @@ class NeuralAdapterModel(nn.Module):
         """The frozen source model (PEFT's name for the model an adapter is attached to)."""
         return self.source
 
+    # transformers' own PEFT integration (PeftAdapterMixin) injects PEFT tuners into a plain model; an extended
+    # model is already its own kind of adapter, so those entry points refuse instead of failing deep inside.
+    def add_adapter(self, *args, **kwargs):
+        raise ValueError(_NO_PEFT_MIXIN)
+
+    def load_adapter(self, *args, **kwargs):
+        raise ValueError(_NO_PEFT_MIXIN)
+
+    def set_adapter(self, *args, **kwargs):
+        raise ValueError(_NO_PEFT_MIXIN)
+
     @contextlib.contextmanager
     def disable_adapter(self):
         """Within the block, ``forward`` returns the frozen source's own outputs (old labels only), as
@@ -440,28 +451,61 @@ class NeuralAdapterModel(nn.Module):
         finally:
             self._adapter_disabled = False
 
-    def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None, **kwargs) -> None:
-        """Write ``adapter_config.json``, ``adapter_model.safetensors`` and a ``README.md`` model card."""
-        from .persistence import save_adapter
+    def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None,
+                        is_main_process: bool = True, state_dict: dict | None = None, **kwargs) -> None:
+        """Write PEFT's layout: ``adapter_config.json``, ``adapter_model.safetensors`` (what trains) and a
+        ``README.md`` model card; plus ``model.safetensors``, a hard link to the same bytes, under the name
+        `Trainer` looks for (``load_best_model_at_end``, ``resume_from_checkpoint``).
 
-        save_adapter(self, Path(save_directory), metrics=metrics)
+        Args:
+            save_directory: the folder (created if missing).
+            metrics: evaluation results for the model card and ``adapter_config.json``.
+            is_main_process: as in transformers: only the main process writes (Trainer passes it under DDP).
+            state_dict: the state to write (Trainer passes :meth:`state_dict`); only the trained part is kept.
+            **kwargs: transformers' other ``save_pretrained`` arguments (``safe_serialization``, ``max_shard_size``)
+                are accepted and need nothing: the files are always safetensors, and small.
+        """
+        if not is_main_process:
+            return
+        own = self._trained_state_names()
+        state = self.adapter_state_dict() if state_dict is None else {
+            k: v.detach().contiguous() for k, v in state_dict.items() if k in own}
+        save_adapter(self.peft_config, state, Path(save_directory), metrics=metrics)
 
     @classmethod
     def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, config: NeuralAdapterConfig | None = None,
                         **hub_kwargs) -> NeuralAdapterModel:
-        """Rebuild a saved extended model on ``source`` (a model or a Hub id / path of one).
+        """Rebuild a saved extended model on ``source``.
 
-        ``adapter_dir_or_repo`` is a folder written by :meth:`save_pretrained`, a Hub repo of one, or a
-        ``Trainer`` checkpoint folder (``checkpoint-500/``), which needs the training ``config`` too."""
-        from .persistence import load_adapter
-
+        Args:
+            source: the source model, or its Hub id / folder (loaded with ``AutoModelForTokenClassification``).
+            adapter_dir_or_repo: a folder written by :meth:`save_pretrained`, a Trainer checkpoint
+                (``out/checkpoint-500``), or a Hub repo of either.
+            config: only to convert a Trainer checkpoint written by hf_adapter_ext 0.1 (the whole model's
+                weights, no ``adapter_config.json``): the config it was trained with.
+            **hub_kwargs: ``huggingface_hub`` download arguments (``revision``, ``token``, ``cache_dir``).
+        """
         return load_adapter(cls, source, adapter_dir_or_repo, config=config, **hub_kwargs)
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Upload the files of :meth:`save_pretrained` to ``repo_id`` through ``huggingface_hub``."""
-        from ..hub import push_folder_to_hub
+    def push_to_hub(self, repo_id: str, *, metrics: dict | None = None, **hub_kwargs) -> str:
+        """Upload what :meth:`save_pretrained` writes (our model card included: the mixin would replace it with a
+        generic one), with transformers' ``push_to_hub`` arguments (``commit_message``, ``private``, ``token``,
+        ``revision``, ``create_pr``, ``commit_description``). Returns the commit (or PR) URL."""
+        def save(folder: str) -> None:
+            save_adapter(self.peft_config, self.adapter_state_dict(), Path(folder), metrics=metrics,
+                         trainer_link=False)
 
-        return push_folder_to_hub(self.save_pretrained, repo_id, **kwargs)
+        return push_folder_to_hub(save, repo_id, **hub_kwargs)
+
+
+def extended_config(source_config: PretrainedConfig, labels: list[str]) -> PretrainedConfig:
+    """The source's config with the extended label set: what ``pipeline``, ``Trainer`` and metrics read."""
+    config = copy.deepcopy(source_config)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.num_labels = len(labels)
+    config.keys_to_ignore_at_inference = ["emissions", "hidden_states", "attentions"]
+    return config
 
 
 def get_adapter_model(source_model: nn.Module, config: NeuralAdapterConfig) -> NeuralAdapterModel:

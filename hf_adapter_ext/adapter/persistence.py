@@ -4,34 +4,56 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 from pathlib import Path
 
+import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from transformers import AutoModelForTokenClassification
 
+from ..hub import HUB_ID, render_adapter_card
+from ..modeling.tags import source_labels
 from . import anatomy
 from .config import PEFT_TYPE, NeuralAdapterConfig
-from .labels import source_labels
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 CARD_NAME = "README.md"
-TRAINER_WEIGHTS_NAME = "model.safetensors"  # what Trainer writes for a model that is not a PreTrainedModel
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
+# The name Trainer loads for load_best_model_at_end / resume_from_checkpoint: a hard link to WEIGHTS_NAME. Folders
+# of hf_adapter_ext 0.1 Trainer checkpoints hold the whole model under this name, and no CONFIG_NAME.
+TRAINER_WEIGHTS_NAME = "model.safetensors"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-def save_adapter(model, directory: Path, metrics: dict | None = None) -> None:
-    from ..hub import render_adapter_card
+def save_adapter(config: NeuralAdapterConfig, state: dict[str, torch.Tensor], directory: Path,
+                 metrics: dict | None = None, trainer_link: bool = True) -> None:
+    """Write ``config``, the trained ``state`` and a model card to ``directory``.
 
+    Args:
+        config: the extended model's config (``metrics``, when given, are recorded in it).
+        state: what trains (``NeuralAdapterModel.state_dict()``).
+        directory: the folder, created if missing.
+        metrics: evaluation results for the card.
+        trainer_link: also expose the weights under Trainer's file name (a hard link: no extra bytes). Off for
+            Hub uploads, which would send the bytes twice.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    config = model.peft_config
     if metrics is not None:
         config.metrics = metrics
     config.save_pretrained(str(directory))
-    save_file(model.adapter_state_dict(), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    weights = directory / WEIGHTS_NAME
+    save_file(state, str(weights), metadata={"format": "pt"})
     (directory / CARD_NAME).write_text(render_adapter_card(config))
+    if trainer_link:
+        link = directory / TRAINER_WEIGHTS_NAME
+        link.unlink(missing_ok=True)
+        try:
+            os.link(weights, link)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(weights, link)
 
 
 def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
@@ -44,14 +66,11 @@ def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
     if path.exists():
         raise ValueError(f"{path} is a file; pass the folder that holds {files}.")
     text = str(dir_or_repo)
-    if isinstance(dir_or_repo, os.PathLike) or not _HUB_ID.match(text):
+    if isinstance(dir_or_repo, os.PathLike) or not HUB_ID.match(text):
         raise ValueError(
             f"{text} is not an existing folder (and not a Hub repo id like 'user/name'). Check the path: relative "
             f"paths start at {Path.cwd()}."
         )
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     try:
         return Path(snapshot_download(text, allow_patterns=files, **hub_kwargs))
     except (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError) as err:
@@ -61,8 +80,16 @@ def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
         ) from err
 
 
+def _trainer_state(name: str) -> bool:
+    """Trainer's own pickles in a checkpoint (optimizer, scheduler, RNG, arguments): never opened here."""
+    return name in {"optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin"} or (
+        name.startswith("rng_state") and name.endswith(".pth"))
+
+
 def refuse_pickles(directory: Path) -> None:
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    """Refuse a folder that holds pickled weights: hf_adapter_ext reads safetensors only, and a pickle beside them
+    means the folder is not what it seems."""
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES and not _trainer_state(p.name))
     if pickles:
         raise ValueError(
             f"{directory} holds pickle files {pickles}; hf_adapter_ext never unpickles (it can run code). "
@@ -120,28 +147,31 @@ def read_weights(path: Path) -> dict:
 
 
 def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = None, **hub_kwargs):
+    """See ``NeuralAdapterModel.from_pretrained``."""
     directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)
-    checkpoint = not (directory / CONFIG_NAME).is_file() and (directory / TRAINER_WEIGHTS_NAME).is_file()
-    if checkpoint and config is None:
+    legacy = not (directory / CONFIG_NAME).is_file() and (directory / TRAINER_WEIGHTS_NAME).is_file()
+    if legacy and config is None:
         raise ValueError(
-            f"{directory} is a Trainer checkpoint (its {TRAINER_WEIGHTS_NAME} holds the whole model's weights, with "
-            "no adapter_config.json). Load it with NeuralAdapterModel.from_pretrained(source, folder, "
-            "config=<the NeuralAdapterConfig you trained with>), or call model.save_pretrained(...) after training."
+            f"{directory} is a Trainer checkpoint written by hf_adapter_ext 0.1 (its {TRAINER_WEIGHTS_NAME} holds the "
+            "whole model, source included, and there is no adapter_config.json). Convert it once: "
+            "NeuralAdapterModel.from_pretrained(source, folder, config=<the NeuralAdapterConfig you trained with>)"
+            ".save_pretrained(new_folder)."
         )
+    if config is not None and not legacy:
+        raise ValueError(f"{directory} has its own {CONFIG_NAME}; drop config=, which only converts hf_adapter_ext "
+                         "0.1 checkpoints that lack one.")
     if config is not None and not isinstance(config, NeuralAdapterConfig):
         raise TypeError(f"config must be a NeuralAdapterConfig, got {type(config).__name__}.")
-    config = config if checkpoint else read_adapter_config(directory)
-    if isinstance(source, str):
-        from transformers import AutoModelForTokenClassification
-
+    config = config if legacy else read_adapter_config(directory)
+    if isinstance(source, (str, os.PathLike)):
         source = AutoModelForTokenClassification.from_pretrained(source, **hub_kwargs)
-    if not checkpoint:
+    if not legacy:
         check_source_matches(source, config)
-    state = read_weights(directory / (TRAINER_WEIGHTS_NAME if checkpoint else WEIGHTS_NAME))
+    state = read_weights(directory / (TRAINER_WEIGHTS_NAME if legacy else WEIGHTS_NAME))
     model = cls(source, config)
-    if checkpoint:  # the whole model was saved: keep what the adapter owns (the source is the one given)
-        state = {k: v for k, v in state.items() if k in model.adapter_state_dict()}
-    expected = model.adapter_state_dict()
+    expected = model.state_dict()
+    if legacy:  # the whole model was saved: keep what the adapter owns (the source is the one given)
+        state = {k: v for k, v in state.items() if k in expected}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong_shape = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]
     if missing or unexpected or wrong_shape:
@@ -149,6 +179,6 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
             f"{directory / WEIGHTS_NAME} does not fit this adapter config (missing {missing[:5]}, unexpected "
             f"{unexpected[:5]}, wrong shape {wrong_shape[:5]}); the files are corrupt or from another model."
         )
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state)
     model.has_trained = True
     return model.eval()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datasets import Dataset, concatenate_datasets
 
 from ..data.alignment import tokenize_and_align_labels
+from .model import NeuralAdapterModel
 from .source_cache import SOURCE_LOGITS, add_source_logits
 
 REHEARSAL = "rehearsal"
@@ -66,8 +67,6 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     All the given text is mixed in: the ratio of rehearsal to new data is how many sentences you pass. Trainer
     shuffles the rows together each epoch.
     """
-    from .model import NeuralAdapterModel
-
     if not isinstance(model, NeuralAdapterModel):
         raise TypeError(f"add_rehearsal needs the extended model (get_adapter_model(...)), got {type(model).__name__}.")
     check_same_tokenizer(texts, tokenizer)

@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForTokenClassification
 
-from .outputs import label_scores
+from ..modeling.outputs import label_scores
 
 SOURCE_LOGITS = "source_logits"
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

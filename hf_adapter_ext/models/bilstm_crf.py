@@ -14,9 +14,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..adapter.crf import CRF
-from ..adapter.loss import check_labels, loss_denominator, token_classification_loss_sum
-from ..adapter.outputs import CRFTokenClassifierOutput, viterbi_logits
+from ..modeling.crf import CRF
+from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
+from ..modeling.outputs import CRFTokenClassifierOutput, viterbi_logits
 
 NUM_CASINGS = 7
 
