@@ -25,12 +25,34 @@ def shared_data_dir() -> Path:
     env = os.environ.get(DATA_ENV)
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 CACHE = Path(__file__).resolve().parent / ".cache"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(arg: str) -> str:
+    """A command-line word as anyone can rerun it: paths inside the checkout relative to its root, the shared data
+    as ``../shared/...``; never this machine's absolute paths."""
+    if not arg.startswith("/"):
+        return arg
+    path = Path(arg).resolve()
+    for root, shown in ((REPO, ""), (REPO.parent / "shared", "../shared/")):
+        if path == root or root in path.parents:
+            relative = path.relative_to(root).as_posix()
+            return f"{shown}{relative}" if shown else (relative or ".")
+    return f"<{path.name}>"
+
+
+def command_line() -> str:
+    """How this benchmark was run, from the repository root (``python -m benchmarks.<name> ...``)."""
+    argv = [repo_relative(a) for a in sys.argv]
+    if argv and argv[0].startswith("benchmarks/") and argv[0].endswith(".py"):
+        argv = ["-m", argv[0][:-3].replace("/", "."), *argv[1:]]
+    return " ".join(shlex.quote(a) for a in ["python", *argv])
 
 
 def machine() -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

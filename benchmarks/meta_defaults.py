@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_snippet() -> str:
     """The README's SIB snippet, from its first line to ``trainer.train()``."""
     text = (ROOT / "README.md").read_text()
-    start = text.index("```python", text.index("## Few-shot meta-learning (SIB)")) + len("```python")
+    start = text.index("```python", text.index("## Recipe 3: few-shot classification with SIB")) + len("```python")
     block = text[start : text.index("```", start)]
     return block[: block.index("trainer.train()") + len("trainer.train()")]
 

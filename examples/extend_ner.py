@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,15 +40,26 @@ from hf_adapter_ext import (
     adapter_optimizer,
     add_rehearsal,
     add_source_logits,
+    entity_types,
     get_adapter_model,
+    parse_pairs,
     save_consolidated,
+    source_labels,
 )
-from hf_adapter_ext.adapter.config import parse_pairs
-from hf_adapter_ext.modeling.tags import entity_types, source_labels
-from hf_adapter_ext.data import load_ner_files, rename_types, tokenize_and_align_labels, with_label_order
-from hf_adapter_ext.data.text_files import numbered_lines
+from hf_adapter_ext.data import (
+    load_ner_files,
+    read_sentences,
+    rename_types,
+    tokenize_and_align_labels,
+    with_label_order,
+)
 from hf_adapter_ext.launch import check_one_job, end_distributed
-from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, forgotten_types
+from hf_adapter_ext.metrics import (
+    entity_f1_compute_metrics,
+    evaluate_tagger,
+    forgotten_types,
+    predicted_label_ids,
+)
 
 logger = logging.getLogger(__name__)
 # Settings that work for extensions (chosen on CoNLL validation by benchmarks/paper_grid.py): the user overrides any.
@@ -66,6 +78,9 @@ class ModelArguments:
     consolidate: bool = field(default=False, metadata={
         "help": "Also write a plain transformers model (one encoder pass, loads without this library) to "
                 "<output_dir>/consolidated."})
+    keep_checkpoints: bool = field(default=False, metadata={
+        "help": "Keep Trainer's checkpoint-* folders. By default they are removed once the best model is loaded "
+                "and saved: the adapter in --output_dir is the result."})
 
 
 @dataclass
@@ -148,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                           fn_kwargs={"tokenizer": tokenizer}, desc="Tokenizing and aligning labels")
         train, lines = encoded["train"], None
         if data_args.rehearsal_file:
-            lines = [line for _, line in numbered_lines(data_args.rehearsal_file) if line.strip()]
-            lines = lines[: data_args.max_rehearsal_sentences]
+            lines = read_sentences(data_args.rehearsal_file, data_args.max_rehearsal_sentences)
             train = add_rehearsal(train, lines, model, tokenizer)
         elif config.uses_source_at_forward:
             train = add_source_logits(train, model, tokenizer)
@@ -160,15 +174,18 @@ def main(argv: list[str] | None = None) -> dict:
     training_args = dataclasses.replace(training_args, push_to_hub=False)
 
     scored = test if test is not None else validation
-    before = scores(source, scored, tokenizer, id2label, new_types, parents) if scored is not None else {}
+    main_process = training_args.process_index == 0  # under DDP, only the main process scores and writes
+    score = main_process and scored is not None
+    before = scores(source, scored, tokenizer, id2label, new_types, parents) if score else {}
     trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
                       data_collator=AdapterDataCollator(tokenizer),
                       compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
+                      preprocess_logits_for_metrics=predicted_label_ids,
                       optimizers=(adapter_optimizer(model, training_args.learning_rate, model_args.head_learning_rate,
                                                     training_args.weight_decay), None))
     train_result = trainer.train()
     model.eval()
-    after = scores(model, scored, tokenizer, id2label, new_types, parents) if scored is not None else {}
+    after = scores(model, scored, tokenizer, id2label, new_types, parents) if score else {}
     split = "test" if test is not None else "validation"
     forgotten = forgotten_types(before, after, new_types)
     for entity_type, (was, now) in forgotten.items():  # e.g. every person now called "politician"
@@ -179,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"new_labels": config.new_labels, "label_parents": parents, "scored_on": split,
                "data": {s: {"source": sources[s], "sentences": len(raw[s])} for s in raw},
                "rehearsal_sentences": int(sum(train["rehearsal"])) if "rehearsal" in train.column_names else 0,
-               "best_checkpoint": trainer.state.best_model_checkpoint, "train": train_result.metrics,
+               "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
+               if trainer.state.best_model_checkpoint else None, "train": train_result.metrics,
                "world_size": training_args.world_size,
                "before": before, "after": after,
                "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0), "forgotten_types": forgotten}
@@ -187,6 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
         return results
 
     output = Path(training_args.output_dir)
+    if not model_args.keep_checkpoints:  # the best model is loaded and saved below: the checkpoints are stale
+        for folder in output.glob("checkpoint-*"):
+            shutil.rmtree(folder, ignore_errors=True)
     card_metrics = {f"{split}_{k}": v for k, v in after.items() if not k.endswith("_support")}
     card_metrics.update({f"source_{split}_old_f1": before.get("old_f1"), "evaluated_on": sources.get(split, "none"),
                          "trained_on": f"{sources['train']} ({len(raw['train'])} sentences)"})
@@ -201,11 +222,11 @@ def main(argv: list[str] | None = None) -> dict:
         results["tagged"] = [(data_args.tag_text[e["start"]:e["end"]], e["entity_group"])
                              for e in tagger(data_args.tag_text)]
         print(f"pipeline('token-classification') on {data_args.tag_text!r}:\n  {results['tagged']}")
-    (output / "all_results.json").write_text(json.dumps(results, indent=2))
     if hub:
         repo = training_args.hub_model_id or output.name
         results["hub_url"] = model.push_to_hub(repo, token=training_args.hub_token,
-                                               private=training_args.hub_private_repo)
+                                               private=training_args.hub_private_repo, metrics=card_metrics)
+    trainer.save_metrics("all", results, combined=False)  # all_results.json, hub_url included
     print(json.dumps({"before": before.get("old_f1"), "after": {k: after.get(k) for k in
                                                                ("overall_f1", "old_f1", "new_f1")}}, indent=2))
     return results

@@ -22,7 +22,7 @@ from transformers import AutoTokenizer, HfArgumentParser, set_seed
 from hf_adapter_ext import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBForFewShotClassification
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.launch import end_distributed
-from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes
+from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes, sib_arguments_dataclass
 
 # The settings benchmarks/sib_fewshot.py trains with: Adam at a constant 1e-3, 32 episodes per step, 1200 steps,
 # K = 3 inner steps of a learned size starting at 0.03 (the size the benchmark chose on meta-validation for every
@@ -57,27 +57,7 @@ class MetaDataArguments:
     max_test_episodes_file: int | None = field(default=None, metadata={"help": "Use only this many file episodes."})
 
 
-@dataclass
-class SIBArguments:
-    """The model's settings: they go to SIBConfig, the one place that holds them."""
-
-    n_way: int = field(default=5, metadata={"help": "Classes per episode."})
-    inner_steps: int = field(default=3, metadata={"help": "K synthetic-gradient refinement steps."})
-    inner_lr: float = field(default=0.03, metadata={"help": "Inner step size (its starting value when learned)."})
-    transductive_init: bool = field(default=True, metadata={
-        "help": "Start the refinement from soft k-means prototypes over the unlabelled queries (False: support "
-                "means, the reference)."})
-    learn_inner_lr: bool = field(default=True, metadata={"help": "Learn the inner step size."})
-    support_gradient: bool = field(default=True, metadata={
-        "help": "Refinement steps also follow the labelled support set's true gradient (False: the reference)."})
-    grad_net_context: bool = field(default=False, metadata={
-        "help": "The synthetic-gradient net also sees probabilities and the episode's class marginal. Only for "
-                "query sets even by construction, with --uneven_train_queries 0: it then leads, but falls well "
-                "below soft k-means on uneven ones (README)."})
-    grad_net_multiplier: int = field(default=8, metadata={"help": "Synthetic-gradient net width (x classes)."})
-    init_scale: float = field(default=10.0, metadata={"help": "Initial cosine-classifier scale."})
-    pooling: str = field(default="mean", metadata={"help": "mean | cls"})
-    freeze_backbone: bool = field(default=True, metadata={"help": "Keep the encoder frozen (features cached)."})
+SIBArguments = sib_arguments_dataclass()  # SIBConfig's own settings, defaults and help
 
 
 def default_backbone() -> str:

@@ -2,7 +2,6 @@
 from a few examples (SIB meta-learning), inside the Hugging Face ecosystem."""
 
 from .adapter import (
-    CRF,
     AdapterDataCollator,
     NeuralAdapterConfig,
     NeuralAdapterModel,
@@ -10,9 +9,11 @@ from .adapter import (
     add_rehearsal,
     add_source_logits,
     get_adapter_model,
+    parse_pairs,
 )
 from .hub import push_consolidated_to_hub, save_consolidated
 from .meta import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBConfig, SIBForFewShotClassification
+from .modeling import CRF, entity_types, source_labels
 from .models import BiLSTMCRFConfig, BiLSTMCRFForTokenClassification
 
 __version__ = "0.1.0"
@@ -20,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BiLSTMCRFConfig", "BiLSTMCRFForTokenClassification", "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
     "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "adapter_optimizer", "add_rehearsal", "add_source_logits",
-    "get_adapter_model", "push_consolidated_to_hub", "save_consolidated",
+    "entity_types", "get_adapter_model", "parse_pairs", "push_consolidated_to_hub", "save_consolidated", "source_labels",
 ]

@@ -88,8 +88,6 @@ def render_consolidated_card(model) -> str:
 def save_consolidated(model, save_directory, tokenizer=None) -> None:
     """Write a consolidated model as plain transformers files: config.json (extended labels), model.safetensors,
     the tokenizer's files when given, and a README.md model card that says how it was made."""
-    from pathlib import Path
-
     card = render_consolidated_card(model)
     model.save_pretrained(save_directory)
     if tokenizer is not None:

@@ -198,3 +198,28 @@ def test_from_pretrained_accepts_a_source_path(tmp_path, tokenizer):
     folder = saved(tmp_path / "adapter", source=tiny_source(seed=4), target="frozen")
     model = NeuralAdapterModel.from_pretrained(str(source_dir), folder)
     assert model.config.id2label[len(OLD_LABELS)] == "B-LOC"
+
+
+def test_a_checkpoint_of_version_0_1_is_refused_with_the_conversion_and_converts_exactly(tmp_path, tokenizer):
+    """hf_adapter_ext 0.1 Trainer checkpoints held the whole model (source included) in model.safetensors and no
+    adapter_config.json: refused with the one-line conversion, which then reproduces the model exactly."""
+    from safetensors.torch import save_file
+    from torch import nn
+
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    config = NeuralAdapterConfig(new_labels=NEW_LABELS, target="frozen")
+    model = trained(get_adapter_model(tiny_source(seed=5), config), batch)
+    old = tmp_path / "checkpoint-500"
+    old.mkdir()
+    everything = nn.Module.state_dict(model)  # what Trainer wrote for a plain nn.Module
+    save_file({k: v.contiguous() for k, v in everything.items()}, str(old / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"hf_adapter_ext 0\.1.*Convert it once.*config="):
+        NeuralAdapterModel.from_pretrained(tiny_source(seed=5), old)
+    converted = NeuralAdapterModel.from_pretrained(tiny_source(seed=5), old, config=config)
+    converted.save_pretrained(tmp_path / "converted")
+    reloaded = NeuralAdapterModel.from_pretrained(tiny_source(seed=5), tmp_path / "converted")
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(reloaded(**inputs).emissions, model(**inputs).emissions)
+    with pytest.raises(ValueError, match=r"has its own adapter_config.json; drop config="):
+        NeuralAdapterModel.from_pretrained(tiny_source(seed=5), tmp_path / "converted", config=config)

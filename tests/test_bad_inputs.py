@@ -25,7 +25,6 @@ from hf_adapter_ext import (
     add_rehearsal,
     get_adapter_model,
 )
-from hf_adapter_ext.modeling.crf import bio_allowed_transitions
 from hf_adapter_ext.data import (
     conll_dataset,
     load_ner_files,
@@ -35,6 +34,7 @@ from hf_adapter_ext.data import (
 )
 from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
 from hf_adapter_ext.meta.episodes import read_fewnerd_episodes
+from hf_adapter_ext.modeling.crf import bio_allowed_transitions
 
 from .conftest import NEW_LABELS, build_tokenizer, tiny_source
 from .helpers import toy_dataset
@@ -192,12 +192,19 @@ def push_to_hub_passes_hub_arguments(monkeypatch=None):
     assert api.call_args.kwargs["token"] == "t" and api.return_value.create_repo.call_args.kwargs["private"] is True
 
 
+def legacy_checkpoint(m) -> Path:
+    """A Trainer checkpoint as hf_adapter_ext 0.1 wrote it: the whole model (source included), no config."""
+    from safetensors.torch import save_file
+    from torch import nn
+
+    folder = Path(tempfile.mkdtemp(dir=WORK))
+    save_file({k: v.contiguous() for k, v in nn.Module.state_dict(m).items()}, str(folder / "model.safetensors"))
+    return folder
+
+
 def trainer_checkpoint_loads_with_its_config():
     m = model()
-    folder = Path(tempfile.mkdtemp(dir=WORK))
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(folder / "model.safetensors"))
+    folder = legacy_checkpoint(m)
     loaded = NeuralAdapterModel.from_pretrained(source(), folder, config=NeuralAdapterConfig(new_labels=NEW_LABELS))
     x = batch()
     assert torch.equal(loaded(**x).logits, m(**x).logits)
@@ -297,8 +304,9 @@ REFUSED = [
         source(), saved_adapter() / "adapter_config.json"), ValueError, r"is a file"),
     ("adapter path int", lambda: NeuralAdapterModel.from_pretrained(source(), 3), TypeError, r"folder path"),
     ("trainer checkpoint without config", lambda: NeuralAdapterModel.from_pretrained(
-        source(), saved_adapter(remove="adapter_config.json", add=("model.safetensors", b""))), ValueError,
-     r"Trainer checkpoint.*config="),
+        source(), legacy_checkpoint(model())), ValueError, r"Trainer checkpoint.*0\.1.*config="),
+    ("checkpoint with its own config given another", lambda: NeuralAdapterModel.from_pretrained(
+        source(), saved_adapter(), config=C(new_labels=NEW_LABELS)), ValueError, r"drop config="),
     ("checkpoint config wrong type", lambda: NeuralAdapterModel.from_pretrained(
         source(), saved_adapter(remove="adapter_config.json", add=("model.safetensors", b"")), config={"x": 1}),
      TypeError, r"NeuralAdapterConfig"),

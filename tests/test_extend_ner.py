@@ -75,7 +75,8 @@ def test_a_strangers_tagger_and_files_extend_in_one_command(main, tagger, tmp_pa
     results = main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "data", kind), kind),
                     "--output_dir", str(out), *COMMON])
     assert results["new_labels"] == ["B-politician", "I-politician"]  # the data's labels the source lacks
-    assert results["best_checkpoint"] is not None and results["scored_on"] == "test"
+    assert results["best_checkpoint"].startswith("checkpoint-") and results["scored_on"] == "test"
+    assert not list(out.glob("checkpoint-*"))  # stale once the best model is saved: removed unless kept
     saved = json.loads((out / "all_results.json").read_text())
     for when in ("before", "after"):
         assert {"overall_f1", "old_f1", "new_f1", "PER_f1", "ORG_f1"} <= saved[when].keys()
@@ -118,6 +119,8 @@ def test_push_to_hub_sends_the_adapter_with_its_card(main, tagger, tmp_path, mon
                     "--hub_private_repo", "true", *COMMON, "--num_train_epochs", "1"])
     assert pushed["repo"] == "me/politics" and pushed["private"] is True
     assert results["hub_url"] == "https://hf.co/me/politics"
+    saved = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert saved["hub_url"] == "https://hf.co/me/politics"  # written after the push, not before
 
 
 def test_data_with_nothing_new_is_refused(main, tagger, tmp_path):

@@ -6,6 +6,7 @@ import functools
 import inspect
 from contextlib import contextmanager
 
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from ..modeling.crf import CRF
@@ -72,8 +73,6 @@ def accepted_inputs(module: nn.Module, inputs: dict) -> dict:
 
 
 def tuner_layers(module: nn.Module) -> list:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
     return [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
 
 
@@ -93,8 +92,6 @@ def lora_disabled(layers: list):
 
 
 def is_tuner_layer(module: nn.Module) -> bool:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
     return isinstance(module, BaseTunerLayer)
 
 

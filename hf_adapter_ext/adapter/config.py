@@ -73,6 +73,30 @@ class NeuralAdapterConfig(PeftConfig):
     The source model stays frozen; a target network (a trained copy, LoRA on the shared encoder, or the
     shared frozen encoder) predicts old + new labels, and the source's per-token scores reach the
     target's final layer through the adapter.
+
+    Args:
+        new_labels: the labels to add, as BIO tags when the source uses them (``["B-LOC", "I-LOC"]``).
+        target: ``copy`` trains a copy of the source's encoder (the paper; best quality); ``lora`` trains LoRA
+            layers on the shared encoder and ``frozen`` trains only adapter and head (both save a few percent of
+            the source's bytes and serve in about one encoder pass).
+        adapter: how the source's scores reach the head: ``bilstm`` (the paper), ``mlp``, or ``none`` (the
+            "expand the output layer and fine-tune" baseline).
+        head: ``crf`` (log-likelihood training, Viterbi decoding, BIO constraints) or ``linear``.
+        trainable: ``all`` target weights train, or only the ``top`` ``num_top_layers`` layers and the head.
+        annotation: ``full`` when the target data labels old and new types (the paper); ``new_only`` when only
+            new types are labelled, so old types are distilled from the source on the ``O`` tokens.
+        adapter_hidden_size: hidden size of the BiLSTM / MLP adapter.
+        num_top_layers: encoder layers that train with ``trainable="top"``.
+        bio_constraints: forbid ``O -> I-X`` and other transitions that BIO never takes, in the CRF.
+        distill_temperature: softmax temperature of the distillation (``new_only`` data, rehearsal text).
+        distill_weight: weight of the distillation loss beside the task loss.
+        label_parents: new types that refine an old one, ``{"politician": "PER"}`` or ``"politician=PER"``: the
+            source's parent probability is kept as the mass of parent + subtypes where the source is distilled.
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: PEFT LoRA settings for ``target="lora"``
+            (PEFT's default target modules for the architecture when unset).
+        old_labels, source_signature: set by :func:`get_adapter_model` from the source, so that a saved adapter
+            refuses another source.
+        metrics: evaluation results, shown in the model card.
     """
 
     new_labels: list[str] = field(default_factory=list, metadata={"help": "Labels to add, e.g. ['B-LOC', 'I-LOC']."})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch._higher_order_ops import scan
 
 from ..modeling.crf import CRF, left_order, refuse_unexportable
 
@@ -55,8 +56,6 @@ def _exported_bilstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torc
     """A one-layer BiLSTM as two ``scan`` loops, for ``torch.export`` (which would unroll ``nn.LSTM`` over the
     example's length, and cannot capture packing). Padding, wherever it sits, does not update the state, and
     its outputs are zero: the packed LSTM's output, position for position. Inference only (weights detached)."""
-    from torch._higher_order_ops import scan
-
     keep = mask.transpose(0, 1).unsqueeze(-1).contiguous()
     outputs = []
     for suffix, reverse in (("", False), ("_reverse", True)):

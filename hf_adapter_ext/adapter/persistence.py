@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForTokenClassification
 
@@ -146,10 +146,25 @@ def read_weights(path: Path) -> dict:
         raise ValueError(f"{path} is not a readable safetensors file ({err}); the adapter folder is corrupt.") from err
 
 
+def is_legacy_checkpoint(directory: Path) -> bool:
+    """A Trainer checkpoint of hf_adapter_ext 0.1: no adapter_config.json, and the whole model, source included,
+    in model.safetensors."""
+    weights = directory / TRAINER_WEIGHTS_NAME
+    if (directory / CONFIG_NAME).is_file() or not weights.is_file():
+        return False
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return any(key.startswith("source.") for key in f.keys())
+    except (SafetensorError, OSError):
+        return False
+
+
 def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = None, **hub_kwargs):
     """See ``NeuralAdapterModel.from_pretrained``."""
     directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)
-    legacy = not (directory / CONFIG_NAME).is_file() and (directory / TRAINER_WEIGHTS_NAME).is_file()
+    if config is not None and not isinstance(config, NeuralAdapterConfig):
+        raise TypeError(f"config must be a NeuralAdapterConfig, got {type(config).__name__}.")
+    legacy = is_legacy_checkpoint(directory)
     if legacy and config is None:
         raise ValueError(
             f"{directory} is a Trainer checkpoint written by hf_adapter_ext 0.1 (its {TRAINER_WEIGHTS_NAME} holds the "
@@ -157,11 +172,9 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
             "NeuralAdapterModel.from_pretrained(source, folder, config=<the NeuralAdapterConfig you trained with>)"
             ".save_pretrained(new_folder)."
         )
-    if config is not None and not legacy:
+    if config is not None and (directory / CONFIG_NAME).is_file():
         raise ValueError(f"{directory} has its own {CONFIG_NAME}; drop config=, which only converts hf_adapter_ext "
                          "0.1 checkpoints that lack one.")
-    if config is not None and not isinstance(config, NeuralAdapterConfig):
-        raise TypeError(f"config must be a NeuralAdapterConfig, got {type(config).__name__}.")
     config = config if legacy else read_adapter_config(directory)
     if isinstance(source, (str, os.PathLike)):
         source = AutoModelForTokenClassification.from_pretrained(source, **hub_kwargs)

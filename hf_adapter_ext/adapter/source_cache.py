@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from datasets import Dataset
-from transformers import DataCollatorForTokenClassification
+from datasets import Array2D, Dataset
+from transformers import AutoTokenizer, DataCollatorForTokenClassification
 
 from ..modeling.outputs import label_scores
 
@@ -19,10 +20,13 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
     """Add a ``source_logits`` column (one row of source scores per subword) to a tokenized dataset.
 
     ``model`` is a :class:`NeuralAdapterModel`; its frozen source runs once per example here instead of
-    once per training step. Training on the cached column gives the same result as without it.
+    once per training step. Training on the cached column gives the same result as without it. The column is a
+    float32 ``Array2D`` ([subwords, source labels]): stored as arrays, not as Python floats.
     """
     check_tokenizer_matches(model.source, tokenizer)
     collator = DataCollatorForTokenClassification(tokenizer)
+    features = dataset.features.copy()
+    features[SOURCE_LOGITS] = Array2D(shape=(None, model.num_old_labels), dtype="float32")
 
     def compute(batch):
         features = [
@@ -30,13 +34,14 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
         ]
         padded = collator(features)
         padded = {k: v.to(model.device) for k, v in padded.items()}
-        logits = label_scores(model.source_outputs(padded)).float().cpu()
+        logits = label_scores(model.source_outputs(padded)).float().cpu().numpy()
         lengths = [len(ids) for ids in batch["input_ids"]]
         if tokenizer.padding_side == "left":
-            return {SOURCE_LOGITS: [logits[i, logits.size(1) - n :].tolist() for i, n in enumerate(lengths)]}
-        return {SOURCE_LOGITS: [logits[i, :n].tolist() for i, n in enumerate(lengths)]}
+            return {SOURCE_LOGITS: [logits[i, logits.shape[1] - n :] for i, n in enumerate(lengths)]}
+        return {SOURCE_LOGITS: [logits[i, :n] for i, n in enumerate(lengths)]}
 
-    return dataset.map(compute, batched=True, batch_size=batch_size, desc="Caching source model outputs")
+    return dataset.map(compute, batched=True, batch_size=batch_size, features=features,
+                       desc="Caching source model outputs")
 
 
 def check_tokenizer_matches(source, tokenizer) -> None:
@@ -51,8 +56,6 @@ def check_tokenizer_matches(source, tokenizer) -> None:
     folder = Path(str(getattr(source, "name_or_path", "") or ""))
     if not (folder / "tokenizer.json").is_file():
         return
-    from transformers import AutoTokenizer
-
     saved = AutoTokenizer.from_pretrained(folder)
     if saved.get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"This tokenizer's vocabulary differs from the one saved with the source in {folder}: the "
@@ -73,7 +76,7 @@ class AdapterDataCollator(DataCollatorForTokenClassification):
         width = len(cached[0][0])
         padded = torch.zeros(len(cached), length, width)
         for i, rows in enumerate(cached):
-            rows = torch.as_tensor(rows, dtype=torch.float32)
+            rows = torch.from_numpy(np.asarray(rows, dtype=np.float32))
             if self.tokenizer.padding_side == "left":
                 padded[i, length - rows.size(0) :] = rows
             else:

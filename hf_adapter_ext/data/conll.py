@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 from datasets import Sequence as SequenceFeature
 
 from .text_files import numbered_lines
@@ -127,8 +127,6 @@ def load_conll(
     """CoNLL files by split (``{"train": path, ...}``), or a Hub dataset id such as ``"conll2003"``. Without
     ``labels``, one label set is inferred from all the files together, so ids agree across splits."""
     if isinstance(files, str):
-        from datasets import load_dataset
-
         return load_dataset(files, **hub_kwargs)
     return datasets_from_sentences({split: read_conll(path) for split, path in files.items()}, files, labels)
 

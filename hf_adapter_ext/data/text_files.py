@@ -25,3 +25,20 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                     "e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`."
                 ) from None
             yield line_no, line
+
+
+def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[str]:
+    """The non-blank lines of a plain-text file (one sentence per line: rehearsal or unlabelled domain text), with
+    :func:`numbered_lines`' checks; at most ``limit`` of them.
+
+    Args:
+        path: a UTF-8 text file.
+        limit: keep the first ``limit`` sentences (None: all). 0 or a negative number is refused: it would silently
+            use nothing, or everything.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit={limit!r}: pass a positive number of sentences, or None for all of them.")
+    lines = [line.strip() for _, line in numbered_lines(path) if line.strip()]
+    if not lines:
+        raise ValueError(f"{path} holds no text: pass a file with one sentence per line.")
+    return lines[:limit]

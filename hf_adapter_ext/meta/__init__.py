@@ -1,5 +1,5 @@
 from .arguments import MetaTrainingArguments
-from .config import SIBConfig
+from .config import SIBConfig, sib_arguments_dataclass
 from .episode_data import EpisodeColumns, build_episodes
 from .episodes import (
     Episode,
@@ -20,5 +20,5 @@ __all__ = [
     "Episode", "EpisodeColumns", "EpisodeSampler", "MetaTrainingArguments", "SIBConfig", "SIBForFewShotClassification", "SIBOutput",
     "SemiSupervisedMetaTrainer", "SequenceEpisodes", "TextEpisodes", "TokenEpisodeSampler", "TokenEpisodes",
     "build_episodes", "collate_episodes", "encode_texts", "encode_words", "episode_compute_metrics",
-    "read_fewnerd_episodes",
+    "read_fewnerd_episodes", "sib_arguments_dataclass",
 ]

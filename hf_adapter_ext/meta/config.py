@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+import re
 
 from transformers import AutoConfig, PretrainedConfig
 
@@ -127,3 +130,24 @@ class SIBConfig(PretrainedConfig):
     @property
     def num_classes(self) -> int:
         return self.n_way + (1 if self.level == "token" else 0)
+
+
+# What a command line sets; the rest (level, feature_dim, backbone, ...) follows from the data and the encoder.
+_CLI_SETTINGS = ("n_way", "inner_steps", "inner_lr", "learn_inner_lr", "support_gradient", "transductive_init",
+                 "grad_net_context", "grad_net_multiplier", "init_scale", "pooling", "freeze_backbone")
+
+
+def _documented(name: str) -> str:
+    """The ``Args:`` text of one ``SIBConfig`` setting, on one line."""
+    match = re.search(rf"^ {{8}}{name}: (.*?)(?=^ {{8}}\w+: |\Z)", SIBConfig.__doc__, re.S | re.M)
+    return " ".join(match.group(1).split()) if match else ""
+
+
+def sib_arguments_dataclass() -> type:
+    """SIBConfig's settings as a dataclass, for ``HfArgumentParser``: one definition of each setting, its default
+    and its help (the ``Args:`` above), so a script's options cannot drift from the config's."""
+    signature = inspect.signature(SIBConfig.__init__).parameters
+    fields = [(name, type(signature[name].default),
+               dataclasses.field(default=signature[name].default, metadata={"help": _documented(name)}))
+              for name in _CLI_SETTINGS]
+    return dataclasses.make_dataclass("SIBArguments", fields)

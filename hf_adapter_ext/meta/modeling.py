@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
+from ..hub import push_folder_to_hub, render_sib_card
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import SIBConfig
 
@@ -403,8 +404,6 @@ class SIBForFewShotClassification(PreTrainedModel):
         """transformers' ``save_pretrained`` plus a model card (with ``metrics`` and extra ``tags`` when given). A
         frozen backbone is not copied: config.json names it (``backbone_name_or_path``) and ``from_pretrained``
         loads it from there."""
-        from ..hub import render_sib_card
-
         if self.config.freeze_backbone and kwargs.get("state_dict") is None:
             kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         super().save_pretrained(save_directory, **kwargs)
@@ -435,8 +434,6 @@ class SIBForFewShotClassification(PreTrainedModel):
                     tags: list[str] | None = None, metrics: dict | None = None) -> str:
         """transformers' ``push_to_hub`` arguments; uploads what ``save_pretrained`` writes, our model card included
         (the mixin would replace it with a generic one)."""
-        from ..hub import push_folder_to_hub
-
         def save(folder: str) -> None:
             self.save_pretrained(folder, metrics=metrics, tags=tags, max_shard_size=max_shard_size)
 

