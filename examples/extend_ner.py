@@ -56,7 +56,6 @@ from hf_adapter_ext.data import (
 from hf_adapter_ext.launch import check_one_job, end_distributed
 from hf_adapter_ext.metrics import (
     entity_f1_compute_metrics,
-    evaluate_tagger,
     forgotten_types,
     predicted_label_ids,
 )
@@ -128,9 +127,17 @@ def read_splits(data: DataArguments):
     return raw
 
 
-def scores(model, dataset, tokenizer, id2label, new_types, parents) -> dict:
-    result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types, parents, desc="Scoring")
-    return {k: v for k, v in result.items() if k.endswith(("_f1", "_f1_with_subtypes", "_support"))}
+def entity_scores(trainer: Trainer, dataset, prefix: str) -> dict:
+    """Entity F1 of ``trainer``'s model on ``dataset`` through Trainer's own evaluation loop (sharded over the
+    processes under DDP), without the metric prefix."""
+    metrics = trainer.predict(dataset, metric_key_prefix=prefix).metrics
+    return {k[len(prefix) + 1:]: v for k, v in metrics.items()
+            if k.endswith(("_f1", "_f1_with_subtypes", "_support"))}
+
+
+def no_loss(outputs, labels, num_items_in_batch=None):
+    """The source cannot score labels it never had: only its predictions are needed, so it is given no loss."""
+    return outputs.logits.new_zeros(())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -174,19 +181,20 @@ def main(argv: list[str] | None = None) -> dict:
     training_args = dataclasses.replace(training_args, push_to_hub=False)
 
     scored = test if test is not None else validation
-    main_process = training_args.process_index == 0  # under DDP, only the main process scores and writes
-    score = main_process and scored is not None
-    before = scores(source, scored, tokenizer, id2label, new_types, parents) if score else {}
+    split = "test" if test is not None else "validation"
+    metrics = {"compute_metrics": entity_f1_compute_metrics(id2label, new_types, parents),
+               "preprocess_logits_for_metrics": predicted_label_ids}
+    scoring_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+    source_scorer = Trainer(model=source, args=scoring_args, data_collator=AdapterDataCollator(tokenizer),
+                            compute_loss_func=no_loss, **metrics)
+    before = entity_scores(source_scorer, scored, f"source_{split}") if scored is not None else {}
     trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
-                      data_collator=AdapterDataCollator(tokenizer),
-                      compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
-                      preprocess_logits_for_metrics=predicted_label_ids,
+                      data_collator=AdapterDataCollator(tokenizer), **metrics,
                       optimizers=(adapter_optimizer(model, training_args.learning_rate, model_args.head_learning_rate,
                                                     training_args.weight_decay), None))
     train_result = trainer.train()
     model.eval()
-    after = scores(model, scored, tokenizer, id2label, new_types, parents) if score else {}
-    split = "test" if test is not None else "validation"
+    after = entity_scores(trainer, scored, split) if scored is not None else {}
     forgotten = forgotten_types(before, after, new_types)
     for entity_type, (was, now) in forgotten.items():  # e.g. every person now called "politician"
         logger.warning("Old type %s fell from %.1f to %.1f F1 on the %s set: a new type may have swallowed it. Name "
