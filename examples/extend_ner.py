@@ -121,6 +121,9 @@ def read_splits(data: DataArguments):
     if data.label_map:
         raw = rename_types(raw, parse_pairs(data.label_map, "--label_map", "from=to", "person=PER,country=LOC"))
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_predict_samples}
+    for option, limit in zip(("--max_train_samples", "--max_eval_samples", "--max_predict_samples"), limits.values()):
+        if limit is not None and limit < 1:
+            raise ValueError(f"{option}={limit}: pass a positive number of sentences, or leave it out to use all.")
     for split, limit in limits.items():
         if limit and split in raw:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))

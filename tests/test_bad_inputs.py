@@ -29,7 +29,9 @@ from hf_adapter_ext.data import (
     conll_dataset,
     load_ner_files,
     read_conll,
+    read_sentences,
     relabel_to_outside,
+    rename_types,
     with_label_order,
 )
 from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
@@ -226,7 +228,36 @@ def banking77_with_a_byte_order_mark():
     assert pool["text"] == ["hi", "yo", "hey"]
 
 
-HANDLED = [bom_docstart_is_not_a_sentence, left_and_right_padding_decode_the_same, empty_row_decodes_to_ignore,
+def csv_cells_are_read_as_written():
+    """NA, 007, 1e5, TRUE are words, not a missing value, a number or a boolean."""
+    words = ["NA", "007", "1e5", "TRUE", "null"]
+    data = load_ner_files({"train": text_file(("tokens,ner_tags\n" + " ".join(words) + ",O O O O O\n").encode(),
+                                               "cells.csv")})
+    assert data["train"][0]["tokens"] == words
+
+
+def rename_to_outside_drops_the_type():
+    renamed = rename_types(_types_data(), {"PER": "O"})
+    assert "B-O" not in renamed.features["ner_tags"].feature.names
+    names = renamed.features["ner_tags"].feature.names
+    assert [names[t] for t in renamed[0]["ner_tags"]] == ["O", "B-ORG"]
+
+
+def consolidate_tokenizes_a_text_dataset_and_leaves_args_alone():
+    from transformers import TrainingArguments
+
+    m = model(adapter="mlp", head="linear")
+    m.has_trained = True
+    args = TrainingArguments(output_dir=str(WORK / "c"), num_train_epochs=1, report_to="none", save_strategy="no",
+                             use_cpu=True, disable_tqdm=True)
+    plain = m.consolidate(toy_dataset(TOKENIZER), TOKENIZER, args=args,
+                          unlabelled=Dataset.from_dict({"text": ["John met Mary .", "Acme rose ."]}))
+    assert plain.consolidation_report["unlabelled_examples"] == 2
+    assert args.remove_unused_columns is True
+
+
+HANDLED = [csv_cells_are_read_as_written, rename_to_outside_drops_the_type,
+           consolidate_tokenizes_a_text_dataset_and_leaves_args_alone, bom_docstart_is_not_a_sentence, left_and_right_padding_decode_the_same, empty_row_decodes_to_ignore,
            zero_length_crf, float_mask_is_read_as_attention, half_emissions_are_computed_in_float32,
            forbidden_gold_path_is_finite, lora_target_modules_as_regex_string, new_labels_tuple_is_accepted,
            nan_on_padding_is_ignored, int32_labels_are_accepted, all_ignored_labels_give_zero_loss,
@@ -520,7 +551,39 @@ REFUSED = [
                                                                       "e.jsonl")}), ValueError, r"non-string tags"),
     ("ner csv length mismatch", lambda: load_ner_files({"train": text_file(b"tokens,ner_tags\na b,O\n", "f.csv")}),
      ValueError, r"2 words but 1 tags"),
+    # ---- silent before: each now refused where it enters
+    ("parents BIO parent", lambda: parents_model({"politician": "B-PER"}), ValueError, r"'B-PER' is a BIO label.*'PER'"),
+    ("parents BIO child", lambda: parents_model({"B-politician": "PER"}), ValueError, r"is a BIO label"),
+    ("rehearsal dict sentence", lambda: rehearse(["John lives here .", {"text": "a dict"}]), TypeError,
+     r"sentence 1 is a dict"),
+    ("rehearsal number sentence", lambda: rehearse(["John lives here .", 7]), TypeError, r"sentence 1 is a int"),
+    ("rename to empty", lambda: rename_types(_types_data(), {"PER": ""}), ValueError, r"not an entity type name"),
+    ("rename to BIO label", lambda: rename_types(_types_data(), {"PER": "B-X"}), ValueError, r"no B-/I- prefix"),
+    ("rename to spaced", lambda: rename_types(_types_data(), {"PER": "a b"}), ValueError, r"no spaces"),
+    ("rename to non-string", lambda: rename_types(_types_data(), {"PER": 3}), ValueError, r"entity type name"),
+    ("sib queries bare string", lambda: sib().predict_labels({"a": ["x"], "b": ["y"], "c": ["z"]}, "paris",
+                                                           TOKENIZER), ValueError, r"list of texts.*per character"),
+    ("sib inner_steps negative", lambda: sib()(**episode(), inner_steps=-1), ValueError, r"inner_steps=-1"),
+    ("sib inner_steps float", lambda: sib()(**episode(), inner_steps=1.5), ValueError, r"whole number"),
+    ("sib inner_steps bool", lambda: sib()(**episode(), inner_steps=True), ValueError, r"whole number"),
+    ("read_sentences limit 0", lambda: read_sentences(text_file("a b\n"), 0), ValueError, r"positive number"),
+    ("read_sentences empty file", lambda: read_sentences(text_file("\n\n")), ValueError, r"holds no text"),
+    ("ner csv empty row", lambda: load_ner_files({"train": text_file(b'tokens,ner_tags\na,O\n"",""\n', "g.csv")}),
+     ValueError, r"row 1 is empty"),
+    ("consolidate unlabelled Dataset without text", lambda: _consolidate_unlabelled(
+        Dataset.from_dict({"sentence": ["a b"]})), ValueError, r"'text' column"),
 ]
+
+
+def _types_data():
+    return Dataset.from_dict({"tokens": [["John", "Acme"]], "ner_tags": [[1, 3]]}).cast_column(
+        "ner_tags", SequenceFeature(ClassLabel(names=["O", "B-PER", "I-PER", "B-ORG", "I-ORG"])))
+
+
+def _consolidate_unlabelled(unlabelled):
+    m = model(adapter="none", head="crf")
+    m.has_trained = True
+    return m.consolidate(toy_dataset(TOKENIZER), TOKENIZER, unlabelled=unlabelled)
 
 
 def parents_model(parents):

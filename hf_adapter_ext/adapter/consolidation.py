@@ -12,6 +12,7 @@ decoded path, on the target data plus any unlabelled text. The result loads with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 
@@ -142,6 +143,11 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
         raise ValueError("train_dataset must be tokenized (input_ids, attention_mask), as for training the adapter.")
     parts = [train_dataset.select_columns([c for c in _INPUTS if c in train_dataset.column_names])]
     if unlabelled is not None:
+        if isinstance(unlabelled, Dataset) and "input_ids" not in unlabelled.column_names:
+            if "text" not in unlabelled.column_names:
+                raise ValueError(f"unlabelled is a Dataset with columns {unlabelled.column_names}: give it a 'text' "
+                                 "column of raw sentences, or tokenize it (input_ids) with the source's tokenizer.")
+            unlabelled = unlabelled["text"]
         if isinstance(unlabelled, Dataset):
             extra = unlabelled
         else:
@@ -175,7 +181,7 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
             args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"), num_train_epochs=3,
                                      learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
                                      report_to="none", logging_strategy="no", disable_tqdm=False)
-        args.remove_unused_columns = False
+        args = dataclasses.replace(args, remove_unused_columns=False)  # the caller's arguments stay as they were
         trainer = _DistillationTrainer(teacher=model, path_weight=path_weight, model=student, args=args, train_dataset=data,
                                        data_collator=_DistillationCollator(tokenizer))
         trainer.train()

@@ -29,6 +29,10 @@ def rehearsal_sentences(texts) -> list[list[str]]:
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise TypeError(f"Rehearsal text must be a list of sentences (strings or word lists); got "
                         f"{type(texts).__name__}.")
+    odd = next((i for i, text in enumerate(texts) if not isinstance(text, (str, list, tuple))), None)
+    if odd is not None:
+        raise TypeError(f"Rehearsal sentence {odd} is a {type(texts[odd]).__name__} ({texts[odd]!r:.60}); each sentence "
+                        "must be a string or a list of word strings.")
     sentences = [text.split() if isinstance(text, str) else list(text) for text in texts]
     sentences = [words for words in sentences if words]
     if not sentences:

@@ -144,14 +144,20 @@ def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, lab
 
 def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column: str = "ner_tags"):
     """Rename entity types in a ``ClassLabel`` tag column (``{"person": "PER", "country": "LOC", ...}``);
-    types renamed to the same name are merged. Refuses names that are not types of the dataset."""
+    types renamed to the same name are merged, and a type renamed to ``"O"`` is dropped (its tags become ``O``).
+    Refuses names that are not types of the dataset, and new names that are not type names."""
     first = dataset[next(iter(dataset))] if isinstance(dataset, DatasetDict) else dataset
     names = first.features[column].feature.names
     types = {name[2:] for name in names if name[:2] in ("B-", "I-")}
     unknown = sorted(set(mapping) - types)
     if unknown:
         raise ValueError(f"rename_types: {unknown} are not entity types of this dataset (its types: {sorted(types)}).")
-    renamed = [f"{name[:2]}{mapping.get(name[2:], name[2:])}" if name[:2] in ("B-", "I-") else name for name in names]
+    for old, new in mapping.items():
+        if not isinstance(new, str) or not new.strip() or new != new.strip() or " " in new or new[:2] in ("B-", "I-"):
+            raise ValueError(f"rename_types: {old!r} -> {new!r} is not an entity type name; use a bare name such as "
+                             "'PER' (no B-/I- prefix, no spaces), or 'O' to drop the type.")
+    renamed = [("O" if mapping.get(name[2:]) == "O" else f"{name[:2]}{mapping.get(name[2:], name[2:])}")
+               if name[:2] in ("B-", "I-") else name for name in names]
     new_names = list(dict.fromkeys(renamed))
     return _renumbered(dataset, column, new_names, [new_names.index(name) for name in renamed],
                        "Renaming entity types")

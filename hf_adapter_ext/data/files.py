@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
-from datasets import DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset
 
 from .conll import datasets_from_sentences, load_conll
 
@@ -35,8 +36,10 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
     kind = kinds.pop()
     if kind == "conll":
         return load_conll(files, labels=labels)
-    options = {"delimiter": "\t" if all(p.suffix == ".tsv" for p in files.values()) else ","} if kind == "csv" else {}
-    raw = load_dataset(kind, data_files={split: str(path) for split, path in files.items()}, **options)
+    if kind == "csv":
+        raw = {split: _csv_columns(path) for split, path in files.items()}
+    else:
+        raw = load_dataset(kind, data_files={split: str(path) for split, path in files.items()})
     sentences = {}
     for split, dataset in raw.items():
         missing = [c for c in (tokens_column, tags_column) if c not in dataset.column_names]
@@ -50,11 +53,31 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
             if not isinstance(w, list) or not isinstance(t, list) or len(w) != len(t):
                 raise ValueError(f"{files[split]}: row {index} has {_size(w)} words but {_size(t)} tags; every word "
                                  "needs exactly one tag.")
+            if not w:
+                raise ValueError(f"{files[split]}: row {index} is empty (no words); remove it, or give the "
+                                 "sentence's words and tags.")
             if not all(isinstance(tag, str) for tag in t):
                 raise ValueError(f"{files[split]}: row {index} has non-string tags {t[:5]}; write tag names "
                                  "('B-PER'), not ids, so the label set is known.")
         sentences[split] = [{"tokens": list(map(str, w)), "tags": list(t)} for w, t in zip(words, tags)]
     return datasets_from_sentences(sentences, files, labels)
+
+
+def _csv_columns(path: Path) -> Dataset:
+    """A CSV/TSV file's columns as strings, cell for cell as written: no missing-value detection ("NA" stays a
+    word) and no number parsing ("007" stays "007"), which a pandas-based reader would apply."""
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path} is empty: write a header row (e.g. tokens,ner_tags), then one sentence per row.")
+        rows = list(reader)
+    short = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)
+    if short is not None:
+        raise ValueError(f"{path}: row {short} has {len(rows[short])} cells but the header has {len(header)}; "
+                         "quote cells that hold the delimiter.")
+    return Dataset.from_dict({name: [row[i] for row in rows] for i, name in enumerate(header)})
 
 
 def _kind(path: Path) -> str:

@@ -198,6 +198,14 @@ def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch
     return (losses.sum(dim=1) / counts).mean()
 
 
+def check_inner_steps(inner_steps) -> int:
+    """``inner_steps`` as given at run time: a whole number of refinement steps, 0 or more."""
+    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
+        raise ValueError(f"inner_steps={inner_steps!r}: pass a whole number of refinement steps, 0 (no refinement) "
+                         "or more, or None for the model's own (config.inner_steps).")
+    return inner_steps
+
+
 class SIBForFewShotClassification(PreTrainedModel):
     """SIB on any `AutoModel` backbone, at sequence level (intents) or token level (few-shot NER).
 
@@ -307,7 +315,7 @@ class SIBForFewShotClassification(PreTrainedModel):
                 query.shape[:2], dtype=torch.bool, device=query.device)
         self._check_episode_shapes(support, support_labels, query, query_labels)
         self._check_labels(support_labels, "support_labels")
-        steps = self.config.inner_steps if inner_steps is None else inner_steps
+        steps = self.config.inner_steps if inner_steps is None else check_inner_steps(inner_steps)
         logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps)
         loss = None
         if query_labels is not None:
@@ -361,6 +369,9 @@ class SIBForFewShotClassification(PreTrainedModel):
         if empty:
             raise ValueError(f"Labels {empty} have no examples (or a bare string instead of a list of texts): give "
                              "every label at least one example text in a list.")
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise ValueError(f"queries must be a list of texts, e.g. [{queries!r}] for one; got "
+                             f"{type(queries).__name__} (a bare string would be read as one query per character).")
         names = list(examples)
         support = [text for texts in examples.values() for text in texts]
         labels = [i for i, texts in enumerate(examples.values()) for _ in texts]

@@ -69,8 +69,14 @@ def entity_types(labels: Sequence[str]) -> list[str]:
 def validate_label_parents(old: Sequence[str], new: Sequence[str], parents: Mapping[str, str]) -> None:
     """Refuse a hierarchy that cannot mean "this new type is a kind of that old type": a subtype that is not
     new (or is also old), a parent that is not old, a parent that is itself new, or a cycle."""
-    old_types, new_types = set(entity_types(old)) | set(old), set(entity_types(new))
+    bio = uses_bio(old)
+    old_types, new_types = (set(entity_types(old)) if bio else set(old)), set(entity_types(new))
     example = "label_parents={'politician': 'PER'}"
+    for child, parent in parents.items():
+        tagged = [name for name in (child, parent) if bio and _BIO_LABEL.match(name)]
+        if tagged:
+            raise ValueError(f"label_parents: {tagged[0]!r} is a BIO label; name entity types without B-/I- "
+                             f"({tagged[0][2:]!r}), e.g. {example}.")
     for child, parent in parents.items():
         seen = [child]
         while parent in parents and parent not in seen:  # follow the chain: a cycle is named as such
