@@ -155,6 +155,13 @@ def main(argv: list[str] | None = None) -> dict:
     raw = read_splits(data_args)
     data_labels = raw["train"].features["ner_tags"].feature.names
     old_labels = source_labels(source.config)
+    trained_on = {data_labels[t] for tags in raw["train"]["ner_tags"] for t in tags}
+    unseen = sorted({label[2:] for label in data_labels if label not in old_labels and label[:2] in ("B-", "I-")}
+                    - {label[2:] for label in trained_on if label[:2] in ("B-", "I-")})
+    if unseen:  # only the validation/test files have them: they would be new labels that never train
+        raise ValueError(f"Entity types {unseen} appear in the validation/test files but never in the training file, "
+                         "so the extension could not learn them. Add training sentences with them, or drop them "
+                         f"with --label_map {','.join(f'{t}=O' for t in unseen)}.")
     if not config.new_labels:
         config.new_labels = [label for label in data_labels if label not in old_labels]
         if not config.new_labels:

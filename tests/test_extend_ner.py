@@ -165,3 +165,21 @@ def test_a_dataset_folder_without_tag_names_is_refused_with_the_file_route(main,
     with pytest.raises(ValueError, match="--train_file"):
         main(["--model_name_or_path", str(tagger), "--dataset_name", str(folder), "--output_dir", str(tmp_path / "o"),
               *COMMON])
+
+
+def test_a_type_only_the_test_file_has_is_refused_with_the_label_map_fix(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    with paths["test"].open("a") as f:
+        f.write("\nGreenpeace\tB-charity\nprotested\tO\n")
+    with pytest.raises(ValueError, match=r"\['charity'\].*never in the training file.*--label_map charity=O"):
+        main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
+              *COMMON])
+
+
+@pytest.mark.parametrize("option", ["--max_train_samples", "--max_eval_samples", "--max_predict_samples"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_sample_limits_below_one_are_refused(main, tagger, tmp_path, option, value):
+    paths = write_files(tmp_path / "data", "conll")
+    with pytest.raises(ValueError, match=rf"{option}={value}: pass a positive number"):
+        main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
+              *COMMON, option, value])
