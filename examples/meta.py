@@ -164,7 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
         model.save_pretrained(out / "model", metrics=metrics)
-        (out / "results.json").write_text(json.dumps({"dataset": data_args.dataset, "k_shot": args.k_shot,
+        if level == "sequence":  # which classes trained, chose the step and scored: saved with the model
+            split = {name: sorted(set(part.features["label"].int2str(part["label"])))
+                     for name, part in (("train", train), ("validation", validation), ("test", test))}
+            (out / "model" / "class_split.json").write_text(json.dumps(split, indent=2))
+        data_name = data_args.train_file or data_args.dataset  # results name the data they came from
+        (out / "results.json").write_text(json.dumps({"dataset": data_name, "k_shot": args.k_shot,
                                                       "n_way": model.config.n_way, "world_size": args.world_size,
                                                       **metrics}, indent=2))
         print(json.dumps(metrics, indent=2))

@@ -59,8 +59,10 @@ def render_adapter_card(config) -> str:
     )
 
 
-def render_sib_card(config, metrics: dict | None, tags: list[str] | None = None) -> str:
-    """The README.md of a saved SIBForFewShotClassification; ``tags`` are added to its own."""
+def render_sib_card(config, metrics: dict | None, tags: list[str] | None = None,
+                    learned_inner_lr: float | None = None) -> str:
+    """The README.md of a saved SIBForFewShotClassification; ``tags`` are added to its own, and
+    ``learned_inner_lr`` is the step size the model ended with (the config holds its starting value)."""
     own = ["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"]
     data = ModelCardData(
         library_name="hf_adapter_ext",
@@ -68,7 +70,8 @@ def render_sib_card(config, metrics: dict | None, tags: list[str] | None = None)
         pipeline_tag="token-classification" if config.level == "token" else "text-classification",
         tags=[*own, *[t for t in tags or [] if t not in own]],
     )
-    return render_card("sib.md", data, config=config, base_model=data.base_model, metrics=metrics or {})
+    return render_card("sib.md", data, config=config, base_model=data.base_model, metrics=metrics or {},
+                       learned_inner_lr=config.inner_lr if learned_inner_lr is None else learned_inner_lr)
 
 
 def render_consolidated_card(model) -> str:

@@ -5,8 +5,9 @@ import runpy
 from pathlib import Path
 
 import pytest
+from transformers import AutoModel
 
-from hf_adapter_ext import SIBConfig
+from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
 
 from .test_meta import intent_data, tiny_backbone
 
@@ -59,6 +60,14 @@ def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kin
         "--train_classes", ",".join(names[:6]), "--validation_classes", ",".join(names[6:8]),
         "--test_classes", ",".join(names[8:])])
     assert metrics["test_episodes"] == 6 and 0 <= metrics["test_sib_accuracy"] <= 100
+    out = tmp_path / "out"
+    assert json.loads((out / "results.json").read_text())["dataset"] == str(path)  # the data it came from
+    split = json.loads((out / "model" / "class_split.json").read_text())
+    assert split == {"train": sorted(names[:6]), "validation": sorted(names[6:8]), "test": sorted(names[8:])}
+    learned = float(SIBForFewShotClassification.from_pretrained(out / "model", backbone=AutoModel.from_pretrained(
+        backbone)).head.log_inner_lr.exp())
+    card = (out / "model" / "README.md").read_text()
+    assert f"inner step size {learned:.4g} (learned; it started at 0.03)" in card  # the value it ended with
 
 
 def test_class_split_by_fractions_seed_or_lists(meta):

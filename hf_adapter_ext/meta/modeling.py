@@ -418,7 +418,8 @@ class SIBForFewShotClassification(PreTrainedModel):
         if self.config.freeze_backbone and kwargs.get("state_dict") is None:
             kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
         super().save_pretrained(save_directory, **kwargs)
-        (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags))
+        learned = float(self.head.log_inner_lr.detach().exp())
+        (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags, learned))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, backbone: PreTrainedModel | None = None,
