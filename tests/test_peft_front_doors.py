@@ -64,3 +64,21 @@ def test_everyday_peft_names(tokenizer, capsys):
         new = model(input_ids=ids).logits
         expected = source(input_ids=ids).logits
     assert torch.equal(old, expected) and new.shape[-1] == old.shape[-1] + len(NEW_LABELS)
+
+
+def test_the_extended_model_is_a_composite_pretrained_model(tokenizer):
+    """save/load/push, checkpointing, device and dtype come from transformers' mixin; its own state is what trains."""
+    from transformers import PreTrainedModel
+
+    from hf_adapter_ext import NeuralAdapterModel
+
+    assert issubclass(NeuralAdapterModel, PreTrainedModel)
+    for name in ("activation_checkpointing_enable", "gradient_checkpointing_enable", "device", "dtype",
+                 "num_parameters"):
+        assert getattr(NeuralAdapterModel, name) is getattr(PreTrainedModel, name), name
+    source = tiny_source("bert", tokenizer.vocab_size)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="frozen"))
+    assert model.device == torch.device("cpu") and model.dtype == torch.float32
+    assert not any(key.startswith("source.") for key in model.state_dict())
+    with pytest.raises(ValueError, match=r"does not take PEFT adapters.*from_pretrained"):
+        model.load_adapter("some/peft-adapter")
