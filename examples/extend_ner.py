@@ -40,7 +40,6 @@ from hf_adapter_ext import (
     adapter_optimizer,
     add_rehearsal,
     add_source_logits,
-    entity_types,
     get_adapter_model,
     parse_pairs,
     save_consolidated,
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = get_adapter_model(source, config)
     config = model.peft_config
     id2label, parents = model.config.id2label, config.label_parents
-    new_types = entity_types(config.new_labels) or config.new_labels
+    new_types = config.new_types
     logger.info("Old labels %s; learning %s (parents: %s)", old_labels, config.new_labels, parents)
 
     raw = with_label_order(raw, list(id2label.values()))

@@ -54,8 +54,8 @@ def render_adapter_card(config) -> str:
         tags=["hf_adapter_ext", "neural-adapter", "token-classification", "ner"],
     )
     return render_card(
-        "neural_adapter.md", data, config=config, base_model=data.base_model, old_types=entity_types(config.old_labels or []),
-        new_types=entity_types(config.new_labels), metrics=config.metrics or {},
+        "neural_adapter.md", data, config=config, base_model=data.base_model, old_types=config.old_types,
+        new_types=config.new_types, metrics=config.metrics or {},
     )
 
 

@@ -9,6 +9,8 @@ from typing import Literal
 from peft import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
+from ..modeling.tags import entity_types
+
 PEFT_TYPE = "NEURAL_ADAPTER"
 FRONT_DOOR_MESSAGE = (
     "A NeuralAdapterConfig describes a neural adapter, which is not a PEFT tuner: it runs a target network beside "
@@ -196,6 +198,18 @@ class NeuralAdapterConfig(PeftConfig):
         if self.old_labels is None:
             raise ValueError("This config has not been attached to a source model yet (old_labels is unset).")
         return list(self.old_labels) + list(self.new_labels)
+
+    @property
+    def old_types(self) -> list[str]:
+        """The source's entity types ('B-PER', 'I-PER' -> 'PER'), or its labels when they are not BIO tags."""
+        if self.old_labels is None:
+            raise ValueError("This config has not been attached to a source model yet (old_labels is unset).")
+        return entity_types(self.old_labels) or list(self.old_labels)
+
+    @property
+    def new_types(self) -> list[str]:
+        """The entity types the extension adds, or its labels when they are not BIO tags."""
+        return entity_types(self.new_labels) or list(self.new_labels)
 
     @property
     def uses_source_at_forward(self) -> bool:

@@ -23,7 +23,6 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, Trai
 
 from ..constants import IGNORE_INDEX
 from ..metrics import evaluate_tagger
-from ..modeling.tags import entity_types
 from . import anatomy
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -198,7 +197,7 @@ def compare_with_teacher(teacher, student, dataset: Dataset, tokenizer) -> dict:
     """Entity F1 of the extended model and of the consolidated one on a labelled dataset, and how many of the
     consolidated model's predicted spans break BIO (an I- tag that continues nothing): what losing the CRF costs."""
     id2label = teacher.config.id2label
-    new_types = entity_types(teacher.peft_config.new_labels)
+    new_types = teacher.peft_config.new_types
     scores = {}
     for name, model in (("extended", teacher), ("consolidated", student)):
         result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types)

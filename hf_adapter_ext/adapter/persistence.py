@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -41,8 +42,8 @@ def save_adapter(config: NeuralAdapterConfig, state: dict[str, torch.Tensor], di
             Hub uploads, which would send the bytes twice.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    if metrics is not None:
-        config.metrics = metrics
+    if metrics is not None:  # recorded in the saved copy; the model's own config is only read
+        config = dataclasses.replace(config, metrics=metrics)
     config.save_pretrained(str(directory))
     weights = directory / WEIGHTS_NAME
     save_file(state, str(weights), metadata={"format": "pt"})
