@@ -1,0 +1,136 @@
+"""Property-based tests (hypothesis) for classes of defect rather than named cases:
+
+- readers: any tokens and BIO tags, written as CoNLL columns, JSON lines or CSV, read back identical;
+- label renaming: any renaming of a data set's types scores, through the shipped metric, what seqeval scores on
+  the renamed tags;
+- SIB at run time: permuting the query set only permutes the answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from seqeval.metrics import f1_score
+from seqeval.scheme import IOB2
+
+from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
+from hf_adapter_ext.data import load_ner_files, rename_types
+from hf_adapter_ext.metrics import load_entity_f1
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# A token is any text a whitespace-separated format can hold: no whitespace (str.split's, which includes the
+# \x1c-\x1f separators and U+2028), no U+FEFF (a byte-order mark at a file's start is dropped by design), and not
+# the CoNLL document marker.
+_TOKEN_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufeff").filter(
+    lambda c: not c.isspace() and not (c + "x").split() == ["x"])
+TOKENS = st.text(_TOKEN_CHARS, min_size=1, max_size=8).filter(lambda t: t.split() == [t] and t != "-DOCSTART-")
+TYPES = st.text(st.characters(min_codepoint=ord("a"), max_codepoint=ord("z")), min_size=1, max_size=4)
+
+
+@st.composite
+def tagged_sentences(draw):
+    """Sentences of (token, IOB2 tag) with a few entity types; every I- continues an entity of its type."""
+    types = draw(st.lists(TYPES, min_size=1, max_size=3, unique=True))
+    sentences = []
+    for _ in range(draw(st.integers(1, 4))):
+        length = draw(st.integers(1, 6))
+        tokens = draw(st.lists(TOKENS, min_size=length, max_size=length))
+        tags, previous = [], None
+        for _ in range(length):
+            choice = draw(st.sampled_from(["O", "B", "I"] if previous else ["O", "B"]))
+            if choice == "O":
+                tags.append("O")
+                previous = None
+            elif choice == "B":
+                previous = draw(st.sampled_from(types))
+                tags.append(f"B-{previous}")
+            else:
+                tags.append(f"I-{previous}")
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def write(sentences, kind: str, folder: Path) -> Path:
+    path = folder / {"conll": "train.txt", "json": "train.jsonl", "csv": "train.csv"}[kind]
+    if kind == "conll":
+        path.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(*s)) for s in sentences) + "\n",
+                        encoding="utf-8")
+    elif kind == "json":
+        path.write_text("".join(json.dumps({"tokens": w, "ner_tags": t}) + "\n" for w, t in sentences),
+                        encoding="utf-8")
+    else:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["tokens", "ner_tags"])
+            writer.writerows([" ".join(w), " ".join(t)] for w, t in sentences)
+    return path
+
+
+def read_back(dataset):
+    names = dataset.features["ner_tags"].feature.names
+    return [(row["tokens"], [names[t] for t in row["ner_tags"]]) for row in dataset]
+
+
+@SETTINGS
+@given(sentences=tagged_sentences(), kind=st.sampled_from(["conll", "json", "csv"]))
+def test_readers_give_back_every_token_and_tag_as_written(sentences, kind):
+    with tempfile.TemporaryDirectory() as folder:
+        data = load_ner_files({"train": write(sentences, kind, Path(folder))})
+        assert read_back(data["train"]) == sentences
+
+
+@SETTINGS
+@given(sentences=tagged_sentences(), data=st.data())
+def test_any_renaming_scores_as_seqeval_scores_the_renamed_tags(sentences, data):
+    with tempfile.TemporaryDirectory() as folder:
+        dataset = load_ner_files({"train": write(sentences, "json", Path(folder))})["train"]
+    types = sorted({t[2:] for _, tags in sentences for t in tags if t != "O"})
+    mapping = {t: data.draw(st.sampled_from(["O", "PER", "ORG", t.upper()]), label=t) for t in types}
+    renamed = read_back(rename_types(dataset, mapping))
+
+    def rename(tag: str) -> str:
+        if tag == "O" or mapping[tag[2:]] == "O":
+            return "O"
+        return f"{tag[:2]}{mapping[tag[2:]]}"
+
+    expected_tags = [[rename(t) for t in tags] for _, tags in sentences]
+    assert [tags for _, tags in renamed] == expected_tags
+    # predictions: the gold tags with every other entity dropped, so scores are neither 0 nor 1 only
+    predictions = [[t if i % 2 == 0 else "O" for i, t in enumerate(tags)] for tags in expected_tags]
+    predictions = [[t if t == "O" or t.startswith("B-") or p[i - 1] != "O" else "O" for i, t in enumerate(p)]
+                   for p in predictions]
+    ours = load_entity_f1().compute(predictions=predictions, references=expected_tags)["overall_f1"]
+    reference = f1_score(expected_tags, predictions, mode="strict", scheme=IOB2, zero_division=0)
+    assert abs(ours - reference) < 1e-9
+
+
+def tiny_sib(n_way: int, steps: int) -> SIBForFewShotClassification:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    backbone = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=32), add_pooling_layer=False)
+    return SIBForFewShotClassification(SIBConfig(n_way=n_way, inner_steps=steps), backbone=backbone).eval()
+
+
+@SETTINGS
+@given(n_way=st.integers(2, 6), shots=st.integers(1, 3), queries=st.integers(1, 20), steps=st.integers(0, 3),
+       seed=st.integers(0, 2**16))
+def test_permuting_the_queries_only_permutes_the_answers(n_way, shots, queries, steps, seed):
+    model = tiny_sib(n_way, steps)
+    g = torch.Generator().manual_seed(seed)
+    support = torch.randn(1, n_way * shots, 16, generator=g)
+    labels = torch.arange(n_way).repeat(shots)[None]
+    query = torch.randn(1, queries, 16, generator=g)
+    order = torch.randperm(queries, generator=g)
+    with torch.no_grad():
+        logits = model(support_labels=labels, support_features=support, query_features=query).logits[0]
+        permuted = model(support_labels=labels, support_features=support, query_features=query[:, order]).logits[0]
+    torch.testing.assert_close(permuted, logits[order], atol=1e-4, rtol=1e-4)
