@@ -10,19 +10,28 @@ unseen classes with 95% confidence intervals against prototype and soft k-means 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import ClassLabel, load_dataset, load_from_disk
-from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoModel, AutoTokenizer, HfArgumentParser, set_seed
 
-from hf_adapter_ext import MetaTrainingArguments, SemiSupervisedMetaTrainer, SIBForFewShotClassification
+from hf_adapter_ext import (
+    MetaTrainingArguments,
+    SemiSupervisedMetaTrainer,
+    SIBConfig,
+    SIBForFewShotClassification,
+)
 from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
 from hf_adapter_ext.launch import end_distributed
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes, sib_arguments_dataclass
+
+logger = logging.getLogger(__name__)
 
 # The settings benchmarks/sib_fewshot.py trains with: Adam at a constant 1e-3, 32 episodes per step, 1200 steps,
 # K = 3 inner steps of a learned size starting at 0.03 (the size the benchmark chose on meta-validation for every
@@ -55,6 +64,10 @@ class MetaDataArguments:
     test_classes: str | None = field(default=None, metadata={"help": "Comma-separated test classes."})
     backbone: str | None = field(default=None, metadata={"help": "Encoder (default: the offline MiniLM)."})
     max_test_episodes_file: int | None = field(default=None, metadata={"help": "Use only this many file episodes."})
+    evaluate_model: str | None = field(default=None, metadata={
+        "help": "Evaluate-only: a saved SIB model folder (e.g. <output_dir>/model). No meta-training; its test "
+                "classes come from the class_split.json saved with it, and it is scored on even and uneven query "
+                "sets."})
 
 
 SIBArguments = sib_arguments_dataclass()  # SIBConfig's own settings, defaults and help
@@ -142,29 +155,57 @@ def split_classes(names: list[str], data_args: MetaDataArguments) -> dict[str, l
     return {"train": names[:a], "validation": names[a:b], "test": names[b:]}
 
 
+def with_saved_class_split(data_args: MetaDataArguments, saved: Path) -> MetaDataArguments:
+    """The class split saved with a model (its test classes are the ones it never saw), unless lists are given."""
+    path = saved / "class_split.json"
+    if data_args.test_classes or not path.is_file():
+        if not data_args.test_classes:
+            logger.warning("%s holds no class_split.json: the test classes follow --split_fractions; make sure the "
+                           "model never trained on them.", saved)
+        return data_args
+    split = json.loads(path.read_text())
+    return dataclasses.replace(data_args, **{f"{part}_classes": ",".join(split[part])
+                                             for part in ("train", "validation", "test")})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((MetaDataArguments, SIBArguments, MetaTrainingArguments))
     parser.set_defaults(**DEFAULTS)
     data_args, sib_args, args = parser.parse_args_into_dataclasses(argv)
     set_seed(args.seed)
-    backbone_path = data_args.backbone or default_backbone()
+    saved = Path(data_args.evaluate_model) if data_args.evaluate_model else None
+    if saved is not None:
+        data_args = with_saved_class_split(data_args, saved)
+        backbone_path = data_args.backbone or SIBConfig.from_pretrained(saved).backbone_name_or_path
+    else:
+        backbone_path = data_args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone_path)
     level, train, validation, test = class_splits(data_args)
-    model = SIBForFewShotClassification.from_backbone_pretrained(backbone_path, level=level, **vars(sib_args))
-    trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
-                                        processing_class=tokenizer)
-    trainer.train()
+    if saved is not None:
+        model = SIBForFewShotClassification.from_pretrained(saved, backbone=AutoModel.from_pretrained(backbone_path))
+    else:
+        model = SIBForFewShotClassification.from_backbone_pretrained(backbone_path, level=level, **vars(sib_args))
+    trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=None if saved else train,
+                                        eval_dataset=validation, processing_class=tokenizer)
+    if saved is None:
+        trainer.train()
 
     if level == "token":  # the benchmark's fixed episode file
         sentences, episodes = read_fewnerd_episodes(test["test_episodes"])
         episodes = episodes[: data_args.max_test_episodes_file] if data_args.max_test_episodes_file else episodes
         test = TokenEpisodes(encode_words(model, tokenizer, sentences, desc="Encoding test episodes"), episodes)
     metrics = trainer.evaluate(test, metric_key_prefix="test")
+    if level == "sequence" and args.uneven_eval_queries < 1.0:  # the same model where unlabelled sets are uneven
+        uneven = SemiSupervisedMetaTrainer(model=model, args=dataclasses.replace(args, uneven_eval_queries=1.0),
+                                           processing_class=tokenizer)
+        metrics.update(uneven.evaluate(test, metric_key_prefix="test_uneven"))
 
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
-        model.save_pretrained(out / "model", metrics=metrics)
-        if level == "sequence":  # which classes trained, chose the step and scored: saved with the model
+        out.mkdir(parents=True, exist_ok=True)
+        if saved is None:
+            model.save_pretrained(out / "model", metrics=metrics)
+        if saved is None and level == "sequence":  # which classes trained, chose the step and scored: saved with the model
             split = {name: sorted(set(part.features["label"].int2str(part["label"])))
                      for name, part in (("train", train), ("validation", validation), ("test", test))}
             (out / "model" / "class_split.json").write_text(json.dumps(split, indent=2))

@@ -68,6 +68,16 @@ def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kin
         backbone)).head.log_inner_lr.exp())
     card = (out / "model" / "README.md").read_text()
     assert f"inner step size {learned:.4g} (learned; it started at 0.03)" in card  # the value it ended with
+    assert "test_uneven_sib_accuracy" in metrics  # the same model where unlabelled sets are uneven
+    again = meta["main"]([
+        "--train_file", str(path), "--text_column", "utterance", "--label_column", "intent", "--delimiter", ";",
+        "--evaluate_model", str(out / "model"), "--output_dir", str(tmp_path / "eval"), "--n_query", "2",
+        "--k_shot", "1", "--num_eval_episodes", "6", "--disable_tqdm", "true", "--use_cpu", "true",
+        "--backbone", str(backbone)])
+    # evaluate-only: no training, the saved split's test classes, the same episodes and so the same score
+    assert again["test_sib_accuracy"] == metrics["test_sib_accuracy"]
+    assert again["test_uneven_sib_accuracy"] == metrics["test_uneven_sib_accuracy"]
+    assert not (tmp_path / "eval" / "model").exists()
 
 
 def test_class_split_by_fractions_seed_or_lists(meta):
