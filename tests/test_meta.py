@@ -478,7 +478,14 @@ def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
         return type("C", (), {"commit_url": "https://hub/c/1"})()
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    assert sib().push_to_hub("me/sib-intents", tags=["intents"], commit_message="v1") == "https://hub/c/1"
+    model = sib()
+    with pytest.raises(ValueError, match=r"frozen backbone is referenced as ''.*Hub id"):
+        model.push_to_hub("me/sib-intents")  # nobody could load its encoder
+    model.config.backbone_name_or_path = "/home/me/.venv/minilm"
+    with pytest.raises(ValueError, match=r"'/home/me/.venv/minilm'.*backbone_name_or_path"):
+        model.push_to_hub("me/sib-intents")
+    model.config.backbone_name_or_path = "sentence-transformers/all-MiniLM-L6-v2"
+    assert model.push_to_hub("me/sib-intents", tags=["intents"], commit_message="v1") == "https://hub/c/1"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
     assert {"few-shot", "intents"} <= set(uploaded["card"].data.tags)
 

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
-from ..hub import push_folder_to_hub, render_sib_card
+from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import SIBConfig
 
@@ -445,7 +445,15 @@ class SIBForFewShotClassification(PreTrainedModel):
                     create_pr: bool = False, max_shard_size: int | str | None = "50GB",
                     tags: list[str] | None = None, metrics: dict | None = None) -> str:
         """transformers' ``push_to_hub`` arguments; uploads what ``save_pretrained`` writes, our model card included
-        (the mixin would replace it with a generic one)."""
+        (the mixin would replace it with a generic one). A frozen backbone is not uploaded, so it must be named by a
+        Hub id (``config.backbone_name_or_path``): a local path would publish a model nobody else can load."""
+        path = self.config.backbone_name_or_path
+        if self.config.freeze_backbone and hub_model_id(path) is None:
+            raise ValueError(
+                f"The frozen backbone is referenced as {path!r}, which others cannot load from the Hub, so the pushed "
+                "model would not load. Set model.config.backbone_name_or_path to the encoder's Hub id (e.g. "
+                "'sentence-transformers/all-MiniLM-L6-v2'), or push a model with freeze_backbone=False, which stores "
+                "the encoder.")
         def save(folder: str) -> None:
             self.save_pretrained(folder, metrics=metrics, tags=tags, max_shard_size=max_shard_size)
 
