@@ -40,6 +40,7 @@ from hf_adapter_ext import (
     adapter_optimizer,
     add_rehearsal,
     add_source_logits,
+    entity_types,
     get_adapter_model,
     parse_pairs,
     save_consolidated,
@@ -155,8 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     data_labels = raw["train"].features["ner_tags"].feature.names
     old_labels = source_labels(source.config)
     trained_on = {data_labels[t] for tags in raw["train"]["ner_tags"] for t in tags}
-    unseen = sorted({label[2:] for label in data_labels if label not in old_labels and label[:2] in ("B-", "I-")}
-                    - {label[2:] for label in trained_on if label[:2] in ("B-", "I-")})
+    unseen = sorted(set(entity_types([label for label in data_labels if label not in old_labels]))
+                    - set(entity_types(trained_on)))
     if unseen:  # only the validation/test files have them: they would be new labels that never train
         raise ValueError(f"Entity types {unseen} appear in the validation/test files but never in the training file, "
                          "so the extension could not learn them. Add training sentences with them, or drop them "
@@ -191,14 +192,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     scored = test if test is not None else validation
     split = "test" if test is not None else "validation"
-    metrics = {"compute_metrics": entity_f1_compute_metrics(id2label, new_types, parents),
-               "preprocess_logits_for_metrics": predicted_label_ids}
+    metric_kwargs = {"compute_metrics": entity_f1_compute_metrics(id2label, new_types, parents),
+                     "preprocess_logits_for_metrics": predicted_label_ids}
     scoring_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
     source_scorer = Trainer(model=source, args=scoring_args, data_collator=AdapterDataCollator(tokenizer),
-                            compute_loss_func=no_loss, **metrics)
+                            compute_loss_func=no_loss, **metric_kwargs)
     before = entity_scores(source_scorer, scored, f"source_{split}") if scored is not None else {}
     trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
-                      data_collator=AdapterDataCollator(tokenizer), **metrics,
+                      data_collator=AdapterDataCollator(tokenizer), **metric_kwargs,
                       optimizers=(adapter_optimizer(model, training_args.learning_rate, model_args.head_learning_rate,
                                                     training_args.weight_decay), None))
     train_result = trainer.train()

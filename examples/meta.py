@@ -205,10 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         if saved is None:
             model.save_pretrained(out / "model", metrics=metrics)
-        if saved is None and level == "sequence":  # which classes trained, chose the step and scored: saved with the model
-            split = {name: sorted(set(part.features["label"].int2str(part["label"])))
-                     for name, part in (("train", train), ("validation", validation), ("test", test))}
-            (out / "model" / "class_split.json").write_text(json.dumps(split, indent=2))
+            if level == "sequence":  # which classes trained, chose the step and scored: saved with the model
+                split = {name: sorted(set(part.features["label"].int2str(part["label"])))
+                         for name, part in (("train", train), ("validation", validation), ("test", test))}
+                (out / "model" / "class_split.json").write_text(json.dumps(split, indent=2))
         data_name = data_args.train_file or data_args.dataset  # results name the data they came from
         (out / "results.json").write_text(json.dumps({"dataset": data_name, "k_shot": args.k_shot,
                                                       "n_way": model.config.n_way, "world_size": args.world_size,

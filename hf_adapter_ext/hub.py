@@ -28,7 +28,7 @@ def hub_model_id(name_or_path: str | os.PathLike | None) -> str | None:
     if not name_or_path:
         return None
     text = str(name_or_path)
-    if not HUB_ID.match(text) or Path(text).exists() or text.count("/") > 1:
+    if not HUB_ID.match(text) or Path(text).exists():
         return None
     return text
 

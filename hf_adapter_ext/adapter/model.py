@@ -468,8 +468,7 @@ class NeuralAdapterModel(PreTrainedModel):
         if not is_main_process:
             return
         own = self._trained_state_names()
-        state = self.adapter_state_dict() if state_dict is None else {
-            k: v.detach().contiguous() for k, v in state_dict.items() if k in own}
+        state = {k: v.detach().contiguous() for k, v in (self.state_dict() if state_dict is None else state_dict).items() if k in own}
         save_adapter(self.peft_config, state, Path(save_directory), metrics=metrics)
 
     @classmethod

@@ -34,7 +34,7 @@ def save_adapter(config: NeuralAdapterConfig, state: dict[str, torch.Tensor], di
     """Write ``config``, the trained ``state`` and a model card to ``directory``.
 
     Args:
-        config: the extended model's config (``metrics``, when given, are recorded in it).
+        config: the extended model's config; only read (``metrics`` go into the saved copy).
         state: what trains (``NeuralAdapterModel.state_dict()``).
         directory: the folder, created if missing.
         metrics: evaluation results for the card.
