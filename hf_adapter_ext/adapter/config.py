@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -10,6 +9,7 @@ from peft import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
 from ..modeling.tags import entity_types
+from ..validation import Number, check_settings, check_string_list, entity_type_name
 
 PEFT_TYPE = "NEURAL_ADAPTER"
 FRONT_DOOR_MESSAGE = (
@@ -19,33 +19,23 @@ FRONT_DOOR_MESSAGE = (
     "model needs no hf_adapter_ext at all)."
 )
 
-_CHOICES = {
+_RULES = {
     "target": ("copy", "lora", "frozen"),
     "adapter": ("bilstm", "mlp", "none"),
     "head": ("crf", "linear"),
     "trainable": ("all", "top"),
     "annotation": ("full", "new_only"),
+    "adapter_hidden_size": Number(int, 1, 16384, example="64", why="a BiLSTM/MLP width; 16384 already takes GBs"),
+    "num_top_layers": Number(int, 0, example="1"),
+    "lora_r": Number(int, 1, 4096, example="8"),
+    "lora_alpha": Number(int, 1, example="16"),
+    "lora_dropout": Number(float, 0, 1, high_open=True, example="0.1"),
+    "bio_constraints": bool,
+    "distill_temperature": Number(float, 0.01, 100, example="2.0", why="below 0.01 or above 100 the softmax is "
+                                  "one-hot or flat in float32, and the distillation teaches nothing"),
+    "distill_weight": Number(float, 0, 1000, example="1.0", why="above 1000 the task loss no longer counts"),
 }
-
-
-_TYPES = {"adapter_hidden_size": int, "num_top_layers": int, "lora_r": int, "lora_alpha": int,
-          "bio_constraints": bool, "distill_temperature": float, "distill_weight": float, "lora_dropout": float}
-_EXAMPLES = {int: "8", bool: "false", float: "0.5"}
-_RANGES = [  # (field, lower check, upper check)
-    ("adapter_hidden_size", lambda v: v >= 1, lambda v: True),
-    ("num_top_layers", lambda v: v >= 0, lambda v: True),
-    ("lora_r", lambda v: v >= 1, lambda v: True),
-    ("lora_alpha", lambda v: v >= 1, lambda v: True),
-    ("distill_temperature", lambda v: v > 0, lambda v: True),
-    ("distill_weight", lambda v: v >= 0, lambda v: True),
-    ("lora_dropout", lambda v: v >= 0, lambda v: v < 1),
-]
-_RANGE_HELP = {
-    "adapter_hidden_size": "use a positive size such as 64", "num_top_layers": "use 0 or more layers",
-    "lora_r": "use a positive rank such as 8", "lora_alpha": "use a positive value such as 16",
-    "distill_temperature": "use a finite temperature above 0, such as 2.0",
-    "distill_weight": "use a finite weight of 0 or more, such as 1.0", "lora_dropout": "use a rate in [0, 1)",
-}
+_OWNER = "NeuralAdapterConfig"
 
 
 def parse_pairs(text: str, option: str, form: str, example: str) -> dict[str, str]:
@@ -65,6 +55,9 @@ def parse_label_parents(value) -> dict[str, str] | None:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise TypeError(f"NeuralAdapterConfig.label_parents must map new types to old types, e.g. "
                         f"{{'politician': 'PER'}}; got {value!r}.")
+    for child, parent in value.items():
+        entity_type_name(child, "label_parents")
+        entity_type_name(parent, f"label_parents (the parent of {child!r})")
     return dict(value)
 
 
@@ -144,42 +137,30 @@ class NeuralAdapterConfig(PeftConfig):
         super().__post_init__()
         self.peft_type = PEFT_TYPE
         self.task_type = self.task_type or "TOKEN_CLS"
+        if self.task_type != "TOKEN_CLS":
+            raise ValueError(f"{_OWNER}.task_type={self.task_type!r}: a neural adapter extends a token classifier; "
+                             "leave task_type unset (TOKEN_CLS).")
         self._check_types()
-        for name, choices in _CHOICES.items():
-            value = getattr(self, name)
-            if value not in choices:
-                raise ValueError(f"NeuralAdapterConfig.{name}={value!r} is not supported; choose one of {choices}.")
-        for name, low, high in _RANGES:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and low(value) and high(value)):
-                raise ValueError(f"NeuralAdapterConfig.{name}={value!r} is out of range: {_RANGE_HELP[name]}.")
-        self.new_labels = list(self.new_labels)
+        check_settings(_OWNER, self, _RULES)
         self.label_parents = parse_label_parents(self.label_parents)
 
     def _check_types(self) -> None:
         """Refuse values of the wrong type (as JSON files and command lines produce: "8", "false")."""
-        if isinstance(self.new_labels, str) or not isinstance(self.new_labels, (list, tuple)) or not all(
-                isinstance(label, str) for label in self.new_labels):
-            raise TypeError(
-                f"NeuralAdapterConfig.new_labels must be a list of label strings, e.g. ['B-LOC', 'I-LOC']; got "
-                f"{self.new_labels!r}."
-            )
-        for name, kind in _TYPES.items():
-            value = getattr(self, name)
-            wrong_bool = isinstance(value, bool) and kind is not bool
-            if wrong_bool or not isinstance(value, kind if kind is not float else (int, float)):
-                raise TypeError(
-                    f"NeuralAdapterConfig.{name} must be {kind.__name__}, got {value!r} ({type(value).__name__}); "
-                    f"write it without quotes, e.g. {name}={_EXAMPLES[kind]}."
-                )
+        self.new_labels = check_string_list(_OWNER, "new_labels", self.new_labels, "['B-LOC', 'I-LOC']")
+        for index, label in enumerate(self.new_labels):
+            if label != label.strip() or not label:
+                raise ValueError(f"{_OWNER}.new_labels[{index}]={label!r}: a label has no surrounding spaces and is "
+                                 "not empty, e.g. 'B-LOC'.")
         modules = self.lora_target_modules
         if modules is not None and not isinstance(modules, str) and not (
                 isinstance(modules, (list, tuple)) and all(isinstance(m, str) for m in modules)):
             raise TypeError(f"NeuralAdapterConfig.lora_target_modules must be a list of module names (or a regex "
                             f"string, as in PEFT); got {modules!r}.")
-        old = self.old_labels
-        if old is not None and not (isinstance(old, list) and all(isinstance(v, str) for v in old)):
-            raise TypeError(f"NeuralAdapterConfig.old_labels must be a list of label strings; got {old!r}.")
+        if self.old_labels is not None:
+            self.old_labels = check_string_list(_OWNER, "old_labels", self.old_labels, "['O', 'B-PER', 'I-PER']")
+        if self.base_model_name_or_path is not None and not isinstance(self.base_model_name_or_path, str):
+            raise TypeError(f"{_OWNER}.base_model_name_or_path must be the source's folder or Hub id (a string); "
+                            f"got {self.base_model_name_or_path!r}.")
         for name in ("source_signature", "metrics"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):

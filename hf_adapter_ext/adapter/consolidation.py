@@ -23,6 +23,15 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, Trai
 
 from ..constants import IGNORE_INDEX
 from ..metrics import evaluate_tagger
+from ..validation import (
+    Number,
+    check_columns,
+    check_encoded_by,
+    check_number,
+    check_texts,
+    check_tokenizer_matches,
+    check_training_arguments,
+)
 from . import anatomy
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -138,21 +147,17 @@ class _DistillationTrainer(Trainer):
 
 def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Dataset | None, tokenizer) -> Dataset:
     """The model inputs of the tokenized target data, plus unlabelled text (raw strings are tokenized here)."""
-    if "input_ids" not in train_dataset.column_names:
-        raise ValueError("train_dataset must be tokenized (input_ids, attention_mask), as for training the adapter.")
     parts = [train_dataset.select_columns([c for c in _INPUTS if c in train_dataset.column_names])]
     if unlabelled is not None:
         if isinstance(unlabelled, Dataset) and "input_ids" not in unlabelled.column_names:
-            if "text" not in unlabelled.column_names:
-                raise ValueError(f"unlabelled is a Dataset with columns {unlabelled.column_names}: give it a 'text' "
-                                 "column of raw sentences, or tokenize it (input_ids) with the source's tokenizer.")
+            check_columns(unlabelled, ["text"], "consolidate's unlabelled Dataset", "give it a 'text' column of raw "
+                          "sentences, or tokenize it (input_ids) with the source's tokenizer")
             unlabelled = unlabelled["text"]
         if isinstance(unlabelled, Dataset):
+            check_encoded_by(unlabelled, tokenizer, "consolidate's unlabelled Dataset")
             extra = unlabelled
         else:
-            texts = list(unlabelled)
-            if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-                raise ValueError("unlabelled must be a non-empty list of non-empty strings (or a tokenized Dataset).")
+            texts = check_texts(unlabelled, "consolidate's unlabelled text", drop_blank=True)
             extra = Dataset.from_dict({"text": texts}).map(
                 lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"],
                 desc="Tokenizing unlabelled text")
@@ -163,10 +168,20 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
 def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args: TrainingArguments | None = None,
                 eval_dataset: Dataset | None = None, path_weight: float = 0.5) -> PreTrainedModel:
     """See :meth:`NeuralAdapterModel.consolidate`."""
-    if not 0.0 <= path_weight <= 1.0:
-        raise ValueError(f"path_weight={path_weight} must be in [0, 1]: the share of the distillation target that is "
-                         "the teacher's decoded path (the rest is its per-token distribution).")
+    check_number("consolidate", "path_weight", path_weight, Number(
+        float, 0, 1, example="0.5", why="the share of the distillation target that is the teacher's decoded path"))
     check_consolidable(model)
+    check_tokenizer_matches(model.source.config, tokenizer, "consolidate", model.source.name_or_path)
+    check_columns(train_dataset, ["input_ids"], "consolidate's train_dataset",
+                  "pass the tokenized training set, as for training the adapter")
+    check_encoded_by(train_dataset, tokenizer, "consolidate's train_dataset")
+    if eval_dataset is not None:
+        check_columns(eval_dataset, ["input_ids", "labels"], "consolidate's eval_dataset",
+                      "pass a tokenized, labelled set (tokenize_and_align_labels)")
+    if args is not None:
+        if not isinstance(args, TrainingArguments):
+            raise TypeError(f"consolidate's args must be transformers.TrainingArguments; got {type(args).__name__}.")
+        check_training_arguments(args)
     student = initial_student(model)
     config = model.peft_config
     report = {"source": config.base_model_name_or_path, "old_labels": config.old_labels,

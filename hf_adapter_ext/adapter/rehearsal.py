@@ -7,16 +7,14 @@ labelled data: the extended model learns to give the source's output on it while
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from datasets import Dataset, concatenate_datasets
 
 from ..data.alignment import tokenize_and_align_labels
+from ..validation import check_columns, check_encoded_by, check_texts, check_tokenizer_matches
 from .model import NeuralAdapterModel
 from .source_cache import SOURCE_LOGITS, add_source_logits
 
 REHEARSAL = "rehearsal"
-_CHECKED_ROWS = 8
 
 
 def rehearsal_sentences(texts) -> list[list[str]]:
@@ -26,40 +24,8 @@ def rehearsal_sentences(texts) -> list[list[str]]:
             raise ValueError(f"Rehearsal text as a Dataset needs a 'tokens' column (word lists); it has "
                              f"{texts.column_names}. Pass the words, not ids: the source's tokenizer encodes them.")
         texts = texts["tokens"]
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError(f"Rehearsal text must be a list of sentences (strings or word lists); got "
-                        f"{type(texts).__name__}.")
-    odd = next((i for i, text in enumerate(texts) if not isinstance(text, (str, list, tuple))), None)
-    if odd is not None:
-        raise TypeError(f"Rehearsal sentence {odd} is a {type(texts[odd]).__name__} ({texts[odd]!r:.60}); each sentence "
-                        "must be a string or a list of word strings.")
-    sentences = [text.split() if isinstance(text, str) else list(text) for text in texts]
-    sentences = [words for words in sentences if words]
-    if not sentences:
-        raise ValueError("The rehearsal text is empty (no sentence has a word). Pass plain sentences from the "
-                         "source's world, e.g. news text, or leave rehearsal out.")
-    if not all(isinstance(word, str) for words in sentences for word in words):
-        raise TypeError("Rehearsal sentences must be strings or lists of word strings, not token ids; the source's "
-                        "tokenizer encodes them here.")
-    return sentences
-
-
-def check_same_tokenizer(texts, tokenizer) -> None:
-    """A Dataset that already carries ``input_ids`` must have been encoded by ``tokenizer``: ids from another
-    vocabulary would be read as different words, silently."""
-    if not isinstance(texts, Dataset) or "input_ids" not in texts.column_names:
-        return
-    rows = texts.select(range(min(_CHECKED_ROWS, len(texts))))
-    for row in rows:
-        if "word_offset" in row and row["word_offset"]:
-            continue  # a later window of a long sentence: its words start mid-sentence
-        expected = tokenizer(row["tokens"], is_split_into_words=True)["input_ids"]
-        if row["input_ids"] != expected:
-            raise ValueError(
-                "The rehearsal text's input_ids were not made by this source's tokenizer (re-encoding its tokens "
-                f"gives {expected[:8]}..., the dataset holds {row['input_ids'][:8]}...). Pass the words (a 'tokens' "
-                "column or plain sentences) and let add_rehearsal encode them with the source's tokenizer."
-            )
+    sentences = check_texts(texts, "The rehearsal text", allow_words=True, drop_blank=True)
+    return [text.split() if isinstance(text, str) else text for text in sentences]
 
 
 def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: int | None = None) -> Dataset:
@@ -73,11 +39,16 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     """
     if not isinstance(model, NeuralAdapterModel):
         raise TypeError(f"add_rehearsal needs the extended model (get_adapter_model(...)), got {type(model).__name__}.")
-    check_same_tokenizer(texts, tokenizer)
+    check_tokenizer_matches(model.source.config, tokenizer, "add_rehearsal", model.source.name_or_path)
+    check_encoded_by(texts, tokenizer, "The rehearsal text")
     sentences = rehearsal_sentences(texts)
-    if "labels" not in train_dataset.column_names or "input_ids" not in train_dataset.column_names:
-        raise ValueError("add_rehearsal mixes rehearsal text into a tokenized training set with 'input_ids' and "
-                         "'labels' (datasets.map(tokenize_and_align_labels, ...)); tokenize it first.")
+    check_columns(train_dataset, ["input_ids", "labels"], "add_rehearsal's train_dataset",
+                  "it mixes rehearsal text into a tokenized training set (datasets.map(tokenize_and_align_labels, "
+                  "...)); tokenize it first")
+    if REHEARSAL in train_dataset.column_names:
+        raise ValueError("add_rehearsal's train_dataset already holds rehearsal rows (a 'rehearsal' column): pass the "
+                         "training set before add_rehearsal, with all the rehearsal text in one call.")
+    check_encoded_by(train_dataset, tokenizer, "add_rehearsal's train_dataset")
     outside = model.config.label2id.get("O", 0)
     words = Dataset.from_dict({"tokens": sentences, "ner_tags": [[outside] * len(s) for s in sentences]})
     rehearsal = words.map(tokenize_and_align_labels, batched=True, remove_columns=words.column_names,

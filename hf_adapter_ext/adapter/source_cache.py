@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Array2D, Dataset
-from transformers import AutoTokenizer, DataCollatorForTokenClassification
+from transformers import DataCollatorForTokenClassification
 
 from ..modeling.outputs import label_scores
+from ..validation import check_columns, check_tokenizer_matches
 
 SOURCE_LOGITS = "source_logits"
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -23,7 +23,8 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
     once per training step. Training on the cached column gives the same result as without it. The column is a
     float32 ``Array2D`` ([subwords, source labels]): stored as arrays, not as Python floats.
     """
-    check_tokenizer_matches(model.source, tokenizer)
+    check_tokenizer_matches(model.source.config, tokenizer, "add_source_logits", model.source.name_or_path)
+    check_columns(dataset, ["input_ids"], "add_source_logits' dataset", "tokenize it first (tokenize_and_align_labels)")
     collator = DataCollatorForTokenClassification(tokenizer)
     features = dataset.features.copy()
     features[SOURCE_LOGITS] = Array2D(shape=(None, model.num_old_labels), dtype="float32")
@@ -42,25 +43,6 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
 
     return dataset.map(compute, batched=True, batch_size=batch_size, features=features,
                        desc="Caching source model outputs")
-
-
-def check_tokenizer_matches(source, tokenizer) -> None:
-    """Refuse a tokenizer that is not the source's own: its ids would be read as other words, silently. Checked
-    against the source's vocabulary size, and against the tokenizer saved with the source (a consolidated model's
-    folder holds one) when there is one."""
-    vocab_size = getattr(source.config, "vocab_size", None)
-    if vocab_size and len(tokenizer) > vocab_size:
-        raise ValueError(f"The tokenizer has {len(tokenizer)} tokens but the source model's vocabulary has "
-                         f"{vocab_size}: it is not the source's tokenizer. Load the one saved with the source "
-                         "(AutoTokenizer.from_pretrained(<source folder>)).")
-    folder = Path(str(getattr(source, "name_or_path", "") or ""))
-    if not (folder / "tokenizer.json").is_file():
-        return
-    saved = AutoTokenizer.from_pretrained(folder)
-    if saved.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"This tokenizer's vocabulary differs from the one saved with the source in {folder}: the "
-                         "source (e.g. a consolidated model) must be extended with its own tokenizer. Load it with "
-                         f"AutoTokenizer.from_pretrained({str(folder)!r}).")
 
 
 @dataclass

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 from datasets import Sequence as SequenceFeature
 
+from ..validation import check_string_list, check_tag_case, entity_type_name
 from .text_files import numbered_lines
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
     for line_no, line in numbered_lines(path):
         parts = line.split()
         if not parts or parts[0] == "-DOCSTART-":
+            if tokens and parts:
+                logger.warning("%s:%d: -DOCSTART- inside a sentence (no blank line before it); the sentence ends "
+                               "there.", path, line_no)
             if tokens:
                 sentences.append({"tokens": tokens, "tags": tags})
                 tokens, tags = [], []
@@ -136,6 +140,8 @@ def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, lab
     """``{"tokens", "tags"}`` sentences by split as one `DatasetDict` in IOB2 (IOB1 converted, with a warning),
     with one label set for every split: ``labels``, or inferred from all of them. ``sources`` name each split's
     file in messages."""
+    check_tag_case((tag, f"{sources[split]}: sentence {i}") for split, rows in sentences.items()
+                   for i, s in enumerate(rows) for tag in s["tags"])
     if labels is None:
         labels = infer_labels([to_iob2(s["tags"]) for split in sentences.values() for s in split])
     return DatasetDict({split: _dataset_from_sentences(rows, sources[split], labels, "auto")
@@ -146,21 +152,36 @@ def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column
     """Rename entity types in a ``ClassLabel`` tag column (``{"person": "PER", "country": "LOC", ...}``);
     types renamed to the same name are merged, and a type renamed to ``"O"`` is dropped (its tags become ``O``).
     Refuses names that are not types of the dataset, and new names that are not type names."""
-    first = dataset[next(iter(dataset))] if isinstance(dataset, DatasetDict) else dataset
-    names = first.features[column].feature.names
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"rename_types: mapping must be a dict of old type -> new type, e.g. {{'person': 'PER'}}; got "
+                        f"{type(mapping).__name__}.")
+    names = tag_names(dataset, column)
     types = {name[2:] for name in names if name[:2] in ("B-", "I-")}
-    unknown = sorted(set(mapping) - types)
+    unknown = sorted(map(str, set(mapping) - types))
     if unknown:
         raise ValueError(f"rename_types: {unknown} are not entity types of this dataset (its types: {sorted(types)}).")
     for old, new in mapping.items():
-        if not isinstance(new, str) or not new.strip() or new != new.strip() or " " in new or new[:2] in ("B-", "I-"):
-            raise ValueError(f"rename_types: {old!r} -> {new!r} is not an entity type name; use a bare name such as "
-                             "'PER' (no B-/I- prefix, no spaces), or 'O' to drop the type.")
+        entity_type_name(new, f"rename_types: {old!r} -> {new!r} (use 'O' to drop the type)", allow_outside=True)
     renamed = [("O" if mapping.get(name[2:]) == "O" else f"{name[:2]}{mapping.get(name[2:], name[2:])}")
                if name[:2] in ("B-", "I-") else name for name in names]
     new_names = list(dict.fromkeys(renamed))
     return _renumbered(dataset, column, new_names, [new_names.index(name) for name in renamed],
                        "Renaming entity types")
+
+
+def tag_names(dataset, column: str = "ner_tags") -> list[str]:
+    """The tag names of a ``Dataset`` / ``DatasetDict``'s ``ClassLabel`` sequence column; anything else is refused,
+    naming the column and how to get names (``load_ner_files`` / ``conll_dataset`` infer them)."""
+    if not isinstance(dataset, (Dataset, DatasetDict)) or isinstance(dataset, DatasetDict) and not dataset:
+        raise TypeError(f"Expected a datasets.Dataset or a non-empty DatasetDict, got {type(dataset).__name__}.")
+    first = dataset[next(iter(dataset))] if isinstance(dataset, DatasetDict) else dataset
+    feature = first.features.get(column)
+    names = getattr(getattr(feature, "feature", None), "names", None)
+    if names is None:
+        raise ValueError(f"The dataset's {column!r} column is {feature or 'missing'}, not a sequence of ClassLabel tag "
+                         f"names (its columns: {first.column_names}); read files with load_ner_files/conll_dataset, "
+                         "or cast the column to Sequence(ClassLabel(names=[...])).")
+    return list(names)
 
 
 def _renumbered(dataset, column: str, names: list[str], remap: list[int], desc: str):
@@ -177,7 +198,10 @@ def _renumbered(dataset, column: str, names: list[str], remap: list[int], desc: 
 
 def relabel_to_outside(dataset: Dataset | DatasetDict, entity_type: str) -> Dataset | DatasetDict:
     """Map every ``B-/I-<entity_type>`` tag to ``O`` (how the paper builds the source data)."""
-    names = (dataset["train"] if isinstance(dataset, DatasetDict) else dataset).features["ner_tags"].feature.names
+    names = tag_names(dataset)
+    entity_type_name(entity_type, "relabel_to_outside")
+    if "O" not in names:
+        raise ValueError(f"relabel_to_outside: the tag set {names} has no 'O' tag to relabel to.")
     outside = names.index("O")
     drop = {i for i, name in enumerate(names) if name[2:] == entity_type and name[:2] in ("B-", "I-")}
     if not drop:
@@ -192,9 +216,12 @@ def relabel_to_outside(dataset: Dataset | DatasetDict, entity_type: str) -> Data
 def with_label_order(dataset: Dataset | DatasetDict, labels: Sequence[str], column: str = "ner_tags"):
     """Re-number a ``ClassLabel`` tag column to ``labels``' order (e.g. a model's ``id2label``: old labels, then
     new ones), so the data's ids mean what the model's ids mean. Refuses tags the data uses that the model lacks."""
+    names = tag_names(dataset, column)
+    labels = check_string_list("with_label_order", "labels", labels, "['O', 'B-PER', 'I-PER']")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"with_label_order: labels {repeated} appear more than once; give each label once.")
     splits = dataset.values() if isinstance(dataset, DatasetDict) else [dataset]
-    first = next(iter(splits))
-    names = first.features[column].feature.names
     used = {names[t] for split in splits for tags in split[column] for t in tags}
     unknown = sorted(used - set(labels))
     if unknown:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..launch import check_one_job
+from ..validation import SEED, Number, check_settings, check_training_arguments
 
 
 @dataclass
@@ -39,10 +40,19 @@ class MetaTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.k_shot < 1 or self.n_query < 1:
-            raise ValueError("MetaTrainingArguments needs k_shot >= 1 and n_query >= 1.")
-        for name in ("uneven_train_queries", "uneven_eval_queries"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"MetaTrainingArguments.{name} is a share of episodes, in [0, 1]; got "
-                                 f"{getattr(self, name)!r}.")
+        check_settings("MetaTrainingArguments", self, _RULES)
+        check_training_arguments(self)
         check_one_job(self)
+
+
+_RULES = {
+    "k_shot": Number(int, 1, 1000, example="1"),
+    "n_query": Number(int, 1, 10000, example="15"),
+    "train_episodes": Number(int, 1, example="20000"),
+    "uneven_train_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
+    "uneven_eval_queries": Number(float, 0, 1, example="0.0", why="a share of episodes"),
+    "num_eval_episodes": Number(int, 1, example="600"),
+    "eval_seed": SEED,
+    "soft_kmeans_temperature": Number(float, 0, low_open=True, example="0.1"),
+    "soft_kmeans_iterations": Number(int, 0, 100, example="3"),
+}

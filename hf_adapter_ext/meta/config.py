@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import re
+from types import SimpleNamespace
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ..validation import Number, check_settings
+
 LEVELS = ("sequence", "token")
 POOLINGS = ("mean", "cls")
+INNER_STEPS = Number(int, 0, 1000, example="3", why="0 is the support-only start; each step costs a pass")
+_RULES = {
+    "n_way": Number(int, 2, 1024, example="5", why="the synthetic-gradient net is 8n x 8n wide"),
+    "inner_steps": INNER_STEPS,
+    "inner_lr": Number(float, 0, 10, low_open=True, example="0.03"),
+    "grad_net_multiplier": Number(int, 1, 64, example="8"),
+    "init_scale": Number(float, 0, 1000, low_open=True, example="10.0", why="the cosine classifier's scale"),
+    "learn_inner_lr": bool, "support_gradient": bool, "transductive_init": bool, "grad_net_context": bool,
+    "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS,
+    "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
+}
 
 
 class SIBConfig(PretrainedConfig):
@@ -73,24 +86,10 @@ class SIBConfig(PretrainedConfig):
         backbone_name_or_path: str | None = None,
         **kwargs,
     ):
-        for name, value, kind in (("n_way", n_way, int), ("inner_steps", inner_steps, int),
-                                  ("grad_net_multiplier", grad_net_multiplier, int), ("inner_lr", inner_lr, float),
-                                  ("init_scale", init_scale, float), ("learn_inner_lr", learn_inner_lr, bool),
-                                  ("support_gradient", support_gradient, bool),
-                                  ("transductive_init", transductive_init, bool),
-                                  ("grad_net_context", grad_net_context, bool),
-                                  ("freeze_backbone", freeze_backbone, bool)):
-            accepted = (int, float) if kind is float else kind
-            if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
-                raise TypeError(f"SIBConfig.{name} must be {kind.__name__}, got {value!r} ({type(value).__name__}).")
-        if grad_net_multiplier < 1 or not math.isfinite(inner_lr) or not math.isfinite(init_scale):
-            raise ValueError("SIBConfig needs grad_net_multiplier >= 1 and finite inner_lr and init_scale.")
-        if level not in LEVELS:
-            raise ValueError(f"SIBConfig.level={level!r}; choose one of {LEVELS}.")
-        if pooling not in POOLINGS:
-            raise ValueError(f"SIBConfig.pooling={pooling!r}; choose one of {POOLINGS}.")
-        if n_way < 2 or inner_steps < 0 or inner_lr <= 0:
-            raise ValueError("SIBConfig needs n_way >= 2, inner_steps >= 0 and inner_lr > 0.")
+        check_settings("SIBConfig", SimpleNamespace(**{k: v for k, v in locals().items() if k in _RULES}), _RULES)
+        if backbone_name_or_path is not None and not isinstance(backbone_name_or_path, str):
+            raise TypeError(f"SIBConfig.backbone_name_or_path must be the encoder's Hub id or folder (a string); got "
+                            f"{backbone_name_or_path!r}.")
         self.n_way = n_way
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr

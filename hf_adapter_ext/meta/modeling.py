@@ -26,7 +26,8 @@ from transformers.modeling_outputs import ModelOutput
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
 from .baselines import prototypes, soft_kmeans_prototypes
-from .config import SIBConfig
+from ..validation import check_number
+from .config import INNER_STEPS, SIBConfig
 
 
 @dataclass
@@ -198,14 +199,6 @@ def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch
     return (losses.sum(dim=1) / counts).mean()
 
 
-def check_inner_steps(inner_steps) -> int:
-    """``inner_steps`` as given at run time: a whole number of refinement steps, 0 or more."""
-    if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-        raise ValueError(f"inner_steps={inner_steps!r}: pass a whole number of refinement steps, 0 (no refinement) "
-                         "or more, or None for the model's own (config.inner_steps).")
-    return inner_steps
-
-
 class SIBForFewShotClassification(PreTrainedModel):
     """SIB on any `AutoModel` backbone, at sequence level (intents) or token level (few-shot NER).
 
@@ -315,7 +308,7 @@ class SIBForFewShotClassification(PreTrainedModel):
                 query.shape[:2], dtype=torch.bool, device=query.device)
         self._check_episode_shapes(support, support_labels, query, query_labels)
         self._check_labels(support_labels, "support_labels")
-        steps = self.config.inner_steps if inner_steps is None else check_inner_steps(inner_steps)
+        steps = self.config.inner_steps if inner_steps is None else check_number("", "inner_steps", inner_steps, INNER_STEPS)
         logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps)
         loss = None
         if query_labels is not None:

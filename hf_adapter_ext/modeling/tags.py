@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from ..validation import entity_type_name
+
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _BIO_LABEL = re.compile(r"^[BI]-\S+$")
 
@@ -42,6 +44,9 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
         )
     if not uses_bio(old):
         return
+    for label in new:
+        if _BIO_LABEL.match(label):
+            entity_type_name(label[2:], f"new_labels: {label!r}")  # 'B-O', 'B-B-X'
     broken = [label for label in new if not _BIO_LABEL.match(label)]
     if broken:
         hint = sorted({f"B-{label}" for label in broken} | {f"I-{label}" for label in broken})
@@ -73,10 +78,8 @@ def validate_label_parents(old: Sequence[str], new: Sequence[str], parents: Mapp
     old_types, new_types = (set(entity_types(old)) if bio else set(old)), set(entity_types(new))
     example = "label_parents={'politician': 'PER'}"
     for child, parent in parents.items():
-        tagged = [name for name in (child, parent) if bio and _BIO_LABEL.match(name)]
-        if tagged:
-            raise ValueError(f"label_parents: {tagged[0]!r} is a BIO label; name entity types without B-/I- "
-                             f"({tagged[0][2:]!r}), e.g. {example}.")
+        entity_type_name(child, "label_parents")  # B-/I- labels, 'O', spaces: refused by name
+        entity_type_name(parent, f"label_parents (the parent of {child!r})")
     for child, parent in parents.items():
         seen = [child]
         while parent in parents and parent not in seen:  # follow the chain: a cycle is named as such

@@ -1,0 +1,298 @@
+"""The checks every public entry point runs on its inputs where they enter: one definition of each.
+
+A config, a function or a command-line option declares what it accepts (a :class:`Number` range, a choice, a list of
+texts, a label or type name, the columns it reads, the tokenizer it needs) and refuses anything else here, before
+any work, with a message that names the argument and says how to fix it. Checks run at the boundary, never in a
+training step.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+_TYPE_NAME = re.compile(r"^[^\s]+$")
+
+
+@dataclass(frozen=True)
+class Number:
+    """What a numeric setting accepts.
+
+    Args:
+        kind: ``int`` (a whole number; ``True`` is not one) or ``float`` (an int is accepted too).
+        low, high: the bounds (None: unbounded); ``low_open`` / ``high_open`` exclude them.
+        example: a good value, quoted in the message.
+        why: what the setting means, when a bound alone does not say why a value is refused.
+        optional: ``None`` is accepted (the setting's "unset").
+        special: further accepted values outside the range (``-1`` = "use the epochs" for ``max_steps``).
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    example: str = ""
+    why: str = ""
+    optional: bool = False
+    special: tuple = ()
+
+    def range_text(self) -> str:
+        low = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return " and ".join(part for part in (low, high) if part) or "finite"
+
+    def contains(self, value) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+
+POSITIVE_INT = Number(int, 1, example="8")
+COUNT = Number(int, 0, example="3")
+POSITIVE_FLOAT = Number(float, 0, low_open=True, example="0.001")
+SHARE = Number(float, 0, 1, example="0.5")
+SEED = Number(int, 0, 2**32 - 1, example="42", why="numpy and torch seeds are unsigned 32-bit numbers")
+SAMPLE_LIMIT = Number(int, 1, optional=True, example="100", why="leave it out to use every sentence")
+
+
+def _named(owner: str, name: str) -> str:
+    return f"{owner}.{name}" if owner else name
+
+
+def check_number(owner: str, name: str, value, rule: Number):
+    """``value`` if it is of ``rule``'s kind and in its range; else a TypeError (wrong kind, as JSON files and command
+    lines produce: ``"8"``, ``true``) or a ValueError (out of range, NaN, infinite), naming ``owner.name``."""
+    where = _named(owner, name)
+    if value is None and rule.optional or value in rule.special and not isinstance(value, bool):
+        return value
+    accepted = (int, float) if rule.kind is float else rule.kind
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise TypeError(f"{where} must be {'a whole number' if rule.kind is int else 'a number'}, got {value!r} "
+                        f"({type(value).__name__}); write it without quotes, e.g. {name}={rule.example or 1}.")
+    if not rule.contains(value):
+        extra = f" or {', '.join(map(repr, rule.special))}" if rule.special else ""
+        why = f" ({rule.why})" if rule.why else ""
+        raise ValueError(f"{where}={value!r} is out of range: it must be {rule.range_text()}{extra}{why}, "
+                         f"e.g. {name}={rule.example or rule.low}.")
+    return value
+
+
+def check_flag(owner: str, name: str, value) -> bool:
+    """``value`` if it is a bool: ``"false"`` (a string) would be true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{_named(owner, name)} must be true or false, got {value!r} ({type(value).__name__}); write "
+                        f"it without quotes, e.g. {name}=false.")
+    return value
+
+
+def check_choice(owner: str, name: str, value, choices: Sequence):
+    if value not in choices:
+        raise ValueError(f"{_named(owner, name)}={value!r} is not supported; choose one of {tuple(choices)}.")
+    return value
+
+
+def check_settings(owner: str, settings: object, rules: Mapping[str, Number | type | tuple]) -> None:
+    """Check each named attribute of ``settings`` against its rule: a :class:`Number`, ``bool`` or a tuple of
+    choices."""
+    for name, rule in rules.items():
+        value = getattr(settings, name)
+        if isinstance(rule, Number):
+            check_number(owner, name, value, rule)
+        elif rule is bool:
+            check_flag(owner, name, value)
+        else:
+            check_choice(owner, name, value, rule)
+
+
+def check_string_list(owner: str, name: str, value, example: str) -> list[str]:
+    """A list (or tuple) of strings, as a list; a bare string would be read as one item per character."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{_named(owner, name)} must be a list of strings, e.g. {example}; got {value!r}.")
+    return list(value)
+
+
+# ------------------------------------------------------------------ texts
+def check_texts(texts, what: str, allow_words: bool = False, drop_blank: bool = False) -> list:
+    """A non-empty list of sentences: strings (or, with ``allow_words``, lists of word strings). A bare string, a
+    dict, a number or a blank sentence is refused, naming the first offending item: read as a sentence it would
+    become characters, keys or nothing. With ``drop_blank``, blank sentences (a file's empty lines) are dropped."""
+    if isinstance(texts, (str, bytes, Mapping)) or not isinstance(texts, Iterable):
+        form = "strings or word lists" if allow_words else "strings"
+        raise TypeError(f"{what} must be a list of sentences ({form}), e.g. ['John lives in Paris .']; got a "
+                        f"{type(texts).__name__} (a bare string would be read as one sentence per character).")
+    texts = list(texts)
+    kept = []
+    for index, text in enumerate(texts):
+        words = allow_words and isinstance(text, (list, tuple))
+        if words and not all(isinstance(word, str) and word.strip() for word in text):
+            raise TypeError(f"{what}: sentence {index} ({text!r:.60}) holds non-string or blank words; pass words as "
+                            "non-empty strings (not token ids: the tokenizer encodes them here).")
+        if not words and not isinstance(text, str):
+            raise TypeError(f"{what}: sentence {index} is a {type(text).__name__} ({text!r:.60}); each sentence must "
+                            f"be a string{' or a list of word strings' if allow_words else ''}.")
+        if text.strip() if isinstance(text, str) else text:
+            kept.append(list(text) if words else text)
+        elif not drop_blank:
+            raise ValueError(f"{what}: sentence {index} is blank; remove it or give it words.")
+    if not kept:
+        raise ValueError(f"{what} is empty: pass at least one sentence with words.")
+    return kept
+
+
+def looks_like_conll_columns(lines: Sequence[str]) -> bool:
+    """Whether most lines end in a BIO tag column ("Paris B-LOC"): labelled CoNLL data, not plain text."""
+    tagged = sum(1 for line in lines if re.search(r"\s(?:O|[BIES]-\S+)$", line.strip()))
+    return len(lines) > 0 and tagged >= 0.8 * len(lines)
+
+
+def check_plain_text_file(lines: Sequence[str], path: str | Path, option: str) -> None:
+    """Refuse a file meant as plain sentences that is labelled CoNLL columns: its tags would be read as words."""
+    if looks_like_conll_columns(lines[:200]):
+        raise ValueError(f"{option}: {path} looks like labelled CoNLL columns (word and tag per line, e.g. "
+                         f"{lines[0]!r}), not plain text. Give one sentence per line; labelled data goes to "
+                         "--train_file.")
+
+
+# ------------------------------------------------------------------ labels and type names
+def entity_type_name(value, where: str, allow_outside: bool = False) -> str:
+    """The one check of an entity type name (``PER``, ``politician``), used by ``label_parents``, ``rename_types``,
+    ``--label_map``, metrics' ``type_parents`` and new labels: a non-empty string with no spaces and no ``B-`` /
+    ``I-`` prefix, and not ``O`` (the outside tag) unless ``allow_outside``."""
+    example = "'PER'"
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: {value!r} is not an entity type name; use a bare name such as {example}.")
+    if not _TYPE_NAME.match(value):
+        raise ValueError(f"{where}: {value!r} is not an entity type name: type names have no spaces; use e.g. "
+                         f"{example}.")
+    if value[:2] in ("B-", "I-"):
+        raise ValueError(f"{where}: {value!r} is a BIO label; name the entity type without B-/I- ({value[2:]!r}), "
+                         f"e.g. {example}.")
+    if value == "O" and not allow_outside:
+        raise ValueError(f"{where}: 'O' is the outside tag, not an entity type; name a type such as {example}.")
+    return value
+
+
+def check_bio_label(label: str, where: str) -> str:
+    """A BIO label ``B-<type>`` / ``I-<type>`` whose type passes :func:`entity_type_name`."""
+    if not isinstance(label, str) or label[:2] not in ("B-", "I-"):
+        raise ValueError(f"{where}: {label!r} is not a BIO label; write 'B-<type>' and 'I-<type>', e.g. "
+                         "['B-LOC', 'I-LOC'].")
+    entity_type_name(label[2:], f"{where} {label!r}")
+    return label
+
+
+def check_tag_case(tagged: Iterable[tuple[str, str]]) -> None:
+    """Refuse tags that differ only in case ('B-PER' and 'B-per'), which would be two labels for one type; each tag
+    comes with where it was found (``"train.txt: sentence 3"``)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for tag, where in tagged:
+        first, first_where = seen.setdefault(tag.casefold(), (tag, where))
+        if first != tag:
+            raise ValueError(f"{where}: the tag {tag!r} differs only in case from {first!r} ({first_where}), so they "
+                             "would be two labels. Write every tag of a type the same way.")
+
+
+# ------------------------------------------------------------------ data sets and tokenizers
+def check_columns(dataset, required: Sequence[str], where: str, fix: str) -> None:
+    """Refuse a ``datasets.Dataset`` that lacks ``required`` columns, naming what it has."""
+    names = getattr(dataset, "column_names", None)
+    if not isinstance(names, list):
+        raise TypeError(f"{where} must be a datasets.Dataset, got {type(dataset).__name__}; {fix}.")
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise ValueError(f"{where} lacks columns {missing} (it has {names}); {fix}.")
+    if len(dataset) == 0:
+        raise ValueError(f"{where} is empty (0 rows); pass data with at least one example.")
+
+
+def check_tokenizer_matches(config, tokenizer, where: str, saved_with: str | Path | None = None) -> None:
+    """The one tokenizer-identity check (rehearsal, consolidation, caching, loading): ``tokenizer`` must be the
+    model's own, else its ids would be read as other words, silently. Checked against the model's vocabulary size
+    and, when ``saved_with`` is a folder holding a tokenizer, against that tokenizer's vocabulary."""
+    if not callable(tokenizer) or not hasattr(tokenizer, "get_vocab"):
+        raise TypeError(f"{where} needs the model's tokenizer (AutoTokenizer.from_pretrained(<model folder>)); got "
+                        f"{type(tokenizer).__name__}.")
+    vocab_size = getattr(config, "vocab_size", None)
+    if vocab_size and len(tokenizer) > vocab_size:
+        raise ValueError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has "
+                         f"{vocab_size}: it is not the model's tokenizer. Load the one saved with the model "
+                         "(AutoTokenizer.from_pretrained(<model folder>)).")
+    folder = Path(str(saved_with or ""))
+    if saved_with and (folder / "tokenizer.json").is_file():
+        if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"{where}: this tokenizer's vocabulary differs from the one saved with the model in "
+                             f"{folder}; use that one: AutoTokenizer.from_pretrained({str(folder)!r}).")
+
+
+def check_encoded_by(dataset, tokenizer, where: str, rows: int = 8) -> None:
+    """A dataset that already carries ``input_ids`` must have been encoded by ``tokenizer``: its ``tokens``, re-encoded,
+    give the same ids (windows of long sentences are skipped), and no id lies outside the vocabulary."""
+    if "input_ids" not in getattr(dataset, "column_names", []):
+        return
+    sample = dataset.select(range(min(rows, len(dataset))))
+    largest = max((max(ids) for ids in sample["input_ids"] if ids), default=0)
+    if largest >= len(tokenizer):
+        raise ValueError(f"{where} holds token id {largest}, beyond this tokenizer's {len(tokenizer)} tokens: it was "
+                         "encoded by another tokenizer. Pass the words and let the model's tokenizer encode them.")
+    if "tokens" not in sample.column_names:
+        return
+    for row in sample:
+        if row.get("word_offset"):
+            continue  # a later window of a long sentence: its words start mid-sentence
+        expected = tokenizer(row["tokens"], is_split_into_words=True)["input_ids"]
+        if row["input_ids"] != expected:
+            raise ValueError(
+                f"{where}: its input_ids were not made by this model's tokenizer (re-encoding its tokens gives "
+                f"{expected[:8]}..., the dataset holds {row['input_ids'][:8]}...). Pass the words (a 'tokens' column "
+                "or plain sentences) and let the model's tokenizer encode them.")
+
+
+# ------------------------------------------------------------------ training arguments
+TRAINING_NUMBERS = {
+    "learning_rate": Number(float, 0, low_open=True, example="5e-5", why="at 0 nothing would train"),
+    "num_train_epochs": Number(float, 0, low_open=True, example="3", why="at 0 nothing would train"),
+    "max_steps": Number(int, 1, special=(-1,), example="500", why="-1 trains for num_train_epochs"),
+    "per_device_train_batch_size": POSITIVE_INT,
+    "per_device_eval_batch_size": POSITIVE_INT,
+    "gradient_accumulation_steps": Number(int, 1, example="2"),
+    "weight_decay": Number(float, 0, example="0.01"),
+    "max_grad_norm": Number(float, 0, example="1.0", why="0 turns clipping off", optional=True),
+    "adam_beta1": Number(float, 0, 1, high_open=True, example="0.9"),
+    "adam_beta2": Number(float, 0, 1, high_open=True, example="0.999"),
+    "adam_epsilon": Number(float, 0, low_open=True, example="1e-8", why="at 0 a zero gradient divides 0 by 0"),
+    "label_smoothing_factor": Number(float, 0, 1, high_open=True, example="0.1"),
+    "seed": SEED,
+    "dataloader_num_workers": COUNT,
+    "save_total_limit": Number(int, 1, optional=True, example="2", why="leave it out to keep every checkpoint"),
+}
+
+
+def check_training_arguments(args) -> None:
+    """Refuse ``TrainingArguments`` values that transformers accepts but that train nothing, silently (a learning
+    rate or epoch count of 0, a batch of 0, negative accumulation), or that give NaN (``adam_epsilon=0``). Named as
+    the command line spells them (``--learning_rate``)."""
+    for name, rule in TRAINING_NUMBERS.items():
+        if hasattr(args, name):
+            check_number("", f"--{name}", getattr(args, name), rule)
+    if getattr(args, "max_steps", -1) == -1 and not math.isfinite(args.num_train_epochs):
+        raise ValueError(f"--num_train_epochs={args.num_train_epochs} never ends; give a finite number of epochs or "
+                         "--max_steps.")
+    for name in ("eval_steps", "save_steps"):
+        value = getattr(args, name, None)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            raise ValueError(f"--{name}={value!r} is out of range: it must be > 0 (a step count, or a share of the "
+                             f"training steps below 1), e.g. --{name} 500.")
+
+
+def check_finite_loss(loss: float, fix: str) -> None:
+    """Refuse to go on after a training run whose loss is NaN or infinite: its weights are garbage."""
+    if loss is not None and not math.isfinite(loss):
+        raise ValueError(f"Training diverged (training loss {loss}); nothing it learned can be used. {fix}")
