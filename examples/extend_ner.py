@@ -59,6 +59,15 @@ from hf_adapter_ext.metrics import (
     forgotten_types,
     predicted_label_ids,
 )
+from hf_adapter_ext.validation import (
+    CLI,
+    POSITIVE_FLOAT,
+    SAMPLE_LIMIT,
+    check_finite_loss,
+    check_number,
+    check_settings,
+    check_training_arguments,
+)
 
 logger = logging.getLogger(__name__)
 # Settings that work for extensions (chosen on CoNLL validation by benchmarks/paper_grid.py): the user overrides any.
@@ -80,6 +89,9 @@ class ModelArguments:
     keep_checkpoints: bool = field(default=False, metadata={
         "help": "Keep Trainer's checkpoint-* folders. By default they are removed once the best model is loaded "
                 "and saved: the adapter in --output_dir is the result."})
+
+    def __post_init__(self):
+        check_number(CLI, "head_learning_rate", self.head_learning_rate, POSITIVE_FLOAT)
 
 
 @dataclass
@@ -103,6 +115,21 @@ class DataArguments:
     tag_text: str | None = field(default=None, metadata={
         "help": "Tag this text with the extended model's pipeline and print its entities."})
 
+    def __post_init__(self):
+        check_settings(CLI, self, {name: SAMPLE_LIMIT for name in ("max_rehearsal_sentences", "max_train_samples",
+                                                                   "max_eval_samples", "max_predict_samples")})
+        if self.max_rehearsal_sentences is not None and not self.rehearsal_file:
+            raise ValueError("--max_rehearsal_sentences limits --rehearsal_file, which is not given; pass both or "
+                             "neither.")
+        if self.tag_text is not None and not self.tag_text.strip():
+            raise ValueError("--tag_text is empty; pass a sentence to tag, or leave the option out.")
+        if self.label_map:
+            self.renames()  # refused now, not after the model is loaded
+
+    def renames(self) -> dict[str, str]:
+        """--label_map as ``{from: to}``."""
+        return parse_pairs(self.label_map, "--label_map", "from=to", "person=PER,country=LOC")
+
 
 def read_splits(data: DataArguments):
     if data.dataset_name:
@@ -119,11 +146,8 @@ def read_splits(data: DataArguments):
     if "train" not in raw:
         raise ValueError("No training data: pass --train_file or a --dataset_name with a train split.")
     if data.label_map:
-        raw = rename_types(raw, parse_pairs(data.label_map, "--label_map", "from=to", "person=PER,country=LOC"))
+        raw = rename_types(raw, data.renames())
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_predict_samples}
-    for option, limit in zip(("--max_train_samples", "--max_eval_samples", "--max_predict_samples"), limits.values()):
-        if limit is not None and limit < 1:
-            raise ValueError(f"{option}={limit}: pass a positive number of sentences, or leave it out to use all.")
     for split, limit in limits.items():
         if limit and split in raw:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
@@ -148,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.set_defaults(**DEFAULTS)
     model_args, data_args, config, training_args = parser.parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    check_training_arguments(training_args)
     check_one_job(training_args)
 
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
@@ -203,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
                       optimizers=(adapter_optimizer(model, training_args.learning_rate, model_args.head_learning_rate,
                                                     training_args.weight_decay), None))
     train_result = trainer.train()
+    check_finite_loss(train_result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     model.eval()
     after = entity_scores(trainer, scored, split) if scored is not None else {}
     forgotten = forgotten_types(before, after, new_types)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ClassLabel, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, Features, Value, load_dataset, load_from_disk
 from transformers import AutoModel, AutoTokenizer, HfArgumentParser, set_seed
 
 from hf_adapter_ext import (
@@ -27,9 +27,17 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
-from hf_adapter_ext.data import few_tk_paths, fewnerd_sentences, load_banking77, load_clinc150
+from hf_adapter_ext.data import (
+    few_tk_paths,
+    fewnerd_sentences,
+    load_banking77,
+    load_clinc150,
+    read_csv_rows,
+    read_json_records,
+)
 from hf_adapter_ext.launch import end_distributed
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes, sib_arguments_dataclass
+from hf_adapter_ext.validation import CLI, SAMPLE_LIMIT, SEED, check_finite_loss, check_settings
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,24 @@ class MetaDataArguments:
                 "classes come from the class_split.json saved with it, and it is scored on even and uneven query "
                 "sets."})
 
+    def __post_init__(self):
+        check_settings(CLI, self, {"class_split_seed": dataclasses.replace(SEED, optional=True),
+                                   "max_test_episodes_file": SAMPLE_LIMIT})
+        if len(self.delimiter) != 1:
+            raise ValueError(f"--delimiter {self.delimiter!r}: a CSV delimiter is one character, e.g. ',' or ';'.")
+        self.fractions()  # refused now, not after the data is read
+
+    def fractions(self) -> list[float]:
+        """--split_fractions as three positive numbers summing to 1."""
+        try:
+            fractions = [float(f) for f in self.split_fractions.split(",")]
+        except ValueError:
+            fractions = []
+        if len(fractions) != 3 or not all(0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(f"--split_fractions {self.split_fractions!r}: give three positive fractions summing "
+                             "to 1, e.g. 0.6,0.2,0.2.")
+        return fractions
+
 
 SIBArguments = sib_arguments_dataclass()  # SIBConfig's own settings, defaults and help
 
@@ -106,13 +132,8 @@ def class_splits(data_args: MetaDataArguments):
 def labelled_texts(data_args: MetaDataArguments):
     """``text`` + ``label`` (ClassLabel) rows from --train_file, a save_to_disk folder or a Hub dataset."""
     if data_args.train_file:
-        path = Path(data_args.train_file)
-        kind = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(path.suffix.lower())
-        if kind is None or not path.is_file():
-            raise ValueError(f"--train_file {path}: expected an existing .csv, .json or .jsonl file.")
-        options = {"delimiter": data_args.delimiter} if kind == "csv" else {}
-        pool = load_dataset(kind, data_files=str(path), split="train", **options)
-    elif Path(data_args.dataset).is_dir():
+        return texts_file(data_args)
+    if Path(data_args.dataset).is_dir():
         pool = load_from_disk(data_args.dataset)
     else:
         pool = load_dataset(data_args.dataset, split="train")
@@ -125,6 +146,29 @@ def labelled_texts(data_args: MetaDataArguments):
     if not isinstance(pool.features["label"], ClassLabel):
         pool = pool.class_encode_column("label")
     return pool
+
+
+def texts_file(data_args: MetaDataArguments) -> Dataset:
+    """``text`` + ``label`` rows of a .csv/.json/.jsonl --train_file, every cell as written (no number or
+    missing-value parsing: a label "007" stays "007", a text "NA" stays "NA")."""
+    path = Path(data_args.train_file)
+    kind = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"--train_file {path}: expected a .csv, .json or .jsonl file.")
+    columns, fix = (data_args.text_column, data_args.label_column), "set --text_column / --label_column"
+    if kind == "csv":
+        rows = read_csv_rows(path, columns, data_args.delimiter, fix)
+    else:
+        rows = [(row, [record[c] for c in columns]) for row, record in read_json_records(path, columns, fix)]
+    for row, (text, label) in rows:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"--train_file {path}: {row} has the text {text!r}; every example needs a non-empty text.")
+        if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+            raise ValueError(f"--train_file {path}: {row} has the label {label!r}; write each label as a name.")
+    labels = [str(label) for _, (_, label) in rows]
+    names = sorted(set(labels))
+    return Dataset.from_dict({"text": [text for _, (text, _) in rows], "label": [names.index(x) for x in labels]},
+                             features=Features({"text": Value("string"), "label": ClassLabel(names=names)}))
 
 
 def split_classes(names: list[str], data_args: MetaDataArguments) -> dict[str, list[str]]:
@@ -141,13 +185,7 @@ def split_classes(names: list[str], data_args: MetaDataArguments) -> dict[str, l
             raise ValueError(f"Class lists name unknown classes {unknown} or repeat {repeated}; the data's classes "
                              f"are {names}.")
         return split
-    try:
-        fractions = [float(f) for f in data_args.split_fractions.split(",")]
-    except ValueError:
-        fractions = []
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"--split_fractions {data_args.split_fractions!r}: give three positive fractions summing "
-                         "to 1, e.g. 0.6,0.2,0.2.")
+    fractions = data_args.fractions()
     if data_args.class_split_seed is not None:
         names = [names[i] for i in np.random.default_rng(data_args.class_split_seed).permutation(len(names))]
     a = round(fractions[0] * len(names))
@@ -174,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, sib_args, args = parser.parse_args_into_dataclasses(argv)
     set_seed(args.seed)
     saved = Path(data_args.evaluate_model) if data_args.evaluate_model else None
+    if saved is not None and not (saved / "config.json").is_file():
+        raise ValueError(f"--evaluate_model {saved}: not a saved SIB model folder (no config.json); pass the folder a "
+                         "training run wrote, <output_dir>/model.")
     if saved is not None:
         data_args = with_saved_class_split(data_args, saved)
         backbone_path = data_args.backbone or SIBConfig.from_pretrained(saved).backbone_name_or_path
@@ -188,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=None if saved else train,
                                         eval_dataset=validation, processing_class=tokenizer)
     if saved is None:
-        trainer.train()
+        check_finite_loss(trainer.train().training_loss, "Lower --learning_rate (or --inner_lr) and train again.")
 
     if level == "token":  # the benchmark's fixed episode file
         sentences, episodes = read_fewnerd_episodes(test["test_episodes"])

@@ -28,6 +28,14 @@ from hf_adapter_ext.data import (
 )
 from hf_adapter_ext.launch import check_one_job, end_distributed
 from hf_adapter_ext.metrics import entity_f1_compute_metrics
+from hf_adapter_ext.validation import (
+    CLI,
+    POSITIVE_FLOAT,
+    SAMPLE_LIMIT,
+    check_finite_loss,
+    check_settings,
+    check_training_arguments,
+)
 
 DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 32, "warmup_steps": 50,
             "eval_strategy": "epoch", "save_strategy": "no", "report_to": "none", "output_dir": "outputs/tagger"}
@@ -42,11 +50,16 @@ class TaggerArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
 
+    def __post_init__(self):
+        check_settings(CLI, self, {"head_learning_rate": POSITIVE_FLOAT, "max_train_samples": SAMPLE_LIMIT,
+                                   "max_eval_samples": SAMPLE_LIMIT})
+
 
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((TaggerArguments, TrainingArguments))
     parser.set_defaults(**DEFAULTS)
     options, args = parser.parse_args_into_dataclasses(argv)
+    check_training_arguments(args)
     check_one_job(args)
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file})
     for split, limit in (("train", options.max_train_samples), ("validation", options.max_eval_samples)):
@@ -69,7 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
                       data_collator=DataCollatorForTokenClassification(tokenizer),
                       compute_metrics=entity_f1_compute_metrics(model.config.id2label),
                       optimizers=(adapter_optimizer(model, args.learning_rate, options.head_learning_rate), None))
-    metrics = trainer.train().metrics
+    result = trainer.train()
+    check_finite_loss(result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
+    metrics = result.metrics
     if trainer.is_world_process_zero():
         trainer.save_model()
         tokenizer.save_pretrained(args.output_dir)

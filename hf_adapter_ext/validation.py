@@ -63,7 +63,12 @@ SEED = Number(int, 0, 2**32 - 1, example="42", why="numpy and torch seeds are un
 SAMPLE_LIMIT = Number(int, 1, optional=True, example="100", why="leave it out to use every sentence")
 
 
+CLI = "--"  # as an ``owner``: the names are command-line options (``--learning_rate``)
+
+
 def _named(owner: str, name: str) -> str:
+    if owner == CLI:
+        return f"--{name}"
     return f"{owner}.{name}" if owner else name
 
 
@@ -148,17 +153,10 @@ def check_texts(texts, what: str, allow_words: bool = False, drop_blank: bool = 
 
 
 def looks_like_conll_columns(lines: Sequence[str]) -> bool:
-    """Whether most lines end in a BIO tag column ("Paris B-LOC"): labelled CoNLL data, not plain text."""
-    tagged = sum(1 for line in lines if re.search(r"\s(?:O|[BIES]-\S+)$", line.strip()))
+    """Whether most lines are a few columns ending in a BIO tag ("Paris NNP B-LOC"): labelled CoNLL data, not
+    plain sentences."""
+    tagged = sum(1 for line in lines if len(line.split()) <= 5 and re.search(r"\s(?:O|[BIES]-\S+)$", line.strip()))
     return len(lines) > 0 and tagged >= 0.8 * len(lines)
-
-
-def check_plain_text_file(lines: Sequence[str], path: str | Path, option: str) -> None:
-    """Refuse a file meant as plain sentences that is labelled CoNLL columns: its tags would be read as words."""
-    if looks_like_conll_columns(lines[:200]):
-        raise ValueError(f"{option}: {path} looks like labelled CoNLL columns (word and tag per line, e.g. "
-                         f"{lines[0]!r}), not plain text. Give one sentence per line; labelled data goes to "
-                         "--train_file.")
 
 
 # ------------------------------------------------------------------ labels and type names
@@ -279,9 +277,7 @@ def check_training_arguments(args) -> None:
     """Refuse ``TrainingArguments`` values that transformers accepts but that train nothing, silently (a learning
     rate or epoch count of 0, a batch of 0, negative accumulation), or that give NaN (``adam_epsilon=0``). Named as
     the command line spells them (``--learning_rate``)."""
-    for name, rule in TRAINING_NUMBERS.items():
-        if hasattr(args, name):
-            check_number("", f"--{name}", getattr(args, name), rule)
+    check_settings(CLI, args, {name: rule for name, rule in TRAINING_NUMBERS.items() if hasattr(args, name)})
     if getattr(args, "max_steps", -1) == -1 and not math.isfinite(args.num_train_epochs):
         raise ValueError(f"--num_train_epochs={args.num_train_epochs} never ends; give a finite number of epochs or "
                          "--max_steps.")

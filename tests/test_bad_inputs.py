@@ -566,7 +566,7 @@ REFUSED = [
     ("sib inner_steps negative", lambda: sib()(**episode(), inner_steps=-1), ValueError, r"inner_steps=-1"),
     ("sib inner_steps float", lambda: sib()(**episode(), inner_steps=1.5), TypeError, r"whole number"),
     ("sib inner_steps bool", lambda: sib()(**episode(), inner_steps=True), TypeError, r"whole number"),
-    ("read_sentences limit 0", lambda: read_sentences(text_file("a b\n"), 0), ValueError, r"positive number"),
+    ("read_sentences limit 0", lambda: read_sentences(text_file("a b\n"), 0), ValueError, r"limit=0 is out of range"),
     ("read_sentences empty file", lambda: read_sentences(text_file("\n\n")), ValueError, r"holds no text"),
     ("ner csv empty row", lambda: load_ner_files({"train": text_file(b'tokens,ner_tags\na,O\n"",""\n', "g.csv")}),
      ValueError, r"row 1 is empty"),

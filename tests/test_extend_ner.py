@@ -180,6 +180,6 @@ def test_a_type_only_the_test_file_has_is_refused_with_the_label_map_fix(main, t
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_sample_limits_below_one_are_refused(main, tagger, tmp_path, option, value):
     paths = write_files(tmp_path / "data", "conll")
-    with pytest.raises(ValueError, match=rf"{option}={value}: pass a positive number"):
+    with pytest.raises(ValueError, match=rf"{option}={value} is out of range"):
         main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
               *COMMON, option, value])

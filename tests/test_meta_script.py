@@ -101,11 +101,11 @@ def test_named_corpus_without_data_dir_and_bad_files_are_refused(meta, tmp_path)
     args = meta["MetaDataArguments"]
     with pytest.raises(ValueError, match="--data_dir"):
         meta["class_splits"](args(dataset="banking77"))
-    with pytest.raises(ValueError, match="train_file"):
+    with pytest.raises(FileNotFoundError, match="missing.csv does not exist"):
         meta["class_splits"](args(train_file=str(tmp_path / "missing.csv")))
     bad = tmp_path / "x.csv"
     bad.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"Columns \['text', 'label'\]"):
+    with pytest.raises(ValueError, match=r"no column\(s\) \['text', 'label'\]"):
         meta["class_splits"](args(train_file=str(bad)))
 
 

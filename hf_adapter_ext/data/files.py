@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
 from datasets import DatasetDict
 
 from .conll import datasets_from_sentences, load_conll
-from .text_files import numbered_lines
+from .text_files import read_csv_rows, read_json_records
 
 _JSON = (".json", ".jsonl")
 _CSV = (".csv", ".tsv")
+_COLUMN_FIX = "name the word and tag columns with tokens_column= / tags_column= (--tokens_column, --tags_column)"
 
 
 def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "tokens", tags_column: str = "ner_tags",
@@ -71,65 +70,14 @@ def _sentences(rows: list[tuple[str, object, object]], path: Path, kind: str) ->
 
 
 def _json_rows(path: Path, tokens_column: str, tags_column: str) -> list[tuple[str, object, object]]:
-    """JSON lines (one object per line), or one JSON array of objects; every value as written."""
-    lines = list(numbered_lines(path))
-    text = "".join(line for _, line in lines)
-    if text.lstrip().startswith("["):
-        try:
-            records = [(f"item {i}", record) for i, record in enumerate(json.loads(text))]
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err}).") from None
-    else:
-        records = []
-        for line_no, line in lines:
-            if not line.strip():
-                continue
-            try:
-                records.append((f"line {line_no}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err}); write one object per line.") from None
-    if not records:
-        raise ValueError(f"{path} holds no rows; write one JSON object per line, e.g. "
-                         '{"tokens": ["John", "lives"], "ner_tags": ["B-PER", "O"]}.')
-    return [_columns(path, row, record, tokens_column, tags_column) for row, record in records]
-
-
-def _columns(path: Path, row: str, record, tokens_column: str, tags_column: str) -> tuple[str, object, object]:
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: {row} is a {type(record).__name__}, not an object with {tokens_column!r} and "
-                         f"{tags_column!r}.")
-    missing = [c for c in (tokens_column, tags_column) if c not in record]
-    if missing:
-        raise ValueError(f"{path}: {row} has no column(s) {missing} (it has {sorted(record)}); name the word and tag "
-                         "columns with tokens_column= / tags_column= (--tokens_column, --tags_column).")
-    return row, record[tokens_column], record[tags_column]
+    return [(row, record[tokens_column], record[tags_column])
+            for row, record in read_json_records(path, (tokens_column, tags_column), _COLUMN_FIX)]
 
 
 def _csv_rows(path: Path, tokens_column: str, tags_column: str) -> list[tuple[str, str, str]]:
-    """A CSV/TSV file's word and tag cells as strings, cell for cell as written: no missing-value detection ("NA"
-    stays a word) and no number parsing ("007" stays "007"), which a pandas-based reader would apply."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            header = next(reader, None)
-            rows = list(reader)
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: byte {err.start} is not valid UTF-8; save the file as UTF-8.") from None
-    if not header:
-        raise ValueError(f"{path} is empty: write a header row (e.g. tokens,ner_tags), then one sentence per row.")
-    missing = [c for c in (tokens_column, tags_column) if c not in header]
-    if missing:
-        raise ValueError(f"{path} has no column(s) {missing} (it has {header}); name the word and tag columns with "
-                         "tokens_column= / tags_column= (--tokens_column, --tags_column).")
-    short = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)
-    if short is not None:
-        raise ValueError(f"{path}: row {short} has {len(rows[short])} cells but the header has {len(header)}; "
-                         "quote cells that hold the delimiter.")
-    if not rows:
-        raise ValueError(f"{path} has a header but no rows; write one sentence per row.")
-    words, tags = header.index(tokens_column), header.index(tags_column)
-    return [(f"row {i}", row[words], row[tags]) for i, row in enumerate(rows)]
+    return [(row, cells[0], cells[1])
+            for row, cells in read_csv_rows(path, (tokens_column, tags_column), delimiter, _COLUMN_FIX)]
 
 
 def _kind(path: Path) -> str:

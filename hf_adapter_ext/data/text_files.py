@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from ..validation import SAMPLE_LIMIT, check_number, looks_like_conll_columns
 
 
 def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -36,9 +40,67 @@ def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[st
         limit: keep the first ``limit`` sentences (None: all). 0 or a negative number is refused: it would silently
             use nothing, or everything.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit={limit!r}: pass a positive number of sentences, or None for all of them.")
+    check_number("read_sentences", "limit", limit, SAMPLE_LIMIT)
     lines = [line.strip() for _, line in numbered_lines(path) if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no text: pass a file with one sentence per line.")
+    if looks_like_conll_columns(lines[:200]):
+        raise ValueError(f"{path} looks like labelled CoNLL columns (a word and its tag per line, e.g. {lines[0]!r}), "
+                         "not plain text: give one sentence per line, without tags. Labelled data is training data.")
     return lines[:limit]
+
+
+def read_json_records(path: str | os.PathLike, columns: Sequence[str], fix: str) -> list[tuple[str, dict]]:
+    """``(row name, object)`` of a JSON-lines file (one object per line) or of one JSON array of objects, every value
+    as written; each object must hold ``columns`` (``fix`` says how to name others)."""
+    lines = list(numbered_lines(path))
+    text = "".join(line for _, line in lines)
+    if text.lstrip().startswith("["):
+        try:
+            records = [(f"item {i}", record) for i, record in enumerate(json.loads(text))]
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}).") from None
+    else:
+        records = []
+        for line_no, line in lines:
+            if not line.strip():
+                continue
+            try:
+                records.append((f"line {line_no}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({err}); write one object per line.") from None
+    if not records:
+        raise ValueError(f"{path} holds no rows; write one JSON object per line with {list(columns)}.")
+    for row, record in records:
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: {row} is a {type(record).__name__}, not an object with {list(columns)}.")
+        missing = [c for c in columns if c not in record]
+        if missing:
+            raise ValueError(f"{path}: {row} has no column(s) {missing} (it has {sorted(record)}); {fix}.")
+    return records
+
+
+def read_csv_rows(path: str | os.PathLike, columns: Sequence[str], delimiter: str, fix: str
+                  ) -> list[tuple[str, list[str]]]:
+    """``(row name, cells)`` of ``columns`` in a CSV/TSV file, as strings, cell for cell as written: no missing-value
+    detection ("NA" stays a word) and no number parsing ("007" stays "007"), which a pandas-based reader applies."""
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter={delimiter!r}: a CSV delimiter is one character, e.g. ',' or a tab.")
+    lines = [line for _, line in numbered_lines(path)]  # UTF-8 checked, a byte-order mark dropped
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise ValueError(f"{path} is empty: write a header row (e.g. {delimiter.join(columns)}), then one row per "
+                         "example.")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{path} has no column(s) {missing} (its header is {header}); {fix}.")
+    rows = list(reader)
+    short = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)
+    if short is not None:
+        raise ValueError(f"{path}: row {short} has {len(rows[short])} cells but the header has {len(header)}; "
+                         "quote cells that hold the delimiter.")
+    if not rows:
+        raise ValueError(f"{path} has a header but no rows; write one example per row.")
+    index = [header.index(c) for c in columns]
+    return [(f"row {i}", [row[j] for j in index]) for i, row in enumerate(rows)]

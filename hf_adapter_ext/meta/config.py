@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from transformers import AutoConfig, PretrainedConfig
 
-from ..validation import Number, check_settings
+from ..validation import CLI, Number, check_settings
 
 LEVELS = ("sequence", "token")
 POOLINGS = ("mean", "cls")
@@ -149,4 +149,7 @@ def sib_arguments_dataclass() -> type:
     fields = [(name, type(signature[name].default),
                dataclasses.field(default=signature[name].default, metadata={"help": _documented(name)}))
               for name in _CLI_SETTINGS]
-    return dataclasses.make_dataclass("SIBArguments", fields)
+    def check(self) -> None:  # on the command line, before any data or model is read
+        check_settings(CLI, self, {name: _RULES[name] for name in _CLI_SETTINGS})
+
+    return dataclasses.make_dataclass("SIBArguments", fields, namespace={"__post_init__": check})

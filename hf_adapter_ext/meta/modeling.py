@@ -25,8 +25,8 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
-from .baselines import prototypes, soft_kmeans_prototypes
 from ..validation import check_number
+from .baselines import prototypes, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
 
 
