@@ -95,6 +95,7 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
         raise ValueError(f"scheme={scheme!r}; choose 'auto', 'iob1' or 'iob2'.")
     if not sentences:
         raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
+    check_tag_case((tag, f"{path}: sentence {i}") for i, s in enumerate(sentences) for tag in s["tags"])
     converted = 0
     for index, sentence in enumerate(sentences):
         iob2 = to_iob2(sentence["tags"])

@@ -61,9 +61,9 @@ def _sentences(rows: list[tuple[str, object, object]], path: Path, kind: str) ->
         if not all(isinstance(tag, str) for tag in tags):
             raise ValueError(f"{path}: {row} has non-string tags {tags[:5]}; write tag names ('B-PER'), not ids, so "
                              "the label set is known.")
-        odd = next((w for w in words if not isinstance(w, str) or not w or w != w.strip()), None)
-        if odd is not None:
-            raise ValueError(f"{path}: {row} has the word {odd!r}; words must be non-empty strings without surrounding "
+        odd = [w for w in words if not isinstance(w, str) or not w or w != w.strip()]
+        if odd:
+            raise ValueError(f"{path}: {row} has the word {odd[0]!r}; words must be non-empty strings without surrounding "
                              "spaces (quote numbers: \"007\" and 1e5 would not survive as numbers).")
         sentences.append({"tokens": words, "tags": tags})
     return sentences

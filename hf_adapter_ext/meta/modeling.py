@@ -25,7 +25,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
-from ..validation import check_number
+from ..validation import check_number, check_texts
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
 
@@ -358,13 +358,21 @@ class SIBForFewShotClassification(PreTrainedModel):
             raise ValueError(f"predict_labels needs a dict of exactly n_way={self.config.n_way} labels -> example "
                              f"texts (this model's synthetic-gradient net is built for {self.config.n_way} classes); "
                              f"got {found}.")
-        empty = [name for name, texts in examples.items() if isinstance(texts, str) or len(texts) == 0]
+        empty = [name for name, texts in examples.items() if isinstance(texts, str) or not texts]
         if empty:
             raise ValueError(f"Labels {empty} have no examples (or a bare string instead of a list of texts): give "
                              "every label at least one example text in a list.")
+        for name, texts in examples.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"predict_labels: label {name!r} is not a name; key the examples by label names.")
+            check_texts(texts, f"predict_labels: the examples of {name!r}")
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise ValueError(f"queries must be a list of texts, e.g. [{queries!r}] for one; got "
                              f"{type(queries).__name__} (a bare string would be read as one query per character).")
+        queries = check_texts(queries, "predict_labels: queries")
+        if tokenizer is None or not callable(tokenizer):
+            raise TypeError("predict_labels needs the backbone's tokenizer (AutoTokenizer.from_pretrained(...)) as its "
+                            f"third argument; got {type(tokenizer).__name__}.")
         names = list(examples)
         support = [text for texts in examples.values() for text in texts]
         labels = [i for i, texts in enumerate(examples.values()) for _ in texts]

@@ -13,6 +13,7 @@ from transformers import DataCollatorForTokenClassification
 
 from ..data.alignment import join_windows
 from ..data.conll import to_iob2
+from ..validation import check_string_list
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
 
@@ -36,6 +37,7 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
     """A ``compute_metrics`` for `transformers.Trainer` (with scores, or label ids from
     :func:`predicted_label_ids` as ``preprocess_logits_for_metrics``) reporting entity F1 overall, old/new and per type (and
     old types with subtypes counted as their parent, given ``type_parents``)."""
+    new_types = check_string_list("entity_f1_compute_metrics", "new_types", new_types, "['LOC']")
     metric = load_entity_f1()
 
     def compute_metrics(eval_prediction) -> dict:
@@ -43,7 +45,7 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
         if predictions.ndim == label_ids.ndim + 1:  # scores, not yet label ids
             predictions = predictions.argmax(-1)
         preds, refs = ids_to_tags(predictions, label_ids, id2label)
-        return metric.compute(predictions=preds, references=refs, new_types=list(new_types),
+        return metric.compute(predictions=preds, references=refs, new_types=new_types,
                               type_parents=dict(type_parents or {}))
 
     return compute_metrics
@@ -88,8 +90,9 @@ def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str
                     type_parents: Mapping[str, str] | None = None, **kwargs) -> dict:
     """Entity F1 (overall, old/new, per type; old with subtypes as parents) of ``model`` on a tokenized,
     labelled dataset, and its ``bio_invalid_spans``."""
+    new_types = check_string_list("evaluate_tagger", "new_types", new_types, "['LOC']")
     preds, refs = predict_tags(model, dataset, tokenizer, id2label, **kwargs)
-    scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=list(new_types),
+    scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=new_types,
                                       type_parents=dict(type_parents or {}))
     return {**{k: float(v) if isinstance(v, float) else v for k, v in scores.items()},
             "bio_invalid_spans": bio_invalid_spans(preds)}

@@ -7,6 +7,8 @@ import datasets
 import evaluate
 from seqeval.scheme import IOB2, Entities
 
+from hf_adapter_ext.validation import check_string_list, entity_type_name
+
 _DESCRIPTION = """Entity-level precision, recall and F1 over exact spans (seqeval, strict IOB2), overall,
 per entity type, and for two groups of types: the `new_types` a model was extended with and the old ones."""
 
@@ -50,6 +52,15 @@ class EntityF1(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, new_types=None, type_parents=None):
+        new_types = check_string_list("entity_f1", "new_types", [] if new_types is None else new_types, "['LOC']")
+        for name in new_types:
+            entity_type_name(name, "entity_f1 new_types")
+        if type_parents is not None and not isinstance(type_parents, dict):
+            raise TypeError(f"entity_f1 type_parents must be a dict of subtype -> parent type, e.g. "
+                            f"{{'politician': 'PER'}}; got {type(type_parents).__name__}.")
+        for child, parent in (type_parents or {}).items():
+            entity_type_name(child, "entity_f1 type_parents")
+            entity_type_name(parent, f"entity_f1 type_parents (the parent of {child!r})")
         for i, (pred, ref) in enumerate(zip(predictions, references)):
             if len(pred) != len(ref):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")

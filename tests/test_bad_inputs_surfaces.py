@@ -1,0 +1,570 @@
+"""Bad inputs on the newer surfaces, table-driven: the label hierarchy, rehearsal, consolidation, the readers, the
+metric, SIB's run time and configs, and the three scripts' options. Each case asserts a correct result or a refusal
+(ValueError / TypeError / FileNotFoundError) whose message names the argument, file or row. The scripts' cases
+stop at their validation: an accepted option reaches the next step (loading a model that does not exist), which
+the case tells apart from a refusal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import runpy
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import Sequence as SequenceFeature
+from transformers import TrainingArguments
+
+from hf_adapter_ext import (
+    MetaTrainingArguments,
+    NeuralAdapterConfig,
+    SIBConfig,
+    add_rehearsal,
+    get_adapter_model,
+)
+from hf_adapter_ext.data import (
+    conll_dataset,
+    load_ner_files,
+    read_conll,
+    read_csv_rows,
+    read_json_records,
+    read_sentences,
+    relabel_to_outside,
+    rename_types,
+    tokenize_and_align_labels,
+    with_label_order,
+)
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, load_entity_f1
+from hf_adapter_ext.validation import check_training_arguments
+
+from .conftest import NEW_LABELS, build_tokenizer
+from .helpers import toy_dataset
+from .test_bad_inputs import episode, model, parents_model, sib, source
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = build_tokenizer()
+SCRIPTS = {name: runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name=name)["main"]
+           for name in ("extend_ner", "train_tagger", "meta")}
+NO_MODEL = "/nonexistent/tagger"
+
+
+def write(content: str | bytes, name: str = "data.txt") -> Path:
+    path = Path(tempfile.mkdtemp(prefix="bad_surfaces_")) / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def types_data(names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG")):
+    return Dataset.from_dict({"tokens": [["John", "Acme"]], "ner_tags": [[1, 3]]}).cast_column(
+        "ner_tags", SequenceFeature(ClassLabel(names=list(names))))
+
+
+def trained(**config):
+    m = model(**config)
+    m.has_trained = True
+    return m
+
+
+def consolidate(m=None, **kwargs):
+    m = m or trained(adapter="none", head="crf")
+    return m.consolidate(kwargs.pop("train", toy_dataset(TOKENIZER)), kwargs.pop("tokenizer", TOKENIZER), **kwargs)
+
+
+def rehearse(texts, train=None, tokenizer=TOKENIZER):
+    return add_rehearsal(toy_dataset(TOKENIZER) if train is None else train, texts, model(), tokenizer)
+
+
+def other_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(500)} | {"[UNK]": 500, "[PAD]": 501}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+
+
+def score(predictions, references, **kwargs):
+    return load_entity_f1().compute(predictions=predictions, references=references, **kwargs)
+
+
+def predict(examples=None, queries=None, tokenizer=TOKENIZER, **kwargs):
+    examples = {"a": ["john"], "b": ["paris"], "c": ["acme"]} if examples is None else examples
+    return sib().predict_labels(examples, ["london"] if queries is None else queries, tokenizer, **kwargs)
+
+
+def run(script: str, *options: str):
+    """A script's main with a model that does not exist: a refusal of ``options`` comes first, else the load fails."""
+    args = {"extend_ner": ["--model_name_or_path", NO_MODEL, "--train_file", NO_MODEL + ".txt"],
+            "train_tagger": ["--model_name_or_path", NO_MODEL, "--train_file", NO_MODEL + ".txt"],
+            "meta": ["--dataset", "banking77"]}[script]
+    return SCRIPTS[script]([*args, "--output_dir", tempfile.mkdtemp(prefix="bad_cli_"), *options])
+
+
+# Where an accepted option leads next: past validation, each script stops on its missing model, file or data.
+REACHED_NEXT_STEP = r"Repo id must be in the form|--data_dir|does not exist"
+
+
+def conll_file(text: str):
+    return write(text, "data.conll")
+
+
+# ---------------------------------------------------------------- correct results
+def json_array_file_is_read():
+    path = write(json.dumps([{"tokens": ["John"], "ner_tags": ["B-PER"]}]), "a.json")
+    assert load_ner_files({"train": path})["train"][0]["tokens"] == ["John"]
+
+
+def json_numbers_as_text_survive_when_quoted():
+    path = write('{"tokens": ["007", "1e5", "NA"], "ner_tags": ["O", "O", "O"]}\n', "q.jsonl")
+    assert load_ner_files({"train": path})["train"][0]["tokens"] == ["007", "1e5", "NA"]
+
+
+def tsv_is_read_with_tabs():
+    path = write("tokens\tner_tags\nJohn lives\tB-PER O\n", "t.tsv")
+    assert load_ner_files({"train": path})["train"][0]["tokens"] == ["John", "lives"]
+
+
+def csv_quoted_comma_word():
+    path = write('tokens,ner_tags\n"a,b c",O O\n', "c.csv")
+    assert load_ner_files({"train": path})["train"][0]["tokens"] == ["a,b", "c"]
+
+
+def docstart_inside_a_sentence_is_warned():
+    path = conll_file("John B-PER\n-DOCSTART- O\nMary B-PER\n")
+    logger = logging.getLogger("hf_adapter_ext.data.conll")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        sentences = read_conll(path)
+    finally:
+        logger.removeHandler(handler)
+    assert [s["tokens"] for s in sentences] == [["John"], ["Mary"]]
+    assert any("data.conll:2" in r.getMessage() and "-DOCSTART-" in r.getMessage() for r in records)
+
+
+def rename_merges_two_types():
+    renamed = rename_types(types_data(), {"PER": "X", "ORG": "X"})
+    assert renamed.features["ner_tags"].feature.names == ["O", "B-X", "I-X"]
+
+
+def rename_on_a_dataset_dict():
+    renamed = rename_types(DatasetDict(train=types_data(), test=types_data()), {"PER": "person"})
+    assert "B-person" in renamed["test"].features["ner_tags"].feature.names
+
+
+def relabel_keeps_other_types():
+    out = relabel_to_outside(types_data(), "PER")
+    assert out[0]["ner_tags"] == [0, 3]
+
+
+def parents_two_subtypes_of_one_parent():
+    m = get_adapter_model(source(), NeuralAdapterConfig(
+        new_labels=["B-politician", "I-politician", "B-writer", "I-writer"],
+        label_parents={"politician": "PER", "writer": "PER"}))
+    assert m.peft_config.label_parents == {"politician": "PER", "writer": "PER"}
+
+
+def parents_as_command_line_string():
+    assert NeuralAdapterConfig(new_labels=NEW_LABELS, label_parents=" LOC = PER ").label_parents == {"LOC": "PER"}
+
+
+def rehearsal_word_lists():
+    mixed = rehearse([["John", "lives", "here"], "Mary too ."])
+    assert sum(mixed["rehearsal"]) == 2
+
+
+def rehearsal_generator():
+    mixed = rehearse(s for s in ["John lives here .", "Mary too ."])
+    assert sum(mixed["rehearsal"]) == 2
+
+
+def rehearsal_blank_lines_dropped():
+    assert sum(rehearse(["John lives here .", "   "])["rehearsal"]) == 1
+
+
+def metric_new_types_tuple():
+    assert score([["B-LOC"]], [["B-LOC"]], new_types=("LOC",))["new_f1"] == 1.0
+
+
+def metric_parents_score_subtypes_as_parent():
+    out = score([["B-PER"]], [["B-politician"]], new_types=["politician"], type_parents={"politician": "PER"})
+    assert out["old_f1_with_subtypes"] == 1.0
+
+
+def sib_predict_any_order_of_labels():
+    out = predict({"c": ["acme"], "a": ["john"], "b": ["paris"]}, ["john", "acme"])
+    assert len(out) == 2 and all(o["label"] in "abc" for o in out)
+
+
+def sib_predict_tuples_of_examples():
+    assert len(predict({"a": ("john",), "b": ("paris",), "c": ("acme",)})) == 1
+
+
+def sib_inner_steps_zero():
+    assert len(predict(inner_steps=0)) == 1
+
+
+def meta_args_uneven_one():
+    args = MetaTrainingArguments(output_dir=tempfile.mkdtemp(), uneven_eval_queries=1.0, report_to="none")
+    assert args.uneven_eval_queries == 1.0
+
+
+def training_args_max_steps_with_zero_epochs():
+    check_training_arguments(TrainingArguments(output_dir=tempfile.mkdtemp(), max_steps=5, num_train_epochs=3,
+                                               report_to="none"))
+
+
+def read_sentences_limit_keeps_first():
+    assert read_sentences(write("a b\nc d\ne f\n"), 2) == ["a b", "c d"]
+
+
+def read_sentences_plain_text_ending_in_o():
+    text = "I like the letter O\nJohn met Mary in Paris yesterday\nShe said it was fine\nWe left early\n"
+    assert len(read_sentences(write(text))) == 4
+
+
+def with_label_order_more_labels():
+    out = with_label_order(types_data(), ["O", "B-ORG", "I-ORG", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+    assert out[0]["ner_tags"] == [3, 1]
+
+
+def csv_rows_keep_cells():
+    rows = read_csv_rows(write("text;label\nNA;007\n", "x.csv"), ("text", "label"), ";", "fix")
+    assert rows == [("row 0", ["NA", "007"])]
+
+
+def meta_file_labels_as_written():
+    path = write("text,label\nhello there,007\nhi,7\nyo,NA\n", "intents.csv")
+    meta = runpy.run_path(str(ROOT / "examples" / "meta.py"), run_name="m")
+    pool = meta["texts_file"](meta["MetaDataArguments"](train_file=str(path)))
+    assert sorted(pool.features["label"].names) == ["007", "7", "NA"] and pool["text"][2] == "yo"
+
+
+HANDLED = [json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+           csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
+           relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
+           rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,
+           metric_parents_score_subtypes_as_parent, sib_predict_any_order_of_labels, sib_predict_tuples_of_examples,
+           sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
+           read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
+           csv_rows_keep_cells, meta_file_labels_as_written]
+
+C = NeuralAdapterConfig
+V, T, F = ValueError, TypeError, FileNotFoundError
+REFUSED = [
+    # ---- new labels and the label hierarchy
+    ("new label B-O", lambda: get_adapter_model(source(), C(new_labels=["B-O", "I-O"])), V, r"'O' is the outside tag"),
+    ("new label B-B-X", lambda: get_adapter_model(source(), C(new_labels=["B-B-X"])), V, r"is a BIO label"),
+    ("new label empty string", lambda: C(new_labels=[""]), V, r"new_labels\[0\]"),
+    ("new label spaced", lambda: C(new_labels=["B-LOC "]), V, r"surrounding spaces"),
+    ("new label lowercase prefix", lambda: get_adapter_model(source(), C(new_labels=["b-loc"])), V, r"BIO"),
+    ("new labels a set", lambda: C(new_labels={"B-LOC", "I-LOC"}), T, r"new_labels must be a list"),
+    ("new labels bytes", lambda: C(new_labels=[b"B-LOC"]), T, r"new_labels"),
+    ("parents child O", lambda: parents_model({"O": "PER"}), V, r"'O' is the outside tag"),
+    ("parents parent O", lambda: parents_model({"politician": "O"}), V, r"'O' is the outside tag"),
+    ("parents parent empty", lambda: parents_model({"politician": ""}), V, r"not an entity type name"),
+    ("parents spaced name", lambda: parents_model({"politi cian": "PER"}), V, r"no spaces"),
+    ("parents I- parent", lambda: parents_model({"politician": "I-PER"}), V, r"is a BIO label"),
+    ("parents self", lambda: parents_model({"politician": "politician"}), V, r"cycle"),
+    ("parents list", lambda: C(new_labels=NEW_LABELS, label_parents=[("LOC", "PER")]), T, r"label_parents"),
+    ("parents int key", lambda: C(new_labels=NEW_LABELS, label_parents={1: "PER"}), T, r"label_parents"),
+    ("parents string a=b=c", lambda: C(new_labels=NEW_LABELS, label_parents="LOC=PER=ORG"), V, r"subtype=parent"),
+    ("parents string empty pair", lambda: C(new_labels=NEW_LABELS, label_parents="LOC="), V, r"subtype=parent"),
+    ("parents lowercase parent", lambda: parents_model({"politician": "per"}), V, r"not a type of the source"),
+    ("parents unknown child", lambda: parents_model({"writer": "PER"}), V, r"not one of the new types"),
+    # ---- NeuralAdapterConfig values at their bounds
+    ("config task_type", lambda: C(new_labels=NEW_LABELS, task_type="SEQ_CLS"), V, r"task_type"),
+    ("config base model int", lambda: C(new_labels=NEW_LABELS, base_model_name_or_path=3), T, r"base_model_name"),
+    ("config hidden huge", lambda: C(new_labels=NEW_LABELS, adapter_hidden_size=10**9), V, r"adapter_hidden_size"),
+    ("config hidden negative", lambda: C(new_labels=NEW_LABELS, adapter_hidden_size=-4), V, r"adapter_hidden_size"),
+    ("config lora_r huge", lambda: C(new_labels=NEW_LABELS, lora_r=10**6), V, r"lora_r"),
+    ("config lora_r float", lambda: C(new_labels=NEW_LABELS, lora_r=8.0), T, r"lora_r"),
+    ("config lora_alpha negative", lambda: C(new_labels=NEW_LABELS, lora_alpha=-16), V, r"lora_alpha"),
+    ("config dropout 1", lambda: C(new_labels=NEW_LABELS, lora_dropout=1.0), V, r"lora_dropout"),
+    ("config dropout negative", lambda: C(new_labels=NEW_LABELS, lora_dropout=-0.1), V, r"lora_dropout"),
+    ("config dropout nan", lambda: C(new_labels=NEW_LABELS, lora_dropout=float("nan")), V, r"lora_dropout"),
+    ("config temperature huge", lambda: C(new_labels=NEW_LABELS, distill_temperature=1e12), V, r"distill_temperature"),
+    ("config temperature tiny", lambda: C(new_labels=NEW_LABELS, distill_temperature=1e-9), V, r"distill_temperature"),
+    ("config temperature negative", lambda: C(new_labels=NEW_LABELS, distill_temperature=-2.0), V,
+     r"distill_temperature"),
+    ("config weight huge", lambda: C(new_labels=NEW_LABELS, distill_weight=1e300), V, r"distill_weight"),
+    ("config weight nan", lambda: C(new_labels=NEW_LABELS, distill_weight=float("nan")), V, r"distill_weight"),
+    ("config weight bool", lambda: C(new_labels=NEW_LABELS, distill_weight=True), T, r"distill_weight"),
+    ("config top layers huge", lambda: get_adapter_model(source(), C(new_labels=NEW_LABELS, trainable="top",
+                                                                     num_top_layers=10**6)), V, r"num_top_layers"),
+    ("config top layers str", lambda: C(new_labels=NEW_LABELS, num_top_layers="1"), T, r"num_top_layers"),
+    ("config bio None", lambda: C(new_labels=NEW_LABELS, bio_constraints=None), T, r"bio_constraints"),
+    ("config target None", lambda: C(new_labels=NEW_LABELS, target=None), V, r"target"),
+    ("config head upper", lambda: C(new_labels=NEW_LABELS, head="CRF"), V, r"head"),
+    ("config old_labels tuple of ints", lambda: C(new_labels=NEW_LABELS, old_labels=[0, 1]), T, r"old_labels"),
+    ("config metrics str", lambda: C(new_labels=NEW_LABELS, metrics="f1=0.9"), T, r"metrics"),
+    # ---- rename_types / relabel_to_outside / with_label_order
+    ("rename to O-prefixed", lambda: rename_types(types_data(), {"PER": "I-X"}), V, r"without B-/I-"),
+    ("rename mapping list", lambda: rename_types(types_data(), [("PER", "X")]), T, r"mapping must be a dict"),
+    ("rename unknown lowercase", lambda: rename_types(types_data(), {"per": "X"}), V, r"\['per'\]"),
+    ("rename None target", lambda: rename_types(types_data(), {"PER": None}), V, r"not an entity type name"),
+    ("rename tab in name", lambda: rename_types(types_data(), {"PER": "a\tb"}), V, r"no spaces"),
+    ("rename plain list", lambda: rename_types([{"tokens": ["a"]}], {"PER": "X"}), T, r"datasets.Dataset"),
+    ("rename int tags", lambda: rename_types(Dataset.from_dict({"tokens": [["a"]], "ner_tags": [[0]]}), {"A": "B"}),
+     V, r"not a sequence of ClassLabel"),
+    ("rename other column", lambda: rename_types(types_data(), {"PER": "X"}, column="tags"), V, r"'tags' column"),
+    ("relabel O", lambda: relabel_to_outside(types_data(), "O"), V, r"outside tag"),
+    ("relabel BIO label", lambda: relabel_to_outside(types_data(), "B-PER"), V, r"BIO label"),
+    ("relabel without O", lambda: relabel_to_outside(types_data(("X", "B-PER", "I-PER", "B-ORG", "I-ORG")), "PER"),
+     V, r"no 'O' tag"),
+    ("label order duplicates", lambda: with_label_order(types_data(), ["O", "O", "B-PER", "I-PER", "B-ORG", "I-ORG"]),
+     V, r"more than once"),
+    ("label order a string", lambda: with_label_order(types_data(), "O B-PER"), T, r"labels must be a list"),
+    ("label order dict data", lambda: with_label_order({"train": types_data()}, ["O"]), T, r"datasets.Dataset"),
+    # ---- readers: CoNLL, JSON lines, CSV, plain text
+    ("conll tags differ in case", lambda: conll_dataset(conll_file("John B-PER\n\nMary B-per\n")), V,
+     r"differs only in case"),
+    ("files tags differ in case", lambda: load_ner_files({"train": write("John B-PER\n", "a.txt"),
+                                                         "test": write("Mary B-Per\n", "b.txt")}), V,
+     r"b.txt: sentence 0.*differs only in case"),
+    ("jsonl tags differ in case", lambda: load_ner_files({"train": write(
+        '{"tokens": ["a"], "ner_tags": ["B-LOC"]}\n{"tokens": ["b"], "ner_tags": ["B-loc"]}\n', "c.jsonl")}), V,
+     r"differs only in case"),
+    ("jsonl number word", lambda: load_ner_files({"train": write('{"tokens": [7], "ner_tags": ["O"]}\n', "n.jsonl")}),
+     V, r"line 1 has the word 7"),
+    ("jsonl null word", lambda: load_ner_files({"train": write('{"tokens": [null], "ner_tags": ["O"]}\n', "z.jsonl")}),
+     V, r"has the word None"),
+    ("jsonl empty word", lambda: load_ner_files({"train": write('{"tokens": [""], "ner_tags": ["O"]}\n', "e.jsonl")}),
+     V, r"has the word ''"),
+    ("jsonl spaced word", lambda: load_ner_files({"train": write('{"tokens": [" a"], "ner_tags": ["O"]}\n', "s.jsonl")}),
+     V, r"surrounding spaces"),
+    ("jsonl bad line", lambda: load_ner_files({"train": write('{"tokens": ["a"], "ner_tags": ["O"]}\n{oops\n', "b.jsonl")}),
+     V, r"b.jsonl:2: not valid JSON"),
+    ("jsonl a list line", lambda: load_ner_files({"train": write('["a", "O"]\n', "l.jsonl")}), V, r"item 0 is a str, not an object"),
+    ("jsonl tokens a string", lambda: load_ner_files({"train": write('{"tokens": "a b", "ner_tags": ["O", "O"]}\n',
+                                                                     "t.jsonl")}), V, r"a str words"),
+    ("jsonl only blank lines", lambda: load_ner_files({"train": write("\n\n", "blank.jsonl")}), V, r"holds no rows"),
+    ("jsonl missing tags column", lambda: load_ner_files({"train": write('{"tokens": ["a"]}\n', "m.jsonl")}), V,
+     r"line 1 has no column\(s\) \['ner_tags'\]"),
+    ("json array broken", lambda: load_ner_files({"train": write('[{"tokens": ["a"]', "a.json")}), V, r"not valid JSON"),
+    ("jsonl not utf-8", lambda: load_ner_files({"train": write(b'{"tokens": ["caf\xe9"]}\n', "u.jsonl")}), V,
+     r"u.jsonl:1.*UTF-8"),
+    ("csv no rows", lambda: load_ner_files({"train": write("tokens,ner_tags\n", "h.csv")}), V, r"no rows"),
+    ("csv wrong header", lambda: load_ner_files({"train": write("words,tags\na,O\n", "w.csv")}), V,
+     r"no column\(s\) \['tokens', 'ner_tags'\]"),
+    ("csv extra cell", lambda: load_ner_files({"train": write("tokens,ner_tags\na,O,x\n", "x.csv")}), V,
+     r"row 0 has 3 cells"),
+    ("csv not utf-8", lambda: load_ner_files({"train": write(b"tokens,ner_tags\ncaf\xe9,O\n", "u.csv")}), V,
+     r"u.csv:2.*UTF-8"),
+    ("csv tags differ in case", lambda: load_ner_files({"train": write("tokens,ner_tags\na b,B-X B-x\n", "k.csv")}), V,
+     r"differs only in case"),
+    ("csv tag count", lambda: load_ner_files({"train": write("tokens,ner_tags\na b,O\n", "f.csv")}), V,
+     r"row 0 has 2 words but 1 tags"),
+    ("files a string", lambda: load_ner_files("train.txt"), T, r"dict of split -> path"),
+    ("files a folder", lambda: load_ner_files({"train": Path(tempfile.mkdtemp())}), V, r"is a folder"),
+    ("files csv and tsv mixed with json", lambda: load_ner_files({"train": write("a O\n", "a.csv"),
+                                                                  "test": write("{}", "b.json")}), V, r"mix formats"),
+    ("conll one column", lambda: read_conll(conll_file("John\n")), V, r"data.conll:1"),
+    ("conll ragged", lambda: read_conll(conll_file("John NNP B-PER\nlives O\n")), V, r"data.conll:2"),
+    ("conll missing file", lambda: read_conll("/no/such/file.conll"), F, r"does not exist"),
+    ("conll a folder", lambda: read_conll(tempfile.mkdtemp()), V, r"is a folder"),
+    ("conll tags not BIO", lambda: conll_dataset(conll_file("John PER\n")), V, r"neither O nor B-/I-"),
+    ("conll labels lack a tag", lambda: conll_dataset(conll_file("John B-PER\n"), labels=["O"]), V, r"B-PER"),
+    ("sentences CoNLL columns", lambda: read_sentences(write("John B-PER\nlives O\nin O\nParis B-LOC\n")), V,
+     r"looks like labelled CoNLL columns"),
+    ("sentences 4-column CoNLL", lambda: read_sentences(write("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n")), V,
+     r"CoNLL columns"),
+    ("sentences limit str", lambda: read_sentences(write("a b\n"), "5"), T, r"limit must be a whole number"),
+    ("sentences limit negative", lambda: read_sentences(write("a b\n"), -1), V, r"limit=-1"),
+    ("sentences a folder", lambda: read_sentences(tempfile.mkdtemp()), V, r"is a folder"),
+    ("sentences missing", lambda: read_sentences("/no/such.txt"), F, r"does not exist"),
+    ("sentences not utf-8", lambda: read_sentences(write(b"caf\xe9\n")), V, r"data.txt:1.*UTF-8"),
+    ("csv rows delimiter long", lambda: read_csv_rows(write("a,b\n1,2\n"), ("a",), ",,", "fix"), V, r"one character"),
+    ("json records missing", lambda: read_json_records(write('{"a": 1}\n'), ("text",), "set --text_column"), V,
+     r"set --text_column"),
+    # ---- rehearsal
+    ("rehearsal None", lambda: rehearse(None), T, r"list of sentences"),
+    ("rehearsal bytes", lambda: rehearse(b"John lives here"), T, r"list of sentences"),
+    ("rehearsal a dict", lambda: rehearse({"text": ["John lives here ."]}), T, r"list of sentences"),
+    ("rehearsal a number", lambda: rehearse(5), T, r"list of sentences"),
+    ("rehearsal words with ints", lambda: rehearse([["John", 3]]), T, r"sentence 0.*non-string"),
+    ("rehearsal words with blank", lambda: rehearse([["John", ""]]), T, r"blank words"),
+    ("rehearsal None sentence", lambda: rehearse(["John lives", None]), T, r"sentence 1 is a NoneType"),
+    ("rehearsal other tokenizer", lambda: rehearse(["John lives here ."], tokenizer=other_tokenizer()), V,
+     r"add_rehearsal: the tokenizer has 502 tokens"),
+    ("rehearsal tokenizer None", lambda: rehearse(["John lives here ."], tokenizer=None), T, r"needs the model's tokenizer"),
+    ("rehearsal twice", lambda: rehearse(["Mary too ."], train=rehearse(["John lives here ."])), V,
+     r"already holds rehearsal rows"),
+    ("rehearsal train a dict", lambda: rehearse(["John"], train={"input_ids": [[1]]}), T, r"datasets.Dataset"),
+    ("rehearsal train empty", lambda: rehearse(["John"], train=toy_dataset(TOKENIZER).select([])), V, r"empty"),
+    ("rehearsal train other ids", lambda: rehearse(["John"], train=toy_dataset(TOKENIZER).map(
+        lambda r: {"input_ids": [10_000] * len(r["input_ids"])})), V, r"beyond this tokenizer"),
+    # ---- consolidation
+    ("consolidate unlabelled bare string", lambda: consolidate(unlabelled="John met Mary ."), T,
+     r"unlabelled text must be a list of sentences"),
+    ("consolidate unlabelled ints", lambda: consolidate(unlabelled=[1, 2]), T, r"sentence 0 is a int"),
+    ("consolidate unlabelled empty", lambda: consolidate(unlabelled=[]), V, r"unlabelled text is empty"),
+    ("consolidate unlabelled blank", lambda: consolidate(unlabelled=["", " "]), V, r"unlabelled text is empty"),
+    ("consolidate unlabelled other ids", lambda: consolidate(unlabelled=Dataset.from_dict(
+        {"input_ids": [[10_000, 5]], "attention_mask": [[1, 1]]})), V, r"beyond this tokenizer"),
+    ("consolidate path weight str", lambda: consolidate(path_weight="0.5"), T, r"path_weight"),
+    ("consolidate path weight nan", lambda: consolidate(path_weight=float("nan")), V, r"path_weight"),
+    ("consolidate path weight 2", lambda: consolidate(path_weight=2.0), V, r"path_weight=2.0"),
+    ("consolidate args dict", lambda: consolidate(args={"num_train_epochs": 1}), T, r"TrainingArguments"),
+    ("consolidate args lr 0", lambda: consolidate(args=TrainingArguments(
+        output_dir=tempfile.mkdtemp(), learning_rate=0.0, report_to="none")), V, r"--learning_rate=0.0"),
+    ("consolidate train untokenized", lambda: consolidate(train=Dataset.from_dict({"tokens": [["a"]]})), V,
+     r"train_dataset lacks columns \['input_ids'\]"),
+    ("consolidate train a list", lambda: consolidate(train=[{"input_ids": [1, 2]}]), T, r"datasets.Dataset"),
+    ("consolidate other tokenizer", lambda: consolidate(tokenizer=other_tokenizer()), V,
+     r"consolidate: the tokenizer has 502"),
+    ("consolidate eval unlabelled", lambda: consolidate(eval_dataset=toy_dataset(TOKENIZER).remove_columns("labels")),
+     V, r"eval_dataset lacks columns \['labels'\]"),
+    ("consolidate untrained", lambda: consolidate(model(adapter="none")), V, r"has not been trained"),
+    # ---- the metric
+    ("metric new_types string", lambda: score([["B-LOC"]], [["B-LOC"]], new_types="LOC"), T, r"new_types must be a list"),
+    ("metric new_types BIO", lambda: score([["B-LOC"]], [["B-LOC"]], new_types=["B-LOC"]), V, r"is a BIO label"),
+    ("metric parents BIO", lambda: score([["B-PER"]], [["B-PER"]], type_parents={"politician": "B-PER"}), V,
+     r"'B-PER' is a BIO label"),
+    ("metric parents list", lambda: score([["B-PER"]], [["B-PER"]], type_parents=[("a", "PER")]), T, r"type_parents"),
+    ("metric lengths differ", lambda: score([["O", "O"]], [["O"]]), V, r"2 predicted tags for 1 gold"),
+    ("compute_metrics new_types string", lambda: entity_f1_compute_metrics({0: "O"}, "LOC"), T, r"new_types"),
+    # ---- SIB at run time
+    ("predict examples a list", lambda: predict([["john"], ["paris"], ["acme"]]), V, r"dict of exactly n_way"),
+    ("predict two labels on 3-way", lambda: predict({"a": ["john"], "b": ["paris"]}), V, r"n_way=3"),
+    ("predict empty example list", lambda: predict({"a": [], "b": ["paris"], "c": ["acme"]}), V, r"\['a'\] have no"),
+    ("predict bare string example", lambda: predict({"a": "john", "b": ["paris"], "c": ["acme"]}), V, r"\['a'\]"),
+    ("predict int example", lambda: predict({"a": [3], "b": ["paris"], "c": ["acme"]}), T, r"examples of 'a'"),
+    ("predict blank example", lambda: predict({"a": ["  "], "b": ["paris"], "c": ["acme"]}), V, r"examples of 'a'"),
+    ("predict int label name", lambda: predict({1: ["john"], "b": ["paris"], "c": ["acme"]}), V, r"label 1"),
+    ("predict queries empty", lambda: predict(queries=[]), V, r"queries is empty"),
+    ("predict query None", lambda: predict(queries=["london", None]), T, r"sentence 1 is a NoneType"),
+    ("predict query blank", lambda: predict(queries=["london", ""]), V, r"sentence 1 is blank"),
+    ("predict queries a set", lambda: predict(queries={"london"}), V, r"list of texts"),
+    ("predict no tokenizer", lambda: predict(tokenizer=None), T, r"tokenizer"),
+    ("predict steps str", lambda: predict(inner_steps="3"), T, r"inner_steps"),
+    ("predict steps huge", lambda: predict(inner_steps=10**9), V, r"inner_steps"),
+    ("forward steps negative", lambda: sib()(**episode(), inner_steps=-5), V, r"inner_steps=-5"),
+    ("adapt labels floats", lambda: sib().adapt(torch.randn(3, 16), [0.0, 1.0, 2.0], torch.randn(2, 16)), V,
+     r"support_labels"),
+    # ---- SIBConfig and MetaTrainingArguments
+    ("sib n_way huge", lambda: SIBConfig(n_way=10**6), V, r"n_way"),
+    ("sib n_way negative", lambda: SIBConfig(n_way=-3), V, r"n_way"),
+    ("sib steps huge", lambda: SIBConfig(inner_steps=10**6), V, r"inner_steps"),
+    ("sib lr huge", lambda: SIBConfig(inner_lr=1e9), V, r"inner_lr"),
+    ("sib lr negative", lambda: SIBConfig(inner_lr=-0.1), V, r"inner_lr"),
+    ("sib scale 0", lambda: SIBConfig(init_scale=0.0), V, r"init_scale"),
+    ("sib scale negative", lambda: SIBConfig(init_scale=-10.0), V, r"init_scale"),
+    ("sib scale inf", lambda: SIBConfig(init_scale=float("inf")), V, r"init_scale"),
+    ("sib multiplier huge", lambda: SIBConfig(grad_net_multiplier=10**5), V, r"grad_net_multiplier"),
+    ("sib multiplier float", lambda: SIBConfig(grad_net_multiplier=8.0), T, r"grad_net_multiplier"),
+    ("sib feature_dim 0", lambda: SIBConfig(feature_dim=0), V, r"feature_dim"),
+    ("sib feature_dim str", lambda: SIBConfig(feature_dim="384"), T, r"feature_dim"),
+    ("sib backbone path int", lambda: SIBConfig(backbone_name_or_path=3), T, r"backbone_name_or_path"),
+    ("sib flag int", lambda: SIBConfig(freeze_backbone=1), T, r"freeze_backbone"),
+    ("sib pooling None", lambda: SIBConfig(pooling=None), V, r"pooling"),
+    ("meta k_shot negative", lambda: MetaTrainingArguments(output_dir="o", k_shot=-1, report_to="none"), V, r"k_shot"),
+    ("meta n_query str", lambda: MetaTrainingArguments(output_dir="o", n_query="15", report_to="none"), T, r"n_query"),
+    ("meta train_episodes 0", lambda: MetaTrainingArguments(output_dir="o", train_episodes=0, report_to="none"), V,
+     r"train_episodes"),
+    ("meta eval episodes 0", lambda: MetaTrainingArguments(output_dir="o", num_eval_episodes=0, report_to="none"), V,
+     r"num_eval_episodes"),
+    ("meta eval seed negative", lambda: MetaTrainingArguments(output_dir="o", eval_seed=-1, report_to="none"), V,
+     r"eval_seed"),
+    ("meta temperature 0", lambda: MetaTrainingArguments(output_dir="o", soft_kmeans_temperature=0.0,
+                                                         report_to="none"), V, r"soft_kmeans_temperature"),
+    ("meta iterations negative", lambda: MetaTrainingArguments(output_dir="o", soft_kmeans_iterations=-1,
+                                                              report_to="none"), V, r"soft_kmeans_iterations"),
+    ("meta uneven nan", lambda: MetaTrainingArguments(output_dir="o", uneven_train_queries=float("nan"),
+                                                      report_to="none"), V, r"uneven_train_queries"),
+    ("meta lr 0", lambda: MetaTrainingArguments(output_dir="o", learning_rate=0.0, report_to="none"), V,
+     r"--learning_rate"),
+    ("meta batch 0", lambda: MetaTrainingArguments(output_dir="o", per_device_train_batch_size=0, report_to="none"),
+     V, r"--per_device_train_batch_size"),
+    # ---- alignment
+    ("align tokens tags differ", lambda: tokenize_and_align_labels({"tokens": [["a", "b"]], "ner_tags": [[0]]},
+                                                                   TOKENIZER), V, r"2 tokens but 1 tags"),
+]
+
+# ---- the scripts' options: numeric options at 0, negative and huge values, and malformed strings
+CLI = [
+    *[(f"extend_ner {option} {value}", "extend_ner", option, value, rf"\b{option[2:]}=")
+      for option, value in [("--learning_rate", "0"), ("--learning_rate", "-1e-4"), ("--learning_rate", "nan"),
+                            ("--num_train_epochs", "0"), ("--num_train_epochs", "-2"), ("--max_steps", "0"),
+                            ("--max_steps", "-5"), ("--per_device_train_batch_size", "0"),
+                            ("--per_device_train_batch_size", "-16"), ("--per_device_eval_batch_size", "0"),
+                            ("--gradient_accumulation_steps", "0"), ("--gradient_accumulation_steps", "-1"),
+                            ("--weight_decay", "-0.1"), ("--max_grad_norm", "-1"), ("--adam_epsilon", "0"),
+                            ("--adam_beta1", "1"), ("--adam_beta2", "1.5"), ("--label_smoothing_factor", "1"),
+                            ("--seed", "-1"), ("--seed", "99999999999"), ("--save_total_limit", "0"),
+                            ("--dataloader_num_workers", "-1"), ("--head_learning_rate", "0"),
+                            ("--head_learning_rate", "-1"), ("--max_train_samples", "0"),
+                            ("--max_eval_samples", "-1"), ("--max_predict_samples", "0"),
+                            ("--adapter_hidden_size", "0"), ("--adapter_hidden_size", "100000000"),
+                            ("--num_top_layers", "-1"), ("--lora_r", "0"), ("--lora_dropout", "1"),
+                            ("--distill_temperature", "0"), ("--distill_weight", "-1"),
+                            ("--distill_weight", "1e300")]],
+    # transformers reads eval_steps 0 as unset (it falls back to logging_steps): accepted
+    ("extend_ner --eval_steps 0", "extend_ner", "--eval_strategy steps --save_strategy steps --eval_steps", "0", None),
+    ("extend_ner --num_train_epochs inf", "extend_ner", "--num_train_epochs", "inf", r"--num_train_epochs=inf"),
+    ("extend_ner --max_rehearsal_sentences alone", "extend_ner", "--max_rehearsal_sentences", "10",
+     r"--max_rehearsal_sentences limits --rehearsal_file"),
+    ("extend_ner --max_rehearsal_sentences 0", "extend_ner", "--max_rehearsal_sentences", "0",
+     r"--max_rehearsal_sentences=0"),
+    ("extend_ner --tag_text blank", "extend_ner", "--tag_text", " ", r"--tag_text is empty"),
+    ("extend_ner --label_map malformed", "extend_ner", "--label_map", "person", r"--label_map='person'"),
+    ("extend_ner --label_map to BIO", "extend_ner", "--label_map", "person=B-PER", None),  # refused once data is read
+    ("extend_ner --label_parents malformed", "extend_ner", "--label_parents", "a:b", r"subtype=parent"),
+    ("extend_ner --adapter bad", "extend_ner", "--adapter", "gru", r"invalid choice|adapter"),
+    *[(f"train_tagger {option} {value}", "train_tagger", option, value, rf"\b{option[2:]}=")
+      for option, value in [("--learning_rate", "0"), ("--num_train_epochs", "0"), ("--per_device_train_batch_size", "0"),
+                            ("--gradient_accumulation_steps", "0"), ("--head_learning_rate", "-1"),
+                            ("--max_train_samples", "0"), ("--max_eval_samples", "-2"), ("--seed", "-3"),
+                            ("--adam_epsilon", "-1")]],
+    *[(f"meta {option} {value}", "meta", option, value, rf"\b{option[2:]}=")
+      for option, value in [("--k_shot", "0"), ("--n_query", "0"), ("--n_way", "1"), ("--n_way", "100000"),
+                            ("--inner_steps", "-1"), ("--inner_steps", "100000"), ("--inner_lr", "0"),
+                            ("--init_scale", "-1"), ("--grad_net_multiplier", "0"), ("--train_episodes", "0"),
+                            ("--num_eval_episodes", "0"), ("--uneven_train_queries", "2"),
+                            ("--uneven_eval_queries", "-0.5"), ("--soft_kmeans_temperature", "0"),
+                            ("--class_split_seed", "-1"), ("--max_test_episodes_file", "0"), ("--max_steps", "0"),
+                            ("--learning_rate", "-1")]],
+    ("meta --split_fractions two", "meta", "--split_fractions", "0.5,0.5", r"--split_fractions '0.5,0.5'"),
+    ("meta --split_fractions negative", "meta", "--split_fractions", "1.2,-0.1,-0.1", r"--split_fractions"),
+    ("meta --split_fractions words", "meta", "--split_fractions", "a,b,c", r"--split_fractions"),
+    ("meta --split_fractions zero part", "meta", "--split_fractions", "1,0,0", r"--split_fractions"),
+    ("meta --delimiter long", "meta", "--delimiter", ";;", r"--delimiter"),
+    ("meta --evaluate_model missing", "meta", "--evaluate_model", "/no/such/model", r"not a saved SIB model folder"),
+]
+
+
+@pytest.mark.parametrize("case", HANDLED, ids=lambda f: f.__name__)
+def test_handled(case):
+    case()
+
+
+@pytest.mark.parametrize("name,fn,error,pattern", REFUSED, ids=[c[0] for c in REFUSED])
+def test_refused_with_a_clear_message(name, fn, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fn()
+
+
+@pytest.mark.parametrize("name,script,option,value,pattern", CLI, ids=[c[0] for c in CLI])
+def test_script_option_refused_at_parse_time(name, script, option, value, pattern):
+    """Refused before any model or data is read, naming the option; an option refused later (once the data is there)
+    passes the parse and reaches the next step."""
+    with pytest.raises((ValueError, TypeError, FileNotFoundError, OSError, SystemExit)) as caught:
+        run(script, *option.split(), value)
+    message = str(caught.value)
+    if pattern is None:
+        assert re.search(REACHED_NEXT_STEP, message), message
+    elif isinstance(caught.value, SystemExit):  # argparse's own refusal of a choice, printed to stderr
+        assert caught.value.code == 2
+    else:
+        assert re.search(pattern, message), message
+
+
+def test_at_least_150_new_cases():
+    assert len(HANDLED) + len(REFUSED) + len(CLI) >= 150
