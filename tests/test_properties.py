@@ -3,13 +3,17 @@
 - readers: any tokens and BIO tags, written as CoNLL columns, JSON lines or CSV, read back identical;
 - label renaming: any renaming of a data set's types scores, through the shipped metric, what seqeval scores on
   the renamed tags;
-- SIB at run time: permuting the query set only permutes the answers.
+- SIB at run time: permuting the query set only permutes the answers;
+- type names: any string as a rename target or a label parent is used as written, or refused by name;
+- the scripts' numeric options at 0, negative, huge, NaN and infinite values: refused by name at parse time, or
+  accepted (reaching the next step); where only positive values mean something, always refused.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -19,9 +23,12 @@ from hypothesis import strategies as st
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
-from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
+from hf_adapter_ext import NeuralAdapterConfig, SIBConfig, SIBForFewShotClassification, get_adapter_model
 from hf_adapter_ext.data import load_ner_files, rename_types
 from hf_adapter_ext.metrics import load_entity_f1
+
+from .conftest import tiny_source
+from .test_bad_inputs_surfaces import REACHED_NEXT_STEP, run
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -134,3 +141,92 @@ def test_permuting_the_queries_only_permutes_the_answers(n_way, shots, queries, 
         logits = model(support_labels=labels, support_features=support, query_features=query).logits[0]
         permuted = model(support_labels=labels, support_features=support, query_features=query[:, order]).logits[0]
     torch.testing.assert_close(permuted, logits[order], atol=1e-4, rtol=1e-4)
+
+
+# Any string a user may type as a type name: letters, the BIO prefixes, "O", spaces, empty.
+NAME_PARTS = st.sampled_from(["", "O", "B-", "I-", " ", "PER", "per", "x", "\t", "-", "ORG", "é"])
+ANY_NAME = st.lists(NAME_PARTS, min_size=0, max_size=3).map("".join)
+
+
+def is_type_name(name: str) -> bool:
+    """What an entity type name is, said independently of the library: non-empty, no whitespace, no BIO prefix."""
+    return bool(name) and name.split() == [name] and name[:2] not in ("B-", "I-")
+
+
+@SETTINGS
+@given(sentences=tagged_sentences(), target=ANY_NAME)
+def test_any_rename_target_is_renamed_or_refused_by_name(sentences, target):
+    with tempfile.TemporaryDirectory() as folder:
+        dataset = load_ner_files({"train": write(sentences, "json", Path(folder))})["train"]
+    first = sorted({t[2:] for _, tags in sentences for t in tags if t != "O"} or {"x"})[0]
+    if not any(t[2:] == first for _, tags in sentences for t in tags):
+        return
+    try:
+        renamed = read_back(rename_types(dataset, {first: target}))
+    except ValueError as err:
+        assert not is_type_name(target) and repr(target) in str(err)
+        return
+    assert is_type_name(target)
+    expected = [[("O" if target == "O" else f"{t[:2]}{target}") if t[2:] == first else t for t in tags]
+                for _, tags in sentences]
+    assert [tags for _, tags in renamed] == expected
+
+
+@SETTINGS
+@given(child=ANY_NAME, parent=ANY_NAME)
+def test_any_label_parents_are_kept_or_refused_by_name(child, parent):
+    new = [f"B-{child}", f"I-{child}"] if is_type_name(child) and child != "O" else ["B-LOC", "I-LOC"]
+    try:
+        model = get_adapter_model(tiny_source(), NeuralAdapterConfig(new_labels=new, label_parents={child: parent}))
+    except (ValueError, TypeError) as err:
+        old_types = ("PER", "ORG", "MISC")
+        valid = is_type_name(child) and child not in ("O", *old_types) and parent in old_types and f"B-{child}" in new
+        named = repr(child) in str(err) or repr(parent) in str(err) or f"'B-{child}'" in str(err)
+        assert not valid and named, str(err)
+        return
+    assert model.peft_config.label_parents == {child: parent} and parent in ("PER", "ORG", "MISC")
+
+
+# The scripts' numeric options, and the values a user's typo gives them.
+SCRIPT_OPTIONS = {
+    "extend_ner": ["learning_rate", "head_learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                   "gradient_accumulation_steps", "weight_decay", "seed", "max_train_samples", "max_eval_samples",
+                   "max_predict_samples", "adapter_hidden_size", "num_top_layers", "lora_r", "lora_alpha",
+                   "lora_dropout", "distill_temperature", "distill_weight", "warmup_steps", "save_total_limit"],
+    "train_tagger": ["learning_rate", "head_learning_rate", "num_train_epochs", "per_device_train_batch_size",
+                     "max_train_samples", "max_eval_samples", "seed", "adam_epsilon"],
+    "meta": ["k_shot", "n_query", "n_way", "inner_steps", "inner_lr", "init_scale", "grad_net_multiplier",
+             "train_episodes", "num_eval_episodes", "uneven_train_queries", "soft_kmeans_temperature",
+             "soft_kmeans_iterations", "class_split_seed", "max_test_episodes_file", "learning_rate", "max_steps"],
+}
+# Options where 0 or a negative value means nothing sensible (nothing trains, nothing is drawn): always refused.
+POSITIVE_ONLY = {"learning_rate", "head_learning_rate", "num_train_epochs", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "max_train_samples", "max_eval_samples", "max_predict_samples",
+                 "adapter_hidden_size", "lora_r", "lora_alpha", "distill_temperature", "k_shot", "n_query",
+                 "inner_lr", "init_scale", "grad_net_multiplier", "train_episodes", "num_eval_episodes",
+                 "soft_kmeans_temperature", "max_test_episodes_file", "adam_epsilon"}
+VALUES = st.one_of(st.sampled_from(["0", "-1", "-0.5", "nan", "inf", "-inf", "1e308", str(2**64), "1e-300"]),
+                   st.integers(-10**12, 10**12).map(str))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), script=st.sampled_from(sorted(SCRIPT_OPTIONS)))
+def test_numeric_options_are_refused_by_name_or_reach_the_next_step(data, script):
+    option = data.draw(st.sampled_from(SCRIPT_OPTIONS[script]), label="option")
+    value = data.draw(VALUES, label="value")
+    try:
+        run(script, f"--{option}", value)
+    except SystemExit as exit_:  # argparse: not a number of the option's kind ("0.5" for an int), named on stderr
+        assert exit_.code == 2
+        return
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        message = str(err)
+        refused = re.search(rf"\b{option}\b", message)
+        assert refused or re.search(REACHED_NEXT_STEP, message), message
+        number = float(value)
+        if option in POSITIVE_ONLY and not number > 0 or number != number:
+            assert refused, f"--{option} {value} was accepted: {message}"
+        return
+    raise AssertionError(f"{script} --{option} {value} neither refused nor reached its next step")
+
+

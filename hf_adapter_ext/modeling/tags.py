@@ -86,7 +86,7 @@ def validate_label_parents(old: Sequence[str], new: Sequence[str], parents: Mapp
             seen.append(parent)
             parent = parents[parent]
         if parent in seen:
-            raise ValueError(f"label_parents has a cycle: {' -> '.join([*seen, parent])}. Each new type names one "
+            raise ValueError(f"label_parents has a cycle: {' -> '.join(map(repr, [*seen, parent]))}. Each new type names one "
                              f"old type as its parent, e.g. {example}.")
     for child, parent in parents.items():
         if child in old_types:
