@@ -3,11 +3,12 @@
 `run_ner.py`). Its labels are the ones the training data uses.
 
     python examples/train_tagger.py --model_name_or_path bert-base-cased --train_file train.txt \\
-        --validation_file dev.txt --output_dir my-tagger
+        --validation_file dev.txt --test_file test.txt --output_dir my-tagger
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from transformers import (
@@ -37,6 +38,7 @@ from hf_adapter_ext.validation import (
     check_training_arguments,
 )
 
+logger = logging.getLogger(__name__)
 DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 32, "warmup_steps": 50,
             "eval_strategy": "epoch", "save_strategy": "no", "report_to": "none", "output_dir": "outputs/tagger"}
 
@@ -46,6 +48,8 @@ class TaggerArguments:
     model_name_or_path: str = field(metadata={"help": "A pretrained encoder (folder or Hub id)."})
     train_file: str = field(metadata={"help": "CoNLL columns, JSON lines, or CSV (see load_ner_files)."})
     validation_file: str | None = field(default=None, metadata={"help": "Scored after each epoch."})
+    test_file: str | None = field(default=None, metadata={
+        "help": "Scored once after training, overall and per type: the source an extension starts from."})
     head_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the new output layer."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     options, args = parser.parse_args_into_dataclasses(argv)
     check_training_arguments(args)
     check_one_job(args)
-    data = load_ner_files({"train": options.train_file, "validation": options.validation_file})
+    data = load_ner_files({"train": options.train_file, "validation": options.validation_file,
+                           "test": options.test_file})
     for split, limit in (("train", options.max_train_samples), ("validation", options.max_eval_samples)):
         if limit and split in data:
             data[split] = data[split].select(range(min(limit, len(data[split]))))
@@ -69,7 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     used = {names[t][2:] for tags in data["train"]["ner_tags"] for t in tags if names[t] != "O"}
     labels = [name for name in names if name == "O" or name[2:] in used]  # only the types it learns
     for entity_type in sorted({name[2:] for name in names if name != "O"} - used):
-        data = relabel_to_outside(data, entity_type)  # types only validation names are O for this tagger
+        logger.warning("Type %s is in the validation/test files but never in the training file: this tagger cannot "
+                       "learn it, so it is scored as O.", entity_type)
+        data = relabel_to_outside(data, entity_type)  # types only validation/test name are O for this tagger
     data = with_label_order(data, labels)
     tokenizer = AutoTokenizer.from_pretrained(options.model_name_or_path)
     model = AutoModelForTokenClassification.from_pretrained(
@@ -85,9 +92,17 @@ def main(argv: list[str] | None = None) -> dict:
     result = trainer.train()
     check_finite_loss(result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     metrics = result.metrics
+    if "test" in encoded:  # what the tagger an extension starts from scores, per type
+        test = trainer.predict(encoded["test"], metric_key_prefix="test").metrics
+        metrics.update(test)
+        per_type = {k[len("test_"):-len("_f1")]: v for k, v in test.items()
+                    if k.endswith("_f1") and f"{k[:-3]}_support" in test}
+        logger.warning("Test F1 %.4f; per type: %s", test["test_overall_f1"],
+                       ", ".join(f"{t} {f:.4f}" for t, f in sorted(per_type.items())))
     if trainer.is_world_process_zero():
         trainer.save_model()
         tokenizer.save_pretrained(args.output_dir)
+        trainer.save_metrics("all", metrics, combined=False)
     return metrics
 
 

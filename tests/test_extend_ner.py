@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForTokenClassification
+from transformers import AutoModel, AutoModelForTokenClassification
 
 from hf_adapter_ext import NeuralAdapterModel
 
@@ -183,3 +183,22 @@ def test_sample_limits_below_one_are_refused(main, tagger, tmp_path, option, val
     with pytest.raises(ValueError, match=rf"{option}={value} is out of range"):
         main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
               *COMMON, option, value])
+
+
+def test_train_tagger_scores_its_test_file_per_type(tmp_path):
+    """The tagger an extension starts from: trained on a file, scored on --test_file overall and per type."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    encoder = tmp_path / "encoder"
+    AutoModel.from_config(tiny_config("bert", tokenizer.vocab_size, OLD_LABELS)).save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    paths = write_files(tmp_path / "data", "conll")
+    train_tagger = runpy.run_path(str(ROOT / "examples" / "train_tagger.py"), run_name="train_tagger")["main"]
+    out = tmp_path / "tagger"
+    metrics = train_tagger(["--model_name_or_path", str(encoder), "--train_file", str(paths["train"]),
+                            "--test_file", str(paths["test"]), "--output_dir", str(out), "--num_train_epochs", "1",
+                            "--per_device_train_batch_size", "4", "--use_cpu", "true", "--disable_tqdm", "true",
+                            "--eval_strategy", "no"])
+    types = {k[len("test_"):-len("_support")] for k in metrics if k.startswith("test_") and k.endswith("_support")}
+    assert types and all(0.0 <= metrics[f"test_{t}_f1"] <= 1.0 for t in types)
+    assert json.loads((out / "all_results.json").read_text())["test_overall_f1"] == metrics["test_overall_f1"]
