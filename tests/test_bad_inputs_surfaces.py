@@ -17,17 +17,20 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 from datasets import Sequence as SequenceFeature
-from transformers import TrainingArguments
+from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 from hf_adapter_ext import (
     MetaTrainingArguments,
     NeuralAdapterConfig,
     SIBConfig,
+    adapter_optimizer,
     add_rehearsal,
     get_adapter_model,
 )
+from hf_adapter_ext.adapter import add_source_logits
 from hf_adapter_ext.data import (
     conll_dataset,
+    load_conll,
     load_ner_files,
     read_conll,
     read_csv_rows,
@@ -38,7 +41,14 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
-from hf_adapter_ext.metrics import entity_f1_compute_metrics, load_entity_f1
+from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
+from hf_adapter_ext.metrics import (
+    entity_f1_compute_metrics,
+    evaluate_tagger,
+    forgotten_types,
+    load_entity_f1,
+    predict_tags,
+)
 from hf_adapter_ext.validation import check_training_arguments
 
 from .conftest import NEW_LABELS, build_tokenizer
@@ -483,6 +493,50 @@ REFUSED = [
      r"--learning_rate"),
     ("meta batch 0", lambda: MetaTrainingArguments(output_dir="o", per_device_train_batch_size=0, report_to="none"),
      V, r"--per_device_train_batch_size"),
+    # ---- samplers, alignment, caching, optimiser, scoring helpers
+    ("sampler k_shot 0", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 0, 1), V, r"k_shot=0"),
+    ("sampler n_way str", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], "3", 1, 1), T, r"n_way"),
+    ("sampler labels str", lambda: EpisodeSampler("001122", [0, 1, 2], 3, 1, 1), T, r"not a string"),
+    ("sampler seed negative", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1, seed=-1), V, r"seed"),
+    ("token sampler k 0", lambda: TokenEpisodeSampler([["B-x", "B-y"]] * 5, ["x", "y"], 2, 0), V, r"k_shot=0"),
+    ("token sampler types str", lambda: TokenEpisodeSampler([["B-x"]], "xy", 2, 1), T, r"types must be a list"),
+    ("align max_length 0", lambda: tokenize_and_align_labels({"tokens": [["a"]], "ner_tags": [[0]]}, TOKENIZER,
+                                                             max_length=0), V, r"max_length=0"),
+    ("align max_length only specials", lambda: tokenize_and_align_labels({"tokens": [["a"]], "ner_tags": [[0]]},
+                                                                         TOKENIZER, max_length=2), V, r"max_length=2"),
+    ("align max_length float", lambda: tokenize_and_align_labels({"tokens": [["a"]], "ner_tags": [[0]]}, TOKENIZER,
+                                                                 max_length=12.5), T, r"max_length"),
+    ("cache batch 0", lambda: add_source_logits(toy_dataset(TOKENIZER), model(), TOKENIZER, batch_size=0), V,
+     r"batch_size=0"),
+    ("cache untokenized", lambda: add_source_logits(Dataset.from_dict({"tokens": [["a"]]}), model(), TOKENIZER), V,
+     r"lacks columns \['input_ids'\]"),
+    ("cache other tokenizer", lambda: add_source_logits(toy_dataset(TOKENIZER), model(), other_tokenizer()), V,
+     r"add_source_logits: the tokenizer has 502"),
+    ("optimizer lr negative", lambda: adapter_optimizer(model(), -1.0, 1e-3), V, r"learning_rate=-1.0"),
+    ("optimizer head lr nan", lambda: adapter_optimizer(model(), 1e-4, float("nan")), V, r"head_learning_rate=nan"),
+    ("optimizer weight decay negative", lambda: adapter_optimizer(model(), 1e-4, weight_decay=-0.1), V,
+     r"weight_decay"),
+    ("forgotten max_drop negative", lambda: forgotten_types({"PER_f1": 1.0, "PER_support": 3}, {"PER_f1": 1.0},
+                                                            max_drop=-1), V, r"max_drop=-1"),
+    ("forgotten list", lambda: forgotten_types([1], {}), T, r"dicts of scores"),
+    ("predict_tags batch 0", lambda: predict_tags(model(), toy_dataset(TOKENIZER), TOKENIZER,
+                                                  model().config.id2label, batch_size=0), V, r"batch_size=0"),
+    ("evaluate without labels", lambda: evaluate_tagger(model(), toy_dataset(TOKENIZER).remove_columns("labels"),
+                                                        TOKENIZER, model().config.id2label), V, r"lacks columns"),
+    ("compute_metrics id2label list", lambda: entity_f1_compute_metrics(["O"]), T, r"id2label"),
+    ("conll labels a string", lambda: conll_dataset(conll_file("John B-PER\n"), labels="O B-PER"), T,
+     r"labels must be a list"),
+    ("load_conll only None", lambda: load_conll({"train": None}), V, r"no files given"),
+    ("load_conll a list", lambda: load_conll(["a.txt"]), T, r"dict of split"),
+    ("source a sequence classifier", lambda: get_adapter_model(
+        AutoModelForSequenceClassification.from_config(source().config), C(new_labels=NEW_LABELS)), T,
+     r"not a token classifier"),
+    ("sib NaN support at eval", lambda: sib().eval()(**episode(support_features=torch.full((1, 3, 16), float("nan")))),
+     V, r"NaN"),
+    ("sib inf query at eval", lambda: sib().eval()(**episode(query_features=torch.full((1, 6, 16), float("inf")))),
+     V, r"NaN or infinite"),
+    ("sib adapt NaN", lambda: sib().adapt(torch.full((3, 16), float("nan")), [0, 1, 2], torch.randn(2, 16)), V,
+     r"NaN"),
     # ---- alignment
     ("align tokens tags differ", lambda: tokenize_and_align_labels({"tokens": [["a", "b"]], "ner_tags": [[0]]},
                                                                    TOKENIZER), V, r"2 tokens but 1 tags"),

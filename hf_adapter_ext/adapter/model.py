@@ -72,6 +72,10 @@ class NeuralAdapterModel(PreTrainedModel):
                     if isinstance(source, (str, os.PathLike)) else "")
             raise TypeError(f"The source must be a transformers token-classification model, got "
                             f"{type(source).__name__}.{hint}")
+        kind = type(source).__name__
+        if type(source).__module__.startswith("transformers.") and not kind.endswith("ForTokenClassification"):
+            raise TypeError(f"The source is a {kind}, not a token classifier: a neural adapter extends per-token "
+                            "labels. Load it with AutoModelForTokenClassification.from_pretrained(...).")
         if isinstance(source, NeuralAdapterModel):
             raise ValueError(
                 "The source is itself an extended model. Consolidate it first (plain = model.consolidate(...)) and "

@@ -10,7 +10,7 @@ from datasets import Array2D, Dataset
 from transformers import DataCollatorForTokenClassification
 
 from ..modeling.outputs import label_scores
-from ..validation import check_columns, check_tokenizer_matches
+from ..validation import POSITIVE_INT, check_columns, check_number, check_tokenizer_matches
 
 SOURCE_LOGITS = "source_logits"
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -23,6 +23,7 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
     once per training step. Training on the cached column gives the same result as without it. The column is a
     float32 ``Array2D`` ([subwords, source labels]): stored as arrays, not as Python floats.
     """
+    check_number("add_source_logits", "batch_size", batch_size, POSITIVE_INT)
     check_tokenizer_matches(model.source.config, tokenizer, "add_source_logits", model.source.name_or_path)
     check_columns(dataset, ["input_ids"], "add_source_logits' dataset", "tokenize it first (tokenize_and_align_labels)")
     collator = DataCollatorForTokenClassification(tokenizer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..constants import IGNORE_INDEX
+from ..validation import Number, check_number
 
 # Without a real limit from the tokenizer, stay within the 512 positions of BERT-style encoders.
 DEFAULT_MAX_LENGTH = 512
@@ -23,6 +24,11 @@ def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> lis
 
 
 def max_length_of(tokenizer, max_length: int | None = None) -> int:
+    """``max_length``, else the tokenizer's own limit (else 512). A ``max_length`` that cannot hold a single subword
+    beside the special tokens is refused: it would silently fall back to the default (0) or split nothing."""
+    room = tokenizer.num_special_tokens_to_add() + 1
+    check_number("tokenize_and_align_labels", "max_length", max_length, Number(
+        int, room, optional=True, example="512", why="the special tokens plus at least one subword"))
     limit = max_length or tokenizer.model_max_length
     return limit if limit and limit < 100_000 else DEFAULT_MAX_LENGTH
 

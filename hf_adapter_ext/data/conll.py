@@ -110,7 +110,8 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
             sentence["tags"] = iob2
     if converted and scheme == "auto":
         logger.warning("%s: converted %d sentences from IOB1 to IOB2 (entities opened with 'I-').", path, converted)
-    labels = list(labels) if labels is not None else infer_labels([s["tags"] for s in sentences])
+    labels = (check_string_list("conll_dataset", "labels", labels, "['O', 'B-PER', 'I-PER']") if labels is not None
+              else infer_labels([s["tags"] for s in sentences]))
     label2id = {label: i for i, label in enumerate(labels)}
     rows = {"id": [], "tokens": [], "ner_tags": []}
     for index, sentence in enumerate(sentences):
@@ -133,6 +134,11 @@ def load_conll(
     ``labels``, one label set is inferred from all the files together, so ids agree across splits."""
     if isinstance(files, str):
         return load_dataset(files, **hub_kwargs)
+    if not isinstance(files, Mapping):
+        raise TypeError(f"load_conll: files must be a dict of split -> path or a Hub id; got {type(files).__name__}.")
+    files = {split: path for split, path in files.items() if path is not None}
+    if not files:
+        raise ValueError("load_conll: no files given; pass at least {'train': path}.")
     return datasets_from_sentences({split: read_conll(path) for split, path in files.items()}, files, labels)
 
 

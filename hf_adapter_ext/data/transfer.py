@@ -8,6 +8,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from ..validation import SAMPLE_LIMIT, check_number
 from .alignment import tokenize_and_align_labels
 from .conll import CONLL2003_LABELS, conll_dataset
 
@@ -64,6 +65,9 @@ def load_transfer_task(
         raise ValueError(f"Missing data files {missing}; point data_dir at the folder that holds conll2003/ and conll2003-transfer/.")
     datasets = DatasetDict({split: conll_dataset(path) for split, path in files.items()})
     for split, limit in (limits or {}).items():
+        if split not in datasets:
+            raise ValueError(f"load_transfer_task: limits names {split!r}; its splits are {list(datasets)}.")
+        check_number("load_transfer_task", f"limits[{split!r}]", limit, SAMPLE_LIMIT)
         if limit and limit < len(datasets[split]):
             datasets[split] = datasets[split].select(range(limit))
     new_labels = [f"B-{new_type}", f"I-{new_type}"]

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -17,6 +18,11 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..constants import IGNORE_INDEX
 from ..data.text_files import numbered_lines
+from ..validation import SEED, Number, check_settings, check_string_list
+
+_SAMPLER_RULES = {"n_way": Number(int, 2, example="5"), "k_shot": Number(int, 1, example="1"),
+                  "n_query": Number(int, 1, example="15"), "seed": SEED,
+                  "uneven_queries": Number(float, 0, 1, example="0.5", why="a share of episodes")}
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:
@@ -46,12 +52,13 @@ class EpisodeSampler:
 
     def __init__(self, labels: Sequence[int], classes: Sequence[int], n_way: int, k_shot: int, n_query: int,
                  seed: int = 0, class_names: Sequence[str] | None = None, uneven_queries: float = 0.0):
+        check_settings("EpisodeSampler", SimpleNamespace(n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
+                                                         uneven_queries=uneven_queries), _SAMPLER_RULES)
+        if isinstance(labels, (str, bytes)) or isinstance(classes, (str, bytes)):
+            raise TypeError("EpisodeSampler: labels and classes are sequences of class ids, not a string.")
         labels = np.asarray(labels)
         self.classes = np.asarray(sorted(classes))
         self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed
-        if not 0.0 <= float(uneven_queries) <= 1.0:
-            raise ValueError(f"uneven_queries is the share of episodes with uneven query sets, in [0, 1]; got "
-                             f"{uneven_queries!r}.")
         self.uneven_queries = float(uneven_queries)
         if len(self.classes) < n_way:
             raise ValueError(f"{n_way}-way episodes need at least {n_way} classes; this split has {len(self.classes)}.")
@@ -173,7 +180,10 @@ class TokenEpisodeSampler:
 
     def __init__(self, sentence_tags: Sequence[Sequence[str]], types: Sequence[str], n_way: int, k_shot: int,
                  seed: int = 0):
-        self.tags, self.types = list(sentence_tags), sorted(types)
+        check_settings("TokenEpisodeSampler", SimpleNamespace(n_way=n_way, k_shot=k_shot, seed=seed),
+                       {name: _SAMPLER_RULES[name] for name in ("n_way", "k_shot", "seed")})
+        self.tags, self.types = list(sentence_tags), sorted(check_string_list("TokenEpisodeSampler", "types", types,
+                                                                              "['person', 'location']"))
         self.mentions = [sentence_types(tags) for tags in self.tags]
         self.n_way, self.k_shot, self.seed = n_way, k_shot, seed
         if len(self.types) < n_way:

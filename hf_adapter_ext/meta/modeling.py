@@ -307,6 +307,11 @@ class SIBForFewShotClassification(PreTrainedModel):
             query_mask = (query_labels != IGNORE_INDEX) if query_labels is not None else torch.ones(
                 query.shape[:2], dtype=torch.bool, device=query.device)
         self._check_episode_shapes(support, support_labels, query, query_labels)
+        if not self.training:  # a NaN feature would come out as a confident class 0 (training: the loss shows it)
+            for name, features in (("support", support), ("query", query)):
+                if not torch.isfinite(features).all():
+                    raise ValueError(f"The {name} features hold NaN or infinite values; SIB would still predict a "
+                                     "class for them. Check the inputs (or the backbone's weights).")
         self._check_labels(support_labels, "support_labels")
         steps = self.config.inner_steps if inner_steps is None else check_number("", "inner_steps", inner_steps, INNER_STEPS)
         logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps)

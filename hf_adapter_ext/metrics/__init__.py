@@ -13,7 +13,7 @@ from transformers import DataCollatorForTokenClassification
 
 from ..data.alignment import join_windows
 from ..data.conll import to_iob2
-from ..validation import check_string_list
+from ..validation import POSITIVE_INT, SHARE, check_columns, check_number, check_string_list
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
 
@@ -38,6 +38,9 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
     :func:`predicted_label_ids` as ``preprocess_logits_for_metrics``) reporting entity F1 overall, old/new and per type (and
     old types with subtypes counted as their parent, given ``type_parents``)."""
     new_types = check_string_list("entity_f1_compute_metrics", "new_types", new_types, "['LOC']")
+    if not isinstance(id2label, Mapping) or not all(isinstance(v, str) for v in id2label.values()):
+        raise TypeError(f"entity_f1_compute_metrics: id2label must map label ids to label names (model.config.id2label);"
+                        f" got {type(id2label).__name__}.")
     metric = load_entity_f1()
 
     def compute_metrics(eval_prediction) -> dict:
@@ -62,6 +65,9 @@ def predicted_label_ids(logits, labels=None) -> torch.Tensor:
 def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_size: int = 64, desc: str = "Predicting"):
     """Word-level predicted and gold tags of a tokenized dataset (with ``labels``), batched by length."""
 
+    check_number("predict_tags", "batch_size", batch_size, POSITIVE_INT)
+    check_columns(dataset, ["input_ids", "labels"], "the scored dataset", "tokenize it with labels "
+                  "(tokenize_and_align_labels)")
     collator = DataCollatorForTokenClassification(tokenizer)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in dataset.column_names]
     order = np.argsort([len(ids) for ids in dataset["input_ids"]])
@@ -110,6 +116,10 @@ def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new
     """Old types whose F1 fell by more than ``max_drop`` between two :func:`evaluate_tagger` results (the
     source's and the extended model's, on the same held-out data): ``{type: (before, after)}``. A new type that
     refines an old one (politician ⊂ PER) shows up here when it swallowed its parent."""
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        raise TypeError("forgotten_types compares two evaluate_tagger results (dicts of scores); got "
+                        f"{type(before).__name__} and {type(after).__name__}.")
+    check_number("forgotten_types", "max_drop", max_drop, SHARE)
     types = {key[: -len("_f1")] for key in before if key.endswith("_f1") and f"{key[:-3]}_support" in before}
     return {t: (before[f"{t}_f1"], after.get(f"{t}_f1", 0.0)) for t in sorted(types - set(new_types))
             if before[f"{t}_f1"] - after.get(f"{t}_f1", 0.0) > max_drop}
