@@ -161,7 +161,7 @@ def test_episode_sampler_invariants(counts, n_way, k, q, seed, index):
 def test_uneven_queries_keep_the_episode_and_cut_each_class_to_1_to_n_query(n_way, k, q, seed, index):
     labels = np.repeat(np.arange(6), 20)
     even = EpisodeSampler(labels, range(6), n_way, k, q, seed)(index)
-    uneven = EpisodeSampler(labels, range(6), n_way, k, q, seed, uneven_queries=True)(index)
+    uneven = EpisodeSampler(labels, range(6), n_way, k, q, seed, uneven_queries=1.0)(index)
     assert uneven.classes == even.classes and np.array_equal(uneven.support, even.support)
     counts = np.bincount(uneven.query_labels, minlength=n_way)
     assert counts.min() >= 1 and counts.max() <= q and len(uneven.query) == counts.sum()
