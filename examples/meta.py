@@ -167,7 +167,8 @@ def texts_file(data_args: MetaDataArguments) -> Dataset:
             raise ValueError(f"--train_file {path}: {row} has the label {label!r}; write each label as a name.")
     labels = [str(label) for _, (_, label) in rows]
     names = sorted(set(labels))
-    return Dataset.from_dict({"text": [text for _, (text, _) in rows], "label": [names.index(x) for x in labels]},
+    ids = {name: i for i, name in enumerate(names)}
+    return Dataset.from_dict({"text": [text for _, (text, _) in rows], "label": [ids[x] for x in labels]},
                              features=Features({"text": Value("string"), "label": ClassLabel(names=names)}))
 
 

@@ -28,7 +28,7 @@ from hf_adapter_ext.data import (
     with_label_order,
 )
 from hf_adapter_ext.launch import check_one_job, end_distributed
-from hf_adapter_ext.metrics import entity_f1_compute_metrics
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, type_f1
 from hf_adapter_ext.validation import (
     CLI,
     POSITIVE_FLOAT,
@@ -95,10 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "test" in encoded:  # what the tagger an extension starts from scores, per type
         test = trainer.predict(encoded["test"], metric_key_prefix="test").metrics
         metrics.update(test)
-        per_type = {k[len("test_"):-len("_f1")]: v for k, v in test.items()
-                    if k.endswith("_f1") and f"{k[:-3]}_support" in test}
         logger.warning("Test F1 %.4f; per type: %s", test["test_overall_f1"],
-                       ", ".join(f"{t} {f:.4f}" for t, f in sorted(per_type.items())))
+                       ", ".join(f"{t} {f:.4f}" for t, f in sorted(type_f1(test, "test_").items())))
     if trainer.is_world_process_zero():
         trainer.save_model()
         tokenizer.save_pretrained(args.output_dir)

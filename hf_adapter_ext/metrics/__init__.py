@@ -111,6 +111,14 @@ def bio_invalid_spans(predictions: Sequence[Sequence[str]]) -> int:
     return sum(a != b for tags in predictions for a, b in zip(tags, to_iob2(tags)))
 
 
+def type_f1(scores: Mapping[str, float], prefix: str = "") -> dict[str, float]:
+    """``{type: F1}`` of the entity types in an :func:`evaluate_tagger` (or Trainer metrics) result, told from the
+    group scores (``overall_f1``, ``old_f1``, ...) by their ``<type>_support``; ``prefix`` is Trainer's metric key
+    prefix, e.g. ``"test_"``."""
+    return {key[len(prefix):-len("_f1")]: value for key, value in scores.items()
+            if key.startswith(prefix) and key.endswith("_f1") and f"{key[:-len('_f1')]}_support" in scores}
+
+
 def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new_types: Sequence[str] = (),
                     max_drop: float = 0.05) -> dict[str, tuple[float, float]]:
     """Old types whose F1 fell by more than ``max_drop`` between two :func:`evaluate_tagger` results (the
@@ -120,6 +128,6 @@ def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new
         raise TypeError("forgotten_types compares two evaluate_tagger results (dicts of scores); got "
                         f"{type(before).__name__} and {type(after).__name__}.")
     check_number("forgotten_types", "max_drop", max_drop, SHARE)
-    types = {key[: -len("_f1")] for key in before if key.endswith("_f1") and f"{key[:-3]}_support" in before}
-    return {t: (before[f"{t}_f1"], after.get(f"{t}_f1", 0.0)) for t in sorted(types - set(new_types))
-            if before[f"{t}_f1"] - after.get(f"{t}_f1", 0.0) > max_drop}
+    old = {t: f1 for t, f1 in type_f1(before).items() if t not in set(new_types)}
+    return {t: (f1, after.get(f"{t}_f1", 0.0)) for t, f1 in sorted(old.items())
+            if f1 - after.get(f"{t}_f1", 0.0) > max_drop}
