@@ -30,7 +30,6 @@ from transformers import (
     AutoTokenizer,
     HfArgumentParser,
     Trainer,
-    TrainingArguments,
     pipeline,
 )
 
@@ -63,10 +62,10 @@ from hf_adapter_ext.validation import (
     CLI,
     POSITIVE_FLOAT,
     SAMPLE_LIMIT,
+    CheckedTrainingArguments,
     check_finite_loss,
     check_number,
     check_settings,
-    check_training_arguments,
 )
 
 logger = logging.getLogger(__name__)
@@ -167,12 +166,15 @@ def no_loss(outputs, labels, num_items_in_batch=None):
     return outputs.logits.new_zeros(())
 
 
+# The command line's option groups, in parse order.
+ARGUMENTS = (ModelArguments, DataArguments, NeuralAdapterConfig, CheckedTrainingArguments)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, NeuralAdapterConfig, TrainingArguments))
+    parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
     model_args, data_args, config, training_args = parser.parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
-    check_training_arguments(training_args)
     check_one_job(training_args)
 
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)

@@ -207,8 +207,12 @@ def with_saved_class_split(data_args: MetaDataArguments, saved: Path) -> MetaDat
                                              for part in ("train", "validation", "test")})
 
 
+# The command line's option groups, in parse order.
+ARGUMENTS = (MetaDataArguments, SIBArguments, MetaTrainingArguments)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((MetaDataArguments, SIBArguments, MetaTrainingArguments))
+    parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
     data_args, sib_args, args = parser.parse_args_into_dataclasses(argv)
     set_seed(args.seed)

@@ -17,7 +17,6 @@ from transformers import (
     DataCollatorForTokenClassification,
     HfArgumentParser,
     Trainer,
-    TrainingArguments,
 )
 
 from hf_adapter_ext import adapter_optimizer
@@ -33,9 +32,9 @@ from hf_adapter_ext.validation import (
     CLI,
     POSITIVE_FLOAT,
     SAMPLE_LIMIT,
+    CheckedTrainingArguments,
     check_finite_loss,
     check_settings,
-    check_training_arguments,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,11 +58,14 @@ class TaggerArguments:
                                    "max_eval_samples": SAMPLE_LIMIT})
 
 
+# The command line's option groups, in parse order.
+ARGUMENTS = (TaggerArguments, CheckedTrainingArguments)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((TaggerArguments, TrainingArguments))
+    parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
     options, args = parser.parse_args_into_dataclasses(argv)
-    check_training_arguments(args)
     check_one_job(args)
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file,
                            "test": options.test_file})

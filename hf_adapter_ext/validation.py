@@ -8,13 +8,14 @@ training step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, TrainingArguments
 
 _TYPE_NAME = re.compile(r"^[^\s]+$")
 
@@ -258,6 +259,9 @@ TRAINING_NUMBERS = {
     "learning_rate": Number(float, 0, low_open=True, example="5e-5", why="at 0 nothing would train"),
     "num_train_epochs": Number(float, 0, low_open=True, example="3", why="at 0 nothing would train"),
     "max_steps": Number(int, 1, special=(-1,), example="500", why="-1 trains for num_train_epochs"),
+    "warmup_steps": Number(float, 0, example="50", why="a value below 1 is a share of the training steps"),
+    "logging_steps": Number(float, 0, low_open=True, example="50", why="a value below 1 is a share of the steps"),
+    "eval_delay": Number(float, 0, example="0"),
     "per_device_train_batch_size": POSITIVE_INT,
     "per_device_eval_batch_size": POSITIVE_INT,
     "gradient_accumulation_steps": Number(int, 1, example="2"),
@@ -281,11 +285,31 @@ def check_training_arguments(args) -> None:
     if getattr(args, "max_steps", -1) == -1 and not math.isfinite(args.num_train_epochs):
         raise ValueError(f"--num_train_epochs={args.num_train_epochs} never ends; give a finite number of epochs or "
                          "--max_steps.")
+    # Any other number transformers takes (a noise scale, a timeout, a step interval) is meaningless as NaN or
+    # infinity; refuse the whole class, not only the fields named above.
+    for field in dataclasses.fields(args) if dataclasses.is_dataclass(args) else ():
+        value = getattr(args, field.name, None)
+        if field.name != "num_train_epochs" and isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{field.name}={value} is not a finite number; give a real value, e.g. the default "
+                             f"--{field.name} {field.default}.")
     for name in ("eval_steps", "save_steps"):
         value = getattr(args, name, None)
+        if name == "eval_steps" and value == 0:
+            continue  # transformers reads it as unset and evaluates every logging_steps
         if value is not None and not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
             raise ValueError(f"--{name}={value!r} is out of range: it must be > 0 (a step count, or a share of the "
                              f"training steps below 1), e.g. --{name} 500.")
+
+
+@dataclass
+class CheckedTrainingArguments(TrainingArguments):
+    """`TrainingArguments` whose numbers are checked (`check_training_arguments`) before transformers' own
+    ``__post_init__`` reads them: some values it takes silently (``learning_rate=0``), others it fails on with an
+    error that names no option (``logging_steps=inf``: "cannot convert float infinity to integer")."""
+
+    def __post_init__(self):
+        check_training_arguments(self)
+        super().__post_init__()
 
 
 def check_finite_loss(loss: float, fix: str) -> None:

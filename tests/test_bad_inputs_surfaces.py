@@ -57,8 +57,9 @@ from .test_bad_inputs import episode, model, parents_model, sib, source
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = build_tokenizer()
-SCRIPTS = {name: runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name=name)["main"]
-           for name in ("extend_ner", "train_tagger", "meta")}
+SCRIPT_MODULES = {name: runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name=name)
+                  for name in ("extend_ner", "train_tagger", "meta")}
+SCRIPTS = {name: module["main"] for name, module in SCRIPT_MODULES.items()}
 NO_MODEL = "/nonexistent/tagger"
 
 

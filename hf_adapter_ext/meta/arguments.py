@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
-
 from ..launch import check_one_job
-from ..validation import SEED, Number, check_settings, check_training_arguments
+from ..validation import SEED, CheckedTrainingArguments, Number, check_settings
 
 
 @dataclass
-class MetaTrainingArguments(TrainingArguments):
+class MetaTrainingArguments(CheckedTrainingArguments):
     """How episodes are drawn and trained on, on top of `TrainingArguments`. The model's own settings (``n_way``,
     the inner loop) live in `SIBConfig` only.
 
@@ -39,9 +37,8 @@ class MetaTrainingArguments(TrainingArguments):
     soft_kmeans_iterations: int = field(default=3, metadata={"help": "Soft k-means baseline iterations."})
 
     def __post_init__(self):
-        super().__post_init__()
         check_settings("MetaTrainingArguments", self, _RULES)
-        check_training_arguments(self)
+        super().__post_init__()
         check_one_job(self)
 
 
