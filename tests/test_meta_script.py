@@ -32,6 +32,9 @@ def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
     assert sib_args.transductive_init is bench.transductive_init is SIBConfig().transductive_init
     assert meta["MetaTrainingArguments"](output_dir="x").uneven_train_queries == bench.uneven_train
     assert data_args.dataset == "clinc150"
+    # the step kept is the one that scores best on the meta-validation classes, as the benchmark keeps it
+    assert defaults["load_best_model_at_end"] and defaults["metric_for_best_model"] == "sib_accuracy"
+    assert defaults["eval_steps"] == defaults["save_steps"] == 200
 
 
 def write_intents(tmp_path, tokenizer, kind):
@@ -126,3 +129,24 @@ def test_the_readmes_sib_snippet_runs_on_tiny_data(tmp_path, tokenizer, monkeypa
     trainer = names["trainer"]
     assert trainer.state.global_step == 4 and trainer.state.best_metric is not None
     assert "eval_sib_accuracy" in trainer.evaluate()
+
+
+def test_a_shaped_run_saves_its_encoder_and_evaluates_again_from_the_folder_alone(meta, tmp_path, tokenizer):
+    path, names = write_intents(tmp_path, tokenizer, "jsonl")
+    backbone = tmp_path / "backbone"
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    common = ["--train_file", str(path), "--text_column", "utterance", "--label_column", "intent", "--n_query", "2",
+              "--k_shot", "1", "--num_eval_episodes", "6", "--disable_tqdm", "true", "--use_cpu", "true",
+              "--backbone", str(backbone)]
+    metrics = meta["main"]([*common, "--output_dir", str(tmp_path / "out"), "--n_way", "2", "--max_steps", "2",
+                            "--per_device_train_batch_size", "2", "--train_episodes", "8", "--shape_top_layers", "1",
+                            "--shape_epochs", "1", "--train_classes", ",".join(names[:6]),
+                            "--validation_classes", ",".join(names[6:8]), "--test_classes", ",".join(names[8:])])
+    saved = tmp_path / "out" / "model"
+    assert SIBConfig.from_pretrained(saved).shaped_layers == 1
+    shaped = SIBForFewShotClassification.from_pretrained(saved).backbone.state_dict()
+    pretrained = AutoModel.from_pretrained(backbone).state_dict()
+    assert any(not (shaped[k] == v).all() for k, v in pretrained.items() if k.startswith("encoder.layer.0"))
+    again = meta["main"]([*common, "--evaluate_model", str(saved), "--output_dir", str(tmp_path / "eval")])
+    assert again["test_sib_accuracy"] == metrics["test_sib_accuracy"]

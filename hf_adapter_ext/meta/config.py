@@ -23,6 +23,7 @@ _RULES = {
     "learn_inner_lr": bool, "support_gradient": bool, "transductive_init": bool, "grad_net_context": bool,
     "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS,
     "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
+    "shaped_layers": Number(int, 0, 1000, example="0", why="how many top encoder layers were shaped"),
 }
 
 
@@ -60,6 +61,9 @@ class SIBConfig(PretrainedConfig):
         pooling: how a sequence feature is made from token states: ``"mean"`` (sentence-transformers) or ``"cls"``.
         freeze_backbone: keep the encoder frozen (its features can then be cached). A saved model then holds only
             the head and references the encoder by ``backbone_name_or_path``; a fine-tuned encoder is saved too.
+        shaped_layers: how many of the encoder's top layers were fine-tuned on the meta-training classes
+            (`SIBForFewShotClassification.shape_backbone`; 0: the encoder is as pretrained). A shaped encoder is
+            saved with the model, since ``backbone_name_or_path`` no longer holds its weights.
         feature_dim: the encoder's hidden size (filled in from ``backbone``).
         backbone: the encoder's config (a config or its dict), so the model can be built without weights.
         backbone_name_or_path: where the frozen encoder's weights are loaded from.
@@ -81,6 +85,7 @@ class SIBConfig(PretrainedConfig):
         level: str = "sequence",
         pooling: str = "mean",
         freeze_backbone: bool = True,
+        shaped_layers: int = 0,
         feature_dim: int | None = None,
         backbone: PretrainedConfig | dict | None = None,
         backbone_name_or_path: str | None = None,
@@ -102,6 +107,7 @@ class SIBConfig(PretrainedConfig):
         self.level = level
         self.pooling = pooling
         self.freeze_backbone = freeze_backbone
+        self.shaped_layers = shaped_layers
         self.feature_dim, self.backbone = feature_dim, None
         if backbone is not None:
             self.set_backbone(backbone)
@@ -125,6 +131,11 @@ class SIBConfig(PretrainedConfig):
         config_dict = {"support_gradient": False, "transductive_init": False, "grad_net_context": False,
                        **config_dict}
         return super().from_dict(config_dict, **kwargs)
+
+    @property
+    def stores_backbone(self) -> bool:
+        """Whether a saved model holds the encoder's weights: trained with the head, or shaped before it."""
+        return not self.freeze_backbone or self.shaped_layers > 0
 
     @property
     def num_classes(self) -> int:

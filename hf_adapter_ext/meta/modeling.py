@@ -28,6 +28,7 @@ from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
 from ..validation import check_number, check_texts
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
+from .shaping import EPOCHS, pool_states, shape_encoder
 
 
 @dataclass
@@ -231,13 +232,15 @@ class SIBForFewShotClassification(PreTrainedModel):
                              "SIBForFewShotClassification.from_backbone_pretrained(name_or_path, ...) or pass "
                              "backbone=AutoModel.from_pretrained(...).")
         super().__init__(config)
-        if config.freeze_backbone:  # loading must not warn about the encoder weights a saved model references
+        if not config.stores_backbone:  # loading must not warn about the encoder weights a saved model references
             self._keys_to_ignore_on_load_missing = [r"^backbone\."]
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone)
         self.head = SIBHead(config)
         if config.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.post_init()
+        if not config.stores_backbone:  # saved by name only (also in Trainer checkpoints, which then reload quietly)
+            self._keys_to_ignore_on_save = {k for k in self.state_dict() if k.startswith("backbone.")}
 
     @classmethod
     def from_backbone_pretrained(cls, backbone_name_or_path: str | os.PathLike, **config_kwargs):
@@ -268,10 +271,25 @@ class SIBForFewShotClassification(PreTrainedModel):
         if word_starts is not None:
             index = word_starts.clamp(min=0).unsqueeze(-1).expand(-1, -1, states.size(-1))
             return states.gather(1, index) * (word_starts >= 0).unsqueeze(-1)
-        if self.config.pooling == "cls":
-            return states[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return pool_states(states, attention_mask, self.config.pooling)
+
+    def shape_backbone(self, tokenizer, texts: Sequence[str], labels: Sequence[int], top_layers: int = 2,
+                       epochs: int = 3, learning_rate: float = 2e-5, seed: int = 0) -> list[float]:
+        """Fine-tune the encoder's top ``top_layers`` layers on labelled meta-training texts (`shape_encoder`)
+        before meta-training, so that its features separate intents of the same kind; returns the loss per epoch.
+        The shaped encoder is saved with the model from then on (``config.shaped_layers``)."""
+        if self.config.level != "sequence":
+            raise ValueError("shape_backbone shapes sequence features (level='sequence'); at token level train on "
+                             "the pretrained encoder (shape_top_layers=0).")
+        if self.config.shaped_layers:
+            raise ValueError(f"This model's encoder is already shaped ({self.config.shaped_layers} top layers); "
+                             "shaping it again would train on its own output. Start from the pretrained encoder.")
+        check_number("shape_backbone", "epochs", epochs, EPOCHS)
+        losses = shape_encoder(self.backbone, tokenizer, texts, labels, top_layers=top_layers, epochs=epochs,
+                               learning_rate=learning_rate, pooling=self.config.pooling, seed=seed)
+        self.config.shaped_layers = top_layers
+        self._keys_to_ignore_on_load_missing, self._keys_to_ignore_on_save = set(), set()  # saved with the head now
+        return losses
 
     def _episode_features(self, features, input_ids, attention_mask):
         if features is not None:  # cached features are float32: computed in the head's dtype
@@ -419,10 +437,8 @@ class SIBForFewShotClassification(PreTrainedModel):
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None,
                         tags: list[str] | None = None, **kwargs) -> None:
         """transformers' ``save_pretrained`` plus a model card (with ``metrics`` and extra ``tags`` when given). A
-        frozen backbone is not copied: config.json names it (``backbone_name_or_path``) and ``from_pretrained``
-        loads it from there."""
-        if self.config.freeze_backbone and kwargs.get("state_dict") is None:
-            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        frozen, unshaped backbone is not copied: config.json names it (``backbone_name_or_path``) and
+        ``from_pretrained`` loads it from there. A shaped or trained one is saved with the head."""
         super().save_pretrained(save_directory, **kwargs)
         learned = float(self.head.log_inner_lr.detach().exp())
         (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags, learned))
@@ -434,7 +450,13 @@ class SIBForFewShotClassification(PreTrainedModel):
         ``backbone_name_or_path`` the config names."""
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
-        if model.config.freeze_backbone:
+        if model.config.stores_backbone and backbone is not None:
+            raise ValueError(
+                f"{pretrained_model_name_or_path} stores its own encoder (shaped_layers={model.config.shaped_layers}, "
+                f"freeze_backbone={model.config.freeze_backbone}); a backbone passed in would replace the weights the "
+                "head was meta-trained on (and one of another vocabulary would read every token id as another word). "
+                "Load it without backbone=, and use the tokenizer of config.backbone_name_or_path.")
+        if not model.config.stores_backbone:
             if backbone is None and not model.config.backbone_name_or_path:
                 raise ValueError(f"{pretrained_model_name_or_path} holds a SIB head whose frozen backbone has no name "
                                  "or path to load it from: pass backbone=AutoModel.from_pretrained(...).")
@@ -454,7 +476,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         (the mixin would replace it with a generic one). A frozen backbone is not uploaded, so it must be named by a
         Hub id (``config.backbone_name_or_path``): a local path would publish a model nobody else can load."""
         path = self.config.backbone_name_or_path
-        if self.config.freeze_backbone and hub_model_id(path) is None:
+        if not self.config.stores_backbone and hub_model_id(path) is None:
             raise ValueError(
                 f"The frozen backbone is referenced as {path!r}, which others cannot load from the Hub, so the pushed "
                 "model would not load. Set model.config.backbone_name_or_path to the encoder's Hub id (e.g. "

@@ -10,6 +10,7 @@ checkpoints, logging, callbacks, ``load_best_model_at_end`` and `accelerate laun
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import torch
@@ -22,6 +23,8 @@ from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, episode_sampler
 from .episodes import collate_episodes
 from .evaluation import episode_compute_metrics
+
+logger = logging.getLogger(__name__)
 
 
 class SemiSupervisedMetaTrainer(Trainer):
@@ -53,6 +56,30 @@ class SemiSupervisedMetaTrainer(Trainer):
                 if processing_class is None:
                     raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode "
                                      "the texts.")
+
+    def train(self, *args, **kwargs):
+        """``Trainer.train``, after shaping the encoder on the training classes when ``args.shape_top_layers``
+        asks for it (before any episode is encoded, so every feature comes from the shaped encoder)."""
+        self.shape_backbone()
+        return super().train(*args, **kwargs)
+
+    def shape_backbone(self) -> list[float] | None:
+        """Shape the model's encoder on the labelled training dataset (`SIBForFewShotClassification.shape_backbone`)
+        once; returns the loss per epoch, or None when nothing is shaped."""
+        layers, model = self.args.shape_top_layers, self.model
+        if not layers or model.config.shaped_layers:
+            return None
+        if isinstance(self.train_dataset, TorchDataset) or self.train_dataset is None:
+            raise ValueError("shape_top_layers needs the labelled training dataset (text + label rows), not ready-made "
+                             "episodes: pass train_dataset=<datasets.Dataset>, or set shape_top_layers=0.")
+        data = self.train_dataset
+        losses = model.shape_backbone(self.processing_class, list(data[self.columns.text]),
+                                      list(data[self.columns.label]), top_layers=layers, epochs=self.args.shape_epochs,
+                                      learning_rate=self.args.shape_learning_rate, seed=self.args.seed)
+        self._episodes.clear()  # any encoded before were the pretrained encoder's features
+        logger.info("Shaped the encoder's top %d layers: training loss per epoch %s", layers,
+                    [round(loss, 4) for loss in losses])
+        return losses
 
     # ------------------------------------------------------------------ episodes
     def as_episodes(self, data, training: bool):

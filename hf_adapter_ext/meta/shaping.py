@@ -1,0 +1,147 @@
+"""Shape a pretrained encoder's top layers on the meta-training classes, with the lower layers run only once.
+
+Frozen, general-purpose sentence embeddings leave a few-shot method little to learn: soft k-means already extracts
+what the unlabelled queries can tell. Fine-tuning the encoder's top layers with a cosine-softmax classifier over
+the meta-training classes (supervised pre-training, as SIB's own paper does before it meta-learns) moves classes
+of the same kind apart. The lower layers stay frozen, so their outputs are computed once and cached: on 2 CPU
+cores an epoch over CLINC150's meta-training classes takes about a minute with MiniLM's top two layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_number, check_texts
+
+EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the meta-training texts")
+
+
+def pool_states(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[N, L, D] token states → [N, D] sequence features: the first token's (``"cls"``) or the mean over real
+    tokens (``"mean"``, sentence-transformers' pooling)."""
+    if pooling == "cls":
+        return states[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers of a BERT-family encoder (``backbone.encoder.layer``)."""
+    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ValueError(f"Shaping needs an encoder whose layers are backbone.encoder.layer (BERT, RoBERTa, MiniLM, "
+                         f"ELECTRA, ...); {type(backbone).__name__} has none. Train without shaping "
+                         "(shape_top_layers=0).")
+    return layers
+
+
+def run_layers(layers: Sequence[nn.Module], hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The token states after ``layers``, from the states before them (padding masked out of attention)."""
+    additive = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+    for layer in layers:
+        out = layer(hidden, attention_mask=additive)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
+@torch.no_grad()
+def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, max_length: int):
+    """Length-sorted batches of (states after layer ``cut``, attention mask, row indices), and the encoder's own
+    final states of the first batch (to check that running the top layers alone reproduces them)."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    batches, reference = [], None
+    device = next(backbone.parameters()).device
+    for start in tqdm(range(0, len(order), batch_size), desc="Caching the lower layers", leave=False):
+        rows = order[start : start + batch_size]
+        encoded = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt").to(device)
+        out = backbone(**encoded, output_hidden_states=True)
+        batches.append((out.hidden_states[cut], encoded["attention_mask"], torch.as_tensor(rows)))
+        if reference is None:
+            reference = out.last_hidden_state
+    return batches, reference
+
+
+def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int], *,
+                  top_layers: int = 2, epochs: int = 3, learning_rate: float = 2e-5, pooling: str = "mean",
+                  batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0) -> list[float]:
+    """Fine-tune ``backbone``'s top ``top_layers`` layers in place, so that its pooled features separate the
+    classes of ``labels``; returns the mean training loss of each epoch.
+
+    Args:
+        backbone: a BERT-family `AutoModel` (its layers are ``backbone.encoder.layer``); left in eval mode.
+        tokenizer: the backbone's tokenizer.
+        texts / labels: the meta-training examples and their class ids (any integers, at least two classes).
+            Never the meta-validation or -test classes: shaping on them would leak the classes being evaluated.
+        top_layers: how many of the top layers are trained; the rest are run once and cached.
+        epochs: passes over the texts. On CLINC150 and BANKING77 meta-validation, 3 was past the point where
+            more epochs stopped helping.
+        learning_rate: AdamW rate of the encoder layers (the classifier's weights use 1e-3).
+        pooling: how token states become a sequence feature, as the few-shot model pools (``SIBConfig.pooling``).
+        scale: the cosine classifier's fixed temperature; 20 is a common choice for normalised-softmax training.
+    """
+    layers = encoder_layers(backbone)
+    check_number("shape_encoder", "top_layers", top_layers, Number(int, 1, len(layers), example="2",
+                                                                  why=f"the encoder has {len(layers)} layers"))
+    for name, value, rule in (("epochs", epochs, EPOCHS), ("learning_rate", learning_rate, POSITIVE_FLOAT),
+                              ("batch_size", batch_size, POSITIVE_INT), ("scale", scale, POSITIVE_FLOAT),
+                              ("max_length", max_length, POSITIVE_INT), ("seed", seed, SEED)):
+        check_number("shape_encoder", name, value, rule)
+    texts = check_texts(texts, "shape_encoder: texts")
+    if isinstance(labels, (str, bytes)) or len(labels) != len(texts):
+        raise ValueError(f"shape_encoder: labels must be one class id per text ({len(texts)}); got "
+                         f"{len(labels) if not isinstance(labels, (str, bytes)) else 'a string'}.")
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ValueError(f"shape_encoder needs at least two classes to separate; the labels hold {classes}.")
+    targets = torch.as_tensor([classes.index(label) for label in labels])
+    cut = len(layers) - top_layers
+    backbone.eval()
+    batches, reference = _cache_lower_states(backbone, tokenizer, texts, cut, batch_size, max_length)
+    top = layers[cut:]
+    first_states, first_mask, _ = batches[0]
+    with torch.no_grad():
+        if not torch.allclose(run_layers(top, first_states, first_mask), reference, atol=1e-4, rtol=1e-3):
+            raise ValueError(f"Running the top {top_layers} layers of {type(backbone).__name__} on their cached inputs "
+                             "does not reproduce its output (its layers take other inputs than BERT's), so shaping "
+                             "would train on wrong features. Train without shaping (shape_top_layers=0).")
+        features = torch.zeros(len(texts), reference.size(-1))
+        for states, mask, rows in batches:
+            features[rows] = pool_states(run_layers(top, states, mask), mask, pooling).float().cpu()
+    # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
+    means = torch.zeros(len(classes), features.size(1)).index_add_(0, targets, F.normalize(features, dim=-1))
+    weights = nn.Parameter(F.normalize(means, dim=-1).to(reference.device))
+    trainable = [p for p in top.parameters()]
+    was_trainable = [p.requires_grad for p in trainable]
+    for p in trainable:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW([{"params": trainable, "lr": learning_rate}, {"params": [weights], "lr": 1e-3}],
+                                  weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    top.train()
+    try:
+        for _ in tqdm(range(epochs), desc="Shaping the encoder", leave=False):
+            total = 0.0
+            for index in torch.randperm(len(batches), generator=generator).tolist():
+                states, mask, rows = batches[index]
+                pooled = pool_states(run_layers(top, states, mask), mask, pooling)
+                logits = scale * F.normalize(pooled, dim=-1) @ F.normalize(weights, dim=-1).T
+                loss = F.cross_entropy(logits, targets[rows].to(logits.device))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+            losses.append(total / len(batches))
+    finally:
+        top.eval()
+        for p, flag in zip(trainable, was_trainable):
+            p.requires_grad_(flag)
+    return losses

@@ -1,0 +1,154 @@
+"""Shaping the encoder on the meta-training classes: the cached-layer trick reproduces the encoder exactly, shaping
+trains only the top layers and separates the classes, the shaped encoder is saved with the model, and misuse is
+refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
+from hf_adapter_ext.meta import SemiSupervisedMetaTrainer
+from hf_adapter_ext.meta.shaping import encoder_layers, pool_states, run_layers, shape_encoder
+
+from .test_meta import intent_data, meta_args
+
+SIZES = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
+
+
+def encoder(arch: str, vocab_size: int, seed: int = 0):
+    torch.manual_seed(seed)
+    if arch == "roberta":
+        return RobertaModel(RobertaConfig(vocab_size=vocab_size, pad_token_id=0, **SIZES), add_pooling_layer=False)
+    return BertModel(BertConfig(vocab_size=vocab_size, **SIZES), add_pooling_layer=False)
+
+
+def pooled(backbone, tokenizer, texts):
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return pool_states(backbone(**encoded).last_hidden_state, encoded["attention_mask"], "mean")
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_top_layers_run_on_cached_states_reproduce_the_encoder_with_padding(tokenizer, arch):
+    backbone = encoder(arch, len(tokenizer)).eval()
+    texts = ["john", "mary visited london with the united nations delegation yesterday", "acme rose"]
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = backbone(**encoded, output_hidden_states=True)
+        for cut in range(len(encoder_layers(backbone))):
+            top = run_layers(encoder_layers(backbone)[cut:], out.hidden_states[cut], encoded["attention_mask"])
+            torch.testing.assert_close(top, out.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def class_separation(features, labels):
+    """Mean cosine to the own class mean minus mean cosine to the other class means."""
+    unit = torch.nn.functional.normalize(features, dim=-1)
+    labels = torch.as_tensor(labels)
+    means = torch.stack([unit[labels == c].mean(0) for c in labels.unique()])
+    cos = unit @ torch.nn.functional.normalize(means, dim=-1).T
+    own = cos.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return float((own - (cos.sum(1) - own) / (len(means) - 1)).mean())
+
+
+def test_shaping_trains_only_the_top_layers_and_separates_the_classes(tokenizer):
+    backbone = encoder("bert", len(tokenizer))
+    data = intent_data(tokenizer)
+    texts, labels = list(data["text"]), list(data["label"])
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.requires_grad_(False)
+    separation = class_separation(pooled(backbone, tokenizer, texts), labels)
+    losses = shape_encoder(backbone, tokenizer, texts, labels, top_layers=1, epochs=8, learning_rate=3e-3,
+                           batch_size=16)
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    changed = {k.split(".")[2] for k, v in backbone.state_dict().items()
+               if k.startswith("encoder.layer.") and not torch.equal(v, before[k])}
+    assert changed == {"2"}, "only the top layer trains"
+    assert all(torch.equal(v, before[k]) for k, v in backbone.state_dict().items() if not k.startswith("encoder.layer.2"))
+    assert not any(p.requires_grad for p in backbone.parameters()), "the backbone stays frozen afterwards"
+    assert not backbone.training
+    assert class_separation(pooled(backbone, tokenizer, texts), labels) > separation + 0.05
+
+
+def test_a_shaped_model_saves_its_encoder_and_reloads_exactly(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
+    data = intent_data(tokenizer)
+    model.shape_backbone(tokenizer, list(data["text"]), list(data["label"]), top_layers=2, epochs=1)
+    assert model.config.shaped_layers == 2 and model.config.stores_backbone
+    model.save_pretrained(tmp_path)
+    assert any(k.startswith("backbone.encoder.layer.2") for k in load_file(str(tmp_path / "model.safetensors")))
+    assert "top 2 layers shaped" in (tmp_path / "README.md").read_text()
+    reloaded = SIBForFewShotClassification.from_pretrained(tmp_path)  # no backbone=: the checkpoint holds it
+    texts = ["john flew to paris", "acme shares rose"]
+    torch.testing.assert_close(pooled(reloaded.backbone, tokenizer, texts), pooled(model.backbone, tokenizer, texts),
+                               atol=0, rtol=0)
+    examples = {"a": [data["text"][0]], "b": [data["text"][8]], "c": [data["text"][16]]}
+    assert model.predict_labels(examples, texts, tokenizer) == reloaded.predict_labels(examples, texts, tokenizer)
+
+
+def test_a_shaped_checkpoint_refuses_a_backbone_passed_in(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
+    data = intent_data(tokenizer)
+    model.shape_backbone(tokenizer, list(data["text"]), list(data["label"]), top_layers=1, epochs=1)
+    model.save_pretrained(tmp_path)
+    other_vocabulary = encoder("bert", len(tokenizer) + 50)
+    with pytest.raises(ValueError, match="stores its own encoder.*without backbone="):
+        SIBForFewShotClassification.from_pretrained(tmp_path, backbone=other_vocabulary)
+
+
+def test_the_trainer_shapes_before_encoding_any_episode(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=1), backbone=encoder("bert", len(tokenizer)))
+    data = intent_data(tokenizer)
+    train, evaluation = data.filter(lambda r: r["label"] < 3), data.filter(lambda r: r["label"] >= 3)
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=1, shape_epochs=1),
+                                        train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
+    trainer.evaluate()  # episodes of the pretrained encoder: dropped once it is shaped
+    trainer.train()
+    assert model.config.shaped_layers == 1
+    features = trainer.as_episodes(evaluation, training=False).features
+    torch.testing.assert_close(features, pooled(model.backbone, tokenizer, list(evaluation["text"])),
+                               atol=1e-5, rtol=1e-4)
+    trainer.train()  # a second run does not shape the shaped encoder again
+    assert model.config.shaped_layers == 1
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, t, x, y: m.shape_backbone(t, x, y, top_layers=4), r"top_layers=4 is out of range.*<= 3"),
+    (lambda m, t, x, y: m.shape_backbone(t, x, y, top_layers=0), r"top_layers=0 is out of range"),
+    (lambda m, t, x, y: m.shape_backbone(t, x, y, epochs=0), r"epochs=0 is out of range"),
+    (lambda m, t, x, y: m.shape_backbone(t, x, y[:-1]), r"one class id per text"),
+    (lambda m, t, x, y: m.shape_backbone(t, x, [0] * len(x)), r"at least two classes"),
+    (lambda m, t, x, y: m.shape_backbone(t, "one text", y), r"texts"),
+])
+def test_bad_shaping_calls_are_refused_by_name(tokenizer, call, message):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
+    data = intent_data(tokenizer)
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(model, tokenizer, list(data["text"]), list(data["label"]))
+
+
+def test_shaping_twice_at_token_level_or_on_an_unsupported_encoder_is_refused(tokenizer):
+    data = intent_data(tokenizer)
+    texts, labels = list(data["text"]), list(data["label"])
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
+    model.shape_backbone(tokenizer, texts, labels, top_layers=1, epochs=1)
+    with pytest.raises(ValueError, match="already shaped"):
+        model.shape_backbone(tokenizer, texts, labels)
+    token = SIBForFewShotClassification(SIBConfig(n_way=3, level="token"), backbone=encoder("bert", len(tokenizer)))
+    with pytest.raises(ValueError, match="level='sequence'"):
+        token.shape_backbone(tokenizer, texts, labels)
+    distil = DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=16, n_layers=2, n_heads=2, hidden_dim=32))
+    with pytest.raises(ValueError, match="backbone.encoder.layer"):
+        shape_encoder(distil, tokenizer, texts, labels)
+
+
+def test_shape_top_layers_needs_the_labelled_training_data(tmp_path, tokenizer):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=1),
+                                        processing_class=tokenizer)
+    with pytest.raises(ValueError, match="shape_top_layers needs the labelled training dataset"):
+        trainer.shape_backbone()
+    with pytest.raises(ValueError, match="shape_top_layers=-1 is out of range"):
+        meta_args(tmp_path, shape_top_layers=-1)
