@@ -55,7 +55,7 @@ def task(name: str):
 def shaped_features(name: str, texts, labels, classes, layers: int, seed: int):
     """The pool's features after shaping a fresh MiniLM on the meta-training classes (cached), and the seconds
     shaping took (None when read from the cache)."""
-    key = f"fewshot_intents/{name}_shaped{layers}_e{SHAPING['shape_epochs']}_lr{SHAPING['shape_learning_rate']}_s{seed}"
+    key = f"fewshot_intents_{name}_shaped{layers}_e{SHAPING['shape_epochs']}_lr{SHAPING['shape_learning_rate']}_s{seed}"
     seconds = {}
 
     def compute():
