@@ -103,6 +103,9 @@ def test_parents_rehearsal_and_consolidation_through_the_script(main, tagger, tm
                     "--label_parents", "politician=PER", "--rehearsal_file", str(rehearsal), "--consolidate", *COMMON])
     assert results["label_parents"] == {"politician": "PER"} and results["rehearsal_sentences"] == 2
     assert "old_f1_with_subtypes" in results["after"]
+    # old types compared with the source's own tags on the rehearsal text (a warning below 0.9)
+    assert set(results["source_agreement"]) <= {"PER", "ORG", "MISC"}
+    assert all(0 <= f1 <= 1 for f1 in results["source_agreement"].values())
     assert json.loads((out / "adapter_config.json").read_text())["label_parents"] == {"politician": "PER"}
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in (out / "consolidated").iterdir()}
     plain = AutoModelForTokenClassification.from_pretrained(out / "consolidated")
