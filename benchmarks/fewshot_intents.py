@@ -61,7 +61,8 @@ def shaped_features(name: str, texts, labels, classes, layers: int, seed: int):
     def compute():
         torch.manual_seed(seed)
         model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
-        train = [i for i, label in enumerate(labels) if label in set(classes["train"])]
+        train_classes = set(classes["train"])
+        train = [i for i, label in enumerate(labels) if label in train_classes]
         start = time.perf_counter()
         model.shape_backbone(tokenizer, [texts[i] for i in train], [labels[i] for i in train], top_layers=layers,
                              epochs=SHAPING["shape_epochs"], learning_rate=SHAPING["shape_learning_rate"], seed=seed)

@@ -223,17 +223,17 @@ def main(argv: list[str] | None = None) -> dict:
     if saved is not None and not (saved / "config.json").is_file():
         raise ValueError(f"--evaluate_model {saved}: not a saved SIB model folder (no config.json); pass the folder a "
                          "training run wrote, <output_dir>/model.")
+    saved_config = SIBConfig.from_pretrained(saved) if saved is not None else None
     if saved is not None:
         data_args = with_saved_class_split(data_args, saved)
-        backbone_path = data_args.backbone or SIBConfig.from_pretrained(saved).backbone_name_or_path
+        backbone_path = data_args.backbone or saved_config.backbone_name_or_path
     else:
         backbone_path = data_args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone_path)
     level, train, validation, test = class_splits(data_args)
     if saved is not None:
-        stored = SIBConfig.from_pretrained(saved).stores_backbone  # a shaped encoder comes with the model
-        model = SIBForFewShotClassification.from_pretrained(
-            saved, backbone=None if stored else AutoModel.from_pretrained(backbone_path))
+        model = SIBForFewShotClassification.from_pretrained(  # a shaped encoder comes with the model
+            saved, backbone=None if saved_config.stores_backbone else AutoModel.from_pretrained(backbone_path))
     else:
         model = SIBForFewShotClassification.from_backbone_pretrained(backbone_path, level=level, **vars(sib_args))
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=None if saved else train,

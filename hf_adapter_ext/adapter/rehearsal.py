@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datasets import Dataset, concatenate_datasets
 
-from ..data.alignment import tokenize_and_align_labels
+from ..data.alignment import encode_unlabelled
 from ..validation import check_columns, check_encoded_by, check_texts, check_tokenizer_matches
 from .model import NeuralAdapterModel
 from .source_cache import SOURCE_LOGITS, add_source_logits
@@ -49,10 +49,8 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
         raise ValueError("add_rehearsal's train_dataset already holds rehearsal rows (a 'rehearsal' column): pass the "
                          "training set before add_rehearsal, with all the rehearsal text in one call.")
     check_encoded_by(train_dataset, tokenizer, "add_rehearsal's train_dataset")
-    outside = model.config.label2id.get("O", 0)
-    words = Dataset.from_dict({"tokens": sentences, "ner_tags": [[outside] * len(s) for s in sentences]})
-    rehearsal = words.map(tokenize_and_align_labels, batched=True, remove_columns=words.column_names,
-                          fn_kwargs={"tokenizer": tokenizer, "max_length": max_length}, desc="Encoding rehearsal text")
+    rehearsal = encode_unlabelled(sentences, tokenizer, model.config.label2id.get("O", 0), max_length,
+                                  desc="Encoding rehearsal text")
     cached = SOURCE_LOGITS in train_dataset.column_names
     if cached:  # only the new rows need the source's scores
         rehearsal = add_source_logits(rehearsal, model, tokenizer)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from datasets import Dataset
+
 from ..constants import IGNORE_INDEX
 from ..validation import Number, check_number
 
@@ -78,6 +80,16 @@ def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_t
     encoded["labels"] = [align_word_labels(encoded.word_ids(i), tags) for i, tags in enumerate(labels_out)]
     encoded["word_offset"] = offsets
     return encoded
+
+
+def encode_unlabelled(sentences: Sequence[Sequence[str]], tokenizer, outside_id: int = 0,
+                      max_length: int | None = None, desc: str = "Encoding text") -> Dataset:
+    """Unlabelled word lists as a tokenized dataset of :func:`tokenize_and_align_labels` rows, every word labelled
+    ``outside_id``: the ``labels`` mark each word's first subword, so the rows can be tagged and read back by word."""
+    words = Dataset.from_dict({"tokens": [list(s) for s in sentences],
+                               "ner_tags": [[outside_id] * len(s) for s in sentences]})
+    return words.map(tokenize_and_align_labels, batched=True, remove_columns=words.column_names,
+                     fn_kwargs={"tokenizer": tokenizer, "max_length": max_length}, desc=desc)
 
 
 def join_windows(rows: Sequence[list], offsets: Sequence[int]) -> list[list]:

@@ -28,7 +28,7 @@ from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
 from ..validation import check_number, check_texts
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
-from .shaping import EPOCHS, pool_states, shape_encoder
+from .shaping import pool_states, shape_encoder
 
 
 @dataclass
@@ -284,7 +284,6 @@ class SIBForFewShotClassification(PreTrainedModel):
         if self.config.shaped_layers:
             raise ValueError(f"This model's encoder is already shaped ({self.config.shaped_layers} top layers); "
                              "shaping it again would train on its own output. Start from the pretrained encoder.")
-        check_number("shape_backbone", "epochs", epochs, EPOCHS)
         losses = shape_encoder(self.backbone, tokenizer, texts, labels, top_layers=top_layers, epochs=epochs,
                                learning_rate=learning_rate, pooling=self.config.pooling, seed=seed)
         self.config.shaped_layers = top_layers

@@ -10,6 +10,7 @@ cores an epoch over CLINC150's meta-training classes takes about a minute with M
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_number, check_texts
+from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_settings, check_texts
 
 EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the meta-training texts")
 
@@ -51,12 +52,13 @@ def run_layers(layers: Sequence[nn.Module], hidden: torch.Tensor, attention_mask
 
 
 @torch.no_grad()
-def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, max_length: int):
-    """Length-sorted batches of (states after layer ``cut``, attention mask, row indices), and the encoder's own
-    final states of the first batch (to check that running the top layers alone reproduces them)."""
+def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, max_length: int, pooling: str):
+    """Length-sorted batches of (states after layer ``cut``, attention mask, row indices); the pooled features of
+    every text before shaping ([N, D], on CPU); and the encoder's final states of the first batch (to check that
+    running the top layers alone reproduces them)."""
     lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
-    batches, reference = [], None
+    batches, features, reference = [], None, None
     device = next(backbone.parameters()).device
     for start in tqdm(range(0, len(order), batch_size), desc="Caching the lower layers", leave=False):
         rows = order[start : start + batch_size]
@@ -64,9 +66,11 @@ def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, m
                             return_tensors="pt").to(device)
         out = backbone(**encoded, output_hidden_states=True)
         batches.append((out.hidden_states[cut], encoded["attention_mask"], torch.as_tensor(rows)))
+        pooled = pool_states(out.last_hidden_state, encoded["attention_mask"], pooling).float().cpu()
         if reference is None:
-            reference = out.last_hidden_state
-    return batches, reference
+            reference, features = out.last_hidden_state, torch.zeros(len(texts), pooled.size(-1))
+        features[torch.as_tensor(rows)] = pooled
+    return batches, features, reference
 
 
 def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int], *,
@@ -88,12 +92,12 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         scale: the cosine classifier's fixed temperature; 20 is a common choice for normalised-softmax training.
     """
     layers = encoder_layers(backbone)
-    check_number("shape_encoder", "top_layers", top_layers, Number(int, 1, len(layers), example="2",
-                                                                  why=f"the encoder has {len(layers)} layers"))
-    for name, value, rule in (("epochs", epochs, EPOCHS), ("learning_rate", learning_rate, POSITIVE_FLOAT),
-                              ("batch_size", batch_size, POSITIVE_INT), ("scale", scale, POSITIVE_FLOAT),
-                              ("max_length", max_length, POSITIVE_INT), ("seed", seed, SEED)):
-        check_number("shape_encoder", name, value, rule)
+    check_settings("shape_encoder", SimpleNamespace(top_layers=top_layers, epochs=epochs, learning_rate=learning_rate,
+                                                    batch_size=batch_size, scale=scale, max_length=max_length,
+                                                    seed=seed), {
+        "top_layers": Number(int, 1, len(layers), example="2", why=f"the encoder has {len(layers)} layers"),
+        "epochs": EPOCHS, "learning_rate": POSITIVE_FLOAT, "batch_size": POSITIVE_INT, "scale": POSITIVE_FLOAT,
+        "max_length": POSITIVE_INT, "seed": SEED})
     texts = check_texts(texts, "shape_encoder: texts")
     if isinstance(labels, (str, bytes)) or len(labels) != len(texts):
         raise ValueError(f"shape_encoder: labels must be one class id per text ({len(texts)}); got "
@@ -104,7 +108,8 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
     targets = torch.as_tensor([classes.index(label) for label in labels])
     cut = len(layers) - top_layers
     backbone.eval()
-    batches, reference = _cache_lower_states(backbone, tokenizer, texts, cut, batch_size, max_length)
+    batches, features, reference = _cache_lower_states(backbone, tokenizer, texts, cut, batch_size, max_length,
+                                                       pooling)
     top = layers[cut:]
     first_states, first_mask, _ = batches[0]
     with torch.no_grad():
@@ -112,13 +117,10 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
             raise ValueError(f"Running the top {top_layers} layers of {type(backbone).__name__} on their cached inputs "
                              "does not reproduce its output (its layers take other inputs than BERT's), so shaping "
                              "would train on wrong features. Train without shaping (shape_top_layers=0).")
-        features = torch.zeros(len(texts), reference.size(-1))
-        for states, mask, rows in batches:
-            features[rows] = pool_states(run_layers(top, states, mask), mask, pooling).float().cpu()
     # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
     means = torch.zeros(len(classes), features.size(1)).index_add_(0, targets, F.normalize(features, dim=-1))
     weights = nn.Parameter(F.normalize(means, dim=-1).to(reference.device))
-    trainable = [p for p in top.parameters()]
+    trainable = list(top.parameters())
     was_trainable = [p.requires_grad for p in trainable]
     for p in trainable:
         p.requires_grad_(True)

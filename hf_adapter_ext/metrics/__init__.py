@@ -8,11 +8,10 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import torch
-from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import DataCollatorForTokenClassification
 
-from ..data.alignment import join_windows, tokenize_and_align_labels
+from ..data.alignment import encode_unlabelled, join_windows
 from ..data.conll import to_iob2
 from ..validation import POSITIVE_INT, SHARE, check_columns, check_number, check_string_list, check_texts
 
@@ -163,10 +162,7 @@ def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_p
     """
     sentences = check_texts(sentences, "source_agreement: sentences")[:check_number(
         "source_agreement", "max_sentences", max_sentences, POSITIVE_INT)]
-    words = [sentence.split() for sentence in sentences]
-    encoded = Dataset.from_dict({"tokens": words, "ner_tags": [[0] * len(w) for w in words]}).map(
-        tokenize_and_align_labels, batched=True, remove_columns=["tokens", "ner_tags"],
-        fn_kwargs={"tokenizer": tokenizer})
+    encoded = encode_unlabelled([sentence.split() for sentence in sentences], tokenizer, desc="Encoding text")
     source_tags, _ = predict_tags(source, encoded, tokenizer, source.config.id2label, batch_size,
                                   desc="Tagging with the source")
     model_tags, _ = predict_tags(model, encoded, tokenizer, model.config.id2label, batch_size,
