@@ -5,13 +5,17 @@
 The source model stays frozen; `get_adapter_model` adds a target network that learns old + new labels, fed with
 the source's scores through a neural adapter (Chen & Moschitti, AAAI 2019). New labels are the data's labels
 the source does not know. Old types that the new ones refine (politician ⊂ PER) are kept with `--label_parents`
-and rehearsal on plain text from the source's world (`--rehearsal_file`, one sentence per line).
+and rehearsal on plain text from the source's world (`--rehearsal_file`, one sentence per line). Plain text of the
+new domain (`--unlabelled_file`) adds a second, self-training run on the first run's confident tags.
+
+Training is counted in steps (at most 1500, evaluated every 50, stopped after 6 evaluations without gain), so that
+10 labelled sentences train as long as they need; `--num_train_epochs` alone trains by epochs instead.
 
     python examples/extend_ner.py --model_name_or_path my-conll-tagger \\
         --train_file train.txt --validation_file dev.txt --test_file test.txt \\
         --label_map person=PER,organisation=ORG,location=LOC,country=LOC,misc=MISC \\
         --label_parents politician=PER,politicalparty=ORG --rehearsal_file news.txt \\
-        --output_dir extended --consolidate
+        --unlabelled_file politics_text.txt --output_dir extended --consolidate
     accelerate launch examples/extend_ner.py ...     # the same, on every device
 """
 
@@ -21,6 +25,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,16 +40,19 @@ from transformers import (
 
 from hf_adapter_ext import (
     AdapterDataCollator,
+    ExtensionTrainer,
     NeuralAdapterConfig,
-    adapter_optimizer,
     add_rehearsal,
     add_source_logits,
     entity_types,
+    extension_training_defaults,
     get_adapter_model,
     parse_pairs,
     save_consolidated,
     source_labels,
 )
+from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
+from hf_adapter_ext.adapter.training import EARLY_STOPPING_PATIENCE, REHEARSAL_RATIO
 from hf_adapter_ext.data import (
     load_ner_files,
     read_sentences,
@@ -52,7 +60,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
-from hf_adapter_ext.launch import check_one_job, end_distributed
+from hf_adapter_ext.launch import check_one_job, end_distributed, peak_memory_gib
 from hf_adapter_ext.metrics import (
     MIN_SOURCE_AGREEMENT,
     entity_f1_compute_metrics,
@@ -62,19 +70,18 @@ from hf_adapter_ext.metrics import (
 )
 from hf_adapter_ext.validation import (
     CLI,
+    COUNT,
     POSITIVE_FLOAT,
     SAMPLE_LIMIT,
+    SHARE,
     CheckedTrainingArguments,
     check_finite_loss,
-    check_number,
     check_settings,
 )
 
 logger = logging.getLogger(__name__)
-# Settings that work for extensions (chosen on CoNLL validation by benchmarks/paper_grid.py): the user overrides any.
-DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 4, "per_device_train_batch_size": 16, "warmup_steps": 20,
-            "eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 1, "load_best_model_at_end": True,
-            "metric_for_best_model": "overall_f1", "report_to": "none", "output_dir": "outputs/extend_ner"}
+# Settings that work for extensions (the library's `extension_training_defaults`): the user overrides any.
+DEFAULTS = {**extension_training_defaults(), "report_to": "none", "output_dir": "outputs/extend_ner"}
 
 
 @dataclass
@@ -90,9 +97,15 @@ class ModelArguments:
     keep_checkpoints: bool = field(default=False, metadata={
         "help": "Keep Trainer's checkpoint-* folders. By default they are removed once the best model is loaded "
                 "and saved: the adapter in --output_dir is the result."})
+    early_stopping_patience: int = field(default=EARLY_STOPPING_PATIENCE, metadata={
+        "help": "Stop after this many evaluations without a better validation score; 0 trains the whole budget."})
+    rehearsal_ratio: float = field(default=REHEARSAL_RATIO, metadata={
+        "help": "Rehearsal sentences drawn per labelled sentence at each step (1: half of every batch), however "
+                "many --rehearsal_file holds."})
 
     def __post_init__(self):
-        check_number(CLI, "head_learning_rate", self.head_learning_rate, POSITIVE_FLOAT)
+        check_settings(CLI, self, {"head_learning_rate": POSITIVE_FLOAT, "early_stopping_patience": COUNT,
+                                   "rehearsal_ratio": POSITIVE_FLOAT})
 
 
 @dataclass
@@ -113,6 +126,12 @@ class DataArguments:
     source_text_file: str | None = field(default=None, metadata={
         "help": "Held-out plain text from the source's world (one sentence per line) on which the extension's old "
                 "types are compared with the source's, to warn of forgetting; default: the rehearsal text."})
+    unlabelled_file: str | None = field(default=None, metadata={
+        "help": "Plain text of the new domain (one sentence per line, no labels): after the first run, the model's "
+                "confident tags on it train a second run, kept if it scores better on validation."})
+    max_unlabelled_sentences: int | None = field(default=None, metadata={"help": "Use at most this many."})
+    pseudo_label_threshold: float = field(default=PSEUDO_LABEL_THRESHOLD, metadata={
+        "help": "A word of --unlabelled_file keeps the model's tag when its probability reaches this."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Truncate the test set."})
@@ -120,11 +139,13 @@ class DataArguments:
         "help": "Tag this text with the extended model's pipeline and print its entities."})
 
     def __post_init__(self):
-        check_settings(CLI, self, {name: SAMPLE_LIMIT for name in ("max_rehearsal_sentences", "max_train_samples",
-                                                                   "max_eval_samples", "max_predict_samples")})
-        if self.max_rehearsal_sentences is not None and not self.rehearsal_file:
-            raise ValueError("--max_rehearsal_sentences limits --rehearsal_file, which is not given; pass both or "
-                             "neither.")
+        check_settings(CLI, self, {"pseudo_label_threshold": SHARE, **{
+            name: SAMPLE_LIMIT for name in ("max_rehearsal_sentences", "max_unlabelled_sentences", "max_train_samples",
+                                            "max_eval_samples", "max_predict_samples")}})
+        for limit, file in (("max_rehearsal_sentences", "rehearsal_file"),
+                            ("max_unlabelled_sentences", "unlabelled_file")):
+            if getattr(self, limit) is not None and not getattr(self, file):
+                raise ValueError(f"--{limit} limits --{file}, which is not given; pass both or neither.")
         if self.tag_text is not None and not self.tag_text.strip():
             raise ValueError("--tag_text is empty; pass a sentence to tag, or leave the option out.")
         if self.label_map:
@@ -171,16 +192,31 @@ def no_loss(outputs, labels, num_items_in_batch=None):
     return outputs.logits.new_zeros(())
 
 
+def defaults_for(argv: list[str]) -> dict:
+    """DEFAULTS, with the step budget, unless the command line asks for epochs: ``--num_train_epochs`` without
+    ``--max_steps`` trains that many epochs, evaluated and saved each epoch unless the strategies are given too."""
+    given = {word.split("=")[0] for word in argv if word.startswith("--")}
+    if "--num_train_epochs" not in given or "--max_steps" in given:
+        return DEFAULTS
+    return {**DEFAULTS, "max_steps": -1, "eval_strategy": "epoch", "save_strategy": "epoch"}
+
+
 # The command line's option groups, in parse order.
 ARGUMENTS = (ModelArguments, DataArguments, NeuralAdapterConfig, CheckedTrainingArguments)
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser(ARGUMENTS)
-    parser.set_defaults(**DEFAULTS)
+    parser.set_defaults(**defaults_for(argv))
     model_args, data_args, config, training_args = parser.parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)
+    unlabelled = read_sentences(data_args.unlabelled_file, data_args.max_unlabelled_sentences) \
+        if data_args.unlabelled_file else None
+    if unlabelled and not data_args.validation_file and not data_args.dataset_name:
+        raise ValueError("--unlabelled_file trains a second, self-training run that is kept only if it scores better "
+                         "on validation: pass --validation_file as well.")
 
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
@@ -217,8 +253,11 @@ def main(argv: list[str] | None = None) -> dict:
         elif config.uses_source_at_forward:
             train = add_source_logits(train, model, tokenizer)
     validation, test = encoded.get("validation"), encoded.get("test")
-    if validation is None:  # nothing to choose an epoch on: train for the given epochs
+    if validation is None:  # nothing to choose a step on: train for the whole budget
         training_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+        if unlabelled:
+            raise ValueError("--unlabelled_file needs a validation split to choose between the runs; the data has "
+                             "none.")
     hub = training_args.push_to_hub  # the adapter is pushed with its own card below, not Trainer's
     training_args = dataclasses.replace(training_args, push_to_hub=False)
 
@@ -230,12 +269,21 @@ def main(argv: list[str] | None = None) -> dict:
     source_scorer = Trainer(model=source, args=scoring_args, data_collator=AdapterDataCollator(tokenizer),
                             compute_loss_func=no_loss, **metric_kwargs)
     before = entity_scores(source_scorer, scored, f"source_{split}") if scored is not None else {}
-    trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
-                      data_collator=AdapterDataCollator(tokenizer), **metric_kwargs,
-                      optimizers=(adapter_optimizer(model, training_args.learning_rate, model_args.head_learning_rate,
-                                                    training_args.weight_decay), None))
+    trainer = ExtensionTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
+                               data_collator=AdapterDataCollator(tokenizer), **metric_kwargs,
+                               head_learning_rate=model_args.head_learning_rate,
+                               rehearsal_ratio=model_args.rehearsal_ratio,
+                               early_stopping_patience=model_args.early_stopping_patience)
     train_result = trainer.train()
     check_finite_loss(train_result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
+    train_seconds, best_step = train_result.metrics["train_runtime"], trainer.state.best_global_step
+    self_training = None
+    if unlabelled:
+        self_training = trainer.self_train(unlabelled, tokenizer, data_args.pseudo_label_threshold)
+        self_training["unlabelled_sentences"] = len(unlabelled)
+        train_seconds += self_training["train"]["train_runtime"]
+        if self_training["kept"] == "second":
+            best_step = self_training["second_run_best_step"]
     model.eval()
     after = entity_scores(trainer, scored, split) if scored is not None else {}
     forgotten = forgotten_types(before, after, new_types)
@@ -258,7 +306,10 @@ def main(argv: list[str] | None = None) -> dict:
                "data": {s: {"source": sources[s], "sentences": len(raw[s])} for s in raw},
                "rehearsal_sentences": int(sum(train["rehearsal"])) if "rehearsal" in train.column_names else 0,
                "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
-               if trainer.state.best_model_checkpoint else None, "train": train_result.metrics,
+               if trainer.state.best_model_checkpoint else None,
+               "best_step": best_step,
+               "steps": trainer.state.global_step, "train": train_result.metrics, "train_seconds": train_seconds,
+               "peak_memory_gib": peak_memory_gib(), "self_training": self_training,
                "world_size": training_args.world_size,
                "before": before, "after": after,
                "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0), "forgotten_types": forgotten,
@@ -268,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     output = Path(training_args.output_dir)
     if not model_args.keep_checkpoints:  # the best model is loaded and saved below: the checkpoints are stale
-        for folder in output.glob("checkpoint-*"):
+        for folder in [*output.glob("checkpoint-*"), output / "self-training"]:
             shutil.rmtree(folder, ignore_errors=True)
     card_metrics = {f"{split}_{k}": v for k, v in after.items() if not k.endswith("_support")}
     card_metrics.update({f"source_{split}_old_f1": before.get("old_f1"), "evaluated_on": sources.get(split, "none"),

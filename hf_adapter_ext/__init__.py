@@ -3,11 +3,14 @@ from a few examples (SIB meta-learning), inside the Hugging Face ecosystem."""
 
 from .adapter import (
     AdapterDataCollator,
+    ExtensionTrainer,
     NeuralAdapterConfig,
     NeuralAdapterModel,
     adapter_optimizer,
+    add_pseudo_labels,
     add_rehearsal,
     add_source_logits,
+    extension_training_defaults,
     get_adapter_model,
     parse_pairs,
 )
@@ -19,7 +22,7 @@ from .models import BiLSTMCRFConfig, BiLSTMCRFForTokenClassification
 __version__ = "0.1.0"
 
 __all__ = [
-    "BiLSTMCRFConfig", "BiLSTMCRFForTokenClassification", "CRF", "AdapterDataCollator", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
-    "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "adapter_optimizer", "add_rehearsal", "add_source_logits",
-    "entity_types", "get_adapter_model", "parse_pairs", "push_consolidated_to_hub", "save_consolidated", "source_labels",
+    "BiLSTMCRFConfig", "BiLSTMCRFForTokenClassification", "CRF", "AdapterDataCollator", "ExtensionTrainer", "MetaTrainingArguments", "NeuralAdapterConfig", "NeuralAdapterModel",
+    "SIBConfig", "SIBForFewShotClassification", "SemiSupervisedMetaTrainer", "adapter_optimizer", "add_pseudo_labels", "add_rehearsal", "add_source_logits",
+    "entity_types", "extension_training_defaults", "get_adapter_model", "parse_pairs", "push_consolidated_to_hub", "save_consolidated", "source_labels",
 ]

@@ -4,6 +4,7 @@ one-process run that each train alone and write the same outputs."""
 from __future__ import annotations
 
 import os
+import resource
 
 import torch
 
@@ -27,3 +28,11 @@ def end_distributed() -> None:
     ("terminate called without an active exception") after its work is done."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def peak_memory_gib() -> dict[str, float]:
+    """This process's peak memory so far: resident host memory, and accelerator memory where there is one."""
+    peak = {"host_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # ru_maxrss is in KiB on Linux
+    if torch.cuda.is_available():
+        peak["cuda_allocated"] = torch.cuda.max_memory_allocated() / 2**30
+    return peak

@@ -205,3 +205,65 @@ def test_train_tagger_scores_its_test_file_per_type(tmp_path):
     types = {k[len("test_"):-len("_support")] for k in metrics if k.startswith("test_") and k.endswith("_support")}
     assert types and all(0.0 <= metrics[f"test_{t}_f1"] <= 1.0 for t in types)
     assert json.loads((out / "all_results.json").read_text())["test_overall_f1"] == metrics["test_overall_f1"]
+
+
+def test_the_default_budget_is_steps_and_epochs_are_honoured_when_asked(main):
+    namespace = runpy.run_path(str(ROOT / "examples" / "extend_ner.py"), run_name="extend_ner")
+    base = ["--model_name_or_path", "x", "--output_dir", "o", "--use_cpu", "true"]
+    for argv, steps, strategy in ((base, 1500, "steps"), (base + ["--num_train_epochs", "3"], -1, "epoch"),
+                                  (base + ["--num_train_epochs=3", "--max_steps", "40"], 40, "steps")):
+        parser = namespace["HfArgumentParser"](namespace["ARGUMENTS"])
+        parser.set_defaults(**namespace["defaults_for"](argv))
+        args = parser.parse_args_into_dataclasses(argv)[-1]
+        assert (args.max_steps, args.eval_strategy.value, args.save_strategy.value) == (steps, strategy, strategy)
+
+
+def test_a_step_budget_stops_early_and_reports_cost(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    results = main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir",
+                    str(tmp_path / "out"), *[a for a in COMMON if a not in ("--num_train_epochs", "2", "--save_strategy",
+                                                                           "epoch")],
+                    "--max_steps", "60", "--eval_steps", "3", "--save_steps", "3", "--early_stopping_patience", "1",
+                    "--learning_rate", "1e-7", "--head_learning_rate", "1e-7"])  # nothing moves: stops at once
+    assert results["steps"] == 6 and results["best_step"] == 3
+    assert results["train_seconds"] > 0 and results["peak_memory_gib"]["host_rss"] > 0
+
+
+def test_unlabelled_domain_text_trains_a_second_run_kept_on_validation(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    text = tmp_path / "domain.txt"
+    text.write_text("Peter Smith flew to Paris .\n\nMary Blackburn joined Acme Corporation .\nJohn visited Nations .\n")
+    results = main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir",
+                    str(tmp_path / "out"), *COMMON, "--unlabelled_file", str(text), "--pseudo_label_threshold", "0.0",
+                    "--max_unlabelled_sentences", "2"])
+    report = results["self_training"]
+    assert report["unlabelled_sentences"] == 2 and report["pseudo_labelled_sentences"] == 2
+    assert report["kept"] == ("second" if report["second_run_validation"] > report["first_run_validation"] else "first")
+    assert not (tmp_path / "out" / "self-training").exists()  # the second run's checkpoints are removed too
+
+
+@pytest.mark.parametrize("content, extra, match", [
+    ("", [], "holds no text"),
+    ("John\tB-PER\nSmith\tI-PER\nflew\tO\n", [], "looks like labelled CoNLL columns"),
+    ("John flew .\n", ["--validation_file", None], "pass --validation_file"),
+    ("John flew .\n", ["--pseudo_label_threshold", "1.5"], "--pseudo_label_threshold=1.5 is out of range"),
+])
+def test_bad_unlabelled_text_is_refused_before_training(main, tagger, tmp_path, content, extra, match):
+    paths = write_files(tmp_path / "data", "conll")
+    text = tmp_path / "domain.txt"
+    text.write_text(content)
+    argv = ["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
+            *COMMON, "--unlabelled_file", str(text)]
+    if extra[-1:] == [None]:  # drop an option
+        at = argv.index(extra[0])
+        del argv[at:at + 2]
+    else:
+        argv += extra
+    with pytest.raises(ValueError, match=match):
+        main(argv)
+
+
+def test_an_unlabelled_limit_without_the_file_is_refused(main, tagger, tmp_path):
+    with pytest.raises(ValueError, match="--max_unlabelled_sentences limits --unlabelled_file"):
+        main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "d", "conll"), "conll"),
+              "--output_dir", str(tmp_path / "o"), *COMMON, "--max_unlabelled_sentences", "3"])

@@ -1,0 +1,184 @@
+"""Training an extension: a budget in optimisation steps with early stopping, and rehearsal drawn per step.
+
+A domain brings 10–200 labelled sentences. Counted in epochs, that is a few dozen steps (4 epochs of 200 sentences
+are 52 steps of 16), and rehearsal text made each epoch several times longer, so its runs trained longer just
+because they had more rows. Here the budget is a number of steps, training stops once the validation score has
+not risen for a while, and every batch holds a fixed share of rehearsal rows however many of them there are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import Sampler
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+
+from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number
+from .optim import adapter_optimizer
+from .rehearsal import REHEARSAL
+from .self_training import PSEUDO_LABEL_THRESHOLD, add_pseudo_labels
+
+logger = logging.getLogger(__name__)
+
+# The step budget and the stopping rule of `examples/extend_ner.py` and `extension_training_defaults`.
+MAX_STEPS = 1500
+EVAL_STEPS = 50
+EARLY_STOPPING_PATIENCE = 6  # evaluations without a better validation score (300 steps)
+REHEARSAL_RATIO = 1.0  # rehearsal rows drawn per labelled row: half of every batch
+
+
+def extension_training_defaults() -> dict:
+    """The `TrainingArguments` settings extensions train with: ``MAX_STEPS`` steps at most, evaluated and saved
+    every ``EVAL_STEPS``, the best step on ``overall_f1`` kept. Pair them with ``ExtensionTrainer``, which stops
+    after ``EARLY_STOPPING_PATIENCE`` evaluations without gain."""
+    return {"max_steps": MAX_STEPS, "learning_rate": 1e-4, "per_device_train_batch_size": 16, "warmup_steps": 20,
+            "eval_strategy": "steps", "eval_steps": EVAL_STEPS, "save_strategy": "steps", "save_steps": EVAL_STEPS,
+            "save_total_limit": 1, "load_best_model_at_end": True, "metric_for_best_model": "overall_f1"}
+
+
+class RehearsalSampler(Sampler[int]):
+    """Row order for a training set that mixes labelled rows with rehearsal rows (``rehearsal == 1``).
+
+    Each pass holds every labelled row once and ``ratio`` rehearsal rows per labelled row, shuffled together. The
+    rehearsal rows are drawn without replacement from one permutation of the pool that carries over from pass to
+    pass, so every rehearsal sentence is used before any is used twice, however large the pool.
+
+    Args:
+        flags: the ``rehearsal`` column (0 = labelled row, 1 = rehearsal row).
+        ratio: rehearsal rows per labelled row in each pass.
+        seed: seeds the shuffles (a pass's order depends on the seed and the pass number only).
+    """
+
+    def __init__(self, flags, ratio: float = REHEARSAL_RATIO, seed: int = 0):
+        check_number("RehearsalSampler", "ratio", ratio, POSITIVE_FLOAT)
+        flags = torch.as_tensor(list(flags), dtype=torch.long)
+        self.labelled = torch.nonzero(flags == 0).flatten()
+        self.pool = torch.nonzero(flags == 1).flatten()
+        if not len(self.labelled):
+            raise ValueError("The training set holds only rehearsal rows: add the labelled domain sentences.")
+        self.per_pass = math.ceil(ratio * len(self.labelled)) if len(self.pool) else 0
+        self.seed, self.passes = seed, 0
+
+    def __len__(self) -> int:
+        return len(self.labelled) + self.per_pass
+
+    def set_epoch(self, epoch: int) -> None:
+        """Trainer (through accelerate) names the pass, so a resumed run draws the same rows."""
+        self.passes = epoch
+
+    def rehearsal_rows(self, start: int, count: int) -> torch.Tensor:
+        """Rows ``start`` … ``start + count`` of the endless sequence of pool permutations."""
+        rows = []
+        cycle, offset = divmod(start, len(self.pool))
+        while count > 0:
+            order = torch.randperm(len(self.pool), generator=torch.Generator().manual_seed(self.seed + 7919 * cycle))
+            take = order[offset: offset + count]
+            rows.append(self.pool[take])
+            count -= len(take)
+            cycle, offset = cycle + 1, 0
+        return torch.cat(rows) if rows else self.pool[:0]
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.passes)
+        rehearsal = self.rehearsal_rows(self.passes * self.per_pass, self.per_pass) if self.per_pass else self.pool[:0]
+        self.passes += 1
+        rows = torch.cat([self.labelled, rehearsal])
+        yield from rows[torch.randperm(len(rows), generator=generator)].tolist()
+
+
+class BestIsLastCallback(TrainerCallback):
+    """Warns when the best evaluation was the last one: the model was still improving when the budget ran out."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        best = getattr(state, "best_global_step", None)
+        evaluated = [entry["step"] for entry in state.log_history if f"eval_{args.metric_for_best_model}" in entry]
+        if best and evaluated and best == max(evaluated) and len(evaluated) > 1:
+            logger.warning("The best validation score came at the last evaluation (step %d of %d): the model was "
+                           "still improving. Raise --max_steps (or --num_train_epochs) and train again.", best,
+                           state.global_step)
+
+
+class ExtensionTrainer(Trainer):
+    """`transformers.Trainer` for a :class:`NeuralAdapterModel`: its optimiser gives the fresh parts (output layer,
+    CRF, adapter) ``head_learning_rate``, rehearsal rows are drawn per step (:class:`RehearsalSampler`), training
+    stops early on the validation score, and a run whose best step is its last says so. After ``train()``,
+    :meth:`self_train` learns from unlabelled domain text as well.
+
+    Args:
+        head_learning_rate: learning rate of the parts that start from scratch; the encoder takes
+            ``args.learning_rate``.
+        rehearsal_ratio: rehearsal rows per labelled row in each batch, when the training set has a
+            ``rehearsal`` column (:func:`add_rehearsal`).
+        early_stopping_patience: evaluations without a better ``metric_for_best_model`` before training stops;
+            0 trains for the whole budget. Needs ``load_best_model_at_end``.
+        All other arguments are Trainer's.
+    """
+
+    def __init__(self, *args, head_learning_rate: float = 1e-3, rehearsal_ratio: float = REHEARSAL_RATIO,
+                 early_stopping_patience: int = EARLY_STOPPING_PATIENCE, **kwargs):
+        check_number("ExtensionTrainer", "head_learning_rate", head_learning_rate, POSITIVE_FLOAT)
+        check_number("ExtensionTrainer", "rehearsal_ratio", rehearsal_ratio, POSITIVE_FLOAT)
+        check_number("ExtensionTrainer", "early_stopping_patience", early_stopping_patience, COUNT)
+        self.head_learning_rate, self.rehearsal_ratio = head_learning_rate, rehearsal_ratio
+        self.early_stopping_patience = early_stopping_patience
+        super().__init__(*args, **kwargs)
+        if self.args.load_best_model_at_end and self.eval_dataset is not None:
+            if early_stopping_patience:
+                self.add_callback(EarlyStoppingCallback(early_stopping_patience))
+            self.add_callback(BestIsLastCallback())
+
+    def create_optimizer(self):
+        if self.optimizer is None:
+            self.optimizer = adapter_optimizer(self.model, self.args.learning_rate, self.head_learning_rate,
+                                               self.args.weight_decay)
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if dataset is not None and REHEARSAL in getattr(dataset, "column_names", ()):
+            return RehearsalSampler(dataset[REHEARSAL], self.rehearsal_ratio, self.args.seed)
+        return super()._get_train_sampler(*([train_dataset] if train_dataset is not None else []))
+
+    def validation_score(self) -> float:
+        """``metric_for_best_model`` on the validation set, for the model as it is now (the best step's, once
+        ``load_best_model_at_end`` has loaded it)."""
+        if self.eval_dataset is None or not self.args.metric_for_best_model:
+            raise ValueError("Scoring on validation needs an eval_dataset and args.metric_for_best_model.")
+        metric = self.args.metric_for_best_model.removeprefix("eval_")
+        return self.evaluate(metric_key_prefix="eval")[f"eval_{metric}"]
+
+    def self_train(self, texts, tokenizer, threshold: float = PSEUDO_LABEL_THRESHOLD) -> dict:
+        """A second run, from the trained model's weights, on the training set plus the model's confident tags on
+        the unlabelled domain ``texts`` (:func:`add_pseudo_labels`). It is kept only if it scores higher on
+        validation; otherwise the first run's weights come back. Returns what happened (both scores, which run
+        was kept, the second run's Trainer metrics and best step).
+
+        Args:
+            texts: plain sentences of the target domain (strings or word lists), without labels.
+            tokenizer: the source's tokenizer.
+            threshold: a word keeps the model's tag when its probability reaches this.
+        """
+        model, first = self.model, self.validation_score()
+        first_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
+        train = add_pseudo_labels(self.train_dataset, texts, model, tokenizer, threshold)
+        args = dataclasses.replace(self.args, output_dir=str(Path(self.args.output_dir) / "self-training"))
+        second = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=self.eval_dataset,
+                                  data_collator=self.data_collator, compute_metrics=self.compute_metrics,
+                                  preprocess_logits_for_metrics=self.preprocess_logits_for_metrics,
+                                  head_learning_rate=self.head_learning_rate, rehearsal_ratio=self.rehearsal_ratio,
+                                  early_stopping_patience=self.early_stopping_patience)
+        result = second.train()
+        check_finite_loss(result.training_loss, "Lower the learning rates or raise the threshold.")
+        score = second.validation_score()
+        kept = score > first
+        if not kept:
+            model.load_state_dict(first_weights, strict=False)
+            logger.warning("Self-training did not raise the validation %s (%.4f -> %.4f): the first run's model is "
+                           "kept.", args.metric_for_best_model, first, score)
+        return {"pseudo_labelled_sentences": len(train) - len(self.train_dataset), "first_run_validation": first,
+                "second_run_validation": score, "kept": "second" if kept else "first",
+                "second_run_best_step": second.state.best_global_step, "train": result.metrics}
