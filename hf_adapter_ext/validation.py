@@ -300,11 +300,16 @@ def check_training_arguments(args) -> None:
             raise ValueError(f"--{name}={value!r} is out of range: it must be > 0 (a step count, or a share of the "
                              f"training steps below 1), e.g. --{name} 500.")
     evaluate_every, save_every = getattr(args, "eval_steps", None), getattr(args, "save_steps", None)
+    unset = not evaluate_every  # transformers then evaluates every --logging_steps
+    if unset:
+        evaluate_every = getattr(args, "logging_steps", None)
     if (getattr(args, "load_best_model_at_end", False) and args.eval_strategy == args.save_strategy == "steps"
             and evaluate_every and save_every and evaluate_every >= 1 and save_every >= 1
             and save_every % evaluate_every != 0):
+        interval = (f"--eval_steps (unset, so --logging_steps: {evaluate_every:g})" if unset
+                    else f"--eval_steps ({evaluate_every:g})")
         raise ValueError(f"--load_best_model_at_end keeps the best of the saved checkpoints, so --save_steps "
-                         f"({save_every:g}) must be a multiple of --eval_steps ({evaluate_every:g}), e.g. both 200.")
+                         f"({save_every:g}) must be a multiple of {interval}, e.g. both 200.")
 
 
 @dataclass

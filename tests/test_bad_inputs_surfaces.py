@@ -561,8 +561,11 @@ CLI = [
                             ("--num_top_layers", "-1"), ("--lora_r", "0"), ("--lora_dropout", "1"),
                             ("--distill_temperature", "0"), ("--distill_weight", "-1"),
                             ("--distill_weight", "1e300")]],
-    # transformers reads eval_steps 0 as unset (it falls back to logging_steps): accepted
-    ("extend_ner --eval_steps 0", "extend_ner", "--eval_strategy steps --save_strategy steps --eval_steps", "0", None),
+    # transformers reads eval_steps 0 as unset (it falls back to logging_steps): accepted where the saves still fall
+    # on evaluations, refused by name where they do not (the defaults save every 50 steps, log every 500)
+    ("extend_ner --eval_steps 0", "extend_ner", "--save_steps 500 --eval_steps", "0", None),
+    ("extend_ner --eval_steps 0, saves off the evaluations", "extend_ner", "--eval_steps", "0",
+     r"--eval_steps \(unset, so --logging_steps: 500\)"),
     ("extend_ner --num_train_epochs inf", "extend_ner", "--num_train_epochs", "inf", r"--num_train_epochs=inf"),
     ("extend_ner --max_rehearsal_sentences alone", "extend_ner", "--max_rehearsal_sentences", "10",
      r"--max_rehearsal_sentences limits --rehearsal_file"),

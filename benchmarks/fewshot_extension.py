@@ -1,0 +1,236 @@
+#!/usr/bin/env python
+"""Label efficiency of extending a CoNLL-2003 tagger to a new domain: CrossNER politics / music with k labelled
+training sentences, the rest of the domain's training sentences as unlabelled text (labels dropped).
+
+Per seed, the MiniLM source of ``benchmarks/domain_extension.py`` (all of CoNLL train, kept in its cache). Each
+method trains with the library's defaults (``extension_training_defaults``: at most 1500 steps, evaluated every 50
+on the domain dev set, stopped after 6 evaluations without gain; rehearsal drawn per step, one rehearsal sentence
+per labelled one). The labelled samples are nested: per seed, the domain's training sentences are shuffled once and
+k takes the first k. Scored on the domain test (overall / new types) and on CoNLL test (old types, strict and with
+each subtype counted as its parent). Every run is kept as soon as it finishes, so an interrupted run resumes.
+
+    nohup python -m benchmarks.fewshot_extension --seeds 0 > fewshot_extension.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from transformers import TrainingArguments, set_seed
+
+from benchmarks.common import CACHE, RESULTS, target, write_results
+from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL, Bench
+from hf_adapter_ext import (
+    AdapterDataCollator,
+    ExtensionTrainer,
+    NeuralAdapterConfig,
+    add_rehearsal,
+    add_source_logits,
+    extension_training_defaults,
+    get_adapter_model,
+)
+from hf_adapter_ext.data import with_label_order
+from hf_adapter_ext.launch import peak_memory_gib
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
+
+KS = (10, 25, 50, 100, 0)  # 0: all of the domain's training sentences
+METHODS = {  # name: (adapter options, rehearsal and parents, self-training on the unlabelled rest)
+    "expand": ({"adapter": "none"}, False, False),
+    "expand+rehearsal": ({"adapter": "none"}, True, False),
+    "adapter+rehearsal": ({}, True, False),
+    "adapter+rehearsal+self-training": ({}, True, True),
+}
+BEST = "adapter+rehearsal+self-training"
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=list(DOMAINS))
+    parser.add_argument("--ks", type=int, nargs="+", default=list(KS),
+                        help="Labelled sentences per run (0: all); a k above the domain's count is refused.")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--dev_sentences", type=int, default=200,
+                        help="Domain dev sentences that choose the step (the first ones of the dev file).")
+    parser.add_argument("--source_epochs", type=float, default=1.0)
+    parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
+    parser.add_argument("--state", default=str(CACHE / "fewshot_extension"), help="Where runs are kept.")
+    parser.add_argument("--source_state", default=str(CACHE / "domain_extension"),
+                        help="Where the CoNLL sources of benchmarks/domain_extension.py are kept.")
+    parser.add_argument("--results_dir", default=str(RESULTS))
+    return parser
+
+
+def source_bench(options) -> Bench:
+    """domain_extension's data and sources (its settings: 1 epoch of CoNLL train at lr 1e-4, batch 16)."""
+    return Bench(argparse.Namespace(limit=options.limit, state=options.source_state, source_epochs=options.source_epochs,
+                                    learning_rate=1e-4, batch_size=16))
+
+
+def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> dict:
+    adapter_options, rehearse, self_train = METHODS[method]
+    data, new_types = bench.domain(domain)
+    pool = data["train"].shuffle(seed=seed)
+    if k > len(pool):
+        raise ValueError(f"k={k} is more than {domain}'s {len(pool)} training sentences; use --ks 0 for all of them.")
+    k = k or len(pool)
+    parents = {t: PARENTS[t] for t in new_types if t in PARENTS}
+    set_seed(seed)
+    started = time.perf_counter()
+    config = NeuralAdapterConfig(new_labels=[f"{p}-{t}" for t in new_types for p in "BI"],
+                                 label_parents=parents if rehearse else None, **adapter_options)
+    model = get_adapter_model(bench.source(seed), config)
+    id2label = model.config.id2label
+    data = with_label_order(data, list(id2label.values()))
+    labelled = bench.encode(data["train"].shuffle(seed=seed).select(range(k)))
+    unlabelled = pool.select(range(k, len(pool)))["tokens"]
+    if rehearse:
+        train = add_rehearsal(labelled, bench.rehearsal_pool[:REHEARSAL], model, bench.tokenizer)
+    elif model.peft_config.uses_source_at_forward:
+        train = add_source_logits(labelled, model, bench.tokenizer)
+    else:
+        train = labelled
+    dev = bench.encode(data["dev"].select(range(min(options.dev_sentences, len(data["dev"])))))
+    args = TrainingArguments(**extension_training_defaults(), output_dir=str(Path(options.state) / "checkpoints"),
+                             seed=seed, report_to="none", disable_tqdm=True, logging_steps=50,
+                             per_device_eval_batch_size=64)
+    trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                               data_collator=AdapterDataCollator(bench.tokenizer),
+                               compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
+                               preprocess_logits_for_metrics=predicted_label_ids)
+    result = trainer.train()
+    record = {"k": k, "best_step": trainer.state.best_global_step, "steps": trainer.state.global_step,
+              "train_seconds_first_run": result.metrics["train_runtime"]}
+    if self_train and unlabelled:
+        report = trainer.self_train(unlabelled, bench.tokenizer)
+        record["self_training"] = {key: v for key, v in report.items() if key != "train"}
+    record["train_seconds"] = time.perf_counter() - started
+    model.eval()
+    conll_test = with_label_order(bench.conll["test"], list(id2label.values()))
+    domain_scores = evaluate_tagger(model, bench.encode(data["test"]), bench.tokenizer, id2label, new_types, parents)
+    conll_scores = evaluate_tagger(model, bench.encode(conll_test), bench.tokenizer, id2label, new_types, parents)
+    record.update({
+        "domain": {key: 100 * domain_scores[key] for key in ("overall_f1", "old_f1", "new_f1")},
+        "conll": {key: 100 * conll_scores[key] for key in ("old_f1", "old_f1_with_subtypes")},
+        "peak_memory_gib": peak_memory_gib()})
+    return record
+
+
+def mean(values):
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarise(state: dict, options) -> None:
+    runs, sources = state["runs"], state["sources"]
+    source_old = mean([s["conll"]["overall_f1"] for s in sources.values()])
+    summary, targets, tables = {}, [], []
+    for domain in DOMAINS:
+        ks = sorted({r["k"] for key, r in runs.items() if key.startswith(f"{domain}/")})
+        if not ks:
+            continue
+        rows = [f"**{domain}** — domain test overall F1 / new-type F1 / CoNLL test old-type F1 (strict); train seconds "
+                "(mean over seeds; seeds in brackets)", "",
+                "| k | " + " | ".join(METHODS) + " | adapter − expand, both with rehearsal (overall) |",
+                "|---|" + "---|" * (len(METHODS) + 1)]
+        for k in ks:
+            cells, means = [], {}
+            for method in METHODS:
+                found = [r for key, r in runs.items() if key.startswith(f"{domain}/{method}/") and r["k"] == k]
+                if not found:
+                    cells.append("—")
+                    continue
+                s = {"seeds": len(found), "train_seconds": mean([r["train_seconds"] for r in found]),
+                     "best_step": mean([r["best_step"] or 0 for r in found]),
+                     **{f"domain_{m}": mean([r["domain"][m] for r in found]) for m in ("overall_f1", "new_f1")},
+                     **{f"conll_{m}": mean([r["conll"][m] for r in found]) for m in ("old_f1", "old_f1_with_subtypes")}}
+                if method == BEST:
+                    s["second_run_kept"] = sum(r.get("self_training", {}).get("kept") == "second" for r in found)
+                summary[f"{domain}/{method}/k{k}"] = means[method] = s
+                cells.append(f"{s['domain_overall_f1']:.1f} / {s['domain_new_f1']:.1f} / {s['conll_old_f1']:.1f}; "
+                             f"{s['train_seconds']:.0f} s ({s['seeds']})")
+            attribution = (f"{means['adapter+rehearsal']['domain_overall_f1'] - means['expand+rehearsal']['domain_overall_f1']:+.1f}"
+                           if {"adapter+rehearsal", "expand+rehearsal"} <= means.keys() else "—")
+            rows.append(f"| {k} | " + " | ".join(cells) + f" | {attribution} |")
+            if {BEST, "adapter+rehearsal"} <= means.keys():
+                targets.append(target(f"{domain} k={k}: self-training - adapter+rehearsal, domain overall F1",
+                                      means[BEST]["domain_overall_f1"] - means["adapter+rehearsal"]["domain_overall_f1"],
+                                      0.0, ">="))
+            if BEST in means and sources:
+                targets.append(target(f"{domain} k={k}: self-training, CoNLL old-type F1 strict - source",
+                                      means[BEST]["conll_old_f1"] - source_old, -3.0, ">="))
+        tables.append("\n".join(rows))
+    selftrain = [r["self_training"] for r in runs.values() if "self_training" in r]
+    text = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
+            f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most 1500 steps, "
+            f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience 6; rehearsal = "
+            f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
+            "label_parents). Self-training: the rest of the domain's training sentences, labels dropped, tagged by the "
+            "first run (words at probability >= 0.9 labelled); the second run is kept only if its dev score is higher "
+            f"(kept in {sum(s['kept'] == 'second' for s in selftrain)} of {len(selftrain)} runs). Entity F1 %.\n\n"
+            + "\n\n".join(tables) + "\n\n![domain F1 against k](fewshot_extension.png)\n")
+    plot(summary, Path(options.results_dir))
+    write_results("fewshot_extension", {"summary": summary, "runs": runs, "sources": sources,
+                                        "settings": vars(options), "targets": targets}, text,
+                  results_dir=Path(options.results_dir))
+
+
+def plot(summary: dict, results_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(DOMAINS), figsize=(11, 7), squeeze=False)
+    for column, domain in enumerate(DOMAINS):
+        for index, method in enumerate(METHODS):
+            points = sorted((int(key.rsplit("/k", 1)[1]), s) for key, s in summary.items()
+                            if key.startswith(f"{domain}/{method}/k"))
+            if not points:
+                continue
+            for row, (metric, label) in enumerate((("domain_overall_f1", "domain test overall F1"),
+                                                    ("conll_old_f1", "CoNLL test old-type F1 (strict)"))):
+                ax = axes[row][column]
+                ax.plot([k for k, _ in points], [s[metric] for _, s in points], marker="o", color=f"C{index}",
+                        label=method)
+                ax.set_xscale("log")
+                ax.set_xlabel("labelled domain sentences k")
+                ax.set_ylabel(label)
+                ax.set_title(f"CrossNER {domain}", fontsize=9)
+        axes[0][column].legend(fontsize=7)
+    fig.tight_layout()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(results_dir / "fewshot_extension.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    options = arguments().parse_args(argv)
+    state_file = Path(options.state) / "runs.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
+    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit")}
+    if state.get("settings") != settings:
+        state = {"runs": {}, "sources": {}, "settings": settings}
+    bench = source_bench(options)
+    for seed in options.seeds:
+        if str(seed) not in state["sources"]:
+            state["sources"][str(seed)] = bench.source_scores(seed)
+        for domain in options.domains:
+            for k in options.ks:
+                for method in options.methods:
+                    key = f"{domain}/{method}/k{k or 'all'}/seed{seed}"
+                    if key in state["runs"]:
+                        continue
+                    print(f"== {key}", flush=True)
+                    state["runs"][key] = run(bench, options, method, domain, k, seed)
+                    state_file.parent.mkdir(parents=True, exist_ok=True)
+                    state_file.write_text(json.dumps(state, indent=2))
+                    summarise(state, options)
+    summarise(state, options)
+    return state
+
+
+if __name__ == "__main__":
+    main()
