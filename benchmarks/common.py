@@ -126,3 +126,13 @@ def alternate_rounds(steps: dict[str, Callable[[], float]], seconds: float, roun
                 units += step()
             rates[name].append(units / (time.perf_counter() - start))
     return rates
+
+
+def save_figure(fig, results_dir: Path, name: str) -> None:
+    """``results_dir/<name>.png`` from a finished matplotlib figure, which is then closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(results_dir / f"{name}.png", dpi=120)
+    plt.close(fig)

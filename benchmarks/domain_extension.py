@@ -30,7 +30,7 @@ from transformers import (
     set_seed,
 )
 
-from benchmarks.common import CACHE, RESULTS, shared_data_dir, target, write_results
+from benchmarks.common import CACHE, RESULTS, save_figure, shared_data_dir, target, write_results
 from benchmarks.paper_grid import KeepBestCallback, default_encoder
 from hf_adapter_ext import (
     AdapterDataCollator,
@@ -271,10 +271,7 @@ def plot(summary: dict, runs: dict, source_old: float, results_dir: Path) -> Non
         ax.set_title(f"CrossNER {domain}: one point per run", fontsize=9)
         ax.set_xlabel("CoNLL test old-type F1, strict (dashed: source)")
         ax.set_ylabel("domain test overall F1")
-    fig.tight_layout()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(results_dir / "domain_extension.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, results_dir, "domain_extension")
 
 
 def main(argv: list[str] | None = None) -> dict:

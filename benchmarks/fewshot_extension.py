@@ -21,7 +21,7 @@ from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
 
-from benchmarks.common import CACHE, RESULTS, target, write_results
+from benchmarks.common import CACHE, RESULTS, save_figure, target, write_results
 from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL, Bench
 from hf_adapter_ext import (
     AdapterDataCollator,
@@ -200,10 +200,7 @@ def plot(summary: dict, results_dir: Path) -> None:
                 ax.set_ylabel(label)
                 ax.set_title(f"CrossNER {domain}", fontsize=9)
         axes[0][column].legend(fontsize=7)
-    fig.tight_layout()
-    results_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(results_dir / "fewshot_extension.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, results_dir, "fewshot_extension")
 
 
 def main(argv: list[str] | None = None) -> dict:
