@@ -73,10 +73,10 @@ def source_bench(options) -> Bench:
 def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> dict:
     adapter_options, rehearse, self_train = METHODS[method]
     data, new_types = bench.domain(domain)
-    pool = data["train"].shuffle(seed=seed)
-    if k > len(pool):
-        raise ValueError(f"k={k} is more than {domain}'s {len(pool)} training sentences; use --ks 0 for all of them.")
-    k = k or len(pool)
+    if k > len(data["train"]):
+        raise ValueError(f"k={k} is more than {domain}'s {len(data['train'])} training sentences; use --ks 0 for all "
+                         "of them.")
+    k = k or len(data["train"])
     parents = {t: PARENTS[t] for t in new_types if t in PARENTS}
     set_seed(seed)
     started = time.perf_counter()
@@ -85,7 +85,8 @@ def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> d
     model = get_adapter_model(bench.source(seed), config)
     id2label = model.config.id2label
     data = with_label_order(data, list(id2label.values()))
-    labelled = bench.encode(data["train"].shuffle(seed=seed).select(range(k)))
+    pool = data["train"].shuffle(seed=seed)  # nested samples: k takes the first k of one order per seed
+    labelled = bench.encode(pool.select(range(k)))
     unlabelled = pool.select(range(k, len(pool)))["tokens"]
     if rehearse:
         train = add_rehearsal(labelled, bench.rehearsal_pool[:REHEARSAL], model, bench.tokenizer)

@@ -214,9 +214,6 @@ def main(argv: list[str] | None = None) -> dict:
     check_one_job(training_args)
     unlabelled = read_sentences(data_args.unlabelled_file, data_args.max_unlabelled_sentences) \
         if data_args.unlabelled_file else None
-    if unlabelled and not data_args.validation_file and not data_args.dataset_name:
-        raise ValueError("--unlabelled_file trains a second, self-training run that is kept only if it scores better "
-                         "on validation: pass --validation_file as well.")
 
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
@@ -255,9 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
     validation, test = encoded.get("validation"), encoded.get("test")
     if validation is None:  # nothing to choose a step on: train for the whole budget
         training_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
-        if unlabelled:
-            raise ValueError("--unlabelled_file needs a validation split to choose between the runs; the data has "
-                             "none.")
+        if unlabelled:  # refused before any training
+            raise ValueError("--unlabelled_file trains a second, self-training run that is kept only if it scores "
+                             "better on validation, and the data has no validation split: pass --validation_file as "
+                             "well (or a --dataset_name with one).")
     hub = training_args.push_to_hub  # the adapter is pushed with its own card below, not Trainer's
     training_args = dataclasses.replace(training_args, push_to_hub=False)
 

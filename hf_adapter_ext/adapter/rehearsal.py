@@ -17,15 +17,27 @@ from .source_cache import SOURCE_LOGITS, add_source_logits
 REHEARSAL = "rehearsal"
 
 
-def rehearsal_sentences(texts) -> list[list[str]]:
-    """Word lists from strings (split on whitespace), word lists, or a ``Dataset`` with a ``tokens`` column."""
+def sentence_words(texts, what: str = "The rehearsal text") -> list[list[str]]:
+    """Word lists of unlabelled text (rehearsal or domain text, named by ``what`` in errors): from strings (split
+    on whitespace), word lists, or a ``Dataset`` with a ``tokens`` column."""
     if isinstance(texts, Dataset):
         if "tokens" not in texts.column_names:
-            raise ValueError(f"Rehearsal text as a Dataset needs a 'tokens' column (word lists); it has "
+            raise ValueError(f"{what} as a Dataset needs a 'tokens' column (word lists); it has "
                              f"{texts.column_names}. Pass the words, not ids: the source's tokenizer encodes them.")
         texts = texts["tokens"]
-    sentences = check_texts(texts, "The rehearsal text", allow_words=True, drop_blank=True)
+    sentences = check_texts(texts, what, allow_words=True, drop_blank=True)
     return [text.split() if isinstance(text, str) else text for text in sentences]
+
+
+def append_rows(train_dataset: Dataset, rows: Dataset, kind: str, caller: str) -> Dataset:
+    """``train_dataset`` followed by ``rows`` (unlabelled text made into training rows of ``kind`` by ``caller``),
+    on the columns they share; a training-set column the new rows cannot have is refused, naming it."""
+    missing = sorted(set(train_dataset.column_names) - set(rows.column_names) - {"tokens", "ner_tags", "id"})
+    if missing:
+        raise ValueError(f"The training set has columns {missing} that {kind} rows cannot have; remove them "
+                         f"(dataset.remove_columns) before {caller}.")
+    shared = [c for c in train_dataset.column_names if c in rows.column_names]
+    return concatenate_datasets([train_dataset.select_columns(shared), rows.select_columns(shared)])
 
 
 def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: int | None = None) -> Dataset:
@@ -41,7 +53,7 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
         raise TypeError(f"add_rehearsal needs the extended model (get_adapter_model(...)), got {type(model).__name__}.")
     check_tokenizer_matches(model.source.config, tokenizer, "add_rehearsal", model.source.name_or_path)
     check_encoded_by(texts, tokenizer, "The rehearsal text")
-    sentences = rehearsal_sentences(texts)
+    sentences = sentence_words(texts)
     check_columns(train_dataset, ["input_ids", "labels"], "add_rehearsal's train_dataset",
                   "it mixes rehearsal text into a tokenized training set (datasets.map(tokenize_and_align_labels, "
                   "...)); tokenize it first")
@@ -56,10 +68,5 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
         rehearsal = add_source_logits(rehearsal, model, tokenizer)
     train_dataset = train_dataset.add_column(REHEARSAL, [0] * len(train_dataset))
     rehearsal = rehearsal.add_column(REHEARSAL, [1] * len(rehearsal))
-    shared = [c for c in train_dataset.column_names if c in rehearsal.column_names]
-    missing = sorted(set(train_dataset.column_names) - set(shared) - {"tokens", "ner_tags", "id"})
-    if missing:
-        raise ValueError(f"The training set has columns {missing} that rehearsal rows cannot have; remove them "
-                         "(dataset.remove_columns) before add_rehearsal.")
-    mixed = concatenate_datasets([train_dataset.select_columns(shared), rehearsal.select_columns(shared)])
+    mixed = append_rows(train_dataset, rehearsal, "rehearsal", "add_rehearsal")
     return mixed if cached else add_source_logits(mixed, model, tokenizer)  # one pass of the source over all rows

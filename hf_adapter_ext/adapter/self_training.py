@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset
 from tqdm.auto import tqdm
 
 from ..constants import IGNORE_INDEX
@@ -23,11 +23,10 @@ from ..validation import (
     check_columns,
     check_encoded_by,
     check_number,
-    check_texts,
     check_tokenizer_matches,
 )
 from .model import NeuralAdapterModel
-from .rehearsal import REHEARSAL
+from .rehearsal import REHEARSAL, append_rows, sentence_words
 from .source_cache import SOURCE_LOGITS, AdapterDataCollator, add_source_logits
 
 logger = logging.getLogger(__name__)
@@ -54,17 +53,17 @@ def pseudo_label(model: NeuralAdapterModel, texts, tokenizer, threshold: float =
     check_number("pseudo_label", "threshold", threshold, SHARE)
     check_tokenizer_matches(model.source.config, tokenizer, "pseudo_label", model.source.name_or_path)
     check_encoded_by(texts, tokenizer, "The unlabelled domain text")
-    sentences = [t.split() if isinstance(t, str) else t
-                 for t in check_texts(texts, "The unlabelled domain text", allow_words=True, drop_blank=True)]
+    sentences = sentence_words(texts, "The unlabelled domain text")
     encoded = encode_unlabelled(sentences, tokenizer, model.config.label2id.get("O", 0), max_length,
                                 desc="Encoding unlabelled domain text")
     collator = AdapterDataCollator(tokenizer)
     was_training = model.training
     model.eval()
     labels = []
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in encoded.column_names]
+    inputs = encoded.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels")
+                                     if c in encoded.column_names])
     for start in tqdm(range(0, len(encoded), batch_size), desc="Tagging unlabelled domain text", leave=False):
-        rows = encoded.select_columns(columns)[start: start + batch_size]
+        rows = inputs[start: start + batch_size]
         batch = collator([dict(zip(rows, values)) for values in zip(*rows.values())])
         words = batch.pop("labels") != IGNORE_INDEX
         batch = {k: v.to(model.device) for k, v in batch.items()}
@@ -114,9 +113,4 @@ def add_pseudo_labels(train_dataset: Dataset, texts, model: NeuralAdapterModel, 
         tagged = tagged.add_column(REHEARSAL, [0] * len(tagged))
     if SOURCE_LOGITS in train_dataset.column_names:
         tagged = add_source_logits(tagged, model, tokenizer)
-    missing = sorted(set(train_dataset.column_names) - set(tagged.column_names) - {"tokens", "ner_tags", "id"})
-    if missing:
-        raise ValueError(f"The training set has columns {missing} that pseudo-labelled rows cannot have; remove them "
-                         "(dataset.remove_columns) before add_pseudo_labels.")
-    shared = [c for c in train_dataset.column_names if c in tagged.column_names]
-    return concatenate_datasets([train_dataset.select_columns(shared), tagged.select_columns(shared)])
+    return append_rows(train_dataset, tagged, "pseudo-labelled", "add_pseudo_labels")

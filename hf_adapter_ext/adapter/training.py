@@ -71,7 +71,7 @@ class RehearsalSampler(Sampler[int]):
         self.passes = epoch
 
     def rehearsal_rows(self, start: int, count: int) -> torch.Tensor:
-        """Rows ``start`` … ``start + count`` of the endless sequence of pool permutations."""
+        """Rows ``start`` … ``start + count`` (``count`` > 0) of the endless sequence of pool permutations."""
         rows = []
         cycle, offset = divmod(start, len(self.pool))
         while count > 0:
@@ -80,7 +80,7 @@ class RehearsalSampler(Sampler[int]):
             rows.append(self.pool[take])
             count -= len(take)
             cycle, offset = cycle + 1, 0
-        return torch.cat(rows) if rows else self.pool[:0]
+        return torch.cat(rows)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.passes)
@@ -141,7 +141,7 @@ class ExtensionTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if dataset is not None and REHEARSAL in getattr(dataset, "column_names", ()):
             return RehearsalSampler(dataset[REHEARSAL], self.rehearsal_ratio, self.args.seed)
-        return super()._get_train_sampler(*([train_dataset] if train_dataset is not None else []))
+        return super()._get_train_sampler(train_dataset)
 
     def validation_score(self) -> float:
         """``metric_for_best_model`` on the validation set, for the model as it is now (the best step's, once
