@@ -20,6 +20,12 @@ from transformers import AutoTokenizer, TrainingArguments
 _TYPE_NAME = re.compile(r"^[^\s]+$")
 
 
+class WrongKindError(TypeError, ValueError):
+    """A value of the wrong kind (a string for a number, a bare string for a list, ...). It is a TypeError, as
+    Python reports such mistakes, and a ValueError, so that ``except ValueError`` catches every bad input the
+    library refuses."""
+
+
 @dataclass(frozen=True)
 class Number:
     """What a numeric setting accepts.
@@ -81,7 +87,7 @@ def check_number(owner: str, name: str, value, rule: Number):
         return value
     accepted = (int, float) if rule.kind is float else rule.kind
     if isinstance(value, bool) or not isinstance(value, accepted):
-        raise TypeError(f"{where} must be {'a whole number' if rule.kind is int else 'a number'}, got {value!r} "
+        raise WrongKindError(f"{where} must be {'a whole number' if rule.kind is int else 'a number'}, got {value!r} "
                         f"({type(value).__name__}); write it without quotes, e.g. {name}={rule.example or 1}.")
     if not rule.contains(value):
         extra = f" or {', '.join(map(repr, rule.special))}" if rule.special else ""
@@ -94,7 +100,7 @@ def check_number(owner: str, name: str, value, rule: Number):
 def check_flag(owner: str, name: str, value) -> bool:
     """``value`` if it is a bool: ``"false"`` (a string) would be true."""
     if not isinstance(value, bool):
-        raise TypeError(f"{_named(owner, name)} must be true or false, got {value!r} ({type(value).__name__}); write "
+        raise WrongKindError(f"{_named(owner, name)} must be true or false, got {value!r} ({type(value).__name__}); write "
                         f"it without quotes, e.g. {name}=false.")
     return value
 
@@ -121,7 +127,7 @@ def check_settings(owner: str, settings: object, rules: Mapping[str, Number | ty
 def check_string_list(owner: str, name: str, value, example: str) -> list[str]:
     """A list (or tuple) of strings, as a list; a bare string would be read as one item per character."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{_named(owner, name)} must be a list of strings, e.g. {example}; got {value!r}.")
+        raise WrongKindError(f"{_named(owner, name)} must be a list of strings, e.g. {example}; got {value!r}.")
     return list(value)
 
 
@@ -132,17 +138,17 @@ def check_texts(texts, what: str, allow_words: bool = False, drop_blank: bool = 
     become characters, keys or nothing. With ``drop_blank``, blank sentences (a file's empty lines) are dropped."""
     if isinstance(texts, (str, bytes, Mapping)) or not isinstance(texts, Iterable):
         form = "strings or word lists" if allow_words else "strings"
-        raise TypeError(f"{what} must be a list of sentences ({form}), e.g. ['John lives in Paris .']; got a "
+        raise WrongKindError(f"{what} must be a list of sentences ({form}), e.g. ['John lives in Paris .']; got a "
                         f"{type(texts).__name__} (a bare string would be read as one sentence per character).")
     texts = list(texts)
     kept = []
     for index, text in enumerate(texts):
         words = allow_words and isinstance(text, (list, tuple))
         if words and not all(isinstance(word, str) and word.strip() for word in text):
-            raise TypeError(f"{what}: sentence {index} ({text!r:.60}) holds non-string or blank words; pass words as "
+            raise WrongKindError(f"{what}: sentence {index} ({text!r:.60}) holds non-string or blank words; pass words as "
                             "non-empty strings (not token ids: the tokenizer encodes them here).")
         if not words and not isinstance(text, str):
-            raise TypeError(f"{what}: sentence {index} is a {type(text).__name__} ({text!r:.60}); each sentence must "
+            raise WrongKindError(f"{what}: sentence {index} is a {type(text).__name__} ({text!r:.60}); each sentence must "
                             f"be a string{' or a list of word strings' if allow_words else ''}.")
         if text.strip() if isinstance(text, str) else text:
             kept.append(list(text) if words else text)
@@ -204,7 +210,7 @@ def check_columns(dataset, required: Sequence[str], where: str, fix: str) -> Non
     """Refuse a ``datasets.Dataset`` that lacks ``required`` columns, naming what it has."""
     names = getattr(dataset, "column_names", None)
     if not isinstance(names, list):
-        raise TypeError(f"{where} must be a datasets.Dataset, got {type(dataset).__name__}; {fix}.")
+        raise WrongKindError(f"{where} must be a datasets.Dataset, got {type(dataset).__name__}; {fix}.")
     missing = [c for c in required if c not in names]
     if missing:
         raise ValueError(f"{where} lacks columns {missing} (it has {names}); {fix}.")
@@ -217,7 +223,7 @@ def check_tokenizer_matches(config, tokenizer, where: str, saved_with: str | Pat
     model's own, else its ids would be read as other words, silently. Checked against the model's vocabulary size
     and, when ``saved_with`` is a folder holding a tokenizer, against that tokenizer's vocabulary."""
     if not callable(tokenizer) or not hasattr(tokenizer, "get_vocab"):
-        raise TypeError(f"{where} needs the model's tokenizer (AutoTokenizer.from_pretrained(<model folder>)); got "
+        raise WrongKindError(f"{where} needs the model's tokenizer (AutoTokenizer.from_pretrained(<model folder>)); got "
                         f"{type(tokenizer).__name__}.")
     vocab_size = getattr(config, "vocab_size", None)
     if vocab_size and len(tokenizer) > vocab_size:

@@ -30,7 +30,7 @@ def sib(n_way=3, steps=2, seed=0, **kw):
     model = SIBForFewShotClassification(SIBConfig(n_way=n_way, inner_steps=steps, inner_lr=0.5, **kw),
                                         backbone=tiny_backbone(seed=seed))
     with torch.no_grad():  # a non-trivial synthetic-gradient net (the real one starts at zero)
-        model.head.grad_net.net[-1].weight.normal_(0, 0.5)
+        model.head.grad_net.output_layer.weight.normal_(0, 0.5)
     return model
 
 
@@ -85,7 +85,7 @@ def test_inner_loop_matches_a_hand_written_reference(support_gradient):
 
 def test_support_gradient_alone_moves_the_classifier_towards_the_support_labels():
     model = sib(support_gradient=True).eval()
-    torch.nn.init.zeros_(model.head.grad_net.net[-1].weight)  # no query signal: only the labelled support acts
+    torch.nn.init.zeros_(model.head.grad_net.output_layer.weight)  # no query signal: only the labelled support acts
     with torch.no_grad():
         model.head.log_inner_lr.fill_(-5.0)  # small steps: gradient descent on the support loss must lower it
     episode = toy_episode(shots=3)
@@ -124,11 +124,22 @@ def test_k_zero_is_the_support_only_classifier():
 
 
 def test_bad_labels_are_refused():
-    model = sib()
+    model = sib(grad_net="fixed")
     episode = toy_episode()
     episode["support_labels"][0, 0] = 7
     with pytest.raises(ValueError, match="class id 7"):
         model(**episode)
+    model = sib()  # any number of classes: only negative ids are wrong
+    episode["support_labels"][0, 0] = -3
+    with pytest.raises(ValueError, match="class id -3"):
+        model(**episode)
+
+
+def test_a_query_labelled_with_a_class_its_episode_has_no_support_for_is_refused():
+    episode = toy_episode()
+    episode["query_labels"][1, 2] = 4  # the episodes have classes 0..2
+    with pytest.raises(ValueError, match="Episode 1: query 2 is labelled class 4"):
+        sib()(**episode)
 
 
 @settings(max_examples=40, deadline=None)
@@ -199,8 +210,9 @@ def test_transductive_init_starts_from_the_soft_kmeans_prototypes_and_stays_batc
     torch.testing.assert_close(out.logits, alone, atol=1e-5, rtol=1e-5)
 
 
-def test_grad_net_context_sees_the_episode_marginal_of_real_queries_only():
-    model = sib(grad_net_context=True).eval()
+@pytest.mark.parametrize("net", [{"grad_net": "fixed", "grad_net_context": True}, {"grad_net": "equivariant"}])
+def test_grad_net_context_sees_the_episode_marginal_of_real_queries_only(net):
+    model = sib(**net).eval()
     batch = toy_episode(batch=3)
     padded = {k: v.clone() for k, v in batch.items()}
     padded["query_features"] = torch.cat([batch["query_features"], torch.randn(3, 5, 16) * 50], dim=1)
@@ -223,10 +235,11 @@ def test_grad_net_context_sees_the_episode_marginal_of_real_queries_only():
 
 def test_configs_saved_before_an_option_existed_reload_with_the_behaviour_they_were_trained_with():
     old = SIBConfig(n_way=3).to_dict()
-    for option in ("support_gradient", "transductive_init", "grad_net_context"):
+    for option in ("support_gradient", "transductive_init", "grad_net_context", "grad_net"):
         old.pop(option)
     reloaded = SIBConfig.from_dict(old)
     assert (reloaded.support_gradient, reloaded.transductive_init, reloaded.grad_net_context) == (False,) * 3
+    assert reloaded.grad_net == "fixed"
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -333,15 +346,16 @@ def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path,
         assert {"eval_proto_accuracy", "eval_soft_kmeans_accuracy"} <= metrics.keys()
 
 
-def test_grad_net_context_on_even_training_episodes_warns_that_uneven_query_sets_will_suffer(tmp_path, tokenizer):
-    model = SIBForFewShotClassification(SIBConfig(n_way=3, grad_net_context=True),
-                                        backbone=tiny_backbone(tokenizer.vocab_size))
+@pytest.mark.parametrize("net", [{"grad_net": "fixed", "grad_net_context": True}, {}])
+def test_a_marginal_seeing_grad_net_on_even_training_episodes_warns_that_uneven_query_sets_will_suffer(
+        tmp_path, tokenizer, net):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, **net), backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer)
-    with pytest.warns(UserWarning, match="grad_net_context=True with even training episodes only"):
+    with pytest.warns(UserWarning, match="class marginal .*, with even training episodes only"):
         SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, uneven_train_queries=0.0),
                                   train_dataset=data, processing_class=tokenizer)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message="grad_net_context")
+        warnings.filterwarnings("error", message="class marginal")
         SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=data,
                                   processing_class=tokenizer)
 
@@ -447,8 +461,8 @@ def test_predict_labels_gives_label_names_and_probabilities(tokenizer):
 @pytest.mark.parametrize(("examples", "pattern"), [
     ({"city": ["paris"], "person": []}, r"\['person'\] have no examples"),
     ({"city": ["paris"], "person": "john"}, r"bare string"),
-    ({"city": ["paris"]}, r"exactly n_way=2"),
-    (["paris", "john"], r"exactly n_way=2"),
+    ({"city": ["paris"]}, r"at least 2 labels"),
+    (["paris", "john"], r"dict of label name -> example texts"),
 ])
 def test_predict_labels_refuses_an_empty_or_malformed_support_set(tokenizer, examples, pattern):
     model = SIBForFewShotClassification(SIBConfig(n_way=2), backbone=tiny_backbone(tokenizer.vocab_size))

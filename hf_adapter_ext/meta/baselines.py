@@ -26,11 +26,13 @@ def prototype_logits(support, support_labels, query, num_classes: int) -> torch.
 
 
 def soft_kmeans_prototypes(support, support_labels, query, num_classes: int, query_mask=None,
-                           temperature: float | torch.Tensor = 0.1, iterations: int = 3) -> torch.Tensor:
+                           temperature: float | torch.Tensor = 0.1, iterations: int = 3,
+                           class_mask: torch.Tensor | None = None) -> torch.Tensor:
     """[B, C, D] prototypes refined with soft assignments of the unlabelled queries (Ren et al., 2018).
 
     ``p_c = (Σ_support_c x + Σ_q z_qc x_q) / (n_c + Σ_q z_qc)`` with ``z = softmax(cos / temperature)``, on
-    L2-normalised features; ``query_mask`` leaves padded queries out.
+    L2-normalised features; ``query_mask`` leaves padded queries out, ``class_mask`` [B, C] the classes an
+    episode lacks (episodes of several sizes in one batch): no query is assigned to them.
     """
     valid = support_labels != IGNORE_INDEX
     onehot = F.one_hot(support_labels.clamp(min=0), num_classes).to(support.dtype) * valid.unsqueeze(-1)
@@ -39,13 +41,17 @@ def soft_kmeans_prototypes(support, support_labels, query, num_classes: int, que
     weights_mask = query_mask.unsqueeze(-1).to(q.dtype) if query_mask is not None else 1.0
     protos = support_sum / support_count.clamp(min=1)
     for _ in range(iterations):
-        z = torch.softmax(cosine_logits(query, protos) / temperature, dim=-1) * weights_mask
+        scores = cosine_logits(query, protos) / temperature
+        if class_mask is not None:
+            scores = scores.masked_fill(~class_mask[:, None, :], torch.finfo(scores.dtype).min)
+        z = torch.softmax(scores, dim=-1) * weights_mask
         protos = (support_sum + z.transpose(1, 2) @ q) / (support_count + z.sum(1).unsqueeze(-1)).clamp(min=1e-6)
     return protos
 
 
 def soft_kmeans_logits(support, support_labels, query, num_classes: int, query_mask=None,
-                       temperature: float = 0.1, iterations: int = 3) -> torch.Tensor:
+                       temperature: float = 0.1, iterations: int = 3,
+                       class_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cosine scores against the soft k-means prototypes (the transductive baseline)."""
     return cosine_logits(query, soft_kmeans_prototypes(support, support_labels, query, num_classes, query_mask,
-                                                       temperature, iterations))
+                                                       temperature, iterations, class_mask))

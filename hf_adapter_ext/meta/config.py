@@ -13,15 +13,16 @@ from ..validation import CLI, Number, check_settings
 
 LEVELS = ("sequence", "token")
 POOLINGS = ("mean", "cls")
+GRAD_NETS = ("equivariant", "fixed")
 INNER_STEPS = Number(int, 0, 1000, example="3", why="0 is the support-only start; each step costs a pass")
 _RULES = {
-    "n_way": Number(int, 2, 1024, example="5", why="the synthetic-gradient net is 8n x 8n wide"),
+    "n_way": Number(int, 2, 1024, example="5", why="classes per training episode (grad_net='fixed': 8n x 8n wide)"),
     "inner_steps": INNER_STEPS,
     "inner_lr": Number(float, 0, 10, low_open=True, example="0.03"),
     "grad_net_multiplier": Number(int, 1, 64, example="8"),
     "init_scale": Number(float, 0, 1000, low_open=True, example="10.0", why="the cosine classifier's scale"),
     "learn_inner_lr": bool, "support_gradient": bool, "transductive_init": bool, "grad_net_context": bool,
-    "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS,
+    "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS, "grad_net": GRAD_NETS,
     "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
     "shaped_layers": Number(int, 0, 1000, example="0", why="how many top encoder layers were shaped"),
 }
@@ -32,8 +33,15 @@ class SIBConfig(PretrainedConfig):
     encoder's): the one place that holds ``n_way`` and the inner-loop settings.
 
     Args:
-        n_way: classes per episode. At ``level="token"`` the "O" class is added, so the classifier has
-            ``n_way + 1`` outputs.
+        n_way: classes per episode when meta-training (and, with ``grad_net="fixed"``, the only number of classes
+            the model serves). At ``level="token"`` the "O" class is added, so the classifier has ``n_way + 1``
+            outputs.
+        grad_net: the synthetic-gradient net. ``"equivariant"`` (default): one small network shared by every
+            class, which sees each query's score for the class, its probability and the episode's class marginal,
+            plus the mean over the episode's classes; it is the same function for every class, so one model serves
+            any number of labels at run time (2 to hundreds), and meta-training can mix episode sizes
+            (`MetaTrainingArguments.max_train_ways`). ``"fixed"``: the reference's MLP over the whole logit vector
+            (n -> 8n -> 8n -> n), which serves exactly ``n_way`` classes.
         inner_steps: K, synthetic-gradient refinement steps on the unlabelled query set.
         inner_lr: step size of each refinement step (its starting value when learned). 0.03 is what
             `benchmarks/sib_fewshot.py` chose on meta-validation for every dataset, shot and seed.
@@ -48,14 +56,15 @@ class SIBConfig(PretrainedConfig):
             default: with it, over 3 seeds, SIB ties or leads soft k-means at 1-shot on even query sets and leads
             it by about 1 point on uneven ones (benchmarks/results/sib_fewshot_best_1shot.md). ``False`` is the
             reference's initialisation.
-        grad_net_context: the synthetic-gradient net also sees each query's probabilities and the episode's class
-            marginal, not only the query's logits. Off by default. Meta-trained on even episodes only
-            (``uneven_train_queries=0``) it gives the best 1-shot results on query sets even by construction, and
+        grad_net_context: (``grad_net="fixed"`` only; the equivariant net always has it) the synthetic-gradient
+            net also sees each query's probabilities and the episode's class marginal, not only the query's
+            logits. Off by default. Meta-trained on even episodes only (``uneven_train_queries=0``) it gives the best 1-shot results on query sets even by construction, and
             the worst on uneven ones (several points below soft k-means): the marginal teaches it to expect even
             classes (benchmarks/results/sib_fewshot_best_1shot_even_queries.md). With the default half-uneven
             episodes it changes nothing measurable.
-        grad_net_multiplier: hidden width of the synthetic-gradient net, in multiples of the class count
-            (the reference uses n → 8n → 8n → n).
+        grad_net_multiplier: hidden width of the synthetic-gradient net: in multiples of the class count for
+            ``grad_net="fixed"`` (the reference uses n → 8n → 8n → n), in multiples of 4 units per class for
+            ``"equivariant"``.
         init_scale: starting value of the cosine classifier's learnable scale.
         level: ``"sequence"`` (one feature per example) or ``"token"`` (one feature per word, first subword).
         pooling: how a sequence feature is made from token states: ``"mean"`` (sentence-transformers) or ``"cls"``.
@@ -80,6 +89,7 @@ class SIBConfig(PretrainedConfig):
         support_gradient: bool = True,
         transductive_init: bool = True,
         grad_net_context: bool = False,
+        grad_net: str = "equivariant",
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
@@ -92,6 +102,9 @@ class SIBConfig(PretrainedConfig):
         **kwargs,
     ):
         check_settings("SIBConfig", SimpleNamespace(**{k: v for k, v in locals().items() if k in _RULES}), _RULES)
+        if grad_net_context and grad_net != "fixed":
+            raise ValueError("SIBConfig(grad_net_context=True) applies to grad_net='fixed' only: the equivariant net "
+                             "always sees the episode's class marginal. Drop grad_net_context, or set grad_net='fixed'.")
         if backbone_name_or_path is not None and not isinstance(backbone_name_or_path, str):
             raise TypeError(f"SIBConfig.backbone_name_or_path must be the encoder's Hub id or folder (a string); got "
                             f"{backbone_name_or_path!r}.")
@@ -102,6 +115,7 @@ class SIBConfig(PretrainedConfig):
         self.support_gradient = support_gradient
         self.transductive_init = transductive_init
         self.grad_net_context = grad_net_context
+        self.grad_net = grad_net
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level
@@ -129,7 +143,7 @@ class SIBConfig(PretrainedConfig):
     def from_dict(cls, config_dict: dict, **kwargs):
         # saved before an option existed: the behaviour it was trained with
         config_dict = {"support_gradient": False, "transductive_init": False, "grad_net_context": False,
-                       **config_dict}
+                       "grad_net": "fixed", **config_dict}
         return super().from_dict(config_dict, **kwargs)
 
     @property
@@ -139,12 +153,23 @@ class SIBConfig(PretrainedConfig):
 
     @property
     def num_classes(self) -> int:
+        """Classifier outputs of an ``n_way`` episode ("O" included at token level)."""
         return self.n_way + (1 if self.level == "token" else 0)
+
+    @property
+    def sees_class_marginal(self) -> bool:
+        """Whether the synthetic-gradient net sees how the episode's queries spread over its classes."""
+        return self.grad_net_context or self.grad_net == "equivariant"
+
+    @property
+    def any_number_of_classes(self) -> bool:
+        """Whether the model serves any number of classes per episode (not only ``n_way``)."""
+        return self.grad_net == "equivariant"
 
 
 # What a command line sets; the rest (level, feature_dim, backbone, ...) follows from the data and the encoder.
 _CLI_SETTINGS = ("n_way", "inner_steps", "inner_lr", "learn_inner_lr", "support_gradient", "transductive_init",
-                 "grad_net_context", "grad_net_multiplier", "init_scale", "pooling", "freeze_backbone")
+                 "grad_net_context", "grad_net", "grad_net_multiplier", "init_scale", "pooling", "freeze_backbone")
 
 
 def _documented(name: str) -> str:

@@ -22,7 +22,8 @@ from ..validation import SEED, Number, check_settings, check_string_list
 
 _SAMPLER_RULES = {"n_way": Number(int, 2, example="5"), "k_shot": Number(int, 1, example="1"),
                   "n_query": Number(int, 1, example="15"), "seed": SEED,
-                  "uneven_queries": Number(float, 0, 1, example="0.5", why="a share of episodes")}
+                  "uneven_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
+                  "max_ways": Number(int, 2, optional=True, example="20"), "natural_queries": bool}
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:
@@ -44,24 +45,43 @@ class Episode:
 class EpisodeSampler:
     """N-way K-shot episodes with ``n_query`` queries per class, from integer class labels.
 
-    Only the classes in ``classes`` are used (the meta-train, -validation or -test split). ``uneven_queries``
-    is the share of episodes (``True`` = all) whose classes each keep a random 1..``n_query`` of their queries;
-    the episode is otherwise the same (classes and support set do not change). A user's unlabelled set rarely
-    holds every class equally, and a model meta-trained on even query sets only learns to expect them.
+    Only the classes in ``classes`` are used (the meta-train, -validation or -test split).
+
+    Args:
+        n_way: classes per episode; with ``max_ways``, the fewest.
+        max_ways: draw each episode's class count uniformly from ``n_way..max_ways`` (None: always ``n_way``), so
+            a model meta-trained on them serves tasks of any size. ``len(classes)`` is the all-way task.
+        uneven_queries: the share of episodes (1.0 = all) whose classes each keep a random 1..``n_query`` of their
+            queries; the episode is otherwise the same (classes and support set do not change). A user's
+            unlabelled set rarely holds every class equally, and a model meta-trained on even query sets only
+            learns to expect them.
+        natural_queries: instead, draw the episode's ``n_query * n`` queries at once from all the remaining
+            examples of its classes, so that each class gets queries as often as the data holds it (a class may
+            get none): the unlabelled pool a user has.
     """
 
     def __init__(self, labels: Sequence[int], classes: Sequence[int], n_way: int, k_shot: int, n_query: int,
-                 seed: int = 0, class_names: Sequence[str] | None = None, uneven_queries: float = 0.0):
+                 seed: int = 0, class_names: Sequence[str] | None = None, uneven_queries: float = 0.0,
+                 max_ways: int | None = None, natural_queries: bool = False):
         check_settings("EpisodeSampler", SimpleNamespace(n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
-                                                         uneven_queries=uneven_queries), _SAMPLER_RULES)
+                                                         uneven_queries=uneven_queries, max_ways=max_ways,
+                                                         natural_queries=natural_queries), _SAMPLER_RULES)
         if isinstance(labels, (str, bytes)) or isinstance(classes, (str, bytes)):
             raise TypeError("EpisodeSampler: labels and classes are sequences of class ids, not a string.")
         labels = np.asarray(labels)
         self.classes = np.asarray(sorted(classes))
         self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed
-        self.uneven_queries = float(uneven_queries)
-        if len(self.classes) < n_way:
-            raise ValueError(f"{n_way}-way episodes need at least {n_way} classes; this split has {len(self.classes)}.")
+        self.max_ways = n_way if max_ways is None else max_ways
+        self.uneven_queries, self.natural_queries = float(uneven_queries), natural_queries
+        if self.max_ways < n_way:
+            raise ValueError(f"EpisodeSampler: max_ways={max_ways} is below n_way={n_way}; give max_ways >= n_way "
+                             "(or None for n_way-way episodes only).")
+        if natural_queries and self.uneven_queries:
+            raise ValueError("EpisodeSampler: natural_queries draws the query pool as the data's class frequencies "
+                             "fall; uneven_queries draws per-class counts instead. Choose one.")
+        if len(self.classes) < self.max_ways:
+            raise ValueError(f"{self.max_ways}-way episodes need at least {self.max_ways} classes; this split has "
+                             f"{len(self.classes)}.")
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
         needed = k_shot + n_query
         short = {int(c): len(ix) for c, ix in self.by_class.items() if len(ix) < needed}
@@ -74,24 +94,41 @@ class EpisodeSampler:
 
     def __call__(self, index: int) -> Episode:
         rng = episode_rng(self.seed, index)
-        classes = self.classes[rng.permutation(len(self.classes))[: self.n_way]]
+        ways = self.n_way if self.max_ways == self.n_way else int(rng.integers(self.n_way, self.max_ways + 1))
+        classes = self.classes[rng.permutation(len(self.classes))[:ways]]
+        if self.natural_queries:
+            return self._natural(rng, classes)
         support, query = [], []
         for c in classes:
             pool = self.by_class[int(c)]
             picked = pool[rng.permutation(len(pool))[: self.k_shot + self.n_query]]
             support.append(picked[: self.k_shot])
             query.append(picked[self.k_shot :])
-        ways = np.arange(self.n_way)
-        counts = np.full(self.n_way, self.n_query)
+        counts = np.full(ways, self.n_query)
         # drawn after the even episode, so that episode stays as it was (and a share of 1 draws no coin)
         if self.uneven_queries >= 1.0 or (self.uneven_queries and rng.random() < self.uneven_queries):
-            counts = rng.integers(1, self.n_query + 1, size=self.n_way)
+            counts = rng.integers(1, self.n_query + 1, size=ways)
             query = [q[:n] for q, n in zip(query, counts)]
         return Episode(
             classes=[int(c) for c in classes],
-            support=np.concatenate(support), support_labels=np.repeat(ways, self.k_shot),
-            query=np.concatenate(query), query_labels=np.repeat(ways, counts),
+            support=np.concatenate(support), support_labels=np.repeat(np.arange(ways), self.k_shot),
+            query=np.concatenate(query), query_labels=np.repeat(np.arange(ways), counts),
         )
+
+    def _natural(self, rng: np.random.Generator, classes: np.ndarray) -> Episode:
+        """K support examples per class, then ``n_query`` per class on average, drawn from the classes' other
+        examples at once (so as often as the data holds each class)."""
+        support, rest, rest_labels = [], [], []
+        for way, c in enumerate(classes):
+            pool = self.by_class[int(c)][rng.permutation(len(self.by_class[int(c)]))]
+            support.append(pool[: self.k_shot])
+            rest.append(pool[self.k_shot :])
+            rest_labels.append(np.full(len(pool) - self.k_shot, way))
+        rest, rest_labels = np.concatenate(rest), np.concatenate(rest_labels)
+        picked = np.sort(rng.permutation(len(rest))[: self.n_query * len(classes)])
+        return Episode(classes=[int(c) for c in classes], support=np.concatenate(support),
+                       support_labels=np.repeat(np.arange(len(classes)), self.k_shot),
+                       query=rest[picked], query_labels=rest_labels[picked])
 
 
 class SequenceEpisodes(TorchDataset):

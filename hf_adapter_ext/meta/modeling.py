@@ -88,8 +88,14 @@ class SyntheticGradientNet(nn.Module):
         nn.init.zeros_(self.net[-1].weight)  # starts as "no gradient": SIB begins where the init network is
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, logits: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-        """[B, Q, C] logits of each episode's queries → [B, Q, C] synthetic gradients (zero for padding)."""
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.net[-1]
+
+    def forward(self, logits: torch.Tensor, query_mask: torch.Tensor,
+                class_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, Q, C] logits of each episode's queries → [B, Q, C] synthetic gradients (zero for padding). Every
+        episode has all C classes (``class_mask`` is accepted for a common signature and not used)."""
         x = logits
         if self.episode_context:
             probs = logits.softmax(-1)
@@ -100,17 +106,81 @@ class SyntheticGradientNet(nn.Module):
         return x * query_mask.unsqueeze(-1).to(x.dtype)
 
 
+def class_mean(x: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+    """[B, Q, C, H] → [B, Q, 1, H]: the mean over each episode's real classes (``class_mask`` [B, C])."""
+    weight = class_mask[:, None, :, None].to(x.dtype)
+    return (x * weight).sum(dim=2, keepdim=True) / weight.sum(dim=2, keepdim=True).clamp(min=1)
+
+
+class ClassSetLayer(nn.Module):
+    """``h_c ← W h_c + U mean_c' h_c'``: the same map for every class plus what the episode's classes share
+    (a DeepSets layer), so permuting the classes permutes the outputs and any number of classes fits."""
+
+    def __init__(self, inputs: int, outputs: int):
+        super().__init__()
+        self.own = nn.Linear(inputs, outputs)
+        self.pooled = nn.Linear(inputs, outputs, bias=False)
+
+    def forward(self, x: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
+        return self.own(x) + self.pooled(class_mean(x, class_mask))
+
+
+class ClassEquivariantGradientNet(nn.Module):
+    """Predicts dLoss/dlogits for any number of classes: one network shared by every (query, class) pair.
+
+    Each pair is described by the query's centred score for the class, its probability and the episode's class
+    marginal (both times the class count, so 1 means "as expected for an even episode"); two class-set layers mix
+    in what the episode's classes share, and :class:`EpisodeNorm` normalises over the episode's real pairs (the
+    reference's per-episode BatchNorm). Classes absent from an episode (``class_mask`` False) are left out of
+    every mean and get no gradient.
+    """
+
+    def __init__(self, multiplier: int):
+        super().__init__()
+        hidden = 4 * multiplier
+        self.first, self.second = ClassSetLayer(3, hidden), ClassSetLayer(hidden, hidden)
+        self.first_norm, self.second_norm = EpisodeNorm(hidden), EpisodeNorm(hidden)
+        self.out = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.out.weight)  # starts as "no gradient": SIB begins where the init network is
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.out
+
+    def forward(self, logits: torch.Tensor, query_mask: torch.Tensor,
+                class_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, Q, C] logits → [B, Q, C] synthetic gradients (zero for padded queries and absent classes; default
+        ``class_mask``: every class present)."""
+        batch, queries, classes = logits.shape
+        if class_mask is None:
+            class_mask = torch.ones(batch, classes, dtype=torch.bool, device=logits.device)
+        present = class_mask[:, None, :]
+        count = class_mask.sum(-1).to(logits.dtype)[:, None, None]
+        probs = logits.masked_fill(~present, torch.finfo(logits.dtype).min).softmax(-1)
+        centred = (logits - (logits * present).sum(-1, keepdim=True) / count) * present
+        marginal = episode_mean(probs, query_mask).expand_as(probs)
+        x = torch.stack([centred, probs * count, marginal * count], dim=-1)  # [B, Q, C, 3]
+        pairs = (query_mask[:, :, None] & present).reshape(batch, queries * classes)
+        for layer, norm in ((self.first, self.first_norm), (self.second, self.second_norm)):
+            x = torch.relu(layer(x, class_mask))
+            x = norm(x.reshape(batch, queries * classes, -1), pairs).reshape(batch, queries, classes, -1)
+        return self.out(x).squeeze(-1) * pairs.reshape(batch, queries, classes).to(logits.dtype)
+
+
 class SIBHead(nn.Module):
     """Cosine classifier, initialisation network and synthetic-gradient refinement, for B episodes at once."""
 
     def __init__(self, config: SIBConfig):
         super().__init__()
         self.num_classes = config.num_classes
+        self.any_number_of_classes = config.any_number_of_classes
         self.scale = nn.Parameter(torch.tensor(float(config.init_scale)))
         self.bias = nn.Parameter(torch.zeros(()))
         self.feature_weight = nn.Parameter(torch.ones(config.feature_dim))
-        self.grad_net = SyntheticGradientNet(config.num_classes, config.grad_net_multiplier,
-                                             config.grad_net_context)
+        self.grad_net = (ClassEquivariantGradientNet(config.grad_net_multiplier) if config.any_number_of_classes
+                         else SyntheticGradientNet(config.num_classes, config.grad_net_multiplier,
+                                                   config.grad_net_context))
         self.support_gradient = config.support_gradient
         if config.support_gradient:
             self.log_support_weight = nn.Parameter(torch.zeros(()))
@@ -136,19 +206,29 @@ class SIBHead(nn.Module):
         """[B, M, D] features, [B, C, D] weights → [B, M, C] scaled cosine scores."""
         return self._logits(F.normalize(features, dim=-1), theta)
 
-    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor | None = None,
-                   query_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def episode_classes(self, support_labels: torch.Tensor) -> torch.Tensor:
+        """[B, C] which classes each episode has: for the equivariant net the classes with a labelled support
+        example (C = the batch's largest class id + 1); for the fixed net all of its ``num_classes``."""
+        if not self.any_number_of_classes:
+            return torch.ones(support_labels.size(0), self.num_classes, dtype=torch.bool, device=support_labels.device)
+        valid = support_labels != IGNORE_INDEX
+        classes = int(support_labels[valid].max()) + 1 if bool(valid.any()) else 1
+        return F.one_hot(support_labels.clamp(min=0), classes).mul(valid.unsqueeze(-1)).sum(1) > 0
+
+    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor, class_mask: torch.Tensor,
+                   query: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-class mean of normalised support features (labels -100 ignored), weighted per feature; with
         ``transductive_init`` the means are first refined by soft k-means over the unlabelled queries."""
         if self.transductive_init:
-            means = soft_kmeans_prototypes(support, support_labels, query, self.num_classes, query_mask,
-                                           self.log_init_temperature.exp(), iterations=3)
+            means = soft_kmeans_prototypes(support, support_labels, query, class_mask.size(-1), query_mask,
+                                           self.log_init_temperature.exp(), iterations=3, class_mask=class_mask)
         else:
-            means = prototypes(support, support_labels, self.num_classes)
+            means = prototypes(support, support_labels, class_mask.size(-1))
         return means * self.feature_weight
 
-    def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor, steps: int,
-               support_unit: torch.Tensor | None = None, support_targets: torch.Tensor | None = None) -> torch.Tensor:
+    def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor,
+               class_mask: torch.Tensor, steps: int, support_unit: torch.Tensor | None = None,
+               support_targets: torch.Tensor | None = None) -> torch.Tensor:
         """K synthetic-gradient steps ``θ ← θ − lr · (∂logits/∂θ)ᵀ g(logits)`` on the unlabelled queries.
 
         For the cosine classifier the product is written out,
@@ -159,6 +239,7 @@ class SIBHead(nn.Module):
         true cross-entropy gradient of the labelled support set, which keeps θ anchored to it.
         """
         lr = self.log_inner_lr.exp()
+        absent = ~class_mask[:, None, :]
         units = query_unit if support_unit is None else torch.cat([query_unit, support_unit], dim=1)
         queries = query_unit.size(1)
         if support_unit is not None:
@@ -167,24 +248,32 @@ class SIBHead(nn.Module):
         for _ in range(steps):
             cos, theta_unit, theta_norm = self._cosine(units, theta)
             logits = self.scale * (cos + self.bias)
-            g = self.grad_net(logits[:, :queries], query_mask)
+            g = self.grad_net(logits[:, :queries], query_mask, class_mask)
             if support_unit is not None:
-                support_g = (logits[:, queries:].softmax(-1) * labelled - support_targets) * support_weight
+                support_probs = logits[:, queries:].masked_fill(absent, torch.finfo(cos.dtype).min).softmax(-1)
+                support_g = (support_probs * labelled - support_targets) * support_weight
                 g = torch.cat([g, support_g], dim=1)
             along = g.transpose(1, 2) @ units - (g * cos).sum(dim=1).unsqueeze(-1) * theta_unit
             theta = theta - lr * self.scale / theta_norm * along
         return theta
 
     def forward(self, support, support_labels, query, query_mask, steps: int):
+        """Query scores after ``steps`` refinement steps and with none, [B, Q, C] each; classes an episode lacks
+        (equivariant net, episodes of several sizes in one batch) score the dtype's minimum."""
         query_unit = F.normalize(query, dim=-1)
-        theta0 = self.init_theta(support, support_labels, query, query_mask)
+        class_mask = self.episode_classes(support_labels)
+        classes = class_mask.size(-1)
+        theta0 = self.init_theta(support, support_labels, class_mask, query, query_mask)
         anchor = {}
         if self.support_gradient:
             valid = (support_labels != IGNORE_INDEX).unsqueeze(-1)
             anchor = {"support_unit": F.normalize(support, dim=-1),
-                      "support_targets": F.one_hot(support_labels.clamp(min=0), self.num_classes).to(support.dtype) * valid}
-        theta = self.refine(theta0, query_unit, query_mask, steps, **anchor)
-        return self._logits(query_unit, theta), self._logits(query_unit, theta0)
+                      "support_targets": F.one_hot(support_labels.clamp(min=0), classes).to(support.dtype) * valid}
+        theta = self.refine(theta0, query_unit, query_mask, class_mask, steps, **anchor)
+        absent = ~class_mask[:, None, :]
+        low = torch.finfo(query_unit.dtype).min
+        return (self._logits(query_unit, theta).masked_fill(absent, low),
+                self._logits(query_unit, theta0).masked_fill(absent, low))
 
 
 def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
@@ -335,6 +424,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         loss = None
         if query_labels is not None:
             self._check_labels(query_labels, "query_labels")
+            self._check_query_classes(support_labels, query_labels)
             loss = episode_mean_loss(logits, query_labels)
         return SIBOutput(loss=loss, logits=logits, logits_init=logits_init)
 
@@ -351,20 +441,42 @@ class SIBForFewShotClassification(PreTrainedModel):
                                  f"per example; got {tuple(labels.shape)}.")
 
     def _check_labels(self, labels: torch.Tensor, name: str) -> None:
+        if self.config.any_number_of_classes:
+            bad = labels[(labels != IGNORE_INDEX) & (labels < 0)]
+            if bad.numel():
+                raise ValueError(f"{name} holds class id {bad[0].item()}; use ids 0, 1, ... and -100 for padding.")
+            return
         bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.config.num_classes))]
         if bad.numel():
             raise ValueError(
-                f"{name} holds class id {bad[0].item()}, but this model classifies {self.config.num_classes} classes "
-                f"per episode (n_way={self.config.n_way}, level={self.config.level!r}); use ids in "
-                f"[0, {self.config.num_classes}) and -100 for padding."
+                f"{name} holds class id {bad[0].item()}, but this model (grad_net='fixed') classifies "
+                f"{self.config.num_classes} classes per episode (n_way={self.config.n_way}, level={self.config.level!r}); "
+                f"use ids in [0, {self.config.num_classes}) and -100 for padding, or a model with "
+                "grad_net='equivariant', which serves any number of classes."
             )
+
+    def _check_query_classes(self, support_labels: torch.Tensor, query_labels: torch.Tensor) -> None:
+        """A labelled query of a class its episode has no support example of: its loss would be infinite."""
+        present = self.head.episode_classes(support_labels)
+        labelled = query_labels != IGNORE_INDEX
+        ids = query_labels.clamp(min=0)
+        inside = ids < present.size(-1)
+        known = torch.zeros_like(labelled)
+        known[inside] = present.gather(1, ids.clamp(max=present.size(-1) - 1))[inside]
+        orphan = labelled & ~known
+        if bool(orphan.any()):
+            episode, position = orphan.nonzero()[0].tolist()
+            raise ValueError(f"Episode {episode}: query {position} is labelled class {int(query_labels[episode, position])}, "
+                             "which has no labelled support example in that episode. Give every class at least one "
+                             "support example, or drop (or label -100) the queries of classes without one.")
 
     @torch.no_grad()
     def adapt(self, support, support_labels, query, tokenizer=None, inner_steps: int | None = None) -> torch.Tensor:
         """Classify a brand-new task's ``query`` from a labelled ``support`` set, at run time.
 
         ``support`` / ``query`` are texts (with ``tokenizer``) or feature tensors [S, D] / [Q, D];
-        ``support_labels`` are class ids 0..n_way-1. Returns the predicted class of each query.
+        ``support_labels`` are class ids 0..C-1 (C = n_way for ``grad_net="fixed"``, any number otherwise).
+        Returns the predicted class of each query.
         """
         return self._adapted_logits(support, support_labels, query, tokenizer, inner_steps).argmax(-1)
 
@@ -375,11 +487,15 @@ class SIBForFewShotClassification(PreTrainedModel):
         ``{"refund": ["I want my money back"], "card_lost": ["I lost my card"]}``: one
         ``{"label", "score"}`` per query, the score being SIB's probability after refinement on the queries
         (which also serve as its unlabelled set)."""
-        if not isinstance(examples, Mapping) or len(examples) != self.config.n_way:
-            found = len(examples) if isinstance(examples, Mapping) else type(examples).__name__
-            raise ValueError(f"predict_labels needs a dict of exactly n_way={self.config.n_way} labels -> example "
-                             f"texts (this model's synthetic-gradient net is built for {self.config.n_way} classes); "
-                             f"got {found}.")
+        if not isinstance(examples, Mapping):
+            raise ValueError("predict_labels needs a dict of label name -> example texts, e.g. {'refund': ['I want "
+                             f"my money back'], 'card_lost': ['I lost my card']}}; got {type(examples).__name__}.")
+        if self.config.any_number_of_classes and len(examples) < 2:
+            raise ValueError(f"predict_labels needs at least 2 labels to choose between; got {len(examples)}.")
+        if not self.config.any_number_of_classes and len(examples) != self.config.n_way:
+            raise ValueError(f"predict_labels: this model (grad_net='fixed') serves exactly n_way={self.config.n_way} "
+                             f"labels; got {len(examples)}. Meta-train a model with grad_net='equivariant' (the "
+                             "default), which serves any number of labels.")
         empty = [name for name, texts in examples.items() if isinstance(texts, str) or not texts]
         if empty:
             raise ValueError(f"Labels {empty} have no examples (or a bare string instead of a list of texts): give "
@@ -407,12 +523,14 @@ class SIBForFewShotClassification(PreTrainedModel):
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32) or len(labels) != len(support):
             raise ValueError(f"support_labels must be one class id per support example ({len(support)}); got "
                              f"{list(labels.shape)} of {labels.dtype}.")
-        missing = sorted(set(range(self.config.n_way)) - set(labels.tolist()))
+        if bool((labels < 0).any()):
+            raise ValueError(f"support_labels must be class ids 0, 1, ...; got {labels.min().item()}.")
+        classes = int(labels.max()) + 1 if self.config.any_number_of_classes and len(labels) else self.config.num_classes
+        missing = sorted(set(range(classes)) - set(labels.tolist()))
         if missing:
             raise ValueError(
-                f"The support set has no example of class(es) {missing}: SIB would still score them (from an empty "
-                f"prototype) and could predict them. Give every one of the n_way={self.config.n_way} classes at "
-                "least one labelled example, or build the model with a smaller n_way."
+                f"The support set has no example of class(es) {missing} (of {classes}): every class id from 0 to the "
+                "largest needs at least one labelled example, or SIB could still predict the empty ones."
             )
         if len(query) == 0:
             raise ValueError("The query set is empty: pass at least one text (or feature row) to classify.")

@@ -39,9 +39,10 @@ class SemiSupervisedMetaTrainer(Trainer):
         kwargs.setdefault("compute_metrics", episode_compute_metrics(model.config.level))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
-        if train_dataset is not None and model.config.grad_net_context \
-                and args.uneven_train_queries == 0:
-            warnings.warn("grad_net_context=True with even training episodes only (uneven_train_queries=0): the "
+        if train_dataset is not None and model.config.sees_class_marginal and args.uneven_train_queries == 0:
+            warnings.warn(f"A synthetic-gradient net that sees the episode's class marginal (grad_net="
+                          f"{model.config.grad_net!r}, grad_net_context={model.config.grad_net_context}), with even "
+                          "training episodes only (uneven_train_queries=0): the "
                           "model will expect every class to have as many unlabelled queries as the others, and on "
                           "uneven query sets it falls several points below soft k-means (README, 'Query sets even "
                           "by construction'). Use it only where evenness is guaranteed.", UserWarning, stacklevel=2)
@@ -52,7 +53,8 @@ class SemiSupervisedMetaTrainer(Trainer):
         named = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
         for name, data in [("train", train_dataset), *named]:  # refuse unusable data now, before any encoding
             if data is not None and not isinstance(data, TorchDataset):
-                episode_sampler(data, model.config, args.k_shot, args.n_query, args.seed, self.columns, name)
+                episode_sampler(data, model.config, args.k_shot, args.n_query, args.seed, self.columns, name,
+                                max_ways=args.max_train_ways if name == "train" else None)
                 if processing_class is None:
                     raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode "
                                      "the texts.")
@@ -90,10 +92,11 @@ class SemiSupervisedMetaTrainer(Trainer):
             if source is data and for_training == training:  # one dataset may serve both, with its own episodes
                 return episodes
         args = self.args
-        seed, count, uneven = ((args.seed, args.train_episodes, args.uneven_train_queries) if training
-                               else (args.eval_seed, args.num_eval_episodes, args.uneven_eval_queries))
+        seed, count, uneven, ways = ((args.seed, args.train_episodes, args.uneven_train_queries, args.max_train_ways)
+                                     if training else
+                                     (args.eval_seed, args.num_eval_episodes, args.uneven_eval_queries, None))
         episodes = build_episodes(data, self.model, self.processing_class, args.k_shot, args.n_query, seed, count,
-                                  self.columns, "train" if training else "eval", uneven)
+                                  self.columns, "train" if training else "eval", uneven, ways)
         self._episodes.append((data, training, episodes))
         return episodes
 
@@ -119,12 +122,13 @@ class SemiSupervisedMetaTrainer(Trainer):
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if prediction_loss_only or "support_features" not in inputs:
             return loss, logits, labels
-        classes = self.model.config.num_classes
         support, support_labels, query = inputs["support_features"], inputs["support_labels"], inputs["query_features"]
         query_mask = inputs["query_labels"] != IGNORE_INDEX
+        class_mask = self.model.head.episode_classes(support_labels)  # classes an episode lacks score lowest
         with torch.no_grad():
-            baselines = (prototype_logits(support, support_labels, query, classes),
-                         soft_kmeans_logits(support, support_labels, query, classes, query_mask=query_mask,
+            baselines = (prototype_logits(support, support_labels, query, class_mask.size(-1)),
+                         soft_kmeans_logits(support, support_labels, query, class_mask.size(-1), query_mask=query_mask,
                                             temperature=self.args.soft_kmeans_temperature,
-                                            iterations=self.args.soft_kmeans_iterations))
+                                            iterations=self.args.soft_kmeans_iterations, class_mask=class_mask))
+        baselines = tuple(scores.masked_fill(~class_mask[:, None, :], -2.0) for scores in baselines)  # cosines >= -1
         return loss, (*logits, *baselines), labels
