@@ -86,11 +86,11 @@ def train_sib(level, train_episodes, val_episodes, steps, batch_size, inner_lr, 
 @torch.no_grad()
 def score(model, episodes, level, skm=(0.1, 3), batch_size=100) -> dict[str, torch.Tensor]:
     """Per-episode accuracy (sequence) or (correct, predicted, gold) entity counts (token) of each method."""
-    classes = model.config.num_classes
     out: dict[str, list] = {}
     for batch in batches(episodes, batch_size):
         s, y, q, labels = batch["support_features"], batch["support_labels"], batch["query_features"], batch["query_labels"]
         result = model(**batch)
+        classes = result.logits.size(-1)  # n_way, or as many as the episodes have (grad_net="equivariant")
         methods = {
             "proto": prototype_logits(s, y, q, classes),
             "soft_kmeans": soft_kmeans_logits(s, y, q, classes, query_mask=labels != -100, temperature=skm[0],

@@ -103,9 +103,10 @@ def score(predictions, references, **kwargs):
     return load_entity_f1().compute(predictions=predictions, references=references, **kwargs)
 
 
-def predict(examples=None, queries=None, tokenizer=TOKENIZER, **kwargs):
+def predict(examples=None, queries=None, tokenizer=TOKENIZER, grad_net="equivariant", **kwargs):
     examples = {"a": ["john"], "b": ["paris"], "c": ["acme"]} if examples is None else examples
-    return sib().predict_labels(examples, ["london"] if queries is None else queries, tokenizer, **kwargs)
+    return sib(grad_net=grad_net).predict_labels(examples, ["london"] if queries is None else queries, tokenizer,
+                                                 **kwargs)
 
 
 def run(script: str, *options: str):
@@ -443,8 +444,10 @@ REFUSED = [
     ("metric lengths differ", lambda: score([["O", "O"]], [["O"]]), V, r"2 predicted tags for 1 gold"),
     ("compute_metrics new_types string", lambda: entity_f1_compute_metrics({0: "O"}, "LOC"), T, r"new_types"),
     # ---- SIB at run time
-    ("predict examples a list", lambda: predict([["john"], ["paris"], ["acme"]]), V, r"dict of exactly n_way"),
-    ("predict two labels on 3-way", lambda: predict({"a": ["john"], "b": ["paris"]}), V, r"n_way=3"),
+    ("predict examples a list", lambda: predict([["john"], ["paris"], ["acme"]]), V, r"dict of label name"),
+    ("predict one label", lambda: predict({"a": ["john"]}), V, r"at least 2 labels"),
+    ("predict two labels on a fixed 3-way", lambda: predict({"a": ["john"], "b": ["paris"]}, grad_net="fixed"), V,
+     r"exactly n_way=3 labels; got 2"),
     ("predict empty example list", lambda: predict({"a": [], "b": ["paris"], "c": ["acme"]}), V, r"\['a'\] have no"),
     ("predict bare string example", lambda: predict({"a": "john", "b": ["paris"], "c": ["acme"]}), V, r"\['a'\]"),
     ("predict int example", lambda: predict({"a": [3], "b": ["paris"], "c": ["acme"]}), T, r"examples of 'a'"),

@@ -33,8 +33,11 @@ class MetaTrainingArguments(CheckedTrainingArguments):
     uneven_eval_queries: float = field(default=0.0, metadata={
         "help": "The same for evaluation episodes: 1.0 scores on uneven query sets only."})
     max_train_ways: int | None = field(default=None, metadata={
-        "help": "Draw each training episode's class count uniformly from n_way..max_train_ways (sequence level, "
-                "grad_net='equivariant'), so one model learns tasks of every size it will serve. None: n_way only."})
+        "help": "Draw each training episode's class count uniformly from min_train_ways..max_train_ways (sequence "
+                "level, grad_net='equivariant'), so one model learns tasks of every size it will serve. None: every "
+                "training episode is n_way-way."})
+    min_train_ways: int = field(default=2, metadata={"help": "The fewest classes of a training episode when "
+                                                             "max_train_ways is set."})
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
     soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})
@@ -48,9 +51,10 @@ class MetaTrainingArguments(CheckedTrainingArguments):
 
     def __post_init__(self):
         check_settings("MetaTrainingArguments", self, _RULES)
-        if self.max_train_ways is not None and self.max_train_ways < 2:
-            raise ValueError(f"MetaTrainingArguments.max_train_ways={self.max_train_ways}: episodes need at least 2 "
-                             "classes; give a number >= n_way, or None for n_way-way episodes only.")
+        if self.max_train_ways is not None and self.max_train_ways < self.min_train_ways:
+            raise ValueError(f"MetaTrainingArguments: max_train_ways={self.max_train_ways} is below min_train_ways="
+                             f"{self.min_train_ways}; give max_train_ways >= min_train_ways, or None for n_way-way "
+                             "episodes only.")
         super().__post_init__()
         check_one_job(self)
 
@@ -62,6 +66,7 @@ _RULES = {
     "uneven_train_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
     "uneven_eval_queries": Number(float, 0, 1, example="0.0", why="a share of episodes"),
     "max_train_ways": Number(int, 2, 10000, optional=True, example="20", why="classes per training episode"),
+    "min_train_ways": Number(int, 2, 10000, example="2", why="classes per training episode"),
     "num_eval_episodes": Number(int, 1, example="600"),
     "eval_seed": SEED,
     "soft_kmeans_temperature": Number(float, 0, low_open=True, example="0.1"),

@@ -30,15 +30,16 @@ def string_tags(data, column: str) -> list[list[str]]:
 
 
 def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns: EpisodeColumns, name: str,
-                    uneven_queries: float = 0.0, max_ways: int | None = None):
+                    uneven_queries: float = 0.0, ways: tuple[int, int] | None = None):
     """The episode sampler over ``data``'s labels; raises a ValueError naming the problem when ``data`` cannot
     give ``config.n_way``-way ``k_shot``-shot episodes. Cheap: nothing is encoded. ``uneven_queries``: the share
-    of (sequence-level) episodes whose query set is uneven; ``max_ways``: episodes of ``n_way..max_ways``
-    classes (`EpisodeSampler`)."""
-    if max_ways is not None and max_ways != config.n_way and not config.any_number_of_classes:
-        raise ValueError(f"max_train_ways={max_ways} mixes episode sizes, but this model (grad_net='fixed') serves "
-                         f"exactly n_way={config.n_way} classes. Use grad_net='equivariant' or drop max_train_ways.")
-    if max_ways is not None and config.level == "token":
+    of (sequence-level) episodes whose query set is uneven; ``ways``: (fewest, most) classes per episode, drawn
+    per episode (default: ``n_way`` each, `EpisodeSampler`)."""
+    if ways is not None and ways != (config.n_way, config.n_way) and not config.any_number_of_classes:
+        raise ValueError(f"Episodes of {ways[0]}..{ways[1]} classes (min/max_train_ways), but this model "
+                         f"(grad_net='fixed') serves exactly n_way={config.n_way} classes. Use grad_net='equivariant' "
+                         "or drop max_train_ways.")
+    if ways is not None and config.level == "token":
         raise ValueError("max_train_ways applies to sequence-level episodes; token-level episodes are n_way-way.")
     if len(data) == 0:
         raise ValueError(f"The {name} dataset is empty.")
@@ -53,19 +54,19 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
         return TokenEpisodeSampler(tags, types, config.n_way, k_shot, seed)
     labels = list(data[columns.label])
     names = getattr(data.features.get(columns.label), "names", None)
-    return EpisodeSampler(labels, sorted(set(labels)), config.n_way, k_shot, n_query, seed, names, uneven_queries,
-                          max_ways)
+    fewest, most = ways or (config.n_way, config.n_way)
+    return EpisodeSampler(labels, sorted(set(labels)), fewest, k_shot, n_query, seed, names, uneven_queries, most)
 
 
 def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int, num_episodes: int,
                    columns: EpisodeColumns | None = None, name: str = "train", uneven_queries: float = 0.0,
-                   max_ways: int | None = None):
+                   ways: tuple[int, int] | None = None):
     """``num_episodes`` episodes over a labelled dataset, with the frozen backbone's features computed once
     (texts are tokenized per episode instead when the backbone is trained)."""
     if tokenizer is None:
         raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode the texts.")
     columns = columns or EpisodeColumns()
-    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name, uneven_queries, max_ways)
+    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name, uneven_queries, ways)
     if model.config.level == "token":
         features = encode_words(model, tokenizer, data[columns.tokens], desc=f"Encoding {name}")
         return TokenEpisodes(features, sampler, num_episodes)

@@ -54,10 +54,17 @@ class SemiSupervisedMetaTrainer(Trainer):
         for name, data in [("train", train_dataset), *named]:  # refuse unusable data now, before any encoding
             if data is not None and not isinstance(data, TorchDataset):
                 episode_sampler(data, model.config, args.k_shot, args.n_query, args.seed, self.columns, name,
-                                max_ways=args.max_train_ways if name == "train" else None)
+                                ways=self.training_ways if name == "train" else None)
                 if processing_class is None:
                     raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode "
                                      "the texts.")
+
+    @property
+    def training_ways(self) -> tuple[int, int] | None:
+        """(fewest, most) classes of a training episode, or None for ``n_way`` each."""
+        if self.args.max_train_ways is None:
+            return None
+        return self.args.min_train_ways, self.args.max_train_ways
 
     def train(self, *args, **kwargs):
         """``Trainer.train``, after shaping the encoder on the training classes when ``args.shape_top_layers``
@@ -92,7 +99,7 @@ class SemiSupervisedMetaTrainer(Trainer):
             if source is data and for_training == training:  # one dataset may serve both, with its own episodes
                 return episodes
         args = self.args
-        seed, count, uneven, ways = ((args.seed, args.train_episodes, args.uneven_train_queries, args.max_train_ways)
+        seed, count, uneven, ways = ((args.seed, args.train_episodes, args.uneven_train_queries, self.training_ways)
                                      if training else
                                      (args.eval_seed, args.num_eval_episodes, args.uneven_eval_queries, None))
         episodes = build_episodes(data, self.model, self.processing_class, args.k_shot, args.n_query, seed, count,
