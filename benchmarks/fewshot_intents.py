@@ -37,7 +37,15 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from benchmarks.common import CACHE, cached, shared_data_dir, target, write_results
-from benchmarks.sib_fewshot import choose_soft_kmeans, minilm, new_model, per_method, score, summary, train_sib
+from benchmarks.sib_fewshot import (
+    choose_soft_kmeans,
+    minilm,
+    new_model,
+    per_method,
+    score,
+    summary,
+    train_sib,
+)
 from hf_adapter_ext import SIBConfig
 from hf_adapter_ext.data import load_banking77, load_clinc150
 from hf_adapter_ext.meta import EpisodeSampler, MetaTrainingArguments, SequenceEpisodes, encode_texts
