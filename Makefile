@@ -19,8 +19,11 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# One pytest worker per core (pytest-xdist), one torch thread each: two workers at two threads each on two
+# cores would oversubscribe them. Tests that launch distributed jobs share one worker (xdist_group "distributed").
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 \
+		$(PY) -m pytest -n auto --dist loadgroup tests
 
 # The demo: train a small CoNLL tagger without LOC (examples/train_tagger.py), then teach it LOC with the general
 # script (examples/extend_ner.py) and tag a sentence. Data: $HF_ADAPTER_EXT_DATA, else ../shared/data.

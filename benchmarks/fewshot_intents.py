@@ -59,7 +59,7 @@ PROTOCOLS = {"5way_even": (5, "even"), "5way_uneven": (5, "uneven"), "5way_natur
              "allway_natural": (None, "natural")}
 # candidate -> (SIBConfig settings, (fewest, most) classes per training episode or None for 5-way only)
 CANDIDATES = {"fixed_5way": ({"grad_net": "fixed"}, None), "equivariant_5way": ({"grad_net": "equivariant"}, None),
-              "equivariant_2to20": ({"grad_net": "equivariant"}, (2, 20))}
+              "equivariant_2to10": ({"grad_net": "equivariant"}, (2, 10))}
 METHODS = ("proto_frozen", "soft_kmeans_frozen", "logreg_frozen", "proto_shaped", "soft_kmeans_shaped", "sib_k0",
            "sib_k3")
 LOGREG_C = (1.0, 10.0, 100.0)

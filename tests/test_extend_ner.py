@@ -143,6 +143,7 @@ def test_tagged_entities_are_the_inputs_own_characters(main, tagger, tmp_path):
     assert all(word in text for word, _ in results["tagged"])
 
 
+@pytest.mark.xdist_group("distributed")  # accelerate's default port: one launch at a time
 def test_runs_under_accelerate_on_two_processes(tagger, tmp_path):
     import os
     import subprocess

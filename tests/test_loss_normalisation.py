@@ -41,6 +41,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, one_batch, kind, b
     _assert_same_step(one_batch[kind], one_step(tmp_path, kind, batch, accumulation))
 
 
+@pytest.mark.xdist_group("distributed")
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_ddp_processes_equal_one_process_at_the_same_global_batch(tmp_path, one_batch, kind):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -17,6 +17,7 @@ import pytest
 from .test_meta import intent_data, tiny_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("distributed")  # accelerate's default port: one launch at a time
 
 
 CONFIG_FILE = """compute_environment: LOCAL_MACHINE

@@ -61,7 +61,7 @@ def _sib_run(out: Path, batch: int, accumulation: int):
                                     num_attention_heads=2, intermediate_size=32), add_pooling_layer=False)
     model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=2, inner_lr=0.5), backbone=backbone)
     with torch.no_grad():  # a non-trivial synthetic-gradient net (the real one starts at zero)
-        model.head.grad_net.net[-1].weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+        model.head.grad_net.output_layer.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
     args = _args(MetaTrainingArguments, out, batch, accumulation, k_shot=1, n_query=2, train_episodes=4)
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=intent_data(tokenizer, classes=6,
                                         per_class=4), processing_class=tokenizer)
