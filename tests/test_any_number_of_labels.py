@@ -145,3 +145,17 @@ def test_the_trainer_mixes_episode_sizes_and_refuses_them_for_a_fixed_width_net(
     with pytest.raises(ValueError, match="7-way episodes need at least 7 classes"):
         SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, max_train_ways=7), train_dataset=data,
                                   processing_class=tokenizer)
+
+
+def test_the_refinement_step_does_not_grow_with_the_number_of_unlabelled_queries():
+    """Twice the same unlabelled queries tell nothing new: the refined scores must not change (a summed step would
+    double, and 30-label tasks with 450 queries would overshoot). The start is the support means here: soft k-means
+    would weigh the queries against the support set differently."""
+    model = sib(transductive_init=False).eval()
+    one = episode(4, seed=3)
+    doubled = {**one, "query_features": one["query_features"].repeat(2, 1),
+               "query_labels": one["query_labels"].repeat(2)}
+    with torch.no_grad():
+        out = model(**collate_episodes([one])).logits[0]
+        out_doubled = model(**collate_episodes([doubled])).logits[0, : len(one["query_labels"])]
+    torch.testing.assert_close(out_doubled, out, atol=1e-4, rtol=1e-4)
