@@ -511,8 +511,11 @@ REFUSED = [
         [])), ValueError, r"empty"),
     ("meta trainer no tokenizer", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=intents()),
      ValueError, r"processing_class"),
-    ("meta trainer too few classes", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=intents(
-        classes=2), processing_class=TOKENIZER), ValueError, r"3-way"),
+    ("meta trainer too few classes", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(max_train_ways=None),
+                                                                       train_dataset=intents(classes=2),
+                                                                       processing_class=TOKENIZER), ValueError, r"3-way"),
+    ("meta eval too few classes", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), eval_dataset=intents(classes=2),
+                                                                    processing_class=TOKENIZER), ValueError, r"3-way"),
     # ---- hub
     ("push unknown argument", lambda: model().push_to_hub("me/x", shard_size="1GB"), TypeError, r"shard_size"),
     ("push empty repo id", lambda: model().push_to_hub(""), ValueError, r"repo_id"),

@@ -55,6 +55,9 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
     labels = list(data[columns.label])
     names = getattr(data.features.get(columns.label), "names", None)
     fewest, most = ways or (config.n_way, config.n_way)
+    if ways is not None:  # mixed sizes: as many as the split holds, at most
+        most = min(most, len(set(labels)))
+        fewest = min(fewest, most)
     return EpisodeSampler(labels, sorted(set(labels)), fewest, k_shot, n_query, seed, names, uneven_queries, most)
 
 
