@@ -8,7 +8,6 @@ from ..launch import check_one_job
 from ..validation import SEED, CheckedTrainingArguments, Number, check_settings
 from .shaping import EPOCHS
 
-
 MAX_TRAIN_WAYS = 10
 
 
