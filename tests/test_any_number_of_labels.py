@@ -145,9 +145,8 @@ def test_the_trainer_mixes_episode_sizes_and_refuses_them_for_a_fixed_width_net(
     capped = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, max_train_ways=9), train_dataset=data,
                                        processing_class=tokenizer)  # the data has 6 classes
     assert {len(capped.as_episodes(data, training=True).sampler(i).classes) for i in range(60)} == {2, 3, 4, 5, 6}
-    # the default mixes sizes only for models that serve any number of classes
-    assert SemiSupervisedMetaTrainer(model=fixed, args=meta_args(tmp_path), train_dataset=data,
-                                     processing_class=tokenizer).training_ways is None
+    assert SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=data,
+                                     processing_class=tokenizer).training_ways is None  # default: n_way-way
 
 
 def test_the_refinement_step_does_not_grow_with_the_number_of_unlabelled_queries():

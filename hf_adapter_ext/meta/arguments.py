@@ -8,9 +8,6 @@ from ..launch import check_one_job
 from ..validation import SEED, CheckedTrainingArguments, Number, check_settings
 from .shaping import EPOCHS
 
-MAX_TRAIN_WAYS = 10
-
-
 @dataclass
 class MetaTrainingArguments(CheckedTrainingArguments):
     """How episodes are drawn and trained on, on top of `TrainingArguments`. The model's own settings (``n_way``,
@@ -34,12 +31,11 @@ class MetaTrainingArguments(CheckedTrainingArguments):
                 "(benchmarks/results/sib_fewshot_explore_uneven_train_half.md). 0 trains as the reference does."})
     uneven_eval_queries: float = field(default=0.0, metadata={
         "help": "The same for evaluation episodes: 1.0 scores on uneven query sets only."})
-    max_train_ways: int | None = field(default=MAX_TRAIN_WAYS, metadata={
+    max_train_ways: int | None = field(default=None, metadata={
         "help": "Draw each training episode's class count uniformly from min_train_ways..max_train_ways (capped at "
-                "the training classes), so one model learns tasks of every size it will serve. Applies to "
-                "sequence-level models with grad_net='equivariant'; others train on n_way-way episodes (a value "
-                "other than the default is refused for them). None: every training episode is n_way-way. 2..10 beat "
-                "5-way-only and the fixed-width net on meta-validation (benchmarks/results/fewshot_intents.md)."})
+                "the training classes; sequence level, grad_net='equivariant'). None (default): every training "
+                "episode is n_way-way. An equivariant model trained on 5-way episodes already serves any number of "
+                "labels; mixing 2..10 ways was not better on meta-validation (benchmarks/results/fewshot_intents.md)."})
     min_train_ways: int = field(default=2, metadata={"help": "The fewest classes of a training episode when "
                                                              "max_train_ways is set."})
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset as TorchDataset
 from transformers import Trainer
 
 from ..constants import IGNORE_INDEX
-from .arguments import MAX_TRAIN_WAYS, MetaTrainingArguments
+from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, episode_sampler
 from .episodes import collate_episodes
@@ -62,11 +62,8 @@ class SemiSupervisedMetaTrainer(Trainer):
     @property
     def training_ways(self) -> tuple[int, int] | None:
         """(fewest, most) classes of a training episode, or None for ``n_way`` each."""
-        config = self.model.config
         if self.args.max_train_ways is None:
             return None
-        if (not config.any_number_of_classes or config.level == "token") and self.args.max_train_ways == MAX_TRAIN_WAYS:
-            return None  # the default mixes sizes only where the model serves any number of classes
         return self.args.min_train_ways, self.args.max_train_ways
 
     def train(self, *args, **kwargs):
