@@ -8,6 +8,7 @@ from ..launch import check_one_job
 from ..validation import SEED, CheckedTrainingArguments, Number, check_settings
 from .shaping import EPOCHS
 
+
 @dataclass
 class MetaTrainingArguments(CheckedTrainingArguments):
     """How episodes are drawn and trained on, on top of `TrainingArguments`. The model's own settings (``n_way``,
