@@ -100,6 +100,13 @@ def shaped_features(name: str, texts, labels, classes, layers: int, seed: int):
     return cached(key, compute), seconds.get("shaping")
 
 
+def episode_counts(protocol: str, args) -> tuple[int, int]:
+    """(validation, test) episodes of a protocol: all-way episodes are larger, so fewer of them are drawn."""
+    if protocol.startswith("5way"):
+        return args.val_episodes, args.test_episodes
+    return args.allway_val_episodes, args.allway_test_episodes
+
+
 def logreg_scores(test, c: float) -> torch.Tensor:
     """Per-episode accuracy of logistic regression fitted on each episode's L2-normalised support features."""
     from sklearn.linear_model import LogisticRegression
@@ -138,8 +145,7 @@ def setfit_scores(texts, labels, test, count: int, seed: int) -> tuple[torch.Ten
 
 def protocol_scores(model, frozen, shaped, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
     """Every method's per-episode accuracy on the test episodes of ``protocol`` (the same episodes for all)."""
-    count = args.test_episodes if protocol.startswith("5way") else args.allway_test_episodes
-    val_count = args.val_episodes if protocol.startswith("5way") else args.allway_val_episodes
+    val_count, count = episode_counts(protocol, args)
     scores = {}
     for kind, features in (("frozen", frozen), ("shaped", shaped)):
         val = episodes(features, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
@@ -170,9 +176,8 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
         seconds = time.perf_counter() - start
         served = [p for p in PROTOCOLS if model.config.any_number_of_classes or PROTOCOLS[p][0] == 5]
         val_scores = {protocol: summary(score(model, episodes(
-            shaped, labels, classes["validation"], protocol, k, 1000 + seed,
-            args.val_episodes if protocol.startswith("5way") else args.allway_val_episodes), "sequence")["sib_k3"],
-            "sequence") for protocol in served}
+            shaped, labels, classes["validation"], protocol, k, 1000 + seed, episode_counts(protocol, args)[0]),
+            "sequence")["sib_k3"], "sequence") for protocol in served}
         report[name] = {"val": val_scores, "val_mean_5way": float(np.mean([val_scores[p] for p in served
                                                                              if p.startswith("5way")])),
                         "serves_every_protocol": len(served) == len(PROTOCOLS), "chosen_step": best_step,
