@@ -42,9 +42,10 @@ class SIBOutput(ModelOutput):
 
 
 def episode_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, Q, H] → [B, 1, H]: the mean over each episode's real queries, padding excluded."""
-    weight = mask.unsqueeze(-1).to(x.dtype)
-    return (x * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp(min=1)
+    """[B, Q, H] → [B, 1, H]: the mean over each episode's real queries, padding excluded (one batched
+    vector-matrix product: no masked copy of ``x``)."""
+    weight = mask.to(x.dtype).unsqueeze(1)  # [B, 1, Q]
+    return torch.bmm(weight, x) / weight.sum(dim=-1, keepdim=True).clamp(min=1)
 
 
 class EpisodeNorm(nn.Module):
@@ -63,9 +64,9 @@ class EpisodeNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(features))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        mean = episode_mean(x, mask)
-        var = episode_mean((x - mean).square(), mask)  # biased, as BatchNorm normalises
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        centred = x - episode_mean(x, mask)
+        var = episode_mean(centred.square(), mask)  # biased, as BatchNorm normalises; two passes, as it does
+        return torch.addcmul(self.bias, centred, torch.rsqrt(var + self.eps) * self.weight)
 
 
 class SyntheticGradientNet(nn.Module):
@@ -109,6 +110,8 @@ class SyntheticGradientNet(nn.Module):
 
 def class_mean(x: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
     """[B, Q, C, H] → [B, Q, 1, H]: the mean over each episode's real classes (``class_mask`` [B, C])."""
+    if bool(class_mask.all()):  # the usual batch, every episode with every class: no masked copy of ``x``
+        return x.mean(dim=2, keepdim=True)
     weight = class_mask[:, None, :, None].to(x.dtype)
     return (x * weight).sum(dim=2, keepdim=True) / weight.sum(dim=2, keepdim=True).clamp(min=1)
 
