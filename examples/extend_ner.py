@@ -51,8 +51,10 @@ from hf_adapter_ext import (
     save_consolidated,
     source_labels,
 )
+from hf_adapter_ext.adapter.budget import EARLY_STOPPING_PATIENCE
+from hf_adapter_ext.adapter.consolidation import compare_with_teacher
 from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
-from hf_adapter_ext.adapter.training import EARLY_STOPPING_PATIENCE, REHEARSAL_RATIO
+from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
 from hf_adapter_ext.data import (
     load_ner_files,
     read_sentences,
@@ -325,7 +327,10 @@ def main(argv: list[str] | None = None) -> dict:
     model.save_pretrained(output, metrics=card_metrics)
     tokenizer.save_pretrained(output)
     if model_args.consolidate:
-        plain = model.consolidate(encoded["train"], tokenizer, unlabelled=lines or None, eval_dataset=scored)
+        # the distillation's steps are chosen on validation; the report compares both models where they are scored
+        plain = model.consolidate(encoded["train"], tokenizer, unlabelled=lines or None, eval_dataset=validation)
+        if scored is not None and scored is not validation:
+            plain.consolidation_report["evaluation"] = compare_with_teacher(model, plain, scored, tokenizer)
         save_consolidated(plain, output / "consolidated", tokenizer)
         results["consolidated"] = plain.consolidation_report.get("evaluation", {})
     if data_args.tag_text:  # entity text cut from the input by character offsets, as the user wrote it

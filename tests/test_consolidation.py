@@ -222,3 +222,36 @@ def test_a_path_weight_outside_0_1_is_refused(tokenizer, weight):
     model = get_adapter_model(source(tokenizer), NeuralAdapterConfig(new_labels=STEP1_NEW))
     with pytest.raises(ValueError, match="path_weight"):
         model.consolidate(toy_dataset(tokenizer), tokenizer, path_weight=weight)
+
+
+def test_with_validation_the_distillation_keeps_its_best_step_and_stops_early(tmp_path, tokenizer):
+    """A step budget evaluated on the labelled eval_dataset (entity F1 against its gold tags), the best step kept,
+    stopped after the patience: how an extension trains (consolidation_training_defaults, #30 point 5)."""
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    budget = TrainingArguments(output_dir=str(tmp_path / "b"), per_device_train_batch_size=5, max_steps=400,
+                               learning_rate=5e-3, report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+                               logging_strategy="no", eval_strategy="steps", eval_steps=5, save_strategy="steps",
+                               save_steps=5, save_total_limit=1, load_best_model_at_end=True,
+                               metric_for_best_model="overall_f1")
+    plain = extended.consolidate(data, tokenizer, args=budget, eval_dataset=data)
+    report = plain.consolidation_report
+    assert report["best_step"] % 5 == 0 and report["steps"] < 400  # the toy task is learnt long before the budget
+    assert report["evaluation"]["consolidated_overall_f1"] >= report["evaluation"]["extended_overall_f1"] - 0.05
+
+
+def test_an_evaluating_budget_without_eval_dataset_is_refused(tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    budget = TrainingArguments(output_dir=str(tmp_path / "b"), max_steps=5, report_to="none", use_cpu=True,
+                               eval_strategy="steps", eval_steps=5)
+    with pytest.raises(ValueError, match="no eval_dataset was given"):
+        extended.consolidate(data, tokenizer, args=budget)
+
+
+@pytest.mark.parametrize("validated", [False, True])
+def test_the_default_consolidation_budget_is_valid_training_arguments(tmp_path, validated):
+    from hf_adapter_ext.adapter.consolidation import consolidation_training_defaults
+    from hf_adapter_ext.validation import check_training_arguments
+
+    settings = TrainingArguments(output_dir=str(tmp_path), **consolidation_training_defaults(validated))
+    check_training_arguments(settings)
+    assert settings.max_steps > 0 and settings.load_best_model_at_end == validated

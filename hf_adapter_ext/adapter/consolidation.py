@@ -22,7 +22,7 @@ from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
 
 from ..constants import IGNORE_INDEX
-from ..metrics import evaluate_tagger
+from ..metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
 from ..validation import (
     Number,
     check_columns,
@@ -33,6 +33,7 @@ from ..validation import (
     check_training_arguments,
 )
 from . import anatomy
+from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, MAX_STEPS, add_stopping_callbacks
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -116,33 +117,55 @@ def teacher_distribution(teacher, inputs: dict, path_weight: float = 0.0) -> tor
 
 
 class _DistillationCollator(DataCollatorWithPadding):
-    """Pads the inputs and marks attended tokens as ``labels`` 0 (padding -100), so that `Trainer` counts the
-    step's tokens (``num_items_in_batch``) across accumulation steps and processes."""
+    """Pads the inputs. Distillation rows (no ``labels``) get attended tokens marked as ``labels`` 0 (padding
+    -100), so that `Trainer` counts the step's tokens (``num_items_in_batch``) across accumulation steps and
+    processes; validation rows keep their gold labels, padded with -100, for the entity-F1 that stops training."""
 
     def __call__(self, features):
         batch = super().__call__([{k: f[k] for k in _INPUTS if k in f} for f in features])
-        batch["labels"] = torch.where(batch["attention_mask"].bool(), 0, IGNORE_INDEX)
+        if all("labels" in f for f in features):
+            width = batch["input_ids"].size(1)
+            batch["labels"] = torch.tensor([list(f["labels"]) + [IGNORE_INDEX] * (width - len(f["labels"]))
+                                            for f in features])
+        else:
+            batch["labels"] = torch.where(batch["attention_mask"].bool(), 0, IGNORE_INDEX)
         return batch
 
 
 class _DistillationTrainer(Trainer):
-    def __init__(self, teacher, path_weight: float, **kwargs):
+    def __init__(self, teacher, path_weight: float, early_stopping_patience: int = EARLY_STOPPING_PATIENCE, **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher.to(self.args.device).eval()
         self.path_weight = path_weight
+        add_stopping_callbacks(self, early_stopping_patience)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {k: v for k, v in inputs.items() if k in _INPUTS}
         mask = inputs["attention_mask"].bool()
         target = teacher_distribution(self.teacher, inputs, self.path_weight)
-        log_p = F.log_softmax(model(**inputs).logits.float(), dim=-1)
+        outputs = model(**inputs)
+        log_p = F.log_softmax(outputs.logits.float(), dim=-1)
         loss = -(target * log_p).sum(-1)[mask].sum()
         if num_items_in_batch is None:
-            return loss / mask.sum().clamp(min=1)
-        loss = loss / num_items_in_batch
-        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
-            loss = loss * self.accelerator.num_processes  # DDP averages gradients; the sum is what is wanted
-        return loss
+            loss = loss / mask.sum().clamp(min=1)
+        else:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients; the sum is what is wanted
+        return (loss, outputs) if return_outputs else loss
+
+
+def consolidation_training_defaults(validated: bool) -> dict:
+    """The `TrainingArguments` settings a distillation runs with when ``consolidate`` is given none: a budget of
+    ``MAX_STEPS`` steps at lr 5e-5, batch 16. With a labelled ``eval_dataset`` (``validated``) the student's entity
+    F1 is measured every ``EVAL_STEPS`` steps, the best step is kept, and training stops after
+    ``EARLY_STOPPING_PATIENCE`` evaluations without gain, as an extension trains (`extension_training_defaults`)."""
+    settings = {"max_steps": MAX_STEPS, "learning_rate": 5e-5, "per_device_train_batch_size": 16, "warmup_steps": 20,
+                "save_strategy": "no", "report_to": "none", "logging_steps": EVAL_STEPS}
+    if validated:
+        settings.update(eval_strategy="steps", eval_steps=EVAL_STEPS, save_strategy="steps", save_steps=EVAL_STEPS,
+                        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="overall_f1")
+    return settings
 
 
 def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Dataset | None, tokenizer) -> Dataset:
@@ -188,19 +211,29 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
               "new_labels": config.new_labels, "target": config.target, "adapter": config.adapter,
               "head": config.head, "path_weight": path_weight}
     if config.adapter == "none" and config.head == "linear":  # the target alone predicts: the copy is exact
-        report.update(exact=True, distillation_examples=0, unlabelled_examples=0, epochs=0)
+        report.update(exact=True, distillation_examples=0, unlabelled_examples=0, steps=0)
     else:
         data = distillation_data(train_dataset, unlabelled, tokenizer)
         if args is None:
-            args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"), num_train_epochs=3,
-                                     learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
-                                     report_to="none", logging_strategy="no", disable_tqdm=False)
+            args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"),
+                                     **consolidation_training_defaults(validated=eval_dataset is not None))
         args = dataclasses.replace(args, remove_unused_columns=False)  # the caller's arguments stay as they were
-        trainer = _DistillationTrainer(teacher=model, path_weight=path_weight, model=student, args=args, train_dataset=data,
-                                       data_collator=_DistillationCollator(tokenizer))
-        trainer.train()
+        validation = None
+        if args.eval_strategy != "no":
+            if eval_dataset is None:
+                raise ValueError("consolidate's args evaluate (eval_strategy is not 'no'), but no eval_dataset was "
+                                 "given: pass a tokenized, labelled eval_dataset, or set eval_strategy='no'.")
+            validation = eval_dataset.select_columns([c for c in (*_INPUTS, "labels") if c in eval_dataset.column_names])
+        id2label = model.config.id2label
+        trainer = _DistillationTrainer(
+            teacher=model, path_weight=path_weight, model=student, args=args, train_dataset=data,
+            eval_dataset=validation, data_collator=_DistillationCollator(tokenizer),
+            compute_metrics=entity_f1_compute_metrics(id2label, config.new_types, config.label_parents or {}),
+            preprocess_logits_for_metrics=predicted_label_ids)
+        result = trainer.train()
         report.update(distillation_examples=len(data), unlabelled_examples=len(data) - len(train_dataset),
-                      epochs=args.num_train_epochs)
+                      steps=trainer.state.global_step, best_step=trainer.state.best_global_step,
+                      train_seconds=result.metrics["train_runtime"])
     student.eval()
     if eval_dataset is not None:
         report["evaluation"] = compare_with_teacher(model, student, eval_dataset, tokenizer)

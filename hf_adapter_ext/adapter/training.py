@@ -15,19 +15,16 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Sampler
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers import Trainer
 
 from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number
+from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, MAX_STEPS, add_stopping_callbacks
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
 from .self_training import PSEUDO_LABEL_THRESHOLD, add_pseudo_labels
 
 logger = logging.getLogger(__name__)
 
-# The step budget and the stopping rule of `examples/extend_ner.py` and `extension_training_defaults`.
-MAX_STEPS = 1500
-EVAL_STEPS = 50
-EARLY_STOPPING_PATIENCE = 6  # evaluations without a better validation score (300 steps)
 REHEARSAL_RATIO = 1.0  # rehearsal rows drawn per labelled row: half of every batch
 
 
@@ -90,18 +87,6 @@ class RehearsalSampler(Sampler[int]):
         yield from rows[torch.randperm(len(rows), generator=generator)].tolist()
 
 
-class BestIsLastCallback(TrainerCallback):
-    """Warns when the best evaluation was the last one: the model was still improving when the budget ran out."""
-
-    def on_train_end(self, args, state, control, **kwargs):
-        best = getattr(state, "best_global_step", None)
-        evaluated = [entry["step"] for entry in state.log_history if f"eval_{args.metric_for_best_model}" in entry]
-        if best and evaluated and best == max(evaluated) and len(evaluated) > 1:
-            logger.warning("The best validation score came at the last evaluation (step %d of %d): the model was "
-                           "still improving. Raise --max_steps (or --num_train_epochs) and train again.", best,
-                           state.global_step)
-
-
 class ExtensionTrainer(Trainer):
     """`transformers.Trainer` for a :class:`NeuralAdapterModel`: its optimiser gives the fresh parts (output layer,
     CRF, adapter) ``head_learning_rate``, rehearsal rows are drawn per step (:class:`RehearsalSampler`), training
@@ -126,10 +111,7 @@ class ExtensionTrainer(Trainer):
         self.head_learning_rate, self.rehearsal_ratio = head_learning_rate, rehearsal_ratio
         self.early_stopping_patience = early_stopping_patience
         super().__init__(*args, **kwargs)
-        if self.args.load_best_model_at_end and self.eval_dataset is not None:
-            if early_stopping_patience:
-                self.add_callback(EarlyStoppingCallback(early_stopping_patience))
-            self.add_callback(BestIsLastCallback())
+        add_stopping_callbacks(self, early_stopping_patience)
 
     def create_optimizer(self):
         if self.optimizer is None:

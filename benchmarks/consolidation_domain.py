@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Consolidation on a small, many-type domain: the adapter + rehearsal extension of a CoNLL-2003 tagger to CrossNER
+politics / music (all labelled training sentences, the library's extension defaults), distilled into a plain model
+of the source's class with each consolidation budget, scored beside the extended model it came from.
+
+Budgets (``--variants``):
+- ``3 epochs``: the consolidation default before this benchmark (3 epochs, lr 5e-5, batch 16, no validation);
+- ``steps``: the library's default with a labelled ``eval_dataset`` (``consolidation_training_defaults``: at most
+  1500 steps, entity F1 on the first ``--dev_sentences`` domain dev sentences every 50, patience 6, best kept);
+- ``steps + domain text``: the same, with the rest of the domain's dev sentences (labels dropped) as unlabelled
+  domain text beside the rehearsal text.
+Every variant distils on the domain's training sentences plus the extension's 1000 CoNLL rehearsal sentences (labels
+never read). Scored on the domain test (overall / new types / BIO-invalid spans) and CoNLL test (old types,
+strict). Each extension and each consolidation is kept as soon as it finishes, so an interrupted run resumes.
+
+    nohup python -m benchmarks.consolidation_domain --domains politics --seeds 0 > consolidation_domain.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from transformers import TrainingArguments, set_seed
+
+from benchmarks.common import CACHE, RESULTS, target, write_results
+from benchmarks.domain_extension import DOMAINS, REHEARSAL
+from benchmarks.fewshot_extension import source_bench, train_extension
+from hf_adapter_ext import NeuralAdapterModel
+from hf_adapter_ext.data import with_label_order
+from hf_adapter_ext.metrics import evaluate_tagger
+
+METHOD = "adapter+rehearsal"
+VARIANTS = ("3 epochs", "steps", "steps + domain text")
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=list(DOMAINS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--dev_sentences", type=int, default=200,
+                        help="Domain dev sentences that choose the step (the first ones of the dev file).")
+    parser.add_argument("--source_epochs", type=float, default=1.0)
+    parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
+    parser.add_argument("--state", default=str(CACHE / "consolidation_domain"), help="Where runs are kept.")
+    parser.add_argument("--source_state", default=str(CACHE / "domain_extension"),
+                        help="Where the CoNLL sources of benchmarks/domain_extension.py are kept.")
+    parser.add_argument("--results_dir", default=str(RESULTS))
+    return parser
+
+
+def scores(model, bench, data, new_types, parents) -> dict:
+    id2label = model.config.id2label
+    conll_test = with_label_order(bench.conll["test"], list(id2label.values()))
+    domain = evaluate_tagger(model, bench.encode(data["test"]), bench.tokenizer, id2label, new_types, parents)
+    conll = evaluate_tagger(model, bench.encode(conll_test), bench.tokenizer, id2label, new_types, parents)
+    return {"domain_overall_f1": 100 * domain["overall_f1"], "domain_new_f1": 100 * domain["new_f1"],
+            "domain_bio_invalid_spans": domain["bio_invalid_spans"], "conll_old_f1": 100 * conll["old_f1"]}
+
+
+def extension(bench, options, domain: str, seed: int, state: dict):
+    """The extended model of ``domain`` and ``seed`` (trained once, then reloaded) and its data."""
+    folder = Path(options.state) / f"{domain}_seed{seed}"
+    key = f"{domain}/seed{seed}/extended"
+    if key in state["runs"] and (folder / "adapter_config.json").is_file():
+        data, new_types = bench.domain(domain)
+        model = NeuralAdapterModel.from_pretrained(bench.source(seed), folder).eval()
+        data = with_label_order(data, list(model.config.id2label.values()))
+        parents = state["runs"][key]["parents"]
+        return model, data, new_types, parents
+    model, record, data, new_types, parents = train_extension(bench, options, METHOD, domain, 0, seed)
+    model.save_pretrained(folder)
+    state["runs"][key] = {**record, "parents": parents, **scores(model, bench, data, new_types, parents)}
+    return model, data, new_types, parents
+
+
+def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
+    dev_count = min(options.dev_sentences, len(data["dev"]))
+    dev = bench.encode(data["dev"].select(range(dev_count)))
+    unlabelled = [" ".join(words) for words in bench.rehearsal_pool[:REHEARSAL]]
+    if variant == "steps + domain text":
+        unlabelled += [" ".join(words) for words in data["dev"]["tokens"][dev_count:]]
+    args = None
+    if variant == "3 epochs":
+        args = TrainingArguments(output_dir=str(Path(options.state) / "distillation"), num_train_epochs=3,
+                                 learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
+                                 report_to="none", logging_steps=50, seed=seed, disable_tqdm=True)
+    set_seed(seed)
+    started = time.perf_counter()
+    plain = model.consolidate(bench.encode(data["train"]), bench.tokenizer, unlabelled=unlabelled, args=args,
+                              eval_dataset=dev)
+    report = {k: plain.consolidation_report.get(k) for k in ("steps", "best_step", "distillation_examples",
+                                                             "unlabelled_examples")}
+    return plain, {**report, "seconds": time.perf_counter() - started}
+
+
+def mean(values):
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarise(state: dict, options) -> None:
+    runs, targets = state["runs"], []
+    rows = ["| domain | model | seeds | domain overall F1 | domain new-type F1 | BIO-invalid spans (domain test) | "
+            "CoNLL old-type F1 (strict) | steps (best) | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for domain in DOMAINS:
+        for name in ("extended", *VARIANTS):
+            found = [r for key, r in runs.items() if key.startswith(f"{domain}/") and key.endswith(f"/{name}")]
+            if not found:
+                continue
+            m = {k: mean([r[k] for r in found]) for k in ("domain_overall_f1", "domain_new_f1",
+                                                            "domain_bio_invalid_spans", "conll_old_f1")}
+            steps = "" if name == "extended" else (f"{mean([r['steps'] for r in found]):.0f} "
+                                                   f"({mean([r['best_step'] or r['steps'] for r in found]):.0f})")
+            seconds = mean([r.get("seconds", r.get("train_seconds")) for r in found])
+            rows.append(f"| {domain} | {name} | {len(found)} | {m['domain_overall_f1']:.2f} | {m['domain_new_f1']:.2f} "
+                        f"| {m['domain_bio_invalid_spans']:.0f} | {m['conll_old_f1']:.2f} | {steps} | {seconds:.0f} |")
+            if name == "extended":
+                continue
+            pairs = [(r, runs[key.rsplit("/", 1)[0] + "/extended"]) for key, r in runs.items()
+                     if key.startswith(f"{domain}/") and key.endswith(f"/{name}")]
+            for metric, label in (("domain_overall_f1", "overall"), ("domain_new_f1", "new-type")):
+                gap = mean([r[metric] - e[metric] for r, e in pairs])
+                targets.append(target(f"{domain}, {name}: consolidated - extended, domain {label} F1", gap, -1.0, ">="))
+            ratio = mean([r["domain_bio_invalid_spans"] for r, _ in pairs]) / max(
+                1.0, mean([e["domain_bio_invalid_spans"] for _, e in pairs]))
+            targets.append(target(f"{domain}, {name}: BIO-invalid spans, consolidated / extended", ratio, 2.0, "<="))
+    text = ("Extended model: adapter + rehearsal (1000 CoNLL sentences, label_parents), all of the domain's labelled "
+            "training sentences, the library's extension defaults. Each consolidation distils it into a plain model of "
+            "the source's class (path_weight 0.5) on the domain's training sentences and the rehearsal text; the budgets "
+            "are described in the benchmark's docstring. Entity F1 %, mean over seeds.\n\n" + "\n".join(rows) + "\n")
+    write_results("consolidation_domain", {"runs": runs, "settings": vars(options), "targets": targets}, text,
+                  results_dir=Path(options.results_dir))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    options = arguments().parse_args(argv)
+    state_file = Path(options.state) / "runs.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}}
+    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit")}
+    if state.get("settings") != settings:
+        state = {"runs": {}, "settings": settings}
+    bench = source_bench(options)
+
+    def keep():
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state, indent=2))
+        summarise(state, options)
+
+    for seed in options.seeds:
+        for domain in options.domains:
+            model, data, new_types, parents = extension(bench, options, domain, seed, state)
+            keep()
+            for variant in options.variants:
+                key = f"{domain}/seed{seed}/{variant}"
+                if key in state["runs"]:
+                    continue
+                print(f"== {key}", flush=True)
+                plain, record = consolidated(model, bench, options, variant, data, seed)
+                state["runs"][key] = {**record, **scores(plain, bench, data, new_types, parents)}
+                keep()
+    return state
+
+
+if __name__ == "__main__":
+    main()

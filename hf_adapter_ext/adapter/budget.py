@@ -1,0 +1,39 @@
+"""The training budget of extensions and consolidations: a number of optimisation steps, evaluated on validation
+every few steps, stopped once the score has not risen for a while, with a warning when the best step is the last.
+
+A domain brings 10–200 labelled sentences: counted in epochs that is a few dozen steps, too few to learn from.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+# The step budget and the stopping rule of `examples/extend_ner.py` and `extension_training_defaults`.
+MAX_STEPS = 1500
+EVAL_STEPS = 50
+EARLY_STOPPING_PATIENCE = 6  # evaluations without a better validation score (300 steps)
+
+
+class BestIsLastCallback(TrainerCallback):
+    """Warns when the best evaluation was the last one: the model was still improving when the budget ran out."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        best = getattr(state, "best_global_step", None)
+        evaluated = [entry["step"] for entry in state.log_history if f"eval_{args.metric_for_best_model}" in entry]
+        if best and evaluated and best == max(evaluated) and len(evaluated) > 1:
+            logger.warning("The best validation score came at the last evaluation (step %d of %d): the model was "
+                           "still improving. Raise --max_steps (or --num_train_epochs) and train again.", best,
+                           state.global_step)
+
+
+def add_stopping_callbacks(trainer: Trainer, patience: int) -> None:
+    """Early stopping after ``patience`` evaluations without gain (0: never) and the best-is-last warning, for a
+    trainer that keeps its best step (``load_best_model_at_end``) on a validation set."""
+    if trainer.args.load_best_model_at_end and trainer.eval_dataset is not None:
+        if patience:
+            trainer.add_callback(EarlyStoppingCallback(patience))
+        trainer.add_callback(BestIsLastCallback())
