@@ -191,6 +191,13 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
     return chosen[0], chosen[1], report
 
 
+def setfit_counts(seed: int, args) -> tuple[int, int]:
+    """SetFit's (5-way, all-way) test episodes for ``seed``: none outside ``--setfit_seeds``."""
+    if args.setfit_seeds is not None and seed not in args.setfit_seeds:
+        return 0, 0
+    return args.setfit_5way, args.setfit_allway
+
+
 def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
     shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, args.layers, seed)
     chosen, model, candidates = train_candidates(shaped, labels, classes, k, seed, args)
@@ -200,8 +207,8 @@ def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
         record[protocol] = {**per_method(scores), "paired": per_method({
             "sib_k3-soft_kmeans_frozen": scores["sib_k3"] - scores["soft_kmeans_frozen"],
             "sib_k3-sib_k0": scores["sib_k3"] - scores["sib_k0"]})}
-        setfit_count = args.setfit_5way if protocol == "5way_even" else args.setfit_allway \
-            if protocol == "allway_natural" else 0
+        five_way, all_way = setfit_counts(seed, args)
+        setfit_count = five_way if protocol == "5way_even" else all_way if protocol == "allway_natural" else 0
         if setfit_count:
             test = episodes(None, labels, classes["test"], protocol, k, 2000 + seed, setfit_count)
             accuracy, seconds = setfit_scores(texts, labels, test, setfit_count, seed)
@@ -220,8 +227,8 @@ def run(args) -> tuple[dict, list, list]:
     results, targets = {}, []
     rows = ["| dataset | shots | protocol | " + " | ".join(METHODS) + " | SIB K − soft k-means frozen | SIB K − K=0 |",
             "|---|---|---|" + "---|" * (len(METHODS) + 2)]
-    setfit_rows = ["| dataset | shots | protocol | episodes | SetFit | SIB K | soft k-means frozen | SetFit s/task |",
-                   "|---|---|---|---|---|---|---|---|"]
+    setfit_rows = ["| dataset | shots | protocol | seeds | episodes per seed | SetFit | SIB K | soft k-means frozen | "
+                   "SetFit s/task |", "|---|---|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
         texts, labels, classes = task(dataset)
         frozen = cached(f"{dataset}_minilm", lambda: encode_texts(new_model("sequence"), tokenizer, texts))
@@ -230,7 +237,7 @@ def run(args) -> tuple[dict, list, list]:
             for seed in args.seeds:
                 kept = (CACHE / "fewshot_intents" / f"{dataset}_{k}shot_s{seed}_l{args.layers}_steps{args.steps}_"
                         f"{'-'.join(args.candidates)}_t{args.test_episodes}-{args.allway_test_episodes}_"
-                        f"sf{args.setfit_5way}-{args.setfit_allway}.json")
+                        f"sf{'-'.join(map(str, setfit_counts(seed, args)))}.json")
                 if not kept.is_file():
                     kept.parent.mkdir(parents=True, exist_ok=True)
                     kept.write_text(json.dumps(run_one(dataset, texts, labels, classes, frozen, k, seed, args)))
@@ -250,12 +257,14 @@ def run(args) -> tuple[dict, list, list]:
                 if k == 1 and protocol in ("5way_even", "5way_uneven"):
                     targets.append(target(f"{dataset} 5-way 1-shot, {protocol[5:]} queries: SIB K − its K=0 start "
                                           "(points)", refinement, 0.5, ">="))
-                if all("setfit" in s[protocol] for s in per_seed):
-                    fit = {m: 100 * float(np.mean([s[protocol]["setfit"][m]["mean"] for s in per_seed]))
+                fitted = [s for s in per_seed if "setfit" in s[protocol]]
+                if fitted:
+                    fit = {m: 100 * float(np.mean([s[protocol]["setfit"][m]["mean"] for s in fitted]))
                            for m in ("setfit", "sib_k3", "soft_kmeans_frozen")}
-                    seconds = float(np.mean([s[protocol]["setfit"]["seconds_per_task"] for s in per_seed]))
-                    count = per_seed[0][protocol]["setfit"]["episodes"]
-                    setfit_rows.append(f"| {dataset} | {k} | {protocol} | {count} | {fit['setfit']:.2f} | "
+                    seconds = float(np.mean([s[protocol]["setfit"]["seconds_per_task"] for s in fitted]))
+                    count = fitted[0][protocol]["setfit"]["episodes"]
+                    setfit_rows.append(f"| {dataset} | {k} | {protocol} | {[s['seed'] for s in fitted]} | {count} | "
+                                       f"{fit['setfit']:.2f} | "
                                        f"{fit['sib_k3']:.2f} | {fit['soft_kmeans_frozen']:.2f} | {seconds:.1f} |")
                     if protocol == "allway_natural":
                         targets.append(target(f"{dataset} all-way {k}-shot: SIB K − SetFit on the same {count} "
@@ -295,6 +304,8 @@ def main():
     parser.add_argument("--allway_test_episodes", type=int, default=300)
     parser.add_argument("--setfit_5way", type=int, default=10, help="5-way even test episodes SetFit trains on")
     parser.add_argument("--setfit_allway", type=int, default=2, help="all-way test episodes SetFit trains on")
+    parser.add_argument("--setfit_seeds", type=int, nargs="+", default=None,
+                        help="Seeds SetFit runs on (default: all); it costs minutes per task.")
     args = parser.parse_args()
     results, targets, table = run(args)
     write_results("fewshot_intents", {"settings": vars(args), "targets": targets, "results": results}, "\n".join(table))
