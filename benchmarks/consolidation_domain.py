@@ -25,9 +25,9 @@ from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
 
-from benchmarks.common import CACHE, RESULTS, target, write_results
+from benchmarks.common import target, write_results
 from benchmarks.domain_extension import DOMAINS, REHEARSAL
-from benchmarks.fewshot_extension import source_bench, train_extension
+from benchmarks.fewshot_extension import domain_arguments, source_bench, train_extension
 from hf_adapter_ext import NeuralAdapterModel
 from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.metrics import evaluate_tagger
@@ -37,18 +37,8 @@ VARIANTS = ("3 epochs", "steps", "steps + domain text")
 
 
 def arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=list(DOMAINS))
+    parser = domain_arguments(__doc__, "consolidation_domain")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--dev_sentences", type=int, default=200,
-                        help="Domain dev sentences that choose the step (the first ones of the dev file).")
-    parser.add_argument("--source_epochs", type=float, default=1.0)
-    parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
-    parser.add_argument("--state", default=str(CACHE / "consolidation_domain"), help="Where runs are kept.")
-    parser.add_argument("--source_state", default=str(CACHE / "domain_extension"),
-                        help="Where the CoNLL sources of benchmarks/domain_extension.py are kept.")
-    parser.add_argument("--results_dir", default=str(RESULTS))
     return parser
 
 

@@ -47,17 +47,24 @@ BEST = "adapter+rehearsal+self-training"
 
 
 def arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=list(DOMAINS))
+    parser = domain_arguments(__doc__, "fewshot_extension")
     parser.add_argument("--ks", type=int, nargs="+", default=list(KS),
                         help="Labelled sentences per run (0: all); a k above the domain's count is refused.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    return parser
+
+
+def domain_arguments(description: str, state: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that extend a CoNLL source to the CrossNER domains; runs kept in
+    ``CACHE/<state>``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=list(DOMAINS))
     parser.add_argument("--dev_sentences", type=int, default=200,
                         help="Domain dev sentences that choose the step (the first ones of the dev file).")
     parser.add_argument("--source_epochs", type=float, default=1.0)
     parser.add_argument("--limit", type=int, default=None, help="Cap every split (smoke runs).")
-    parser.add_argument("--state", default=str(CACHE / "fewshot_extension"), help="Where runs are kept.")
+    parser.add_argument("--state", default=str(CACHE / state), help="Where runs are kept.")
     parser.add_argument("--source_state", default=str(CACHE / "domain_extension"),
                         help="Where the CoNLL sources of benchmarks/domain_extension.py are kept.")
     parser.add_argument("--results_dir", default=str(RESULTS))
