@@ -87,11 +87,12 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
                          "of them.")
     k = k or len(data["train"])
     parents = {t: PARENTS[t] for t in new_types if t in PARENTS}
+    source = bench.source(seed)  # trained once per seed and kept: not part of an extension's time
     set_seed(seed)
     started = time.perf_counter()
     config = NeuralAdapterConfig(new_labels=[f"{p}-{t}" for t in new_types for p in "BI"],
                                  label_parents=parents if rehearse else None, **adapter_options)
-    model = get_adapter_model(bench.source(seed), config)
+    model = get_adapter_model(source, config)
     id2label = model.config.id2label
     data = with_label_order(data, list(id2label.values()))
     pool = data["train"].shuffle(seed=seed)  # nested samples: k takes the first k of one order per seed
