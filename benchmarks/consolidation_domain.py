@@ -94,7 +94,7 @@ def mean(values):
 def summarise(state: dict, options) -> None:
     runs, targets = state["runs"], []
     rows = ["| domain | model | seeds | domain overall F1 | domain new-type F1 | BIO-invalid spans (domain test) | "
-            "CoNLL old-type F1 (strict) | steps (best) | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+            "CoNLL old-type F1 (strict) | steps (best) | seconds (extension: its Trainer run; consolidation: the call) |", "|---|---|---|---|---|---|---|---|---|"]
     for domain in DOMAINS:
         for name in ("extended", *VARIANTS):
             found = [r for key, r in runs.items() if key.startswith(f"{domain}/") and key.endswith(f"/{name}")]
@@ -104,7 +104,7 @@ def summarise(state: dict, options) -> None:
                                                             "domain_bio_invalid_spans", "conll_old_f1")}
             steps = "" if name == "extended" else (f"{mean([r['steps'] for r in found]):.0f} "
                                                    f"({mean([r['best_step'] or r['steps'] for r in found]):.0f})")
-            seconds = mean([r.get("seconds", r.get("train_seconds")) for r in found])
+            seconds = mean([r["train_seconds_first_run"] if name == "extended" else r["seconds"] for r in found])
             rows.append(f"| {domain} | {name} | {len(found)} | {m['domain_overall_f1']:.2f} | {m['domain_new_f1']:.2f} "
                         f"| {m['domain_bio_invalid_spans']:.0f} | {m['conll_old_f1']:.2f} | {steps} | {seconds:.0f} |")
             if name == "extended":
