@@ -8,7 +8,9 @@ Budgets (``--variants``):
 - ``steps``: the library's default with a labelled ``eval_dataset`` (``consolidation_training_defaults``: at most
   1500 steps, entity F1 on the first ``--dev_sentences`` domain dev sentences every 50, patience 6, best kept);
 - ``steps + domain text``: the same, with the rest of the domain's dev sentences (labels dropped) as unlabelled
-  domain text beside the rehearsal text.
+  domain text beside the rehearsal text;
+- ``... + transition loss``: each token's loss also counts the student's probability of a BIO-breaking tag
+  transition (``consolidate(transition_weight=1.0)``).
 Every variant distils on the domain's training sentences plus the extension's 1000 CoNLL rehearsal sentences (labels
 never read). Scored on the domain test (overall / new types / BIO-invalid spans) and CoNLL test (old types,
 strict). Each extension and each consolidation is kept as soon as it finishes, so an interrupted run resumes.
@@ -33,7 +35,9 @@ from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.metrics import evaluate_tagger
 
 METHOD = "adapter+rehearsal"
-VARIANTS = ("3 epochs", "steps", "steps + domain text")
+VARIANTS = ("3 epochs", "steps", "steps + domain text", "steps + transition loss",
+            "steps + domain text + transition loss")
+TRANSITION_WEIGHT = 1.0  # the "transition loss" variants' consolidate(transition_weight=)
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -71,7 +75,7 @@ def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
     dev_count = min(options.dev_sentences, len(data["dev"]))
     dev = bench.encode(data["dev"].select(range(dev_count)))
     unlabelled = [" ".join(words) for words in bench.rehearsal_pool[:REHEARSAL]]
-    if variant == "steps + domain text":
+    if "domain text" in variant:
         unlabelled += [" ".join(words) for words in data["dev"]["tokens"][dev_count:]]
     args = None
     if variant == "3 epochs":
@@ -81,7 +85,7 @@ def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
     set_seed(seed)
     started = time.perf_counter()
     plain = model.consolidate(bench.encode(data["train"]), bench.tokenizer, unlabelled=unlabelled, args=args,
-                              eval_dataset=dev)
+                              eval_dataset=dev, transition_weight=TRANSITION_WEIGHT if "transition" in variant else 0.0)
     report = {k: plain.consolidation_report.get(k) for k in ("steps", "best_step", "distillation_examples",
                                                              "unlabelled_examples")}
     return plain, {**report, "seconds": time.perf_counter() - started}

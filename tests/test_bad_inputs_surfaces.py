@@ -424,6 +424,9 @@ REFUSED = [
     ("consolidate path weight str", lambda: consolidate(path_weight="0.5"), T, r"path_weight"),
     ("consolidate path weight nan", lambda: consolidate(path_weight=float("nan")), V, r"path_weight"),
     ("consolidate path weight 2", lambda: consolidate(path_weight=2.0), V, r"path_weight=2.0"),
+    ("consolidate transition weight negative", lambda: consolidate(transition_weight=-1.0), V, r"transition_weight=-1.0"),
+    ("consolidate transition weight str", lambda: consolidate(transition_weight="1"), T, r"transition_weight"),
+    ("consolidate transition weight inf", lambda: consolidate(transition_weight=float("inf")), V, r"transition_weight"),
     ("consolidate args dict", lambda: consolidate(args={"num_train_epochs": 1}), T, r"TrainingArguments"),
     ("consolidate args lr 0", lambda: consolidate(args=TrainingArguments(
         output_dir=tempfile.mkdtemp(), learning_rate=0.0, report_to="none")), V, r"--learning_rate=0.0"),

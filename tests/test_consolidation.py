@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import (
     AutoModelForTokenClassification,
     BertForTokenClassification,
@@ -255,3 +257,34 @@ def test_the_default_consolidation_budget_is_valid_training_arguments(tmp_path, 
     settings = TrainingArguments(output_dir=str(tmp_path), **consolidation_training_defaults(validated))
     check_training_arguments(settings)
     assert settings.max_steps > 0 and settings.load_best_model_at_end == validated
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_invalid_transition_mass_is_the_brute_force_probability_of_a_forbidden_pair(batch, length, seed):
+    """Against a float64 sum over every (previous tag, tag) pair the BIO rules forbid, padding excluded."""
+    from hf_adapter_ext.adapter.consolidation import invalid_transition_mass
+    from hf_adapter_ext.modeling.crf import bio_allowed_transitions
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    generator = torch.Generator().manual_seed(seed)
+    probs = torch.rand(batch, length, len(labels), generator=generator, dtype=torch.float64).softmax(-1)
+    mask = torch.rand(batch, length, generator=generator) < 0.8
+    mask[:, 0] = True
+    mask = mask.cumprod(dim=1).bool()  # right padding
+    allowed, _ = bio_allowed_transitions(labels)
+    mass = invalid_transition_mass(probs, mask, (~allowed).double())
+    for b in range(batch):
+        for t in range(length):
+            expected = 0.0
+            if t > 0 and mask[b, t] and mask[b, t - 1]:
+                expected = sum(float(probs[b, t - 1, i] * probs[b, t, j]) for i in range(len(labels))
+                               for j in range(len(labels)) if not allowed[i, j])
+            assert abs(float(mass[b, t]) - expected) < 1e-12
+
+
+def test_a_transition_weight_trains_and_is_reported(tmp_path, tokenizer):
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    plain = extended.consolidate(data, tokenizer, args=args(tmp_path / "b", 20, 5e-3), transition_weight=1.0)
+    assert plain.consolidation_report["transition_weight"] == 1.0
+    assert agreement(extended, plain, batch_of(tokenizer, data)) >= 0.9

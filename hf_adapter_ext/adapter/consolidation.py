@@ -23,6 +23,7 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, Trai
 
 from ..constants import IGNORE_INDEX
 from ..metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
+from ..modeling.crf import bio_allowed_transitions
 from ..validation import (
     Number,
     check_columns,
@@ -132,11 +133,23 @@ class _DistillationCollator(DataCollatorWithPadding):
         return batch
 
 
+def invalid_transition_mass(probs: torch.Tensor, mask: torch.Tensor, forbidden: torch.Tensor) -> torch.Tensor:
+    """[B, T] per-token probability that a token-by-token (argmax) tagger breaks BIO at this token: the chance,
+    under the student's own independent per-token distributions ``probs`` [B, T, L], that this token's tag may not
+    follow the previous token's (``forbidden`` [L, L], from → to); 0 at the first token and at padding."""
+    mass = ((probs[:, :-1] @ forbidden) * probs[:, 1:]).sum(-1) * (mask[:, 1:] & mask[:, :-1])
+    return F.pad(mass, (1, 0))
+
+
 class _DistillationTrainer(Trainer):
-    def __init__(self, teacher, path_weight: float, early_stopping_patience: int = EARLY_STOPPING_PATIENCE, **kwargs):
+    def __init__(self, teacher, path_weight: float, transition_weight: float = 0.0,
+                 early_stopping_patience: int = EARLY_STOPPING_PATIENCE, **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher.to(self.args.device).eval()
-        self.path_weight = path_weight
+        self.path_weight, self.transition_weight = path_weight, transition_weight
+        labels = [teacher.config.id2label[i] for i in range(len(teacher.config.id2label))]
+        allowed, _ = bio_allowed_transitions(labels)
+        self.forbidden = (~allowed).float().to(self.args.device)
         add_stopping_callbacks(self, early_stopping_patience)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -145,7 +158,10 @@ class _DistillationTrainer(Trainer):
         target = teacher_distribution(self.teacher, inputs, self.path_weight)
         outputs = model(**inputs)
         log_p = F.log_softmax(outputs.logits.float(), dim=-1)
-        loss = -(target * log_p).sum(-1)[mask].sum()
+        per_token = -(target * log_p).sum(-1)
+        if self.transition_weight:  # teach valid transitions: the plain model has no CRF to forbid them
+            per_token = per_token + self.transition_weight * invalid_transition_mass(log_p.exp(), mask, self.forbidden)
+        loss = per_token[mask].sum()
         if num_items_in_batch is None:
             loss = loss / mask.sum().clamp(min=1)
         else:
@@ -189,10 +205,13 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
 
 
 def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args: TrainingArguments | None = None,
-                eval_dataset: Dataset | None = None, path_weight: float = 0.5) -> PreTrainedModel:
+                eval_dataset: Dataset | None = None, path_weight: float = 0.5,
+                transition_weight: float = 0.0) -> PreTrainedModel:
     """See :meth:`NeuralAdapterModel.consolidate`."""
     check_number("consolidate", "path_weight", path_weight, Number(
         float, 0, 1, example="0.5", why="the share of the distillation target that is the teacher's decoded path"))
+    check_number("consolidate", "transition_weight", transition_weight, Number(
+        float, 0, 100, example="1.0", why="how much the BIO-breaking probability of each token adds to its loss"))
     check_consolidable(model)
     check_tokenizer_matches(model.source.config, tokenizer, "consolidate", model.source.name_or_path)
     check_columns(train_dataset, ["input_ids"], "consolidate's train_dataset",
@@ -209,7 +228,7 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
     config = model.peft_config
     report = {"source": config.base_model_name_or_path, "old_labels": config.old_labels,
               "new_labels": config.new_labels, "target": config.target, "adapter": config.adapter,
-              "head": config.head, "path_weight": path_weight}
+              "head": config.head, "path_weight": path_weight, "transition_weight": transition_weight}
     if config.adapter == "none" and config.head == "linear":  # the target alone predicts: the copy is exact
         report.update(exact=True, distillation_examples=0, unlabelled_examples=0, steps=0)
     else:
@@ -226,7 +245,8 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
             validation = eval_dataset.select_columns([c for c in (*_INPUTS, "labels") if c in eval_dataset.column_names])
         id2label = model.config.id2label
         trainer = _DistillationTrainer(
-            teacher=model, path_weight=path_weight, model=student, args=args, train_dataset=data,
+            teacher=model, path_weight=path_weight, transition_weight=transition_weight, model=student, args=args,
+            train_dataset=data,
             eval_dataset=validation, data_collator=_DistillationCollator(tokenizer),
             compute_metrics=entity_f1_compute_metrics(id2label, config.new_types, config.label_parents or {}),
             preprocess_logits_for_metrics=predicted_label_ids)

@@ -404,7 +404,7 @@ class NeuralAdapterModel(PreTrainedModel):
         return trainable, sum(p.numel() for p in self.parameters())
 
     def consolidate(self, train_dataset, tokenizer, unlabelled=None, args=None, eval_dataset=None,
-                    path_weight: float = 0.5):
+                    path_weight: float = 0.5, transition_weight: float = 0.0):
         """A plain transformers model of the source's class (linear head over old + new labels) that gives this
         extended model's predictions at the source's cost (one encoder pass), and loads without hf_adapter_ext:
         PEFT's ``merge_and_unload`` for a neural adapter.
@@ -419,11 +419,13 @@ class NeuralAdapterModel(PreTrainedModel):
         With ``eval_dataset`` (labelled, the validation set) the student's entity F1 is measured every 50
         steps, the best step is kept and training stops after 6 evaluations without gain, as an extension
         trains; the report then compares both models' F1 on it and counts BIO-invalid spans, what dropping the
-        CRF costs. Save it with
+        CRF costs. ``transition_weight`` adds to each token's loss that many times the probability, under the
+        student's own per-token distributions, that its tag may not follow the previous token's under BIO: the
+        plain model has no CRF to forbid such transitions, so the loss teaches it to avoid them. Save it with
         :func:`hf_adapter_ext.save_consolidated` (weights, tokenizer, a card that says how it was made).
         """
         return consolidate(self, train_dataset, tokenizer, unlabelled=unlabelled, args=args, eval_dataset=eval_dataset,
-                           path_weight=path_weight)
+                           path_weight=path_weight, transition_weight=transition_weight)
 
     # PeftModel's everyday names
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
