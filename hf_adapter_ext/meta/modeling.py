@@ -42,10 +42,9 @@ class SIBOutput(ModelOutput):
 
 
 def episode_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, Q, H] → [B, 1, H]: the mean over each episode's real queries, padding excluded (one batched
-    vector-matrix product: no masked copy of ``x``)."""
-    weight = mask.to(x.dtype).unsqueeze(1)  # [B, 1, Q]
-    return torch.bmm(weight, x) / weight.sum(dim=-1, keepdim=True).clamp(min=1)
+    """[B, Q, H] → [B, 1, H]: the mean over each episode's real queries, padding excluded."""
+    weight = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp(min=1)
 
 
 class EpisodeNorm(nn.Module):
