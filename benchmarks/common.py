@@ -136,3 +136,13 @@ def save_figure(fig, results_dir: Path, name: str) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(results_dir / f"{name}.png", dpi=120)
     plt.close(fig)
+
+
+def epoch_consolidation_args(output_dir, seed: int, epochs: float = 3, batch_size: int = 16):
+    """``consolidate``'s budget before it counted steps (``epochs`` passes at lr 5e-5, no validation): the
+    setting the kept consolidation results were made with, pinned so that they stay comparable."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=5e-5,
+                             per_device_train_batch_size=batch_size, save_strategy="no", report_to="none",
+                             disable_tqdm=True, logging_steps=50, seed=seed)

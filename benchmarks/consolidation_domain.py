@@ -25,9 +25,9 @@ import json
 import time
 from pathlib import Path
 
-from transformers import TrainingArguments, set_seed
+from transformers import set_seed
 
-from benchmarks.common import target, write_results
+from benchmarks.common import epoch_consolidation_args, target, write_results
 from benchmarks.domain_extension import DOMAINS, REHEARSAL
 from benchmarks.fewshot_extension import domain_arguments, source_bench, train_extension
 from hf_adapter_ext import NeuralAdapterModel
@@ -79,9 +79,7 @@ def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
         unlabelled += [" ".join(words) for words in data["dev"]["tokens"][dev_count:]]
     args = None
     if variant == "3 epochs":
-        args = TrainingArguments(output_dir=str(Path(options.state) / "distillation"), num_train_epochs=3,
-                                 learning_rate=5e-5, per_device_train_batch_size=16, save_strategy="no",
-                                 report_to="none", logging_steps=50, seed=seed, disable_tqdm=True)
+        args = epoch_consolidation_args(Path(options.state) / "distillation", seed)
     set_seed(seed)
     started = time.perf_counter()
     plain = model.consolidate(bench.encode(data["train"]), bench.tokenizer, unlabelled=unlabelled, args=args,

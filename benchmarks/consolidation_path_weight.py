@@ -23,7 +23,7 @@ from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
 
-from benchmarks.common import CACHE, RESULTS, target, write_results
+from benchmarks.common import CACHE, RESULTS, epoch_consolidation_args, target, write_results
 from benchmarks.paper_grid import DEFAULTS, AdapterArguments, Experiment, ExperimentArguments, sweep_settings
 from hf_adapter_ext import NeuralAdapterModel
 from hf_adapter_ext.metrics import evaluate_tagger
@@ -102,7 +102,8 @@ def run_seed(experiment: Experiment, options, seed: int) -> dict:
             continue
         set_seed(seed)
         student = extended.consolidate(experiment.encoded("target_train"), experiment.tokenizer, unlabelled=unlabelled,
-                                       path_weight=weight)
+                                       path_weight=weight,
+                                       args=epoch_consolidation_args(Path(options.output_dir) / "consolidate", seed))
         record["consolidated"][str(weight)] = scores(experiment, student)
         record_file.parent.mkdir(parents=True, exist_ok=True)
         record_file.write_text(json.dumps(record, indent=2))

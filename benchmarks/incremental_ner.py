@@ -53,7 +53,7 @@ from transformers import (
     set_seed,
 )
 
-from benchmarks.common import CACHE, RESULTS, shared_data_dir, target, write_results
+from benchmarks.common import CACHE, RESULTS, epoch_consolidation_args, shared_data_dir, target, write_results
 from benchmarks.paper_grid import default_encoder
 from hf_adapter_ext import (
     AdapterDataCollator,
@@ -186,10 +186,8 @@ class Bench:
         data = add_source_logits(encoded, model, self.tokenizer) if model.peft_config.uses_source_at_forward \
             else encoded
         model = self.fit(model, data, AdapterDataCollator(self.tokenizer), seed, self.options.extension_epochs)
-        args = TrainingArguments(output_dir=str(Path(self.options.state) / "consolidate"),
-                                 num_train_epochs=self.options.consolidation_epochs,
-                                 learning_rate=5e-5, per_device_train_batch_size=self.options.batch_size,
-                                 save_strategy="no", report_to="none", disable_tqdm=True, seed=seed)
+        args = epoch_consolidation_args(Path(self.options.state) / "consolidate", seed,
+                                        self.options.consolidation_epochs, self.options.batch_size)
         return model, model.consolidate(encoded, self.tokenizer, args=args, path_weight=self.options.path_weight)
 
     def score(self, model, seen: list[str], old: list[str]) -> dict:

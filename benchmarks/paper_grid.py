@@ -42,7 +42,7 @@ from transformers import (
     set_seed,
 )
 
-from benchmarks.common import RESULTS, shared_data_dir, target, write_results
+from benchmarks.common import RESULTS, epoch_consolidation_args, shared_data_dir, target, write_results
 from hf_adapter_ext import (
     AdapterDataCollator,
     NeuralAdapterConfig,
@@ -242,7 +242,8 @@ class Experiment:
         trained on (scored by the caller, as every configuration is). ``path_weight=0``, the default when the kept
         consolidation_minilm_LOC runs were made; benchmarks/consolidation_path_weight.py compares it with 0.5."""
         set_seed(seed)
-        return model.consolidate(self.encoded("target_train"), self.tokenizer, path_weight=0.0)
+        return model.consolidate(self.encoded("target_train"), self.tokenizer, path_weight=0.0,
+                                 args=epoch_consolidation_args(Path(self.args.output_dir) / "consolidate", seed))
 
     def score(self, model, part: str = "all") -> dict:
         scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, [self.task.new_type],
