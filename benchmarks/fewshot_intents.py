@@ -306,9 +306,11 @@ def main():
     parser.add_argument("--setfit_allway", type=int, default=2, help="all-way test episodes SetFit trains on")
     parser.add_argument("--setfit_seeds", type=int, nargs="+", default=None,
                         help="Seeds SetFit runs on (default: all); it costs minutes per task.")
+    parser.add_argument("--results_name", default="fewshot_intents",
+                        help="results/<name>.json and .md (a partial run kept apart from the full table).")
     args = parser.parse_args()
     results, targets, table = run(args)
-    write_results("fewshot_intents", {"settings": vars(args), "targets": targets, "results": results}, "\n".join(table))
+    write_results(args.results_name, {"settings": vars(args), "targets": targets, "results": results}, "\n".join(table))
 
 
 if __name__ == "__main__":
