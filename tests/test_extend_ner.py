@@ -99,9 +99,13 @@ def test_parents_rehearsal_and_consolidation_through_the_script(main, tagger, tm
     rehearsal = tmp_path / "news.txt"
     rehearsal.write_text("John Smith works for Acme Corporation .\n\nThe European Union met in Brussels .\n")
     out = tmp_path / "out"
+    domain = tmp_path / "domain.txt"
+    domain.write_text("Peter Smith flew to Paris .\nMary Blackburn joined Acme Corporation .\nJohn visited Nations .\n")
     results = main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(out),
-                    "--label_parents", "politician=PER", "--rehearsal_file", str(rehearsal), "--consolidate", *COMMON])
+                    "--label_parents", "politician=PER", "--rehearsal_file", str(rehearsal), "--consolidate",
+                    "--unlabelled_file", str(domain), *COMMON])
     assert results["label_parents"] == {"politician": "PER"} and results["rehearsal_sentences"] == 2
+    assert results["consolidated"]["unlabelled_sentences"] == 2 + 3  # rehearsal and domain text both distilled on
     assert "old_f1_with_subtypes" in results["after"]
     # old types compared with the source's own tags on the rehearsal text (a warning below 0.9)
     assert set(results["source_agreement"]) <= {"PER", "ORG", "MISC"}
