@@ -11,6 +11,8 @@ Budgets (``--variants``):
   domain text beside the rehearsal text;
 - ``... + transition loss``: each token's loss also counts the student's probability of a BIO-breaking tag
   transition (``consolidate(transition_weight=1.0)``).
+Each consolidated model is scored tagging token by token (``argmax``, what ``pipeline`` does) and with
+BIO-constrained decoding (``bio``, ``predict_tags(decoding="bio")``), and kept in the state folder.
 Every variant distils on the domain's training sentences plus the extension's 1000 CoNLL rehearsal sentences (labels
 never read). Scored on the domain test (overall / new types / BIO-invalid spans) and CoNLL test (old types,
 strict). Each extension and each consolidation is kept as soon as it finishes, so an interrupted run resumes.
@@ -25,7 +27,7 @@ import json
 import time
 from pathlib import Path
 
-from transformers import set_seed
+from transformers import AutoModelForTokenClassification, set_seed
 
 from benchmarks.common import epoch_consolidation_args, target, write_results
 from benchmarks.domain_extension import DOMAINS, REHEARSAL
@@ -46,13 +48,22 @@ def arguments() -> argparse.ArgumentParser:
     return parser
 
 
-def scores(model, bench, data, new_types, parents) -> dict:
+def scores(model, bench, data, new_types, parents, decoding: str = "argmax") -> dict:
     id2label = model.config.id2label
     conll_test = with_label_order(bench.conll["test"], list(id2label.values()))
-    domain = evaluate_tagger(model, bench.encode(data["test"]), bench.tokenizer, id2label, new_types, parents)
-    conll = evaluate_tagger(model, bench.encode(conll_test), bench.tokenizer, id2label, new_types, parents)
+    domain = evaluate_tagger(model, bench.encode(data["test"]), bench.tokenizer, id2label, new_types, parents,
+                             decoding=decoding)
+    conll = evaluate_tagger(model, bench.encode(conll_test), bench.tokenizer, id2label, new_types, parents,
+                            decoding=decoding)
     return {"domain_overall_f1": 100 * domain["overall_f1"], "domain_new_f1": 100 * domain["new_f1"],
             "domain_bio_invalid_spans": domain["bio_invalid_spans"], "conll_old_f1": 100 * conll["old_f1"]}
+
+
+def plain_scores(plain, bench, data, new_types, parents) -> dict:
+    """A consolidated model's scores tagged token by token (as ``pipeline`` tags) and, under ``constrained``, with
+    BIO-constrained decoding (``predict_tags(decoding="bio")``)."""
+    return {**scores(plain, bench, data, new_types, parents),
+            "constrained": scores(plain, bench, data, new_types, parents, decoding="bio")}
 
 
 def extension(bench, options, domain: str, seed: int, state: dict):
@@ -69,6 +80,11 @@ def extension(bench, options, domain: str, seed: int, state: dict):
     model.save_pretrained(folder)
     state["runs"][key] = {**record, "parents": parents, **scores(model, bench, data, new_types, parents)}
     return model, data, new_types, parents
+
+
+def plain_folder(options, domain: str, seed: int, variant: str) -> Path:
+    """Where the consolidated plain model of a run is kept, so that it can be scored again."""
+    return Path(options.state) / f"{domain}_seed{seed}_{variant.replace(' + ', '+').replace(' ', '_')}"
 
 
 def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
@@ -95,34 +111,43 @@ def mean(values):
 
 def summarise(state: dict, options) -> None:
     runs, targets = state["runs"], []
-    rows = ["| domain | model | seeds | domain overall F1 | domain new-type F1 | BIO-invalid spans (domain test) | "
-            "CoNLL old-type F1 (strict) | steps (best) | seconds (extension: its Trainer run; consolidation: the call) |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| domain | model | decoding | seeds | domain overall F1 | domain new-type F1 | BIO-invalid spans (domain test) | "
+            "CoNLL old-type F1 (strict) | steps (best) | seconds (extension: its Trainer run; consolidation: the call) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for domain in DOMAINS:
-        for name in ("extended", *VARIANTS):
-            found = [r for key, r in runs.items() if key.startswith(f"{domain}/") and key.endswith(f"/{name}")]
-            if not found:
+        for name, decoding in (("extended", "CRF (Viterbi)"), *((v, d) for v in VARIANTS for d in ("argmax", "bio"))):
+            keys = [key for key in runs if key.startswith(f"{domain}/") and key.endswith(f"/{name}")]
+            pairs = [(runs[key] if decoding != "bio" else runs[key].get("constrained"),
+                      runs[key.rsplit("/", 1)[0] + "/extended"], runs[key]) for key in keys]
+            pairs = [(r, e, record) for r, e, record in pairs if r is not None]
+            if not pairs:
                 continue
+            found = [r for r, _, _ in pairs]
             m = {k: mean([r[k] for r in found]) for k in ("domain_overall_f1", "domain_new_f1",
                                                             "domain_bio_invalid_spans", "conll_old_f1")}
-            steps = "" if name == "extended" else (f"{mean([r['steps'] for r in found]):.0f} "
-                                                   f"({mean([r['best_step'] or r['steps'] for r in found]):.0f})")
-            seconds = mean([r["train_seconds_first_run"] if name == "extended" else r["seconds"] for r in found])
-            rows.append(f"| {domain} | {name} | {len(found)} | {m['domain_overall_f1']:.2f} | {m['domain_new_f1']:.2f} "
-                        f"| {m['domain_bio_invalid_spans']:.0f} | {m['conll_old_f1']:.2f} | {steps} | {seconds:.0f} |")
+            records = [record for _, _, record in pairs]
+            steps = "" if name == "extended" else (f"{mean([r['steps'] for r in records]):.0f} "
+                                                   f"({mean([r['best_step'] or r['steps'] for r in records]):.0f})")
+            seconds = mean([r["train_seconds_first_run"] if name == "extended" else r["seconds"] for r in records])
+            rows.append(f"| {domain} | {name} | {decoding} | {len(found)} | {m['domain_overall_f1']:.2f} | "
+                        f"{m['domain_new_f1']:.2f} | {m['domain_bio_invalid_spans']:.0f} | {m['conll_old_f1']:.2f} | "
+                        f"{steps} | {seconds:.0f} |")
             if name == "extended":
                 continue
-            pairs = [(r, runs[key.rsplit("/", 1)[0] + "/extended"]) for key, r in runs.items()
-                     if key.startswith(f"{domain}/") and key.endswith(f"/{name}")]
-            for metric, label in (("domain_overall_f1", "overall"), ("domain_new_f1", "new-type")):
-                gap = mean([r[metric] - e[metric] for r, e in pairs])
-                targets.append(target(f"{domain}, {name}: consolidated - extended, domain {label} F1", gap, -1.0, ">="))
-            ratio = mean([r["domain_bio_invalid_spans"] for r, _ in pairs]) / max(
-                1.0, mean([e["domain_bio_invalid_spans"] for _, e in pairs]))
-            targets.append(target(f"{domain}, {name}: BIO-invalid spans, consolidated / extended", ratio, 2.0, "<="))
+            label = f"{domain}, {name}, {decoding} decoding"
+            for metric, kind in (("domain_overall_f1", "overall"), ("domain_new_f1", "new-type")):
+                gap = mean([r[metric] - e[metric] for r, e, _ in pairs])
+                targets.append(target(f"{label}: consolidated - extended, domain {kind} F1", gap, -1.0, ">="))
+            ratio = mean([r["domain_bio_invalid_spans"] for r, _, _ in pairs]) / max(
+                1.0, mean([e["domain_bio_invalid_spans"] for _, e, _ in pairs]))
+            targets.append(target(f"{label}: BIO-invalid spans, consolidated / extended", ratio, 2.0, "<="))
     text = ("Extended model: adapter + rehearsal (1000 CoNLL sentences, label_parents), all of the domain's labelled "
             "training sentences, the library's extension defaults. Each consolidation distils it into a plain model of "
             "the source's class (path_weight 0.5) on the domain's training sentences and the rehearsal text; the budgets "
-            "are described in the benchmark's docstring. Entity F1 %, mean over seeds.\n\n" + "\n".join(rows) + "\n")
+            "are described in the benchmark's docstring. Decoding: `argmax` tags token by token, as "
+            "`pipeline(\"token-classification\")` does; `bio` is `predict_tags(decoding=\"bio\")`, the most probable "
+            "tag sequence BIO allows (runs made before it existed have no `bio` row). Entity F1 %, mean over seeds.\n\n"
+            + "\n".join(rows) + "\n")
     write_results("consolidation_domain", {"runs": runs, "settings": vars(options), "targets": targets}, text,
                   results_dir=Path(options.results_dir))
 
@@ -147,11 +172,17 @@ def main(argv: list[str] | None = None) -> dict:
             keep()
             for variant in options.variants:
                 key = f"{domain}/seed{seed}/{variant}"
+                folder = plain_folder(options, domain, seed, variant)
+                if key in state["runs"] and "constrained" not in state["runs"][key] and folder.is_dir():
+                    plain = AutoModelForTokenClassification.from_pretrained(folder).eval()  # scored before "bio"
+                    state["runs"][key].update(plain_scores(plain, bench, data, new_types, parents))
+                    keep()
                 if key in state["runs"]:
                     continue
                 print(f"== {key}", flush=True)
                 plain, record = consolidated(model, bench, options, variant, data, seed)
-                state["runs"][key] = {**record, **scores(plain, bench, data, new_types, parents)}
+                plain.save_pretrained(folder)
+                state["runs"][key] = {**record, **plain_scores(plain, bench, data, new_types, parents)}
                 keep()
     return state
 

@@ -43,6 +43,7 @@ from hf_adapter_ext.data import (
 )
 from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
 from hf_adapter_ext.metrics import (
+    bio_decoder,
     entity_f1_compute_metrics,
     evaluate_tagger,
     forgotten_types,
@@ -528,6 +529,11 @@ REFUSED = [
     ("forgotten list", lambda: forgotten_types([1], {}), T, r"dicts of scores"),
     ("predict_tags batch 0", lambda: predict_tags(model(), toy_dataset(TOKENIZER), TOKENIZER,
                                                   model().config.id2label, batch_size=0), V, r"batch_size=0"),
+    ("predict_tags unknown decoding", lambda: predict_tags(model(), toy_dataset(TOKENIZER), TOKENIZER,
+                                                           model().config.id2label, decoding="viterbi"), V,
+     r"decoding='viterbi' is not supported; choose one of \('argmax', 'bio'\)"),
+    ("bio decoding of non-BIO labels", lambda: bio_decoder({0: "positive", 1: "negative"}), V,
+     r"decoding='bio' needs BIO labels.*Use decoding='argmax'"),
     ("evaluate without labels", lambda: evaluate_tagger(model(), toy_dataset(TOKENIZER).remove_columns("labels"),
                                                         TOKENIZER, model().config.id2label), V, r"lacks columns"),
     ("compute_metrics id2label list", lambda: entity_f1_compute_metrics(["O"]), T, r"id2label"),

@@ -68,8 +68,9 @@ def test_extend_consolidate_extend_consolidate_through_the_public_api(tmp_path, 
     assert plain.config.id2label == extended.config.id2label
     after = agreement(extended, plain, batch)
     assert after >= max(before, 0.9), (before, after)
-    assert {"extended_overall_f1", "consolidated_overall_f1", "consolidated_bio_invalid_spans"} <= set(
-        plain.consolidation_report["evaluation"])
+    evaluation = plain.consolidation_report["evaluation"]
+    assert {"extended_overall_f1", "consolidated_overall_f1", "consolidated_bio_invalid_spans"} <= set(evaluation)
+    assert evaluation["consolidated_constrained_bio_invalid_spans"] == 0  # constrained decoding breaks no span
 
     # step 2: the consolidated model is an ordinary source
     again, data2 = extend_and_train(plain, STEP2_NEW, tokenizer, tmp_path / "c")

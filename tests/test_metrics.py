@@ -33,3 +33,73 @@ def test_bio_invalid_spans_counts_the_i_tags_that_open_an_entity():
     predictions = [["I-PER", "I-PER", "O", "B-LOC", "I-LOC"], ["O", "I-LOC", "B-ORG", "I-MISC"]]
     assert bio_invalid_spans(predictions) == 3  # I-PER at the start, I-LOC after O, I-MISC after ORG
     assert bio_invalid_spans([["B-PER", "I-PER", "O"]]) == 0
+
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def brute_force_bio_path(log_probs, scored):
+    """The highest-scoring tag sequence of the scored positions that BIO allows, by trying every sequence."""
+    import itertools
+
+    from hf_adapter_ext.metrics import bio_invalid_spans
+
+    positions = [t for t, keep in enumerate(scored) if keep]
+    best, best_score = None, float("-inf")
+    for ids in itertools.product(range(len(LABELS)), repeat=len(positions)):
+        if bio_invalid_spans([[LABELS[i] for i in ids]]):
+            continue
+        score = sum(float(log_probs[t, i]) for t, i in zip(positions, ids))
+        if score > best_score:
+            best, best_score = ids, score
+    return list(best), best_score
+
+
+def test_bio_decoder_finds_the_most_probable_valid_sequence_as_brute_force_does():
+    """Over random scores at scales from near-uniform to near-certain, and words scattered between unscored
+    sub-tokens, the decoded tags are exactly the best BIO-valid sequence found by trying every one (float64)."""
+    import torch
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hf_adapter_ext.metrics import bio_decoder, bio_invalid_spans
+
+    decoder = bio_decoder(dict(enumerate(LABELS)))
+
+    @settings(max_examples=60, deadline=None)
+    @given(seed=st.integers(0, 2**31 - 1), length=st.integers(1, 6), scale=st.sampled_from([0.01, 1.0, 10.0, 100.0]))
+    def check(seed, length, scale):
+        generator = torch.Generator().manual_seed(seed)
+        logits = torch.randn(1, length, len(LABELS), generator=generator, dtype=torch.float64) * scale
+        scored = torch.rand(1, length, generator=generator) < 0.7
+        scored[0, 0] = True
+        log_probs = torch.log_softmax(logits, dim=-1)
+        path = decoder.decode(log_probs.float(), scored)[0]
+        _, best = brute_force_bio_path(log_probs[0], scored[0].tolist())
+        found = [int(i) for i, keep in zip(path, scored[0]) if keep]
+        score = sum(float(log_probs[0, t, i]) for t, i in zip(scored[0].nonzero()[:, 0].tolist(), found))
+        assert abs(score - best) <= 1e-4 * max(1.0, abs(best))  # the best score (a tie may pick another path)
+        assert not bio_invalid_spans([[LABELS[i] for i in found]])
+        assert bool((path[~scored[0]] == -100).all())  # unscored sub-tokens get no tag
+
+    check()
+
+
+def test_predict_tags_bio_decoding_breaks_no_span_and_keeps_valid_argmax_tags(tokenizer):
+    import torch
+
+    from hf_adapter_ext.metrics import bio_invalid_spans, predict_tags
+    from tests.conftest import tiny_source
+    from tests.helpers import ALL_LABELS, toy_dataset
+
+    model = tiny_source(labels=ALL_LABELS)
+    torch.nn.init.normal_(model.classifier.weight, std=2.0)  # random, confident tags: many broken spans
+    data = toy_dataset(tokenizer, repeat=3)
+    id2label = model.config.id2label
+    argmax, gold = predict_tags(model, data, tokenizer, id2label)
+    decoded, gold_again = predict_tags(model, data, tokenizer, id2label, decoding="bio")
+    assert gold == gold_again and bio_invalid_spans(argmax) > 0 and bio_invalid_spans(decoded) == 0
+    for a, d in zip(argmax, decoded):
+        assert len(a) == len(d)
+        if not bio_invalid_spans([a]):
+            assert a == d  # where token-by-token tags already make a valid sequence, decoding keeps them

@@ -18,6 +18,18 @@ EVAL_STEPS = 50
 EARLY_STOPPING_PATIENCE = 6  # evaluations without a better validation score (300 steps)
 
 
+def step_budget(learning_rate: float, validated: bool = True) -> dict:
+    """`TrainingArguments` settings for a budget of ``MAX_STEPS`` steps at ``learning_rate``, batch 16; with
+    ``validated``, the score (``overall_f1``) is measured and the model saved every ``EVAL_STEPS`` steps and the
+    best step kept at the end, for `add_stopping_callbacks` to stop on; without, nothing is saved on the way."""
+    settings = {"max_steps": MAX_STEPS, "learning_rate": learning_rate, "per_device_train_batch_size": 16,
+                "warmup_steps": 20, "save_strategy": "no"}
+    if validated:
+        settings.update(eval_strategy="steps", eval_steps=EVAL_STEPS, save_strategy="steps", save_steps=EVAL_STEPS,
+                        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="overall_f1")
+    return settings
+
+
 class BestIsLastCallback(TrainerCallback):
     """Warns when the best evaluation was the last one: the model was still improving when the budget ran out."""
 

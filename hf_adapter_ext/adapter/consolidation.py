@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
-from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+from transformers import DataCollatorForTokenClassification, PreTrainedModel, Trainer, TrainingArguments
 
 from ..constants import IGNORE_INDEX
 from ..metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
@@ -34,7 +34,7 @@ from ..validation import (
     check_training_arguments,
 )
 from . import anatomy
-from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, MAX_STEPS, add_stopping_callbacks
+from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, add_stopping_callbacks, step_budget
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -117,19 +117,16 @@ def teacher_distribution(teacher, inputs: dict, path_weight: float = 0.0) -> tor
     return (1 - path_weight) * soft + path_weight * hard
 
 
-class _DistillationCollator(DataCollatorWithPadding):
-    """Pads the inputs. Distillation rows (no ``labels``) get attended tokens marked as ``labels`` 0 (padding
-    -100), so that `Trainer` counts the step's tokens (``num_items_in_batch``) across accumulation steps and
-    processes; validation rows keep their gold labels, padded with -100, for the entity-F1 that stops training."""
+class _DistillationCollator(DataCollatorForTokenClassification):
+    """Pads the inputs. Validation rows keep their gold labels (padded with -100), for the entity F1 that stops
+    training. Distillation rows (no ``labels``) get attended tokens marked as ``labels`` 0 (padding -100), so that
+    `Trainer` counts the step's tokens (``num_items_in_batch``) across accumulation steps and processes."""
 
     def __call__(self, features):
-        batch = super().__call__([{k: f[k] for k in _INPUTS if k in f} for f in features])
         if all("labels" in f for f in features):
-            width = batch["input_ids"].size(1)
-            batch["labels"] = torch.tensor([list(f["labels"]) + [IGNORE_INDEX] * (width - len(f["labels"]))
-                                            for f in features])
-        else:
-            batch["labels"] = torch.where(batch["attention_mask"].bool(), 0, IGNORE_INDEX)
+            return super().__call__([{k: f[k] for k in (*_INPUTS, "labels") if k in f} for f in features])
+        batch = super().__call__([{k: f[k] for k in _INPUTS if k in f} for f in features])
+        batch["labels"] = torch.where(batch["attention_mask"].bool(), 0, IGNORE_INDEX)
         return batch
 
 
@@ -176,12 +173,7 @@ def consolidation_training_defaults(validated: bool) -> dict:
     ``MAX_STEPS`` steps at lr 5e-5, batch 16. With a labelled ``eval_dataset`` (``validated``) the student's entity
     F1 is measured every ``EVAL_STEPS`` steps, the best step is kept, and training stops after
     ``EARLY_STOPPING_PATIENCE`` evaluations without gain, as an extension trains (`extension_training_defaults`)."""
-    settings = {"max_steps": MAX_STEPS, "learning_rate": 5e-5, "per_device_train_batch_size": 16, "warmup_steps": 20,
-                "save_strategy": "no", "report_to": "none", "logging_steps": EVAL_STEPS}
-    if validated:
-        settings.update(eval_strategy="steps", eval_steps=EVAL_STEPS, save_strategy="steps", save_steps=EVAL_STEPS,
-                        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="overall_f1")
-    return settings
+    return {**step_budget(learning_rate=5e-5, validated=validated), "report_to": "none", "logging_steps": EVAL_STEPS}
 
 
 def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Dataset | None, tokenizer) -> Dataset:
@@ -262,12 +254,15 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
 
 
 def compare_with_teacher(teacher, student, dataset: Dataset, tokenizer) -> dict:
-    """Entity F1 of the extended model and of the consolidated one on a labelled dataset, and how many of the
-    consolidated model's predicted spans break BIO (an I- tag that continues nothing): what losing the CRF costs."""
+    """Entity F1 of the extended model and of the consolidated one on a labelled dataset, and how many predicted
+    spans break BIO (an I- tag that continues nothing): what losing the CRF costs. The consolidated model is scored
+    twice: token by token, as ``pipeline`` tags (``consolidated_*``), and with BIO-constrained decoding
+    (``consolidated_constrained_*``, ``predict_tags(decoding="bio")``), which breaks no span."""
     id2label = teacher.config.id2label
     new_types = teacher.peft_config.new_types
     scores = {}
-    for name, model in (("extended", teacher), ("consolidated", student)):
-        result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types)
+    for name, model, decoding in (("extended", teacher, "argmax"), ("consolidated", student, "argmax"),
+                                  ("consolidated_constrained", student, "bio")):
+        result = evaluate_tagger(model, dataset, tokenizer, id2label, new_types, decoding=decoding)
         scores.update({f"{name}_{k}": result[k] for k in ("overall_f1", "old_f1", "new_f1", "bio_invalid_spans")})
     return scores

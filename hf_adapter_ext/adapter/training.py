@@ -18,7 +18,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number
-from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, MAX_STEPS, add_stopping_callbacks
+from .budget import EARLY_STOPPING_PATIENCE, add_stopping_callbacks, step_budget
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
 from .self_training import PSEUDO_LABEL_THRESHOLD, add_pseudo_labels
@@ -29,12 +29,10 @@ REHEARSAL_RATIO = 1.0  # rehearsal rows drawn per labelled row: half of every ba
 
 
 def extension_training_defaults() -> dict:
-    """The `TrainingArguments` settings extensions train with: ``MAX_STEPS`` steps at most, evaluated and saved
-    every ``EVAL_STEPS``, the best step on ``overall_f1`` kept. Pair them with ``ExtensionTrainer``, which stops
-    after ``EARLY_STOPPING_PATIENCE`` evaluations without gain."""
-    return {"max_steps": MAX_STEPS, "learning_rate": 1e-4, "per_device_train_batch_size": 16, "warmup_steps": 20,
-            "eval_strategy": "steps", "eval_steps": EVAL_STEPS, "save_strategy": "steps", "save_steps": EVAL_STEPS,
-            "save_total_limit": 1, "load_best_model_at_end": True, "metric_for_best_model": "overall_f1"}
+    """The `TrainingArguments` settings extensions train with: ``MAX_STEPS`` steps at most at lr 1e-4, evaluated
+    and saved every ``EVAL_STEPS``, the best step on ``overall_f1`` kept. Pair them with ``ExtensionTrainer``, which
+    stops after ``EARLY_STOPPING_PATIENCE`` evaluations without gain."""
+    return step_budget(learning_rate=1e-4)
 
 
 class RehearsalSampler(Sampler[int]):

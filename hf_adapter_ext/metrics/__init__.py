@@ -11,9 +11,20 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForTokenClassification
 
+from ..constants import IGNORE_INDEX
 from ..data.alignment import encode_unlabelled, join_windows
 from ..data.conll import to_iob2
-from ..validation import POSITIVE_INT, SHARE, check_columns, check_number, check_string_list, check_texts
+from ..modeling.crf import CRF
+from ..modeling.tags import uses_bio
+from ..validation import (
+    POSITIVE_INT,
+    SHARE,
+    check_choice,
+    check_columns,
+    check_number,
+    check_string_list,
+    check_texts,
+)
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
 
@@ -26,7 +37,7 @@ def ids_to_tags(predictions: np.ndarray, label_ids: np.ndarray, id2label: Mappin
     """Drop ``-100`` positions and map ids to tag strings, sentence by sentence."""
     preds, refs = [], []
     for pred_row, label_row in zip(predictions, label_ids):
-        keep = label_row != -100
+        keep = label_row != IGNORE_INDEX
         preds.append([id2label[int(p)] for p in pred_row[keep]])
         refs.append([id2label[int(label)] for label in label_row[keep]])
     return preds, refs
@@ -61,11 +72,38 @@ def predicted_label_ids(logits, labels=None) -> torch.Tensor:
     return logits.argmax(-1)
 
 
+# How a token classifier's scores become tags: "argmax" each token on its own (what `pipeline` does), or "bio", the most
+# probable sequence of tags that BIO allows (see `bio_decoder`).
+DECODINGS = ("argmax", "bio")
+
+
+def bio_decoder(id2label: Mapping[int, str]) -> CRF:
+    """A CRF with no learned scores, only BIO's constraints (``I-X`` continues ``B-X`` or ``I-X``, never starts):
+    its Viterbi path over a plain tagger's log-probabilities is the most probable tag sequence that BIO allows, so
+    a model without a CRF (a consolidated one) predicts no broken span. Decode the scored (word-start) positions
+    only: ``decoder.decode(logits.log_softmax(-1), labels != -100)``."""
+    labels = [id2label[i] for i in range(len(id2label))]
+    if not uses_bio(labels):
+        raise ValueError(f"decoding='bio' needs BIO labels ('B-PER', 'I-PER', 'O'); these are {labels[:6]}. Use "
+                         "decoding='argmax'.")
+    return CRF.for_labels(labels).requires_grad_(False)
+
+
 @torch.no_grad()
-def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_size: int = 64, desc: str = "Predicting"):
-    """Word-level predicted and gold tags of a tokenized dataset (with ``labels``), batched by length."""
+def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_size: int = 64, desc: str = "Predicting",
+                 decoding: str = "argmax"):
+    """Word-level predicted and gold tags of a tokenized dataset (with ``labels``), batched by length.
+
+    Args:
+        decoding: ``"argmax"`` tags each word on its own, as ``pipeline("token-classification")`` does (a CRF
+            model's scores already carry its Viterbi path); ``"bio"`` takes the most probable tag sequence that BIO
+            allows over the scored words of each row (:func:`bio_decoder`): what a plain model (a consolidated one)
+            needs to predict no broken span. A long sentence encoded in windows is decoded window by window.
+    """
 
     check_number("predict_tags", "batch_size", batch_size, POSITIVE_INT)
+    check_choice("predict_tags", "decoding", decoding, DECODINGS)
+    decoder = bio_decoder(id2label).to(model.device) if decoding == "bio" else None
     check_columns(dataset, ["input_ids", "labels"], "the scored dataset", "tokenize it with labels "
                   "(tokenize_and_align_labels)")
     collator = DataCollatorForTokenClassification(tokenizer)
@@ -79,7 +117,11 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
         batch = collator(rows)
         labels = batch.pop("labels")
         logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
-        p, r = ids_to_tags(logits.argmax(-1).cpu().numpy(), labels.numpy(), id2label)
+        if decoder is None:
+            ids = logits.argmax(-1)
+        else:
+            ids = decoder.decode(torch.log_softmax(logits.float(), dim=-1), (labels != IGNORE_INDEX).to(logits.device))
+        p, r = ids_to_tags(ids.cpu().numpy(), labels.numpy(), id2label)
         preds += p
         refs += r
     model.train(was_training)
