@@ -272,3 +272,32 @@ def test_an_unlabelled_limit_without_the_file_is_refused(main, tagger, tmp_path)
     with pytest.raises(ValueError, match="--max_unlabelled_sentences limits --unlabelled_file"):
         main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "d", "conll"), "conll"),
               "--output_dir", str(tmp_path / "o"), *COMMON, "--max_unlabelled_sentences", "3"])
+
+
+def test_the_readme_command_is_the_one_its_recorded_run_measures():
+    """benchmarks/readme_command.py runs the README's extend_ner.py command as written (paths aside, no Hub push):
+    the two must keep the same options, or the recorded figure stops describing the README."""
+    import re
+    import shlex
+
+    from benchmarks.readme_command import COMMAND
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```bash\n(python examples/extend_ner\.py.*?)```", readme, re.S).group(1)
+
+    def options(command: str) -> dict:
+        words = shlex.split(command.replace("\\\n", " "))
+        found, i = {}, 2
+        while i < len(words):
+            value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else None
+            found[words[i]] = value
+            i += 2 if value is not None else 1
+        return found
+
+    ours, recorded = options(block), options(COMMAND)
+    paths = {"--model_name_or_path", "--train_file", "--validation_file", "--test_file", "--rehearsal_file",
+             "--unlabelled_file", "--output_dir"}
+    hub = {"--push_to_hub", "--hub_model_id"}
+    assert set(ours) - hub == set(recorded)
+    assert {k: v for k, v in ours.items() if k not in paths | hub} == {k: v for k, v in recorded.items()
+                                                                        if k not in paths}
