@@ -1,5 +1,6 @@
 """The loss must not depend on how a step's examples are split: one batch of 4, gradient accumulation
-(2 x 2, 4 x 1) and DDP (2 gloo processes x 2) give the same logged loss and the same SGD step."""
+(2 x 2, 4 x 1) and DDP (2 gloo processes x 2) give the same logged loss and the same SGD step: for extensions,
+SIB episodes and consolidation's distillation (with its transition loss)."""
 
 import json
 import os
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from .scripts.one_step import one_step
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ["linear", "crf", "crf-new_only", "sib"]
+KINDS = ["linear", "crf", "crf-new_only", "sib", "consolidation"]
 
 
 def _loss(log: list) -> float:

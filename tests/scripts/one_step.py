@@ -1,6 +1,6 @@
 """One optimiser step of plain SGD through `Trainer`, on 4 examples (or 4 episodes), dropout off, float64.
 
-    python tests/scripts/one_step.py OUT {linear,crf,crf-new_only,sib} BATCH ACCUMULATION
+    python tests/scripts/one_step.py OUT {linear,crf,crf-new_only,sib,consolidation} BATCH ACCUMULATION
 
 Also run under ``torchrun --nproc_per_node 2`` (gloo, CPU). Writes OUT/weights.safetensors (the trainable
 weights after the step) and OUT/log.json (what Trainer logged). However the 4 items are split (one batch,
@@ -52,6 +52,30 @@ def _adapter_run(out: Path, kind: str, batch: int, accumulation: int):
                           data_collator=AdapterDataCollator(tokenizer))
 
 
+def _consolidation_run(out: Path, batch: int, accumulation: int):
+    """A distillation step of ``consolidate`` (CRF teacher, path targets and the transition loss on)."""
+    from hf_adapter_ext.adapter.consolidation import (
+        _DistillationCollator,
+        _DistillationTrainer,
+        distillation_data,
+        initial_student,
+    )
+
+    tokenizer = build_tokenizer()
+    teacher = get_adapter_model(_no_dropout_source(tokenizer.vocab_size), NeuralAdapterConfig(new_labels=NEW_LABELS))
+    with torch.no_grad():  # a teacher with opinions: random emissions and transitions, not zeros
+        generator = torch.Generator().manual_seed(1)
+        teacher.classifier.weight.normal_(0, 1.0, generator=generator)
+        teacher.crf.transitions.normal_(0, 1.0, generator=generator)
+    student = initial_student(teacher)
+    data = distillation_data(toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS).select(range(2)),
+                             ["John flew to Paris .", "Mary met Bob in Rome today ."], tokenizer)
+    trainer = _DistillationTrainer(teacher=teacher.double(), path_weight=0.5, transition_weight=1.0, model=student,
+                                   args=_args(TrainingArguments, out, batch, accumulation, remove_unused_columns=False),
+                                   train_dataset=data, data_collator=_DistillationCollator(tokenizer))
+    return student, trainer
+
+
 def _sib_run(out: Path, batch: int, accumulation: int):
     from tests.test_meta import intent_data
 
@@ -81,8 +105,9 @@ def _trainable(model) -> dict:
 
 def one_step(out: Path, kind: str, batch: int, accumulation: int) -> tuple[dict, list, dict]:
     """(trainable weights after the step, Trainer's log, the weights before it)."""
-    model, trainer = _sib_run(out, batch, accumulation) if kind == "sib" else _adapter_run(out, kind, batch,
-                                                                                          accumulation)
+    runs = {"sib": _sib_run, "consolidation": _consolidation_run}
+    model, trainer = (runs[kind](out, batch, accumulation) if kind in runs
+                      else _adapter_run(out, kind, batch, accumulation))
     model.double()  # float64: what is left to compare is the normalisation, not float32 summation order
     before = _trainable(model)
     trainer.train()
