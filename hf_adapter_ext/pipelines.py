@@ -1,0 +1,75 @@
+"""`pipeline("token-classification")` with BIO-constrained decoding, for plain taggers (a consolidated model).
+
+A plain token classifier picks each token's tag on its own, so it can open an entity with an ``I-`` tag that
+continues nothing; a CRF model cannot. This pipeline keeps everything of transformers' token-classification
+pipeline (aggregation strategies, offsets, chunking of long texts) and changes one thing: the tags are the most
+probable sequence that BIO allows (``hf_adapter_ext.metrics.bio_decoder``), decoded over words with a word-level
+aggregation strategy (``first``, ``average``, ``max``) and over tokens with ``none`` / ``simple``::
+
+    from transformers import pipeline
+    from hf_adapter_ext.pipelines import BIOTokenClassificationPipeline
+
+    tagger = pipeline("token-classification", model="me/ner-plus-loc-plain", aggregation_strategy="first",
+                      pipeline_class=BIOTokenClassificationPipeline)
+
+Each entity's ``score`` stays the model's own probability of its decoded tag.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import TokenClassificationPipeline
+from transformers.pipelines.token_classification import AggregationStrategy
+
+from .metrics import bio_decoder
+
+_WORD_LEVEL = {AggregationStrategy.FIRST, AggregationStrategy.AVERAGE, AggregationStrategy.MAX}
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _units(pre_entities: list[dict], aggregation_strategy: AggregationStrategy) -> list[list[int]]:
+    """Indices of ``pre_entities`` grouped into what gets one tag: words (a start and its sub-word pieces) under a
+    word-level strategy, single tokens otherwise."""
+    if aggregation_strategy not in _WORD_LEVEL:
+        return [[i] for i in range(len(pre_entities))]
+    units: list[list[int]] = []
+    for i, entity in enumerate(pre_entities):
+        if entity["is_subword"] and units:
+            units[-1].append(i)
+        else:
+            units.append([i])
+    return units
+
+
+def _unit_scores(members: list[np.ndarray], aggregation_strategy: AggregationStrategy) -> np.ndarray:
+    """A word's label distribution as transformers aggregates it (first piece, mean, or the most confident piece)."""
+    if aggregation_strategy == AggregationStrategy.AVERAGE:
+        return np.mean(members, axis=0)
+    if aggregation_strategy == AggregationStrategy.MAX:
+        return members[int(np.argmax([m.max() for m in members]))]
+    return members[0]
+
+
+class BIOTokenClassificationPipeline(TokenClassificationPipeline):
+    """Token classification whose tags form a valid BIO sequence: pass it as ``pipeline(...,
+    pipeline_class=BIOTokenClassificationPipeline)``. The model's labels must be BIO tags."""
+
+    def gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
+                            aggregation_strategy, word_ids=None, word_to_chars_map=None) -> list[dict]:
+        pre_entities = super().gather_pre_entities(sentence, input_ids, scores, offset_mapping, special_tokens_mask,
+                                                   aggregation_strategy, word_ids=word_ids,
+                                                   word_to_chars_map=word_to_chars_map)
+        if not pre_entities:
+            return pre_entities
+        units = _units(pre_entities, aggregation_strategy)
+        unit_scores = np.stack([_unit_scores([pre_entities[i]["scores"] for i in unit], aggregation_strategy)
+                                for unit in units])
+        log_probs = torch.from_numpy(np.log(np.maximum(unit_scores, _TINY))).float()
+        path = bio_decoder(self.model.config.id2label).decode(log_probs.unsqueeze(0))[0].tolist()
+        for unit, label, distribution in zip(units, path, unit_scores):
+            kept = np.zeros_like(distribution)  # only the decoded tag keeps its probability: every aggregation's argmax
+            kept[label] = max(float(distribution[label]), _TINY)
+            for i in unit:
+                pre_entities[i] = {**pre_entities[i], "scores": kept}
+        return pre_entities
