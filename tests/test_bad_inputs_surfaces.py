@@ -533,7 +533,7 @@ REFUSED = [
                                                            model().config.id2label, decoding="viterbi"), V,
      r"decoding='viterbi' is not supported; choose one of \('argmax', 'bio'\)"),
     ("bio decoding of non-BIO labels", lambda: bio_decoder({0: "positive", 1: "negative"}), V,
-     r"decoding='bio' needs BIO labels.*Use decoding='argmax'"),
+     r"BIO decoding needs BIO labels.*decoding='argmax', or the plain pipeline"),
     ("evaluate without labels", lambda: evaluate_tagger(model(), toy_dataset(TOKENIZER).remove_columns("labels"),
                                                         TOKENIZER, model().config.id2label), V, r"lacks columns"),
     ("compute_metrics id2label list", lambda: entity_f1_compute_metrics(["O"]), T, r"id2label"),

@@ -84,8 +84,8 @@ def bio_decoder(id2label: Mapping[int, str]) -> CRF:
     only: ``decoder.decode(logits.log_softmax(-1), labels != -100)``."""
     labels = [id2label[i] for i in range(len(id2label))]
     if not uses_bio(labels):
-        raise ValueError(f"decoding='bio' needs BIO labels ('B-PER', 'I-PER', 'O'); these are {labels[:6]}. Use "
-                         "decoding='argmax'.")
+        raise ValueError(f"BIO decoding needs BIO labels ('B-PER', 'I-PER', 'O'); these are {labels[:6]}. Tag token "
+                         "by token instead: decoding='argmax', or the plain pipeline('token-classification').")
     return CRF.for_labels(labels).requires_grad_(False)
 
 
