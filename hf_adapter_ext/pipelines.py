@@ -53,7 +53,11 @@ def _unit_scores(members: list[np.ndarray], aggregation_strategy: AggregationStr
 
 class BIOTokenClassificationPipeline(TokenClassificationPipeline):
     """Token classification whose tags form a valid BIO sequence: pass it as ``pipeline(...,
-    pipeline_class=BIOTokenClassificationPipeline)``. The model's labels must be BIO tags."""
+    pipeline_class=BIOTokenClassificationPipeline)``. The model's labels must be BIO tags (refused here otherwise)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bio_decoder = bio_decoder(self.model.config.id2label)  # built once, not per text
 
     def gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
                             aggregation_strategy, word_ids=None, word_to_chars_map=None) -> list[dict]:
@@ -66,7 +70,7 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
         unit_scores = np.stack([_unit_scores([pre_entities[i]["scores"] for i in unit], aggregation_strategy)
                                 for unit in units])
         log_probs = torch.from_numpy(np.log(np.maximum(unit_scores, _TINY))).float()
-        path = bio_decoder(self.model.config.id2label).decode(log_probs.unsqueeze(0))[0].tolist()
+        path = self.bio_decoder.decode(log_probs.unsqueeze(0))[0].tolist()
         for unit, label, distribution in zip(units, path, unit_scores):
             kept = np.zeros_like(distribution)  # only the decoded tag keeps its probability: every aggregation's argmax
             kept[label] = max(float(distribution[label]), _TINY)
