@@ -143,22 +143,35 @@ def setfit_scores(texts, labels, test, count: int, seed: int) -> tuple[torch.Ten
     return torch.tensor(accuracy), float(np.mean(seconds))
 
 
-def protocol_scores(model, frozen, shaped, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
-    """Every method's per-episode accuracy on the test episodes of ``protocol`` (the same episodes for all)."""
+def frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
+    """Per-episode accuracy of the methods on frozen features (prototypes, soft k-means, logistic regression) on
+    the test episodes of ``protocol``. Nothing here depends on shaping or SIB, so it is kept once per episode draw
+    (benchmarks/.cache/fewshot_intents/frozen_*.json) and shared by every rerun."""
     val_count, count = episode_counts(protocol, args)
-    scores = {}
-    for kind, features in (("frozen", frozen), ("shaped", shaped)):
-        val = episodes(features, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
-        test = episodes(features, labels, classes["test"], protocol, k, 2000 + seed, count)
+    kept = CACHE / "fewshot_intents" / f"frozen_{dataset}_{k}shot_{protocol}_s{seed}_v{val_count}_t{count}.json"
+    if not kept.is_file():
+        val = episodes(frozen, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
+        test = episodes(frozen, labels, classes["test"], protocol, k, 2000 + seed, count)
         skm, _ = choose_soft_kmeans(model, val, "sequence")
         got = score(model, test, "sequence", skm=skm)
-        scores[f"proto_{kind}"], scores[f"soft_kmeans_{kind}"] = got["proto"], got["soft_kmeans"]
-        if kind == "shaped":
-            scores["sib_k0"], scores["sib_k3"] = got["sib_k0"], got["sib_k3"]
-        else:
-            best_c = max(LOGREG_C, key=lambda c: float(logreg_scores(val, c).mean()))
-            scores["logreg_frozen"] = logreg_scores(test, best_c)
-    return scores
+        best_c = max(LOGREG_C, key=lambda c: float(logreg_scores(val, c).mean()))
+        scores = {"proto_frozen": got["proto"], "soft_kmeans_frozen": got["soft_kmeans"],
+                  "logreg_frozen": logreg_scores(test, best_c)}
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({name: values.tolist() for name, values in scores.items()}))
+    return {name: torch.tensor(values) for name, values in json.loads(kept.read_text()).items()}
+
+
+def protocol_scores(dataset, model, frozen, shaped, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
+    """Every method's per-episode accuracy on the test episodes of ``protocol`` (the same episodes for all)."""
+    val_count, count = episode_counts(protocol, args)
+    val = episodes(shaped, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
+    test = episodes(shaped, labels, classes["test"], protocol, k, 2000 + seed, count)
+    skm, _ = choose_soft_kmeans(model, val, "sequence")
+    got = score(model, test, "sequence", skm=skm)
+    return {**frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args),
+            "proto_shaped": got["proto"], "soft_kmeans_shaped": got["soft_kmeans"], "sib_k0": got["sib_k0"],
+            "sib_k3": got["sib_k3"]}
 
 
 def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, object, dict]:
@@ -203,7 +216,7 @@ def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
     chosen, model, candidates = train_candidates(shaped, labels, classes, k, seed, args)
     record = {"seed": seed, "shaping_seconds": shaping_seconds, "chosen": chosen, "candidates": candidates}
     for protocol in PROTOCOLS:
-        scores = protocol_scores(model, frozen, shaped, labels, classes, protocol, k, seed, args)
+        scores = protocol_scores(dataset, model, frozen, shaped, labels, classes, protocol, k, seed, args)
         record[protocol] = {**per_method(scores), "paired": per_method({
             "sib_k3-soft_kmeans_frozen": scores["sib_k3"] - scores["soft_kmeans_frozen"],
             "sib_k3-sib_k0": scores["sib_k3"] - scores["sib_k0"]})}
@@ -235,7 +248,8 @@ def run(args) -> tuple[dict, list, list]:
         for k in args.shots:
             per_seed = []
             for seed in args.seeds:
-                kept = (CACHE / "fewshot_intents" / f"{dataset}_{k}shot_s{seed}_l{args.layers}_steps{args.steps}_"
+                kept = (CACHE / "fewshot_intents" / f"{dataset}_{k}shot_s{seed}_l{args.layers}_e{SHAPING['shape_epochs']}_"
+                        f"lr{SHAPING['shape_learning_rate']}_steps{args.steps}_"
                         f"{'-'.join(args.candidates)}_t{args.test_episodes}-{args.allway_test_episodes}_"
                         f"sf{'-'.join(map(str, setfit_counts(seed, args)))}.json")
                 if not kept.is_file():

@@ -330,8 +330,8 @@ def test_trainer_trains_and_reports_accuracy_with_confidence_intervals(tmp_path,
     train = data.filter(lambda r: r["label"] < 3)
     evaluation = data.filter(lambda r: r["label"] >= 3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=train,
-                                        eval_dataset=evaluation, processing_class=tokenizer)
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=0),  # frozen stays
+                                        train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
     assert trainer.train_dataset is train, "episodes are built by the dataloader methods, not in __init__"
     trainer.train()
     assert trainer.state.global_step == 4 and len(trainer.train_dataset) == 40

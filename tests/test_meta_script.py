@@ -67,8 +67,9 @@ def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kin
     assert json.loads((out / "results.json").read_text())["dataset"] == str(path)  # the data it came from
     split = json.loads((out / "model" / "class_split.json").read_text())
     assert split == {"train": sorted(names[:6]), "validation": sorted(names[6:8]), "test": sorted(names[8:])}
-    learned = float(SIBForFewShotClassification.from_pretrained(out / "model", backbone=AutoModel.from_pretrained(
-        backbone)).head.log_inner_lr.exp())
+    saved = SIBForFewShotClassification.from_pretrained(out / "model")  # shaped by default: the encoder is stored
+    assert saved.config.shaped_layers == 1  # the tiny backbone's one layer
+    learned = float(saved.head.log_inner_lr.exp())
     card = (out / "model" / "README.md").read_text()
     assert f"inner step size {learned:.4g} (learned; it started at 0.03)" in card  # the value it ended with
     assert "test_uneven_sib_accuracy" in metrics  # the same model where unlabelled sets are uneven

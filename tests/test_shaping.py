@@ -11,7 +11,13 @@ from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertMode
 
 from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
 from hf_adapter_ext.meta import SemiSupervisedMetaTrainer
-from hf_adapter_ext.meta.shaping import encoder_layers, pool_states, run_layers, shape_encoder
+from hf_adapter_ext.meta.shaping import (
+    SHAPING_DEFAULTS,
+    encoder_layers,
+    pool_states,
+    run_layers,
+    shape_encoder,
+)
 
 from .test_meta import intent_data, meta_args
 
@@ -152,3 +158,30 @@ def test_shape_top_layers_needs_the_labelled_training_data(tmp_path, tokenizer):
         trainer.shape_backbone()
     with pytest.raises(ValueError, match="shape_top_layers=-1 is out of range"):
         meta_args(tmp_path, shape_top_layers=-1)
+
+
+def test_the_default_shapes_where_shaping_applies_and_says_why_not_elsewhere(tmp_path, tokenizer, caplog):
+    data = intent_data(tokenizer)
+    train = data.filter(lambda r: r["label"] < 3)
+
+    def trainer(config: SIBConfig, train_dataset, backbone=None):
+        model = SIBForFewShotClassification(config, backbone=backbone or encoder("bert", len(tokenizer)))
+        return SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_epochs=1),
+                                         train_dataset=train_dataset, processing_class=tokenizer)
+
+    assert meta_args(tmp_path).shape_top_layers is None
+    shaped = trainer(SIBConfig(n_way=3), train)
+    assert shaped.shape_backbone() is not None
+    assert shaped.model.config.shaped_layers == SHAPING_DEFAULTS.top_layers
+    one_layer = BertModel(BertConfig(vocab_size=len(tokenizer), **{**SIZES, "num_hidden_layers": 1}),
+                          add_pooling_layer=False)
+    assert trainer(SIBConfig(n_way=3), train, one_layer).shape_backbone() is not None  # as many as it has
+    episodes = shaped.as_episodes(train, training=True)  # ready-made episodes carry no texts to shape on
+    cases = {"token-level": trainer(SIBConfig(n_way=3, level="token"), None),
+             "freeze_backbone=False": trainer(SIBConfig(n_way=3, freeze_backbone=False), train),
+             "ready-made episodes": trainer(SIBConfig(n_way=3), episodes)}
+    for reason, unshaped in cases.items():
+        with caplog.at_level("INFO", logger="hf_adapter_ext.meta.trainer"):
+            assert unshaped.shape_backbone() is None
+        assert unshaped.model.config.shaped_layers == 0
+        assert reason.split()[0] in caplog.text, reason

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..launch import check_one_job
 from ..validation import SEED, CheckedTrainingArguments, Number, check_settings
-from .shaping import EPOCHS
+from .shaping import EPOCHS, SHAPING_DEFAULTS
 
 
 @dataclass
@@ -43,12 +43,16 @@ class MetaTrainingArguments(CheckedTrainingArguments):
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
     soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})
     soft_kmeans_iterations: int = field(default=3, metadata={"help": "Soft k-means baseline iterations."})
-    shape_top_layers: int = field(default=0, metadata={
+    shape_top_layers: int | None = field(default=None, metadata={
         "help": "Before meta-training, fine-tune this many of the encoder's top layers on the meta-training "
-                "classes (SIBForFewShotClassification.shape_backbone; sequence level, cached lower layers). 0 "
-                "meta-trains on the pretrained encoder's features."})
-    shape_epochs: int = field(default=3, metadata={"help": "Passes over the meta-training texts when shaping."})
-    shape_learning_rate: float = field(default=2e-5, metadata={"help": "AdamW rate of the shaped layers."})
+                "classes (SIBForFewShotClassification.shape_backbone; sequence level, cached lower layers). None "
+                f"(default): {SHAPING_DEFAULTS.top_layers} wherever shaping applies (a sequence-level model over a frozen "
+                "BERT-family encoder, trained from labelled texts), none elsewhere. 0 meta-trains on the pretrained "
+                "encoder's features."})
+    shape_epochs: int = field(default=SHAPING_DEFAULTS.epochs, metadata={
+        "help": "Passes over the meta-training texts when shaping."})
+    shape_learning_rate: float = field(default=SHAPING_DEFAULTS.learning_rate, metadata={
+        "help": "AdamW rate of the shaped layers."})
 
     def __post_init__(self):
         check_settings("MetaTrainingArguments", self, _RULES)
@@ -72,7 +76,7 @@ _RULES = {
     "eval_seed": SEED,
     "soft_kmeans_temperature": Number(float, 0, low_open=True, example="0.1"),
     "soft_kmeans_iterations": Number(int, 0, 100, example="3"),
-    "shape_top_layers": Number(int, 0, 1000, example="2", why="0 keeps the pretrained encoder"),
+    "shape_top_layers": Number(int, 0, 1000, optional=True, example="2", why="0 keeps the pretrained encoder"),
     "shape_epochs": EPOCHS,
     "shape_learning_rate": Number(float, 0, 1, low_open=True, example="2e-5"),
 }

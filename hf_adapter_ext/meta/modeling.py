@@ -29,7 +29,7 @@ from ..validation import check_number, check_texts
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
-from .shaping import pool_states, shape_encoder
+from .shaping import SHAPING_DEFAULTS, pool_states, shape_encoder
 
 
 @dataclass
@@ -373,8 +373,9 @@ class SIBForFewShotClassification(PreTrainedModel):
             return states.gather(1, index) * (word_starts >= 0).unsqueeze(-1)
         return pool_states(states, attention_mask, self.config.pooling)
 
-    def shape_backbone(self, tokenizer, texts: Sequence[str], labels: Sequence[int], top_layers: int = 2,
-                       epochs: int = 3, learning_rate: float = 2e-5, seed: int = 0) -> list[float]:
+    def shape_backbone(self, tokenizer, texts: Sequence[str], labels: Sequence[int],
+                       top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
+                       learning_rate: float = SHAPING_DEFAULTS.learning_rate, seed: int = 0) -> list[float]:
         """Fine-tune the encoder's top ``top_layers`` layers on labelled meta-training texts (`shape_encoder`)
         before meta-training, so that its features separate intents of the same kind; returns the loss per epoch.
         The shaped encoder is saved with the model from then on (``config.shaped_layers``)."""

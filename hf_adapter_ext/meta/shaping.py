@@ -9,7 +9,7 @@ cores an epoch over CLINC150's meta-training classes takes about a minute with M
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +21,10 @@ from tqdm.auto import tqdm
 from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_settings, check_texts
 
 EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the meta-training texts")
+# How the encoder is shaped by default (`MetaTrainingArguments`, `shape_encoder`): the best mean meta-validation
+# soft k-means accuracy (5-way 1- and 5-shot, all-way 1-shot) over top layers x learning rate x epochs on CLINC150
+# and BANKING77's meta-validation classes (benchmarks/results/shaping_sweep.md). Test classes played no part.
+SHAPING_DEFAULTS = SimpleNamespace(top_layers=2, epochs=3, learning_rate=2e-5)
 
 
 def pool_states(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -74,8 +78,10 @@ def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, m
 
 
 def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int], *,
-                  top_layers: int = 2, epochs: int = 3, learning_rate: float = 2e-5, pooling: str = "mean",
-                  batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0) -> list[float]:
+                  top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
+                  learning_rate: float = SHAPING_DEFAULTS.learning_rate, pooling: str = "mean",
+                  batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0,
+                  on_epoch_end: Callable[[int], None] | None = None) -> list[float]:
     """Fine-tune ``backbone``'s top ``top_layers`` layers in place, so that its pooled features separate the
     classes of ``labels``; returns the mean training loss of each epoch.
 
@@ -85,11 +91,14 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         texts / labels: the meta-training examples and their class ids (any integers, at least two classes).
             Never the meta-validation or -test classes: shaping on them would leak the classes being evaluated.
         top_layers: how many of the top layers are trained; the rest are run once and cached.
-        epochs: passes over the texts. 3 is what benchmarks/fewshot_intents.py measured (not tuned); most of the
-            gain on CLINC150's meta-validation classes came in the first epoch.
+        epochs: passes over the texts. The defaults (``SHAPING_DEFAULTS``) were chosen on meta-validation classes
+            (benchmarks/results/shaping_sweep.md).
         learning_rate: AdamW rate of the encoder layers (the classifier's weights use 1e-3).
         pooling: how token states become a sequence feature, as the few-shot model pools (``SIBConfig.pooling``).
         scale: the cosine classifier's fixed temperature; 20 is a common choice for normalised-softmax training.
+        on_epoch_end: called with the number of epochs done after each one, the encoder in eval mode: to score
+            the shaped features on held-out classes epoch by epoch (benchmarks/shaping_sweep.py) without
+            shaping again for every epoch count.
     """
     layers = encoder_layers(backbone)
     check_settings("shape_encoder", SimpleNamespace(top_layers=top_layers, epochs=epochs, learning_rate=learning_rate,
@@ -119,7 +128,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                              "would train on wrong features. Train without shaping (shape_top_layers=0).")
     # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
     means = torch.zeros(len(classes), features.size(1)).index_add_(0, targets, F.normalize(features, dim=-1))
-    weights = nn.Parameter(F.normalize(means, dim=-1).to(reference.device))
+    weights = nn.Parameter(F.normalize(means, dim=-1).to(reference.device, reference.dtype))
     trainable = list(top.parameters())
     was_trainable = [p.requires_grad for p in trainable]
     for p in trainable:
@@ -142,6 +151,11 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                 optimizer.step()
                 total += loss.item()
             losses.append(total / len(batches))
+            if on_epoch_end is not None:
+                top.eval()
+                with torch.no_grad():
+                    on_epoch_end(len(losses))
+                top.train()
     finally:
         top.eval()
         for p, flag in zip(trainable, was_trainable):

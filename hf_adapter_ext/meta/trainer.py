@@ -23,6 +23,7 @@ from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, episode_sampler
 from .episodes import collate_episodes
 from .evaluation import episode_compute_metrics
+from .shaping import SHAPING_DEFAULTS, encoder_layers
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +75,19 @@ class SemiSupervisedMetaTrainer(Trainer):
 
     def shape_backbone(self) -> list[float] | None:
         """Shape the model's encoder on the labelled training dataset (`SIBForFewShotClassification.shape_backbone`)
-        once; returns the loss per epoch, or None when nothing is shaped."""
+        once; returns the loss per epoch, or None when nothing is shaped.
+
+        ``args.shape_top_layers=None`` (the default) shapes ``SHAPING_DEFAULTS.top_layers`` top layers wherever shaping
+        applies (a sequence-level model over a frozen BERT-family encoder, trained from a labelled text dataset)
+        and meta-trains on the pretrained features elsewhere, saying why in the log; a number asks for exactly
+        that many layers and refuses a setting where it cannot be done."""
         layers, model = self.args.shape_top_layers, self.model
-        if not layers or model.config.shaped_layers:
+        if layers == 0 or model.config.shaped_layers:
             return None
+        if layers is None:
+            layers = self._default_shaped_layers()
+            if not layers:
+                return None
         if isinstance(self.train_dataset, TorchDataset) or self.train_dataset is None:
             raise ValueError("shape_top_layers needs the labelled training dataset (text + label rows), not ready-made "
                              "episodes: pass train_dataset=<datasets.Dataset>, or set shape_top_layers=0.")
@@ -89,6 +99,28 @@ class SemiSupervisedMetaTrainer(Trainer):
         logger.info("Shaped the encoder's top %d layers: training loss per epoch %s", layers,
                     [round(loss, 4) for loss in losses])
         return losses
+
+    def _default_shaped_layers(self) -> int:
+        """How many top layers ``shape_top_layers=None`` shapes for this model and data: 0 where shaping does not
+        apply, with the reason logged."""
+        config, data = self.model.config, self.train_dataset
+        reason = None
+        if config.level != "sequence":
+            reason = "the model is token-level"
+        elif not config.freeze_backbone:
+            reason = "the backbone is fine-tuned during meta-training (freeze_backbone=False)"
+        elif data is None or isinstance(data, TorchDataset):
+            reason = "train_dataset is not a labelled text dataset (ready-made episodes, or none)"
+        if reason is None:
+            try:
+                available = len(encoder_layers(self.model.backbone))
+            except ValueError:
+                reason = f"{type(self.model.backbone).__name__} has no BERT-style encoder.layer stack"
+        if reason is not None:
+            logger.info("Meta-training on the pretrained encoder's features, not shaping it: %s "
+                        "(shape_top_layers=None shapes only where it applies).", reason)
+            return 0
+        return min(SHAPING_DEFAULTS.top_layers, available)
 
     # ------------------------------------------------------------------ episodes
     def as_episodes(self, data, training: bool):
