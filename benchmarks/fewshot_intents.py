@@ -121,9 +121,22 @@ def logreg_scores(test, c: float) -> torch.Tensor:
     return torch.tensor(accuracy)
 
 
-def setfit_scores(texts, labels, test, count: int, seed: int) -> tuple[torch.Tensor, float]:
+def setfit_scores(dataset, texts, test, count: int, seed: int) -> tuple[torch.Tensor, float]:
     """SetFit's accuracy on the first ``count`` episodes of ``test`` (a fresh MiniLM fine-tuned per task), and its
-    mean seconds per task (training and prediction)."""
+    mean seconds per task (training and prediction). It does not depend on shaping or SIB, so it is kept per
+    episode draw (benchmarks/.cache/fewshot_intents/setfit_*.json) and shared by every rerun."""
+    sampler = test.sampler
+    kept = CACHE / "fewshot_intents" / (f"setfit_{dataset}_{sampler.k_shot}shot_{sampler.n_way}way_"
+                                        f"{'natural' if sampler.natural_queries else 'even'}_s{seed}_n{count}.json")
+    if not kept.is_file():
+        accuracy, seconds = _fit_setfit(texts, test, count, seed)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({"accuracy": accuracy, "seconds_per_task": seconds}))
+    got = json.loads(kept.read_text())
+    return torch.tensor(got["accuracy"]), got["seconds_per_task"]
+
+
+def _fit_setfit(texts, test, count: int, seed: int) -> tuple[list[float], float]:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -140,7 +153,7 @@ def setfit_scores(texts, labels, test, count: int, seed: int) -> tuple[torch.Ten
         predicted = model.predict([texts[j] for j in ep.query], as_numpy=True)
         seconds.append(time.perf_counter() - start)
         accuracy.append(float(np.mean(predicted == np.asarray(ep.query_labels))))
-    return torch.tensor(accuracy), float(np.mean(seconds))
+    return accuracy, float(np.mean(seconds))
 
 
 def frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
@@ -224,7 +237,7 @@ def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
         setfit_count = five_way if protocol == "5way_even" else all_way if protocol == "allway_natural" else 0
         if setfit_count:
             test = episodes(None, labels, classes["test"], protocol, k, 2000 + seed, setfit_count)
-            accuracy, seconds = setfit_scores(texts, labels, test, setfit_count, seed)
+            accuracy, seconds = setfit_scores(dataset, texts, test, setfit_count, seed)
             record[protocol]["setfit"] = {"episodes": setfit_count, "seconds_per_task": seconds,
                                           **per_method({"setfit": accuracy, **{m: scores[m][:setfit_count]
                                                                               for m in ("sib_k3", "soft_kmeans_frozen")}})}
