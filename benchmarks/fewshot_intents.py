@@ -317,7 +317,7 @@ def run(args) -> tuple[dict, list, list]:
     return results, targets, [header, *rows, setfit_header, *setfit_rows]
 
 
-def main():
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["clinc150", "banking77"])
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
@@ -335,7 +335,11 @@ def main():
                         help="Seeds SetFit runs on (default: all); it costs minutes per task.")
     parser.add_argument("--results_name", default="fewshot_intents",
                         help="results/<name>.json and .md (a partial run kept apart from the full table).")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = arguments().parse_args()
     results, targets, table = run(args)
     write_results(args.results_name, {"settings": vars(args), "targets": targets, "results": results}, "\n".join(table))
 
