@@ -103,3 +103,24 @@ def test_predict_tags_bio_decoding_breaks_no_span_and_keeps_valid_argmax_tags(to
         assert len(a) == len(d)
         if not bio_invalid_spans([a]):
             assert a == d  # where token-by-token tags already make a valid sequence, decoding keeps them
+
+
+def test_bio_decoding_of_a_half_precision_model_breaks_no_span(tokenizer):
+    """A bfloat16 model (what `TrainingArguments(bf16=True)` leaves behind) is decoded over float32 log-probabilities
+    of its own scores: the same tags as the float32 decoding of those scores, and no broken span."""
+    import torch
+
+    from hf_adapter_ext.metrics import bio_invalid_spans, predict_tags
+    from tests.conftest import tiny_source
+    from tests.helpers import ALL_LABELS, toy_dataset
+
+    model = tiny_source(labels=ALL_LABELS)
+    torch.nn.init.normal_(model.classifier.weight, std=2.0)
+    model = model.to(torch.bfloat16)
+    data = toy_dataset(tokenizer, repeat=2)
+    id2label = model.config.id2label
+    decoded, _ = predict_tags(model, data, tokenizer, id2label, decoding="bio")
+    assert bio_invalid_spans(decoded) == 0 and sum(len(row) for row in decoded) > 0
+    reference, _ = predict_tags(model.to(torch.float32), data, tokenizer, id2label, decoding="bio")
+    agree = sum(a == b for x, y in zip(decoded, reference) for a, b in zip(x, y)) / sum(len(x) for x in reference)
+    assert agree >= 0.9  # bfloat16 scores round differently from the same weights in float32; most tags hold
