@@ -105,6 +105,17 @@ def cached(name: str, compute):
     return value
 
 
+def cached_json(name: str, compute: Callable[[], object]):
+    """A JSON-able result computed once and kept as benchmarks/.cache/<name>.json (not committed), so an
+    interrupted benchmark resumes where it stopped; returned as read back from the file."""
+    path = CACHE / f"{name}.json"
+    if not path.is_file():
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    return json.loads(path.read_text())
+
+
 def alternate(steps: dict[str, Callable[[], float]], seconds: float, rounds: int) -> dict[str, float]:
     """Median units/s of each contender; every step returns the units it processed (tokens, episodes, ...)."""
     return {name: statistics.median(values) for name, values in alternate_rounds(steps, seconds, rounds).items()}

@@ -27,7 +27,6 @@ benchmarks/.cache/fewshot_intents/. Needs the ``bench`` extra (setfit, scikit-le
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 
@@ -36,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer
 
-from benchmarks.common import CACHE, cached, shared_data_dir, target, write_results
+from benchmarks.common import cached, cached_json, shared_data_dir, target, write_results
 from benchmarks.sib_fewshot import (
     choose_soft_kmeans,
     minilm,
@@ -126,17 +125,13 @@ def setfit_scores(dataset, texts, test, count: int, seed: int) -> tuple[torch.Te
     mean seconds per task (training and prediction). It does not depend on shaping or SIB, so it is kept per
     episode draw (benchmarks/.cache/fewshot_intents/setfit_*.json) and shared by every rerun."""
     sampler = test.sampler
-    kept = CACHE / "fewshot_intents" / (f"setfit_{dataset}_{sampler.k_shot}shot_{sampler.n_way}way_"
-                                        f"{'natural' if sampler.natural_queries else 'even'}_s{seed}_n{count}.json")
-    if not kept.is_file():
-        accuracy, seconds = _fit_setfit(texts, test, count, seed)
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        kept.write_text(json.dumps({"accuracy": accuracy, "seconds_per_task": seconds}))
-    got = json.loads(kept.read_text())
+    got = cached_json(f"fewshot_intents/setfit_{dataset}_{sampler.k_shot}shot_{sampler.n_way}way_"
+                      f"{'natural' if sampler.natural_queries else 'even'}_s{seed}_n{count}",
+                      lambda: _fit_setfit(texts, test, count, seed))
     return torch.tensor(got["accuracy"]), got["seconds_per_task"]
 
 
-def _fit_setfit(texts, test, count: int, seed: int) -> tuple[list[float], float]:
+def _fit_setfit(texts, test, count: int, seed: int) -> dict:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -153,35 +148,39 @@ def _fit_setfit(texts, test, count: int, seed: int) -> tuple[list[float], float]
         predicted = model.predict([texts[j] for j in ep.query], as_numpy=True)
         seconds.append(time.perf_counter() - start)
         accuracy.append(float(np.mean(predicted == np.asarray(ep.query_labels))))
-    return accuracy, float(np.mean(seconds))
+    return {"accuracy": accuracy, "seconds_per_task": float(np.mean(seconds))}
+
+
+def soft_kmeans_scored(model, features, labels, classes, protocol, k, seed, args) -> tuple[dict, object, object]:
+    """``score``'s per-episode accuracies on the test episodes of ``protocol`` over ``features``, with soft
+    k-means' temperature and iterations chosen on its meta-validation episodes; and those validation and test
+    episodes."""
+    val_count, count = episode_counts(protocol, args)
+    val = episodes(features, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
+    test = episodes(features, labels, classes["test"], protocol, k, 2000 + seed, count)
+    skm, _ = choose_soft_kmeans(model, val, "sequence")
+    return score(model, test, "sequence", skm=skm), val, test
 
 
 def frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
     """Per-episode accuracy of the methods on frozen features (prototypes, soft k-means, logistic regression) on
     the test episodes of ``protocol``. Nothing here depends on shaping or SIB, so it is kept once per episode draw
     (benchmarks/.cache/fewshot_intents/frozen_*.json) and shared by every rerun."""
-    val_count, count = episode_counts(protocol, args)
-    kept = CACHE / "fewshot_intents" / f"frozen_{dataset}_{k}shot_{protocol}_s{seed}_v{val_count}_t{count}.json"
-    if not kept.is_file():
-        val = episodes(frozen, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
-        test = episodes(frozen, labels, classes["test"], protocol, k, 2000 + seed, count)
-        skm, _ = choose_soft_kmeans(model, val, "sequence")
-        got = score(model, test, "sequence", skm=skm)
+
+    def compute() -> dict[str, list[float]]:
+        got, val, test = soft_kmeans_scored(model, frozen, labels, classes, protocol, k, seed, args)
         best_c = max(LOGREG_C, key=lambda c: float(logreg_scores(val, c).mean()))
-        scores = {"proto_frozen": got["proto"], "soft_kmeans_frozen": got["soft_kmeans"],
-                  "logreg_frozen": logreg_scores(test, best_c)}
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        kept.write_text(json.dumps({name: values.tolist() for name, values in scores.items()}))
-    return {name: torch.tensor(values) for name, values in json.loads(kept.read_text()).items()}
+        return {"proto_frozen": got["proto"].tolist(), "soft_kmeans_frozen": got["soft_kmeans"].tolist(),
+                "logreg_frozen": logreg_scores(test, best_c).tolist()}
+
+    val_count, count = episode_counts(protocol, args)
+    kept = cached_json(f"fewshot_intents/frozen_{dataset}_{k}shot_{protocol}_s{seed}_v{val_count}_t{count}", compute)
+    return {name: torch.tensor(values) for name, values in kept.items()}
 
 
 def protocol_scores(dataset, model, frozen, shaped, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
     """Every method's per-episode accuracy on the test episodes of ``protocol`` (the same episodes for all)."""
-    val_count, count = episode_counts(protocol, args)
-    val = episodes(shaped, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
-    test = episodes(shaped, labels, classes["test"], protocol, k, 2000 + seed, count)
-    skm, _ = choose_soft_kmeans(model, val, "sequence")
-    got = score(model, test, "sequence", skm=skm)
+    got, _, _ = soft_kmeans_scored(model, shaped, labels, classes, protocol, k, seed, args)
     return {**frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args),
             "proto_shaped": got["proto"], "soft_kmeans_shaped": got["soft_kmeans"], "sib_k0": got["sib_k0"],
             "sib_k3": got["sib_k3"]}
@@ -261,14 +260,12 @@ def run(args) -> tuple[dict, list, list]:
         for k in args.shots:
             per_seed = []
             for seed in args.seeds:
-                kept = (CACHE / "fewshot_intents" / f"{dataset}_{k}shot_s{seed}_l{args.layers}_e{SHAPING['shape_epochs']}_"
-                        f"lr{SHAPING['shape_learning_rate']}_steps{args.steps}_"
-                        f"{'-'.join(args.candidates)}_t{args.test_episodes}-{args.allway_test_episodes}_"
-                        f"sf{'-'.join(map(str, setfit_counts(seed, args)))}.json")
-                if not kept.is_file():
-                    kept.parent.mkdir(parents=True, exist_ok=True)
-                    kept.write_text(json.dumps(run_one(dataset, texts, labels, classes, frozen, k, seed, args)))
-                per_seed.append(json.loads(kept.read_text()))
+                key = (f"fewshot_intents/{dataset}_{k}shot_s{seed}_l{args.layers}_e{SHAPING['shape_epochs']}_"
+                       f"lr{SHAPING['shape_learning_rate']}_steps{args.steps}_{'-'.join(args.candidates)}_"
+                       f"t{args.test_episodes}-{args.allway_test_episodes}_"
+                       f"sf{'-'.join(map(str, setfit_counts(seed, args)))}")
+                per_seed.append(cached_json(key, lambda seed=seed: run_one(dataset, texts, labels, classes, frozen, k,
+                                                                           seed, args)))
             results[f"{dataset}_{k}shot"] = per_seed
             for protocol in PROTOCOLS:
                 mean = {m: mean_over_seeds(per_seed, protocol, m) for m in METHODS}

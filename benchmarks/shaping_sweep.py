@@ -9,8 +9,8 @@ baseline, and SIB's K = 0 start) on:
   fall).
 
 Soft k-means' temperature and iterations are chosen on one draw of meta-validation episodes and scored on another,
-so the figure of a setting is not the maximum of noise. Epoch 0 is the frozen encoder. Test classes are never
-touched. Resumable: each (dataset, setting, seed) is kept under benchmarks/.cache/shaping_sweep/.
+so the figure of a setting is not the maximum of noise. The frozen encoder (the pool's cached MiniLM features, as
+fewshot_intents uses them) is scored once per dataset and seed. Test classes are never touched. Resumable: each (dataset, setting, seed) is kept under benchmarks/.cache/shaping_sweep/.
 
     python -m benchmarks.shaping_sweep --datasets clinc150 --layers 2 4 --learning_rates 2e-5 1e-4
 """
@@ -18,14 +18,14 @@ touched. Resumable: each (dataset, setting, seed) is kept under benchmarks/.cach
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import time
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from benchmarks.common import CACHE, target, write_results
+from benchmarks.common import cached, cached_json, target, write_results
 from benchmarks.fewshot_intents import episodes, task
 from benchmarks.sib_fewshot import choose_soft_kmeans, minilm, new_model, score
 from hf_adapter_ext.meta import encode_texts
@@ -48,12 +48,13 @@ def validation_scores(model, features, labels, classes, seed: int, args) -> dict
 
 
 def sweep_one(dataset, texts, labels, classes, layers: int, learning_rate: float, seed: int, args) -> dict:
-    """Scores after each epoch (0 = frozen) of shaping ``layers`` top layers at ``learning_rate``, with the
-    seconds spent shaping so far (scoring excluded)."""
+    """Scores after each epoch of shaping ``layers`` top layers at ``learning_rate`` (``per_epoch[i]`` is epoch
+    i + 1), with the seconds spent shaping so far (scoring excluded)."""
     torch.manual_seed(seed)
     model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
-    train = [i for i, label in enumerate(labels) if label in set(classes["train"])]
-    val = [i for i, label in enumerate(labels) if label in set(classes["validation"])]
+    train_classes, val_classes = set(classes["train"]), set(classes["validation"])
+    train = [i for i, label in enumerate(labels) if label in train_classes]
+    val = [i for i, label in enumerate(labels) if label in val_classes]
     features = torch.zeros(len(texts), model.config.feature_dim)  # only validation rows are ever sampled
     per_epoch, clock = [], {"start": time.perf_counter(), "scoring": 0.0}
 
@@ -65,11 +66,21 @@ def sweep_one(dataset, texts, labels, classes, layers: int, learning_rate: float
         clock["scoring"] += time.perf_counter() - began
         print(dataset, layers, learning_rate, per_epoch[-1], flush=True)
 
-    evaluate(0)
     losses = shape_encoder(model.backbone, tokenizer, [texts[i] for i in train], [labels[i] for i in train],
                            top_layers=layers, epochs=args.epochs, learning_rate=learning_rate,
                            pooling=model.config.pooling, seed=seed, on_epoch_end=evaluate)
     return {"layers": layers, "learning_rate": learning_rate, "seed": seed, "losses": losses, "per_epoch": per_epoch}
+
+
+def seed_mean(entries: list[dict]) -> tuple[dict[str, float], float]:
+    """Per-protocol means over seeds of score entries, and their mean over the protocols."""
+    mean = {name: float(np.mean([entry[name] for entry in entries])) for name in PROTOCOLS}
+    return mean, float(np.mean(list(mean.values())))
+
+
+def table_row(dataset: str, shown: tuple[str, str, str], seconds: float, mean: dict, overall: float) -> str:
+    return (f"| {dataset} | {' | '.join(shown)} | {seconds:.0f} | " + " | ".join(f"{mean[n]:.2f}" for n in PROTOCOLS)
+            + f" | {overall:.2f} |")
 
 
 def run(args) -> tuple[dict, list, list]:
@@ -78,36 +89,32 @@ def run(args) -> tuple[dict, list, list]:
             "|---|---|---|---|---|" + "---|" * (len(PROTOCOLS) + 1)]
     # (layers, learning rate, epochs) -> per-dataset mean accuracy
     overall_by_setting: dict[tuple, list[float]] = {}
+    episodes_key = f"v{args.episodes}-{args.allway_episodes}"
     for dataset in args.datasets:
         texts, labels, classes = task(dataset)
+        model = new_model("sequence")
+        features = cached(f"{dataset}_minilm", lambda: encode_texts(model, AutoTokenizer.from_pretrained(minilm()),
+                                                                    texts))  # the frozen encoder, as fewshot_intents
+        frozen_mean, frozen = seed_mean([cached_json(
+            f"shaping_sweep/{dataset}_frozen_s{seed}_{episodes_key}",
+            lambda seed=seed: validation_scores(model, features, labels, classes, seed, args)) for seed in args.seeds])
+        rows.append(table_row(dataset, ("frozen", "–", "0"), 0, frozen_mean, frozen))
         best = None
-        for layers in args.layers:
-            for learning_rate in args.learning_rates:
-                per_seed = []
-                for seed in args.seeds:
-                    kept = (CACHE / "shaping_sweep" / f"{dataset}_l{layers}_lr{learning_rate}_e{args.epochs}_s{seed}_"
-                            f"v{args.episodes}-{args.allway_episodes}.json")
-                    if not kept.is_file():
-                        kept.parent.mkdir(parents=True, exist_ok=True)
-                        kept.write_text(json.dumps(sweep_one(dataset, texts, labels, classes, layers, learning_rate,
-                                                             seed, args)))
-                    per_seed.append(json.loads(kept.read_text()))
-                results[f"{dataset}_l{layers}_lr{learning_rate}"] = per_seed
-                for epoch in range(args.epochs + 1):
-                    if epoch == 0 and (layers, learning_rate) != (args.layers[0], args.learning_rates[0]):
-                        continue  # the frozen encoder: one row per dataset
-                    mean = {name: float(np.mean([s["per_epoch"][epoch][name] for s in per_seed])) for name in PROTOCOLS}
-                    overall = float(np.mean(list(mean.values())))
-                    seconds = float(np.mean([s["per_epoch"][epoch]["shaping_seconds"] for s in per_seed]))
-                    shown = ("frozen", "–", "0") if epoch == 0 else (str(layers), f"{learning_rate:g}", str(epoch))
-                    rows.append(f"| {dataset} | {' | '.join(shown)} | {seconds:.0f} | "
-                                + " | ".join(f"{mean[n]:.2f}" for n in PROTOCOLS) + f" | {overall:.2f} |")
-                    if epoch == 0:
-                        frozen = overall
-                        continue
-                    overall_by_setting.setdefault((layers, learning_rate, epoch), []).append(overall)
-                    if best is None or overall > best[0]:
-                        best = (overall, layers, learning_rate, epoch, seconds)
+        for layers, learning_rate in itertools.product(args.layers, args.learning_rates):
+            per_seed = [cached_json(f"shaping_sweep/{dataset}_l{layers}_lr{learning_rate}_e{args.epochs}_s{seed}_"
+                                    f"{episodes_key}", lambda seed=seed: sweep_one(
+                                        dataset, texts, labels, classes, layers, learning_rate, seed, args))
+                        for seed in args.seeds]
+            results[f"{dataset}_l{layers}_lr{learning_rate}"] = per_seed
+            for epoch in range(1, args.epochs + 1):
+                entries = [s["per_epoch"][epoch - 1] for s in per_seed]
+                mean, overall = seed_mean(entries)
+                seconds = float(np.mean([entry["shaping_seconds"] for entry in entries]))
+                rows.append(table_row(dataset, (str(layers), f"{learning_rate:g}", str(epoch)), seconds, mean, overall))
+                overall_by_setting.setdefault((layers, learning_rate, epoch), []).append(overall)
+                if best is None or overall > best[0]:
+                    best = (overall, layers, learning_rate, epoch, seconds)
+        results[f"{dataset}_frozen"] = {"mean": frozen_mean, "overall": frozen}
         targets.append(target(f"{dataset}: best shaping's mean meta-validation soft k-means accuracy − frozen "
                               f"encoder's (points; {best[1]} layers, lr {best[2]:g}, {best[3]} epochs)",
                               best[0] - frozen, 0.0, ">="))
