@@ -101,7 +101,7 @@ def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
     plain = model.consolidate(bench.encode(data["train"]), bench.tokenizer, unlabelled=unlabelled, args=args,
                               eval_dataset=dev, transition_weight=TRANSITION_WEIGHT if "transition" in variant else 0.0)
     report = {k: plain.consolidation_report.get(k) for k in ("steps", "best_step", "distillation_examples",
-                                                             "unlabelled_examples")}
+                                                             "unlabelled_examples", "teacher_targets_precomputed")}
     return plain, {**report, "seconds": time.perf_counter() - started}
 
 

@@ -1,6 +1,8 @@
 """Consolidation: an extended model becomes one plain transformers model (loads without hf_adapter_ext), and
 extension can go on step after step from it."""
 
+import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -289,3 +291,51 @@ def test_a_transition_weight_trains_and_is_reported(tmp_path, tokenizer):
     plain = extended.consolidate(data, tokenizer, args=args(tmp_path / "b", 20, 5e-3), transition_weight=1.0)
     assert plain.consolidation_report["transition_weight"] == 1.0
     assert agreement(extended, plain, batch_of(tokenizer, data)) >= 0.9
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("head", ["crf", "linear"])
+def test_precomputed_teacher_targets_are_each_rows_own_targets(tmp_path, tokenizer, head, padding_side):
+    """`with_teacher_targets` pads rows of different lengths into one teacher pass; each row's cached target must be
+    what the teacher gives that row alone, unpadded (left padding would shift BERT's positions), and the collator
+    must put it back where the row's tokens are, on either padding side."""
+    from hf_adapter_ext.adapter.consolidation import (
+        TEACHER_TARGET,
+        _DistillationCollator,
+        distillation_data,
+        teacher_distribution,
+        with_teacher_targets,
+    )
+
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a", head=head)
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.padding_side = padding_side
+    rows = distillation_data(data.select(range(6)), ["Paris .", "John flew to Rome with Mary and Bob today ."],
+                             tokenizer)
+    cached = with_teacher_targets(rows, extended, tokenizer, path_weight=0.5, batch_size=4)
+    assert len({len(ids) for ids in cached["input_ids"]}) > 1  # the rows really differ in length
+    for row in cached:
+        alone = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in row}
+        torch.testing.assert_close(torch.tensor(row[TEACHER_TARGET]), teacher_distribution(extended, alone, 0.5)[0])
+    batch = _DistillationCollator(tokenizer)([cached[i] for i in range(len(cached))])
+    for row, target, mask in zip(cached, batch[TEACHER_TARGET], batch["attention_mask"].bool()):
+        torch.testing.assert_close(target[mask], torch.tensor(row[TEACHER_TARGET]))
+        assert not target[~mask].any()  # padding carries no target
+
+
+def test_a_distillation_with_precomputed_targets_trains_the_student_a_per_step_teacher_would(
+        tmp_path, tokenizer, monkeypatch):
+    """A budget that visits each row more than once precomputes the teacher's targets; the student it trains is the
+    one the teacher run at every step trains (float32 noise only). SGD, because Adam turns the float noise of a
+    gradient that is zero in exact arithmetic (the attention keys' bias) into full-size steps."""
+    from hf_adapter_ext.adapter import consolidation
+
+    extended, data = extend_and_train(source(tokenizer), STEP1_NEW, tokenizer, tmp_path / "a")
+    budget = dataclasses.replace(args(tmp_path / "b", 10, 0.1), optim="sgd")
+    assert consolidation.visits_rows_more_than_once(budget, len(data))
+    cached = extended.consolidate(data, tokenizer, args=budget)
+    monkeypatch.setattr(consolidation, "visits_rows_more_than_once", lambda *_: False)
+    per_step = extended.consolidate(data, tokenizer, args=budget)
+    assert cached.consolidation_report["train_seconds"] and per_step.consolidation_report["steps"] == 10
+    for (name, a), (_, b) in zip(cached.named_parameters(), per_step.named_parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)

@@ -37,6 +37,7 @@ from . import anatomy
 from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, add_stopping_callbacks, step_budget
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TEACHER_TARGET = "teacher_target"  # the column that holds a row's precomputed distillation target
 
 
 def check_consolidable(model) -> None:
@@ -117,16 +118,59 @@ def teacher_distribution(teacher, inputs: dict, path_weight: float = 0.0) -> tor
     return (1 - path_weight) * soft + path_weight * hard
 
 
+def with_teacher_targets(data: Dataset, teacher, tokenizer, path_weight: float, batch_size: int = 32) -> Dataset:
+    """``data`` with each row's distillation target (`teacher_distribution`, [tokens, labels]) in a
+    ``teacher_target`` column, computed once. The teacher is frozen and in eval mode, so its targets are the same
+    every time a row comes round; with them cached, a distillation step runs the student alone instead of the
+    extended model's two encoders as well.
+
+    Args:
+        data: tokenized rows (``input_ids``, ``attention_mask``, ...), unpadded.
+        teacher: the extended model, on the device it should run on.
+        tokenizer: pads each batch for the teacher pass.
+        path_weight: as in `teacher_distribution`.
+        batch_size: rows per teacher pass.
+    """
+    teacher.eval()
+
+    def targets(batch: dict) -> dict:
+        rows = [{k: batch[k][i] for k in _INPUTS if k in batch} for i in range(len(batch["input_ids"]))]
+        # Padded on the right whatever the tokenizer says: with absolute positions, left padding would shift a
+        # row's positions by however long the other rows in this pass happen to be.
+        padded = tokenizer.pad(rows, return_tensors="pt", padding_side="right")
+        target = teacher_distribution(teacher, {k: v.to(teacher.device) for k, v in padded.items()}, path_weight)
+        return {TEACHER_TARGET: [t[: len(row["input_ids"])].float().cpu().numpy() for t, row in zip(target, rows)]}
+
+    return data.map(targets, batched=True, batch_size=batch_size, keep_in_memory=True,
+                    new_fingerprint=f"{data._fingerprint}-{TEACHER_TARGET}-{path_weight}",
+                    desc="Computing the extended model's distillation targets")
+
+
+def visits_rows_more_than_once(args: TrainingArguments, rows: int) -> bool:
+    """Whether a training run under ``args`` draws more rows than ``rows``: then precomputing each row's teacher
+    target once (`with_teacher_targets`) saves teacher passes; otherwise computing them as they come is cheaper."""
+    if args.max_steps > 0:
+        return args.max_steps * args.train_batch_size * args.gradient_accumulation_steps * args.world_size > rows
+    return args.num_train_epochs > 1
+
+
 class _DistillationCollator(DataCollatorForTokenClassification):
     """Pads the inputs. Validation rows keep their gold labels (padded with -100), for the entity F1 that stops
     training. Distillation rows (no ``labels``) get attended tokens marked as ``labels`` 0 (padding -100), so that
-    `Trainer` counts the step's tokens (``num_items_in_batch``) across accumulation steps and processes."""
+    `Trainer` counts the step's tokens (``num_items_in_batch``) across accumulation steps and processes; their
+    precomputed ``teacher_target`` rows, if any, are padded with zeros on the tokenizer's padding side."""
 
     def __call__(self, features):
         if all("labels" in f for f in features):
             return super().__call__([{k: f[k] for k in (*_INPUTS, "labels") if k in f} for f in features])
         batch = super().__call__([{k: f[k] for k in _INPUTS if k in f} for f in features])
         batch["labels"] = torch.where(batch["attention_mask"].bool(), 0, IGNORE_INDEX)
+        if TEACHER_TARGET in features[0]:
+            length = batch["input_ids"].size(1)
+            left = self.tokenizer.padding_side == "left"
+            rows = [torch.as_tensor(f[TEACHER_TARGET], dtype=torch.float32) for f in features]
+            batch[TEACHER_TARGET] = torch.stack([
+                F.pad(row, (0, 0, length - len(row), 0) if left else (0, 0, 0, length - len(row))) for row in rows])
         return batch
 
 
@@ -150,9 +194,11 @@ class _DistillationTrainer(Trainer):
         add_stopping_callbacks(self, early_stopping_patience)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        target = inputs.get(TEACHER_TARGET)  # precomputed by `with_teacher_targets`, or computed here
         inputs = {k: v for k, v in inputs.items() if k in _INPUTS}
         mask = inputs["attention_mask"].bool()
-        target = teacher_distribution(self.teacher, inputs, self.path_weight)
+        if target is None:
+            target = teacher_distribution(self.teacher, inputs, self.path_weight)
         outputs = model(**inputs)
         log_p = F.log_softmax(outputs.logits.float(), dim=-1)
         per_token = -(target * log_p).sum(-1)
@@ -229,6 +275,9 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
             args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"),
                                      **consolidation_training_defaults(validated=eval_dataset is not None))
         args = dataclasses.replace(args, remove_unused_columns=False)  # the caller's arguments stay as they were
+        report["teacher_targets_precomputed"] = visits_rows_more_than_once(args, len(data))
+        if report["teacher_targets_precomputed"]:
+            data = with_teacher_targets(data, model.to(args.device), tokenizer, path_weight)
         validation = None
         if args.eval_strategy != "no":
             if eval_dataset is None:

@@ -53,12 +53,13 @@ def _adapter_run(out: Path, kind: str, batch: int, accumulation: int):
 
 
 def _consolidation_run(out: Path, batch: int, accumulation: int):
-    """A distillation step of ``consolidate`` (CRF teacher, path targets and the transition loss on)."""
+    """A distillation step of ``consolidate`` (CRF teacher, path targets cached once, and the transition loss on)."""
     from hf_adapter_ext.adapter.consolidation import (
         _DistillationCollator,
         _DistillationTrainer,
         distillation_data,
         initial_student,
+        with_teacher_targets,
     )
 
     tokenizer = build_tokenizer()
@@ -70,7 +71,8 @@ def _consolidation_run(out: Path, batch: int, accumulation: int):
     student = initial_student(teacher)
     data = distillation_data(toy_dataset(tokenizer, labels=OLD_LABELS + NEW_LABELS).select(range(2)),
                              ["John flew to Paris .", "Mary met Bob in Rome today ."], tokenizer)
-    trainer = _DistillationTrainer(teacher=teacher.double(), path_weight=0.5, transition_weight=1.0, model=student,
+    data = with_teacher_targets(data, teacher.double(), tokenizer, path_weight=0.5)  # as consolidate() does
+    trainer = _DistillationTrainer(teacher=teacher, path_weight=0.5, transition_weight=1.0, model=student,
                                    args=_args(TrainingArguments, out, batch, accumulation, remove_unused_columns=False),
                                    train_dataset=data, data_collator=_DistillationCollator(tokenizer))
     return student, trainer
