@@ -318,7 +318,8 @@ def intent_data(tokenizer, classes=6, per_class=8):
 def meta_args(tmp_path, **kw):
     defaults = dict(output_dir=str(tmp_path), k_shot=1, n_query=2, max_steps=4, train_episodes=40,
                     num_eval_episodes=12, per_device_train_batch_size=4, per_device_eval_batch_size=5,
-                    report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, learning_rate=1e-2)
+                    report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, learning_rate=1e-2,
+                    refinement_check_episodes=8)
     return MetaTrainingArguments(**{**defaults, **kw})
 
 
@@ -382,7 +383,8 @@ def test_evaluation_runs_through_the_trainer_loop_so_best_model_loading_and_earl
     model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=2), backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer)
     args = meta_args(tmp_path, max_steps=12, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
-                     load_best_model_at_end=True, metric_for_best_model="sib_accuracy", learning_rate=0.05)
+                     load_best_model_at_end=True, metric_for_best_model="sib_accuracy", learning_rate=0.05,
+                     refinement_check_episodes=0)  # the check could then answer 3-way tasks from K = 0
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data.filter(lambda r: r["label"] < 3),
                                         eval_dataset=data.filter(lambda r: r["label"] >= 3), processing_class=tokenizer,
                                         callbacks=[EarlyStoppingCallback(early_stopping_patience=1)])

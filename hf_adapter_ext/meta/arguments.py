@@ -40,6 +40,11 @@ class MetaTrainingArguments(CheckedTrainingArguments):
     min_train_ways: int = field(default=2, metadata={"help": "The fewest classes of a training episode when "
                                                              "max_train_ways is set."})
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
+    refinement_check_episodes: int = field(default=200, metadata={
+        "help": "After training, check on this many validation tasks per size (n_way, doubling, up to every "
+                "validation class at once; natural unlabelled pools) whether the refinement beats its K = 0 start, "
+                "and refine only tasks up to the largest size where it did (SIBConfig.max_refined_classes). "
+                "0 skips the check and refines every task."})
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
     soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})
     soft_kmeans_iterations: int = field(default=3, metadata={"help": "Soft k-means baseline iterations."})
@@ -73,6 +78,7 @@ _RULES = {
     "max_train_ways": Number(int, 2, 10000, optional=True, example="20", why="classes per training episode"),
     "min_train_ways": Number(int, 2, 10000, example="2", why="classes per training episode"),
     "num_eval_episodes": Number(int, 1, example="600"),
+    "refinement_check_episodes": Number(int, 0, example="200", why="0 skips the check"),
     "eval_seed": SEED,
     "soft_kmeans_temperature": Number(float, 0, low_open=True, example="0.1"),
     "soft_kmeans_iterations": Number(int, 0, 100, example="3"),

@@ -25,6 +25,8 @@ _RULES = {
     "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS, "grad_net": GRAD_NETS,
     "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
     "shaped_layers": Number(int, 0, 1000, example="0", why="how many top encoder layers were shaped"),
+    "max_refined_classes": Number(int, 0, optional=True, example="20",
+                                  why="tasks with more labels are answered from the K = 0 start; None refines all"),
 }
 
 
@@ -43,6 +45,11 @@ class SIBConfig(PretrainedConfig):
             (`MetaTrainingArguments.max_train_ways`). ``"fixed"``: the reference's MLP over the whole logit vector
             (n -> 8n -> 8n -> n), which serves exactly ``n_way`` classes.
         inner_steps: K, synthetic-gradient refinement steps on the unlabelled query set.
+        max_refined_classes: the most labels a task may have and still be refined; a task with more is answered
+            from the K = 0 start (an explicit ``inner_steps=`` at call time overrides it). None (default) refines
+            every task. `SemiSupervisedMetaTrainer` sets it after training, from meta-validation tasks of
+            increasing size (`MetaTrainingArguments.refinement_check_episodes`): on frozen or shaped sentence
+            features the refinement helps at 5 labels and can cost accuracy at 50.
         inner_lr: step size of each refinement step (its starting value when learned). 0.03 is what
             `benchmarks/sib_fewshot.py` chose on meta-validation for every dataset, shot and seed.
         learn_inner_lr: make the step size a trained parameter (log-parametrised); on by default, as in the
@@ -84,6 +91,7 @@ class SIBConfig(PretrainedConfig):
         self,
         n_way: int = 5,
         inner_steps: int = 3,
+        max_refined_classes: int | None = None,
         inner_lr: float = 0.03,
         learn_inner_lr: bool = True,
         support_gradient: bool = True,
@@ -110,6 +118,7 @@ class SIBConfig(PretrainedConfig):
                             f"{backbone_name_or_path!r}.")
         self.n_way = n_way
         self.inner_steps = inner_steps
+        self.max_refined_classes = max_refined_classes
         self.inner_lr = inner_lr
         self.learn_inner_lr = learn_inner_lr
         self.support_gradient = support_gradient

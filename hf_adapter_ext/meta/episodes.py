@@ -6,6 +6,7 @@ run continues with the same episodes, and processes that take different indices 
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -131,14 +132,27 @@ class EpisodeSampler:
                        query=rest[picked], query_labels=rest_labels[picked])
 
 
-class SequenceEpisodes(TorchDataset):
+class _SampledEpisodes(TorchDataset):
+    """``num_episodes`` episodes drawn by ``sampler`` over a fixed set of examples."""
+
+    sampler: EpisodeSampler
+    num_episodes: int
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def with_sampler(self, sampler: EpisodeSampler, num_episodes: int):
+        """Episodes of the same examples (features encoded once, as here) drawn by another sampler."""
+        other = copy.copy(self)
+        other.sampler, other.num_episodes = sampler, num_episodes
+        return other
+
+
+class SequenceEpisodes(_SampledEpisodes):
     """A fixed number of episodes over cached per-example features ([N, D]); item = one episode's tensors."""
 
     def __init__(self, features: torch.Tensor, sampler: EpisodeSampler, num_episodes: int):
         self.features, self.sampler, self.num_episodes = features, sampler, num_episodes
-
-    def __len__(self) -> int:
-        return self.num_episodes
 
     def __getitem__(self, index: int) -> dict:
         episode = self.sampler(index)
@@ -151,16 +165,13 @@ class SequenceEpisodes(TorchDataset):
         }
 
 
-class TextEpisodes(TorchDataset):
+class TextEpisodes(_SampledEpisodes):
     """Episodes of tokenized texts, for training with a backbone that is fine-tuned (no feature cache)."""
 
     def __init__(self, texts: Sequence[str], tokenizer, sampler: EpisodeSampler, num_episodes: int,
                  max_length: int = 64):
         self.texts, self.tokenizer, self.sampler = list(texts), tokenizer, sampler
         self.num_episodes, self.max_length = num_episodes, max_length
-
-    def __len__(self) -> int:
-        return self.num_episodes
 
     def __getitem__(self, index: int) -> dict:
         episode = self.sampler(index)

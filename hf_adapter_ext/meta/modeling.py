@@ -268,19 +268,25 @@ class SIBHead(nn.Module):
             theta = theta - lr * self.scale / theta_norm * along
         return theta
 
-    def forward(self, support, support_labels, query, query_mask, steps: int):
+    def forward(self, support, support_labels, query, query_mask, steps: int, max_refined_classes: int | None = None):
         """Query scores after ``steps`` refinement steps and with none, [B, Q, C] each; classes an episode lacks
-        (equivariant net, episodes of several sizes in one batch) score the dtype's minimum."""
+        (equivariant net, episodes of several sizes in one batch) score the dtype's minimum. An episode with more
+        than ``max_refined_classes`` classes keeps its K = 0 start (None: every episode is refined)."""
         query_unit = F.normalize(query, dim=-1)
         class_mask = self.episode_classes(support_labels)
         classes = class_mask.size(-1)
         theta0 = self.init_theta(support, support_labels, class_mask, query, query_mask)
+        refined = None if max_refined_classes is None else class_mask.sum(-1) <= max_refined_classes
+        if refined is not None and not bool(refined.any()):
+            steps = 0
         anchor = {}
         if self.support_gradient:
             valid = (support_labels != IGNORE_INDEX).unsqueeze(-1)
             anchor = {"support_unit": F.normalize(support, dim=-1),
                       "support_targets": F.one_hot(support_labels.clamp(min=0), classes).to(support.dtype) * valid}
         theta = self.refine(theta0, query_unit, query_mask, class_mask, steps, **anchor)
+        if refined is not None:
+            theta = torch.where(refined[:, None, None], theta, theta0)
         absent = ~class_mask[:, None, :]
         low = torch.finfo(query_unit.dtype).min
         return (self._logits(query_unit, theta).masked_fill(absent, low),
@@ -431,8 +437,11 @@ class SIBForFewShotClassification(PreTrainedModel):
                     raise ValueError(f"The {name} features hold NaN or infinite values; SIB would still predict a "
                                      "class for them. Check the inputs (or the backbone's weights).")
         self._check_labels(support_labels, "support_labels")
-        steps = self.config.inner_steps if inner_steps is None else check_number("", "inner_steps", inner_steps, INNER_STEPS)
-        logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps)
+        if inner_steps is None:  # the configured K, for tasks of up to max_refined_classes labels
+            steps, limit = self.config.inner_steps, self.config.max_refined_classes
+        else:  # an explicit K, for every task
+            steps, limit = check_number("", "inner_steps", inner_steps, INNER_STEPS), None
+        logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps, limit)
         loss = None
         if query_labels is not None:
             self._check_labels(query_labels, "query_labels")

@@ -21,8 +21,9 @@ from ..constants import IGNORE_INDEX
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, episode_sampler
-from .episodes import collate_episodes
+from .episodes import EpisodeSampler, collate_episodes
 from .evaluation import episode_compute_metrics
+from .refinement import max_refined_classes, refinement_gains, refinement_ways
 from .shaping import SHAPING_DEFAULTS, encoder_layers
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,51 @@ class SemiSupervisedMetaTrainer(Trainer):
 
     def train(self, *args, **kwargs):
         """``Trainer.train``, after shaping the encoder on the training classes when ``args.shape_top_layers``
-        asks for it (before any episode is encoded, so every feature comes from the shaped encoder)."""
+        asks for it (before any episode is encoded, so every feature comes from the shaped encoder), and followed
+        by `choose_max_refined_classes` on the validation classes."""
         self.shape_backbone()
-        return super().train(*args, **kwargs)
+        result = super().train(*args, **kwargs)
+        self.choose_max_refined_classes()
+        return result
+
+    def choose_max_refined_classes(self, eval_dataset=None) -> dict[int, float] | None:
+        """Check on validation tasks of increasing size whether the refinement beats its K = 0 start, and set
+        ``model.config.max_refined_classes`` to the largest size where it did (`refinement.max_refined_classes`).
+
+        Tasks of ``n_way`` labels, then doubling, up to every class of ``eval_dataset`` (default: the trainer's)
+        at once, ``args.refinement_check_episodes`` of each, ``k_shot`` labelled examples per class and natural
+        unlabelled pools (``n_query`` per class on average, as the data's class frequencies fall). Returns the
+        mean accuracy gain per size, or None where the check does not apply (logged): no check asked for, no
+        refinement, token level, or no labelled validation dataset."""
+        args, model, data = self.args, self.model, eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(data, dict):
+            data = next(iter(data.values()))
+        reason = None
+        if not args.refinement_check_episodes:
+            reason = "refinement_check_episodes=0"
+        elif not model.config.inner_steps:
+            reason = "the model does not refine (inner_steps=0)"
+        elif model.config.level != "sequence":
+            reason = "the model is token-level, whose tasks all have n_way types"
+        elif data is None or isinstance(data, TorchDataset):
+            reason = "there is no labelled validation dataset (text + label rows) to draw tasks of other sizes from"
+        if reason is not None:
+            logger.info("Not checking which task sizes the refinement helps: %s.", reason)
+            return None
+        labels = list(data[self.columns.label])
+        classes = sorted(set(labels))
+        base = self.as_episodes(data, training=False)  # encoded once, shared by every size
+        sizes = refinement_ways(model.config.n_way, len(classes)) if model.config.any_number_of_classes \
+            else [model.config.n_way]
+        episodes = {ways: base.with_sampler(EpisodeSampler(labels, classes, ways, args.k_shot, args.n_query,
+                                                           args.eval_seed, natural_queries=True),
+                                            args.refinement_check_episodes) for ways in sizes}
+        gains = refinement_gains(model, episodes, args.per_device_eval_batch_size)
+        model.config.max_refined_classes = max_refined_classes(gains)
+        logger.info("Refinement gain over its K = 0 start on validation tasks (accuracy points by labels per task): "
+                    "%s; refining tasks of up to %s labels.", {k: round(100 * v, 2) for k, v in gains.items()},
+                    "any number of" if model.config.max_refined_classes is None else model.config.max_refined_classes)
+        return gains
 
     def shape_backbone(self) -> list[float] | None:
         """Shape the model's encoder on the labelled training dataset (`SIBForFewShotClassification.shape_backbone`)
