@@ -48,6 +48,7 @@ from benchmarks.sib_fewshot import (
 from hf_adapter_ext import SIBConfig
 from hf_adapter_ext.data import load_banking77, load_clinc150
 from hf_adapter_ext.meta import EpisodeSampler, MetaTrainingArguments, SequenceEpisodes, encode_texts
+from hf_adapter_ext.meta.refinement import max_refined_classes, refinement_gains, refinement_ways
 
 SIB_DEFAULTS = SIBConfig()
 SHAPING = {name: MetaTrainingArguments.__dataclass_fields__[name].default
@@ -60,7 +61,7 @@ PROTOCOLS = {"5way_even": (5, "even"), "5way_uneven": (5, "uneven"), "5way_natur
 CANDIDATES = {"fixed_5way": ({"grad_net": "fixed"}, None), "equivariant_5way": ({"grad_net": "equivariant"}, None),
               "equivariant_2to10": ({"grad_net": "equivariant"}, (2, 10))}
 METHODS = ("proto_frozen", "soft_kmeans_frozen", "logreg_frozen", "proto_shaped", "soft_kmeans_shaped", "sib_k0",
-           "sib_k3")
+           "sib_k3", "sib")
 LOGREG_C = (1.0, 10.0, 100.0)
 
 
@@ -183,7 +184,7 @@ def protocol_scores(dataset, model, frozen, shaped, labels, classes, protocol, k
     got, _, _ = soft_kmeans_scored(model, shaped, labels, classes, protocol, k, seed, args)
     return {**frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args),
             "proto_shaped": got["proto"], "soft_kmeans_shaped": got["soft_kmeans"], "sib_k0": got["sib_k0"],
-            "sib_k3": got["sib_k3"]}
+            "sib_k3": got["sib_k3"], "sib": got.get("sib", got["sib_k3"])}  # no size limit: the default is K steps
 
 
 def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, object, dict]:
@@ -216,6 +217,19 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
     return chosen[0], chosen[1], report
 
 
+def check_refinement(model, shaped, labels, classes, k, seed, args) -> dict:
+    """Set the model's ``max_refined_classes`` as `SemiSupervisedMetaTrainer` does after training: the refinement's
+    gain over its K = 0 start on meta-validation tasks of 5, 10, 20, ... and every validation class (natural
+    pools), turned into a size limit by the library's rule."""
+    ways = refinement_ways(5, len(classes["validation"]))
+    checks = {n: SequenceEpisodes(shaped, EpisodeSampler(labels, classes["validation"], n, k, N_QUERY, 3000 + seed,
+                                                         natural_queries=True), args.refinement_check_episodes)
+              for n in ways}
+    gains = refinement_gains(model, checks, batch_size=32)
+    model.config.max_refined_classes = max_refined_classes(gains)
+    return {"gains": gains, "max_refined_classes": model.config.max_refined_classes}
+
+
 def setfit_counts(seed: int, args) -> tuple[int, int]:
     """SetFit's (5-way, all-way) test episodes for ``seed``: none outside ``--setfit_seeds``."""
     if args.setfit_seeds is not None and seed not in args.setfit_seeds:
@@ -226,11 +240,12 @@ def setfit_counts(seed: int, args) -> tuple[int, int]:
 def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
     shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, args.layers, seed)
     chosen, model, candidates = train_candidates(shaped, labels, classes, k, seed, args)
-    record = {"seed": seed, "shaping_seconds": shaping_seconds, "chosen": chosen, "candidates": candidates}
+    record = {"seed": seed, "shaping_seconds": shaping_seconds, "chosen": chosen, "candidates": candidates,
+              "refinement_check": check_refinement(model, shaped, labels, classes, k, seed, args)}
     for protocol in PROTOCOLS:
         scores = protocol_scores(dataset, model, frozen, shaped, labels, classes, protocol, k, seed, args)
         record[protocol] = {**per_method(scores), "paired": per_method({
-            "sib_k3-soft_kmeans_frozen": scores["sib_k3"] - scores["soft_kmeans_frozen"],
+            "sib-soft_kmeans_frozen": scores["sib"] - scores["soft_kmeans_frozen"],
             "sib_k3-sib_k0": scores["sib_k3"] - scores["sib_k0"]})}
         five_way, all_way = setfit_counts(seed, args)
         setfit_count = five_way if protocol == "5way_even" else all_way if protocol == "allway_natural" else 0
@@ -239,8 +254,13 @@ def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
             accuracy, seconds = setfit_scores(dataset, texts, test, setfit_count, seed)
             record[protocol]["setfit"] = {"episodes": setfit_count, "seconds_per_task": seconds,
                                           **per_method({"setfit": accuracy, **{m: scores[m][:setfit_count]
-                                                                              for m in ("sib_k3", "soft_kmeans_frozen")}})}
+                                                                              for m in ("sib", "soft_kmeans_frozen")}})}
     return record
+
+
+def refinement_limit(record: dict) -> str:
+    limit = record["refinement_check"]["max_refined_classes"]
+    return "any number of" if limit is None else str(limit)
 
 
 def mean_over_seeds(per_seed, protocol, method) -> float:
@@ -250,9 +270,9 @@ def mean_over_seeds(per_seed, protocol, method) -> float:
 def run(args) -> tuple[dict, list, list]:
     tokenizer = AutoTokenizer.from_pretrained(minilm())
     results, targets = {}, []
-    rows = ["| dataset | shots | protocol | " + " | ".join(METHODS) + " | SIB K − soft k-means frozen | SIB K − K=0 |",
+    rows = ["| dataset | shots | protocol | " + " | ".join(METHODS) + " | SIB − soft k-means frozen | SIB K − K=0 |",
             "|---|---|---|" + "---|" * (len(METHODS) + 2)]
-    setfit_rows = ["| dataset | shots | protocol | seeds | episodes per seed | SetFit | SIB K | soft k-means frozen | "
+    setfit_rows = ["| dataset | shots | protocol | seeds | episodes per seed | SetFit | SIB | soft k-means frozen | "
                    "SetFit s/task |", "|---|---|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
         texts, labels, classes = task(dataset)
@@ -262,21 +282,21 @@ def run(args) -> tuple[dict, list, list]:
             for seed in args.seeds:
                 key = (f"fewshot_intents/{dataset}_{k}shot_s{seed}_l{args.layers}_e{SHAPING['shape_epochs']}_"
                        f"lr{SHAPING['shape_learning_rate']}_steps{args.steps}_{'-'.join(args.candidates)}_"
-                       f"t{args.test_episodes}-{args.allway_test_episodes}_"
+                       f"t{args.test_episodes}-{args.allway_test_episodes}_rc{args.refinement_check_episodes}_"
                        f"sf{'-'.join(map(str, setfit_counts(seed, args)))}")
                 per_seed.append(cached_json(key, lambda seed=seed: run_one(dataset, texts, labels, classes, frozen, k,
                                                                            seed, args)))
             results[f"{dataset}_{k}shot"] = per_seed
             for protocol in PROTOCOLS:
                 mean = {m: mean_over_seeds(per_seed, protocol, m) for m in METHODS}
-                gap, refinement = mean["sib_k3"] - mean["soft_kmeans_frozen"], mean["sib_k3"] - mean["sib_k0"]
+                gap, refinement = mean["sib"] - mean["soft_kmeans_frozen"], mean["sib_k3"] - mean["sib_k0"]
                 rows.append(f"| {dataset} | {k} | {protocol} | " + " | ".join(f"{mean[m]:.2f}" for m in METHODS)
                             + f" | {gap:+.2f} | {refinement:+.2f} |")
                 if protocol in ("5way_even", "5way_uneven"):
-                    targets.append(target(f"{dataset} 5-way {k}-shot, {protocol[5:]} queries: SIB K − soft k-means on "
+                    targets.append(target(f"{dataset} 5-way {k}-shot, {protocol[5:]} queries: SIB − soft k-means on "
                                           "frozen features (points)", gap, 2.0 if k == 1 else 1.0, ">="))
                 if protocol == "allway_natural":
-                    targets.append(target(f"{dataset} all-way {k}-shot, natural queries: SIB K − soft k-means on "
+                    targets.append(target(f"{dataset} all-way {k}-shot, natural queries: SIB − soft k-means on "
                                           "frozen features (points)", gap, 3.0, ">="))
                 if k == 1 and protocol in ("5way_even", "5way_uneven"):
                     targets.append(target(f"{dataset} 5-way 1-shot, {protocol[5:]} queries: SIB K − its K=0 start "
@@ -284,29 +304,35 @@ def run(args) -> tuple[dict, list, list]:
                 fitted = [s for s in per_seed if "setfit" in s[protocol]]
                 if fitted:
                     fit = {m: 100 * float(np.mean([s[protocol]["setfit"][m]["mean"] for s in fitted]))
-                           for m in ("setfit", "sib_k3", "soft_kmeans_frozen")}
+                           for m in ("setfit", "sib", "soft_kmeans_frozen")}
                     seconds = float(np.mean([s[protocol]["setfit"]["seconds_per_task"] for s in fitted]))
                     count = fitted[0][protocol]["setfit"]["episodes"]
                     setfit_rows.append(f"| {dataset} | {k} | {protocol} | {[s['seed'] for s in fitted]} | {count} | "
                                        f"{fit['setfit']:.2f} | "
-                                       f"{fit['sib_k3']:.2f} | {fit['soft_kmeans_frozen']:.2f} | {seconds:.1f} |")
+                                       f"{fit['sib']:.2f} | {fit['soft_kmeans_frozen']:.2f} | {seconds:.1f} |")
                     if protocol == "allway_natural":
-                        targets.append(target(f"{dataset} all-way {k}-shot: SIB K − SetFit on the same {count} "
-                                              "episodes per seed (points)", fit["sib_k3"] - fit["setfit"], 0.0, ">="))
+                        targets.append(target(f"{dataset} all-way {k}-shot: SIB − SetFit on the same {count} "
+                                              "episodes per seed (points)", fit["sib"] - fit["setfit"], 0.0, ">="))
             minutes = [(s["shaping_seconds"] + s["candidates"][s["chosen"]]["seconds"]) / 60 for s in per_seed
                        if s["shaping_seconds"] is not None]
             if minutes:
                 targets.append(target(f"{dataset} {k}-shot: meta-training minutes of the chosen model, shaping "
                                       "included", max(minutes), 30, "<="))
             rows.append(f"| {dataset} | {k} | chosen on meta-validation | "
-                        + ", ".join(f"seed {s['seed']}: {s['chosen']}" for s in per_seed) + " |" + " |" * (len(METHODS) + 1))
+                        + ", ".join(f"seed {s['seed']}: {s['chosen']}, refines up to "
+                                    f"{refinement_limit(s)} labels"
+                                    for s in per_seed) + " |" + " |" * (len(METHODS) + 1))
     header = (f"Accuracy %, mean over seeds {args.seeds} of each seed's mean over paired test episodes "
               f"({args.test_episodes} per 5-way protocol, {args.allway_test_episodes} all-way; per-seed 95% CIs and "
               "paired differences in the JSON). Shaping: MiniLM's top "
               f"{args.layers} layers, {SHAPING['shape_epochs']} epochs at {SHAPING['shape_learning_rate']} on the "
               f"meta-training classes. SIB: the candidate ({', '.join(args.candidates)}) with the best mean "
               f"meta-validation accuracy over the protocols, each meta-trained {args.steps} steps of 32 episodes (half "
-              "with uneven query sets) and kept at its best 5-way meta-validation step. Soft k-means' temperature and "
+              "with uneven query sets) and kept at its best 5-way meta-validation step. `sib_k3`: its K = 3 refinement "
+              "on every task; `sib`: what the model answers by default, K steps only for tasks of up to "
+              "`max_refined_classes` labels, set as `SemiSupervisedMetaTrainer` sets it (the refinement's gain over K = 0 "
+              f"on {args.refinement_check_episodes} meta-validation tasks each of 5, 10, 20, ... and every validation "
+              "class, natural pools; limits per seed in the JSON). Soft k-means' temperature and "
               "iterations and logistic regression's C are chosen on meta-validation per feature kind and protocol.\n")
     setfit_header = ("\nSetFit (setfit 1.x, the same MiniLM fine-tuned per task: 20 pair iterations, 1 epoch, batch "
                      "16, logistic-regression head) on the first test episodes of a protocol; SIB and soft k-means on "
@@ -323,6 +349,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int, default=2, help="top encoder layers shaped")
     parser.add_argument("--steps", type=int, default=1200, help="SIB meta-training steps (32 episodes each)")
     parser.add_argument("--val_episodes", type=int, default=600)
+    parser.add_argument("--refinement_check_episodes", type=int,
+                        default=MetaTrainingArguments.__dataclass_fields__["refinement_check_episodes"].default,
+                        help="meta-validation tasks per size on which the refinement is checked")
     parser.add_argument("--allway_val_episodes", type=int, default=100)
     parser.add_argument("--test_episodes", type=int, default=2000)
     parser.add_argument("--allway_test_episodes", type=int, default=300)

@@ -85,11 +85,13 @@ def train_sib(level, train_episodes, val_episodes, steps, batch_size, inner_lr, 
 
 @torch.no_grad()
 def score(model, episodes, level, skm=(0.1, 3), batch_size=100) -> dict[str, torch.Tensor]:
-    """Per-episode accuracy (sequence) or (correct, predicted, gold) entity counts (token) of each method."""
+    """Per-episode accuracy (sequence) or (correct, predicted, gold) entity counts (token) of each method: SIB
+    after its K steps (``sib_k3``) and at its K = 0 start, and, for a model that refines only tasks up to
+    ``config.max_refined_classes`` labels, what it answers by default (``sib``)."""
     out: dict[str, list] = {}
     for batch in batches(episodes, batch_size):
         s, y, q, labels = batch["support_features"], batch["support_labels"], batch["query_features"], batch["query_labels"]
-        result = model(**batch)
+        result = model(**batch, inner_steps=model.config.inner_steps)  # K steps, whatever the task's size
         classes = result.logits.size(-1)  # n_way, or as many as the episodes have (grad_net="equivariant")
         methods = {
             "proto": prototype_logits(s, y, q, classes),
@@ -97,6 +99,8 @@ def score(model, episodes, level, skm=(0.1, 3), batch_size=100) -> dict[str, tor
                                               iterations=skm[1]),
             "sib_k0": result.logits_init, "sib_k3": result.logits,
         }
+        if model.config.max_refined_classes is not None:  # what the model answers by default: K steps up to that size
+            methods["sib"] = model(**batch).logits
         for name, logits in methods.items():
             value = (episode_entity_counts(logits.argmax(-1), labels, batch["query_sentence_lengths"])
                      if level == "token" else episode_accuracy(logits, labels))
