@@ -219,8 +219,8 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
 
 def check_refinement(model, shaped, labels, classes, k, seed, args) -> dict:
     """Set the model's ``max_refined_classes`` as `SemiSupervisedMetaTrainer` does after training: the refinement's
-    gain over its K = 0 start on meta-validation tasks of 5, 10, 20, ... and every validation class (natural
-    pools), turned into a size limit by the library's rule."""
+    gain over its K = 0 start (with its paired 95% CI) on meta-validation tasks of 5, 10, 20, ... and every
+    validation class (natural pools), turned into a size limit by the library's rule."""
     ways = refinement_ways(5, len(classes["validation"]))
     checks = {n: SequenceEpisodes(shaped, EpisodeSampler(labels, classes["validation"], n, k, N_QUERY, 3000 + seed,
                                                          natural_queries=True), args.refinement_check_episodes)
@@ -330,9 +330,10 @@ def run(args) -> tuple[dict, list, list]:
               f"meta-validation accuracy over the protocols, each meta-trained {args.steps} steps of 32 episodes (half "
               "with uneven query sets) and kept at its best 5-way meta-validation step. `sib_k3`: its K = 3 refinement "
               "on every task; `sib`: what the model answers by default, K steps only for tasks of up to "
-              "`max_refined_classes` labels, set as `SemiSupervisedMetaTrainer` sets it (the refinement's gain over K = 0 "
-              f"on {args.refinement_check_episodes} meta-validation tasks each of 5, 10, 20, ... and every validation "
-              "class, natural pools; limits per seed in the JSON). Soft k-means' temperature and "
+              "`max_refined_classes` labels, set as `SemiSupervisedMetaTrainer` sets it (below the first size where the "
+              f"refinement's paired 95% CI against K = 0 lies below 0, on {args.refinement_check_episodes} "
+              "meta-validation tasks each of 5, 10, 20, ... and every validation class, natural pools; gains and "
+              "limits per seed in the JSON). Soft k-means' temperature and "
               "iterations and logistic regression's C are chosen on meta-validation per feature kind and protocol.\n")
     setfit_header = ("\nSetFit (setfit 1.x, the same MiniLM fine-tuned per task: 20 pair iterations, 1 epoch, batch "
                      "16, logistic-regression head) on the first test episodes of a protocol; SIB and soft k-means on "

@@ -13,14 +13,19 @@ from tests.test_any_number_of_labels import episode
 from tests.test_meta import intent_data, meta_args, sib, tiny_backbone
 
 
-@given(st.dictionaries(st.integers(2, 200), st.floats(-1, 1), min_size=1, max_size=8))
-def test_the_limit_is_the_largest_size_up_to_which_every_checked_gain_holds(gains):
+@given(st.dictionaries(st.integers(2, 200), st.tuples(st.floats(-1, 1), st.floats(0, 1)), min_size=1, max_size=8))
+def test_the_limit_stops_below_the_first_size_where_the_refinement_clearly_lost(gains):
     limit = max_refined_classes(gains)
-    holding = [ways for ways in sorted(gains) if all(gains[w] >= 0 for w in gains if w <= ways)]
-    if len(holding) == len(gains):
-        assert limit is None  # it held everywhere: refine any size
+    lost = [ways for ways, (mean, ci95) in gains.items() if mean + ci95 < 0]  # CI wholly below 0
+    if not lost:
+        assert limit is None  # never shown to lose: refine any size
     else:
-        assert limit == (max(holding) if holding else 0)
+        assert limit == max([ways for ways in gains if ways < min(lost)], default=0)
+
+
+def test_a_loss_within_the_noise_keeps_the_refinement():
+    assert max_refined_classes({5: (-0.0001, 0.002), 10: (-0.001, 0.003), 20: (-0.004, 0.002)}) == 10
+    assert max_refined_classes({5: (-0.01, 0.002)}) == 0
 
 
 @pytest.mark.parametrize(("n_way", "classes", "expected"), [(5, 50, [5, 10, 20, 40, 50]), (5, 5, [5]),
@@ -59,7 +64,7 @@ def test_the_trainer_chooses_the_limit_on_validation_tasks_and_the_saved_model_k
     def gains(model, episodes, batch_size):  # the real gains of a 4-step toy model are noise: pin them
         checked.update({ways: {len(episodes[ways].sampler(i).classes) for i in range(5)} for ways in episodes})
         assert all(e.sampler.natural_queries for e in episodes.values())
-        return {2: 0.01, 4: 0.0, 5: -0.02}
+        return {2: (0.01, 0.005), 4: (-0.001, 0.003), 5: (-0.02, 0.01)}
 
     monkeypatch.setattr(trainer_module, "refinement_gains", gains)
     trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, refinement_check_episodes=5),
@@ -82,7 +87,7 @@ def test_the_check_measures_k_steps_against_the_start_on_real_episodes(tmp_path,
     with torch.no_grad():  # an untrained net gives no gradient: make the refinement do something
         model.head.grad_net.output_layer.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
     gains = trainer.choose_max_refined_classes()
-    assert set(gains) == {2, 4, 5} and any(gain != 0 for gain in gains.values())
+    assert set(gains) == {2, 4, 5} and any(mean != 0 and ci95 > 0 for mean, ci95 in gains.values())
     assert model.config.max_refined_classes == max_refined_classes(gains)
 
 

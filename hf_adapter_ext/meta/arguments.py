@@ -42,8 +42,8 @@ class MetaTrainingArguments(CheckedTrainingArguments):
     num_eval_episodes: int = field(default=600, metadata={"help": "Episodes drawn for evaluation."})
     refinement_check_episodes: int = field(default=200, metadata={
         "help": "After training, check on this many validation tasks per size (n_way, doubling, up to every "
-                "validation class at once; natural unlabelled pools) whether the refinement beats its K = 0 start, "
-                "and refine only tasks up to the largest size where it did (SIBConfig.max_refined_classes). "
+                "validation class at once; natural unlabelled pools) whether the refinement loses to its K = 0 start, "
+                "and refine only tasks below the first size where it clearly did (SIBConfig.max_refined_classes). "
                 "0 skips the check and refines every task."})
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
     soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})

@@ -77,14 +77,15 @@ class SemiSupervisedMetaTrainer(Trainer):
         self.choose_max_refined_classes()
         return result
 
-    def choose_max_refined_classes(self, eval_dataset=None) -> dict[int, float] | None:
-        """Check on validation tasks of increasing size whether the refinement beats its K = 0 start, and set
-        ``model.config.max_refined_classes`` to the largest size where it did (`refinement.max_refined_classes`).
+    def choose_max_refined_classes(self, eval_dataset=None) -> dict[int, tuple[float, float]] | None:
+        """Check on validation tasks of increasing size whether the refinement loses to its K = 0 start, and set
+        ``model.config.max_refined_classes`` below the first size where it clearly did
+        (`refinement.max_refined_classes`).
 
         Tasks of ``n_way`` labels, then doubling, up to every class of ``eval_dataset`` (default: the trainer's)
         at once, ``args.refinement_check_episodes`` of each, ``k_shot`` labelled examples per class and natural
         unlabelled pools (``n_query`` per class on average, as the data's class frequencies fall). Returns the
-        mean accuracy gain per size, or None where the check does not apply (logged): no check asked for, no
+        mean accuracy gain per size with its paired 95% CI, or None where the check does not apply (logged): no check asked for, no
         refinement, token level, or no labelled validation dataset."""
         args, model, data = self.args, self.model, eval_dataset if eval_dataset is not None else self.eval_dataset
         if isinstance(data, dict):
@@ -111,8 +112,9 @@ class SemiSupervisedMetaTrainer(Trainer):
                                             args.refinement_check_episodes) for ways in sizes}
         gains = refinement_gains(model, episodes, args.per_device_eval_batch_size)
         model.config.max_refined_classes = max_refined_classes(gains)
-        logger.info("Refinement gain over its K = 0 start on validation tasks (accuracy points by labels per task): "
-                    "%s; refining tasks of up to %s labels.", {k: round(100 * v, 2) for k, v in gains.items()},
+        logger.info("Refinement gain over its K = 0 start on validation tasks (accuracy points ± 95%% CI by labels per "
+                    "task): %s; refining tasks of up to %s labels.",
+                    {k: f"{100 * mean:+.2f} ± {100 * ci:.2f}" for k, (mean, ci) in gains.items()},
                     "any number of" if model.config.max_refined_classes is None else model.config.max_refined_classes)
         return gains
 
