@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_name = data_args.train_file or data_args.dataset  # results name the data they came from
         (out / "results.json").write_text(json.dumps({"dataset": data_name, "k_shot": args.k_shot,
                                                       "n_way": model.config.n_way, "world_size": args.world_size,
+                                                      "max_refined_classes": model.config.max_refined_classes,
                                                       **metrics}, indent=2))
         print(json.dumps(metrics, indent=2))
     return metrics

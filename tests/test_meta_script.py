@@ -64,10 +64,14 @@ def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kin
         "--test_classes", ",".join(names[8:])])
     assert metrics["test_episodes"] == 6 and 0 <= metrics["test_sib_accuracy"] <= 100
     out = tmp_path / "out"
-    assert json.loads((out / "results.json").read_text())["dataset"] == str(path)  # the data it came from
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == str(path)  # the data it came from
+    # 2 validation classes: the refinement was checked on 2-way tasks, and the saved model keeps the outcome
+    assert results["max_refined_classes"] in (None, 0)
     split = json.loads((out / "model" / "class_split.json").read_text())
     assert split == {"train": sorted(names[:6]), "validation": sorted(names[6:8]), "test": sorted(names[8:])}
     saved = SIBForFewShotClassification.from_pretrained(out / "model")  # shaped by default: the encoder is stored
+    assert saved.config.max_refined_classes == results["max_refined_classes"]
     assert saved.config.shaped_layers == 1  # the tiny backbone's one layer
     learned = float(saved.head.log_inner_lr.exp())
     card = (out / "model" / "README.md").read_text()
