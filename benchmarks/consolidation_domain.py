@@ -87,12 +87,19 @@ def plain_folder(options, domain: str, seed: int, variant: str) -> Path:
     return Path(options.state) / f"{domain}_seed{seed}_{variant.replace(' + ', '+').replace(' ', '_')}"
 
 
+def consolidated_unlabelled(bench, options, variant: str, data) -> list[str]:
+    """The unlabelled text a variant distils on besides the training sentences: the extension's rehearsal text,
+    and for "domain text" variants the domain's dev sentences past the first ``--dev_sentences`` (labels dropped)."""
+    unlabelled = [" ".join(words) for words in bench.rehearsal_pool[:REHEARSAL]]
+    if "domain text" in variant:
+        unlabelled += [" ".join(words) for words in data["dev"]["tokens"][options.dev_sentences:]]
+    return unlabelled
+
+
 def consolidated(model, bench, options, variant: str, data, seed: int) -> tuple:
     dev_count = min(options.dev_sentences, len(data["dev"]))
     dev = bench.encode(data["dev"].select(range(dev_count)))
-    unlabelled = [" ".join(words) for words in bench.rehearsal_pool[:REHEARSAL]]
-    if "domain text" in variant:
-        unlabelled += [" ".join(words) for words in data["dev"]["tokens"][dev_count:]]
+    unlabelled = consolidated_unlabelled(bench, options, variant, data)
     args = None
     if variant == "3 epochs":
         args = epoch_consolidation_args(Path(options.state) / "distillation", seed)
