@@ -91,10 +91,12 @@ def test_the_check_measures_k_steps_against_the_start_on_real_episodes(tmp_path,
     assert model.config.max_refined_classes == max_refined_classes(gains)
 
 
-@pytest.mark.parametrize("setting", [{"refinement_check_episodes": 0}, {"inner_steps": 0}, {"no_eval": True}])
+@pytest.mark.parametrize("setting", [{"refinement_check_episodes": 0}, {"inner_steps": 0}, {"no_eval": True},
+                                     {"freeze_backbone": False}])
 def test_without_a_check_every_task_is_refined(tmp_path, tokenizer, setting):
     data = intent_data(tokenizer)
-    model = SIBForFewShotClassification(SIBConfig(n_way=2, inner_steps=setting.get("inner_steps", 3)),
+    model = SIBForFewShotClassification(SIBConfig(n_way=2, inner_steps=setting.get("inner_steps", 3),
+                                                  freeze_backbone=setting.get("freeze_backbone", True)),
                                         backbone=tiny_backbone(tokenizer.vocab_size))
     args = meta_args(tmp_path, refinement_check_episodes=setting.get("refinement_check_episodes", 5))
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,

@@ -71,10 +71,15 @@ class SemiSupervisedMetaTrainer(Trainer):
     def train(self, *args, **kwargs):
         """``Trainer.train``, after shaping the encoder on the training classes when ``args.shape_top_layers``
         asks for it (before any episode is encoded, so every feature comes from the shaped encoder), and followed
-        by `choose_max_refined_classes` on the validation classes."""
+        by `choose_max_refined_classes` on the validation classes when the encoder is frozen (its features are
+        then cached; a fine-tuned one would re-encode every check task)."""
         self.shape_backbone()
         result = super().train(*args, **kwargs)
-        self.choose_max_refined_classes()
+        if self.model.config.freeze_backbone:
+            self.choose_max_refined_classes()
+        else:
+            logger.info("Not checking which task sizes the refinement helps: the backbone is fine-tuned, so every "
+                        "check task would be encoded anew; call trainer.choose_max_refined_classes() to check anyway.")
         return result
 
     def choose_max_refined_classes(self, eval_dataset=None) -> dict[int, tuple[float, float]] | None:
@@ -85,8 +90,8 @@ class SemiSupervisedMetaTrainer(Trainer):
         Tasks of ``n_way`` labels, then doubling, up to every class of ``eval_dataset`` (default: the trainer's)
         at once, ``args.refinement_check_episodes`` of each, ``k_shot`` labelled examples per class and natural
         unlabelled pools (``n_query`` per class on average, as the data's class frequencies fall). Returns the
-        mean accuracy gain per size with its paired 95% CI, or None where the check does not apply (logged): no check asked for, no
-        refinement, token level, or no labelled validation dataset."""
+        mean accuracy gain per size with its paired 95% CI, or None where the check does not apply (logged): no
+        check asked for, no refinement, token level, or no labelled validation dataset."""
         args, model, data = self.args, self.model, eval_dataset if eval_dataset is not None else self.eval_dataset
         if isinstance(data, dict):
             data = next(iter(data.values()))
