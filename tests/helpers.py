@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import torch
 from datasets import Dataset
 
@@ -44,3 +46,11 @@ def batch_of(tokenizer, dataset: Dataset, size: int | None = None) -> dict:
 
 def snapshot(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a distributed launch: accelerate's default (29500) can still be held
+    by the previous launch's processes or by another job on the machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -13,6 +13,7 @@ from transformers import AutoModel, AutoModelForTokenClassification
 from hf_adapter_ext import NeuralAdapterModel
 
 from .conftest import OLD_LABELS, build_tokenizer, tiny_config
+from .helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # The data's own names: person/organisation are the source's PER/ORG; politician is new and refines PER.
@@ -147,7 +148,7 @@ def test_tagged_entities_are_the_inputs_own_characters(main, tagger, tmp_path):
     assert all(word in text for word, _ in results["tagged"])
 
 
-@pytest.mark.xdist_group("distributed")  # accelerate's default port: one launch at a time
+@pytest.mark.xdist_group("distributed")  # one launch at a time: each takes both cores
 def test_runs_under_accelerate_on_two_processes(tagger, tmp_path):
     import os
     import subprocess
@@ -156,7 +157,7 @@ def test_runs_under_accelerate_on_two_processes(tagger, tmp_path):
     paths = write_files(tmp_path / "data", "conll")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(ROOT / "examples" / "extend_ner.py"), "--model_name_or_path", str(tagger),
+               "--main_process_port", str(free_port()), str(ROOT / "examples" / "extend_ner.py"), "--model_name_or_path", str(tagger),
                *files_args(paths, "conll"), "--output_dir", str(tmp_path / "out"), *COMMON]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import free_port
 from .test_meta import intent_data, tiny_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.xdist_group("distributed")  # accelerate's default port: one launch at a time
+pytestmark = pytest.mark.xdist_group("distributed")  # one launch at a time: each takes both cores
 
 
 CONFIG_FILE = """compute_environment: LOCAL_MACHINE
@@ -39,9 +40,11 @@ def test_two_processes_form_one_job_and_report_once(tmp_path, tokenizer, launche
     tokenizer.save_pretrained(backbone_dir)
     intent_data(tokenizer, classes=10, per_class=8).save_to_disk(str(data_dir))
     config = tmp_path / "accelerate.yaml"
-    config.write_text(CONFIG_FILE)
+    port = free_port()
+    config.write_text(f"{CONFIG_FILE}main_process_port: {port}\n")
     flags = (["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no"] if launcher == "flags" else ["--config_file", str(config)])
+              "--dynamo_backend", "no", "--main_process_port", str(port)] if launcher == "flags"
+             else ["--config_file", str(config)])
     command = [
         sys.executable, "-m", "accelerate.commands.launch", *flags, str(ROOT / "examples" / "meta.py"),
         "--dataset", str(data_dir), "--backbone", str(backbone_dir), "--output_dir", str(out),
