@@ -29,7 +29,7 @@ from pathlib import Path
 
 from transformers import AutoModelForTokenClassification, set_seed
 
-from benchmarks.common import epoch_consolidation_args, target, write_results
+from benchmarks.common import epoch_consolidation_args, save_runs, target, write_results
 from benchmarks.domain_extension import DOMAINS, REHEARSAL
 from benchmarks.fewshot_extension import domain_arguments, source_bench, train_extension
 from hf_adapter_ext import NeuralAdapterModel
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     bench = source_bench(options)
 
     def keep():
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(state, indent=2))
+        save_runs(state, state_file)
         summarise(state, options)
 
     for seed in options.seeds:

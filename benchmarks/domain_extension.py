@@ -30,7 +30,7 @@ from transformers import (
     set_seed,
 )
 
-from benchmarks.common import CACHE, RESULTS, save_figure, shared_data_dir, target, write_results
+from benchmarks.common import CACHE, RESULTS, save_figure, save_runs, shared_data_dir, target, write_results
 from benchmarks.paper_grid import KeepBestCallback, default_encoder
 from hf_adapter_ext import (
     AdapterDataCollator,
@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
             return
         print(f"== {key}", flush=True)
         state["runs"][key] = compute()
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(state, indent=2))
+        save_runs(state, state_file)
         summarise(state, options)
 
     jobs = []

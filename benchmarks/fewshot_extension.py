@@ -21,7 +21,7 @@ from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
 
-from benchmarks.common import CACHE, RESULTS, save_figure, target, write_results
+from benchmarks.common import CACHE, RESULTS, save_figure, save_runs, target, write_results
 from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL, Bench
 from hf_adapter_ext import (
     AdapterDataCollator,
@@ -238,8 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
                         continue
                     print(f"== {key}", flush=True)
                     state["runs"][key] = run(bench, options, method, domain, k, seed)
-                    state_file.parent.mkdir(parents=True, exist_ok=True)
-                    state_file.write_text(json.dumps(state, indent=2))
+                    save_runs(state, state_file)
                     summarise(state, options)
     summarise(state, options)
     return state
