@@ -12,7 +12,8 @@ Per dataset, shot and seed:
      ``allway_natural`` (75 / 15 x N queries drawn from the episode classes' pool as the data's own class
      frequencies fall; all-way = every meta-test class at once);
    - prototypes and soft k-means on frozen and on shaped features, logistic regression on frozen features (C chosen
-     on meta-validation), SIB with K = 0 beside K;
+     on meta-validation), SIB with K = 0 beside K, and as it answers by default (``sib``: K steps only for task
+     sizes its meta-validation check allows, `check_refinement`);
    - SetFit (per-task contrastive fine-tuning of the same MiniLM, the ``setfit`` package) on the first few test
      episodes of ``5way_even`` and ``allway_natural``, with its seconds per task; the other methods' scores on
      exactly those episodes stand beside it.
