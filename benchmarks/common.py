@@ -119,17 +119,22 @@ def cached_json(name: str, compute: Callable[[], object]):
 def save_runs(state: dict, state_file: Path) -> None:
     """Write a resumable benchmark's ``state`` ({"settings", "runs", ...}) to ``state_file`` without losing the
     runs another process (another seed or domain, run side by side) kept there meanwhile: under the same
-    settings, runs only on disk are taken in, and a run in both keeps the fields only the disk has. Written to a
-    temporary file first, so a reader never sees half a file."""
+    settings, runs only on disk are taken in, and a run in both keeps the fields only the disk has
+    (`write_json_atomically`)."""
     if state_file.is_file():
         kept = json.loads(state_file.read_text())
         if kept.get("settings") == state.get("settings"):
             for key, record in kept["runs"].items():
                 state["runs"][key] = {**record, **state["runs"][key]} if key in state["runs"] else record
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = state_file.with_suffix(".tmp")
-    partial.write_text(json.dumps(state, indent=2))
-    partial.replace(state_file)
+    write_json_atomically(state, state_file)
+
+
+def write_json_atomically(value, path: Path) -> None:
+    """``value`` as indented JSON at ``path``, through a temporary file, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(value, indent=2))
+    partial.replace(path)
 
 
 def alternate(steps: dict[str, Callable[[], float]], seconds: float, rounds: int) -> dict[str, float]:

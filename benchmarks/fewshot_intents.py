@@ -13,7 +13,7 @@ Per dataset, shot and seed:
      frequencies fall; all-way = every meta-test class at once);
    - prototypes and soft k-means on frozen and on shaped features, logistic regression on frozen features (C chosen
      on meta-validation), SIB with K = 0 beside K, and as it answers by default (``sib``: K steps only for task
-     sizes its meta-validation check allows, `check_refinement`);
+     sizes its meta-validation check allows, `refinement_check`);
    - SetFit (per-task contrastive fine-tuning of the same MiniLM, the ``setfit`` package) on the first few test
      episodes of ``5way_even`` and ``allway_natural``, with its seconds per task; the other methods' scores on
      exactly those episodes stand beside it.
@@ -49,7 +49,7 @@ from benchmarks.sib_fewshot import (
 from hf_adapter_ext import SIBConfig
 from hf_adapter_ext.data import load_banking77, load_clinc150
 from hf_adapter_ext.meta import EpisodeSampler, MetaTrainingArguments, SequenceEpisodes, encode_texts
-from hf_adapter_ext.meta.refinement import max_refined_classes, refinement_gains, refinement_ways
+from hf_adapter_ext.meta.refinement import check_refinement
 
 SIB_DEFAULTS = SIBConfig()
 SHAPING = {name: MetaTrainingArguments.__dataclass_fields__[name].default
@@ -218,16 +218,13 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
     return chosen[0], chosen[1], report
 
 
-def check_refinement(model, shaped, labels, classes, k, seed, args) -> dict:
-    """Set the model's ``max_refined_classes`` as `SemiSupervisedMetaTrainer` does after training: the refinement's
-    gain over its K = 0 start (with its paired 95% CI) on meta-validation tasks of 5, 10, 20, ... and every
-    validation class (natural pools), turned into a size limit by the library's rule."""
-    ways = refinement_ways(5, len(classes["validation"]))
-    checks = {n: SequenceEpisodes(shaped, EpisodeSampler(labels, classes["validation"], n, k, N_QUERY, 3000 + seed,
-                                                         natural_queries=True), args.refinement_check_episodes)
-              for n in ways}
-    gains = refinement_gains(model, checks, batch_size=32)
-    model.config.max_refined_classes = max_refined_classes(gains)
+def refinement_check(model, shaped, labels, classes, k, seed, args) -> dict:
+    """Set the model's ``max_refined_classes`` with the library's `check_refinement`, as `SemiSupervisedMetaTrainer`
+    does after training: the refinement's gain over its K = 0 start (with its paired 95% CI) on meta-validation
+    tasks of 5, 10, 20, ... and every validation class (natural pools), turned into a size limit."""
+    base = episodes(shaped, labels, classes["validation"], "5way_natural", k, 3000 + seed, 1)  # re-sampled per size
+    gains = check_refinement(model, base, labels, classes["validation"], k, N_QUERY, 3000 + seed,
+                             args.refinement_check_episodes, batch_size=32)
     return {"gains": gains, "max_refined_classes": model.config.max_refined_classes}
 
 
@@ -242,7 +239,7 @@ def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
     shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, args.layers, seed)
     chosen, model, candidates = train_candidates(shaped, labels, classes, k, seed, args)
     record = {"seed": seed, "shaping_seconds": shaping_seconds, "chosen": chosen, "candidates": candidates,
-              "refinement_check": check_refinement(model, shaped, labels, classes, k, seed, args)}
+              "refinement_check": refinement_check(model, shaped, labels, classes, k, seed, args)}
     for protocol in PROTOCOLS:
         scores = protocol_scores(dataset, model, frozen, shaped, labels, classes, protocol, k, seed, args)
         record[protocol] = {**per_method(scores), "paired": per_method({

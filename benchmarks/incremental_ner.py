@@ -53,7 +53,15 @@ from transformers import (
     set_seed,
 )
 
-from benchmarks.common import CACHE, RESULTS, epoch_consolidation_args, shared_data_dir, target, write_results
+from benchmarks.common import (
+    CACHE,
+    RESULTS,
+    epoch_consolidation_args,
+    shared_data_dir,
+    target,
+    write_json_atomically,
+    write_results,
+)
 from benchmarks.paper_grid import default_encoder
 from hf_adapter_ext import (
     AdapterDataCollator,
@@ -350,10 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def save() -> None:
         merge_kept_runs(state, state_file)
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = state_file.with_suffix(".tmp")
-        partial.write_text(json.dumps(state, indent=2))
-        partial.replace(state_file)
+        write_json_atomically(state, state_file)
         summarise(state, options)
 
     for seed in options.seeds:

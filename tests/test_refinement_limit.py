@@ -54,7 +54,7 @@ def test_episodes_above_the_limit_keep_their_start_and_the_others_are_refined_as
 
 def test_the_trainer_chooses_the_limit_on_validation_tasks_and_the_saved_model_keeps_it(tmp_path, tokenizer,
                                                                                        monkeypatch):
-    from hf_adapter_ext.meta import trainer as trainer_module
+    from hf_adapter_ext.meta import refinement
 
     data = intent_data(tokenizer, classes=9, per_class=6)
     train, validation = data.filter(lambda r: r["label"] < 4), data.filter(lambda r: r["label"] >= 4)
@@ -66,7 +66,7 @@ def test_the_trainer_chooses_the_limit_on_validation_tasks_and_the_saved_model_k
         assert all(e.sampler.natural_queries for e in episodes.values())
         return {2: (0.01, 0.005), 4: (-0.001, 0.003), 5: (-0.02, 0.01)}
 
-    monkeypatch.setattr(trainer_module, "refinement_gains", gains)
+    monkeypatch.setattr(refinement, "refinement_gains", gains)
     trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, refinement_check_episodes=5),
                                         train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
     trainer.train()

@@ -3,7 +3,7 @@
 The synthetic-gradient refinement is meta-trained on small episodes (5-way by default). On the shaped sentence
 features of benchmarks/fewshot_intents.py it lifts 5-way tasks above their K = 0 start and lowers 50-way 1-shot
 tasks below it (benchmarks/results/fewshot_intents.md). So after meta-training, the refinement is checked on
-validation tasks of increasing size, and tasks larger than the largest size where it held are answered from the
+validation tasks of increasing size, and tasks from the first size where it clearly lost are answered from the
 K = 0 start (`SIBConfig.max_refined_classes`).
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from .episodes import collate_episodes
+from .episodes import EpisodeSampler, collate_episodes
 from .evaluation import episode_accuracy, mean_ci95
 
 
@@ -68,3 +68,27 @@ def max_refined_classes(gains: Mapping[int, tuple[float, float]]) -> int | None:
             return limit
         limit = ways
     return None
+
+
+def check_refinement(model, episodes, labels, classes, k_shot: int, n_query: int, seed: int, count: int,
+                     batch_size: int) -> dict[int, tuple[float, float]]:
+    """Set ``model.config.max_refined_classes`` from validation tasks of `refinement_ways` sizes (only ``n_way``
+    for a fixed-width net), ``count`` of each, drawn with natural unlabelled pools over ``episodes``' examples
+    (encoded once); returns the gains per size (`refinement_gains`).
+
+    Args:
+        model: a `SIBForFewShotClassification`.
+        episodes: episodes over the validation examples (`SequenceEpisodes` / `TextEpisodes`), re-sampled per size.
+        labels: the class id of each of those examples; ``classes``: the validation classes.
+        k_shot, n_query: labelled examples per class, and unlabelled queries per class on average.
+        seed: seed of the check's tasks.
+        count: tasks per size.
+        batch_size: tasks per forward pass.
+    """
+    config = model.config
+    sizes = refinement_ways(config.n_way, len(classes)) if config.any_number_of_classes else [config.n_way]
+    checks = {ways: episodes.with_sampler(EpisodeSampler(labels, classes, ways, k_shot, n_query, seed,
+                                                         natural_queries=True), count) for ways in sizes}
+    gains = refinement_gains(model, checks, batch_size)
+    config.max_refined_classes = max_refined_classes(gains)
+    return gains

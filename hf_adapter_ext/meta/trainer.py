@@ -21,9 +21,9 @@ from ..constants import IGNORE_INDEX
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, episode_sampler
-from .episodes import EpisodeSampler, collate_episodes
+from .episodes import collate_episodes
 from .evaluation import episode_compute_metrics
-from .refinement import max_refined_classes, refinement_gains, refinement_ways
+from .refinement import check_refinement
 from .shaping import SHAPING_DEFAULTS, encoder_layers
 
 logger = logging.getLogger(__name__)
@@ -108,15 +108,9 @@ class SemiSupervisedMetaTrainer(Trainer):
             logger.info("Not checking which task sizes the refinement helps: %s.", reason)
             return None
         labels = list(data[self.columns.label])
-        classes = sorted(set(labels))
-        base = self.as_episodes(data, training=False)  # encoded once, shared by every size
-        sizes = refinement_ways(model.config.n_way, len(classes)) if model.config.any_number_of_classes \
-            else [model.config.n_way]
-        episodes = {ways: base.with_sampler(EpisodeSampler(labels, classes, ways, args.k_shot, args.n_query,
-                                                           args.eval_seed, natural_queries=True),
-                                            args.refinement_check_episodes) for ways in sizes}
-        gains = refinement_gains(model, episodes, args.per_device_eval_batch_size)
-        model.config.max_refined_classes = max_refined_classes(gains)
+        gains = check_refinement(model, self.as_episodes(data, training=False), labels, sorted(set(labels)),
+                                 args.k_shot, args.n_query, args.eval_seed, args.refinement_check_episodes,
+                                 args.per_device_eval_batch_size)
         logger.info("Refinement gain over its K = 0 start on validation tasks (accuracy points ± 95%% CI by labels per "
                     "task): %s; refining tasks of up to %s labels.",
                     {k: f"{100 * mean:+.2f} ± {100 * ci:.2f}" for k, (mean, ci) in gains.items()},
