@@ -32,6 +32,7 @@ from hf_adapter_ext import (
     extension_training_defaults,
     get_adapter_model,
 )
+from hf_adapter_ext.adapter.budget import MAX_STEPS
 from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.launch import peak_memory_gib
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
@@ -51,6 +52,10 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--ks", type=int, nargs="+", default=list(KS),
                         help="Labelled sentences per run (0: all); a k above the domain's count is refused.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="Step budget (and learning-rate schedule length) instead of the library's default; give "
+                             "such a run its own --state and --results_name.")
+    parser.add_argument("--results_name", default="fewshot_extension")
     return parser
 
 
@@ -77,9 +82,10 @@ def source_bench(options) -> Bench:
                                     learning_rate=1e-4, head_learning_rate=1e-3, batch_size=16))
 
 
-def train_extension(bench: Bench, options, method: str, domain: str, k: int, seed: int):
+def train_extension(bench: Bench, options, method: str, domain: str, k: int, seed: int, first_run_scored=None):
     """One extension trained with the library's defaults: (model, record so far, the domain's data in the
-    model's label order, new types, parents)."""
+    model's label order, new types, parents). With self-training, ``first_run_scored`` is called with the first
+    run's (model, record, data, new types, parents) before the second run starts."""
     adapter_options, rehearse, self_train = METHODS[method]
     data, new_types = bench.domain(domain)
     if k > len(data["train"]):
@@ -105,7 +111,10 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     else:
         train = labelled
     dev = bench.encode(data["dev"].select(range(min(options.dev_sentences, len(data["dev"])))))
-    args = TrainingArguments(**extension_training_defaults(), output_dir=str(Path(options.state) / "checkpoints"),
+    budget = extension_training_defaults()
+    if options.max_steps:
+        budget["max_steps"] = options.max_steps
+    args = TrainingArguments(**budget, output_dir=str(Path(options.state) / "checkpoints"),
                              seed=seed, report_to="none", disable_tqdm=True, logging_steps=50,
                              per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
@@ -114,25 +123,47 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
                                preprocess_logits_for_metrics=predicted_label_ids)
     result = trainer.train()
     record = {"k": k, "best_step": trainer.state.best_global_step, "steps": trainer.state.global_step,
+              "dev_overall_f1": 100 * trainer.state.best_metric,
               "train_seconds_first_run": result.metrics["train_runtime"]}
     if self_train and unlabelled:
+        if first_run_scored:
+            first_run_scored(model.eval(), {**record, "train_seconds": time.perf_counter() - started}, data,
+                             new_types, parents)
+            model.train()
         report = trainer.self_train(unlabelled, bench.tokenizer)
         record["self_training"] = {key: v for key, v in report.items() if key != "train"}
     record["train_seconds"] = time.perf_counter() - started
     return model.eval(), record, data, new_types, parents
 
 
-def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> dict:
-    model, record, data, new_types, parents = train_extension(bench, options, method, domain, k, seed)
+def scored(bench: Bench, model, record: dict, data, new_types, parents) -> dict:
+    """``record`` with the model's test scores: domain test (overall / old / new) and CoNLL test (old types)."""
     id2label = model.config.id2label
     conll_test = with_label_order(bench.conll["test"], list(id2label.values()))
     domain_scores = evaluate_tagger(model, bench.encode(data["test"]), bench.tokenizer, id2label, new_types, parents)
     conll_scores = evaluate_tagger(model, bench.encode(conll_test), bench.tokenizer, id2label, new_types, parents)
-    record.update({
-        "domain": {key: 100 * domain_scores[key] for key in ("overall_f1", "old_f1", "new_f1")},
-        "conll": {key: 100 * conll_scores[key] for key in ("old_f1", "old_f1_with_subtypes")},
-        "peak_memory_gib": peak_memory_gib()})
-    return record
+    return {**record,
+            "domain": {key: 100 * domain_scores[key] for key in ("overall_f1", "old_f1", "new_f1")},
+            "conll": {key: 100 * conll_scores[key] for key in ("old_f1", "old_f1_with_subtypes")},
+            "peak_memory_gib": peak_memory_gib()}
+
+
+def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> dict:
+    """The runs one training yields, by key: with self-training, its first run is also the adapter+rehearsal run
+    (the same seed, data and settings), scored before the second run starts."""
+    runs = {}
+
+    def first_run_scored(*trained):
+        runs[run_key(domain, "adapter+rehearsal", k, seed)] = scored(bench, *trained)
+
+    model, record, data, new_types, parents = train_extension(bench, options, method, domain, k, seed,
+                                                              first_run_scored if method == BEST else None)
+    runs[run_key(domain, method, k, seed)] = scored(bench, model, record, data, new_types, parents)
+    return runs
+
+
+def run_key(domain: str, method: str, k: int, seed: int) -> str:
+    return f"{domain}/{method}/k{k or 'all'}/seed{seed}"
 
 
 def mean(values):
@@ -147,8 +178,8 @@ def summarise(state: dict, options) -> None:
         ks = sorted({r["k"] for key, r in runs.items() if key.startswith(f"{domain}/")})
         if not ks:
             continue
-        rows = [f"**{domain}** — domain test overall F1 / new-type F1 / CoNLL test old-type F1 (strict); train seconds "
-                "(mean over seeds; seeds in brackets)", "",
+        rows = [f"**{domain}** — domain test overall F1 / new-type F1 / CoNLL test old-type F1 (strict); train seconds, "
+                "best step, validation overall F1 that chose it (mean over seeds; seeds in brackets)", "",
                 "| k | " + " | ".join(METHODS) + " | adapter − expand, both with rehearsal (overall) |",
                 "|---|" + "---|" * (len(METHODS) + 1)]
         for k in ks:
@@ -160,13 +191,15 @@ def summarise(state: dict, options) -> None:
                     continue
                 s = {"seeds": len(found), "train_seconds": mean([r["train_seconds"] for r in found]),
                      "best_step": mean([r["best_step"] or 0 for r in found]),
+                     "dev_overall_f1": mean([r.get("dev_overall_f1", float("nan")) for r in found]),
                      **{f"domain_{m}": mean([r["domain"][m] for r in found]) for m in ("overall_f1", "new_f1")},
                      **{f"conll_{m}": mean([r["conll"][m] for r in found]) for m in ("old_f1", "old_f1_with_subtypes")}}
                 if method == BEST:
                     s["second_run_kept"] = sum(r.get("self_training", {}).get("kept") == "second" for r in found)
                 summary[f"{domain}/{method}/k{k}"] = means[method] = s
                 cells.append(f"{s['domain_overall_f1']:.1f} / {s['domain_new_f1']:.1f} / {s['conll_old_f1']:.1f}; "
-                             f"{s['train_seconds']:.0f} s ({s['seeds']})")
+                             f"{s['train_seconds']:.0f} s, best step {s['best_step']:.0f}, dev {s['dev_overall_f1']:.1f} "
+                             f"({s['seeds']})")
             attribution = (f"{means['adapter+rehearsal']['domain_overall_f1'] - means['expand+rehearsal']['domain_overall_f1']:+.1f}"
                            if {"adapter+rehearsal", "expand+rehearsal"} <= means.keys() else "—")
             rows.append(f"| {k} | " + " | ".join(cells) + f" | {attribution} |")
@@ -180,20 +213,21 @@ def summarise(state: dict, options) -> None:
         tables.append("\n".join(rows))
     selftrain = [r["self_training"] for r in runs.values() if "self_training" in r]
     text = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
-            f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most 1500 steps, "
+            f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most "
+            f"{options.max_steps or MAX_STEPS} steps, "
             f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience 6; rehearsal = "
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
             "label_parents). Self-training: the rest of the domain's training sentences, labels dropped, tagged by the "
             "first run (words at probability >= 0.9 labelled); the second run is kept only if its dev score is higher "
             f"(kept in {sum(s['kept'] == 'second' for s in selftrain)} of {len(selftrain)} runs). Entity F1 %.\n\n"
-            + "\n\n".join(tables) + "\n\n![domain F1 against k](fewshot_extension.png)\n")
-    plot(summary, Path(options.results_dir))
-    write_results("fewshot_extension", {"summary": summary, "runs": runs, "sources": sources,
+            + "\n\n".join(tables) + f"\n\n![domain F1 against k]({options.results_name}.png)\n")
+    plot(summary, Path(options.results_dir), options.results_name)
+    write_results(options.results_name, {"summary": summary, "runs": runs, "sources": sources,
                                         "settings": vars(options), "targets": targets}, text,
                   results_dir=Path(options.results_dir))
 
 
-def plot(summary: dict, results_dir: Path) -> None:
+def plot(summary: dict, results_dir: Path, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,14 +250,14 @@ def plot(summary: dict, results_dir: Path) -> None:
                 ax.set_ylabel(label)
                 ax.set_title(f"CrossNER {domain}", fontsize=9)
         axes[0][column].legend(fontsize=7)
-    save_figure(fig, results_dir, "fewshot_extension")
+    save_figure(fig, results_dir, name)
 
 
 def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
-    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit")}
+    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps")}
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = source_bench(options)
@@ -232,12 +266,13 @@ def main(argv: list[str] | None = None) -> dict:
             state["sources"][str(seed)] = bench.source_scores(seed)
         for domain in options.domains:
             for k in options.ks:
-                for method in options.methods:
-                    key = f"{domain}/{method}/k{k or 'all'}/seed{seed}"
+                for method in sorted(options.methods, key=lambda m: m != BEST):  # BEST's first run is also
+                    # adapter+rehearsal's
+                    key = run_key(domain, method, k, seed)
                     if key in state["runs"]:
                         continue
                     print(f"== {key}", flush=True)
-                    state["runs"][key] = run(bench, options, method, domain, k, seed)
+                    state["runs"].update(run(bench, options, method, domain, k, seed))
                     save_runs(state, state_file)
                     summarise(state, options)
     summarise(state, options)
