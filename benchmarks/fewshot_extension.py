@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -45,6 +46,8 @@ METHODS = {  # name: (adapter options, rehearsal and parents, self-training on t
     "adapter+rehearsal+self-training": ({}, True, True),
 }
 BEST = "adapter+rehearsal+self-training"
+CROSSNER_BERT_BASE = {"politics": 68.71, "music": 68.30}  # the CrossNER paper, BERT-base from CoNLL, no domain
+# pre-training: the all-sentences target
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -166,6 +169,33 @@ def run_key(domain: str, method: str, k: int, seed: int) -> str:
     return f"{domain}/{method}/k{k or 'all'}/seed{seed}"
 
 
+def domain_targets(domain: str, summary: dict, runs: dict, source_old: float) -> list[dict]:
+    """The issue's targets on one domain, from the means over seeds: the best method with all labelled sentences
+    against the CrossNER paper's BERT-base and the source's CoNLL score; with k = 25 against expand with k = 100
+    (new types); its train time against expand's at each k."""
+    def found(method, k):
+        return summary.get(f"{domain}/{method}/k{k}")
+
+    targets = []
+    all_k = max((r["k"] for key, r in runs.items() if key.startswith(f"{domain}/") and "/kall/" in key), default=None)
+    if all_k and found(BEST, all_k):
+        best, seeds = found(BEST, all_k), found(BEST, all_k)["seeds"]
+        targets += [target(f"{domain}, all {all_k} labelled sentences, {BEST} ({seeds} seeds): domain overall F1",
+                           best["domain_overall_f1"], CROSSNER_BERT_BASE[domain], ">="),
+                    target(f"{domain}, all labelled, {BEST}: CoNLL old-type F1 strict - source",
+                           best["conll_old_f1"] - source_old, -1.0, ">=")]
+    if found(BEST, 25) and found("expand", 100):
+        targets.append(target(f"{domain}: {BEST} with k=25 + the unlabelled rest, new-type F1 - expand's with k=100 "
+                              f"({found(BEST, 25)['seeds']} / {found('expand', 100)['seeds']} seeds)",
+                              found(BEST, 25)["domain_new_f1"] - found("expand", 100)["domain_new_f1"], 0.0, ">="))
+    for key in sorted(summary):
+        name, method, k = key.split("/")
+        if name == domain and method == BEST and found("expand", k[1:]):
+            targets.append(target(f"{domain} {k}: {BEST} train seconds / expand's",
+                                  summary[key]["train_seconds"] / found("expand", k[1:])["train_seconds"], 2.0, "<="))
+    return targets
+
+
 def mean(values):
     return sum(values) / len(values) if values else float("nan")
 
@@ -198,19 +228,14 @@ def summarise(state: dict, options) -> None:
                     s["second_run_kept"] = sum(r.get("self_training", {}).get("kept") == "second" for r in found)
                 summary[f"{domain}/{method}/k{k}"] = means[method] = s
                 cells.append(f"{s['domain_overall_f1']:.1f} / {s['domain_new_f1']:.1f} / {s['conll_old_f1']:.1f}; "
-                             f"{s['train_seconds']:.0f} s, best step {s['best_step']:.0f}, dev {s['dev_overall_f1']:.1f} "
+                             f"{s['train_seconds']:.0f} s, best step {s['best_step']:.0f}, dev "
+                             f"{'—' if math.isnan(s['dev_overall_f1']) else round(s['dev_overall_f1'], 1)} "
                              f"({s['seeds']})")
             attribution = (f"{means['adapter+rehearsal']['domain_overall_f1'] - means['expand+rehearsal']['domain_overall_f1']:+.1f}"
                            if {"adapter+rehearsal", "expand+rehearsal"} <= means.keys() else "—")
             rows.append(f"| {k} | " + " | ".join(cells) + f" | {attribution} |")
-            if {BEST, "adapter+rehearsal"} <= means.keys():
-                targets.append(target(f"{domain} k={k}: self-training - adapter+rehearsal, domain overall F1",
-                                      means[BEST]["domain_overall_f1"] - means["adapter+rehearsal"]["domain_overall_f1"],
-                                      0.0, ">="))
-            if BEST in means and sources:
-                targets.append(target(f"{domain} k={k}: self-training, CoNLL old-type F1 strict - source",
-                                      means[BEST]["conll_old_f1"] - source_old, -3.0, ">="))
         tables.append("\n".join(rows))
+        targets += domain_targets(domain, summary, runs, source_old)
     selftrain = [r["self_training"] for r in runs.values() if "self_training" in r]
     text = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
             f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most "
