@@ -117,7 +117,7 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     budget = extension_training_defaults()
     if options.max_steps:
         budget["max_steps"] = options.max_steps
-    args = TrainingArguments(**budget, output_dir=str(Path(options.state) / "checkpoints"),
+    args = TrainingArguments(**budget, output_dir=str(Path(options.state) / "checkpoints" / run_key(domain, method, k, seed)),
                              seed=seed, report_to="none", disable_tqdm=True, logging_steps=50,
                              per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
