@@ -31,3 +31,21 @@ def test_a_run_in_both_keeps_the_fields_only_the_disk_has_and_other_settings_are
     other = {"settings": {"a": 2}, "runs": {"y": {"f1": 3.0}}}
     save_runs(other, state_file)
     assert json.loads(state_file.read_text())["runs"] == {"y": {"f1": 3.0}}
+
+
+def test_fewshot_extension_targets_compare_the_issue_s_pairs():
+    from benchmarks.fewshot_extension import BEST, domain_targets
+
+    def cell(new_f1, seconds, overall=60.0, conll=85.0):
+        return {"seeds": 1, "domain_new_f1": new_f1, "domain_overall_f1": overall, "train_seconds": seconds,
+                "conll_old_f1": conll}
+
+    summary = {f"music/{BEST}/k25": cell(50.0, 300.0), "music/expand/k25": cell(40.0, 100.0),
+               "music/expand/k100": cell(52.5, 200.0), f"music/{BEST}/k100": cell(61.0, 400.0, 69.0, 84.5),
+               "politics/expand/k100": cell(99.0, 1.0)}
+    runs = {f"music/{BEST}/kall/seed0": {"k": 100}}
+    targets = domain_targets("music", summary, runs, source_old=86.0)
+    values = sorted((t["value"], t["target"], t["met"]) for t in targets)
+    # k=25 new F1 - expand k=100's; CoNLL - source; both time ratios; overall F1 against the paper's 68.30
+    assert values == [(-2.5, 0.0, False), (-1.5, -1.0, False), (2.0, 2.0, True), (3.0, 2.0, False),
+                      (69.0, 68.3, True)]
