@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainingArguments, set_seed
@@ -85,7 +86,8 @@ def source_bench(options) -> Bench:
                                     learning_rate=1e-4, head_learning_rate=1e-3, batch_size=16))
 
 
-def train_extension(bench: Bench, options, method: str, domain: str, k: int, seed: int, first_run_scored=None):
+def train_extension(bench: Bench, options, method: str, domain: str, k: int, seed: int,
+                    first_run_scored: Callable[..., None] | None = None):
     """One extension trained with the library's defaults: (model, record so far, the domain's data in the
     model's label order, new types, parents). With self-training, ``first_run_scored`` is called with the first
     run's (model, record, data, new types, parents) before the second run starts."""
@@ -117,8 +119,9 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     budget = extension_training_defaults()
     if options.max_steps:
         budget["max_steps"] = options.max_steps
-    args = TrainingArguments(**budget, output_dir=str(Path(options.state) / "checkpoints" / run_key(domain, method, k, seed)),
-                             seed=seed, report_to="none", disable_tqdm=True, logging_steps=50,
+    checkpoints = Path(options.state) / "checkpoints" / run_key(domain, method, k, seed)  # one folder per run:
+    # save_total_limit deletes what else is in it
+    args = TrainingArguments(**budget, output_dir=str(checkpoints), seed=seed, report_to="none", disable_tqdm=True, logging_steps=50,
                              per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                                data_collator=AdapterDataCollator(bench.tokenizer),
