@@ -121,7 +121,8 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
         budget["max_steps"] = options.max_steps
     checkpoints = Path(options.state) / "checkpoints" / run_key(domain, method, k, seed)  # one folder per run:
     # save_total_limit deletes what else is in it
-    args = TrainingArguments(**budget, output_dir=str(checkpoints), seed=seed, report_to="none", disable_tqdm=True, logging_steps=50,
+    args = TrainingArguments(**budget, output_dir=str(checkpoints), seed=seed, report_to="none", disable_tqdm=True,
+                             logging_steps=50,
                              per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                                data_collator=AdapterDataCollator(bench.tokenizer),
