@@ -119,11 +119,10 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     budget = extension_training_defaults()
     if options.max_steps:
         budget["max_steps"] = options.max_steps
-    checkpoints = Path(options.state) / "checkpoints" / run_key(domain, method, k, seed)  # one folder per run:
-    # save_total_limit deletes what else is in it
+    # one folder per run: save_total_limit deletes whatever else is in it (runs side by side)
+    checkpoints = Path(options.state) / "checkpoints" / run_key(domain, method, k, seed)
     args = TrainingArguments(**budget, output_dir=str(checkpoints), seed=seed, report_to="none", disable_tqdm=True,
-                             logging_steps=50,
-                             per_device_eval_batch_size=64)
+                             logging_steps=50, per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                                data_collator=AdapterDataCollator(bench.tokenizer),
                                compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
@@ -157,15 +156,19 @@ def scored(bench: Bench, model, record: dict, data, new_types, parents) -> dict:
 
 def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> dict:
     """The runs one training yields, by key: with self-training, its first run is also the adapter+rehearsal run
-    (the same seed, data and settings), scored before the second run starts."""
+    (the same seed, data and settings), scored before the second run starts; with no unlabelled rest (k = all)
+    there is no second run and the two are one run."""
     runs = {}
+    first_run_key = run_key(domain, "adapter+rehearsal", k, seed)
 
     def first_run_scored(*trained):
-        runs[run_key(domain, "adapter+rehearsal", k, seed)] = scored(bench, *trained)
+        runs[first_run_key] = scored(bench, *trained)
 
     model, record, data, new_types, parents = train_extension(bench, options, method, domain, k, seed,
                                                               first_run_scored if method == BEST else None)
     runs[run_key(domain, method, k, seed)] = scored(bench, model, record, data, new_types, parents)
+    if method == BEST:
+        runs.setdefault(first_run_key, runs[run_key(domain, method, k, seed)])
     return runs
 
 
@@ -295,8 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
             state["sources"][str(seed)] = bench.source_scores(seed)
         for domain in options.domains:
             for k in options.ks:
-                for method in sorted(options.methods, key=lambda m: m != BEST):  # BEST's first run is also
-                    # adapter+rehearsal's
+                # BEST first: its first run is also adapter+rehearsal's, which then need not train again
+                for method in sorted(options.methods, key=lambda m: m != BEST):
                     key = run_key(domain, method, k, seed)
                     if key in state["runs"]:
                         continue

@@ -49,3 +49,25 @@ def test_fewshot_extension_targets_compare_the_issue_s_pairs():
     # k=25 new F1 - expand k=100's; CoNLL - source; both time ratios; overall F1 against the paper's 68.30
     assert values == [(-2.5, 0.0, False), (-1.5, -1.0, False), (2.0, 2.0, True), (3.0, 2.0, False),
                       (69.0, 68.3, True)]
+
+
+def test_a_self_training_run_is_also_the_adapter_rehearsal_run_of_its_seed(monkeypatch):
+    import benchmarks.fewshot_extension as fewshot
+
+    def fake_training(bench, options, method, domain, k, seed, first_run_scored=None):
+        record = {"k": k}
+        if method == fewshot.BEST and k < 200:  # an unlabelled rest: the first run is scored, then a second trains
+            first_run_scored("first model", record, None, [], {})
+            record = {**record, "self_training": {"kept": "second"}}
+        return "final model", record, None, [], {}
+
+    monkeypatch.setattr(fewshot, "train_extension", fake_training)
+    monkeypatch.setattr(fewshot, "scored", lambda bench, model, record, *_: {**record, "model": model})
+    with_rest = fewshot.run(None, None, fewshot.BEST, "politics", 25, 0)
+    assert with_rest == {"politics/adapter+rehearsal/k25/seed0": {"k": 25, "model": "first model"},
+                         f"politics/{fewshot.BEST}/k25/seed0": {"k": 25, "self_training": {"kept": "second"},
+                                                               "model": "final model"}}
+    without_rest = fewshot.run(None, None, fewshot.BEST, "politics", 200, 0)
+    assert without_rest["politics/adapter+rehearsal/k200/seed0"] == {"k": 200, "model": "final model"}
+    assert fewshot.run(None, None, "expand", "politics", 25, 0) == {"politics/expand/k25/seed0":
+                                                                    {"k": 25, "model": "final model"}}
