@@ -4,9 +4,9 @@ training sentences, the rest of the domain's training sentences as unlabelled te
 
 Per seed, the MiniLM source of ``benchmarks/domain_extension.py`` (all of CoNLL train, kept in its cache). Each
 method trains with the library's defaults (``extension_training_defaults``: at most 1500 steps, evaluated every 50
-on the domain dev set, stopped after 6 evaluations without gain; rehearsal drawn per step, one rehearsal sentence
-per labelled one). The labelled samples are nested: per seed, the domain's training sentences are shuffled once and
-k takes the first k. Scored on the domain test (overall / new types) and on CoNLL test (old types, strict and with
+on the domain dev set, stopped after 6 evaluations without gain, a self-training run after 2; rehearsal drawn per
+step, one rehearsal sentence per labelled one). The labelled samples are nested: per seed, the domain's training
+sentences are shuffled once and k takes the first k. Scored on the domain test (overall / new types) and on CoNLL test (old types, strict and with
 each subtype counted as its parent). Every run is kept as soon as it finishes, so an interrupted run resumes.
 
     nohup python -m benchmarks.fewshot_extension --seeds 0 > fewshot_extension.log 2>&1 &
@@ -34,7 +34,7 @@ from hf_adapter_ext import (
     extension_training_defaults,
     get_adapter_model,
 )
-from hf_adapter_ext.adapter.budget import MAX_STEPS
+from hf_adapter_ext.adapter.budget import MAX_STEPS, SELF_TRAINING_PATIENCE
 from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.launch import peak_memory_gib
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
@@ -129,7 +129,7 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
                                preprocess_logits_for_metrics=predicted_label_ids)
     result = trainer.train()
     record = {"k": k, "best_step": trainer.state.best_global_step, "steps": trainer.state.global_step,
-              "dev_overall_f1": 100 * trainer.state.best_metric,
+              "dev_overall_f1": 100 * trainer.state.best_metric, "validation_curve": trainer.validation_curve(),
               "train_seconds_first_run": result.metrics["train_runtime"]}
     if self_train and unlabelled:
         if first_run_scored:
@@ -137,7 +137,8 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
                              new_types, parents)
             model.train()
         report = trainer.self_train(unlabelled, bench.tokenizer)
-        record["self_training"] = {key: v for key, v in report.items() if key != "train"}
+        record["self_training"] = {**{key: v for key, v in report.items() if key != "train"},
+                                   "patience": SELF_TRAINING_PATIENCE}
     record["train_seconds"] = time.perf_counter() - started
     return model.eval(), record, data, new_types, parents
 

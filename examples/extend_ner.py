@@ -51,7 +51,7 @@ from hf_adapter_ext import (
     save_consolidated,
     source_labels,
 )
-from hf_adapter_ext.adapter.budget import EARLY_STOPPING_PATIENCE
+from hf_adapter_ext.adapter.budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE
 from hf_adapter_ext.adapter.consolidation import compare_with_teacher
 from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
 from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
@@ -101,13 +101,15 @@ class ModelArguments:
                 "and saved: the adapter in --output_dir is the result."})
     early_stopping_patience: int = field(default=EARLY_STOPPING_PATIENCE, metadata={
         "help": "Stop after this many evaluations without a better validation score; 0 trains the whole budget."})
+    self_training_patience: int = field(default=SELF_TRAINING_PATIENCE, metadata={
+        "help": "The same for the self-training run of --unlabelled_file, which starts from the first run's weights."})
     rehearsal_ratio: float = field(default=REHEARSAL_RATIO, metadata={
         "help": "Rehearsal sentences drawn per labelled sentence at each step (1: half of every batch), however "
                 "many --rehearsal_file holds."})
 
     def __post_init__(self):
         check_settings(CLI, self, {"head_learning_rate": POSITIVE_FLOAT, "early_stopping_patience": COUNT,
-                                   "rehearsal_ratio": POSITIVE_FLOAT})
+                                   "self_training_patience": COUNT, "rehearsal_ratio": POSITIVE_FLOAT})
 
 
 @dataclass
@@ -279,7 +281,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_seconds, best_step = train_result.metrics["train_runtime"], trainer.state.best_global_step
     self_training = None
     if unlabelled:
-        self_training = trainer.self_train(unlabelled, tokenizer, data_args.pseudo_label_threshold)
+        self_training = trainer.self_train(unlabelled, tokenizer, data_args.pseudo_label_threshold,
+                                           model_args.self_training_patience)
         self_training["unlabelled_sentences"] = len(unlabelled)
         train_seconds += self_training["train"]["train_runtime"]
         if self_training["kept"] == "second":

@@ -136,6 +136,31 @@ def test_bad_trainer_settings_are_refused_by_name(tmp_path, tokenizer, extension
 
 
 # ------------------------------------------------------------------ self-training
+@pytest.mark.parametrize("patience, steps", [(1, 8), (3, 28), (0, 40)])
+def test_the_self_training_run_stops_on_its_own_patience(tmp_path, tokenizer, extension, patience, steps):
+    """The second run stops after ``patience`` evaluations without gain (0: its whole budget), whatever the first
+    run's patience, and reports its validation curve."""
+    data = toy_dataset(tokenizer)
+    scores = Scores([0.1, 0.5, 0.4, 0.3, 0.2])
+    trainer = ExtensionTrainer(model=extension, args=training_args(tmp_path), train_dataset=data, eval_dataset=data,
+                               data_collator=AdapterDataCollator(tokenizer), early_stopping_patience=2,
+                               compute_metrics=scores)
+    trainer.train()
+    # the first run's validation score, then the second run's evaluations every 4 steps
+    scores.values = [0.5, 0.6, 0.55, 0.58, 0.7, 0.65]
+    report = trainer.self_train(CORPUS, tokenizer, threshold=0.0, patience=patience)
+    assert report["second_run_steps"] == steps
+    assert report["second_run_curve"] == list(zip(range(4, steps + 1, 4), [0.6, 0.55, 0.58, 0.7] + [0.65] * 6))
+    assert report["second_run_best_step"] == (4 if patience == 1 else 16)
+
+
+def test_a_bad_self_training_patience_is_refused(tmp_path, tokenizer, extension):
+    trainer = ExtensionTrainer(model=extension, args=training_args(tmp_path), train_dataset=toy_dataset(tokenizer),
+                               eval_dataset=toy_dataset(tokenizer), data_collator=AdapterDataCollator(tokenizer))
+    with pytest.raises(ValueError, match="self_train.patience=-1"):
+        trainer.self_train(CORPUS, tokenizer, patience=-1)
+
+
 @pytest.mark.parametrize("head", ["crf", "linear"])
 def test_with_threshold_zero_every_word_takes_the_models_own_tag(tokenizer, head):
     torch.manual_seed(1)

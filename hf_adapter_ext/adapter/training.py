@@ -18,7 +18,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number
-from .budget import EARLY_STOPPING_PATIENCE, add_stopping_callbacks, step_budget
+from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, add_stopping_callbacks, step_budget
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
 from .self_training import PSEUDO_LABEL_THRESHOLD, add_pseudo_labels
@@ -123,25 +123,39 @@ class ExtensionTrainer(Trainer):
             return RehearsalSampler(dataset[REHEARSAL], self.rehearsal_ratio, self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
+    @property
+    def validation_key(self) -> str:
+        """The logged name of ``metric_for_best_model`` (``eval_overall_f1``)."""
+        if self.eval_dataset is None or not self.args.metric_for_best_model:
+            raise ValueError("Scoring on validation needs an eval_dataset and args.metric_for_best_model.")
+        return f"eval_{self.args.metric_for_best_model.removeprefix('eval_')}"
+
     def validation_score(self) -> float:
         """``metric_for_best_model`` on the validation set, for the model as it is now (the best step's, once
         ``load_best_model_at_end`` has loaded it)."""
-        if self.eval_dataset is None or not self.args.metric_for_best_model:
-            raise ValueError("Scoring on validation needs an eval_dataset and args.metric_for_best_model.")
-        metric = self.args.metric_for_best_model.removeprefix("eval_")
-        return self.evaluate(metric_key_prefix="eval")[f"eval_{metric}"]
+        return self.evaluate(metric_key_prefix="eval")[self.validation_key]
 
-    def self_train(self, texts, tokenizer, threshold: float = PSEUDO_LABEL_THRESHOLD) -> dict:
+    def validation_curve(self) -> list[tuple[int, float]]:
+        """(step, ``metric_for_best_model``) of every evaluation logged so far."""
+        key = self.validation_key
+        return [(entry["step"], entry[key]) for entry in self.state.log_history if key in entry]
+
+    def self_train(self, texts, tokenizer, threshold: float = PSEUDO_LABEL_THRESHOLD,
+                   patience: int = SELF_TRAINING_PATIENCE) -> dict:
         """A second run, from the trained model's weights, on the training set plus the model's confident tags on
         the unlabelled domain ``texts`` (:func:`add_pseudo_labels`). It is kept only if it scores higher on
         validation; otherwise the first run's weights come back. Returns what happened (both scores, which run
-        was kept, the second run's Trainer metrics and best step).
+        was kept, the second run's Trainer metrics, best step, steps run and validation curve).
 
         Args:
             texts: plain sentences of the target domain (strings or word lists), without labels.
             tokenizer: the source's tokenizer.
             threshold: a word keeps the model's tag when its probability reaches this.
+            patience: evaluations without a better validation score before the second run stops (0: its whole
+                budget). Shorter than the first run's: it starts from trained weights, and the second run is most of
+                self-training's cost.
         """
+        check_number("self_train", "patience", patience, COUNT)
         model, first = self.model, self.validation_score()
         first_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
         train = add_pseudo_labels(self.train_dataset, texts, model, tokenizer, threshold)
@@ -150,10 +164,10 @@ class ExtensionTrainer(Trainer):
                                   data_collator=self.data_collator, compute_metrics=self.compute_metrics,
                                   preprocess_logits_for_metrics=self.preprocess_logits_for_metrics,
                                   head_learning_rate=self.head_learning_rate, rehearsal_ratio=self.rehearsal_ratio,
-                                  early_stopping_patience=self.early_stopping_patience)
+                                  early_stopping_patience=patience)
         result = second.train()
         check_finite_loss(result.training_loss, "Lower the learning rates or raise the threshold.")
-        score = second.validation_score()
+        curve, score = second.validation_curve(), second.validation_score()
         kept = score > first
         if not kept:
             model.load_state_dict(first_weights, strict=False)
@@ -161,4 +175,5 @@ class ExtensionTrainer(Trainer):
                            "kept.", args.metric_for_best_model, first, score)
         return {"pseudo_labelled_sentences": len(train) - len(self.train_dataset), "first_run_validation": first,
                 "second_run_validation": score, "kept": "second" if kept else "first",
-                "second_run_best_step": second.state.best_global_step, "train": result.metrics}
+                "second_run_best_step": second.state.best_global_step, "second_run_steps": second.state.global_step,
+                "second_run_curve": curve, "train": result.metrics}
