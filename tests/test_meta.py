@@ -528,6 +528,21 @@ def test_episode_norm_is_batch_norm_over_each_episodes_real_rows(episodes, rows,
         torch.testing.assert_close(out[b, mask[b]].double(), expected, atol=1e-4, rtol=1e-4)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 30), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_episode_mean_is_the_mean_of_each_episodes_real_rows(episodes, rows, features, seed):
+    """Against a one-episode-at-a-time float64 mean; an episode with no real row gives 0."""
+    from hf_adapter_ext.meta.modeling import episode_mean
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(episodes, rows, features, generator=generator, dtype=torch.float64)
+    mask = torch.rand(episodes, rows, generator=generator) < 0.6
+    mask[0] = False
+    for b, mean in enumerate(episode_mean(x, mask)):
+        expected = x[b, mask[b]].mean(0) if mask[b].any() else torch.zeros(features, dtype=torch.float64)
+        torch.testing.assert_close(mean[0], expected)
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("support_gradient", [False, True])
 def test_batched_episodes_equal_one_at_a_time_in_training_and_at_test(training, support_gradient):

@@ -41,7 +41,7 @@ def soft_kmeans_prototypes(support, support_labels, query, num_classes: int, que
     weights_mask = query_mask.unsqueeze(-1).to(q.dtype) if query_mask is not None else 1.0
     protos = support_sum / support_count.clamp(min=1)
     for _ in range(iterations):
-        scores = cosine_logits(query, protos) / temperature
+        scores = q @ F.normalize(protos, dim=-1).transpose(1, 2) / temperature  # q is unit already
         if class_mask is not None:
             scores = scores.masked_fill(~class_mask[:, None, :], torch.finfo(scores.dtype).min)
         z = torch.softmax(scores, dim=-1) * weights_mask
