@@ -34,7 +34,7 @@ from hf_adapter_ext import (
     extension_training_defaults,
     get_adapter_model,
 )
-from hf_adapter_ext.adapter.budget import MAX_STEPS, SELF_TRAINING_PATIENCE
+from hf_adapter_ext.adapter.budget import EARLY_STOPPING_PATIENCE, MAX_STEPS, SELF_TRAINING_PATIENCE
 from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.launch import peak_memory_gib
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
@@ -245,10 +245,13 @@ def summarise(state: dict, options) -> None:
         tables.append("\n".join(rows))
         targets += domain_targets(domain, summary, runs, source_old)
     selftrain = [r["self_training"] for r in runs.values() if "self_training" in r]
+    # runs recorded before the self-training run had its own patience stopped on the first run's
+    patiences = " or ".join(str(p) for p in sorted({s.get("patience", EARLY_STOPPING_PATIENCE) for s in selftrain}))
     text = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
             f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most "
             f"{options.max_steps or MAX_STEPS} steps, "
-            f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience 6; rehearsal = "
+            f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience {EARLY_STOPPING_PATIENCE}, "
+            f"the self-training run's {patiences}; rehearsal = "
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
             "label_parents). Self-training: the rest of the domain's training sentences, labels dropped, tagged by the "
             "first run (words at probability >= 0.9 labelled); the second run is kept only if its dev score is higher "
