@@ -19,7 +19,7 @@ EARLY_STOPPING_PATIENCE = 6  # evaluations without a better validation score (30
 # A self-training run starts from the first run's trained weights and refines them, so it is stopped sooner. In the
 # two second runs of benchmarks/fewshot_extension.py at patience 6 (k = 25, seed 0), every new best validation score
 # came within 2 evaluations of the previous one but one: politics rose 0.4 F1 at step 500, 5 evaluations after
-# its best at step 150, for 550 more steps (docs/extending.md, "Unlabelled domain text").
+# its best at step 250, for 450 more steps (docs/extending.md, "Unlabelled domain text").
 SELF_TRAINING_PATIENCE = 2
 
 
