@@ -10,7 +10,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import torch
@@ -116,16 +116,19 @@ def cached_json(name: str, compute: Callable[[], object]):
     return json.loads(path.read_text())
 
 
-def save_runs(state: dict, state_file: Path) -> None:
-    """Write a resumable benchmark's ``state`` ({"settings", "runs", ...}) to ``state_file`` without losing the
-    runs another process (another seed or domain, run side by side) kept there meanwhile: under the same
-    settings, runs only on disk are taken in, and a run in both keeps the fields only the disk has
+def save_runs(state: dict, state_file: Path, written: Collection[str]) -> None:
+    """Write a resumable benchmark's ``state`` ({"settings", "runs", ...}) to ``state_file`` without losing what
+    another process (another seed or domain, run side by side) kept there meanwhile. Under the same settings, runs
+    only on disk are taken in. Of a run in both, the disk's copy stands unless the run is one of ``written``, the
+    keys this process wrote since it loaded the state: then its fields win over the disk's and fields only the
+    disk has are kept. A copy this process merely loaded may be stale and must not undo a newer one
     (`write_json_atomically`)."""
     if state_file.is_file():
         kept = json.loads(state_file.read_text())
         if kept.get("settings") == state.get("settings"):
             for key, record in kept["runs"].items():
-                state["runs"][key] = {**record, **state["runs"][key]} if key in state["runs"] else record
+                mine = state["runs"].get(key)
+                state["runs"][key] = {**record, **mine} if key in written and mine is not None else record
     write_json_atomically(state, state_file)
 
 

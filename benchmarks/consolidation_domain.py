@@ -66,10 +66,14 @@ def plain_scores(plain, bench, data, new_types, parents) -> dict:
             "constrained": scores(plain, bench, data, new_types, parents, decoding="bio")}
 
 
+def extension_key(domain: str, seed: int) -> str:
+    return f"{domain}/seed{seed}/extended"
+
+
 def extension(bench, options, domain: str, seed: int, state: dict):
     """The extended model of ``domain`` and ``seed`` (trained once, then reloaded) and its data."""
     folder = Path(options.state) / f"{domain}_seed{seed}"
-    key = f"{domain}/seed{seed}/extended"
+    key = extension_key(domain, seed)
     if key in state["runs"] and (folder / "adapter_config.json").is_file():
         data, new_types = bench.domain(domain)
         model = NeuralAdapterModel.from_pretrained(bench.source(seed), folder).eval()
@@ -168,28 +172,28 @@ def main(argv: list[str] | None = None) -> dict:
         state = {"runs": {}, "settings": settings}
     bench = source_bench(options)
 
-    def keep():
-        save_runs(state, state_file)
+    def keep(key: str):
+        save_runs(state, state_file, [key])
         summarise(state, options)
 
     for seed in options.seeds:
         for domain in options.domains:
             model, data, new_types, parents = extension(bench, options, domain, seed, state)
-            keep()
+            keep(extension_key(domain, seed))
             for variant in options.variants:
                 key = f"{domain}/seed{seed}/{variant}"
                 folder = plain_folder(options, domain, seed, variant)
                 if key in state["runs"] and "constrained" not in state["runs"][key] and folder.is_dir():
                     plain = AutoModelForTokenClassification.from_pretrained(folder).eval()  # scored before "bio"
                     state["runs"][key].update(plain_scores(plain, bench, data, new_types, parents))
-                    keep()
+                    keep(key)
                 if key in state["runs"]:
                     continue
                 print(f"== {key}", flush=True)
                 plain, record = consolidated(model, bench, options, variant, data, seed)
                 plain.save_pretrained(folder)
                 state["runs"][key] = {**record, **plain_scores(plain, bench, data, new_types, parents)}
-                keep()
+                keep(key)
     return state
 
 

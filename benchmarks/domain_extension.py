@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
             return
         print(f"== {key}", flush=True)
         state["runs"][key] = compute()
-        save_runs(state, state_file)
+        save_runs(state, state_file, [key])
         summarise(state, options)
 
     jobs = []

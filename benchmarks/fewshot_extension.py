@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> dict:
                     if key in state["runs"]:
                         continue
                     print(f"== {key}", flush=True)
-                    state["runs"].update(run(bench, options, method, domain, k, seed))
-                    save_runs(state, state_file)
+                    trained = run(bench, options, method, domain, k, seed)
+                    state["runs"].update(trained)
+                    save_runs(state, state_file, trained)
                     summarise(state, options)
     summarise(state, options)
     return state

@@ -11,11 +11,11 @@ def test_saving_takes_in_the_runs_another_process_kept_meanwhile(tmp_path):
     settings = {"dev_sentences": 200}
     first = {"settings": settings, "runs": {"politics/seed2/extended": {"f1": 69.0}}}
     second = {"settings": settings, "runs": {"music/seed2/extended": {"f1": 60.0}}}  # loaded before first saved
-    save_runs(first, state_file)
+    save_runs(first, state_file, ["politics/seed2/extended"])
     second["runs"]["music/seed2/consolidated"] = {"f1": 61.0}
-    save_runs(second, state_file)
+    save_runs(second, state_file, ["music/seed2/consolidated"])
     first["runs"]["politics/seed2/consolidated"] = {"f1": 68.0}
-    save_runs(first, state_file)
+    save_runs(first, state_file, ["politics/seed2/consolidated"])
     kept = json.loads(state_file.read_text())["runs"]
     assert set(kept) == {"politics/seed2/extended", "politics/seed2/consolidated", "music/seed2/extended",
                          "music/seed2/consolidated"}
@@ -24,13 +24,28 @@ def test_saving_takes_in_the_runs_another_process_kept_meanwhile(tmp_path):
 
 def test_a_run_in_both_keeps_the_fields_only_the_disk_has_and_other_settings_are_not_mixed_in(tmp_path):
     state_file = tmp_path / "runs.json"
-    save_runs({"settings": {"a": 1}, "runs": {"x": {"f1": 1.0, "constrained": {"f1": 2.0}}}}, state_file)
+    save_runs({"settings": {"a": 1}, "runs": {"x": {"f1": 1.0, "constrained": {"f1": 2.0}}}}, state_file, ["x"])
     mine = {"settings": {"a": 1}, "runs": {"x": {"f1": 1.5}}}
-    save_runs(mine, state_file)
+    save_runs(mine, state_file, ["x"])
     assert mine["runs"]["x"] == {"f1": 1.5, "constrained": {"f1": 2.0}}
     other = {"settings": {"a": 2}, "runs": {"y": {"f1": 3.0}}}
-    save_runs(other, state_file)
+    save_runs(other, state_file, ["y"])
     assert json.loads(state_file.read_text())["runs"] == {"y": {"f1": 3.0}}
+
+
+def test_a_stale_copy_of_another_process_s_run_does_not_undo_its_newer_one(tmp_path):
+    """Both processes load the state holding run x; one trains x again, the other only trains y. The second's
+    save must keep the newer x (fewshot_extension's music run was reverted to its old timing that way)."""
+    state_file = tmp_path / "runs.json"
+    settings = {"a": 1}
+    save_runs({"settings": settings, "runs": {"x": {"seconds": 786}}}, state_file, ["x"])
+    music, politics = (json.loads(state_file.read_text()) for _ in range(2))
+    music["runs"]["x"] = {"seconds": 816}
+    save_runs(music, state_file, ["x"])
+    politics["runs"]["y"] = {"seconds": 507}
+    save_runs(politics, state_file, ["y"])
+    assert json.loads(state_file.read_text())["runs"] == {"x": {"seconds": 816}, "y": {"seconds": 507}}
+    assert politics["runs"]["x"] == {"seconds": 816}
 
 
 def test_fewshot_extension_targets_compare_the_issue_s_pairs():
