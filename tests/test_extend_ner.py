@@ -248,6 +248,19 @@ def test_unlabelled_domain_text_trains_a_second_run_kept_on_validation(main, tag
     assert not (tmp_path / "out" / "self-training").exists()  # the second run's checkpoints are removed too
 
 
+def test_the_self_training_run_stops_on_its_own_patience(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    text = tmp_path / "domain.txt"
+    text.write_text("Peter Smith flew to Paris .\nMary Blackburn joined Acme Corporation .\n")
+    budget = [a for a in COMMON if a not in ("--num_train_epochs", "2", "--save_strategy", "epoch")]
+    results = main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir",
+                    str(tmp_path / "out"), *budget, "--max_steps", "60", "--eval_steps", "3", "--save_steps", "3",
+                    "--early_stopping_patience", "2", "--self_training_patience", "1", "--unlabelled_file", str(text),
+                    "--pseudo_label_threshold", "0.0", "--learning_rate", "1e-7", "--head_learning_rate", "1e-7"])
+    assert results["steps"] == 9  # nothing moves: the first run stops after 2 evaluations without gain
+    assert results["self_training"]["second_run_steps"] == 6  # the second after 1
+
+
 @pytest.mark.parametrize("content, extra, match", [
     ("", [], "holds no text"),
     ("John\tB-PER\nSmith\tI-PER\nflew\tO\n", [], "looks like labelled CoNLL columns"),
