@@ -6,8 +6,9 @@ Per seed, the MiniLM source of ``benchmarks/domain_extension.py`` (all of CoNLL 
 method trains with the library's defaults (``extension_training_defaults``: at most 1500 steps, evaluated every 50
 on the domain dev set, stopped after 6 evaluations without gain, a self-training run after 2; rehearsal drawn per
 step, one rehearsal sentence per labelled one). The labelled samples are nested: per seed, the domain's training
-sentences are shuffled once and k takes the first k. Scored on the domain test (overall / new types) and on CoNLL test (old types, strict and with
-each subtype counted as its parent). Every run is kept as soon as it finishes, so an interrupted run resumes.
+sentences are shuffled once and k takes the first k. Scored on the domain test (overall / new types) and on CoNLL
+test (old types, strict and with each subtype counted as its parent). Every run is kept as soon as it finishes, so
+an interrupted run resumes.
 
     nohup python -m benchmarks.fewshot_extension --seeds 0 > fewshot_extension.log 2>&1 &
 """
@@ -136,7 +137,7 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
             first_run_scored(model.eval(), {**record, "train_seconds": time.perf_counter() - started}, data,
                              new_types, parents)
             model.train()
-        report = trainer.self_train(unlabelled, bench.tokenizer)
+        report = trainer.self_train(unlabelled, bench.tokenizer, patience=SELF_TRAINING_PATIENCE)
         record["self_training"] = {**{key: v for key, v in report.items() if key != "train"},
                                    "patience": SELF_TRAINING_PATIENCE}
     record["train_seconds"] = time.perf_counter() - started
@@ -250,8 +251,8 @@ def summarise(state: dict, options) -> None:
     text = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
             f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most "
             f"{options.max_steps or MAX_STEPS} steps, "
-            f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience {EARLY_STOPPING_PATIENCE}, "
-            f"the self-training run's {patiences}; rehearsal = "
+            f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience "
+            f"{EARLY_STOPPING_PATIENCE}, the self-training run's {patiences}; rehearsal = "
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
             "label_parents). Self-training: the rest of the domain's training sentences, labels dropped, tagged by the "
             "first run (words at probability >= 0.9 labelled); the second run is kept only if its dev score is higher "
