@@ -506,43 +506,6 @@ def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
     assert {"few-shot", "intents"} <= set(uploaded["card"].data.tags)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(1, 4), st.integers(2, 30), st.integers(1, 6), st.integers(0, 2**31 - 1), st.sampled_from([1e-3, 1.0, 1e3]))
-def test_episode_norm_is_batch_norm_over_each_episodes_real_rows(episodes, rows, features, seed, magnitude):
-    """Against BatchNorm1d in float64 on each episode's real rows alone, at small and large activation scales."""
-    from hf_adapter_ext.meta.modeling import EpisodeNorm
-
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(episodes, rows, features, generator=generator) * magnitude + magnitude
-    mask = torch.rand(episodes, rows, generator=generator) < 0.7
-    mask[:, :2] = True  # BatchNorm1d needs two rows
-    norm = EpisodeNorm(features)
-    with torch.no_grad():
-        norm.weight.copy_(torch.randn(features, generator=generator))
-        norm.bias.copy_(torch.randn(features, generator=generator))
-    reference = torch.nn.BatchNorm1d(features, eps=norm.eps).double().train()
-    reference.load_state_dict({"weight": norm.weight, "bias": norm.bias}, strict=False)
-    out = norm(x, mask)
-    for b in range(episodes):
-        expected = reference(x[b, mask[b]].double())
-        torch.testing.assert_close(out[b, mask[b]].double(), expected, atol=1e-4, rtol=1e-4)
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.integers(1, 4), st.integers(1, 30), st.integers(1, 6), st.integers(0, 2**31 - 1))
-def test_episode_mean_is_the_mean_of_each_episodes_real_rows(episodes, rows, features, seed):
-    """Against a one-episode-at-a-time float64 mean; an episode with no real row gives 0."""
-    from hf_adapter_ext.meta.modeling import episode_mean
-
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(episodes, rows, features, generator=generator, dtype=torch.float64)
-    mask = torch.rand(episodes, rows, generator=generator) < 0.6
-    mask[0] = False
-    for b, mean in enumerate(episode_mean(x, mask)):
-        expected = x[b, mask[b]].mean(0) if mask[b].any() else torch.zeros(features, dtype=torch.float64)
-        torch.testing.assert_close(mean[0], expected)
-
-
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("support_gradient", [False, True])
 def test_batched_episodes_equal_one_at_a_time_in_training_and_at_test(training, support_gradient):
