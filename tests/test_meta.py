@@ -523,19 +523,3 @@ def test_batched_episodes_equal_one_at_a_time_in_training_and_at_test(training, 
                       query_labels=episode["query_labels"][b : b + 1, real])
         torch.testing.assert_close(batched.logits[b, real], alone.logits[0], atol=1e-5, rtol=1e-5)
 
-
-def test_grad_net_width_defaults_per_net_and_is_saved_as_a_number(tmp_path):
-    """None picks each net's own width (the reference's 8n for "fixed"); the resolved number is what a saved
-    config holds, so a later change of the default does not change a saved model."""
-    from hf_adapter_ext.meta.config import GRAD_NET_MULTIPLIERS
-
-    assert SIBConfig(grad_net="fixed").grad_net_multiplier == 8
-    assert SIBConfig().grad_net_multiplier == GRAD_NET_MULTIPLIERS["equivariant"]
-    assert SIBConfig(grad_net_multiplier=3).grad_net_multiplier == 3
-    model = sib(grad_net="equivariant")
-    model.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["grad_net_multiplier"] == GRAD_NET_MULTIPLIERS["equivariant"]
-    reloaded = SIBForFewShotClassification.from_pretrained(tmp_path, backbone=tiny_backbone())
-    hidden = reloaded.head.grad_net.first.own.out_features
-    assert hidden == 4 * GRAD_NET_MULTIPLIERS["equivariant"]

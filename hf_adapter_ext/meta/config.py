@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import typing
 from types import SimpleNamespace
 
 from transformers import AutoConfig, PretrainedConfig
@@ -15,17 +14,12 @@ from ..validation import CLI, Number, check_settings
 LEVELS = ("sequence", "token")
 POOLINGS = ("mean", "cls")
 GRAD_NETS = ("equivariant", "fixed")
-# Each net's hidden width when ``grad_net_multiplier`` is not given: the reference's n → 8n → 8n → n for "fixed";
-# for "equivariant", the narrowest width whose meta-validation accuracy was within the episodes' noise of the
-# widest's, CLINC150 and BANKING77 at 1- and 5-shot (benchmarks/results/grad_net_width.md). The net is most of
-# SIB's meta-training time, which falls with its width.
-GRAD_NET_MULTIPLIERS = {"fixed": 8, "equivariant": 8}
 INNER_STEPS = Number(int, 0, 1000, example="3", why="0 is the support-only start; each step costs a pass")
 _RULES = {
     "n_way": Number(int, 2, 1024, example="5", why="classes per training episode (grad_net='fixed': 8n x 8n wide)"),
     "inner_steps": INNER_STEPS,
     "inner_lr": Number(float, 0, 10, low_open=True, example="0.03"),
-    "grad_net_multiplier": Number(int, 1, 64, optional=True, example="8"),
+    "grad_net_multiplier": Number(int, 1, 64, example="8"),
     "init_scale": Number(float, 0, 1000, low_open=True, example="10.0", why="the cosine classifier's scale"),
     "learn_inner_lr": bool, "support_gradient": bool, "transductive_init": bool, "grad_net_context": bool,
     "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS, "grad_net": GRAD_NETS,
@@ -75,11 +69,9 @@ class SIBConfig(PretrainedConfig):
             the worst on uneven ones (several points below soft k-means): the marginal teaches it to expect even
             classes (benchmarks/results/sib_fewshot_best_1shot_even_queries.md). With the default half-uneven
             episodes it changes nothing measurable.
-        grad_net_multiplier: hidden width of the synthetic-gradient net: for ``grad_net="fixed"`` in multiples of
-            the class count (n → mn → mn → n), for ``"equivariant"`` 4m units per (query, class) pair. None
-            (default): each net's own width (``GRAD_NET_MULTIPLIERS``): 8 for ``"fixed"``, as the reference; for
-            ``"equivariant"`` the narrowest width that meta-validation could not tell from wider ones
-            (benchmarks/results/grad_net_width.md), since that net is most of SIB's meta-training time.
+        grad_net_multiplier: hidden width of the synthetic-gradient net: in multiples of the class count for
+            ``grad_net="fixed"`` (the reference uses n → 8n → 8n → n), in multiples of 4 units per class for
+            ``"equivariant"``.
         init_scale: starting value of the cosine classifier's learnable scale.
         level: ``"sequence"`` (one feature per example) or ``"token"`` (one feature per word, first subword).
         pooling: how a sequence feature is made from token states: ``"mean"`` (sentence-transformers) or ``"cls"``.
@@ -106,7 +98,7 @@ class SIBConfig(PretrainedConfig):
         transductive_init: bool = True,
         grad_net_context: bool = False,
         grad_net: str = "equivariant",
-        grad_net_multiplier: int | None = None,
+        grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
         level: str = "sequence",
         pooling: str = "mean",
@@ -133,7 +125,7 @@ class SIBConfig(PretrainedConfig):
         self.transductive_init = transductive_init
         self.grad_net_context = grad_net_context
         self.grad_net = grad_net
-        self.grad_net_multiplier = GRAD_NET_MULTIPLIERS[grad_net] if grad_net_multiplier is None else grad_net_multiplier
+        self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
         self.level = level
         self.pooling = pooling
@@ -199,8 +191,7 @@ def sib_arguments_dataclass() -> type:
     """SIBConfig's settings as a dataclass, for ``HfArgumentParser``: one definition of each setting, its default
     and its help (the ``Args:`` above), so a script's options cannot drift from the config's."""
     signature = inspect.signature(SIBConfig.__init__).parameters
-    types = typing.get_type_hints(SIBConfig.__init__)  # ``int | None`` where None stands for a computed default
-    fields = [(name, types[name],
+    fields = [(name, type(signature[name].default),
                dataclasses.field(default=signature[name].default, metadata={"help": _documented(name)}))
               for name in _CLI_SETTINGS]
     def check(self) -> None:  # on the command line, before any data or model is read
