@@ -6,7 +6,7 @@ times a learnable per-feature vector; a synthetic-gradient net (n → 8n → 8n 
 query logits to dLoss/dlogits; K steps of ``θ ← θ − lr · (∂logits/∂θ)ᵀ g(logits)``, differentiable while
 training; loss = cross-entropy on the query labels after K steps. Like the reference, which never calls
 ``eval()`` on that net, its BatchNorm layers normalise each episode's queries with that episode's own
-statistics, in training and at test (:class:`EpisodeNorm`): batching episodes changes no episode's result.
+statistics, in training and at test (`grad_nets.EpisodeNorm`): batching episodes changes no episode's result.
 """
 
 from __future__ import annotations
