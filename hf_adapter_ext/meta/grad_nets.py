@@ -140,8 +140,8 @@ class ClassSetLayer(nn.Module):
     def forward(self, x: torch.Tensor, class_mask: torch.Tensor, norm: EpisodeNorm | None = None) -> torch.Tensor:
         """The layer applied to ``norm``'s affine map of ``x`` (``x · γ + β``) when a norm is given, without
         computing that map: ``W (x γ + β) = (W γ) x + W β``, and the class mean of ``x γ + β`` is its own
-        mean times γ plus β. The same function and gradients as applying the norm first, on [C x H]
-        weights instead of the whole [B, Q, C, H] tensor."""
+        mean times γ plus β. The same function and gradients as applying the norm first, with γ and β applied to
+        the [outputs, inputs] weights instead of the whole [B, Q, C, H] tensor."""
         own, pooled, bias = self.own.weight, self.pooled.weight, self.own.bias
         if norm is not None:
             bias = torch.addmv(bias, own + pooled, norm.bias)
