@@ -134,5 +134,6 @@ def main():
                                      chosen, "default_multiplier": DEFAULT_MULTIPLIER, "episodes_per_s": rates,
                                      "targets": targets}, table)
 
+
 if __name__ == "__main__":
     main()

@@ -15,11 +15,17 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 
+def episode_weights(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, Q] real-row mask → [B, 1, Q]: each real row's share of its episode's mean (0 for padding; all 0 for an
+    episode with no real row)."""
+    weight = mask.to(dtype).unsqueeze(1)
+    return weight / weight.sum(-1, keepdim=True).clamp(min=1)
+
+
 def episode_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[B, Q, H] → [B, 1, H]: the mean over each episode's real queries, padding excluded; 0 for an episode with
     none. Written as a [B, 1, Q] @ [B, Q, H] product, which makes no masked copy of ``x``."""
-    weight = mask.to(x.dtype).unsqueeze(1)
-    return weight @ x / weight.sum(-1, keepdim=True).clamp(min=1)
+    return episode_weights(mask, x.dtype) @ x
 
 
 class _EpisodeStandardize(torch.autograd.Function):
@@ -35,8 +41,7 @@ class _EpisodeStandardize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, mask: torch.Tensor, eps: float, rectify: bool) -> torch.Tensor:
         y = torch.relu(x) if rectify else x
-        weight = mask.to(x.dtype).unsqueeze(1)
-        weight = weight / weight.sum(-1, keepdim=True).clamp(min=1)  # [B, 1, Q]: each real row's share
+        weight = episode_weights(mask, x.dtype)
         standardised = y - weight @ y
         rstd = torch.rsqrt(weight @ standardised.square() + eps)  # biased variance, two passes, as BatchNorm
         standardised.mul_(rstd)
@@ -79,6 +84,12 @@ class EpisodeNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.bias, episode_standardize(x, mask, self.eps), self.weight)
+
+    def fold_into(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A linear map's (weight, bias) with this norm's affine map ``x · γ + β`` applied first:
+        ``W (x γ + β) + b = (W γ) x + (b + W β)``, computed on the [outputs, inputs] weights instead of the
+        whole standardised tensor."""
+        return weight * self.weight, torch.addmv(bias, weight, self.bias)
 
 
 class SyntheticGradientNet(nn.Module):
@@ -144,8 +155,8 @@ class ClassSetLayer(nn.Module):
         the [outputs, inputs] weights instead of the whole [B, Q, C, H] tensor."""
         own, pooled, bias = self.own.weight, self.pooled.weight, self.own.bias
         if norm is not None:
-            bias = torch.addmv(bias, own + pooled, norm.bias)
-            own, pooled = own * norm.weight, pooled * norm.weight
+            own, bias = norm.fold_into(own, bias)
+            pooled, bias = norm.fold_into(pooled, bias)  # the pooled map's share of β, added to the one bias
         return F.linear(x, own, bias) + F.linear(class_mean(x, class_mask), pooled)
 
 
@@ -202,6 +213,6 @@ class ClassEquivariantGradientNet(nn.Module):
             x = layer(x, class_mask, previous).reshape(batch, queries * classes, -1)
             x = episode_standardize(x, pairs, norm.eps, rectify=True).reshape(batch, queries, classes, -1)
             previous = norm
-        out = F.linear(x, self.out.weight * previous.weight, torch.addmv(self.out.bias, self.out.weight, previous.bias))
+        out = F.linear(x, *previous.fold_into(self.out.weight, self.out.bias))
         per_query = self.REFERENCE_QUERIES / query_mask.sum(1).clamp(min=1).to(logits.dtype)
         return out.squeeze(-1) * pairs.reshape(batch, queries, classes).to(logits.dtype) * per_query[:, None, None]
