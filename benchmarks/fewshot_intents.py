@@ -54,6 +54,9 @@ from hf_adapter_ext.meta.refinement import check_refinement
 SIB_DEFAULTS = SIBConfig()
 SHAPING = {name: MetaTrainingArguments.__dataclass_fields__[name].default
            for name in ("shape_epochs", "shape_learning_rate")}
+# the shares of uneven and natural unlabelled pools among training episodes, as the library trains by default
+TRAIN_POOLS = {name: MetaTrainingArguments.__dataclass_fields__[f"{name}_train_queries"].default
+               for name in ("uneven", "natural")}
 N_QUERY = 15
 # protocol -> (classes per episode, None = every class of the split; how the query pool is drawn)
 PROTOCOLS = {"5way_even": (5, "even"), "5way_uneven": (5, "uneven"), "5way_natural": (5, "natural"),
@@ -73,11 +76,20 @@ def task(name: str):
     return list(pool["text"]), list(pool["label"]), classes
 
 
-def episodes(features, labels, classes, protocol: str, k: int, seed: int, count: int, ways=None):
-    n_way, pool = PROTOCOLS[protocol] if ways is None else (ways[0], "uneven_half")
-    n_way = n_way or len(classes)
-    sampler = EpisodeSampler(labels, classes, n_way, k, N_QUERY, seed, uneven_queries={"uneven": 1.0, "uneven_half": 0.5}
-                             .get(pool, 0.0), max_ways=ways[1] if ways else None, natural_queries=pool == "natural")
+def episodes(features, labels, classes, protocol: str, k: int, seed: int, count: int):
+    """``count`` episodes of a test protocol (`PROTOCOLS`) over ``classes``."""
+    n_way, pool = PROTOCOLS[protocol]
+    sampler = EpisodeSampler(labels, classes, n_way or len(classes), k, N_QUERY, seed,
+                             uneven_queries=1.0 if pool == "uneven" else 0.0, natural_queries=pool == "natural")
+    return SequenceEpisodes(features, sampler, count)
+
+
+def training_episodes(features, labels, classes, k: int, seed: int, count: int, ways=(5, 5), pools=None):
+    """``count`` meta-training episodes of ``ways`` (fewest, most) classes, their unlabelled pools mixed as
+    ``pools`` says ({"uneven": share, "natural": share}; default: as the library trains, `TRAIN_POOLS`)."""
+    pools = pools or TRAIN_POOLS
+    sampler = EpisodeSampler(labels, classes, ways[0], k, N_QUERY, seed, uneven_queries=pools["uneven"],
+                             max_ways=ways[1], natural_queries=pools["natural"])
     return SequenceEpisodes(features, sampler, count)
 
 
@@ -195,7 +207,7 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
     for name, (config, ways) in CANDIDATES.items():
         if name not in args.candidates:
             continue
-        train = episodes(shaped, labels, classes["train"], "5way_even", k, seed, args.steps * 32, ways=ways or (5, 5))
+        train = training_episodes(shaped, labels, classes["train"], k, seed, args.steps * 32, ways=ways or (5, 5))
         val = episodes(shaped, labels, classes["validation"], "5way_even", k, 1000 + seed, args.val_episodes)
         start = time.perf_counter()
         model, _, best_step = train_sib("sequence", train, val, args.steps, 32, SIB_DEFAULTS.inner_lr,
@@ -325,8 +337,9 @@ def run(args) -> tuple[dict, list, list]:
               "paired differences in the JSON). Shaping: MiniLM's top "
               f"{args.layers} layers, {SHAPING['shape_epochs']} epochs at {SHAPING['shape_learning_rate']} on the "
               f"meta-training classes. SIB: the candidate ({', '.join(args.candidates)}) with the best mean "
-              f"meta-validation accuracy over the protocols, each meta-trained {args.steps} steps of 32 episodes (half "
-              "with uneven query sets) and kept at its best 5-way meta-validation step. `sib_k3`: its K = 3 refinement "
+              f"meta-validation accuracy over the protocols, each meta-trained {args.steps} steps of 32 episodes "
+              f"({TRAIN_POOLS['uneven']:.0%} with uneven query sets, {TRAIN_POOLS['natural']:.0%} with natural pools, "
+              "as `MetaTrainingArguments` trains by default) and kept at its best 5-way meta-validation step. `sib_k3`: its K = 3 refinement "
               "on every task; `sib`: what the model answers by default, K steps only for tasks of up to "
               "`max_refined_classes` labels, set as `SemiSupervisedMetaTrainer` sets it (below the first size where the "
               f"refinement's paired 95% CI against K = 0 lies below 0, on {args.refinement_check_episodes} "

@@ -34,8 +34,7 @@ DEFAULT_MULTIPLIER = SIBConfig().grad_net_multiplier
 
 
 def run_one(dataset, shaped, labels, classes, k, seed, multiplier, args) -> dict:
-    train = fewshot_intents.episodes(shaped, labels, classes["train"], "5way_even", k, seed, args.steps * 32,
-                                     ways=(5, 5))
+    train = fewshot_intents.training_episodes(shaped, labels, classes["train"], k, seed, args.steps * 32)
     val = fewshot_intents.episodes(shaped, labels, classes["validation"], "5way_even", k, 1000 + seed,
                                    args.val_episodes)
     start = time.perf_counter()
@@ -54,7 +53,7 @@ def run_one(dataset, shaped, labels, classes, k, seed, multiplier, args) -> dict
 
 def speed(shaped, labels, classes, multipliers, args) -> dict[str, float]:
     """Meta-training episodes/s of each width, 5-way 1-shot, alternating in this process (meta_speed's loop)."""
-    episodes = fewshot_intents.episodes(shaped, labels, classes["train"], "5way_even", 1, 0, 10**6, ways=(5, 5))
+    episodes = fewshot_intents.training_episodes(shaped, labels, classes["train"], 1, 0, 10**6)
     torch.manual_seed(0)
     steps = {str(m): sib_training(new_model("sequence", inner_steps=3, grad_net_multiplier=m), episodes, 32)
              for m in multipliers}

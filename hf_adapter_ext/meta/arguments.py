@@ -30,6 +30,10 @@ class MetaTrainingArguments(CheckedTrainingArguments):
                 "Trained on even query sets only, SIB learns to expect them and falls below soft k-means on "
                 "uneven ones; half and half was best on meta-validation over both kinds "
                 "(benchmarks/results/sib_fewshot_explore_uneven_train_half.md). 0 trains as the reference does."})
+    natural_train_queries: float = field(default=0.0, metadata={
+        "help": "Share of training episodes (sequence level) whose unlabelled queries are drawn at once from their "
+                "classes' remaining examples, as often as the data holds each class (a class may get none): the pool "
+                "a user has. The rest are uneven (uneven_train_queries) or even, so the two shares sum to at most 1."})
     uneven_eval_queries: float = field(default=0.0, metadata={
         "help": "The same for evaluation episodes: 1.0 scores on uneven query sets only."})
     max_train_ways: int | None = field(default=None, metadata={
@@ -61,6 +65,10 @@ class MetaTrainingArguments(CheckedTrainingArguments):
 
     def __post_init__(self):
         check_settings("MetaTrainingArguments", self, _RULES)
+        if self.uneven_train_queries + self.natural_train_queries > 1.0 + 1e-9:  # rounding of e.g. 0.7 + 0.3
+            raise ValueError(f"MetaTrainingArguments: uneven_train_queries={self.uneven_train_queries} and "
+                             f"natural_train_queries={self.natural_train_queries} are shares of the same training "
+                             "episodes (the rest are even), so they sum to at most 1; lower one of them.")
         if self.max_train_ways is not None and self.max_train_ways < self.min_train_ways:
             raise ValueError(f"MetaTrainingArguments: max_train_ways={self.max_train_ways} is below min_train_ways="
                              f"{self.min_train_ways}; give max_train_ways >= min_train_ways, or None for n_way-way "
@@ -74,6 +82,7 @@ _RULES = {
     "n_query": Number(int, 1, 10000, example="15"),
     "train_episodes": Number(int, 1, example="20000"),
     "uneven_train_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
+    "natural_train_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
     "uneven_eval_queries": Number(float, 0, 1, example="0.0", why="a share of episodes"),
     "max_train_ways": Number(int, 2, 10000, optional=True, example="20", why="classes per training episode"),
     "min_train_ways": Number(int, 2, 10000, example="2", why="classes per training episode"),

@@ -30,10 +30,11 @@ def string_tags(data, column: str) -> list[list[str]]:
 
 
 def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns: EpisodeColumns, name: str,
-                    uneven_queries: float = 0.0, ways: tuple[int, int] | None = None):
+                    uneven_queries: float = 0.0, ways: tuple[int, int] | None = None, natural_queries: float = 0.0):
     """The episode sampler over ``data``'s labels; raises a ValueError naming the problem when ``data`` cannot
-    give ``config.n_way``-way ``k_shot``-shot episodes. Cheap: nothing is encoded. ``uneven_queries``: the share
-    of (sequence-level) episodes whose query set is uneven; ``ways``: (fewest, most) classes per episode, drawn
+    give ``config.n_way``-way ``k_shot``-shot episodes. Cheap: nothing is encoded. ``uneven_queries`` /
+    ``natural_queries``: the shares of (sequence-level) episodes whose query set is uneven / a natural pool
+    (`EpisodeSampler`); ``ways``: (fewest, most) classes per episode, drawn
     per episode (default: ``n_way`` each, `EpisodeSampler`)."""
     if ways is not None and ways != (config.n_way, config.n_way) and not config.any_number_of_classes:
         raise ValueError(f"Episodes of {ways[0]}..{ways[1]} classes (min/max_train_ways), but this model "
@@ -58,18 +59,20 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
     if ways is not None:  # mixed sizes: as many as the split holds, at most
         most = min(most, len(set(labels)))
         fewest = min(fewest, most)
-    return EpisodeSampler(labels, sorted(set(labels)), fewest, k_shot, n_query, seed, names, uneven_queries, most)
+    return EpisodeSampler(labels, sorted(set(labels)), fewest, k_shot, n_query, seed, names, uneven_queries, most,
+                          natural_queries)
 
 
 def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int, num_episodes: int,
                    columns: EpisodeColumns | None = None, name: str = "train", uneven_queries: float = 0.0,
-                   ways: tuple[int, int] | None = None):
+                   ways: tuple[int, int] | None = None, natural_queries: float = 0.0):
     """``num_episodes`` episodes over a labelled dataset, with the frozen backbone's features computed once
     (texts are tokenized per episode instead when the backbone is trained)."""
     if tokenizer is None:
         raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode the texts.")
     columns = columns or EpisodeColumns()
-    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name, uneven_queries, ways)
+    sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name, uneven_queries, ways,
+                              natural_queries)
     if model.config.level == "token":
         features = encode_words(model, tokenizer, data[columns.tokens], desc=f"Encoding {name}")
         return TokenEpisodes(features, sampler, num_episodes)

@@ -24,7 +24,8 @@ from ..validation import SEED, Number, check_settings, check_string_list
 _SAMPLER_RULES = {"n_way": Number(int, 2, example="5"), "k_shot": Number(int, 1, example="1"),
                   "n_query": Number(int, 1, example="15"), "seed": SEED,
                   "uneven_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
-                  "max_ways": Number(int, 2, optional=True, example="20"), "natural_queries": bool}
+                  "max_ways": Number(int, 2, optional=True, example="20"),
+                  "natural_queries": Number(float, 0, 1, example="0.5", why="a share of episodes (True: all)")}
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:
@@ -56,14 +57,18 @@ class EpisodeSampler:
             queries; the episode is otherwise the same (classes and support set do not change). A user's
             unlabelled set rarely holds every class equally, and a model meta-trained on even query sets only
             learns to expect them.
-        natural_queries: instead, draw the episode's ``n_query * n`` queries at once from all the remaining
-            examples of its classes, so that each class gets queries as often as the data holds it (a class may
-            get none): the unlabelled pool a user has.
+        natural_queries: the share of episodes (``True``: all) that instead draw their ``n_query * n`` queries at
+            once from all the remaining examples of their classes, so that each class gets queries as often as
+            the data holds it (a class may get none): the unlabelled pool a user has. With both shares, an
+            episode is natural, uneven or even with probabilities ``natural_queries``, ``uneven_queries`` and the
+            rest, so the two shares may sum to at most 1.
     """
 
     def __init__(self, labels: Sequence[int], classes: Sequence[int], n_way: int, k_shot: int, n_query: int,
                  seed: int = 0, class_names: Sequence[str] | None = None, uneven_queries: float = 0.0,
-                 max_ways: int | None = None, natural_queries: bool = False):
+                 max_ways: int | None = None, natural_queries: float | bool = 0.0):
+        if isinstance(natural_queries, bool):  # True / False: every episode / none
+            natural_queries = float(natural_queries)
         check_settings("EpisodeSampler", SimpleNamespace(n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
                                                          uneven_queries=uneven_queries, max_ways=max_ways,
                                                          natural_queries=natural_queries), _SAMPLER_RULES)
@@ -73,13 +78,14 @@ class EpisodeSampler:
         self.classes = np.asarray(sorted(classes))
         self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed
         self.max_ways = n_way if max_ways is None else max_ways
-        self.uneven_queries, self.natural_queries = float(uneven_queries), natural_queries
+        self.uneven_queries, self.natural_queries = float(uneven_queries), float(natural_queries)
         if self.max_ways < n_way:
             raise ValueError(f"EpisodeSampler: max_ways={max_ways} is below n_way={n_way}; give max_ways >= n_way "
                              "(or None for n_way-way episodes only).")
-        if natural_queries and self.uneven_queries:
-            raise ValueError("EpisodeSampler: natural_queries draws the query pool as the data's class frequencies "
-                             "fall; uneven_queries draws per-class counts instead. Choose one.")
+        if self.natural_queries + self.uneven_queries > 1.0 + 1e-9:  # 1e-9: 0.7 + 0.3 may round above 1
+            raise ValueError(f"EpisodeSampler: natural_queries={natural_queries} and uneven_queries={uneven_queries} "
+                             "are shares of the same episodes (natural, uneven, and even for the rest), so they sum "
+                             "to at most 1; lower one of them.")
         if len(self.classes) < self.max_ways:
             raise ValueError(f"{self.max_ways}-way episodes need at least {self.max_ways} classes; this split has "
                              f"{len(self.classes)}.")
@@ -97,7 +103,9 @@ class EpisodeSampler:
         rng = episode_rng(self.seed, index)
         ways = self.n_way if self.max_ways == self.n_way else int(rng.integers(self.n_way, self.max_ways + 1))
         classes = self.classes[rng.permutation(len(self.classes))[:ways]]
-        if self.natural_queries:
+        # the coin is drawn only when episodes are mixed, so all-natural and never-natural streams stay as they were
+        kind = rng.random() if 0.0 < self.natural_queries < 1.0 else None
+        if self.natural_queries >= 1.0 or (kind is not None and kind < self.natural_queries):
             return self._natural(rng, classes)
         support, query = [], []
         for c in classes:
@@ -106,8 +114,11 @@ class EpisodeSampler:
             support.append(picked[: self.k_shot])
             query.append(picked[self.k_shot :])
         counts = np.full(ways, self.n_query)
-        # drawn after the even episode, so that episode stays as it was (and a share of 1 draws no coin)
-        if self.uneven_queries >= 1.0 or (self.uneven_queries and rng.random() < self.uneven_queries):
+        # drawn after the even episode, so that episode stays as it was (and a share of 1 draws no coin); in a mixed
+        # stream the one coin decides: natural below natural_queries, then uneven for the next uneven_queries
+        uneven = (kind < self.natural_queries + self.uneven_queries if kind is not None
+                  else self.uneven_queries >= 1.0 or (self.uneven_queries and rng.random() < self.uneven_queries))
+        if uneven:
             counts = rng.integers(1, self.n_query + 1, size=ways)
             query = [q[:n] for q, n in zip(query, counts)]
         return Episode(

@@ -41,10 +41,11 @@ class SemiSupervisedMetaTrainer(Trainer):
         kwargs.setdefault("compute_metrics", episode_compute_metrics(model.config.level))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
-        if train_dataset is not None and model.config.sees_class_marginal and args.uneven_train_queries == 0:
+        if train_dataset is not None and model.config.sees_class_marginal and args.uneven_train_queries == 0 \
+                and args.natural_train_queries == 0:
             warnings.warn(f"A synthetic-gradient net that sees the episode's class marginal (grad_net="
                           f"{model.config.grad_net!r}, grad_net_context={model.config.grad_net_context}), with even "
-                          "training episodes only (uneven_train_queries=0): the "
+                          "training episodes only (uneven_train_queries=natural_train_queries=0): the "
                           "model will expect every class to have as many unlabelled queries as the others, and on "
                           "uneven query sets it falls several points below soft k-means (README, 'Query sets even "
                           "by construction'). Use it only where evenness is guaranteed.", UserWarning, stacklevel=2)
@@ -175,11 +176,11 @@ class SemiSupervisedMetaTrainer(Trainer):
             if source is data and for_training == training:  # one dataset may serve both, with its own episodes
                 return episodes
         args = self.args
-        seed, count, uneven, ways = ((args.seed, args.train_episodes, args.uneven_train_queries, self.training_ways)
-                                     if training else
-                                     (args.eval_seed, args.num_eval_episodes, args.uneven_eval_queries, None))
+        seed, count, uneven, natural, ways = (
+            (args.seed, args.train_episodes, args.uneven_train_queries, args.natural_train_queries, self.training_ways)
+            if training else (args.eval_seed, args.num_eval_episodes, args.uneven_eval_queries, 0.0, None))
         episodes = build_episodes(data, self.model, self.processing_class, args.k_shot, args.n_query, seed, count,
-                                  self.columns, "train" if training else "eval", uneven, ways)
+                                  self.columns, "train" if training else "eval", uneven, ways, natural)
         self._episodes.append((data, training, episodes))
         return episodes
 
