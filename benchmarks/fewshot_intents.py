@@ -292,6 +292,7 @@ def run(args) -> tuple[dict, list, list]:
             for seed in args.seeds:
                 key = (f"fewshot_intents/{dataset}_{k}shot_s{seed}_l{args.layers}_e{SHAPING['shape_epochs']}_"
                        f"lr{SHAPING['shape_learning_rate']}_steps{args.steps}_{'-'.join(args.candidates)}_"
+                       f"pools-u{TRAIN_POOLS['uneven']}-n{TRAIN_POOLS['natural']}_"
                        f"t{args.test_episodes}-{args.allway_test_episodes}_rc{args.refinement_check_episodes}_"
                        f"sf{'-'.join(map(str, setfit_counts(seed, args)))}")
                 per_seed.append(cached_json(key, lambda seed=seed: run_one(dataset, texts, labels, classes, frozen, k,

@@ -25,15 +25,17 @@ class MetaTrainingArguments(CheckedTrainingArguments):
     k_shot: int = field(default=1, metadata={"help": "Labelled examples per class (token level: K~2K mentions)."})
     n_query: int = field(default=15, metadata={"help": "Unlabelled queries per class (sequence level)."})
     train_episodes: int = field(default=20000, metadata={"help": "Distinct training episodes per epoch."})
-    uneven_train_queries: float = field(default=0.5, metadata={
+    uneven_train_queries: float = field(default=0.25, metadata={
         "help": "Share of training episodes (sequence level) whose classes each keep a random 1..n_query queries. "
                 "Trained on even query sets only, SIB learns to expect them and falls below soft k-means on "
-                "uneven ones; half and half was best on meta-validation over both kinds "
-                "(benchmarks/results/sib_fewshot_explore_uneven_train_half.md). 0 trains as the reference does."})
-    natural_train_queries: float = field(default=0.0, metadata={
+                "uneven ones (benchmarks/results/sib_fewshot_explore_uneven_train_half.md). 0 (with "
+                "natural_train_queries=0) trains as the reference does."})
+    natural_train_queries: float = field(default=0.5, metadata={
         "help": "Share of training episodes (sequence level) whose unlabelled queries are drawn at once from their "
                 "classes' remaining examples, as often as the data holds each class (a class may get none): the pool "
-                "a user has. The rest are uneven (uneven_train_queries) or even, so the two shares sum to at most 1."})
+                "a user has. The rest are uneven (uneven_train_queries) or even, so the two shares sum to at most 1. "
+                "Half natural, a quarter uneven was at least as good as half uneven on meta-validation and lost less "
+                "to the K = 0 start on natural pools (benchmarks/results/query_pools.md)."})
     uneven_eval_queries: float = field(default=0.0, metadata={
         "help": "The same for evaluation episodes: 1.0 scores on uneven query sets only."})
     max_train_ways: int | None = field(default=None, metadata={
