@@ -353,7 +353,8 @@ def test_a_marginal_seeing_grad_net_on_even_training_episodes_warns_that_uneven_
     model = SIBForFewShotClassification(SIBConfig(n_way=3, **net), backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer)
     with pytest.warns(UserWarning, match="class marginal .*, with even training episodes only"):
-        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, uneven_train_queries=0.0),
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, uneven_train_queries=0.0,
+                                                              natural_train_queries=0.0),
                                   train_dataset=data, processing_class=tokenizer)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="class marginal")
@@ -364,7 +365,8 @@ def test_a_marginal_seeing_grad_net_on_even_training_episodes_warns_that_uneven_
 def test_uneven_query_shares_reach_the_trainers_episodes(tmp_path, tokenizer):
     model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=1), backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer)
-    args = meta_args(tmp_path, n_query=5, uneven_train_queries=1.0, uneven_eval_queries=0.0, max_train_ways=None)
+    args = meta_args(tmp_path, n_query=5, uneven_train_queries=1.0, natural_train_queries=0.0, uneven_eval_queries=0.0,
+                     max_train_ways=None)
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data, eval_dataset=data,
                                         processing_class=tokenizer)
     train = trainer.get_train_dataloader().dataset

@@ -30,7 +30,13 @@ def test_defaults_are_the_settings_the_benchmark_trains_with(meta):
     assert sib_args.inner_lr in bench.inner_lrs and sib_args.inner_steps == 3 and sib_args.n_way == 5
     assert sib_args.learn_inner_lr is True and sib_args.support_gradient is bench.support_gradient
     assert sib_args.transductive_init is bench.transductive_init is SIBConfig().transductive_init
-    assert meta["MetaTrainingArguments"](output_dir="x").uneven_train_queries == bench.uneven_train
+    # the training pools: the library's defaults, which benchmarks/fewshot_intents.py trains with (query_pools.md)
+    from benchmarks.fewshot_intents import TRAIN_POOLS
+
+    training = meta["MetaTrainingArguments"](output_dir="x")
+    assert (training.uneven_train_queries, training.natural_train_queries) == (TRAIN_POOLS["uneven"],
+                                                                               TRAIN_POOLS["natural"])
+    assert not {"uneven_train_queries", "natural_train_queries"} & set(defaults)  # examples/meta.py keeps them
     assert data_args.dataset == "clinc150"
     # the step kept is the one that scores best on the meta-validation classes, as the benchmark keeps it
     assert defaults["load_best_model_at_end"] and defaults["metric_for_best_model"] == "sib_accuracy"

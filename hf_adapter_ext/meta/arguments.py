@@ -70,7 +70,8 @@ class MetaTrainingArguments(CheckedTrainingArguments):
         if self.uneven_train_queries + self.natural_train_queries > 1.0 + 1e-9:  # rounding of e.g. 0.7 + 0.3
             raise ValueError(f"MetaTrainingArguments: uneven_train_queries={self.uneven_train_queries} and "
                              f"natural_train_queries={self.natural_train_queries} are shares of the same training "
-                             "episodes (the rest are even), so they sum to at most 1; lower one of them.")
+                             "episodes (the rest are even), so they sum to at most 1; lower one of them (e.g. "
+                             "natural_train_queries=0 with uneven_train_queries=1 for uneven pools only).")
         if self.max_train_ways is not None and self.max_train_ways < self.min_train_ways:
             raise ValueError(f"MetaTrainingArguments: max_train_ways={self.max_train_ways} is below min_train_ways="
                              f"{self.min_train_ways}; give max_train_ways >= min_train_ways, or None for n_way-way "
