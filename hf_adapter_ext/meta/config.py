@@ -65,9 +65,10 @@ class SIBConfig(PretrainedConfig):
             reference's initialisation.
         grad_net_context: (``grad_net="fixed"`` only; the equivariant net always has it) the synthetic-gradient
             net also sees each query's probabilities and the episode's class marginal, not only the query's
-            logits. Off by default. Meta-trained on even episodes only (``uneven_train_queries=0``) it gives the best 1-shot results on query sets even by construction, and
+            logits. Off by default. Meta-trained on even episodes only (``uneven_train_queries=0``,
+            ``natural_train_queries=0``) it gives the best 1-shot results on query sets even by construction, and
             the worst on uneven ones (several points below soft k-means): the marginal teaches it to expect even
-            classes (benchmarks/results/sib_fewshot_best_1shot_even_queries.md). With the default half-uneven
+            classes (benchmarks/results/sib_fewshot_best_1shot_even_queries.md). With half-uneven
             episodes it changes nothing measurable.
         grad_net_multiplier: hidden width of the synthetic-gradient net: in multiples of the class count for
             ``grad_net="fixed"`` (the reference uses n → 8n → 8n → n), in multiples of 4 units per class for
