@@ -113,11 +113,40 @@ def shaped_features(name: str, texts, labels, classes, layers: int, seed: int):
     return cached(key, compute), seconds.get("shaping")
 
 
+def protocol_count(protocol: str, five_way: int, all_way: int) -> int:
+    """How many episodes of ``protocol`` to draw: all-way episodes are larger, so fewer of them."""
+    return five_way if protocol.startswith("5way") else all_way
+
+
 def episode_counts(protocol: str, args) -> tuple[int, int]:
-    """(validation, test) episodes of a protocol: all-way episodes are larger, so fewer of them are drawn."""
-    if protocol.startswith("5way"):
-        return args.val_episodes, args.test_episodes
-    return args.allway_val_episodes, args.allway_test_episodes
+    """(validation, test) episodes of a protocol."""
+    return (protocol_count(protocol, args.val_episodes, args.allway_val_episodes),
+            protocol_count(protocol, args.test_episodes, args.allway_test_episodes))
+
+
+def meta_train(shaped, labels, classes, k: int, seed: int, steps: int, val_episodes: int, ways=(5, 5), pools=None,
+               **config) -> tuple[object, dict]:
+    """SIB with the library's defaults and ``config`` (e.g. ``grad_net="equivariant"``) meta-trained ``steps`` steps
+    of 32 episodes on the meta-training classes (``ways`` and ``pools`` as `training_episodes`), kept at its best
+    step on 5-way even meta-validation episodes; and {"seconds", "best_step"}."""
+    train = training_episodes(shaped, labels, classes["train"], k, seed, steps * 32, ways=ways, pools=pools)
+    val = episodes(shaped, labels, classes["validation"], "5way_even", k, 1000 + seed, val_episodes)
+    start = time.perf_counter()
+    model, _, best_step = train_sib("sequence", train, val, steps, 32, SIB_DEFAULTS.inner_lr,
+                                    SIB_DEFAULTS.learn_inner_lr, seed, **config)
+    return model, {"seconds": time.perf_counter() - start, "best_step": best_step}
+
+
+def sib_accuracies(model, shaped, labels, classes, k: int, seed: int, five_way: int, all_way: int) -> dict:
+    """SIB's accuracy (%) with K steps and with K = 0 per protocol, on ``five_way`` / ``all_way`` episodes of
+    ``classes`` drawn with ``seed``."""
+    out = {}
+    for protocol in PROTOCOLS:
+        got = score(model, episodes(shaped, labels, classes, protocol, k, seed,
+                                    protocol_count(protocol, five_way, all_way)), "sequence")
+        out[protocol] = {"sib_k3": 100 * summary(got["sib_k3"], "sequence"),
+                         "sib_k0": 100 * summary(got["sib_k0"], "sequence")}
+    return out
 
 
 def logreg_scores(test, c: float) -> torch.Tensor:
@@ -207,20 +236,16 @@ def train_candidates(shaped, labels, classes, k, seed, args) -> tuple[str, objec
     for name, (config, ways) in CANDIDATES.items():
         if name not in args.candidates:
             continue
-        train = training_episodes(shaped, labels, classes["train"], k, seed, args.steps * 32, ways=ways or (5, 5))
-        val = episodes(shaped, labels, classes["validation"], "5way_even", k, 1000 + seed, args.val_episodes)
-        start = time.perf_counter()
-        model, _, best_step = train_sib("sequence", train, val, args.steps, 32, SIB_DEFAULTS.inner_lr,
-                                        SIB_DEFAULTS.learn_inner_lr, seed, **config)
-        seconds = time.perf_counter() - start
+        model, trained = meta_train(shaped, labels, classes, k, seed, args.steps, args.val_episodes,
+                                    ways=ways or (5, 5), **config)
         served = [p for p in PROTOCOLS if model.config.any_number_of_classes or PROTOCOLS[p][0] == 5]
         val_scores = {protocol: summary(score(model, episodes(
             shaped, labels, classes["validation"], protocol, k, 1000 + seed, episode_counts(protocol, args)[0]),
             "sequence")["sib_k3"], "sequence") for protocol in served}
         report[name] = {"val": val_scores, "val_mean_5way": float(np.mean([val_scores[p] for p in served
                                                                              if p.startswith("5way")])),
-                        "serves_every_protocol": len(served) == len(PROTOCOLS), "chosen_step": best_step,
-                        "seconds": seconds, "learned_inner_lr": float(model.head.log_inner_lr.exp())}
+                        "serves_every_protocol": len(served) == len(PROTOCOLS), "chosen_step": trained["best_step"],
+                        "seconds": trained["seconds"], "learned_inner_lr": float(model.head.log_inner_lr.exp())}
         if len(served) == len(PROTOCOLS):  # a model that cannot serve all-way tasks is not a candidate
             report[name]["val_mean"] = float(np.mean(list(val_scores.values())))
             if chosen is None or report[name]["val_mean"] > report[chosen[0]]["val_mean"]:

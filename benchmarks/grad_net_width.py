@@ -19,7 +19,6 @@ protocols can hide a loss on the one a user has.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -27,28 +26,17 @@ import torch
 from benchmarks import fewshot_intents
 from benchmarks.common import alternate, cached_json, target, write_results
 from benchmarks.meta_speed import sib_training
-from benchmarks.sib_fewshot import new_model, score, summary, train_sib
+from benchmarks.sib_fewshot import new_model
 from hf_adapter_ext import SIBConfig
 
 DEFAULT_MULTIPLIER = SIBConfig().grad_net_multiplier
 
 
 def run_one(dataset, shaped, labels, classes, k, seed, multiplier, args) -> dict:
-    train = fewshot_intents.training_episodes(shaped, labels, classes["train"], k, seed, args.steps * 32)
-    val = fewshot_intents.episodes(shaped, labels, classes["validation"], "5way_even", k, 1000 + seed,
-                                   args.val_episodes)
-    start = time.perf_counter()
-    model, _, best_step = train_sib("sequence", train, val, args.steps, 32, fewshot_intents.SIB_DEFAULTS.inner_lr,
-                                    fewshot_intents.SIB_DEFAULTS.learn_inner_lr, seed, grad_net="equivariant",
-                                    grad_net_multiplier=multiplier)
-    record = {"seconds": time.perf_counter() - start, "best_step": best_step}
-    for protocol in fewshot_intents.PROTOCOLS:
-        count = args.val_episodes if protocol.startswith("5way") else args.allway_val_episodes
-        got = score(model, fewshot_intents.episodes(shaped, labels, classes["validation"], protocol, k, 4000 + seed,
-                                                    count), "sequence")
-        record[protocol] = {"sib_k3": 100 * summary(got["sib_k3"], "sequence"),
-                            "sib_k0": 100 * summary(got["sib_k0"], "sequence")}
-    return record
+    model, record = fewshot_intents.meta_train(shaped, labels, classes, k, seed, args.steps, args.val_episodes,
+                                               grad_net="equivariant", grad_net_multiplier=multiplier)
+    return {**record, **fewshot_intents.sib_accuracies(model, shaped, labels, classes["validation"], k, 4000 + seed,
+                                                       args.val_episodes, args.allway_val_episodes)}
 
 
 def speed(shaped, labels, classes, multipliers, args) -> dict[str, float]:
@@ -82,7 +70,9 @@ def main():
             shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, args.layers, seed)
             for k in args.shots:
                 for m in args.multipliers:
-                    key = f"grad_net_width/{dataset}_{k}shot_s{seed}_m{m}_steps{args.steps}_v{args.val_episodes}"
+                    pools = fewshot_intents.TRAIN_POOLS
+                    key = (f"grad_net_width/{dataset}_{k}shot_s{seed}_m{m}_steps{args.steps}_v{args.val_episodes}_"
+                           f"pools-u{pools['uneven']}-n{pools['natural']}")
                     runs[f"{dataset}|{k}|{seed}|{m}"] = cached_json(key, lambda: run_one(
                         dataset, shaped, labels, classes, k, seed, m, args))
     # last, alone: on the last features shaped (speed does not depend on their values), nothing else running

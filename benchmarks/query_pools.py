@@ -24,13 +24,11 @@ scores are reported, never used to choose. Resumable: each run is kept under ben
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from benchmarks import fewshot_intents
 from benchmarks.common import cached_json, target, write_results
-from benchmarks.sib_fewshot import score, summary, train_sib
 
 MIXES = {"uneven_half": {"uneven": 0.5, "natural": 0.0}, "natural_half": {"uneven": 0.25, "natural": 0.5}}
 SPLITS = {"val": ("validation", 4000), "test": ("test", 2000)}  # (classes, episode seed offset: fewshot_intents')
@@ -38,21 +36,12 @@ SPLITS = {"val": ("validation", 4000), "test": ("test", 2000)}  # (classes, epis
 
 def run_one(dataset: str, shaped, labels, classes, k: int, seed: int, mix: str, args) -> dict:
     """Meta-train on ``mix``'s pools; K-step and K = 0 accuracy (%) per split and protocol."""
-    train = fewshot_intents.training_episodes(shaped, labels, classes["train"], k, seed, args.steps * 32,
-                                              pools=MIXES[mix])
-    val = fewshot_intents.episodes(shaped, labels, classes["validation"], "5way_even", k, 1000 + seed,
-                                   args.val_episodes)
-    start = time.perf_counter()
-    model, _, best_step = train_sib("sequence", train, val, args.steps, 32, fewshot_intents.SIB_DEFAULTS.inner_lr,
-                                    fewshot_intents.SIB_DEFAULTS.learn_inner_lr, seed, grad_net="equivariant")
-    record = {"seconds": time.perf_counter() - start, "best_step": best_step}
+    model, record = fewshot_intents.meta_train(shaped, labels, classes, k, seed, args.steps, args.val_episodes,
+                                               pools=MIXES[mix], grad_net="equivariant")
     for split, (part, offset) in SPLITS.items():
-        for protocol in fewshot_intents.PROTOCOLS:
-            count = args.episodes if protocol.startswith("5way") else args.allway_episodes
-            got = score(model, fewshot_intents.episodes(shaped, labels, classes[part], protocol, k, offset + seed,
-                                                        count), "sequence")
-            record[f"{split}_{protocol}"] = {"sib_k3": 100 * summary(got["sib_k3"], "sequence"),
-                                             "sib_k0": 100 * summary(got["sib_k0"], "sequence")}
+        accuracies = fewshot_intents.sib_accuracies(model, shaped, labels, classes[part], k, offset + seed,
+                                                    args.episodes, args.allway_episodes)
+        record.update({f"{split}_{protocol}": value for protocol, value in accuracies.items()})
     return record
 
 
