@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import fewshot_intents
 from benchmarks.common import target, write_results
-from benchmarks.query_pools import comparison_rows, kept_run, refinement_targets
+from benchmarks.query_pools import comparison_rows, episode_arguments, refinement_targets, training_runs
 
 BUDGETS = (1200, 3000)
 MIX = "natural_half"  # the library's training pools (query_pools.MIXES)
@@ -28,25 +27,10 @@ MARGIN = 0.10
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=["clinc150", "banking77"])
-    parser.add_argument("--shots", nargs="+", type=int, default=[1])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser = episode_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--budgets", nargs=2, type=int, default=list(BUDGETS), help="the default, the longer one")
-    parser.add_argument("--layers", type=int, default=2, help="shaped top layers, as fewshot_intents")
-    parser.add_argument("--episodes", type=int, default=600)
-    parser.add_argument("--allway_episodes", type=int, default=100)
-    parser.add_argument("--val_episodes", type=int, default=300, help="5-way even episodes that pick the best step")
     args = parser.parse_args()
-    results: dict[str, list[dict]] = {}
-    for dataset in args.datasets:
-        texts, labels, classes = fewshot_intents.task(dataset)
-        for k in args.shots:
-            for seed in args.seeds:
-                shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, args.layers, seed)
-                for steps in args.budgets:
-                    results.setdefault(f"{dataset}_{k}shot_{steps} steps", []).append(
-                        kept_run(dataset, shaped, labels, classes, k, seed, MIX, steps, args))
+    results = training_runs(args, {f"{steps} steps": (MIX, steps) for steps in args.budgets})
     settings = [f"{steps} steps" for steps in args.budgets]
     rows, overall = comparison_rows(results, settings, args)
     short, long = settings

@@ -89,16 +89,23 @@ def refinement_targets(dataset: str, k: int, runs: list[dict], training: str) ->
     return targets
 
 
-def run(args) -> tuple[dict, list, list]:
+def training_runs(args, settings: dict[str, tuple[str, int]]) -> dict[str, list[dict]]:
+    """`kept_run` per dataset, shot, seed and setting (name: (training pools of `MIXES`, steps)), keyed
+    ``{dataset}_{k}shot_{setting}``, seeds in order."""
     results: dict[str, list[dict]] = {}
     for dataset in args.datasets:
         texts, labels, classes = fewshot_intents.task(dataset)
         for k in args.shots:
             for seed in args.seeds:
                 shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, args.layers, seed)
-                for mix in MIXES:
-                    results.setdefault(f"{dataset}_{k}shot_{mix}", []).append(
-                        kept_run(dataset, shaped, labels, classes, k, seed, mix, args.steps, args))
+                for setting, (mix, steps) in settings.items():
+                    results.setdefault(f"{dataset}_{k}shot_{setting}", []).append(
+                        kept_run(dataset, shaped, labels, classes, k, seed, mix, steps, args))
+    return results
+
+
+def run(args) -> tuple[dict, list, list]:
+    results = training_runs(args, {mix: (mix, args.steps) for mix in MIXES})
     rows, overall = comparison_rows(results, list(MIXES), args)
     targets = [found for dataset in args.datasets if 1 in args.shots
                for found in refinement_targets(dataset, 1, results[f"{dataset}_1shot_natural_half"], "natural_half")]
@@ -115,16 +122,21 @@ def run(args) -> tuple[dict, list, list]:
     return results, targets, [header, *rows]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def episode_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options this benchmark shares with benchmarks/meta_budget.py: data, seeds, shaping and episode counts."""
     parser.add_argument("--datasets", nargs="+", default=["clinc150", "banking77"])
     parser.add_argument("--shots", nargs="+", type=int, default=[1])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--layers", type=int, default=2, help="shaped top layers, as fewshot_intents")
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--allway_episodes", type=int, default=100)
     parser.add_argument("--val_episodes", type=int, default=300, help="5-way even episodes that pick the best step")
+    return parser
+
+
+def main():
+    parser = episode_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--steps", type=int, default=1200)
     args = parser.parse_args()
     results, targets, table = run(args)
     write_results("query_pools", {"settings": vars(args), "mixes": MIXES, "targets": targets, "results": results},
