@@ -385,7 +385,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--layers", type=int, default=2, help="top encoder layers shaped")
-    parser.add_argument("--steps", type=int, default=1200, help="SIB meta-training steps (32 episodes each)")
+    parser.add_argument("--steps", type=int, default=3000,
+                        help="SIB meta-training steps (32 episodes each): examples/meta.py's default, chosen by "
+                             "benchmarks/meta_budget.py")
     parser.add_argument("--val_episodes", type=int, default=600)
     parser.add_argument("--refinement_check_episodes", type=int,
                         default=MetaTrainingArguments.__dataclass_fields__["refinement_check_episodes"].default,

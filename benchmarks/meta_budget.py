@@ -1,4 +1,4 @@
-"""How many meta-training steps SIB needs: the library's 1200 steps of 32 episodes against 3000.
+"""How many meta-training steps SIB needs: 1200 steps of 32 episodes (the default until this run) against 3000.
 
 In query_pools.md and fewshot_intents' 1-shot runs, most meta-training runs kept their *last* evaluated step
 (1200 of 1200): they were still improving on meta-validation when the budget ran out. Here SIB (the equivariant
