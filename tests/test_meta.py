@@ -1,4 +1,5 @@
 import json
+import logging
 import warnings
 
 import numpy as np
@@ -398,6 +399,24 @@ def test_evaluation_runs_through_the_trainer_loop_so_best_model_loading_and_earl
     assert trainer.evaluate()["eval_sib_accuracy"] == trainer.state.best_metric, f"step {best}'s weights are loaded"
     if len(evaluations) < 6:  # stopped early: the last evaluation did not improve on the one before
         assert evaluations[-1]["eval_sib_accuracy"] <= evaluations[-2]["eval_sib_accuracy"]
+
+
+@pytest.mark.parametrize("metric", ["sib_accuracy", "eval_sib_accuracy"])  # Trainer takes either spelling
+@pytest.mark.parametrize("scores, warned", [([0.2, 0.3, 0.4], True), ([0.4, 0.3, 0.2], False)])
+def test_a_meta_training_run_whose_best_step_is_its_last_says_so(tmp_path, tokenizer, caplog, metric, scores, warned):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=1), backbone=tiny_backbone(tokenizer.vocab_size))
+    data = intent_data(tokenizer)
+    args = meta_args(tmp_path, max_steps=6, eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=2,
+                     load_best_model_at_end=True, metric_for_best_model=metric, refinement_check_episodes=0,
+                     shape_top_layers=0)
+    rising = iter(scores)
+    trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data.filter(lambda r: r["label"] < 3),
+                                        eval_dataset=data.filter(lambda r: r["label"] >= 3), processing_class=tokenizer,
+                                        compute_metrics=lambda prediction: {"sib_accuracy": next(rising)})
+    with caplog.at_level(logging.WARNING):
+        trainer.train()
+    assert trainer.state.best_global_step == (6 if warned else 2)
+    assert ("still improving" in caplog.text and "step 6 of 6" in caplog.text) is warned
 
 
 def test_a_users_compute_metrics_replaces_the_default(tmp_path, tokenizer):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers import EarlyStoppingCallback, Trainer
+
+from ..callbacks import BestIsLastCallback
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +35,6 @@ def step_budget(learning_rate: float, validated: bool = True) -> dict:
         settings.update(eval_strategy="steps", eval_steps=EVAL_STEPS, save_strategy="steps", save_steps=EVAL_STEPS,
                         save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="overall_f1")
     return settings
-
-
-class BestIsLastCallback(TrainerCallback):
-    """Warns when the best evaluation was the last one: the model was still improving when the budget ran out."""
-
-    def on_train_end(self, args, state, control, **kwargs):
-        best = getattr(state, "best_global_step", None)
-        evaluated = [entry["step"] for entry in state.log_history if f"eval_{args.metric_for_best_model}" in entry]
-        if best and evaluated and best == max(evaluated) and len(evaluated) > 1:
-            logger.warning("The best validation score came at the last evaluation (step %d of %d): the model was "
-                           "still improving. Raise --max_steps (or --num_train_epochs) and train again.", best,
-                           state.global_step)
 
 
 def add_stopping_callbacks(trainer: Trainer, patience: int) -> None:
