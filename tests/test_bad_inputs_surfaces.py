@@ -41,7 +41,13 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
-from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
+from hf_adapter_ext.meta import (
+    EpisodeSampler,
+    SequenceEpisodes,
+    TextEpisodes,
+    TokenEpisodeSampler,
+    collate_episodes,
+)
 from hf_adapter_ext.metrics import (
     bio_decoder,
     entity_f1_compute_metrics,
@@ -506,6 +512,31 @@ REFUSED = [
     ("sampler n_way str", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], "3", 1, 1), T, r"n_way"),
     ("sampler labels str", lambda: EpisodeSampler("001122", [0, 1, 2], 3, 1, 1), T, r"not a string"),
     ("sampler seed negative", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1, seed=-1), V, r"seed"),
+    ("sampler class listed twice", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 1], 2, 1, 1), V,
+     r"classes \[1\] are listed more than once"),
+    ("episodes count negative", lambda: SequenceEpisodes(torch.randn(6, 4), EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2],
+                                                                                           3, 1, 1), -5), V,
+     r"num_episodes=-5"),
+    ("episodes fewer features than labels", lambda: SequenceEpisodes(torch.randn(3, 4), EpisodeSampler(
+        [0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1), 5), V, r"draws example 5, but there are only 3 examples"),
+    ("episodes features not a matrix", lambda: SequenceEpisodes(torch.randn(6), EpisodeSampler(
+        [0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1), 5), V, r"\[examples, dim\] tensor"),
+    ("text episodes fewer texts than labels", lambda: TextEpisodes(["a", "b"], TOKENIZER, EpisodeSampler(
+        [0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1), 5), V, r"only 2 examples"),
+    ("re-sampled episodes over too few examples", lambda: SequenceEpisodes(torch.randn(6, 4), EpisodeSampler(
+        [0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1), 5).with_sampler(EpisodeSampler([0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 2, 3],
+                                                                                 3, 1, 1), 5), V, r"only 6 examples"),
+    ("collate no episodes", lambda: collate_episodes([]), V, r"no episodes"),
+    ("collate mixed feature sizes", lambda: collate_episodes([episode(), episode(
+        support_features=torch.randn(1, 3, 8), query_features=torch.randn(1, 6, 8))]), V, r"same encoder"),
+    ("collate a part missing", lambda: collate_episodes([episode(), {k: v for k, v in episode().items()
+                                                                    if k != "query_labels"}]), V, r"'query_labels'"),
+    ("sib all-zero query features", lambda: sib().eval()(**episode(query_features=torch.zeros(1, 6, 16))), V,
+     r"6 query example\(s\) have all-zero features"),
+    ("sib all-zero support row", lambda: sib().eval()(**episode(support_features=torch.cat(
+        [torch.randn(1, 2, 16), torch.zeros(1, 1, 16)], 1))), V, r"1 support example\(s\) .*episode 0, row 2"),
+    ("predict one text under two labels", lambda: predict({"a": ["john"], "b": ["paris", " john"], "c": ["acme"]}), V,
+     r"'john' for \['a', 'b'\]"),
     ("token sampler k 0", lambda: TokenEpisodeSampler([["B-x", "B-y"]] * 5, ["x", "y"], 2, 0), V, r"k_shot=0"),
     ("token sampler types str", lambda: TokenEpisodeSampler([["B-x"]], "xy", 2, 1), T, r"types must be a list"),
     ("align max_length 0", lambda: tokenize_and_align_labels({"tokens": [["a"]], "ner_tags": [[0]]}, TOKENIZER,

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..constants import IGNORE_INDEX
 from ..data.text_files import numbered_lines
-from ..validation import SEED, Number, check_settings, check_string_list
+from ..validation import POSITIVE_INT, SEED, Number, check_number, check_settings, check_string_list
 
 _SAMPLER_RULES = {"n_way": Number(int, 2, example="5"), "k_shot": Number(int, 1, example="1"),
                   "n_query": Number(int, 1, example="15"), "seed": SEED,
@@ -75,6 +75,10 @@ class EpisodeSampler:
         if isinstance(labels, (str, bytes)) or isinstance(classes, (str, bytes)):
             raise TypeError("EpisodeSampler: labels and classes are sequences of class ids, not a string.")
         labels = np.asarray(labels)
+        repeated = sorted(int(c) for c, n in Counter(classes).items() if n > 1)
+        if repeated:
+            raise ValueError(f"EpisodeSampler: classes {repeated} are listed more than once; an episode could then "
+                             "take one class as two. List each class id once (e.g. sorted(set(classes))).")
         self.classes = np.asarray(sorted(classes))
         self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed
         self.max_ways = n_way if max_ways is None else max_ways
@@ -148,6 +152,7 @@ class _SampledEpisodes(TorchDataset):
 
     sampler: EpisodeSampler
     num_episodes: int
+    examples: Sequence  # what the sampler's example indices point into (features or texts)
 
     def __len__(self) -> int:
         return self.num_episodes
@@ -156,14 +161,32 @@ class _SampledEpisodes(TorchDataset):
         """Episodes of the same examples (features encoded once, as here) drawn by another sampler."""
         other = copy.copy(self)
         other.sampler, other.num_episodes = sampler, num_episodes
+        other._check()
         return other
+
+    def _check(self) -> None:
+        """Refuse an episode count that is not a positive whole number, and examples that are not one per label the
+        sampler draws from (an index past them would fail later, mid-training, or pick another example)."""
+        name, rows = type(self).__name__, len(self.examples)
+        check_number(name, "num_episodes", self.num_episodes, POSITIVE_INT)
+        labelled = sum(len(ix) for ix in self.sampler.by_class.values())
+        largest = max((int(ix.max()) for ix in self.sampler.by_class.values() if len(ix)), default=-1)
+        if largest >= rows:
+            raise ValueError(f"{name}: the sampler draws example {largest}, but there are only {rows} examples "
+                             f"({labelled} labelled in its classes). Give the sampler the labels of exactly these "
+                             "examples, in the same order.")
 
 
 class SequenceEpisodes(_SampledEpisodes):
     """A fixed number of episodes over cached per-example features ([N, D]); item = one episode's tensors."""
 
     def __init__(self, features: torch.Tensor, sampler: EpisodeSampler, num_episodes: int):
-        self.features, self.sampler, self.num_episodes = features, sampler, num_episodes
+        if not torch.is_tensor(features) or features.dim() != 2:
+            raise ValueError("SequenceEpisodes needs the examples' features as one [examples, dim] tensor "
+                             f"(encode_texts(...)); got {getattr(features, 'shape', type(features).__name__)}.")
+        self.features = self.examples = features
+        self.sampler, self.num_episodes = sampler, num_episodes
+        self._check()
 
     def __getitem__(self, index: int) -> dict:
         episode = self.sampler(index)
@@ -181,8 +204,10 @@ class TextEpisodes(_SampledEpisodes):
 
     def __init__(self, texts: Sequence[str], tokenizer, sampler: EpisodeSampler, num_episodes: int,
                  max_length: int = 64):
-        self.texts, self.tokenizer, self.sampler = list(texts), tokenizer, sampler
+        self.texts = self.examples = list(texts)
+        self.tokenizer, self.sampler = tokenizer, sampler
         self.num_episodes, self.max_length = num_episodes, max_length
+        self._check()
 
     def __getitem__(self, index: int) -> dict:
         episode = self.sampler(index)
@@ -337,9 +362,18 @@ class TokenEpisodes(TorchDataset):
 
 def collate_episodes(items: list[dict]) -> dict:
     """Stack episodes, padding variable-length parts (features with 0, labels with -100)."""
+    if not items:
+        raise ValueError("collate_episodes got no episodes; pass a non-empty list of episode dicts.")
     batch = {}
     for key in items[0]:
+        if any(key not in item for item in items):
+            raise ValueError(f"collate_episodes: some episodes have no {key!r}; every episode of a batch needs the "
+                             f"same parts ({sorted(items[0])}).")
         values = [item[key] for item in items]
+        trailing = {tuple(value.shape[1:]) for value in values}
+        if len(trailing) > 1:
+            raise ValueError(f"collate_episodes: the episodes' {key!r} differ beyond their length ({sorted(trailing)}); "
+                             "episodes of one batch must come from the same encoder (same feature size).")
         pad = IGNORE_INDEX if key.endswith("labels") else 0
         batch[key] = torch.nn.utils.rnn.pad_sequence(values, batch_first=True, padding_value=pad) \
             if values[0].dim() else torch.stack(values)

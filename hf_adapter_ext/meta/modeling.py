@@ -296,11 +296,19 @@ class SIBForFewShotClassification(PreTrainedModel):
             query_mask = (query_labels != IGNORE_INDEX) if query_labels is not None else torch.ones(
                 query.shape[:2], dtype=torch.bool, device=query.device)
         self._check_episode_shapes(support, support_labels, query, query_labels)
-        if not self.training:  # a NaN feature would come out as a confident class 0 (training: the loss shows it)
-            for name, features in (("support", support), ("query", query)):
+        if not self.training:  # a NaN or all-zero feature would still come out as a class (training: the loss shows it)
+            for name, features, real in (("support", support, support_labels != IGNORE_INDEX),
+                                         ("query", query, query_mask.bool())):  # padding rows are 0 and not real
                 if not torch.isfinite(features).all():
                     raise ValueError(f"The {name} features hold NaN or infinite values; SIB would still predict a "
                                      "class for them. Check the inputs (or the backbone's weights).")
+                blank = (features.abs().amax(-1) == 0) & real
+                if bool(blank.any()):
+                    episode, row = blank.nonzero()[0].tolist()
+                    raise ValueError(f"{int(blank.sum())} {name} example(s) have all-zero features (first: episode "
+                                     f"{episode}, row {row}); the cosine classifier has no direction to score them and "
+                                     "would still name a class. Check the inputs (features computed from real text, "
+                                     "not placeholders).")
         self._check_labels(support_labels, "support_labels")
         if inner_steps is None:  # the configured K, for tasks of up to max_refined_classes labels
             steps, limit = self.config.inner_steps, self.config.max_refined_classes
@@ -390,6 +398,16 @@ class SIBForFewShotClassification(PreTrainedModel):
             raise ValueError(f"queries must be a list of texts, e.g. [{queries!r}] for one; got "
                              f"{type(queries).__name__} (a bare string would be read as one query per character).")
         queries = check_texts(queries, "predict_labels: queries")
+        owners: dict[str, set] = {}
+        for name, texts in examples.items():
+            for text in texts:
+                owners.setdefault(text.strip(), set()).add(name)
+        clashes = {text: sorted(names) for text, names in owners.items() if len(names) > 1}
+        if clashes:
+            text, names = next(iter(clashes.items()))
+            raise ValueError(f"predict_labels: {len(clashes)} example text(s) are given for more than one label, e.g. "
+                             f"{text!r} for {names}; one text cannot teach two labels. Keep each example under one "
+                             "label.")
         if tokenizer is None or not callable(tokenizer):
             raise TypeError("predict_labels needs the backbone's tokenizer (AutoTokenizer.from_pretrained(...)) as its "
                             f"third argument; got {type(tokenizer).__name__}.")
