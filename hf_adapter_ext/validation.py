@@ -166,6 +166,15 @@ def looks_like_conll_columns(lines: Sequence[str]) -> bool:
     return len(lines) > 0 and tagged >= 0.8 * len(lines)
 
 
+def refuse_conll_columns(sentences: Sequence, what: str) -> None:
+    """Refuse plain text (``what``: the rehearsal text, a file, ...) whose lines are really labelled CoNLL columns: each
+    "word tag" line would be read as a two-word sentence, the tags as words. Judged on the first 200 string lines."""
+    lines = [sentence for sentence in sentences[:200] if isinstance(sentence, str)]
+    if looks_like_conll_columns(lines):
+        raise ValueError(f"{what} looks like labelled CoNLL columns (a word and its tag per line, e.g. {lines[0]!r}), "
+                         "not plain text: give one sentence per line, without tags. Labelled data is training data.")
+
+
 # ------------------------------------------------------------------ labels and type names
 def entity_type_name(value, where: str, allow_outside: bool = False) -> str:
     """The one check of an entity type name (``PER``, ``politician``), used by ``label_parents``, ``rename_types``,

@@ -24,10 +24,12 @@ from hf_adapter_ext import (
     NeuralAdapterConfig,
     SIBConfig,
     adapter_optimizer,
+    add_pseudo_labels,
     add_rehearsal,
     get_adapter_model,
 )
 from hf_adapter_ext.adapter import add_source_logits
+from hf_adapter_ext.adapter.self_training import pseudo_label
 from hf_adapter_ext.data import (
     conll_dataset,
     load_conll,
@@ -420,12 +422,24 @@ REFUSED = [
     ("rehearsal train empty", lambda: rehearse(["John"], train=toy_dataset(TOKENIZER).select([])), V, r"empty"),
     ("rehearsal train other ids", lambda: rehearse(["John"], train=toy_dataset(TOKENIZER).map(
         lambda r: {"input_ids": [10_000] * len(r["input_ids"])})), V, r"beyond this tokenizer"),
+    ("rehearsal text in CoNLL columns", lambda: rehearse(["John B-PER", "lives O", "here O"]), V,
+     r"rehearsal text looks like labelled CoNLL columns .*'John B-PER'"),
+    ("unlabelled domain text in CoNLL columns", lambda: add_pseudo_labels(toy_dataset(TOKENIZER), [
+        "Paris NNP B-LOC", "is VBZ O"], trained(), TOKENIZER), V, r"unlabelled domain text looks like labelled CoNLL"),
+    ("pseudo-labelling batch 0", lambda: pseudo_label(trained(), ["John lives here ."], TOKENIZER, batch_size=0), V,
+     r"batch_size=0"),
+    ("BIO decoding of IO labels", lambda: bio_decoder({0: "O", 1: "I-PER", 2: "B-LOC", 3: "I-LOC"}), V,
+     r"labels \['I-PER'\] have no B- tag"),
+    ("new labels in lower-case BIO", lambda: get_adapter_model(source(), NeuralAdapterConfig(
+        new_labels=["b-city", "i-city"])), V, r"e.g. \['B-city', 'I-city'\]"),
     # ---- consolidation
     ("consolidate unlabelled bare string", lambda: consolidate(unlabelled="John met Mary ."), T,
      r"unlabelled text must be a list of sentences"),
     ("consolidate unlabelled ints", lambda: consolidate(unlabelled=[1, 2]), T, r"sentence 0 is a int"),
     ("consolidate unlabelled empty", lambda: consolidate(unlabelled=[]), V, r"unlabelled text is empty"),
     ("consolidate unlabelled blank", lambda: consolidate(unlabelled=["", " "]), V, r"unlabelled text is empty"),
+    ("consolidate unlabelled CoNLL columns", lambda: consolidate(unlabelled=["John B-PER", "met O", "Mary B-PER"]), V,
+     r"unlabelled text looks like labelled CoNLL columns"),
     ("consolidate unlabelled other ids", lambda: consolidate(unlabelled=Dataset.from_dict(
         {"input_ids": [[10_000, 5]], "attention_mask": [[1, 1]]})), V, r"beyond this tokenizer"),
     ("consolidate path weight str", lambda: consolidate(path_weight="0.5"), T, r"path_weight"),

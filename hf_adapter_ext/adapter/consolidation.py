@@ -32,6 +32,7 @@ from ..validation import (
     check_texts,
     check_tokenizer_matches,
     check_training_arguments,
+    refuse_conll_columns,
 )
 from . import anatomy
 from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, add_stopping_callbacks, step_budget
@@ -235,6 +236,7 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
             extra = unlabelled
         else:
             texts = check_texts(unlabelled, "consolidate's unlabelled text", drop_blank=True)
+            refuse_conll_columns(texts, "consolidate's unlabelled text")
             extra = Dataset.from_dict({"text": texts}).map(
                 lambda b: tokenizer(b["text"], truncation=True), batched=True, remove_columns=["text"],
                 desc="Tokenizing unlabelled text")

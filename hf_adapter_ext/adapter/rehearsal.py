@@ -10,7 +10,13 @@ from __future__ import annotations
 from datasets import Dataset, concatenate_datasets
 
 from ..data.alignment import encode_unlabelled
-from ..validation import check_columns, check_encoded_by, check_texts, check_tokenizer_matches
+from ..validation import (
+    check_columns,
+    check_encoded_by,
+    check_texts,
+    check_tokenizer_matches,
+    refuse_conll_columns,
+)
 from .model import NeuralAdapterModel
 from .source_cache import SOURCE_LOGITS, add_source_logits
 
@@ -26,6 +32,7 @@ def sentence_words(texts, what: str = "The rehearsal text") -> list[list[str]]:
                              f"{texts.column_names}. Pass the words, not ids: the source's tokenizer encodes them.")
         texts = texts["tokens"]
     sentences = check_texts(texts, what, allow_words=True, drop_blank=True)
+    refuse_conll_columns(sentences, what)
     return [text.split() if isinstance(text, str) else text for text in sentences]
 
 

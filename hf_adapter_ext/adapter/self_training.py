@@ -19,6 +19,7 @@ from ..constants import IGNORE_INDEX
 from ..data.alignment import encode_unlabelled
 from ..modeling.outputs import label_scores
 from ..validation import (
+    POSITIVE_INT,
     SHARE,
     check_columns,
     check_encoded_by,
@@ -51,6 +52,7 @@ def pseudo_label(model: NeuralAdapterModel, texts, tokenizer, threshold: float =
     if not isinstance(model, NeuralAdapterModel):
         raise TypeError(f"pseudo_label needs the extended model (get_adapter_model(...)), got {type(model).__name__}.")
     check_number("pseudo_label", "threshold", threshold, SHARE)
+    check_number("pseudo_label", "batch_size", batch_size, POSITIVE_INT)
     check_tokenizer_matches(model.source.config, tokenizer, "pseudo_label", model.source.name_or_path)
     check_encoded_by(texts, tokenizer, "The unlabelled domain text")
     sentences = sentence_words(texts, "The unlabelled domain text")

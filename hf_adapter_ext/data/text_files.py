@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..validation import SAMPLE_LIMIT, check_number, looks_like_conll_columns
+from ..validation import SAMPLE_LIMIT, check_number, refuse_conll_columns
 
 
 def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -44,9 +44,7 @@ def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[st
     lines = [line.strip() for _, line in numbered_lines(path) if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no text: pass a file with one sentence per line.")
-    if looks_like_conll_columns(lines[:200]):
-        raise ValueError(f"{path} looks like labelled CoNLL columns (a word and its tag per line, e.g. {lines[0]!r}), "
-                         "not plain text: give one sentence per line, without tags. Labelled data is training data.")
+    refuse_conll_columns(lines, str(path))
     return lines[:limit]
 
 

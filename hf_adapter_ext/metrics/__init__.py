@@ -86,6 +86,11 @@ def bio_decoder(id2label: Mapping[int, str]) -> CRF:
     if not uses_bio(labels):
         raise ValueError(f"BIO decoding needs BIO labels ('B-PER', 'I-PER', 'O'); these are {labels[:6]}. Tag token "
                          "by token instead: decoding='argmax', or the plain pipeline('token-classification').")
+    unopened = sorted(label for label in labels if label.startswith("I-") and f"B-{label[2:]}" not in labels)
+    if unopened:
+        raise ValueError(f"BIO decoding: labels {unopened} have no B- tag to open them, so no entity of theirs could "
+                         "ever be predicted (IO tagging?). Decode such a model token by token: decoding='argmax', or "
+                         "the plain pipeline('token-classification').")
     return CRF.for_labels(labels).requires_grad_(False)
 
 

@@ -49,7 +49,9 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
             entity_type_name(label[2:], f"new_labels: {label!r}")  # 'B-O', 'B-B-X'
     broken = [label for label in new if not _BIO_LABEL.match(label)]
     if broken:
-        hint = sorted({f"B-{label}" for label in broken} | {f"I-{label}" for label in broken})
+        # 'b-loc' means 'B-loc'; a bare 'loc' needs both tags
+        hint = sorted({f"{label[0].upper()}-{label[2:]}" if re.match(r"^[bi]-\S", label) else tag
+                       for label in broken for tag in (f"B-{label}", f"I-{label}")})
         raise ValueError(
             f"New labels {broken} break the source's BIO scheme (labels like 'B-PER', 'I-PER'). "
             f"Name them as BIO tags, e.g. {hint}."
