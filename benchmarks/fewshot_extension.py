@@ -60,6 +60,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--max_steps", type=int, default=None,
                         help="Step budget (and learning-rate schedule length) instead of the library's default; give "
                              "such a run its own --state and --results_name.")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="Evaluations without gain before a first run stops, instead of the library's default; give "
+                             "such a run its own --state and --results_name.")
     parser.add_argument("--results_name", default="fewshot_extension")
     return parser
 
@@ -125,6 +128,7 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     args = TrainingArguments(**budget, output_dir=str(checkpoints), seed=seed, report_to="none", disable_tqdm=True,
                              logging_steps=50, per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                               early_stopping_patience=options.patience or EARLY_STOPPING_PATIENCE,
                                data_collator=AdapterDataCollator(bench.tokenizer),
                                compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
                                preprocess_logits_for_metrics=predicted_label_ids)
@@ -252,7 +256,7 @@ def summarise(state: dict, options) -> None:
             f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most "
             f"{options.max_steps or MAX_STEPS} steps, "
             f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience "
-            f"{EARLY_STOPPING_PATIENCE}, the self-training run's {patiences}; rehearsal = "
+            f"{options.patience or EARLY_STOPPING_PATIENCE}, the self-training run's {patiences}; rehearsal = "
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
             "label_parents). Self-training: the rest of the domain's training sentences, labels dropped, tagged by the "
             "first run (words at probability >= 0.9 labelled); the second run is kept only if its dev score is higher "
@@ -294,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
-    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps")}
+    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience")
+                if k != "patience" or options.patience}  # runs kept before --patience existed stay valid
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = source_bench(options)
