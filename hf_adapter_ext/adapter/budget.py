@@ -6,13 +6,9 @@ A domain brings 10–200 labelled sentences: counted in epochs that is a few doz
 
 from __future__ import annotations
 
-import logging
-
 from transformers import EarlyStoppingCallback, Trainer
 
 from ..callbacks import BestIsLastCallback
-
-logger = logging.getLogger(__name__)
 
 # The step budget and the stopping rule of `examples/extend_ner.py` and `extension_training_defaults`.
 MAX_STEPS = 1500
