@@ -86,3 +86,17 @@ def test_a_self_training_run_is_also_the_adapter_rehearsal_run_of_its_seed(monke
     assert without_rest["politics/adapter+rehearsal/k200/seed0"] == {"k": 200, "model": "final model"}
     assert fewshot.run(None, None, "expand", "politics", 25, 0) == {"politics/expand/k25/seed0":
                                                                     {"k": 25, "model": "final model"}}
+
+
+def test_fewshot_extension_attribution_pairs_seeds_both_methods_ran():
+    from benchmarks.fewshot_extension import paired_difference
+
+    def run(f1, k=25):
+        return {"k": k, "domain": {"overall_f1": f1}}
+
+    runs = {"music/adapter+rehearsal/k25/seed0": run(60.0), "music/adapter+rehearsal/k25/seed1": run(50.0),
+            "music/adapter+rehearsal/k25/seed2": run(40.0), "music/expand+rehearsal/k25/seed1": run(49.0),
+            "music/expand+rehearsal/k100/seed0": run(70.0, 100), "politics/expand+rehearsal/k25/seed0": run(10.0)}
+    # only seed 1 is paired: seeds 0 and 2 of the adapter, the k=100 run and the other domain are left out
+    assert paired_difference(runs, "music", 25, "adapter+rehearsal", "expand+rehearsal") == "+1.0 (1)"
+    assert paired_difference(runs, "music", 100, "adapter+rehearsal", "expand+rehearsal") == "—"
