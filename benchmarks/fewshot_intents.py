@@ -76,12 +76,16 @@ def task(name: str):
     return list(pool["text"]), list(pool["label"]), classes
 
 
-def episodes(features, labels, classes, protocol: str, k: int, seed: int, count: int):
-    """``count`` episodes of a test protocol (`PROTOCOLS`) over ``classes``."""
+def protocol_sampler(labels, classes, protocol: str, k: int, seed: int) -> EpisodeSampler:
+    """The episodes of a test protocol (`PROTOCOLS`) over ``classes``."""
     n_way, pool = PROTOCOLS[protocol]
-    sampler = EpisodeSampler(labels, classes, n_way or len(classes), k, N_QUERY, seed,
-                             uneven_queries=1.0 if pool == "uneven" else 0.0, natural_queries=pool == "natural")
-    return SequenceEpisodes(features, sampler, count)
+    return EpisodeSampler(labels, classes, n_way or len(classes), k, N_QUERY, seed,
+                          uneven_queries=1.0 if pool == "uneven" else 0.0, natural_queries=pool == "natural")
+
+
+def episodes(features, labels, classes, protocol: str, k: int, seed: int, count: int):
+    """``count`` episodes of a test protocol (`PROTOCOLS`) over ``classes``, on ``features``."""
+    return SequenceEpisodes(features, protocol_sampler(labels, classes, protocol, k, seed), count)
 
 
 def training_episodes(features, labels, classes, k: int, seed: int, count: int, ways=(5, 5), pools=None):
@@ -163,24 +167,23 @@ def logreg_scores(test, c: float) -> torch.Tensor:
     return torch.tensor(accuracy)
 
 
-def setfit_scores(dataset, texts, test, count: int, seed: int) -> tuple[torch.Tensor, float]:
-    """SetFit's accuracy on the first ``count`` episodes of ``test`` (a fresh MiniLM fine-tuned per task), and its
+def setfit_scores(dataset, texts, sampler: EpisodeSampler, count: int, seed: int) -> tuple[torch.Tensor, float]:
+    """SetFit's accuracy on the first ``count`` episodes of ``sampler`` (a fresh MiniLM fine-tuned per task), and its
     mean seconds per task (training and prediction). It does not depend on shaping or SIB, so it is kept per
     episode draw (benchmarks/.cache/fewshot_intents/setfit_*.json) and shared by every rerun."""
-    sampler = test.sampler
     got = cached_json(f"fewshot_intents/setfit_{dataset}_{sampler.k_shot}shot_{sampler.n_way}way_"
                       f"{'natural' if sampler.natural_queries else 'even'}_s{seed}_n{count}",
-                      lambda: _fit_setfit(texts, test, count, seed))
+                      lambda: _fit_setfit(texts, sampler, count, seed))
     return torch.tensor(got["accuracy"]), got["seconds_per_task"]
 
 
-def _fit_setfit(texts, test, count: int, seed: int) -> dict:
+def _fit_setfit(texts, sampler: EpisodeSampler, count: int, seed: int) -> dict:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     accuracy, seconds = [], []
     for i in range(count):
-        ep = test.sampler(i)
+        ep = sampler(i)
         start = time.perf_counter()
         model = SetFitModel.from_pretrained(minilm())
         with tempfile.TemporaryDirectory() as out:
@@ -285,7 +288,7 @@ def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
         five_way, all_way = setfit_counts(seed, args)
         setfit_count = five_way if protocol == "5way_even" else all_way if protocol == "allway_natural" else 0
         if setfit_count:
-            test = episodes(None, labels, classes["test"], protocol, k, 2000 + seed, setfit_count)
+            test = protocol_sampler(labels, classes["test"], protocol, k, 2000 + seed)
             accuracy, seconds = setfit_scores(dataset, texts, test, setfit_count, seed)
             record[protocol]["setfit"] = {"episodes": setfit_count, "seconds_per_task": seconds,
                                           **per_method({"setfit": accuracy, **{m: scores[m][:setfit_count]
