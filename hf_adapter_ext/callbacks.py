@@ -1,10 +1,10 @@
-"""Trainer callbacks shared by the extension and the meta-learning trainers."""
+"""Trainer callbacks shared by the extension, consolidation and meta-learning trainers."""
 
 from __future__ import annotations
 
 import logging
 
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +22,12 @@ class BestIsLastCallback(TrainerCallback):
             logger.warning("The best validation score came at the last evaluation (step %d of %d): the model was "
                            "still improving. Raise --max_steps (or --num_train_epochs) and train again.", best,
                            state.global_step)
+
+
+def add_stopping_callbacks(trainer: Trainer, patience: int) -> None:
+    """Early stopping after ``patience`` evaluations without gain (0: never) and the best-is-last warning, for a
+    trainer that keeps its best step (``load_best_model_at_end``) on a validation set."""
+    if trainer.args.load_best_model_at_end and trainer.eval_dataset is not None:
+        if patience:
+            trainer.add_callback(EarlyStoppingCallback(patience))
+        trainer.add_callback(BestIsLastCallback())

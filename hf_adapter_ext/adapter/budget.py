@@ -6,10 +6,6 @@ A domain brings 10–200 labelled sentences: counted in epochs that is a few doz
 
 from __future__ import annotations
 
-from transformers import EarlyStoppingCallback, Trainer
-
-from ..callbacks import BestIsLastCallback
-
 # The step budget and the stopping rule of `examples/extend_ner.py` and `extension_training_defaults`.
 MAX_STEPS = 1500
 EVAL_STEPS = 50
@@ -31,12 +27,3 @@ def step_budget(learning_rate: float, validated: bool = True) -> dict:
         settings.update(eval_strategy="steps", eval_steps=EVAL_STEPS, save_strategy="steps", save_steps=EVAL_STEPS,
                         save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="overall_f1")
     return settings
-
-
-def add_stopping_callbacks(trainer: Trainer, patience: int) -> None:
-    """Early stopping after ``patience`` evaluations without gain (0: never) and the best-is-last warning, for a
-    trainer that keeps its best step (``load_best_model_at_end``) on a validation set."""
-    if trainer.args.load_best_model_at_end and trainer.eval_dataset is not None:
-        if patience:
-            trainer.add_callback(EarlyStoppingCallback(patience))
-        trainer.add_callback(BestIsLastCallback())

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorForTokenClassification, PreTrainedModel, Trainer, TrainingArguments
 
+from ..callbacks import add_stopping_callbacks
 from ..constants import IGNORE_INDEX
 from ..metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
 from ..modeling.crf import bio_allowed_transitions
@@ -35,7 +36,7 @@ from ..validation import (
     refuse_conll_columns,
 )
 from . import anatomy
-from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, add_stopping_callbacks, step_budget
+from .budget import EARLY_STOPPING_PATIENCE, EVAL_STEPS, step_budget
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TEACHER_TARGET = "teacher_target"  # the column that holds a row's precomputed distillation target

@@ -17,8 +17,9 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 
+from ..callbacks import add_stopping_callbacks
 from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number
-from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, add_stopping_callbacks, step_budget
+from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, step_budget
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
 from .self_training import PSEUDO_LABEL_THRESHOLD, add_pseudo_labels

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from transformers import Trainer
 
-from ..callbacks import BestIsLastCallback
+from ..callbacks import add_stopping_callbacks
 from ..constants import IGNORE_INDEX
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
@@ -50,8 +50,7 @@ class SemiSupervisedMetaTrainer(Trainer):
                           "model will expect every class to have as many unlabelled queries as the others, and on "
                           "uneven query sets it falls several points below soft k-means (README, 'Query sets even "
                           "by construction'). Use it only where evenness is guaranteed.", UserWarning, stacklevel=2)
-        if args.load_best_model_at_end and eval_dataset is not None:
-            self.add_callback(BestIsLastCallback())  # the best meta-validation step being the last: train longer
+        add_stopping_callbacks(self, patience=0)  # warns when the best meta-validation step is the last: train longer
         token_level = model.config.level == "token"
         self.label_names = ["query_labels", "query_sentence_lengths"] if token_level else ["query_labels"]
         self.columns = columns or EpisodeColumns()
