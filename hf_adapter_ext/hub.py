@@ -12,6 +12,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .modeling.tags import entity_types
+from .validation import check_flag, check_save_directory
 
 _TEMPLATE_DIRS = (
     Path(__file__).resolve().parent.parent / "model_cards",  # source checkout / editable install
@@ -91,6 +92,7 @@ def render_consolidated_card(model) -> str:
 def save_consolidated(model, save_directory, tokenizer=None) -> None:
     """Write a consolidated model as plain transformers files: config.json (extended labels), model.safetensors,
     the tokenizer's files when given, and a README.md model card that says how it was made."""
+    check_save_directory(save_directory, "save_consolidated")
     card = render_consolidated_card(model)
     model.save_pretrained(save_directory)
     if tokenizer is not None:
@@ -113,6 +115,9 @@ def push_folder_to_hub(
     URL."""
     if not isinstance(repo_id, str) or not repo_id:
         raise ValueError(f"repo_id must be a Hub repo id like 'user/name'; got {repo_id!r}.")
+    check_flag("push_to_hub", "create_pr", create_pr)
+    if private is not None:
+        check_flag("push_to_hub", "private", private)
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
     if revision is not None and not create_pr:

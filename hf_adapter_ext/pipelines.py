@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from transformers import TokenClassificationPipeline
 from transformers.pipelines.token_classification import AggregationStrategy
+from transformers.utils import logging
 
 from .metrics import bio_decoder
 
 _WORD_LEVEL = {AggregationStrategy.FIRST, AggregationStrategy.AVERAGE, AggregationStrategy.MAX}
 _TINY = float(np.finfo(np.float32).tiny)
+logger = logging.get_logger(__name__)
 
 
 def _units(pre_entities: list[dict], aggregation_strategy: AggregationStrategy) -> list[list[int]]:
@@ -58,6 +60,32 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.bio_decoder = bio_decoder(self.model.config.id2label)  # built once, not per text
+
+    def _sanitize_parameters(self, *args, aggregation_strategy=None, **kwargs):
+        if isinstance(aggregation_strategy, str) and aggregation_strategy.upper() not in AggregationStrategy.__members__:
+            raise ValueError(f"aggregation_strategy={aggregation_strategy!r} is not one of "
+                             f"{[strategy.value for strategy in AggregationStrategy]}.")
+        return super()._sanitize_parameters(*args, aggregation_strategy=aggregation_strategy, **kwargs)
+
+    def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
+        """transformers' preprocessing, told apart when a text is longer than the model takes: without ``stride``
+        transformers tags only its first ``model_max_length`` tokens and drops the rest without a word."""
+        if "stride" not in preprocess_params.get("tokenizer_params", {}) and isinstance(sentence, (str, list)):
+            words = preprocess_params.get("is_split_into_words", False)
+            tokens = len(self.tokenizer(sentence, is_split_into_words=words, truncation=False,
+                                            verbose=False)["input_ids"])
+            positions = getattr(self.model.config, "max_position_embeddings", None) or tokens
+            limit = min(self.tokenizer.model_max_length or tokens, positions)
+            if tokens > limit:
+                fix = (f"pass stride={limit // 4} (with aggregation_strategy='first', 'average', 'max' or 'simple') to "
+                       f"tag it all in overlapping windows")
+                if self.tokenizer.model_max_length > positions:
+                    raise ValueError(f"The text is {tokens} tokens long, but the model takes at most {positions} and the "
+                                     f"tokenizer's model_max_length ({self.tokenizer.model_max_length}) does not cut it: "
+                                     f"set tokenizer.model_max_length = {positions} and {fix}.")
+                logger.warning("The text is %d tokens long and the model takes %d: the tokens after them are not "
+                               "tagged; %s.", tokens, limit, fix)
+        yield from super().preprocess(sentence, offset_mapping=offset_mapping, **preprocess_params)
 
     def gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
                             aggregation_strategy, word_ids=None, word_to_chars_map=None) -> list[dict]:

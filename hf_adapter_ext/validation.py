@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import AutoTokenizer, TrainingArguments
 
 _TYPE_NAME = re.compile(r"^[^\s]+$")
@@ -129,6 +132,75 @@ def check_string_list(owner: str, name: str, value, example: str) -> list[str]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise WrongKindError(f"{_named(owner, name)} must be a list of strings, e.g. {example}; got {value!r}.")
     return list(value)
+
+
+def check_tag_sequences(owner: str, value) -> list[list[str]]:
+    """Predicted or gold tags: a list of sentences, each a list of tag strings. A bare string or a flat list of tags
+    would be read one character per tag."""
+    example = "[['B-PER', 'I-PER', 'O']]"
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise WrongKindError(f"{owner} takes a list of sentences' tags, e.g. {example}; got a {type(value).__name__}.")
+    value = list(value)
+    for index, tags in enumerate(value):
+        if isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+            raise WrongKindError(f"{owner}: sentence {index} is {tags!r:.60}, not a list of tag strings; pass one list "
+                                 f"of tags per sentence, e.g. {example}.")
+    return value
+
+
+def check_input_ids(input_ids, vocab_size: int | None, whose: str) -> None:
+    """Token ids as a model takes them: an integer tensor [batch, length] of ids in ``[0, vocab_size)`` (``whose``
+    vocabulary, for the message). Out-of-range ids would fail deep in an embedding lookup, or read another row."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
+        found = input_ids.dtype if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise TypeError(f"input_ids must be an integer tensor [batch, length] from the tokenizer "
+                        f"(return_tensors='pt'); got {found}.")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, length]; got shape {tuple(input_ids.shape)} "
+                         "(a single sentence needs a batch dimension: input_ids[None]).")
+    check_batch_shape(input_ids.shape)
+    low, high = torch.aminmax(input_ids)
+    if int(low) < 0 or (vocab_size and int(high) >= vocab_size):
+        raise ValueError(f"input_ids hold ids outside {whose} vocabulary [0, {vocab_size}); use the model's own "
+                         "tokenizer.")
+
+
+def check_batch_shape(shape) -> tuple[int, int]:
+    """A batch's (sentences, length), refused when either is 0."""
+    batch, length = tuple(shape[:2])
+    if batch == 0:
+        raise ValueError("The batch holds no sentences (batch size 0); pass at least one tokenized text.")
+    if length == 0:
+        raise ValueError("The inputs have length 0; a tokenized text has at least its special tokens.")
+    return batch, length
+
+
+def check_finite_tensor(tensor, name: str) -> None:
+    """Refuse NaN or infinite values in a model input: they flow through as NaN scores, and an argmax of NaN scores
+    is label 0, a clean-looking "O" for every token."""
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} hold NaN or infinite values (first at {tuple(torch.nonzero(~torch.isfinite(tensor))[0].tolist())}); "
+                         "every label would be scored NaN. Check how they were computed (or the weights that made them).")
+
+
+def check_score(owner: str, name: str, value) -> float:
+    """A metric score (F1, precision, ...): a finite real number. A NaN would compare as no change at all."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} is {value!r}, not a finite number; pass the scores evaluate_tagger (or "
+                         "the Trainer's evaluation) returned.")
+    return float(value)
+
+
+def check_save_directory(save_directory, where: str) -> Path:
+    """The folder a model is saved to: a path that is not an existing file (transformers would log an error and
+    save nothing)."""
+    if not isinstance(save_directory, (str, os.PathLike)) or not str(save_directory):
+        raise WrongKindError(f"{where}: save_directory must be a folder path; got {save_directory!r}.")
+    path = Path(save_directory)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{where}: {str(path)!r} is a file, not a folder; save to a folder path (it is created if "
+                         "missing).")
+    return path
 
 
 # ------------------------------------------------------------------ texts

@@ -13,6 +13,7 @@ import runpy
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
@@ -20,12 +21,18 @@ from datasets import Sequence as SequenceFeature
 from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 from hf_adapter_ext import (
+    CRF,
+    AdapterDataCollator,
+    BiLSTMCRFConfig,
+    BiLSTMCRFForTokenClassification,
+    BIOTokenClassificationPipeline,
     MetaTrainingArguments,
     NeuralAdapterConfig,
     SIBConfig,
     adapter_optimizer,
     add_pseudo_labels,
     add_rehearsal,
+    entity_types,
     get_adapter_model,
 )
 from hf_adapter_ext.adapter import add_source_logits
@@ -49,9 +56,11 @@ from hf_adapter_ext.meta import (
     TextEpisodes,
     TokenEpisodeSampler,
     collate_episodes,
+    encode_texts,
 )
 from hf_adapter_ext.metrics import (
     bio_decoder,
+    bio_invalid_spans,
     entity_f1_compute_metrics,
     evaluate_tagger,
     forgotten_types,
@@ -134,7 +143,42 @@ def conll_file(text: str):
     return write(text, "data.conll")
 
 
+def bilstm():
+    labels = dict(enumerate(["O", "B-PER", "I-PER"]))
+    return BiLSTMCRFForTokenClassification(BiLSTMCRFConfig(vocab_size=10, id2label=labels,
+                                                           label2id={v: k for k, v in labels.items()})).eval()
+
+
 # ---------------------------------------------------------------- correct results
+def long_text_warns_where_transformers_truncates():
+    tokenizer = build_tokenizer()
+    tokenizer.model_max_length = 32
+    tagger = BIOTokenClassificationPipeline(model=model(), tokenizer=tokenizer)
+    logger = logging.getLogger("hf_adapter_ext.pipelines")
+    with _captured(logger) as records:
+        tagger("john lives in paris . " * 20)
+    assert any("not tagged; pass stride=8" in r.getMessage() for r in records), [r.getMessage() for r in records]
+    with _captured(logger) as records:
+        tagger("john lives in paris . " * 20, stride=8, aggregation_strategy="first")
+    assert not records
+
+
+class _captured:
+    """The records ``logger`` emits inside the block (transformers' loggers do not propagate to caplog)."""
+
+    def __init__(self, logger):
+        self.logger, self.records = logger, []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append
+
+    def __enter__(self):
+        self.logger.addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+
+
 def json_array_file_is_read():
     path = write(json.dumps([{"tokens": ["John"], "ner_tags": ["B-PER"]}]), "a.json")
     assert load_ner_files({"train": path})["train"][0]["tokens"] == ["John"]
@@ -268,7 +312,7 @@ def meta_file_labels_as_written():
     assert sorted(pool.features["label"].names) == ["007", "7", "NA"] and pool["text"][2] == "yo"
 
 
-HANDLED = [json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [long_text_warns_where_transformers_truncates, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,
@@ -598,6 +642,54 @@ REFUSED = [
     # ---- alignment
     ("align tokens tags differ", lambda: tokenize_and_align_labels({"tokens": [["a", "b"]], "ner_tags": [[0]]},
                                                                    TOKENIZER), V, r"2 tokens but 1 tags"),
+    # ---- session 29 probe: model inputs, collation, metrics, CRF, pipeline, saving (silent or obscure before)
+    ("adapter NaN inputs_embeds", lambda: model()(inputs_embeds=torch.full((1, 3, 32), float("nan"))), V,
+     r"inputs_embeds hold NaN"),
+    ("adapter NaN source_logits", lambda: model()(input_ids=torch.tensor([[2, 5, 3]]),
+                                                  source_logits=torch.full((1, 3, 7), float("nan"))), V,
+     r"source_logits hold NaN"),
+    ("adapter inputs_embeds of another width", lambda: model()(inputs_embeds=torch.randn(1, 3, 16)), V,
+     r"inputs_embeds must be a float tensor \[batch, length, 32\]"),
+    ("adapter empty batch", lambda: model()(input_ids=torch.zeros(0, 4, dtype=torch.long)), V, r"batch size 0"),
+    ("adapter token_type_ids beyond", lambda: model()(input_ids=torch.tensor([[2, 5, 3]]),
+                                                      token_type_ids=torch.full((1, 3), 5)), V,
+     r"token_type_ids must lie in \[0, 2\)"),
+    ("collator empty batch", lambda: AdapterDataCollator(TOKENIZER)([]), V, r"empty batch"),
+    ("collator labels on some rows", lambda: AdapterDataCollator(TOKENIZER)(
+        [{"input_ids": [2, 5, 3], "labels": [-100, 1, -100]}, {"input_ids": [2, 3]}]), V, r"Example 1 .* no 'labels'"),
+    ("collator labels shorter than tokens", lambda: AdapterDataCollator(TOKENIZER)(
+        [{"input_ids": [2, 5, 3], "labels": [1]}]), V, r"1 labels for 3 input_ids"),
+    ("metric non-IOB2 tag", lambda: score([["S-PER"]], [["B-PER"]]), V, r"'S-PER' is not an IOB2 tag"),
+    ("metric lower-case prefix", lambda: score([["O"]], [["b-per"]]), V, r"references, sentence 0: 'b-per'"),
+    ("compute_metrics NaN scores", lambda: entity_f1_compute_metrics(model().config.id2label)(
+        (np.full((1, 2, 9), np.nan), np.array([[0, 1]]))), V, r"NaN or infinite"),
+    ("compute_metrics scores of another label count", lambda: entity_f1_compute_metrics(model().config.id2label)(
+        (np.zeros((1, 2, 7)), np.array([[0, 1]]))), V, r"scores 7 labels but id2label names 9"),
+    ("compute_metrics ids beyond id2label", lambda: entity_f1_compute_metrics(model().config.id2label)(
+        (np.array([[0, 12]]), np.array([[0, 1]]))), V, r"label ids \[12\]"),
+    ("compute_metrics misaligned", lambda: entity_f1_compute_metrics(model().config.id2label)(
+        (np.zeros((1, 3, 9)), np.array([[0, 1]]))), V, r"do not line up"),
+    ("bio_invalid_spans a flat list", lambda: bio_invalid_spans(["B-PER", "I-PER"]), T, r"sentence 0 is 'B-PER'"),
+    ("forgotten_types NaN after", lambda: forgotten_types({"PER_f1": 0.9, "PER_support": 3}, {"PER_f1": float("nan")}),
+     V, r"after\['PER_f1'\] is nan"),
+    ("crf marginals of NaN", lambda: CRF(3).marginals(torch.full((1, 2, 3), float("nan"))), V, r"NaN or inf"),
+    ("crf labels listed twice", lambda: CRF.for_labels(["O", "B-X", "B-X"]), V, r"\['B-X'\] appear more than once"),
+    ("entity_types of a string", lambda: entity_types("B-LOC"), T, r"takes the labels as a list of strings"),
+    ("bilstm config dropout 1", lambda: BiLSTMCRFConfig(vocab_size=10, dropout=1.0), V, r"dropout=1.0"),
+    ("bilstm word id beyond vocabulary", lambda: bilstm()(input_ids=torch.tensor([[1, 50]])), V,
+     r"outside the word tokenizer's vocabulary \[0, 10\)"),
+    ("pipeline unknown aggregation", lambda: BIOTokenClassificationPipeline(
+        model=model(), tokenizer=TOKENIZER, aggregation_strategy="firstt"), V, r"'firstt' is not one of"),
+    ("pipeline text beyond the model's positions", lambda: BIOTokenClassificationPipeline(
+        model=model(), tokenizer=TOKENIZER)("john lives in paris . " * 120), V, r"set tokenizer.model_max_length = 512"),
+    ("save_pretrained onto a file", lambda: model().save_pretrained(write("x", "weights.bin")), V,
+     r"is a file, not a folder"),
+    ("sib save_pretrained onto a file", lambda: sib().save_pretrained(write("x", "sib.bin")), V,
+     r"is a file, not a folder"),
+    ("push_to_hub private as a string", lambda: model().push_to_hub("me/x", private="yes"), T,
+     r"private must be true or false"),
+    ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
+     r"needs a SIBForFewShotClassification"),
 ]
 
 # ---- the scripts' options: numeric options at 0, negative and huge values, and malformed strings

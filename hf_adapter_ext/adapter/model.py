@@ -22,6 +22,7 @@ from ..modeling.crf import CRF, is_tracing
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
 from ..modeling.tags import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
+from ..validation import check_batch_shape, check_finite_tensor, check_input_ids, check_save_directory
 from . import anatomy
 from .config import NeuralAdapterConfig
 from .consolidation import consolidate
@@ -230,7 +231,7 @@ class NeuralAdapterModel(PreTrainedModel):
         """``rehearsal`` ([batch], from :func:`~hf_adapter_ext.add_rehearsal`) marks rows of unlabelled text from
         the source's world: every token there learns the source's output, as ``new_only`` O tokens do."""
         if not is_tracing():
-            self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits)
+            self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits, token_type_ids)
         if self._adapter_disabled:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                       "inputs_embeds": inputs_embeds}
@@ -266,26 +267,27 @@ class NeuralAdapterModel(PreTrainedModel):
             logits = viterbi_logits(self.crf, emissions, attention_mask)
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
 
-    def _check_inputs(self, input_ids, attention_mask, inputs_embeds, source_logits) -> None:
+    def _check_inputs(self, input_ids, attention_mask, inputs_embeds, source_logits, token_type_ids=None) -> None:
         """Shapes, dtypes and ids, once at the public boundary, with messages that say what to pass."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
         if input_ids is not None:
-            if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
-                found = input_ids.dtype if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-                raise TypeError(f"input_ids must be an integer tensor [batch, length] from the tokenizer "
-                                f"(return_tensors='pt'); got {found}.")
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must be [batch, length]; got shape {tuple(input_ids.shape)} "
-                                 "(a single sentence needs a batch dimension: input_ids[None]).")
-            vocab = getattr(self.config, "vocab_size", None)
-            low, high = torch.aminmax(input_ids) if input_ids.numel() else (0, 0)
-            if int(low) < 0 or (vocab and int(high) >= vocab):
-                raise ValueError(f"input_ids hold ids outside the source's vocabulary [0, {vocab}); use the "
-                                 "source model's own tokenizer.")
-        shape = tuple((input_ids if input_ids is not None else inputs_embeds).shape[:2])
-        if shape[1] == 0:
-            raise ValueError("The inputs have length 0; a tokenized text has at least its special tokens.")
+            check_input_ids(input_ids, getattr(self.config, "vocab_size", None), "the source's")
+        if inputs_embeds is not None:
+            hidden = getattr(self.config, "hidden_size", None)
+            if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 or not \
+                    inputs_embeds.is_floating_point() or (hidden and inputs_embeds.size(-1) != hidden):
+                found = (f"{inputs_embeds.dtype} {tuple(inputs_embeds.shape)}" if isinstance(inputs_embeds, torch.Tensor)
+                         else type(inputs_embeds).__name__)
+                raise ValueError(f"inputs_embeds must be a float tensor [batch, length, {hidden}] (the source's "
+                                 f"embedding size); got {found}.")
+            check_finite_tensor(inputs_embeds, "inputs_embeds")
+        shape = check_batch_shape((input_ids if input_ids is not None else inputs_embeds).shape[:2])
+        types = getattr(self.config, "type_vocab_size", None)
+        if token_type_ids is not None and types and token_type_ids.numel() and \
+                not (0 <= int(token_type_ids.min()) and int(token_type_ids.max()) < types):
+            raise ValueError(f"token_type_ids must lie in [0, {types}) for this source (its type_vocab_size); got "
+                             f"values up to {int(token_type_ids.max())}. Use the source model's own tokenizer.")
         if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
                                            or tuple(attention_mask.shape) != shape):
             found = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask)
@@ -300,6 +302,7 @@ class NeuralAdapterModel(PreTrainedModel):
                 raise ValueError(f"source_logits have shape {tuple(source_logits.shape)}; expected {expected} "
                                  "(batch, length, the source's label count). Recompute them with add_source_logits "
                                  "for this source and tokenizer.")
+            check_finite_tensor(source_logits, "source_logits")
 
     def _distilled_rows(self, labels, rehearsal) -> torch.Tensor | None:
         """Rows whose O tokens learn the source's output: every row with ``new_only`` data, else the rehearsal
@@ -478,7 +481,7 @@ class NeuralAdapterModel(PreTrainedModel):
             return
         own = self._trained_state_names()
         state = {k: v.detach().contiguous() for k, v in (self.state_dict() if state_dict is None else state_dict).items() if k in own}
-        save_adapter(self.peft_config, state, Path(save_directory), metrics=metrics)
+        save_adapter(self.peft_config, state, check_save_directory(save_directory, "save_pretrained"), metrics=metrics)
 
     @classmethod
     def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, config: NeuralAdapterConfig | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +47,28 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
                        desc="Caching source model outputs")
 
 
+def check_aligned_features(features, per_token: Sequence[str]) -> None:
+    """Refuse a batch the padding would silently misalign: no examples, a per-token column (labels, cached source
+    logits) that only some examples have, or one whose length differs from the example's ``input_ids``."""
+    if not features:
+        raise ValueError("The data collator got an empty batch; pass at least one tokenized example.")
+    for key in per_token:
+        present = [key in feature for feature in features]
+        if any(present) and not all(present):
+            raise ValueError(f"Example {present.index(False)} of the batch has no {key!r} while others do; give every "
+                             f"example of a data set the same columns (map them all with the same function).")
+        for index, feature in enumerate(features):
+            if key in feature and "input_ids" in feature and len(feature[key]) != len(feature["input_ids"]):
+                raise ValueError(f"Example {index}: {len(feature[key])} {key} for {len(feature['input_ids'])} input_ids; "
+                                 "they must be aligned one per token (tokenize_and_align_labels, add_source_logits).")
+
+
 @dataclass
 class AdapterDataCollator(DataCollatorForTokenClassification):
     """`DataCollatorForTokenClassification` that also pads a cached ``source_logits`` column."""
 
     def torch_call(self, features):
+        check_aligned_features(features, ("labels", SOURCE_LOGITS))
         cached = [f.pop(SOURCE_LOGITS) for f in features] if SOURCE_LOGITS in features[0] else None
         batch = super().torch_call(features)
         if cached is None:

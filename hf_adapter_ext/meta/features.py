@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.alignment import word_windows
+from ..validation import check_texts
 
 
 def _by_length(lengths: Sequence[int], batch_size: int):
@@ -20,7 +21,11 @@ def _by_length(lengths: Sequence[int], batch_size: int):
 def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
                  desc: str = "Encoding texts") -> torch.Tensor:
     """Pooled features [N, D] of ``texts`` (``model.encode``, the SIB model's pooling), on CPU."""
-    texts = list(texts)
+    if not callable(getattr(model, "encode", None)) or not hasattr(model.config, "feature_dim"):
+        raise TypeError(f"encode_texts needs a SIBForFewShotClassification (it pools the way the few-shot head reads "
+                        f"features); got {type(model).__name__}. Build one over the backbone: "
+                        "SIBForFewShotClassification.from_backbone_pretrained(name).")
+    texts = check_texts(texts, "encode_texts: texts")
     out = torch.zeros(len(texts), model.config.feature_dim)
     for chunk in tqdm(_by_length([len(t) for t in texts], batch_size), desc=desc, leave=False):
         encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True, max_length=max_length,

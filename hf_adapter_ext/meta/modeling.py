@@ -25,7 +25,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
-from ..validation import check_number, check_texts
+from ..validation import check_number, check_save_directory, check_texts
 from .baselines import prototypes, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
@@ -456,6 +456,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         """transformers' ``save_pretrained`` plus a model card (with ``metrics`` and extra ``tags`` when given). A
         frozen, unshaped backbone is not copied: config.json names it (``backbone_name_or_path``) and
         ``from_pretrained`` loads it from there. A shaped or trained one is saved with the head."""
+        check_save_directory(save_directory, "SIBForFewShotClassification.save_pretrained")
         super().save_pretrained(save_directory, **kwargs)
         learned = float(self.head.log_inner_lr.detach().exp())
         (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags, learned))

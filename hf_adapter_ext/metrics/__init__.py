@@ -22,7 +22,9 @@ from ..validation import (
     check_choice,
     check_columns,
     check_number,
+    check_score,
     check_string_list,
+    check_tag_sequences,
     check_texts,
 )
 
@@ -52,12 +54,29 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
     if not isinstance(id2label, Mapping) or not all(isinstance(v, str) for v in id2label.values()):
         raise TypeError(f"entity_f1_compute_metrics: id2label must map label ids to label names (model.config.id2label);"
                         f" got {type(id2label).__name__}.")
+    id2label = {int(k): v for k, v in id2label.items()}  # a config read as plain JSON keys its ids "0", "1", ...
     metric = load_entity_f1()
 
     def compute_metrics(eval_prediction) -> dict:
-        predictions, label_ids = np.asarray(eval_prediction.predictions), np.asarray(eval_prediction.label_ids)
+        """``eval_prediction``: Trainer's `EvalPrediction`, or a (predictions, label_ids) pair."""
+        predictions, label_ids = np.asarray(eval_prediction[0]), np.asarray(eval_prediction[1])
         if predictions.ndim == label_ids.ndim + 1:  # scores, not yet label ids
+            if predictions.shape[-1] != len(id2label):
+                raise ValueError(f"compute_metrics: the model scores {predictions.shape[-1]} labels but id2label names "
+                                 f"{len(id2label)}; build it with the evaluated model's own config.id2label.")
+            if not np.isfinite(predictions).all():
+                raise ValueError("The model's scores hold NaN or infinite values; every token's argmax would read as "
+                                 f"{id2label.get(0)!r}. Check the model (a diverged run, corrupt weights).")
             predictions = predictions.argmax(-1)
+        if predictions.shape != label_ids.shape:
+            raise ValueError(f"compute_metrics: predictions {predictions.shape} and label_ids {label_ids.shape} do "
+                             "not line up (one label id per token); pass the model's outputs and the labels of the "
+                             "same batches.")
+        unknown = sorted(set(np.unique(predictions[label_ids != IGNORE_INDEX]).tolist()
+                             + np.unique(label_ids[label_ids != IGNORE_INDEX]).tolist()) - set(id2label))
+        if unknown:
+            raise ValueError(f"compute_metrics: label ids {unknown[:5]} are not in id2label ({len(id2label)} labels); "
+                             "build it with the model's own config.id2label.")
         preds, refs = ids_to_tags(predictions, label_ids, id2label)
         return metric.compute(predictions=preds, references=refs, new_types=new_types,
                               type_parents=dict(type_parents or {}))
@@ -155,6 +174,7 @@ def bio_invalid_spans(predictions: Sequence[Sequence[str]]) -> int:
     """Predicted I- tags that open an entity (continue nothing), which IOB2 repair rewrites: a CRF under BIO
     constraints predicts none, a linear head can; what dropping the CRF costs beyond F1."""
 
+    predictions = check_tag_sequences("bio_invalid_spans", predictions)
     return sum(a != b for tags in predictions for a, b in zip(tags, to_iob2(tags)))
 
 
@@ -175,9 +195,11 @@ def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new
         raise TypeError("forgotten_types compares two evaluate_tagger results (dicts of scores); got "
                         f"{type(before).__name__} and {type(after).__name__}.")
     check_number("forgotten_types", "max_drop", max_drop, SHARE)
-    old = {t: f1 for t, f1 in type_f1(before).items() if t not in set(new_types)}
-    return {t: (f1, after.get(f"{t}_f1", 0.0)) for t, f1 in sorted(old.items())
-            if f1 - after.get(f"{t}_f1", 0.0) > max_drop}
+    old = {t: check_score("forgotten_types", f"before[{t + '_f1'!r}]", f1) for t, f1 in type_f1(before).items()
+           if t not in set(new_types)}
+    scores = {t: (f1, check_score("forgotten_types", f"after[{t + '_f1'!r}]", after.get(f"{t}_f1", 0.0)))
+              for t, f1 in sorted(old.items())}
+    return {t: pair for t, pair in scores.items() if pair[0] - pair[1] > max_drop}
 
 
 # Below this agreement with the source, on text of the source's kind, an old type is reported as drifting.

@@ -24,6 +24,7 @@ from torch import nn
 from torch._higher_order_ops import scan
 
 from ..constants import IGNORE_INDEX
+from ..validation import check_string_list
 
 # Finite "minus infinity": a forbidden transition or label costs this much, so a gold path that
 # breaks a constraint gives a large but finite loss instead of NaN gradients.
@@ -311,6 +312,12 @@ class CRF(nn.Module):
 
     @classmethod
     def for_labels(cls, labels: Sequence[str], bio_constraints: bool = True) -> CRF:
+        """A CRF over ``labels`` (in id order), with BIO's forbidden transitions when ``bio_constraints``."""
+        labels = check_string_list("CRF.for_labels", "labels", labels, "['O', 'B-PER', 'I-PER']")
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"CRF.for_labels: labels {repeated} appear more than once; each label is one id, so list "
+                             "each once (in id order).")
         if not bio_constraints:
             return cls(len(labels))
         return cls(len(labels), *bio_allowed_transitions(labels))
@@ -368,6 +375,7 @@ class CRF(nn.Module):
         mask = self._mask(emissions, attention_mask)
         if emissions.size(1) == 0:
             return torch.zeros(emissions.shape, dtype=torch.promote_types(emissions.dtype, torch.float32))
+        self._check_finite(emissions, mask)  # NaN probabilities would read as "sure of nothing", not as an error
         with torch.enable_grad():
             packed_mask, packed = _packed_emissions(emissions.detach(), mask)
             packed.requires_grad_(True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from ..validation import entity_type_name
+from ..validation import WrongKindError, entity_type_name
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _BIO_LABEL = re.compile(r"^[BI]-\S+$")
@@ -66,6 +66,9 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
 
 def entity_types(labels: Sequence[str]) -> list[str]:
     """Entity types named by BIO labels, in first-seen order ('B-LOC', 'I-LOC' -> 'LOC')."""
+    if isinstance(labels, (str, bytes)):  # read one character per label, it would name no type at all
+        raise WrongKindError(f"entity_types takes the labels as a list of strings, e.g. ['O', 'B-LOC', 'I-LOC']; got "
+                             f"the string {labels!r}.")
     seen: dict[str, None] = {}
     for label in labels:
         if _BIO_LABEL.match(label):

@@ -17,6 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from ..modeling.crf import CRF
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, viterbi_logits
+from ..validation import Number, check_input_ids, check_settings
 
 NUM_CASINGS = 7
 
@@ -32,6 +33,13 @@ class BiLSTMCRFConfig(PretrainedConfig):
         self.char_vocab_size, self.char_dim, self.char_hidden_size = char_vocab_size, char_dim, char_hidden_size
         self.casing_dim, self.hidden_size, self.max_word_length = casing_dim, hidden_size, max_word_length
         self.dropout, self.use_crf, self.bio_constraints = dropout, use_crf, bio_constraints
+        size = Number(int, 1, 10**7, example="100")
+        check_settings("BiLSTMCRFConfig", self, {
+            "vocab_size": Number(int, 2, 10**8, example="20000", why="id 0 is padding, so at least one word more"),
+            "word_dim": size, "char_vocab_size": Number(int, 2, 10**7, example="258"), "char_dim": size,
+            "char_hidden_size": size, "casing_dim": size, "hidden_size": size, "max_word_length": size,
+            "dropout": Number(float, 0, 1, high_open=True, example="0.5", why="1 would drop every feature"),
+            "use_crf": bool, "bio_constraints": bool})
         kwargs.setdefault("pad_token_id", 0)
         super().__init__(**kwargs)
 
@@ -100,6 +108,7 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None, return_dict=None,
                 num_items_in_batch=None) -> CRFTokenClassifierOutput:
+        check_input_ids(input_ids, self.config.vocab_size, "the word tokenizer's")
         if attention_mask is None:
             attention_mask = (input_ids != 0).long()
         hidden = self.encoder(input_ids, attention_mask).last_hidden_state

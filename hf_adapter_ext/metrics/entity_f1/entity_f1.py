@@ -3,6 +3,8 @@
 Shipped inside hf_adapter_ext so it loads offline: ``evaluate.load(hf_adapter_ext.metrics.ENTITY_F1)``.
 """
 
+import re
+
 import datasets
 import evaluate
 from seqeval.scheme import IOB2, Entities
@@ -23,6 +25,9 @@ Returns:
     {overall,old,new}_{precision,recall,f1} (micro-averaged over the group's spans),
     and for each type T: T_precision, T_recall, T_f1, T_support.
 """
+
+
+_IOB2_TAG = re.compile(r"^[BI]-\S+$")
 
 
 def _spans(sequences) -> set:
@@ -64,6 +69,12 @@ class EntityF1(evaluate.Metric):
         for i, (pred, ref) in enumerate(zip(predictions, references)):
             if len(pred) != len(ref):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
+            for name, tags in (("predictions", pred), ("references", ref)):
+                bad = next((tag for tag in tags if tag != "O" and not _IOB2_TAG.match(tag)), None)
+                if bad is not None:
+                    raise ValueError(f"entity_f1 {name}, sentence {i}: {bad!r} is not an IOB2 tag ('O', 'B-<type>', "
+                                     "'I-<type>', prefixes in capitals). Map the tags to IOB2 first (e.g. 'b-per' -> "
+                                     "'B-per', IOBES 'S-PER' -> 'B-PER').")
         gold, predicted = _spans(references), _spans(predictions)
         types = sorted({span[1] for span in gold | predicted})
         new_types = set(new_types or [])
