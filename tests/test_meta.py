@@ -363,6 +363,21 @@ def test_a_marginal_seeing_grad_net_on_even_training_episodes_warns_that_uneven_
                                   processing_class=tokenizer)
 
 
+def test_evaluation_classes_that_were_trained_on_are_named_in_a_warning(tmp_path, tokenizer):
+    """Meta-validation on training classes selects checkpoints by memory; disjoint class splits stay silent."""
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=tiny_backbone(tokenizer.vocab_size))
+    data = intent_data(tokenizer)
+    train = data.filter(lambda row: row["label"] < 4)
+    with pytest.warns(UserWarning, match=r"eval dataset shares 1 classes .*\['intent_3'\]"):
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=train,
+                                  eval_dataset=data.filter(lambda row: row["label"] >= 3), processing_class=tokenizer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*shares .* classes")
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=data.filter(
+            lambda row: row["label"] < 3), eval_dataset={"val": data.filter(lambda row: row["label"] >= 3)},
+            processing_class=tokenizer)
+
+
 def test_uneven_query_shares_reach_the_trainers_episodes(tmp_path, tokenizer):
     model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=1), backbone=tiny_backbone(tokenizer.vocab_size))
     data = intent_data(tokenizer)

@@ -29,6 +29,18 @@ def string_tags(data, column: str) -> list[list[str]]:
     return [[names[t] for t in tags] if names else list(tags) for tags in data[column]]
 
 
+def class_names(data, config, columns: EpisodeColumns) -> set[str] | None:
+    """The classes ``data`` holds by name (a ClassLabel's names, string labels, or token-level entity types), or
+    None where its labels are bare ids, which may be numbered per split and so say nothing across datasets."""
+    if config.level == "token":
+        return {t for sentence in string_tags(data, columns.tags) for t in sentence if t != "O"}
+    labels = set(data[columns.label])
+    names = getattr(data.features.get(columns.label), "names", None)
+    if names:
+        return {names[label] for label in labels}
+    return labels if all(isinstance(label, str) for label in labels) else None
+
+
 def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns: EpisodeColumns, name: str,
                     uneven_queries: float = 0.0, ways: tuple[int, int] | None = None, natural_queries: float = 0.0):
     """The episode sampler over ``data``'s labels; raises a ValueError naming the problem when ``data`` cannot

@@ -21,7 +21,7 @@ from ..callbacks import add_stopping_callbacks
 from ..constants import IGNORE_INDEX
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
-from .episode_data import EpisodeColumns, build_episodes, episode_sampler
+from .episode_data import EpisodeColumns, build_episodes, class_names, episode_sampler
 from .episodes import collate_episodes
 from .evaluation import episode_compute_metrics
 from .refinement import check_refinement
@@ -63,6 +63,24 @@ class SemiSupervisedMetaTrainer(Trainer):
                 if processing_class is None:
                     raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode "
                                      "the texts.")
+        self._warn_shared_classes(train_dataset, named)
+
+    def _warn_shared_classes(self, train_dataset, evaluated) -> None:
+        """Meta-validation on classes the model trained (and was shaped) on selects the checkpoint, and the
+        refinement limit, by how well it remembers them, not by how it meets new ones: say so, naming them."""
+        if train_dataset is None or isinstance(train_dataset, TorchDataset):
+            return
+        trained = class_names(train_dataset, self.model.config, self.columns)
+        for name, data in evaluated:
+            if trained is None or data is None or isinstance(data, TorchDataset):
+                continue
+            shared = sorted(trained & (class_names(data, self.model.config, self.columns) or set()))
+            if shared:
+                warnings.warn(f"The {name} dataset shares {len(shared)} classes with the training dataset (e.g. "
+                              f"{shared[:5]}): meta-validation then measures remembered classes, not new ones, and "
+                              "picks the checkpoint by them. Split the classes (examples/meta.py's class split, "
+                              "load_clinc150's) so that evaluation classes are never trained on.", UserWarning,
+                              stacklevel=3)
 
     @property
     def training_ways(self) -> tuple[int, int] | None:
