@@ -34,11 +34,12 @@ MIXES = {"uneven_half": {"uneven": 0.5, "natural": 0.0}, "natural_half": {"uneve
 SPLITS = {"val": ("validation", 4000), "test": ("test", 2000)}  # (classes, episode seed offset: fewshot_intents')
 
 
-def run_one(dataset: str, shaped, labels, classes, k: int, seed: int, mix: str, args, steps: int | None = None) -> dict:
-    """Meta-train on ``mix``'s pools for ``steps`` (default ``args.steps``); K-step and K = 0 accuracy (%) per split
-    and protocol."""
+def run_one(dataset: str, shaped, labels, classes, k: int, seed: int, mix: str, args, steps: int | None = None,
+            **config) -> dict:
+    """Meta-train on ``mix``'s pools for ``steps`` (default ``args.steps``) with the library's SIB defaults and
+    ``config`` (e.g. ``inner_steps=5``); K-step and K = 0 accuracy (%) per split and protocol."""
     model, record = fewshot_intents.meta_train(shaped, labels, classes, k, seed, steps or args.steps,
-                                               args.val_episodes, pools=MIXES[mix], grad_net="equivariant")
+                                               args.val_episodes, pools=MIXES[mix], grad_net="equivariant", **config)
     for split, (part, offset) in SPLITS.items():
         accuracies = fewshot_intents.sib_accuracies(model, shaped, labels, classes[part], k, offset + seed,
                                                     args.episodes, args.allway_episodes)
@@ -46,11 +47,12 @@ def run_one(dataset: str, shaped, labels, classes, k: int, seed: int, mix: str, 
     return record
 
 
-def kept_run(dataset: str, shaped, labels, classes, k: int, seed: int, mix: str, steps: int, args) -> dict:
+def kept_run(dataset: str, shaped, labels, classes, k: int, seed: int, mix: str, steps: int, args, **config) -> dict:
     """`run_one`, computed once per setting and kept under benchmarks/.cache/query_pools/ (shared with
-    benchmarks/meta_budget.py)."""
-    return cached_json(f"query_pools/{dataset}_{k}shot_s{seed}_{mix}_steps{steps}_v{args.episodes}",
-                       lambda: run_one(dataset, shaped, labels, classes, k, seed, mix, args, steps))
+    benchmarks/meta_budget.py and benchmarks/inner_steps.py)."""
+    changed = "".join(f"_{name}{value}" for name, value in sorted(config.items()))
+    return cached_json(f"query_pools/{dataset}_{k}shot_s{seed}_{mix}_steps{steps}{changed}_v{args.episodes}",
+                       lambda: run_one(dataset, shaped, labels, classes, k, seed, mix, args, steps, **config))
 
 
 def comparison_rows(results: dict[str, list[dict]], settings: list[str], args) -> tuple[list[str], dict[str, float]]:
@@ -89,18 +91,18 @@ def refinement_targets(dataset: str, k: int, runs: list[dict], training: str) ->
     return targets
 
 
-def training_runs(args, settings: dict[str, tuple[str, int]]) -> dict[str, list[dict]]:
-    """`kept_run` per dataset, shot, seed and setting (name: (training pools of `MIXES`, steps)), keyed
-    ``{dataset}_{k}shot_{setting}``, seeds in order."""
+def training_runs(args, settings: dict[str, tuple]) -> dict[str, list[dict]]:
+    """`kept_run` per dataset, shot, seed and setting (name: (training pools of `MIXES`, steps[, SIB config changed
+    from the defaults])), keyed ``{dataset}_{k}shot_{setting}``, seeds in order."""
     results: dict[str, list[dict]] = {}
     for dataset in args.datasets:
         texts, labels, classes = fewshot_intents.task(dataset)
         for k in args.shots:
             for seed in args.seeds:
                 shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, args.layers, seed)
-                for setting, (mix, steps) in settings.items():
+                for setting, (mix, steps, *config) in settings.items():
                     results.setdefault(f"{dataset}_{k}shot_{setting}", []).append(
-                        kept_run(dataset, shaped, labels, classes, k, seed, mix, steps, args))
+                        kept_run(dataset, shaped, labels, classes, k, seed, mix, steps, args, **(config or [{}])[0]))
     return results
 
 
