@@ -143,6 +143,13 @@ def conll_file(text: str):
     return write(text, "data.conll")
 
 
+def nan_tagger():
+    tagger = model(head="linear")  # a CRF head refuses NaN scores itself
+    with torch.no_grad():
+        tagger.classifier.weight.fill_(float("nan"))
+    return tagger
+
+
 def bilstm():
     labels = dict(enumerate(["O", "B-PER", "I-PER"]))
     return BiLSTMCRFForTokenClassification(BiLSTMCRFConfig(vocab_size=10, id2label=labels,
@@ -688,6 +695,14 @@ REFUSED = [
      r"is a file, not a folder"),
     ("push_to_hub private as a string", lambda: model().push_to_hub("me/x", private="yes"), T,
      r"private must be true or false"),
+    ("predict_tags with NaN weights", lambda: predict_tags(nan_tagger(), toy_dataset(TOKENIZER), TOKENIZER,
+                                                           model().config.id2label), V, r"scores hold NaN"),
+    ("predict_tags with another model's labels", lambda: predict_tags(model(), toy_dataset(TOKENIZER), TOKENIZER,
+                                                                      {0: "O", 1: "B-PER", 2: "I-PER"}), V,
+     r"scores 9 labels but id2label names 3"),
+    ("predict_tags of data in another label order", lambda: predict_tags(source(), toy_dataset(TOKENIZER), TOKENIZER,
+                                                                         source().config.id2label), V,
+     r"gold label ids \[7, 8\] are not in id2label"),
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
 ]

@@ -21,6 +21,7 @@ from ..validation import (
     SHARE,
     check_choice,
     check_columns,
+    check_finite_tensor,
     check_number,
     check_score,
     check_string_list,
@@ -37,6 +38,13 @@ def load_entity_f1():
 
 def ids_to_tags(predictions: np.ndarray, label_ids: np.ndarray, id2label: Mapping[int, str]):
     """Drop ``-100`` positions and map ids to tag strings, sentence by sentence."""
+    scored = label_ids != IGNORE_INDEX
+    for name, ids in (("predicted", predictions[scored]), ("gold", label_ids[scored])):
+        unknown = sorted(set(np.unique(ids).tolist()) - set(id2label))
+        if unknown:
+            raise ValueError(f"{name} label ids {unknown[:5]} are not in id2label ({len(id2label)} labels): use the "
+                             "evaluated model's own config.id2label, and data labelled in its label order "
+                             "(with_label_order).")
     preds, refs = [], []
     for pred_row, label_row in zip(predictions, label_ids):
         keep = label_row != IGNORE_INDEX
@@ -45,16 +53,21 @@ def ids_to_tags(predictions: np.ndarray, label_ids: np.ndarray, id2label: Mappin
     return preds, refs
 
 
+def label_names_by_id(id2label, owner: str) -> dict[int, str]:
+    """``model.config.id2label`` as {int id: name}; a config read as plain JSON keys its ids "0", "1", ..."""
+    if not isinstance(id2label, Mapping) or not all(isinstance(v, str) for v in id2label.values()):
+        raise TypeError(f"{owner}: id2label must map label ids to label names (model.config.id2label); got "
+                        f"{type(id2label).__name__}.")
+    return {int(k): v for k, v in id2label.items()}
+
+
 def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[str] = (),
                               type_parents: Mapping[str, str] | None = None):
     """A ``compute_metrics`` for `transformers.Trainer` (with scores, or label ids from
     :func:`predicted_label_ids` as ``preprocess_logits_for_metrics``) reporting entity F1 overall, old/new and per type (and
     old types with subtypes counted as their parent, given ``type_parents``)."""
     new_types = check_string_list("entity_f1_compute_metrics", "new_types", new_types, "['LOC']")
-    if not isinstance(id2label, Mapping) or not all(isinstance(v, str) for v in id2label.values()):
-        raise TypeError(f"entity_f1_compute_metrics: id2label must map label ids to label names (model.config.id2label);"
-                        f" got {type(id2label).__name__}.")
-    id2label = {int(k): v for k, v in id2label.items()}  # a config read as plain JSON keys its ids "0", "1", ...
+    id2label = label_names_by_id(id2label, "entity_f1_compute_metrics")
     metric = load_entity_f1()
 
     def compute_metrics(eval_prediction) -> dict:
@@ -72,11 +85,6 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
             raise ValueError(f"compute_metrics: predictions {predictions.shape} and label_ids {label_ids.shape} do "
                              "not line up (one label id per token); pass the model's outputs and the labels of the "
                              "same batches.")
-        unknown = sorted(set(np.unique(predictions[label_ids != IGNORE_INDEX]).tolist()
-                             + np.unique(label_ids[label_ids != IGNORE_INDEX]).tolist()) - set(id2label))
-        if unknown:
-            raise ValueError(f"compute_metrics: label ids {unknown[:5]} are not in id2label ({len(id2label)} labels); "
-                             "build it with the model's own config.id2label.")
         preds, refs = ids_to_tags(predictions, label_ids, id2label)
         return metric.compute(predictions=preds, references=refs, new_types=new_types,
                               type_parents=dict(type_parents or {}))
@@ -127,6 +135,7 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
 
     check_number("predict_tags", "batch_size", batch_size, POSITIVE_INT)
     check_choice("predict_tags", "decoding", decoding, DECODINGS)
+    id2label = label_names_by_id(id2label, "predict_tags")
     decoder = bio_decoder(id2label).to(model.device) if decoding == "bio" else None
     check_columns(dataset, ["input_ids", "labels"], "the scored dataset", "tokenize it with labels "
                   "(tokenize_and_align_labels)")
@@ -141,6 +150,10 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
         batch = collator(rows)
         labels = batch.pop("labels")
         logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
+        if logits.size(-1) != len(id2label):
+            raise ValueError(f"predict_tags: the model scores {logits.size(-1)} labels but id2label names "
+                             f"{len(id2label)}; pass the tagged model's own config.id2label.")
+        check_finite_tensor(logits, "predict_tags: the model's scores")
         if decoder is None:
             ids = logits.argmax(-1)
         else:
