@@ -263,6 +263,8 @@ class NeuralAdapterModel(PreTrainedModel):
             loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None,
                               distilled_rows, num_items_in_batch)
         logits = emissions
+        if not self.training and not is_tracing():  # NaN scores would be tagged: argmax reads them as label 0, "O"
+            check_finite_tensor(emissions, "The extended model's scores")
         if self.crf is not None and not self.training:
             logits = viterbi_logits(self.crf, emissions, attention_mask)
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)

@@ -17,7 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from ..modeling.crf import CRF
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, viterbi_logits
-from ..validation import Number, check_input_ids, check_settings
+from ..validation import Number, check_finite_tensor, check_input_ids, check_settings
 
 NUM_CASINGS = 7
 
@@ -119,6 +119,8 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
             loss = token_classification_loss_sum(emissions, labels, attention_mask, self.crf)
             loss = loss / loss_denominator(labels, num_items_in_batch)
         logits = emissions
+        if not self.training:  # NaN scores would be tagged: argmax reads them as label 0, "O"
+            check_finite_tensor(emissions, "The BiLSTM-CRF's scores")
         if self.crf is not None and not self.training:
             logits = viterbi_logits(self.crf, emissions, attention_mask)
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions,
