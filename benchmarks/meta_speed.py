@@ -3,12 +3,23 @@ on cached MiniLM features and with the backbone re-encoding every episode. 5-way
 
 Both sides of each comparison run in this one process, alternating, after a warm-up; medians are reported.
 
-    python -m benchmarks.meta_speed
+With ``--compare_malloc`` the batched 1-shot SIB rate is also measured in fresh processes, alternating, under the
+default C allocator and with glibc told to keep freed memory mapped (``TUNED_MALLOC``): the synthetic-gradient net's
+[episodes, query x class pairs, hidden] tensors are about 1.5 MB each, and by default glibc hands such blocks back to
+the system after every step and page-faults them in again in the next. The allocator is the process environment's,
+not the library's to set.
+
+    python -m benchmarks.meta_speed --compare_malloc
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 
 import torch
 
@@ -63,12 +74,12 @@ def batched_equals_single(model, episodes, batch_size=32) -> float:
     return float((batched - single).abs().max())
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+# glibc settings that keep freed memory mapped instead of handing it back to the system after every step
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**25), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
+
+def clinc150_training_data():
+    """The tokenizer, the CLINC150 pool, its meta-training class ids and the cached MiniLM features of the pool."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
@@ -77,6 +88,43 @@ def main():
     train_classes = [names.index(c) for c in split["train"]]
     encoder_model = new_model("sequence")
     features = cached("clinc150_minilm", lambda: encode_texts(encoder_model, tokenizer, pool["text"]))
+    return tokenizer, pool, train_classes, features
+
+
+def print_sib_rate(args) -> None:
+    """One round of batched 5-way 1-shot SIB training in this process, printed as JSON (``--sib_rate_only``)."""
+    _, pool, train_classes, features = clinc150_training_data()
+    episodes = SequenceEpisodes(features, EpisodeSampler(pool["label"], train_classes, 5, 1, 15, seed=0), 10**6)
+    torch.manual_seed(0)
+    rate = alternate({"sib": sib_training(new_model("sequence", inner_steps=3), episodes, args.batch_size)},
+                     args.seconds, 1)["sib"]
+    print(json.dumps({"episodes_per_s": rate}))
+
+
+def malloc_rates(args) -> dict[str, float]:
+    """Median batched 1-shot SIB rate in fresh processes under the default allocator settings and `TUNED_MALLOC`,
+    alternating, ``args.rounds`` each."""
+    rates: dict[str, list[float]] = {"default": [], "tuned": []}
+    for _ in range(args.rounds):
+        for name, extra in (("default", {}), ("tuned", TUNED_MALLOC)):
+            out = subprocess.run([sys.executable, "-m", "benchmarks.meta_speed", "--sib_rate_only", "--seconds",
+                                  str(args.seconds), "--batch_size", str(args.batch_size)],
+                                 env={**os.environ, **extra}, capture_output=True, text=True, check=True)
+            rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["episodes_per_s"])
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare_malloc", action="store_true", help="also measure with TUNED_MALLOC (subprocesses)")
+    parser.add_argument("--sib_rate_only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sib_rate_only:
+        return print_sib_rate(args)
+    tokenizer, pool, train_classes, features = clinc150_training_data()
     results, targets, rows = {}, [], []
     for k in (1, 5):
         sampler = EpisodeSampler(pool["label"], train_classes, 5, k, 15, seed=0)
@@ -108,6 +156,14 @@ def main():
              f"library's defaults: the equivariant synthetic-gradient net, hidden width {width}.\n\n"
              "| shots | SIB K=3 batched | SIB K=3 one episode/step | ratio | prototype (eval) | SIB re-encoding backbone "
              "| batched vs single max abs logit diff |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    if args.compare_malloc:
+        results["malloc"] = {"settings": TUNED_MALLOC, "episodes_per_s": malloc_rates(args)}
+        default, tuned = results["malloc"]["episodes_per_s"].values()
+        table += ("\n\nThe same batched 5-way 1-shot SIB training in fresh processes, alternating (median of "
+                  f"{args.rounds} rounds), under glibc's default allocator settings and with "
+                  + " ".join(f"`{k}={v}`" for k, v in TUNED_MALLOC.items())
+                  + " (freed memory kept mapped, not page-faulted back every step):\n\n| allocator | episodes/s | ratio |"
+                  f"\n|---|---|---|\n| default | {default:.0f} | 1.00x |\n| tuned | {tuned:.0f} | {tuned / default:.2f}x |")
     write_results("meta_speed", {"settings": vars(args), "grad_net_hidden_width": width, "results": results,
                                  "targets": targets}, table)
 
