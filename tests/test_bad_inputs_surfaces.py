@@ -170,6 +170,17 @@ def long_text_warns_where_transformers_truncates():
     assert not records
 
 
+def validation_file_that_repeats_the_training_file_is_warned():
+    train, dev = conll_file("John B-PER\nlives O\n\nMary B-PER\n\n"), conll_file("Paris B-LOC\n\n")
+    with _captured(logging.getLogger("hf_adapter_ext.data.conll")) as records:
+        load_ner_files({"train": train, "validation": train})
+    assert any("2 of the validation split's 2 sentences are also in the training file" in r.getMessage()
+               for r in records), [r.getMessage() for r in records]
+    with _captured(logging.getLogger("hf_adapter_ext.data.conll")) as records:
+        load_ner_files({"train": train, "validation": dev})
+    assert not records
+
+
 class _captured:
     """The records ``logger`` emits inside the block (transformers' loggers do not propagate to caplog)."""
 
@@ -319,7 +330,7 @@ def meta_file_labels_as_written():
     assert sorted(pool.features["label"].names) == ["007", "7", "NA"] and pool["text"][2] == "yo"
 
 
-HANDLED = [long_text_warns_where_transformers_truncates, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,

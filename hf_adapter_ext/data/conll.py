@@ -149,10 +149,30 @@ def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, lab
     file in messages."""
     check_tag_case((tag, f"{sources[split]}: sentence {i}") for split, rows in sentences.items()
                    for i, s in enumerate(rows) for tag in s["tags"])
+    warn_repeated_training_sentences(sentences, sources)
     if labels is None:
         labels = infer_labels([to_iob2(s["tags"]) for split in sentences.values() for s in split])
     return DatasetDict({split: _dataset_from_sentences(rows, sources[split], labels, "auto")
                         for split, rows in sentences.items()})
+
+
+# Above this share of its sentences repeated from the training file, a validation or test split is warned about.
+MAX_REPEATED_SHARE = 0.2
+
+
+def warn_repeated_training_sentences(sentences: dict[str, list[dict]], sources: dict) -> None:
+    """Warn when a validation or test split repeats many training sentences (the same file passed twice, or an
+    overlapping export): its scores would be optimistic, and a checkpoint chosen on it would be chosen on training
+    data. A few shared sentences are common in public corpora and pass."""
+    if "train" not in sentences:
+        return
+    seen = {tuple(s["tokens"]) for s in sentences["train"]}
+    for split, rows in sentences.items():
+        repeated = sum(tuple(s["tokens"]) in seen for s in rows) if split != "train" and rows else 0
+        if repeated > MAX_REPEATED_SHARE * len(rows):
+            logger.warning("%s: %d of the %s split's %d sentences are also in the training file %s (%.0f%%): its "
+                           "scores, and a checkpoint chosen on them, measure training data. Pass a held-out file.",
+                           sources[split], repeated, split, len(rows), sources["train"], 100 * repeated / len(rows))
 
 
 def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column: str = "ner_tags"):
