@@ -165,6 +165,17 @@ def check_input_ids(input_ids, vocab_size: int | None, whose: str) -> None:
                          "tokenizer.")
 
 
+def check_inputs_embeds(inputs_embeds, hidden_size: int | None) -> None:
+    """Embeddings given instead of ids: a finite float tensor [batch, length, hidden_size]."""
+    if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 or not \
+            inputs_embeds.is_floating_point() or (hidden_size and inputs_embeds.size(-1) != hidden_size):
+        found = (f"{inputs_embeds.dtype} {tuple(inputs_embeds.shape)}" if isinstance(inputs_embeds, torch.Tensor)
+                 else type(inputs_embeds).__name__)
+        raise ValueError(f"inputs_embeds must be a float tensor [batch, length, {hidden_size}] (the model's embedding "
+                         f"size); got {found}.")
+    check_finite_tensor(inputs_embeds, "inputs_embeds")
+
+
 def check_batch_shape(shape) -> tuple[int, int]:
     """A batch's (sentences, length), refused when either is 0."""
     batch, length = tuple(shape[:2])

@@ -22,7 +22,13 @@ from ..modeling.crf import CRF, is_tracing
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
 from ..modeling.tags import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
-from ..validation import check_batch_shape, check_finite_tensor, check_input_ids, check_save_directory
+from ..validation import (
+    check_batch_shape,
+    check_finite_tensor,
+    check_input_ids,
+    check_inputs_embeds,
+    check_save_directory,
+)
 from . import anatomy
 from .config import NeuralAdapterConfig
 from .consolidation import consolidate
@@ -276,14 +282,7 @@ class NeuralAdapterModel(PreTrainedModel):
         if input_ids is not None:
             check_input_ids(input_ids, getattr(self.config, "vocab_size", None), "the source's")
         if inputs_embeds is not None:
-            hidden = getattr(self.config, "hidden_size", None)
-            if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 or not \
-                    inputs_embeds.is_floating_point() or (hidden and inputs_embeds.size(-1) != hidden):
-                found = (f"{inputs_embeds.dtype} {tuple(inputs_embeds.shape)}" if isinstance(inputs_embeds, torch.Tensor)
-                         else type(inputs_embeds).__name__)
-                raise ValueError(f"inputs_embeds must be a float tensor [batch, length, {hidden}] (the source's "
-                                 f"embedding size); got {found}.")
-            check_finite_tensor(inputs_embeds, "inputs_embeds")
+            check_inputs_embeds(inputs_embeds, getattr(self.config, "hidden_size", None))
         shape = check_batch_shape((input_ids if input_ids is not None else inputs_embeds).shape[:2])
         types = getattr(self.config, "type_vocab_size", None)
         if token_type_ids is not None and types and token_type_ids.numel() and \
