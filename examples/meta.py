@@ -170,6 +170,12 @@ def texts_file(data_args: MetaDataArguments) -> Dataset:
         if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
             raise ValueError(f"--train_file {path}: {row} has the label {label!r}; write each label as a name.")
     labels = [str(label) for _, (_, label) in rows]
+    first: dict[str, tuple[str, str]] = {}
+    for row, label in zip((row for row, _ in rows), labels):
+        seen, where = first.setdefault(label.strip().casefold(), (label, row))
+        if seen != label:
+            raise ValueError(f"--train_file {path}: {row} has the label {label!r} and {where} {seen!r}: they differ only "
+                             "in case or spaces, so they would be two classes. Write each class's label the same way.")
     names = sorted(set(labels))
     ids = {name: i for i, name in enumerate(names)}
     return Dataset.from_dict({"text": [text for _, (text, _) in rows], "label": [ids[x] for x in labels]},

@@ -716,6 +716,9 @@ REFUSED = [
     ("predict_tags of data in another label order", lambda: predict_tags(source(), toy_dataset(TOKENIZER), TOKENIZER,
                                                                          source().config.id2label), V,
      r"gold label ids \[7, 8\] are not in id2label"),
+    ("meta --train_file labels differing in case", lambda: SCRIPTS["meta"](
+        ["--train_file", str(write("text,label\nI want a refund,refund\nmoney back,Refund \nmy card,card\n", "t.csv")),
+         "--output_dir", tempfile.mkdtemp(prefix="bad_cli_")]), V, r"'Refund ' and row 0 'refund': they differ only"),
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
 ]
