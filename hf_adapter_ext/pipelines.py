@@ -69,23 +69,31 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
 
     def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
         """transformers' preprocessing, told apart when a text is longer than the model takes: without ``stride``
-        transformers tags only its first ``model_max_length`` tokens and drops the rest without a word."""
-        if "stride" not in preprocess_params.get("tokenizer_params", {}) and isinstance(sentence, (str, list)):
+        transformers tags only its first ``model_max_length`` tokens and drops the rest without a word. The text is
+        counted again only when its one chunk is cut at that length."""
+        chunks = super().preprocess(sentence, offset_mapping=offset_mapping, **preprocess_params)
+        if "stride" in preprocess_params.get("tokenizer_params", {}):
+            yield from chunks
+            return
+        first = next(chunks)
+        tokens = first["input_ids"].size(-1)
+        positions = getattr(self.model.config, "max_position_embeddings", None) or tokens
+        limit = min(self.tokenizer.model_max_length or positions, positions)
+        if tokens >= limit:  # maybe cut: count the whole text
             words = preprocess_params.get("is_split_into_words", False)
             tokens = len(self.tokenizer(sentence, is_split_into_words=words, truncation=False,
-                                            verbose=False)["input_ids"])
-            positions = getattr(self.model.config, "max_position_embeddings", None) or tokens
-            limit = min(self.tokenizer.model_max_length or tokens, positions)
-            if tokens > limit:
-                fix = (f"pass stride={limit // 4} (with aggregation_strategy='first', 'average', 'max' or 'simple') to "
-                       f"tag it all in overlapping windows")
-                if self.tokenizer.model_max_length > positions:
-                    raise ValueError(f"The text is {tokens} tokens long, but the model takes at most {positions} and the "
-                                     f"tokenizer's model_max_length ({self.tokenizer.model_max_length}) does not cut it: "
-                                     f"set tokenizer.model_max_length = {positions} and {fix}.")
-                logger.warning("The text is %d tokens long and the model takes %d: the tokens after them are not "
-                               "tagged; %s.", tokens, limit, fix)
-        yield from super().preprocess(sentence, offset_mapping=offset_mapping, **preprocess_params)
+                                        verbose=False)["input_ids"])
+        if tokens > limit:
+            fix = (f"pass stride={limit // 4} (with aggregation_strategy='first', 'average', 'max' or 'simple') to "
+                   f"tag it all in overlapping windows")
+            if self.tokenizer.model_max_length > positions:
+                raise ValueError(f"The text is {tokens} tokens long, but the model takes at most {positions} and the "
+                                 f"tokenizer's model_max_length ({self.tokenizer.model_max_length}) does not cut it: "
+                                 f"set tokenizer.model_max_length = {positions} and {fix}.")
+            logger.warning("The text is %d tokens long and the model takes %d: the tokens after them are not "
+                           "tagged; %s.", tokens, limit, fix)
+        yield first
+        yield from chunks
 
     def gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
                             aggregation_strategy, word_ids=None, word_to_chars_map=None) -> list[dict]:

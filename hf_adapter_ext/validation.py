@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,11 @@ def check_settings(owner: str, settings: object, rules: Mapping[str, Number | ty
             check_flag(owner, name, value)
         else:
             check_choice(owner, name, value, rule)
+
+
+def repeated(values: Iterable) -> list:
+    """The values that occur more than once, sorted: a list of labels or classes must name each once."""
+    return sorted(value for value, count in Counter(values).items() if count > 1)
 
 
 def check_string_list(owner: str, name: str, value, example: str) -> list[str]:

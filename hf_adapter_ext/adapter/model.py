@@ -269,10 +269,10 @@ class NeuralAdapterModel(PreTrainedModel):
             loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None,
                               distilled_rows, num_items_in_batch)
         logits = emissions
-        if not self.training and not is_tracing():  # NaN scores would be tagged: argmax reads them as label 0, "O"
-            check_finite_tensor(emissions, "The extended model's scores")
-        if self.crf is not None and not self.training:
+        if self.crf is not None and not self.training:  # the Viterbi decoding refuses NaN scores itself
             logits = viterbi_logits(self.crf, emissions, attention_mask)
+        elif not self.training and not is_tracing():  # NaN scores would be tagged: argmax reads them as label 0, "O"
+            check_finite_tensor(emissions, "The extended model's scores")
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
 
     def _check_inputs(self, input_ids, attention_mask, inputs_embeds, source_logits, token_type_ids=None) -> None:

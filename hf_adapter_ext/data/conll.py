@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 from datasets import Sequence as SequenceFeature
 
-from ..validation import check_string_list, check_tag_case, entity_type_name
+from ..validation import check_string_list, check_tag_case, entity_type_name, repeated
 from .text_files import numbered_lines
 
 logger = logging.getLogger(__name__)
@@ -245,9 +245,9 @@ def with_label_order(dataset: Dataset | DatasetDict, labels: Sequence[str], colu
     new ones), so the data's ids mean what the model's ids mean. Refuses tags the data uses that the model lacks."""
     names = tag_names(dataset, column)
     labels = check_string_list("with_label_order", "labels", labels, "['O', 'B-PER', 'I-PER']")
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ValueError(f"with_label_order: labels {repeated} appear more than once; give each label once.")
+    listed_twice = repeated(labels)
+    if listed_twice:
+        raise ValueError(f"with_label_order: labels {listed_twice} appear more than once; give each label once.")
     splits = dataset.values() if isinstance(dataset, DatasetDict) else [dataset]
     used = {names[t] for split in splits for tags in split[column] for t in tags}
     unknown = sorted(used - set(labels))

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..constants import IGNORE_INDEX
 from ..data.text_files import numbered_lines
-from ..validation import POSITIVE_INT, SEED, Number, check_number, check_settings, check_string_list
+from ..validation import POSITIVE_INT, SEED, Number, check_number, check_settings, check_string_list, repeated
 
 _SAMPLER_RULES = {"n_way": Number(int, 2, example="5"), "k_shot": Number(int, 1, example="1"),
                   "n_query": Number(int, 1, example="15"), "seed": SEED,
@@ -75,9 +75,9 @@ class EpisodeSampler:
         if isinstance(labels, (str, bytes)) or isinstance(classes, (str, bytes)):
             raise TypeError("EpisodeSampler: labels and classes are sequences of class ids, not a string.")
         labels = np.asarray(labels)
-        repeated = sorted(int(c) for c, n in Counter(classes).items() if n > 1)
-        if repeated:
-            raise ValueError(f"EpisodeSampler: classes {repeated} are listed more than once; an episode could then "
+        listed_twice = [int(c) for c in repeated(classes)]
+        if listed_twice:
+            raise ValueError(f"EpisodeSampler: classes {listed_twice} are listed more than once; an episode could then "
                              "take one class as two. List each class id once (e.g. sorted(set(classes))).")
         self.classes = np.asarray(sorted(classes))
         self.n_way, self.k_shot, self.n_query, self.seed = n_way, k_shot, n_query, seed

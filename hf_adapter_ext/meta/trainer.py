@@ -71,8 +71,10 @@ class SemiSupervisedMetaTrainer(Trainer):
         if train_dataset is None or isinstance(train_dataset, TorchDataset):
             return
         trained = class_names(train_dataset, self.model.config, self.columns)
+        if trained is None:
+            return
         for name, data in evaluated:
-            if trained is None or data is None or isinstance(data, TorchDataset):
+            if data is None or isinstance(data, TorchDataset):
                 continue
             shared = sorted(trained & (class_names(data, self.model.config, self.columns) or set()))
             if shared:

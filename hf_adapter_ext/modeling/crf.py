@@ -24,7 +24,7 @@ from torch import nn
 from torch._higher_order_ops import scan
 
 from ..constants import IGNORE_INDEX
-from ..validation import check_string_list
+from ..validation import check_string_list, repeated
 
 # Finite "minus infinity": a forbidden transition or label costs this much, so a gold path that
 # breaks a constraint gives a large but finite loss instead of NaN gradients.
@@ -314,9 +314,9 @@ class CRF(nn.Module):
     def for_labels(cls, labels: Sequence[str], bio_constraints: bool = True) -> CRF:
         """A CRF over ``labels`` (in id order), with BIO's forbidden transitions when ``bio_constraints``."""
         labels = check_string_list("CRF.for_labels", "labels", labels, "['O', 'B-PER', 'I-PER']")
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"CRF.for_labels: labels {repeated} appear more than once; each label is one id, so list "
+        listed_twice = repeated(labels)
+        if listed_twice:
+            raise ValueError(f"CRF.for_labels: labels {listed_twice} appear more than once; each label is one id, so list "
                              "each once (in id order).")
         if not bio_constraints:
             return cls(len(labels))

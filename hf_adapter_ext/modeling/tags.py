@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from ..validation import WrongKindError, entity_type_name
+from ..validation import WrongKindError, entity_type_name, repeated
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 _BIO_LABEL = re.compile(r"^[BI]-\S+$")
@@ -25,15 +25,20 @@ def source_labels(config) -> list[str]:
     return labels
 
 
+def is_bio_label(label: str) -> bool:
+    """``B-<type>`` or ``I-<type>`` (capital prefix, a type with no spaces)."""
+    return bool(_BIO_LABEL.match(label))
+
+
 def uses_bio(labels: Sequence[str]) -> bool:
-    return any(_BIO_LABEL.match(label) for label in labels)
+    return any(is_bio_label(label) for label in labels)
 
 
 def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
     """Refuse new labels that clash with old ones or break the old labels' BIO scheme."""
     if not new:
         raise ValueError("`new_labels` is empty: name at least one label to add, e.g. ['B-LOC', 'I-LOC'].")
-    duplicates = sorted({label for label in new if list(new).count(label) > 1})
+    duplicates = repeated(new)
     if duplicates:
         raise ValueError(f"`new_labels` lists {duplicates} more than once; give each new label once.")
     clashing = [label for label in new if label in old]
@@ -45,9 +50,9 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
     if not uses_bio(old):
         return
     for label in new:
-        if _BIO_LABEL.match(label):
+        if is_bio_label(label):
             entity_type_name(label[2:], f"new_labels: {label!r}")  # 'B-O', 'B-B-X'
-    broken = [label for label in new if not _BIO_LABEL.match(label)]
+    broken = [label for label in new if not is_bio_label(label)]
     if broken:
         # 'b-loc' means 'B-loc'; a bare 'loc' needs both tags
         hint = sorted({f"{label[0].upper()}-{label[2:]}" if re.match(r"^[bi]-\S", label) else tag
@@ -71,7 +76,7 @@ def entity_types(labels: Sequence[str]) -> list[str]:
                              f"the string {labels!r}.")
     seen: dict[str, None] = {}
     for label in labels:
-        if _BIO_LABEL.match(label):
+        if is_bio_label(label):
             seen[label[2:]] = None
     return list(seen)
 
@@ -116,7 +121,7 @@ def parent_label_ids(labels: Sequence[str], num_old: int, parents: Mapping[str, 
     for i, label in enumerate(labels):
         if i < num_old:
             mapped.append(i)
-        elif _BIO_LABEL.match(label) and label[2:] in parents:
+        elif is_bio_label(label) and label[2:] in parents:
             mapped.append(index.get(f"{label[:2]}{parents[label[2:]]}", index.get(parents[label[2:]], -1)))
         else:
             mapped.append(index.get(parents.get(label, ""), -1))

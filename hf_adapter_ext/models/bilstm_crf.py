@@ -119,10 +119,10 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
             loss = token_classification_loss_sum(emissions, labels, attention_mask, self.crf)
             loss = loss / loss_denominator(labels, num_items_in_batch)
         logits = emissions
-        if not self.training:  # NaN scores would be tagged: argmax reads them as label 0, "O"
-            check_finite_tensor(emissions, "The BiLSTM-CRF's scores")
-        if self.crf is not None and not self.training:
+        if self.crf is not None and not self.training:  # the Viterbi decoding refuses NaN scores itself
             logits = viterbi_logits(self.crf, emissions, attention_mask)
+        elif not self.training:  # NaN scores would be tagged: argmax reads them as label 0, "O"
+            check_finite_tensor(emissions, "The BiLSTM-CRF's scores")
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions,
                                         hidden_states=(hidden,) if output_hidden_states else None)
 

@@ -3,12 +3,11 @@
 Shipped inside hf_adapter_ext so it loads offline: ``evaluate.load(hf_adapter_ext.metrics.ENTITY_F1)``.
 """
 
-import re
-
 import datasets
 import evaluate
 from seqeval.scheme import IOB2, Entities
 
+from hf_adapter_ext.modeling.tags import is_bio_label
 from hf_adapter_ext.validation import check_string_list, entity_type_name
 
 _DESCRIPTION = """Entity-level precision, recall and F1 over exact spans (seqeval, strict IOB2), overall,
@@ -26,8 +25,6 @@ Returns:
     and for each type T: T_precision, T_recall, T_f1, T_support.
 """
 
-
-_IOB2_TAG = re.compile(r"^[BI]-\S+$")
 
 
 def _spans(sequences) -> set:
@@ -70,7 +67,7 @@ class EntityF1(evaluate.Metric):
             if len(pred) != len(ref):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
             for name, tags in (("predictions", pred), ("references", ref)):
-                bad = next((tag for tag in tags if tag != "O" and not _IOB2_TAG.match(tag)), None)
+                bad = next((tag for tag in tags if tag != "O" and not is_bio_label(tag)), None)
                 if bad is not None:
                     raise ValueError(f"entity_f1 {name}, sentence {i}: {bad!r} is not an IOB2 tag ('O', 'B-<type>', "
                                      "'I-<type>', prefixes in capitals). Map the tags to IOB2 first (e.g. 'b-per' -> "
