@@ -48,6 +48,7 @@ METHODS = {  # name: (adapter options, rehearsal and parents, self-training on t
     "adapter+rehearsal+self-training": ({}, True, True),
 }
 BEST = "adapter+rehearsal+self-training"
+SUBTYPE_INIT = {"parent": "as its parent's", "sampled": "drawn from the old rows' statistics"}  # for the table's text
 CROSSNER_BERT_BASE = {"politics": 68.71, "music": 68.30}  # the CrossNER paper, BERT-base from CoNLL, no domain
 # pre-training: the all-sentences target
 
@@ -63,6 +64,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=None,
                         help="Evaluations without gain before a first run stops, instead of the library's default; give "
                              "such a run its own --state and --results_name.")
+    parser.add_argument("--subtype_init", choices=("parent", "sampled"), default=None,
+                        help="How subtype output rows start, instead of the library's default (NeuralAdapterConfig."
+                             "subtype_init); give such a run its own --state and --results_name.")
     parser.add_argument("--results_name", default="fewshot_extension")
     return parser
 
@@ -106,7 +110,9 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     set_seed(seed)
     started = time.perf_counter()
     config = NeuralAdapterConfig(new_labels=[f"{p}-{t}" for t in new_types for p in "BI"],
-                                 label_parents=parents if rehearse else None, **adapter_options)
+                                 label_parents=parents if rehearse else None, **adapter_options,
+                                 **({"subtype_init": options.subtype_init} if getattr(options, "subtype_init", None)
+                                    else {}))
     model = get_adapter_model(source, config)
     id2label = model.config.id2label
     data = with_label_order(data, list(id2label.values()))
@@ -269,8 +275,9 @@ def summarise(state: dict, options) -> None:
             f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience "
             f"{options.patience or EARLY_STOPPING_PATIENCE}, the self-training run's {patiences}; rehearsal = "
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
-            "label_parents). Self-training: the rest of the domain's training sentences, labels dropped, tagged by the "
-            "first run (words at probability >= 0.9 labelled); the second run is kept only if its dev score is higher "
+            f"label_parents; a subtype's output rows start {SUBTYPE_INIT[options.subtype_init]}). Self-training: the "
+            "rest of the domain's training sentences, labels dropped, tagged by the first run (words at probability "
+            ">= 0.9 labelled); the second run is kept only if its dev score is higher "
             f"(kept in {sum(s['kept'] == 'second' for s in selftrain)} of {len(selftrain)} runs). Entity F1 %.\n\n"
             + "\n\n".join(tables) + f"\n\n![domain F1 against k]({options.results_name}.png)\n")
     plot(summary, Path(options.results_dir), options.results_name)
@@ -309,7 +316,9 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
-    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience")
+    options.subtype_init = options.subtype_init or NeuralAdapterConfig.__dataclass_fields__["subtype_init"].default
+    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",
+                                              "subtype_init")
                 if k != "patience" or options.patience}  # runs kept before --patience existed stay valid
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}

@@ -145,3 +145,21 @@ def test_parents_survive_saving_and_loading(tmp_path):
     reloaded = NeuralAdapterModel.from_pretrained(tiny_source("bert", TOKENIZER.vocab_size), tmp_path)
     assert reloaded.peft_config.label_parents == PARENTS
     torch.testing.assert_close(reloaded._collapse, model._collapse)
+
+
+@pytest.mark.parametrize("subtype_init", ["parent", "sampled"])
+def test_a_subtype_starts_as_its_parent_only_when_asked(subtype_init):
+    model = extended(label_parents=PARENTS, subtype_init=subtype_init)
+    weight, bias = model.classifier.weight, model.classifier.bias
+    label_id = model.config.label2id
+    starts_as_parent = [torch.equal(weight[label_id[f"{p}-politician"]], weight[label_id[f"{p}-PER"]])
+                        and torch.equal(bias[label_id[f"{p}-politician"]], bias[label_id[f"{p}-PER"]]) for p in "BI"]
+    assert starts_as_parent == [subtype_init == "parent"] * 2
+    # a type without a parent is drawn either way, and the source's rows are the source's
+    assert not torch.equal(weight[label_id["B-LOC"]], weight[label_id["B-PER"]])
+    assert torch.equal(weight[: len(OLD_LABELS)], model.source.classifier.weight)
+
+
+def test_an_unknown_subtype_init_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="subtype_init.*parent.*sampled"):
+        NeuralAdapterConfig(new_labels=NEW, subtype_init="copy")

@@ -25,6 +25,7 @@ _RULES = {
     "head": ("crf", "linear"),
     "trainable": ("all", "top"),
     "annotation": ("full", "new_only"),
+    "subtype_init": ("parent", "sampled"),
     "adapter_hidden_size": Number(int, 1, 16384, example="64", why="a BiLSTM/MLP width; 16384 already takes GBs"),
     "num_top_layers": Number(int, 0, example="1"),
     "lora_r": Number(int, 1, 4096, example="8"),
@@ -87,6 +88,10 @@ class NeuralAdapterConfig(PeftConfig):
         distill_weight: weight of the distillation loss beside the task loss.
         label_parents: new types that refine an old one, ``{"politician": "PER"}`` or ``"politician=PER"``: the
             source's parent probability is kept as the mass of parent + subtypes where the source is distilled.
+        subtype_init: how the output rows of a type with a parent in ``label_parents`` start: ``parent`` copies
+            the parent's rows (``B-politician`` starts as ``B-PER``), so the few labelled sentences teach only what
+            sets the subtype apart; ``sampled`` draws them from the old rows' statistics, as for a type without a
+            parent (the paper).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: PEFT LoRA settings for ``target="lora"``
             (PEFT's default target modules for the architecture when unset).
         old_labels, source_signature: set by :func:`get_adapter_model` from the source, so that a saved adapter
@@ -119,6 +124,10 @@ class NeuralAdapterConfig(PeftConfig):
         default=None, metadata={"help": "New types that refine an old one, e.g. politician=PER,band=ORG (or a dict). "
                                         "The source's parent probability is kept as the mass of parent + subtypes, "
                                         "and scores report old types with subtypes counted as their parent."}
+    )
+    subtype_init: Literal["parent", "sampled"] = field(
+        default="sampled", metadata={"help": "How a subtype's output rows start: parent = as its parent's rows "
+                                             "(label_parents); sampled = drawn like any new type's."}
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (target='lora')."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (target='lora')."})

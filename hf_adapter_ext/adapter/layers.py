@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch._higher_order_ops import scan
@@ -104,8 +106,19 @@ def _sample_like(reference: torch.Tensor, rows: int, generator: torch.Generator 
 
 
 @torch.no_grad()
-def expand_linear(old: nn.Linear, num_new: int) -> nn.Linear:
-    """A copy of ``old`` with ``num_new`` output rows appended, initialised from the old rows' statistics."""
+def expand_linear(old: nn.Linear, num_new: int, copy_rows: Sequence[int] | None = None) -> nn.Linear:
+    """A copy of ``old`` with ``num_new`` output rows appended.
+
+    Args:
+        old: the source's output layer.
+        num_new: output rows to append.
+        copy_rows: for each new row, the old row it starts as (a subtype starts as its parent type: ``B-politician``
+            as ``B-PER``, so it already knows what a person looks like and learns only what sets a politician
+            apart), or -1 for a row drawn from the old rows' statistics (the paper's initialisation).
+    """
+    copy_rows = list(copy_rows) if copy_rows is not None else [-1] * num_new
+    if len(copy_rows) != num_new:
+        raise ValueError(f"copy_rows names {len(copy_rows)} rows for {num_new} new ones.")
     new = nn.Linear(old.in_features, old.out_features + num_new, bias=old.bias is not None)
     new = new.to(device=old.weight.device, dtype=old.weight.dtype)
     new.weight[: old.out_features] = old.weight
@@ -113,6 +126,11 @@ def expand_linear(old: nn.Linear, num_new: int) -> nn.Linear:
     if old.bias is not None:
         new.bias[: old.out_features] = old.bias
         new.bias[old.out_features :] = old.bias.mean()
+    for offset, row in enumerate(copy_rows):
+        if row >= 0:
+            new.weight[old.out_features + offset] = old.weight[row]
+            if old.bias is not None:
+                new.bias[old.out_features + offset] = old.bias[row]
     return new
 
 
