@@ -253,10 +253,10 @@ class NeuralAdapterModel(PreTrainedModel):
                 and self.peft_config.annotation == "full" and not self._warned_parents_idle:
             self._warned_parents_idle = True
             logger.warning(
-                "label_parents acts only where the source is distilled (rehearsal text or annotation='new_only'); "
-                "on fully labelled data alone it changes nothing, and the new subtypes will take over their parents "
-                "on text outside this domain. Add plain sentences from the source's world with "
-                "add_rehearsal(train, sentences, model, tokenizer).")
+                "label_parents keeps the parents' probability only where the source is distilled (rehearsal text "
+                "or annotation='new_only'); on fully labelled data alone the new subtypes start as their parents "
+                "but will take over from them on text outside this domain. Add plain sentences from the source's "
+                "world with add_rehearsal(train, sentences, model, tokenizer).")
         distill = distilled_rows is not None
         need_source = self.adapter is not None or distill
         features, source_logits = self._features_and_source_logits(inputs, source_logits, need_source)
