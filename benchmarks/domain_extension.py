@@ -56,6 +56,9 @@ GENERIC = {"person": "PER", "organisation": "ORG", "location": "LOC", "country":
 PARENTS = {"politician": "PER", "politicalparty": "ORG", "election": "MISC", "event": "MISC",
            "musicalartist": "PER", "band": "ORG", "album": "MISC", "song": "MISC", "award": "MISC"}
 DOMAINS = ("politics", "music")
+# the library's subtype initialisation, kept in the run state's settings: runs made under another default are not
+# reused
+SUBTYPE_INIT_DEFAULT = NeuralAdapterConfig.__dataclass_fields__["subtype_init"].default
 REHEARSAL = 1000  # sentences of CoNLL train text (labels thrown away) for the rehearsal methods
 METHODS = {  # name: (adapter options, rehearsal sentences, use parents)
     "expand": ({"adapter": "none"}, 0, False),
@@ -280,6 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
     settings = {k: v for k, v in vars(options).items() if k not in ("seeds", "curve", "curve_sizes", "domains",
                                                                      "methods")}
+    settings["subtype_init"] = SUBTYPE_INIT_DEFAULT
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = Bench(options)

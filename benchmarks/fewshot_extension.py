@@ -25,7 +25,7 @@ from pathlib import Path
 from transformers import TrainingArguments, set_seed
 
 from benchmarks.common import CACHE, RESULTS, save_figure, save_runs, target, write_results
-from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL, Bench
+from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL, SUBTYPE_INIT_DEFAULT, Bench
 from hf_adapter_ext import (
     AdapterDataCollator,
     ExtensionTrainer,
@@ -64,9 +64,6 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=None,
                         help="Evaluations without gain before a first run stops, instead of the library's default; give "
                              "such a run its own --state and --results_name.")
-    parser.add_argument("--subtype_init", choices=("parent", "sampled"), default=None,
-                        help="How subtype output rows start, instead of the library's default (NeuralAdapterConfig."
-                             "subtype_init); give such a run its own --state and --results_name.")
     parser.add_argument("--results_name", default="fewshot_extension")
     return parser
 
@@ -85,6 +82,10 @@ def domain_arguments(description: str, state: str) -> argparse.ArgumentParser:
     parser.add_argument("--source_state", default=str(CACHE / "domain_extension"),
                         help="Where the CoNLL sources of benchmarks/domain_extension.py are kept.")
     parser.add_argument("--results_dir", default=str(RESULTS))
+    parser.add_argument("--subtype_init", choices=list(SUBTYPE_INIT),
+                        default=SUBTYPE_INIT_DEFAULT,
+                        help="How subtype output rows start (NeuralAdapterConfig.subtype_init; the library's default "
+                             "unless given); kept in the run state's settings, so runs of the two never mix.")
     return parser
 
 
@@ -110,9 +111,8 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     set_seed(seed)
     started = time.perf_counter()
     config = NeuralAdapterConfig(new_labels=[f"{p}-{t}" for t in new_types for p in "BI"],
-                                 label_parents=parents if rehearse else None, **adapter_options,
-                                 **({"subtype_init": options.subtype_init} if getattr(options, "subtype_init", None)
-                                    else {}))
+                                 label_parents=parents if rehearse else None, subtype_init=options.subtype_init,
+                                 **adapter_options)
     model = get_adapter_model(source, config)
     id2label = model.config.id2label
     data = with_label_order(data, list(id2label.values()))
@@ -316,7 +316,6 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
-    options.subtype_init = options.subtype_init or NeuralAdapterConfig.__dataclass_fields__["subtype_init"].default
     settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",
                                               "subtype_init")
                 if k != "patience" or options.patience}  # runs kept before --patience existed stay valid

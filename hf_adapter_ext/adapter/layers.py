@@ -122,6 +122,7 @@ def expand_linear(old: nn.Linear, num_new: int, copy_rows: Sequence[int] | None 
     new = nn.Linear(old.in_features, old.out_features + num_new, bias=old.bias is not None)
     new = new.to(device=old.weight.device, dtype=old.weight.dtype)
     new.weight[: old.out_features] = old.weight
+    # every new row is drawn, copied ones too: the random stream, and so the rest of a run, is the same either way
     new.weight[old.out_features :] = _sample_like(old.weight, num_new)
     if old.bias is not None:
         new.bias[: old.out_features] = old.bias
