@@ -109,3 +109,32 @@ def test_new_only_distillation_takes_a_crf_sources_viterbi_path_as_pseudo_labels
     labels, _ = model._distill(emissions, torch.zeros(1, 4, dtype=torch.long), source_scores, torch.ones(1, 4),
                                torch.ones(1, dtype=torch.bool))
     assert labels[0].tolist() == [0, 1, 2, 0], "pseudo labels follow the source's Viterbi path, not argmax"
+
+
+@pytest.mark.parametrize("subtype_init", ["parent", "sampled"])
+def test_a_subtypes_crf_scores_start_as_its_parents_only_when_asked(subtype_init):
+    source, _ = tiny_bilstm()
+    with torch.no_grad():  # a trained-looking CRF: every score distinct, so a wrong copy cannot match by chance
+        for param in (source.crf.transitions, source.crf.start_transitions, source.crf.end_transitions):
+            param.copy_(torch.randn(param.shape))
+    new = ["B-politician", "I-politician", "B-LOC", "I-LOC"]
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=new, label_parents={"politician": "PER"},
+                                                          subtype_init=subtype_init))
+    labels = OLD_LABELS + new
+    # each label as the old label it starts as; LOC has no parent
+    as_old = [labels.index(label.replace("politician", "PER")) if "LOC" not in label else -1 for label in labels]
+    old, crf = source.crf, model.crf
+    for i, a in enumerate(as_old):
+        for j, b in enumerate(as_old):
+            if a >= 0 and b >= 0 and (i >= len(OLD_LABELS) or j >= len(OLD_LABELS)):
+                assert (crf.transitions[i, j] == old.transitions[a, b]) == (subtype_init == "parent"), (i, j)
+            elif a < 0 or b < 0:  # LOC's scores start at the old mean either way
+                assert crf.transitions[i, j] == old.transitions.mean()
+    n = len(OLD_LABELS)
+    assert torch.equal(crf.transitions[:n, :n], old.transitions)
+    for name in ("start_transitions", "end_transitions"):
+        ours, theirs = getattr(crf, name), getattr(old, name)
+        assert torch.equal(ours[n : n + 2] == theirs[1:3], torch.tensor([subtype_init == "parent"] * 2))
+        assert ours[n + 2] == theirs.mean()
+    # BIO's forbidden transitions stay forbidden whatever the copied values: O -> I-politician
+    assert not crf.allowed[0, labels.index("I-politician")]

@@ -89,9 +89,10 @@ class NeuralAdapterConfig(PeftConfig):
         label_parents: new types that refine an old one, ``{"politician": "PER"}`` or ``"politician=PER"``: the
             source's parent probability is kept as the mass of parent + subtypes where the source is distilled.
         subtype_init: how the output rows of a type with a parent in ``label_parents`` start: ``parent`` copies
-            the parent's rows (``B-politician`` starts as ``B-PER``), so the few labelled sentences teach only what
-            sets the subtype apart; ``sampled`` draws them from the old rows' statistics, as for a type without a
-            parent (the paper). ``parent`` scored higher on both CrossNER domains' dev sets (docs/extending.md).
+            the parent's rows (``B-politician`` starts as ``B-PER``), and with a source that has a CRF its start,
+            end and transition scores too, so the few labelled sentences teach only what sets the subtype apart;
+            ``sampled`` draws them from the old rows' statistics, as for a type without a parent (the paper).
+            ``parent`` scored higher on both CrossNER domains' dev sets (docs/extending.md).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: PEFT LoRA settings for ``target="lora"``
             (PEFT's default target modules for the architecture when unset).
         old_labels, source_signature: set by :func:`get_adapter_model` from the source, so that a saved adapter
@@ -126,8 +127,8 @@ class NeuralAdapterConfig(PeftConfig):
                                         "and scores report old types with subtypes counted as their parent."}
     )
     subtype_init: Literal["parent", "sampled"] = field(
-        default="parent", metadata={"help": "How a subtype's output rows start: parent = as its parent's rows "
-                                             "(label_parents); sampled = drawn like any new type's."}
+        default="parent", metadata={"help": "How a subtype's output rows (and CRF scores) start: parent = as its "
+                                             "parent's (label_parents); sampled = drawn like any new type's."}
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (target='lora')."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (target='lora')."})

@@ -130,11 +130,13 @@ class NeuralAdapterModel(PreTrainedModel):
         dropout = getattr(source.config, "hidden_dropout_prob", getattr(source.config, "dropout", 0.1))
         self.dropout = nn.Dropout(dropout if isinstance(dropout, float) else 0.1)
         parents = parent_label_ids(labels, self.num_old_labels, config.label_parents or {})
-        copy_rows = parents[self.num_old_labels:] if config.subtype_init == "parent" else None
+        copy_from = parents if config.subtype_init == "parent" else None  # subtypes start as their parents
+        copy_rows = copy_from[self.num_old_labels:] if copy_from is not None else None
         self.classifier = expand_linear(source_head, len(config.new_labels), copy_rows)
         adapter_cls = ADAPTERS.get(config.adapter)
         self.adapter = adapter_cls(self.num_old_labels, len(labels), config.adapter_hidden_size) if adapter_cls else None
-        self.crf = expand_crf(anatomy.crf_of(source), labels, config.bio_constraints) if config.head == "crf" else None
+        self.crf = (expand_crf(anatomy.crf_of(source), labels, config.bio_constraints, copy_from)
+                    if config.head == "crf" else None)
         # Distillation compares the source's distribution with the target's collapsed onto the source's labels:
         # a subtype's mass counts for its parent (label_parents), a new label without a parent stays its own
         # column, where the source's mass is zero.
