@@ -168,11 +168,3 @@ def expand_crf(old: CRF | None, labels: list[str], bio_constraints: bool,
         for name in ("start_transitions", "end_transitions"):
             getattr(crf, name)[known] = getattr(old, name)[mapped]
     return crf
-    n = old.num_labels
-    crf.transitions.fill_(old.transitions.mean())
-    crf.transitions[:n, :n] = old.transitions
-    for name in ("start_transitions", "end_transitions"):
-        param, source = getattr(crf, name), getattr(old, name)
-        param.fill_(source.mean())
-        param[:n] = source
-    return crf
