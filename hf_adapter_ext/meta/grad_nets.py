@@ -40,24 +40,24 @@ class _EpisodeStandardize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, mask: torch.Tensor, eps: float, rectify: bool) -> torch.Tensor:
-        y = torch.relu(x) if rectify else x
+        standardised = torch.relu(x) if rectify else x.clone()  # a fresh tensor, centred and scaled in place
         weight = episode_weights(mask, x.dtype)
-        standardised = y - weight @ y
+        standardised.sub_(weight @ standardised)
         rstd = torch.rsqrt(weight @ standardised.square() + eps)  # biased variance, two passes, as BatchNorm
         standardised.mul_(rstd)
-        ctx.save_for_backward(standardised, rstd, weight, x > 0 if rectify else None)
+        ctx.save_for_backward(standardised, rstd, weight, x if rectify else None)
         return standardised
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        standardised, rstd, weight, positive = ctx.saved_tensors
+        standardised, rstd, weight, x = ctx.saved_tensors
         total = grad.sum(1, keepdim=True)
-        along = (grad * standardised).sum(1, keepdim=True)
+        along = torch.linalg.vecdot(grad, standardised, dim=1).unsqueeze(1)
         grad_x = torch.addcmul(total, standardised, along).mul_(weight.transpose(1, 2))
-        grad_x = torch.sub(grad, grad_x).mul_(rstd)
-        if positive is not None:
-            grad_x.mul_(positive)
+        torch.sub(grad, grad_x, out=grad_x).mul_(rstd)
+        if x is not None:  # relu's backward, in place: zero where x <= 0
+            torch.ops.aten.threshold_backward.grad_input(grad_x, x, 0, grad_input=grad_x)
         return grad_x, None, None, None
 
 
@@ -157,7 +157,7 @@ class ClassSetLayer(nn.Module):
         if norm is not None:
             own, bias = norm.fold_into(own, bias)
             pooled, bias = norm.fold_into(pooled, bias)  # the pooled map's share of β, added to the one bias
-        return F.linear(x, own, bias) + F.linear(class_mean(x, class_mask), pooled)
+        return F.linear(x, own, bias).add_(F.linear(class_mean(x, class_mask), pooled))  # in place: one pass fewer
 
 
 class ClassEquivariantGradientNet(nn.Module):
