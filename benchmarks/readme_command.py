@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import CACHE, RESULTS, shared_data_dir, target, write_results
-from benchmarks.domain_extension import REHEARSAL
+from benchmarks.domain_extension import REHEARSAL, SUBTYPE_INIT_DEFAULT
 from benchmarks.fewshot_extension import source_bench
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +71,12 @@ def readme_files(folder: Path, options) -> dict:
 
 
 def benchmark_figures(results_dir: Path) -> dict:
-    runs = json.loads((results_dir / "consolidation_domain.json").read_text())["runs"]
-    return {"extended": runs["politics/seed0/extended"], "consolidated": runs.get("politics/seed0/steps + domain text")}
+    """consolidation_domain's politics seed-0 runs, and the subtype_init they were made with (runs from before the
+    setting existed had only the ``sampled`` behaviour)."""
+    results = json.loads((results_dir / "consolidation_domain.json").read_text())
+    runs = results["runs"]
+    return {"extended": runs["politics/seed0/extended"], "consolidated": runs.get("politics/seed0/steps + domain text"),
+            "subtype_init": results["settings"].get("subtype_init", "sampled")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     text = (f"The README's command, run as written on CrossNER politics (paths aside; no --push_to_hub):\n\n    "
             f"{command}\n\nIt trained {run['train_seconds']:.0f} s (best step {run['best_step']}; the self-training run on "
             f"the domain text kept: {(run.get('self_training') or {}).get('kept')}). The benchmark's extended model is "
-            "adapter + rehearsal + parents without domain text. Consolidated: the same run's `--consolidate`, tagged "
+            "adapter + rehearsal + parents without domain text, made with `subtype_init="
+            f"{bench['subtype_init']}` (the README command: the library's default, `{SUBTYPE_INIT_DEFAULT}`). Consolidated: the same run's `--consolidate`, tagged "
             "token by token and under BIO (`BIOTokenClassificationPipeline` / `predict_tags(decoding=\"bio\")`). Entity "
             "F1 % on the domain test:\n\n" + "\n".join(rows) + "\n")
     write_results("readme_command", payload, text, results_dir=Path(options.results_dir))
