@@ -1,5 +1,10 @@
 """SIB vs prototype / soft k-means baselines on frozen MiniLM features (issue: SemiSupervisedMetaTrainer).
 
+The first rounds' benchmark, kept so that their result files can be reproduced: its options default to the settings
+of those rounds (1200 steps, half the training episodes with uneven query sets, no natural pools, no shaping), not
+to the library's. The library's defaults and the protocols the README quotes are measured by
+``benchmarks/fewshot_intents.py``, which trains as `MetaTrainingArguments` does.
+
 Protocol: 5-way, 15 queries per class, test episodes drawn once per seed and shared by every method (paired),
 every setting (SIB inner step size, soft k-means temperature/iterations) chosen on meta-validation only.
 CLINC150: intents of the first 6 domains (domains.json order) train, next 2 validate, last 2 test; pool =
