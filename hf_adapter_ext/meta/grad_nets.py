@@ -134,7 +134,8 @@ class SyntheticGradientNet(nn.Module):
 def class_mean(x: torch.Tensor, class_mask: torch.Tensor) -> torch.Tensor:
     """[B, Q, C, H] → [B, Q, 1, H]: the mean over each episode's real classes (``class_mask`` [B, C])."""
     if bool(class_mask.all()):  # the usual batch, every episode with every class: no masked copy of ``x``
-        return x.mean(dim=2, keepdim=True)
+        # a sum, scaled after: its backward is a broadcast view, where a mean's writes a scaled copy of ``x``'s size
+        return x.sum(dim=2, keepdim=True).div_(x.size(2))
     weight = class_mask[:, None, :, None].to(x.dtype)
     return (x * weight).sum(dim=2, keepdim=True) / weight.sum(dim=2, keepdim=True).clamp(min=1)
 
@@ -157,7 +158,8 @@ class ClassSetLayer(nn.Module):
         if norm is not None:
             own, bias = norm.fold_into(own, bias)
             pooled, bias = norm.fold_into(pooled, bias)  # the pooled map's share of β, added to the one bias
-        return F.linear(x, own, bias).add_(F.linear(class_mean(x, class_mask), pooled))  # in place: one pass fewer
+        # the bias joins the pooled term, one row per query: adding it to every pair would take a pass of its own
+        return F.linear(x, own).add_(F.linear(class_mean(x, class_mask), pooled, bias))
 
 
 class ClassEquivariantGradientNet(nn.Module):
