@@ -147,24 +147,22 @@ def expand_crf(old: CRF | None, labels: list[str], bio_constraints: bool,
         copy_from: for each label id, the old label id it starts as: itself for an old label, the parent's
             ``B-``/``I-`` for a subtype, -1 for a new label that starts at the old mean. A subtype's start, end and
             transition scores are then its parent's (``B-politician -> I-politician`` scores as ``B-PER -> I-PER``),
-            as its output rows are (`expand_linear`), so it starts as its parent in the whole path score.
+            as its output rows are (`expand_linear`), so it starts as its parent in the whole path score. None:
+            every old label as itself and every new one at the old mean.
     """
     crf = CRF.for_labels(labels, bio_constraints)
     if old is None:
         return crf
-    n = old.num_labels
+    if copy_from is None:  # every old label as itself; new labels at the old mean
+        copy_from = list(range(old.num_labels)) + [-1] * (len(labels) - old.num_labels)
+    if len(copy_from) != len(labels):
+        raise ValueError(f"copy_from names {len(copy_from)} labels for {len(labels)}.")
+    known = torch.tensor([i for i, p in enumerate(copy_from) if p >= 0], dtype=torch.long)
+    mapped = torch.tensor([p for p in copy_from if p >= 0], dtype=torch.long)
     crf.transitions.fill_(old.transitions.mean())
-    crf.transitions[:n, :n] = old.transitions
+    crf.transitions[known.unsqueeze(1), known] = old.transitions[mapped.unsqueeze(1), mapped]
     for name in ("start_transitions", "end_transitions"):
         param, source = getattr(crf, name), getattr(old, name)
         param.fill_(source.mean())
-        param[:n] = source
-    if copy_from is not None:
-        if len(copy_from) != len(labels):
-            raise ValueError(f"copy_from names {len(copy_from)} labels for {len(labels)}.")
-        mapped = torch.tensor([i for i in copy_from if i >= 0], dtype=torch.long)
-        known = torch.tensor([i for i, p in enumerate(copy_from) if p >= 0], dtype=torch.long)
-        crf.transitions[known.unsqueeze(1), known] = old.transitions[mapped.unsqueeze(1), mapped]
-        for name in ("start_transitions", "end_transitions"):
-            getattr(crf, name)[known] = getattr(old, name)[mapped]
+        param[known] = source[mapped]
     return crf
