@@ -58,12 +58,6 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--ks", type=int, nargs="+", default=list(KS),
                         help="Labelled sentences per run (0: all); a k above the domain's count is refused.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="Step budget (and learning-rate schedule length) instead of the library's default; give "
-                             "such a run its own --state and --results_name.")
-    parser.add_argument("--patience", type=int, default=None,
-                        help="Evaluations without gain before a first run stops, instead of the library's default; give "
-                             "such a run its own --state and --results_name.")
     parser.add_argument("--results_name", default="fewshot_extension")
     return parser
 
@@ -86,6 +80,12 @@ def domain_arguments(description: str, state: str) -> argparse.ArgumentParser:
                         default=SUBTYPE_INIT_DEFAULT,
                         help="How subtype output rows start (NeuralAdapterConfig.subtype_init; the library's default "
                              "unless given); kept in the run state's settings, so runs of the two never mix.")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="An extension's step budget (and learning-rate schedule length) instead of the library's "
+                             "default; give such a run its own --state (and results name).")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="Evaluations without gain before an extension's first run stops, instead of the "
+                             "library's default; give such a run its own --state (and results name).")
     return parser
 
 
