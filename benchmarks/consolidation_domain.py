@@ -192,13 +192,17 @@ def summarise(state: dict, options) -> None:
             ratio = mean([r["domain_bio_invalid_spans"] for r, _, _ in pairs]) / max(
                 1.0, mean([e["domain_bio_invalid_spans"] for _, e, _ in pairs]))
             targets.append(target(f"{label}: BIO-invalid spans, consolidated / extended", ratio, 2.0, "<="))
+    loaded = (f"The extended models are benchmarks/fewshot_extension.py's all-sentence runs kept in "
+              f"`{options.extensions_from}` (subtype_init={options.subtype_init}), reloaded from their best checkpoints "
+              "(each reload reproduces the domain F1 its run recorded); their seconds are those runs'.\n\n"
+              if options.extensions_from else "")
     text = ("Extended model: adapter + rehearsal (1000 CoNLL sentences, label_parents), all of the domain's labelled "
             "training sentences, the library's extension defaults. Each consolidation distils it into a plain model of "
             "the source's class (path_weight 0.5) on the domain's training sentences and the rehearsal text; the budgets "
             "are described in the benchmark's docstring. Decoding: `argmax` tags token by token, as "
             "`pipeline(\"token-classification\")` does; `bio` is `predict_tags(decoding=\"bio\")`, the most probable "
             "tag sequence BIO allows (runs made before it existed have no `bio` row). Entity F1 %, mean over seeds.\n\n"
-            + "\n".join(rows) + "\n")
+            + loaded + "\n".join(rows) + "\n")
     write_results("consolidation_domain", {"runs": runs, "settings": vars(options), "targets": targets}, text,
                   results_dir=Path(options.results_dir))
 

@@ -269,11 +269,12 @@ def summarise(state: dict, options) -> None:
     selftrain = [r["self_training"] for r in runs.values() if "self_training" in r]
     # runs recorded before the self-training run had its own patience stopped on the first run's
     patiences = " or ".join(str(p) for p in sorted({s.get("patience", EARLY_STOPPING_PATIENCE) for s in selftrain}))
+    patiences = f", the self-training run's {patiences}" if selftrain else ""  # no unlabelled rest at k = all
     text = (f"CoNLL-2003 source (MiniLM, all of CoNLL train, {options.source_epochs} epoch): CoNLL test F1 "
             f"{source_old:.2f} (mean over {len(sources)} seed(s)). Training: the library's defaults (at most "
             f"{options.max_steps or MAX_STEPS} steps, "
             f"evaluated every 50 on the first {options.dev_sentences} domain dev sentences, patience "
-            f"{options.patience or EARLY_STOPPING_PATIENCE}, the self-training run's {patiences}; rehearsal = "
+            f"{options.patience or EARLY_STOPPING_PATIENCE}{patiences}; rehearsal = "
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, one drawn per labelled sentence per step, with "
             f"label_parents; a subtype's output rows start {SUBTYPE_INIT[options.subtype_init]}). Self-training: the "
             "rest of the domain's training sentences, labels dropped, tagged by the first run (words at probability "
