@@ -42,9 +42,10 @@ VARIANTS = ("3 epochs", "steps", "steps + domain text", "steps + transition loss
 TRANSITION_WEIGHT = 1.0  # the "transition loss" variants' consolidate(transition_weight=)
 
 
-def arguments() -> argparse.ArgumentParser:
-    parser = domain_arguments(__doc__, "consolidation_domain")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+def arguments(description: str = __doc__) -> argparse.ArgumentParser:
+    """The domain benchmarks' options plus where the extensions to consolidate come from (also
+    benchmarks/consolidation_speed.py's, which times a consolidation of one of them)."""
+    parser = domain_arguments(description, "consolidation_domain")
     parser.add_argument("--extensions_from", default=None,
                         help="A benchmarks/fewshot_extension.py state folder (run with --ks 0 and the same settings) "
                              "whose all-sentence adapter + rehearsal extensions are consolidated, loaded from the best "
@@ -208,7 +209,9 @@ def summarise(state: dict, options) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    options = arguments().parse_args(argv)
+    parser = arguments()
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    options = parser.parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}}
     settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",

@@ -19,8 +19,8 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from benchmarks.common import write_results
-from benchmarks.consolidation_domain import consolidated_unlabelled, extension
-from benchmarks.fewshot_extension import domain_arguments, source_bench
+from benchmarks.consolidation_domain import arguments, consolidated_unlabelled, extension
+from benchmarks.fewshot_extension import source_bench
 from hf_adapter_ext.adapter import consolidation
 
 
@@ -44,7 +44,7 @@ def timed_consolidation(model, bench, data, unlabelled, steps: int, precomputed:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = domain_arguments(__doc__, "consolidation_domain")
+    parser = arguments(__doc__)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2)
     options = parser.parse_args(argv)

@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> dict:
         if f"{prefix}_overall_f1" in consolidated:
             rows.append(f"| README command: consolidated, {name} | {100 * consolidated[f'{prefix}_overall_f1']:.2f} | "
                         f"{100 * consolidated[f'{prefix}_new_f1']:.2f} | {consolidated[f'{prefix}_bio_invalid_spans']} |")
+    theirs = bench["consolidated"] or {}
+    for scores, name in ((theirs, "token by token"), (theirs.get("constrained"), "BIO-constrained")):
+        if scores:
+            rows.append(f"| benchmark (consolidation_domain, steps + domain text), {name} | "
+                        f"{scores['domain_overall_f1']:.2f} | {scores['domain_new_f1']:.2f} | "
+                        f"{scores['domain_bio_invalid_spans']} |")
     gap = ours["domain_overall_f1"] - bench["extended"]["domain_overall_f1"]
     payload = {"command": command, "minutes_this_call": minutes, "run": run, "benchmark": bench,
                "targets": [target("README command - benchmark adapter+rehearsal+parents (consolidation_domain, extended), "
