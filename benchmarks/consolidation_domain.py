@@ -30,8 +30,8 @@ from pathlib import Path
 from transformers import AutoModelForTokenClassification, set_seed
 
 from benchmarks.common import epoch_consolidation_args, save_runs, target, write_results
-from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL
-from benchmarks.fewshot_extension import domain_arguments, run_key, source_bench, train_extension
+from benchmarks.domain_extension import DOMAINS, REHEARSAL, domain_parents
+from benchmarks.fewshot_extension import BEST, domain_arguments, run_key, source_bench, train_extension
 from hf_adapter_ext import NeuralAdapterModel
 from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.metrics import evaluate_tagger
@@ -89,42 +89,43 @@ def extension(bench, options, domain: str, seed: int, state: dict):
         model, record, data, new_types, parents = trained_elsewhere(bench, options, domain, seed)
     else:
         model, record, data, new_types, parents = train_extension(bench, options, METHOD, domain, 0, seed)
+        record = {**record, **scores(model, bench, data, new_types, parents)}
     model.save_pretrained(folder)
-    state["runs"][key] = {**record, "parents": parents, **scores(model, bench, data, new_types, parents)}
+    state["runs"][key] = {**record, "parents": parents}
     return model, data, new_types, parents
 
 
 def trained_elsewhere(bench, options, domain: str, seed: int):
     """The all-sentence extension that benchmarks/fewshot_extension.py trained in ``--extensions_from`` with this
-    benchmark's settings, as :func:`train_extension` returns it: reloaded from the best checkpoint its Trainer kept
-    (``load_best_model_at_end``), with that run's record. Refused where the settings differ, or where the reloaded
-    model does not reproduce the domain test F1 that run recorded."""
+    benchmark's settings, as :func:`extension` records it: reloaded from the best checkpoint its Trainer kept
+    (``load_best_model_at_end``), with that run's record and the reloaded model's scores. Refused where the settings
+    differ, or where the reloaded model does not reproduce the domain test F1 that run recorded."""
     state = json.loads((Path(options.extensions_from) / "runs.json").read_text())
     wanted = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "subtype_init")}
     found = {k: state["settings"].get(k) for k in wanted}
     if found != wanted:
         raise ValueError(f"{options.extensions_from} was run with {found}; this benchmark runs with {wanted}.")
-    key = next((run_key(domain, method, 0, seed) for method in ("adapter+rehearsal+self-training", METHOD)
-                if run_key(domain, method, 0, seed) in state["runs"]), None)
-    if key is None:
+    method = next((m for m in (BEST, METHOD) if run_key(domain, m, 0, seed) in state["runs"]), None)
+    if method is None:
         raise ValueError(f"{options.extensions_from} holds no all-sentence adapter + rehearsal run of {domain}, "
                          f"seed {seed}; run benchmarks.fewshot_extension --ks 0 there first.")
-    record = state["runs"][key]
-    method = key.split("/")[1]  # its checkpoints are kept under the labelled-sentence count, not "kall"
-    checkpoints = (Path(options.extensions_from) / "checkpoints" / run_key(domain, method, record["k"], seed)).glob(
-        "checkpoint-*")
-    best = [c for c in checkpoints if c.name == f"checkpoint-{record['best_step']}"]
-    if not best:
-        raise ValueError(f"{options.extensions_from} keeps no checkpoint of {key}'s best step {record['best_step']}.")
+    record = state["runs"][run_key(domain, method, 0, seed)]
+    # its checkpoints are kept under the labelled-sentence count, not "kall"
+    best = (Path(options.extensions_from) / "checkpoints" / run_key(domain, method, record["k"], seed)
+            / f"checkpoint-{record['best_step']}")
+    if not best.is_dir():
+        raise ValueError(f"{options.extensions_from} keeps no checkpoint of {method}'s best step {record['best_step']} "
+                         f"({best}).")
     data, new_types = bench.domain(domain)
-    model = NeuralAdapterModel.from_pretrained(bench.source(seed), best[0]).eval()
+    model = NeuralAdapterModel.from_pretrained(bench.source(seed), best).eval()
     data = with_label_order(data, list(model.config.id2label.values()))
-    parents = {t: PARENTS[t] for t in new_types if t in PARENTS}
-    reloaded = scores(model, bench, data, new_types, parents)["domain_overall_f1"]
-    if abs(reloaded - record["domain"]["overall_f1"]) > 1e-6:
-        raise ValueError(f"{best[0]} scores {reloaded:.4f} domain F1; its run recorded {record['domain']['overall_f1']:.4f}.")
+    parents = domain_parents(new_types)
+    reloaded = scores(model, bench, data, new_types, parents)
+    if abs(reloaded["domain_overall_f1"] - record["domain"]["overall_f1"]) > 1e-6:
+        raise ValueError(f"{best} scores {reloaded['domain_overall_f1']:.4f} domain F1; its run recorded "
+                         f"{record['domain']['overall_f1']:.4f}.")
     kept = ("k", "best_step", "steps", "dev_overall_f1", "train_seconds_first_run", "train_seconds")
-    return model, {**{k: record[k] for k in kept}, "loaded_from": str(best[0])}, data, new_types, parents
+    return model, {**{k: record[k] for k in kept}, "loaded_from": str(best), **reloaded}, data, new_types, parents
 
 
 def plain_folder(options, domain: str, seed: int, variant: str) -> Path:

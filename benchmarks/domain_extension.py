@@ -56,6 +56,12 @@ GENERIC = {"person": "PER", "organisation": "ORG", "location": "LOC", "country":
 PARENTS = {"politician": "PER", "politicalparty": "ORG", "election": "MISC", "event": "MISC",
            "musicalartist": "PER", "band": "ORG", "album": "MISC", "song": "MISC", "award": "MISC"}
 DOMAINS = ("politics", "music")
+
+
+def domain_parents(new_types: list[str]) -> dict[str, str]:
+    """The CoNLL parent of each of a domain's new types that has one (`PARENTS`)."""
+    return {t: PARENTS[t] for t in new_types if t in PARENTS}
+
 # the library's subtype initialisation, kept in the run state's settings: runs made under another default are not
 # reused
 SUBTYPE_INIT_DEFAULT = NeuralAdapterConfig.__dataclass_fields__["subtype_init"].default
@@ -155,7 +161,7 @@ class Bench:
         options, default_rehearsal, use_parents = METHODS[method]
         rehearsal = default_rehearsal if rehearsal is None else rehearsal
         data, new_types = self.domain(domain)
-        parents = {t: PARENTS[t] for t in new_types if t in PARENTS}
+        parents = domain_parents(new_types)
         started = time.perf_counter()
         set_seed(seed)
         if options is None:  # a new tagger trained on the domain alone

@@ -25,7 +25,7 @@ from pathlib import Path
 from transformers import TrainingArguments, set_seed
 
 from benchmarks.common import CACHE, RESULTS, save_figure, save_runs, target, write_results
-from benchmarks.domain_extension import DOMAINS, PARENTS, REHEARSAL, SUBTYPE_INIT_DEFAULT, Bench
+from benchmarks.domain_extension import DOMAINS, REHEARSAL, SUBTYPE_INIT_DEFAULT, Bench, domain_parents
 from hf_adapter_ext import (
     AdapterDataCollator,
     ExtensionTrainer,
@@ -106,7 +106,7 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
         raise ValueError(f"k={k} is more than {domain}'s {len(data['train'])} training sentences; use --ks 0 for all "
                          "of them.")
     k = k or len(data["train"])
-    parents = {t: PARENTS[t] for t in new_types if t in PARENTS}
+    parents = domain_parents(new_types)
     source = bench.source(seed)  # trained once per seed and kept: not part of an extension's time
     set_seed(seed)
     started = time.perf_counter()
