@@ -26,7 +26,7 @@ from transformers.modeling_outputs import ModelOutput
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
 from ..validation import check_number, check_save_directory, check_texts
-from .baselines import prototypes, soft_kmeans_prototypes
+from .baselines import prototypes, row_scores, soft_kmeans_prototypes
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
 from .grad_nets import ClassEquivariantGradientNet, SyntheticGradientNet
@@ -71,9 +71,7 @@ class SIBHead(nn.Module):
     def _cosine(query_unit: torch.Tensor, theta: torch.Tensor):
         theta_norm = theta.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         theta_unit = theta / theta_norm
-        # [B, C, D] @ [B, D, M], read as [B, M, C]: the gradient for θ is then a [B, C, D] product, several times
-        # faster on CPU than the [B, D, C] one that ``query_unit @ theta_unitᵀ`` needs
-        return (theta_unit @ query_unit.transpose(1, 2)).transpose(1, 2), theta_unit, theta_norm
+        return row_scores(query_unit, theta_unit), theta_unit, theta_norm
 
     def _logits(self, query_unit: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return self.scale * (self._cosine(query_unit, theta)[0] + self.bias)
@@ -91,15 +89,15 @@ class SIBHead(nn.Module):
         classes = int(support_labels[valid].max()) + 1 if bool(valid.any()) else 1
         return F.one_hot(support_labels.clamp(min=0), classes).mul(valid.unsqueeze(-1)).sum(1) > 0
 
-    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor, class_mask: torch.Tensor,
-                   query: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-class mean of normalised support features (labels -100 ignored), weighted per feature; with
+    def init_theta(self, support_unit: torch.Tensor, support_labels: torch.Tensor, class_mask: torch.Tensor,
+                   query_unit: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+        """Per-class mean of the (L2-normalised) support features (labels -100 ignored), weighted per feature; with
         ``transductive_init`` the means are first refined by soft k-means over the unlabelled queries."""
         if self.transductive_init:
-            means = soft_kmeans_prototypes(support, support_labels, query, class_mask.size(-1), query_mask,
+            means = soft_kmeans_prototypes(support_unit, support_labels, query_unit, class_mask.size(-1), query_mask,
                                            self.log_init_temperature.exp(), iterations=3, class_mask=class_mask)
         else:
-            means = prototypes(support, support_labels, class_mask.size(-1))
+            means = prototypes(support_unit, support_labels, class_mask.size(-1))
         return means * self.feature_weight
 
     def refine(self, theta: torch.Tensor, query_unit: torch.Tensor, query_mask: torch.Tensor,
@@ -137,17 +135,17 @@ class SIBHead(nn.Module):
         """Query scores after ``steps`` refinement steps and with none, [B, Q, C] each; classes an episode lacks
         (equivariant net, episodes of several sizes in one batch) score the dtype's minimum. An episode with more
         than ``max_refined_classes`` classes keeps its K = 0 start (None: every episode is refined)."""
-        query_unit = F.normalize(query, dim=-1)
+        query_unit, support_unit = F.normalize(query, dim=-1), F.normalize(support, dim=-1)
         class_mask = self.episode_classes(support_labels)
         classes = class_mask.size(-1)
-        theta0 = self.init_theta(support, support_labels, class_mask, query, query_mask)
+        theta0 = self.init_theta(support_unit, support_labels, class_mask, query_unit, query_mask)
         refined = None if max_refined_classes is None else class_mask.sum(-1) <= max_refined_classes
         if refined is not None and not bool(refined.any()):
             steps = 0
         anchor = {}
         if self.support_gradient:
             valid = (support_labels != IGNORE_INDEX).unsqueeze(-1)
-            anchor = {"support_unit": F.normalize(support, dim=-1),
+            anchor = {"support_unit": support_unit,
                       "support_targets": F.one_hot(support_labels.clamp(min=0), classes).to(support.dtype) * valid}
         theta = self.refine(theta0, query_unit, query_mask, class_mask, steps, **anchor)
         if refined is not None:
