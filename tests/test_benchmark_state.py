@@ -100,3 +100,19 @@ def test_fewshot_extension_attribution_pairs_seeds_both_methods_ran():
     # only seed 1 is paired: seeds 0 and 2 of the adapter, the k=100 run and the other domain are left out
     assert paired_difference(runs, "music", 25, "adapter+rehearsal", "expand+rehearsal") == "+1.0 (1)"
     assert paired_difference(runs, "music", 100, "adapter+rehearsal", "expand+rehearsal") == "—"
+
+
+def test_expand_self_training_records_its_first_run_as_expand_rehearsal(monkeypatch):
+    import benchmarks.fewshot_extension as fewshot
+
+    def fake_training(bench, options, method, domain, k, seed, first_run_scored=None):
+        assert first_run_scored is not None  # every self-training method scores its first run
+        first_run_scored("first model", {"k": k}, None, [], {})
+        return "final model", {"k": k, "self_training": {"kept": "first"}}, None, [], {}
+
+    monkeypatch.setattr(fewshot, "train_extension", fake_training)
+    monkeypatch.setattr(fewshot, "scored", lambda bench, model, record, *_: {**record, "model": model})
+    runs = fewshot.run(None, None, "expand+rehearsal+self-training", "music", 25, 1)
+    assert runs == {"music/expand+rehearsal/k25/seed1": {"k": 25, "model": "first model"},
+                    "music/expand+rehearsal+self-training/k25/seed1": {"k": 25, "self_training": {"kept": "first"},
+                                                                       "model": "final model"}}
