@@ -191,10 +191,11 @@ class SequenceEpisodes(_SampledEpisodes):
     def __getitem__(self, index: int) -> dict:
         episode = self.sampler(index)
         # index_select: the same rows as ``features[ix]``, 3-10x faster on CPU (most of the sampling time of a step)
+        device = self.features.device
         return {
-            "support_features": self.features.index_select(0, torch.as_tensor(episode.support)),
+            "support_features": self.features.index_select(0, torch.as_tensor(episode.support, device=device)),
             "support_labels": torch.as_tensor(episode.support_labels),
-            "query_features": self.features.index_select(0, torch.as_tensor(episode.query)),
+            "query_features": self.features.index_select(0, torch.as_tensor(episode.query, device=device)),
             "query_labels": torch.as_tensor(episode.query_labels),
             "episode_index": torch.tensor(index),
         }
