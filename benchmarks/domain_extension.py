@@ -56,12 +56,6 @@ GENERIC = {"person": "PER", "organisation": "ORG", "location": "LOC", "country":
 PARENTS = {"politician": "PER", "politicalparty": "ORG", "election": "MISC", "event": "MISC",
            "musicalartist": "PER", "band": "ORG", "album": "MISC", "song": "MISC", "award": "MISC"}
 DOMAINS = ("politics", "music")
-
-
-def domain_parents(new_types: list[str]) -> dict[str, str]:
-    """The CoNLL parent of each of a domain's new types that has one (`PARENTS`)."""
-    return {t: PARENTS[t] for t in new_types if t in PARENTS}
-
 # the library's subtype initialisation, kept in the run state's settings: runs made under another default are not
 # reused
 SUBTYPE_INIT_DEFAULT = NeuralAdapterConfig.__dataclass_fields__["subtype_init"].default
@@ -77,6 +71,11 @@ METHODS = {  # name: (adapter options, rehearsal sentences, use parents)
 SEEDED = ("expand", "adapter", "adapter+rehearsal+parents")  # the methods every seed runs; others: first seed
 BEST = "adapter+rehearsal+parents"
 CURVE = (0, 250, 1000, 4000)
+
+
+def domain_parents(new_types: list[str]) -> dict[str, str]:
+    """The CoNLL parent of each of a domain's new types that has one (`PARENTS`)."""
+    return {t: PARENTS[t] for t in new_types if t in PARENTS}
 
 
 def arguments() -> argparse.ArgumentParser:

@@ -79,6 +79,11 @@ def benchmark_figures(results_dir: Path) -> dict:
             "subtype_init": results["settings"].get("subtype_init", "sampled")}
 
 
+def table_row(model: str, overall: float, new: float, bio_invalid_spans) -> str:
+    """One row of the comparison table: F1 in %, and the BIO-invalid span count ('' where none was measured)."""
+    return f"| {model} | {overall:.2f} | {new:.2f} | {bio_invalid_spans} |"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", default=str(CACHE / "readme_command"))
@@ -100,20 +105,20 @@ def main(argv: list[str] | None = None) -> dict:
     consolidated = run.get("consolidated", {})
     ours = {"domain_overall_f1": 100 * run["after"]["overall_f1"], "domain_new_f1": 100 * run["after"]["new_f1"]}
     rows = ["| model | domain overall F1 | domain new-type F1 | BIO-invalid spans |", "|---|---|---|---|",
-            f"| README command: extended | {ours['domain_overall_f1']:.2f} | {ours['domain_new_f1']:.2f} | "
-            f"{consolidated.get('extended_bio_invalid_spans', '')} |",
-            f"| benchmark (consolidation_domain, extended) | {bench['extended']['domain_overall_f1']:.2f} | "
-            f"{bench['extended']['domain_new_f1']:.2f} | {bench['extended']['domain_bio_invalid_spans']} |"]
+            table_row("README command: extended", ours["domain_overall_f1"], ours["domain_new_f1"],
+                      consolidated.get("extended_bio_invalid_spans", "")),
+            table_row("benchmark (consolidation_domain, extended)", bench["extended"]["domain_overall_f1"],
+                      bench["extended"]["domain_new_f1"], bench["extended"]["domain_bio_invalid_spans"])]
     for prefix, name in (("consolidated", "token by token"), ("consolidated_constrained", "BIO-constrained")):
         if f"{prefix}_overall_f1" in consolidated:
-            rows.append(f"| README command: consolidated, {name} | {100 * consolidated[f'{prefix}_overall_f1']:.2f} | "
-                        f"{100 * consolidated[f'{prefix}_new_f1']:.2f} | {consolidated[f'{prefix}_bio_invalid_spans']} |")
+            rows.append(table_row(f"README command: consolidated, {name}", 100 * consolidated[f"{prefix}_overall_f1"],
+                                  100 * consolidated[f"{prefix}_new_f1"], consolidated[f"{prefix}_bio_invalid_spans"]))
     theirs = bench["consolidated"] or {}
     for scores, name in ((theirs, "token by token"), (theirs.get("constrained"), "BIO-constrained")):
         if scores:
-            rows.append(f"| benchmark (consolidation_domain, steps + domain text), {name} | "
-                        f"{scores['domain_overall_f1']:.2f} | {scores['domain_new_f1']:.2f} | "
-                        f"{scores['domain_bio_invalid_spans']} |")
+            rows.append(table_row(f"benchmark (consolidation_domain, steps + domain text), {name}",
+                                  scores["domain_overall_f1"], scores["domain_new_f1"],
+                                  scores["domain_bio_invalid_spans"]))
     gap = ours["domain_overall_f1"] - bench["extended"]["domain_overall_f1"]
     payload = {"command": command, "minutes_this_call": minutes, "run": run, "benchmark": bench,
                "targets": [target("README command - benchmark adapter+rehearsal+parents (consolidation_domain, extended), "
