@@ -91,6 +91,25 @@ def lora_disabled(layers: list):
             param.requires_grad_(flag)
 
 
+@contextmanager
+def explained_overlong_input(config, length: int):
+    """Turn the error a transformer raises deep inside its embeddings when an input is longer than its position
+    embeddings ("The expanded size of the tensor (2002) must match ...") into one that says so and what to do.
+    Only errors raised with such an input are reworded: a model that takes longer inputs never gets here."""
+    try:
+        yield
+    except (RuntimeError, IndexError) as err:
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit is None or length <= limit - 2:  # RoBERTa-style position ids start after the padding id: limit - 2
+            raise
+        raise ValueError(
+            f"The input is {length} tokens long, but this model's position embeddings cover at most {limit} "
+            "(max_position_embeddings), and the model failed on it. Truncate when tokenizing (truncation=True, "
+            "max_length=...), or tag long texts in overlapping windows: pipeline(..., stride=128, "
+            "aggregation_strategy='first')."
+        ) from err
+
+
 def is_tuner_layer(module: nn.Module) -> bool:
     return isinstance(module, BaseTunerLayer)
 

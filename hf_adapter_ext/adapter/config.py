@@ -95,8 +95,8 @@ class NeuralAdapterConfig(PeftConfig):
             ``parent`` scored higher on both CrossNER domains' dev sets (docs/extending.md).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: PEFT LoRA settings for ``target="lora"``
             (PEFT's default target modules for the architecture when unset).
-        old_labels, source_signature: set by :func:`get_adapter_model` from the source, so that a saved adapter
-            refuses another source.
+        old_labels, source_signature, source_digest: set by :func:`get_adapter_model` from the source, so that a
+            saved adapter refuses another source: other labels, another architecture, or other weights.
         metrics: evaluation results, shown in the model card.
     """
 
@@ -141,6 +141,9 @@ class NeuralAdapterConfig(PeftConfig):
     source_signature: dict | None = field(
         default=None, metadata={"help": "Architecture facts of the source (set automatically)."}
     )
+    source_digest: str | None = field(
+        default=None, metadata={"help": "Digest of the source's weights (set automatically)."}
+    )
     metrics: dict | None = field(default=None, metadata={"help": "Evaluation results shown in the model card."})
 
     def __post_init__(self):
@@ -171,6 +174,8 @@ class NeuralAdapterConfig(PeftConfig):
         if self.base_model_name_or_path is not None and not isinstance(self.base_model_name_or_path, str):
             raise TypeError(f"{_OWNER}.base_model_name_or_path must be the source's folder or Hub id (a string); "
                             f"got {self.base_model_name_or_path!r}.")
+        if self.source_digest is not None and not isinstance(self.source_digest, str):
+            raise TypeError(f"NeuralAdapterConfig.source_digest must be a string; got {self.source_digest!r}.")
         for name in ("source_signature", "metrics"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):

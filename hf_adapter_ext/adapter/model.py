@@ -15,10 +15,12 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPP
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers.pipelines.base import SUPPORTED_PEFT_TASKS
 from transformers.utils import logging
 
 from ..hub import push_folder_to_hub
 from ..modeling.crf import CRF, is_tracing
+from ..modeling.fingerprint import weights_digest
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
 from ..modeling.tags import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
@@ -102,6 +104,7 @@ class NeuralAdapterModel(PreTrainedModel):
         config = copy.deepcopy(config)
         config.old_labels = old_labels
         config.source_signature = anatomy.signature(source)
+        config.source_digest = weights_digest(source, skip=("lora_",))
         config.base_model_name_or_path = config.base_model_name_or_path or getattr(source, "name_or_path", None)
         super().__init__(extended_config(source.config, config.labels))
         self.peft_config = config
@@ -241,6 +244,15 @@ class NeuralAdapterModel(PreTrainedModel):
         the source's world: every token there learns the source's output, as ``new_only`` O tokens do."""
         if not is_tracing():
             self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits, token_type_ids)
+        if labels is None and self.training and torch.is_grad_enabled() and not is_tracing():
+            self._refuse_training_without_labels(rehearsal)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        with anatomy.explained_overlong_input(self.config, reference.size(1)):
+            return self._forward(input_ids, attention_mask, token_type_ids, labels, source_logits, inputs_embeds,
+                                 rehearsal, num_items_in_batch)
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, labels, source_logits, inputs_embeds, rehearsal,
+                 num_items_in_batch) -> CRFTokenClassifierOutput:
         if self._adapter_disabled:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                       "inputs_embeds": inputs_embeds}
@@ -277,6 +289,22 @@ class NeuralAdapterModel(PreTrainedModel):
         elif not self.training and not is_tracing():  # NaN scores would be tagged: argmax reads them as label 0, "O"
             check_finite_tensor(emissions, "The extended model's scores")
         return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
+
+    def _refuse_training_without_labels(self, rehearsal) -> None:
+        """transformers' Trainer takes the labels away from the model when ``label_smoothing_factor > 0`` (or a
+        ``compute_loss_func`` is set) and puts a cross-entropy on the raw scores instead. That is this model's loss
+        only for a linear head without distillation: with a CRF, ``annotation="new_only"`` or rehearsal rows it
+        would train something else without a word."""
+        left_out = [what for what, used in (("the CRF", self.crf is not None),
+                                            ("the source's distillation", self.peft_config.annotation == "new_only"),
+                                            ("the rehearsal rows", rehearsal is not None)) if used]
+        if left_out:
+            raise ValueError(
+                f"The extended model is training (train mode, gradients on) but got no labels, so its loss, which "
+                f"includes {' and '.join(left_out)}, cannot be computed. transformers' Trainer withholds the labels "
+                "when label_smoothing_factor > 0 or compute_loss_func is set, and trains a plain cross-entropy on the "
+                "raw scores instead: set label_smoothing_factor=0 and leave compute_loss_func unset. To score text, "
+                "call model.eval() or run under torch.no_grad().")
 
     def _check_inputs(self, input_ids, attention_mask, inputs_embeds, source_logits, token_type_ids=None) -> None:
         """Shapes, dtypes and ids, once at the public boundary, with messages that say what to pass."""
@@ -528,3 +556,16 @@ def get_adapter_model(source_model: nn.Module, config: NeuralAdapterConfig) -> N
     if not isinstance(config, NeuralAdapterConfig):
         raise ValueError(f"get_adapter_model expects a NeuralAdapterConfig, got {type(config).__name__}.")
     return NeuralAdapterModel(source_model, config)
+
+
+def _register_for_token_classification_pipelines() -> None:
+    """Name NeuralAdapterModel among the PEFT-style models transformers' ``pipeline("token-classification")``
+    accepts, as PEFT's own `PeftModelForTokenClassification` is. An extended model's config is its source's (a
+    BertConfig, ...), so it cannot join the Auto mapping, and the pipeline would otherwise log an error that the
+    model is not supported before tagging with it correctly."""
+    accepted = SUPPORTED_PEFT_TASKS.setdefault("token-classification", [])
+    if NeuralAdapterModel.__name__ not in accepted:
+        accepted.append(NeuralAdapterModel.__name__)
+
+
+_register_for_token_classification_pipelines()

@@ -13,9 +13,11 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import AutoModelForTokenClassification
 
 from ..hub import HUB_ID, render_adapter_card
+from ..modeling.fingerprint import check_weights_digest
 from ..modeling.tags import source_labels
 from . import anatomy
 from .config import PEFT_TYPE, NeuralAdapterConfig
@@ -179,10 +181,18 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
     config = config if legacy else read_adapter_config(directory)
     if isinstance(source, (str, os.PathLike)):
         source = AutoModelForTokenClassification.from_pretrained(source, **hub_kwargs)
+    if not isinstance(source, nn.Module) or not hasattr(source, "config"):
+        raise TypeError(f"from_pretrained's first argument is the source model (AutoModelForTokenClassification."
+                        f"from_pretrained(...)) or its folder or Hub id; got {type(source).__name__}.")
     if not legacy:
         check_source_matches(source, config)
     state = read_weights(directory / (TRAINER_WEIGHTS_NAME if legacy else WEIGHTS_NAME))
-    model = cls(source, config)
+    model = cls(source, config)  # computes the source's digest
+    if not legacy:
+        check_weights_digest(config.source_digest, model.peft_config.source_digest, "the source model",
+                             "Load the adapter onto the source it was trained from" + (
+                                 f" ({config.base_model_name_or_path}, at the same revision)."
+                                 if config.base_model_name_or_path else "."))
     expected = model.state_dict()
     if legacy:  # the whole model was saved: keep what the adapter owns (the source is the one given)
         state = {k: v for k, v in state.items() if k in expected}

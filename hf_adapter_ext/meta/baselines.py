@@ -8,11 +8,31 @@ import torch.nn.functional as F
 from ..constants import IGNORE_INDEX
 
 
+def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``x / |x|`` along the last dimension (all-zero rows stay 0), as ``F.normalize``, at any finite scale.
+
+    ``F.normalize`` squares the values, so a float32 row beyond about 1e19 gets an infinite norm and comes out all
+    zero, and one below about 1e-19 underflows to a zero norm and comes out near zero: either way every class then
+    scores alike and the argmax names one class for no reason. Such rows (checked on the norms, one host sync) are
+    first divided by their largest absolute value, which leaves their direction as it is. Rows in range take
+    ``F.normalize``'s arithmetic unchanged; non-finite rows stay non-finite.
+    """
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    suspect = ~torch.isfinite(norm) | (norm < 1e-18)  # out of range, or all zero (padding rows, left as they are)
+    if bool(suspect.any()):
+        scale = torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, keepdim=True)
+        rescale = suspect & (scale > 0) & torch.isfinite(scale)  # NaN or inf rows stay non-finite
+        if bool(rescale.any()):
+            x = torch.where(rescale, x / scale.clamp(min=torch.finfo(x.dtype).tiny), x)
+            norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return x / norm.clamp(min=eps)
+
+
 def prototypes(support: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """[B, C, D] mean of L2-normalised support features per class (labels -100 ignored)."""
     valid = labels != IGNORE_INDEX
     onehot = F.one_hot(labels.clamp(min=0), num_classes).to(support.dtype) * valid.unsqueeze(-1)
-    sums = onehot.transpose(1, 2) @ F.normalize(support, dim=-1)
+    sums = onehot.transpose(1, 2) @ unit_rows(support)
     return sums / onehot.sum(1).clamp(min=1).unsqueeze(-1)
 
 
@@ -28,7 +48,7 @@ def row_scores(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    return row_scores(F.normalize(query, dim=-1), F.normalize(protos, dim=-1))
+    return row_scores(unit_rows(query), F.normalize(protos, dim=-1))
 
 
 def prototype_logits(support, support_labels, query, num_classes: int) -> torch.Tensor:
@@ -65,6 +85,6 @@ def soft_kmeans_logits(support, support_labels, query, num_classes: int, query_m
                        temperature: float = 0.1, iterations: int = 3,
                        class_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cosine scores against the soft k-means prototypes (the transductive baseline)."""
-    protos = soft_kmeans_prototypes(F.normalize(support, dim=-1), support_labels, F.normalize(query, dim=-1),
+    protos = soft_kmeans_prototypes(unit_rows(support), support_labels, unit_rows(query),
                                     num_classes, query_mask, temperature, iterations, class_mask)
     return cosine_logits(query, protos)

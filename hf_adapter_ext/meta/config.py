@@ -84,6 +84,8 @@ class SIBConfig(PretrainedConfig):
         feature_dim: the encoder's hidden size (filled in from ``backbone``).
         backbone: the encoder's config (a config or its dict), so the model can be built without weights.
         backbone_name_or_path: where the frozen encoder's weights are loaded from.
+        backbone_digest: digest of the frozen encoder's weights, written by ``save_pretrained`` so that
+            ``from_pretrained`` refuses an encoder with other weights (set automatically).
     """
 
     model_type = "sib"
@@ -108,6 +110,7 @@ class SIBConfig(PretrainedConfig):
         feature_dim: int | None = None,
         backbone: PretrainedConfig | dict | None = None,
         backbone_name_or_path: str | None = None,
+        backbone_digest: str | None = None,
         **kwargs,
     ):
         check_settings("SIBConfig", SimpleNamespace(**{k: v for k, v in locals().items() if k in _RULES}), _RULES)
@@ -135,7 +138,9 @@ class SIBConfig(PretrainedConfig):
         self.feature_dim, self.backbone = feature_dim, None
         if backbone is not None:
             self.set_backbone(backbone)
-        self.backbone_name_or_path = backbone_name_or_path
+        if backbone_digest is not None and not isinstance(backbone_digest, str):
+            raise TypeError(f"SIBConfig.backbone_digest must be a string; got {backbone_digest!r}.")
+        self.backbone_name_or_path, self.backbone_digest = backbone_name_or_path, backbone_digest
         super().__init__(**kwargs)
 
     def set_backbone(self, backbone: PretrainedConfig | dict) -> None:

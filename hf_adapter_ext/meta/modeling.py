@@ -25,8 +25,9 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
+from ..modeling.fingerprint import check_weights_digest, weights_digest
 from ..validation import check_number, check_save_directory, check_texts
-from .baselines import prototypes, row_scores, soft_kmeans_prototypes
+from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
 from .grad_nets import ClassEquivariantGradientNet, SyntheticGradientNet
@@ -78,7 +79,7 @@ class SIBHead(nn.Module):
 
     def classify(self, features: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """[B, M, D] features, [B, C, D] weights → [B, M, C] scaled cosine scores."""
-        return self._logits(F.normalize(features, dim=-1), theta)
+        return self._logits(unit_rows(features), theta)
 
     def episode_classes(self, support_labels: torch.Tensor) -> torch.Tensor:
         """[B, C] which classes each episode has: for the equivariant net the classes with a labelled support
@@ -135,7 +136,7 @@ class SIBHead(nn.Module):
         """Query scores after ``steps`` refinement steps and with none, [B, Q, C] each; classes an episode lacks
         (equivariant net, episodes of several sizes in one batch) score the dtype's minimum. An episode with more
         than ``max_refined_classes`` classes keeps its K = 0 start (None: every episode is refined)."""
-        query_unit, support_unit = F.normalize(query, dim=-1), F.normalize(support, dim=-1)
+        query_unit, support_unit = unit_rows(query), unit_rows(support)
         class_mask = self.episode_classes(support_labels)
         classes = class_mask.size(-1)
         theta0 = self.init_theta(support_unit, support_labels, class_mask, query_unit, query_mask)
@@ -167,6 +168,10 @@ def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch
         )
     losses = F.cross_entropy(logits.transpose(1, 2).float(), query_labels, ignore_index=IGNORE_INDEX, reduction="none")
     return (losses.sum(dim=1) / counts).mean()
+
+
+# encoder weights SIB never reads (features are its last hidden states): AutoModel may initialise them at random
+UNREAD_ENCODER_WEIGHTS = ("pooler",)
 
 
 class SIBForFewShotClassification(PreTrainedModel):
@@ -293,7 +298,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         if query_mask is None:
             query_mask = (query_labels != IGNORE_INDEX) if query_labels is not None else torch.ones(
                 query.shape[:2], dtype=torch.bool, device=query.device)
-        self._check_episode_shapes(support, support_labels, query, query_labels)
+        self._check_episode_shapes(support, support_labels, query, query_labels, query_mask)
         if not self.training:  # a NaN or all-zero feature would still come out as a class (training: the loss shows it)
             for name, features, real in (("support", support, support_labels != IGNORE_INDEX),
                                          ("query", query, query_mask.bool())):  # padding rows are 0 and not real
@@ -308,6 +313,11 @@ class SIBForFewShotClassification(PreTrainedModel):
                                      "would still name a class. Check the inputs (features computed from real text, "
                                      "not placeholders).")
         self._check_labels(support_labels, "support_labels")
+        unlabelled = ~(support_labels != IGNORE_INDEX).any(dim=1)
+        if bool(unlabelled.any()):
+            raise ValueError(f"Episode(s) {unlabelled.nonzero()[:, 0].tolist()[:10]} have no labelled support example "
+                             "(support_labels all -100), so there is no class to score their queries against. Give "
+                             "every episode at least one labelled support example per class.")
         if inner_steps is None:  # the configured K, for tasks of up to max_refined_classes labels
             steps, limit = self.config.inner_steps, self.config.max_refined_classes
         else:  # an explicit K, for every task
@@ -320,19 +330,22 @@ class SIBForFewShotClassification(PreTrainedModel):
             loss = episode_mean_loss(logits, query_labels)
         return SIBOutput(loss=loss, logits=logits, logits_init=logits_init)
 
-    def _check_episode_shapes(self, support, support_labels, query, query_labels) -> None:
+    def _check_episode_shapes(self, support, support_labels, query, query_labels, query_mask) -> None:
         dim = self.config.feature_dim
         for name, features in (("support", support), ("query", query)):
             if features.dim() != 3 or features.size(-1) != dim:
                 raise ValueError(f"{name} features must be [episodes, examples, {dim}] (the backbone's hidden size); "
                                  f"got {tuple(features.shape)}.")
         for name, labels, features in (("support_labels", support_labels, support),
-                                       ("query_labels", query_labels, query)):
+                                       ("query_labels", query_labels, query), ("query_mask", query_mask, query)):
             if labels is not None and tuple(labels.shape) != tuple(features.shape[:2]):
-                raise ValueError(f"{name} must be [episodes, examples] = {tuple(features.shape[:2])}, one class id "
+                raise ValueError(f"{name} must be [episodes, examples] = {tuple(features.shape[:2])}, one value "
                                  f"per example; got {tuple(labels.shape)}.")
 
     def _check_labels(self, labels: torch.Tensor, name: str) -> None:
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer tensor of class ids (0, 1, ... and -100 for padding); got "
+                            f"{labels.dtype}. Convert it with .long().")
         if self.config.any_number_of_classes:
             bad = labels[(labels != IGNORE_INDEX) & (labels < 0)]
             if bad.numel():
@@ -455,6 +468,9 @@ class SIBForFewShotClassification(PreTrainedModel):
         frozen, unshaped backbone is not copied: config.json names it (``backbone_name_or_path``) and
         ``from_pretrained`` loads it from there. A shaped or trained one is saved with the head."""
         check_save_directory(save_directory, "SIBForFewShotClassification.save_pretrained")
+        # what a frozen, referenced encoder must be when the head is loaded over it again
+        self.config.backbone_digest = (None if self.config.stores_backbone
+                                       else weights_digest(self.backbone, UNREAD_ENCODER_WEIGHTS))
         super().save_pretrained(save_directory, **kwargs)
         learned = float(self.head.log_inner_lr.detach().exp())
         (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags, learned))
@@ -481,6 +497,11 @@ class SIBForFewShotClassification(PreTrainedModel):
                                               "torch_dtype") if k in kwargs}
                 backbone = AutoModel.from_pretrained(model.config.backbone_name_or_path, **hub)
             model.config.set_backbone(backbone.config)
+            where = model.config.backbone_name_or_path
+            found = weights_digest(backbone, UNREAD_ENCODER_WEIGHTS)
+            check_weights_digest(model.config.backbone_digest, found, "the encoder",
+                                 "Load the encoder the head was meta-trained over"
+                                 + (f" ({where}, at the same revision)." if where else "."))
             model.backbone = backbone.to(model.device).requires_grad_(False).eval()
         return model.eval()
 

@@ -230,6 +230,16 @@ def as_old_types(tags: Sequence[str], old_types: set[str], parents: Mapping[str,
     return out
 
 
+def without_unopened_entities(tags: Sequence[str]) -> list[str]:
+    """``tags`` with every ``I-`` tag that continues no entity set to ``O``: the spans strict IOB2 reads in them,
+    written as valid gold tags (a model's predictions, scored as the reference another model is compared with)."""
+    out, previous = [], "O"
+    for tag in tags:
+        previous = "O" if tag.startswith("I-") and previous[2:] != tag[2:] else tag
+        out.append(previous)
+    return out
+
+
 def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_parents: Mapping[str, str] | None = None,
                      max_sentences: int = 500, batch_size: int = 64) -> dict[str, float]:
     """Per old type, the entity F1 of the extended ``model``'s tags against the ``source``'s own, on text of the
@@ -251,6 +261,7 @@ def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_p
                                  desc="Tagging with the extension")
     old_types = {label.partition("-")[2] for label in source.config.id2label.values() if label != "O"}
     mapped = [as_old_types(tags, old_types, dict(label_parents or {})) for tags in model_tags]
-    scores = load_entity_f1().compute(predictions=mapped, references=source_tags)
+    scores = load_entity_f1().compute(predictions=mapped,
+                                      references=[without_unopened_entities(tags) for tags in source_tags])
     return {entity: float(f1) for entity, f1 in type_f1(scores).items()
             if entity in old_types and scores.get(f"{entity}_support", 0) > 0}

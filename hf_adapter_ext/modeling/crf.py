@@ -461,4 +461,8 @@ class CRF(nn.Module):
                 f"CRF attention_mask must be a tensor of shape {tuple(emissions.shape[:2])} (1 = token, 0 = padding) "
                 f"(batch, length of the emissions); got {found}."
             )
+        if attention_mask.dtype != torch.bool and not is_tracing() and \
+                bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+            raise ValueError("CRF attention_mask holds values other than 0 and 1 (1 = token, 0 = padding); pass the "
+                             "tokenizer's attention_mask, or a bool mask.")
         return attention_mask.bool()

@@ -32,6 +32,20 @@ def _spans(sequences) -> set:
     return {e.to_tuple() for sentence in Entities(sequences, IOB2).entities for e in sentence}
 
 
+def _check_gold_opens_with_b(tags, sentence: int) -> None:
+    """Refuse gold tags where an ``I-`` tag opens an entity (after ``O``, first, or after another type). Strict
+    IOB2 drops such an entity, so gold data in IOB1 (the raw CoNLL-2003 files) would lose most of its entities and
+    score every model low without a word; a prediction that does this is the model's error and is scored as one."""
+    previous = "O"
+    for position, tag in enumerate(tags):
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            raise ValueError(f"entity_f1 references, sentence {sentence}, position {position}: {tag!r} follows "
+                             f"{previous!r}, so it opens an entity, which IOB2 gold tags never do (the entity would "
+                             "not be counted). The gold data looks like IOB1: convert it with "
+                             "hf_adapter_ext.data.conll.to_iob2 (load_conll does this for CoNLL files).")
+        previous = tag
+
+
 def _scores(gold: set, predicted: set) -> tuple:
     correct = len(gold & predicted)
     precision = correct / len(predicted) if predicted else 0.0
@@ -67,11 +81,12 @@ class EntityF1(evaluate.Metric):
             if len(pred) != len(ref):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
             for name, tags in (("predictions", pred), ("references", ref)):
-                bad = next((tag for tag in tags if tag != "O" and not is_bio_label(tag)), None)
-                if bad is not None:
-                    raise ValueError(f"entity_f1 {name}, sentence {i}: {bad!r} is not an IOB2 tag ('O', 'B-<type>', "
+                bad = [tag for tag in tags if tag != "O" and not (isinstance(tag, str) and is_bio_label(tag))][:1]
+                if bad:
+                    raise ValueError(f"entity_f1 {name}, sentence {i}: {bad[0]!r} is not an IOB2 tag ('O', 'B-<type>', "
                                      "'I-<type>', prefixes in capitals). Map the tags to IOB2 first (e.g. 'b-per' -> "
                                      "'B-per', IOBES 'S-PER' -> 'B-PER').")
+            _check_gold_opens_with_b(ref, i)
         gold, predicted = _spans(references), _spans(predictions)
         types = sorted({span[1] for span in gold | predicted})
         new_types = set(new_types or [])

@@ -1,0 +1,205 @@
+"""Calls that used to run cleanly and answer (or train) wrongly, found by trying bad inputs as a new user would:
+saved parts that reference a frozen model by name (an adapter's source, a SIB head's encoder) loaded over a model
+with other weights; features at scales float32 normalisation could not read; episodes without labelled support;
+Trainer's label smoothing, which takes the labels away from a model whose loss needs them. Each is now refused with
+the fix, or answered correctly."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from transformers import (
+    BertConfig,
+    BertModel,
+    DataCollatorForTokenClassification,
+    Trainer,
+    TrainingArguments,
+    pipeline,
+)
+
+from hf_adapter_ext import (
+    CRF,
+    NeuralAdapterConfig,
+    NeuralAdapterModel,
+    SIBConfig,
+    SIBForFewShotClassification,
+    get_adapter_model,
+)
+from hf_adapter_ext.meta.baselines import unit_rows
+from hf_adapter_ext.modeling.fingerprint import check_weights_digest, weights_digest
+
+from .conftest import NEW_LABELS, tiny_source
+from .helpers import toy_dataset
+
+
+def encoder(vocab_size: int, seed: int = 0) -> BertModel:
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32), add_pooling_layer=False)
+
+
+# ---------------------------------------------------------------- the digest
+def test_digest_follows_every_value_and_ignores_names(tokenizer):
+    model = tiny_source("bert", tokenizer.vocab_size)
+    before = weights_digest(model)
+    assert weights_digest(tiny_source("bert", tokenizer.vocab_size)) == before  # same weights, another object
+    with torch.no_grad():
+        model.bert.encoder.layer[1].output.dense.weight[3, 5] += 1e-6  # one value, deep inside
+    assert weights_digest(model) != before
+    assert weights_digest(model, skip=("layer.1.output.dense",)) == weights_digest(
+        tiny_source("bert", tokenizer.vocab_size), skip=("layer.1.output.dense",))
+
+
+def test_digest_of_another_precision_warns_instead_of_refusing(tokenizer, caplog):
+    model = tiny_source("bert", tokenizer.vocab_size)
+    saved, half = weights_digest(model), weights_digest(model.to(torch.bfloat16))
+    assert saved.startswith("float32:") and half.startswith("bfloat16:")
+    with caplog.at_level(logging.WARNING):
+        check_weights_digest(saved, half, "the source model", "")
+    assert "cannot be checked" in caplog.text
+    check_weights_digest(None, half, "the source model", "")  # saved before digests: not checked
+
+
+# ---------------------------------------------------------------- the adapter's source
+def test_adapter_refuses_a_source_with_other_weights(tokenizer, tmp_path):
+    source = tiny_source("bert", tokenizer.vocab_size, seed=0)
+    get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS)).save_pretrained(tmp_path)
+    NeuralAdapterModel.from_pretrained(tiny_source("bert", tokenizer.vocab_size, seed=0), tmp_path)  # the same: loads
+    with pytest.raises(ValueError, match="weights of the source model differ"):
+        NeuralAdapterModel.from_pretrained(tiny_source("bert", tokenizer.vocab_size, seed=1), tmp_path)
+
+
+def test_adapter_on_a_lora_target_checks_the_source_without_its_lora_weights(tokenizer, tmp_path):
+    model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(
+        new_labels=NEW_LABELS, target="lora"))
+    model.save_pretrained(tmp_path)
+    NeuralAdapterModel.from_pretrained(tiny_source("bert", tokenizer.vocab_size), tmp_path)
+
+
+def test_adapter_from_pretrained_refuses_a_non_model_source(tokenizer, tmp_path):
+    get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(
+        new_labels=NEW_LABELS)).save_pretrained(tmp_path)
+    with pytest.raises(TypeError, match="first argument is the source model"):
+        NeuralAdapterModel.from_pretrained(None, tmp_path)
+
+
+# ---------------------------------------------------------------- SIB's referenced encoder
+def test_sib_head_refuses_an_encoder_with_other_weights(tokenizer, tmp_path):
+    SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder(tokenizer.vocab_size)).save_pretrained(tmp_path)
+    SIBForFewShotClassification.from_pretrained(tmp_path, backbone=encoder(tokenizer.vocab_size))  # the same: loads
+    for other in (encoder(tokenizer.vocab_size, seed=1), encoder(50)):  # other weights; another vocabulary
+        with pytest.raises(ValueError, match="weights of the encoder differ"):
+            SIBForFewShotClassification.from_pretrained(tmp_path, backbone=other)
+
+
+# ---------------------------------------------------------------- inputs SIB could not read
+def test_sib_answers_the_same_at_any_feature_scale():
+    """Cosine scores do not depend on a feature's length; float32 normalisation overflowed beyond ~1e19 (every
+    class then scored alike and the argmax named class 0) and underflowed below ~1e-19."""
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder(60)).eval()
+    g = torch.Generator().manual_seed(0)
+    support, query = torch.randn(2, 3, 16, generator=g), torch.randn(2, 8, 16, generator=g)
+    labels = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    expected = model(support_features=support, support_labels=labels, query_features=query).logits
+    for scale in (1e30, 1e-30, 3e38 / 16):
+        got = model(support_features=support * scale, support_labels=labels, query_features=query * scale).logits
+        torch.testing.assert_close(got, expected)
+
+
+def test_unit_rows_matches_float64_normalisation_over_the_float32_range():
+    g = torch.Generator().manual_seed(1)
+    rows = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    rows[6] = 0  # padding stays zero
+    scales = torch.tensor([1e-35, 1e-20, 1e-3, 1.0, 1e4, 1e25, 1e37], dtype=torch.float64)[:, None]
+    got = unit_rows((rows * scales).float())
+    expected = torch.nn.functional.normalize(rows, dim=-1).float()
+    torch.testing.assert_close(got, expected)
+    nan_row = torch.tensor([[1.0, float("nan")], [float("inf"), 1.0]])
+    assert torch.isnan(unit_rows(nan_row)).any(dim=-1).all()  # non-finite in, non-finite out
+
+
+@pytest.mark.parametrize("overrides,error,pattern", [
+    ({"support_labels": torch.tensor([[0.0, 1.0, 2.0]])}, TypeError, r"support_labels must be an integer tensor"),
+    ({"query_mask": torch.ones(1, 3, dtype=torch.bool)}, ValueError, r"query_mask must be \[episodes, examples\]"),
+    ({"support_labels": torch.full((1, 3), -100)}, ValueError, r"no labelled support example"),
+])
+def test_sib_episode_inputs_refused(overrides, error, pattern):
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder(60)).eval()
+    g = torch.Generator().manual_seed(0)
+    episode = {"support_features": torch.randn(1, 3, 16, generator=g), "support_labels": torch.tensor([[0, 1, 2]]),
+               "query_features": torch.randn(1, 6, 16, generator=g)}
+    with pytest.raises(error, match=pattern):
+        model(**{**episode, **overrides})
+
+
+# ---------------------------------------------------------------- inputs the extended model could not read
+def test_overlong_text_is_refused_with_the_fix(tokenizer):
+    model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(
+        new_labels=NEW_LABELS)).eval()
+    tagger = pipeline("token-classification", model=model, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"2002 tokens long.*at most 512.*stride="):
+        tagger(" ".join(["john"] * 2000))
+    assert isinstance(tagger("john smith lives in paris"), list)  # in range: tags as before
+
+
+def test_plain_pipeline_accepts_the_extended_model_without_an_error_log(tokenizer, caplog):
+    model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(new_labels=NEW_LABELS))
+    with caplog.at_level(logging.ERROR):
+        pipeline("token-classification", model=model.eval(), tokenizer=tokenizer)
+    assert "not supported" not in caplog.text
+
+
+def test_crf_mask_with_values_other_than_zero_and_one_is_refused():
+    with pytest.raises(ValueError, match="values other than 0 and 1"):
+        CRF(3).decode(torch.randn(1, 4, 3), torch.tensor([[0.5, 1.0, 1.0, 1.0]]))
+    CRF(3).decode(torch.randn(1, 4, 3), torch.tensor([[0, 1, 1, 1]]))  # integer 0/1 masks, left padding: fine
+
+
+@pytest.mark.parametrize("head", ["crf", "linear"])
+def test_trainer_label_smoothing_is_refused_where_it_would_replace_the_models_loss(tokenizer, tmp_path, head):
+    """With label_smoothing_factor > 0, Trainer withholds the labels and smooths a cross-entropy on the raw scores:
+    for a CRF head that trains the emissions alone; for a linear head it is the model's own loss, smoothed."""
+    model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(new_labels=NEW_LABELS,
+                                                                                            head=head))
+    args = TrainingArguments(str(tmp_path), max_steps=1, label_smoothing_factor=0.1, report_to=[], use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=toy_dataset(tokenizer),
+                      data_collator=DataCollatorForTokenClassification(tokenizer))
+    if head == "crf":
+        with pytest.raises(ValueError, match="label_smoothing_factor=0"):
+            trainer.train()
+    else:
+        trainer.train()
+
+
+def test_entity_f1_refuses_gold_tags_in_iob1():
+    """Strict IOB2 drops an entity that opens with I-: IOB1 gold (the raw CoNLL-2003 files) scored 0 here."""
+    from hf_adapter_ext.metrics import load_entity_f1
+
+    metric = load_entity_f1()
+    for gold in (["I-PER", "I-PER", "O"], ["B-PER", "I-ORG", "O"], ["B-PER", "O", "I-PER"]):
+        with pytest.raises(ValueError, match="looks like IOB1"):
+            metric.compute(predictions=[["B-PER", "I-PER", "O"]], references=[gold])
+    scored = metric.compute(predictions=[["I-PER", "I-PER", "O"]], references=[["B-PER", "I-PER", "O"]])
+    assert scored["overall_f1"] == 0.0  # a prediction that opens with I- is the model's error, scored as one
+    with pytest.raises(ValueError, match="None is not an IOB2 tag"):
+        metric.compute(predictions=[["B-PER", None, "O"]], references=[["B-PER", "I-PER", "O"]])
+
+
+@given(st.lists(st.lists(st.sampled_from(["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]), max_size=12), max_size=4))
+def test_another_models_tags_become_valid_gold_with_the_same_strict_spans(sequences):
+    """source_agreement scores the extension against the source's own tags: written as valid IOB2 gold, they keep
+    exactly the spans strict IOB2 reads in them."""
+    from seqeval.scheme import IOB2, Entities
+
+    from hf_adapter_ext.metrics import without_unopened_entities
+
+    def spans(tags):
+        return {e.to_tuple() for sentence in Entities(tags, IOB2).entities for e in sentence}
+
+    repaired = [without_unopened_entities(tags) for tags in sequences]
+    assert spans(repaired) == spans(sequences)
+    assert all(not t.startswith("I-") or p[2:] == t[2:] for tags in repaired for p, t in zip(["O", *tags], tags))
