@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -203,3 +204,34 @@ def test_another_models_tags_become_valid_gold_with_the_same_strict_spans(sequen
     repaired = [without_unopened_entities(tags) for tags in sequences]
     assert spans(repaired) == spans(sequences)
     assert all(not t.startswith("I-") or p[2:] == t[2:] for tags in repaired for p, t in zip(["O", *tags], tags))
+
+
+def test_compute_metrics_reads_per_batch_predictions(tokenizer, tmp_path):
+    """TrainingArguments(eval_do_concat_batches=False) hands compute_metrics a list of per-batch arrays, each padded
+    to its own length; the scores are those of the concatenated evaluation."""
+    from hf_adapter_ext.metrics import entity_f1_compute_metrics
+
+    id2label = {0: "O", 1: "B-PER", 2: "I-PER"}
+    g = np.random.default_rng(0)
+    labels = [np.array([[0, 1, 2, -100]]), np.array([[1, 2, 0, 1, -100, -100], [0, 0, 1, 2, 2, -100]])]
+    scores = [g.normal(size=(*ids.shape, 3)) for ids in labels]
+    per_batch = entity_f1_compute_metrics(id2label)((scores, labels))
+    width = max(ids.shape[1] for ids in labels)
+    padded = np.concatenate([np.pad(ids, ((0, 0), (0, width - ids.shape[1])), constant_values=-100) for ids in labels])
+    padded_scores = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in scores])
+    assert per_batch == entity_f1_compute_metrics(id2label)((padded_scores, padded))
+
+
+@pytest.mark.parametrize("batch,pattern", [
+    ({"tokens": [["John", "lives"]], "ner_tags": [["B-PER", "O"]]}, r"holds 'B-PER'.*label ids"),
+    ({"tokens": ["John lives"], "ner_tags": [[1, 0]]}, r"one string \('John lives'\).*list of words"),
+])
+def test_alignment_refuses_tag_names_and_unsplit_sentences(tokenizer, batch, pattern):
+    """Tag names used to come out as a labels column mixing strings with -100, and a sentence given as one string
+    was read one character per word."""
+    from hf_adapter_ext.data import tokenize_and_align_labels
+
+    with pytest.raises(ValueError, match=pattern):
+        tokenize_and_align_labels(batch, tokenizer)
+    assert tokenize_and_align_labels({"tokens": [["John", "lives"]], "ner_tags": [np.array([1, 0])]},
+                                     tokenizer)["labels"][0].count(1) == 1  # numpy ids are ids

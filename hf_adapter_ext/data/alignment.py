@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from datasets import Dataset
@@ -70,8 +71,16 @@ def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_t
     limit = max_length_of(tokenizer, max_length)
     words_out, labels_out, offsets = [], [], []
     for words, tags in zip(batch["tokens"], batch[label_column]):
+        if isinstance(words, str):
+            raise ValueError(f"{'tokens'!r} holds a sentence as one string ({words[:40]!r}); it must be a list of "
+                             "words, e.g. text.split().")
         if len(words) != len(tags):
             raise ValueError(f"A sentence has {len(words)} tokens but {len(tags)} tags: {' '.join(words[:10])} ...")
+        named = next((tag for tag in tags if not isinstance(tag, numbers.Integral) or isinstance(tag, bool)), None)
+        if named is not None:
+            raise ValueError(f"{label_column!r} holds {named!r}; tokenize_and_align_labels needs label ids (ints). "
+                             f"Map tag names to ids first, e.g. dataset.map(lambda row: {{{label_column!r}: "
+                             f"[label2id[t] for t in row[{label_column!r}]]}}), or read the file with load_ner_files.")
         for start, end in word_windows(words, tokenizer, limit):
             words_out.append(list(words[start:end]))
             labels_out.append(list(tags[start:end]))

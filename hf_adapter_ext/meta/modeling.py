@@ -492,8 +492,8 @@ class SIBForFewShotClassification(PreTrainedModel):
             if backbone is None and not model.config.backbone_name_or_path:
                 raise ValueError(f"{pretrained_model_name_or_path} holds a SIB head whose frozen backbone has no name "
                                  "or path to load it from: pass backbone=AutoModel.from_pretrained(...).")
-            if backbone is None:
-                hub = {k: kwargs[k] for k in ("cache_dir", "token", "revision", "local_files_only", "dtype",
+            if backbone is None:  # ``revision`` names a revision of the head's repo, not of the encoder's
+                hub = {k: kwargs[k] for k in ("cache_dir", "token", "local_files_only", "dtype",
                                               "torch_dtype") if k in kwargs}
                 backbone = AutoModel.from_pretrained(model.config.backbone_name_or_path, **hub)
             model.config.set_backbone(backbone.config)

@@ -70,9 +70,8 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
     id2label = label_names_by_id(id2label, "entity_f1_compute_metrics")
     metric = load_entity_f1()
 
-    def compute_metrics(eval_prediction) -> dict:
-        """``eval_prediction``: Trainer's `EvalPrediction`, or a (predictions, label_ids) pair."""
-        predictions, label_ids = np.asarray(eval_prediction[0]), np.asarray(eval_prediction[1])
+    def batch_tags(predictions, label_ids) -> tuple[list, list]:
+        predictions, label_ids = np.asarray(predictions), np.asarray(label_ids)
         if predictions.ndim == label_ids.ndim + 1:  # scores, not yet label ids
             if predictions.shape[-1] != len(id2label):
                 raise ValueError(f"compute_metrics: the model scores {predictions.shape[-1]} labels but id2label names "
@@ -85,7 +84,20 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
             raise ValueError(f"compute_metrics: predictions {predictions.shape} and label_ids {label_ids.shape} do "
                              "not line up (one label id per token); pass the model's outputs and the labels of the "
                              "same batches.")
-        preds, refs = ids_to_tags(predictions, label_ids, id2label)
+        return ids_to_tags(predictions, label_ids, id2label)
+
+    def compute_metrics(eval_prediction) -> dict:
+        """``eval_prediction``: Trainer's `EvalPrediction`, or a (predictions, label_ids) pair; with
+        ``eval_do_concat_batches=False`` each is a list of per-batch arrays (padded to each batch's own length)."""
+        predictions, label_ids = eval_prediction[0], eval_prediction[1]
+        per_batch = isinstance(predictions, list) and isinstance(label_ids, list) and len(predictions) == len(
+            label_ids) and all(np.ndim(ids) == 2 for ids in label_ids)  # not one nested list of sentences
+        if per_batch:
+            batches = [batch_tags(p, ids) for p, ids in zip(predictions, label_ids)]
+            preds = [tags for batch_preds, _ in batches for tags in batch_preds]
+            refs = [tags for _, batch_refs in batches for tags in batch_refs]
+        else:
+            preds, refs = batch_tags(predictions, label_ids)
         return metric.compute(predictions=preds, references=refs, new_types=new_types,
                               type_parents=dict(type_parents or {}))
 
