@@ -52,6 +52,7 @@ from hf_adapter_ext import (
     source_labels,
 )
 from hf_adapter_ext.adapter.budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE
+from hf_adapter_ext.adapter.config import adapter_arguments_dataclass
 from hf_adapter_ext.adapter.consolidation import compare_with_teacher
 from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
 from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
@@ -206,14 +207,15 @@ def defaults_for(argv: list[str]) -> dict:
 
 
 # The command line's option groups, in parse order.
-ARGUMENTS = (ModelArguments, DataArguments, NeuralAdapterConfig, CheckedTrainingArguments)
+ARGUMENTS = (ModelArguments, DataArguments, adapter_arguments_dataclass(), CheckedTrainingArguments)
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**defaults_for(argv))
-    model_args, data_args, config, training_args = parser.parse_args_into_dataclasses(argv)
+    model_args, data_args, adapter_args, training_args = parser.parse_args_into_dataclasses(argv)
+    config = NeuralAdapterConfig(**dataclasses.asdict(adapter_args))
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)
     unlabelled = read_sentences(data_args.unlabelled_file, data_args.max_unlabelled_sentences) \

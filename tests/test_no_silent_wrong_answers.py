@@ -235,3 +235,26 @@ def test_alignment_refuses_tag_names_and_unsplit_sentences(tokenizer, batch, pat
         tokenize_and_align_labels(batch, tokenizer)
     assert tokenize_and_align_labels({"tokens": [["John", "lives"]], "ner_tags": [np.array([1, 0])]},
                                      tokenizer)["labels"][0].count(1) == 1  # numpy ids are ids
+
+
+def test_extend_ner_offers_the_adapter_settings_and_not_what_is_set_for_you():
+    """The script used to take every PeftConfig field (--peft_type LORA, --task_type SEQ_CLS, --old_labels,
+    --source_signature, ...) and then overwrite or ignore it without a word."""
+    import dataclasses
+
+    from transformers import HfArgumentParser
+
+    from hf_adapter_ext.adapter.config import _AUTOMATIC, adapter_arguments_dataclass
+
+    arguments = adapter_arguments_dataclass()
+    offered = {f.name for f in dataclasses.fields(arguments)}
+    assert offered == NeuralAdapterConfig.field_names() - _AUTOMATIC
+    assert {"peft_type", "task_type", "old_labels", "source_digest", "metrics"} <= _AUTOMATIC
+    parser = HfArgumentParser(arguments)
+    (parsed,) = parser.parse_args_into_dataclasses(["--new_labels", "B-LOC", "I-LOC", "--head", "linear"])
+    config = NeuralAdapterConfig(**dataclasses.asdict(parsed))
+    assert (config.new_labels, config.head, config.adapter) == (["B-LOC", "I-LOC"], "linear", "bilstm")
+    with pytest.raises(ValueError, match="not used"):
+        parser.parse_args_into_dataclasses(["--source_digest", "float32:00"])
+    with pytest.raises(ValueError, match="adapter_hidden_size"):  # checked as the config checks it, at parse time
+        parser.parse_args_into_dataclasses(["--adapter_hidden_size", "0"])

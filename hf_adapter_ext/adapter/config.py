@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Literal
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
+from typing import Literal, get_type_hints
 
 from peft import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
@@ -221,3 +221,25 @@ class NeuralAdapterConfig(PeftConfig):
 # No tuner is registered: PeftType has no member for a neural adapter (PEFT's register_peft_method accepts only
 # those), and a neural adapter injects no layers into the base model, which is what a PEFT tuner does.
 PEFT_TYPE_TO_CONFIG_MAPPING.setdefault(PEFT_TYPE, NeuralAdapterConfig)
+
+# Set from the source, by the evaluation or by PEFT, never by hand: a command line does not offer them (given as
+# options they were taken and then silently overwritten).
+_AUTOMATIC = frozenset({"old_labels", "source_signature", "source_digest", "metrics"} | {f.name for f in fields(PeftConfig)})
+
+
+def adapter_arguments_dataclass() -> type:
+    """The user-facing settings of `NeuralAdapterConfig` as a dataclass, for ``HfArgumentParser``: each field's
+    type, default and help as the config declares them (one definition), checked as the config checks them when
+    the command line is parsed. Build the config with ``NeuralAdapterConfig(**dataclasses.asdict(arguments))``."""
+    hints = get_type_hints(NeuralAdapterConfig)
+    options = []
+    for spec in fields(NeuralAdapterConfig):
+        if spec.name in _AUTOMATIC:
+            continue
+        default = {"default": spec.default} if spec.default is not MISSING else {"default_factory": spec.default_factory}
+        options.append((spec.name, hints[spec.name], field(metadata=spec.metadata, **default)))
+
+    def check(self) -> None:  # before any model or data is read
+        NeuralAdapterConfig(**asdict(self))
+
+    return make_dataclass("AdapterArguments", options, namespace={"__post_init__": check})
