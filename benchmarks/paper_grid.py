@@ -246,7 +246,9 @@ class Experiment:
                                  args=epoch_consolidation_args(Path(self.args.output_dir) / "consolidate", seed))
 
     def score(self, model, part: str = "all") -> dict:
-        scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, [self.task.new_type],
+        # the source has no new type to split off (evaluate_tagger refuses new_types a model does not have)
+        new_types = [self.task.new_type] if f"B-{self.task.new_type}" in model.config.label2id else []
+        scores = evaluate_tagger(model, self.test[part], self.tokenizer, model.config.id2label, new_types,
                                  desc="Scoring")
         return {k: 100 * v if isinstance(v, float) else v for k, v in scores.items()}
 

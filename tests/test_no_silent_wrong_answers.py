@@ -258,3 +258,39 @@ def test_extend_ner_offers_the_adapter_settings_and_not_what_is_set_for_you():
         parser.parse_args_into_dataclasses(["--source_digest", "float32:00"])
     with pytest.raises(ValueError, match="adapter_hidden_size"):  # checked as the config checks it, at parse time
         parser.parse_args_into_dataclasses(["--adapter_hidden_size", "0"])
+
+
+def test_evaluation_refuses_new_types_the_labels_do_not_have(tokenizer):
+    """A misspelt new type scored a new-type F1 of 0 and left the real new type among the old ones."""
+    from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger
+
+    model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(
+        new_labels=NEW_LABELS)).eval()
+    with pytest.raises(ValueError, match=r"new_types \['Loc'\] are not types"):
+        entity_f1_compute_metrics(model.config.id2label, ["Loc"])
+    with pytest.raises(ValueError, match=r"new_types \['loc'\] are not types.*\['LOC'\]"):
+        evaluate_tagger(model, toy_dataset(tokenizer), tokenizer, model.config.id2label, ["loc"])
+    assert "new_f1" in evaluate_tagger(model, toy_dataset(tokenizer), tokenizer, model.config.id2label, ["LOC"])
+    source = tiny_source("bert", tokenizer.vocab_size)  # a source scored with its extension's new types: no LOC
+    old_only = toy_dataset(tokenizer, labels=list(source.config.id2label.values()) + NEW_LABELS, outside_types=("LOC",))
+    assert evaluate_tagger(source, old_only, tokenizer, source.config.id2label, ["LOC"])["new_f1"] == 0.0
+
+
+def test_forgotten_types_refuses_scores_without_per_type_entries():
+    """{"PER": 0.9} has no 'PER_f1' / 'PER_support' keys: every type passed as "not forgotten"."""
+    from hf_adapter_ext.metrics import forgotten_types
+
+    with pytest.raises(ValueError, match="no per-type scores"):
+        forgotten_types({"PER": 0.9}, {"PER": 0.5})
+    before = {"PER_f1": 0.9, "PER_support": 10}
+    assert forgotten_types(before, {"PER_f1": 0.5, "PER_support": 10}) == {"PER": (0.9, 0.5)}
+
+
+def test_rehearsal_text_that_repeats_the_labelled_sentences_is_warned(tokenizer):
+    from hf_adapter_ext import add_rehearsal
+
+    from .conftest import CORPUS
+
+    model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(new_labels=NEW_LABELS))
+    with pytest.warns(UserWarning, match="5 of the 5 rehearsal sentences are also labelled"):
+        add_rehearsal(toy_dataset(tokenizer), CORPUS, model, tokenizer)

@@ -527,6 +527,8 @@ class NeuralAdapterModel(PreTrainedModel):
             config: only to convert a Trainer checkpoint written by hf_adapter_ext 0.1 (the whole model's
                 weights, no ``adapter_config.json``): the config it was trained with.
             **hub_kwargs: ``huggingface_hub`` download arguments (``revision``, ``token``, ``cache_dir``).
+                ``revision`` is the adapter repo's; a source given by id loads its default revision (pass the
+                loaded source for another), and a source whose weights differ from the trained-on ones is refused.
         """
         return load_adapter(cls, source, adapter_dir_or_repo, config=config, **hub_kwargs)
 

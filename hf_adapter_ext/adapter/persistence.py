@@ -179,8 +179,9 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
         raise ValueError(f"{directory} has its own {CONFIG_NAME}; drop config=, which only converts hf_adapter_ext "
                          "0.1 checkpoints that lack one.")
     config = config if legacy else read_adapter_config(directory)
-    if isinstance(source, (str, os.PathLike)):
-        source = AutoModelForTokenClassification.from_pretrained(source, **hub_kwargs)
+    if isinstance(source, (str, os.PathLike)):  # ``revision`` names a revision of the adapter's repo, not the source's
+        source = AutoModelForTokenClassification.from_pretrained(
+            source, **{k: v for k, v in hub_kwargs.items() if k != "revision"})
     if not isinstance(source, nn.Module) or not hasattr(source, "config"):
         raise TypeError(f"from_pretrained's first argument is the source model (AutoModelForTokenClassification."
                         f"from_pretrained(...)) or its folder or Hub id; got {type(source).__name__}.")

@@ -7,6 +7,8 @@ labelled data: the extended model learns to give the source's output on it while
 
 from __future__ import annotations
 
+import warnings
+
 from datasets import Dataset, concatenate_datasets
 
 from ..data.alignment import encode_unlabelled
@@ -47,6 +49,19 @@ def append_rows(train_dataset: Dataset, rows: Dataset, kind: str, caller: str) -
     return concatenate_datasets([train_dataset.select_columns(shared), rows.select_columns(shared)])
 
 
+def warn_on_labelled_rehearsal(train_dataset: Dataset, rehearsal: Dataset) -> None:
+    """Warn when rehearsal sentences are also labelled training sentences: on those words rehearsal teaches the
+    source's old tags while the labels teach the new types, and the two pull against each other."""
+    labelled = {tuple(ids) for ids in train_dataset["input_ids"]}
+    repeated = sum(tuple(ids) in labelled for ids in rehearsal["input_ids"])
+    if repeated:
+        warnings.warn(f"{repeated} of the {len(rehearsal)} rehearsal sentences are also labelled training sentences. "
+                      "On them rehearsal teaches the source's old tags where the labels teach the new types. "
+                      "Rehearsal text should come from the source's world (news text for a CoNLL tagger), not from "
+                      "the new data; pass the domain's unlabelled text as unlabelled/self-training text instead.",
+                      UserWarning, stacklevel=3)
+
+
 def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: int | None = None) -> Dataset:
     """``train_dataset`` (tokenized, with ``labels``) plus ``texts`` encoded with the source's ``tokenizer``,
     flagged ``rehearsal=1``, with the frozen source's scores cached on every row (run once here, not at every
@@ -70,6 +85,7 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     check_encoded_by(train_dataset, tokenizer, "add_rehearsal's train_dataset")
     rehearsal = encode_unlabelled(sentences, tokenizer, model.config.label2id.get("O", 0), max_length,
                                   desc="Encoding rehearsal text")
+    warn_on_labelled_rehearsal(train_dataset, rehearsal)
     cached = SOURCE_LOGITS in train_dataset.column_names
     if cached:  # only the new rows need the source's scores
         rehearsal = add_source_logits(rehearsal, model, tokenizer)

@@ -61,13 +61,36 @@ def label_names_by_id(id2label, owner: str) -> dict[int, str]:
     return {int(k): v for k, v in id2label.items()}
 
 
+def check_new_types(new_types, id2label: Mapping[int, str], owner: str, absent_allowed: bool = False) -> list[str]:
+    """``new_types`` as a list, checked against the types of ``id2label``'s labels: a type the labels lack scores a
+    new-type F1 of 0, as if the model had failed it, and leaves the real new type among the old ones.
+
+    Args:
+        absent_allowed: accept types the labels lack, as when a source model is scored with its extension's new
+            types (``evaluate_tagger``); a name that differs from one of the labels' types only in case is still
+            refused as the misspelling it is.
+    """
+    new_types = check_string_list(owner, "new_types", new_types, "['LOC']")
+    types = {label.partition("-")[2] or label for label in id2label.values() if label != "O"}
+    absent = sorted(set(new_types) - types)
+    by_case = {t.casefold(): t for t in types}
+    misspelt = {name: by_case[name.casefold()] for name in absent if name.casefold() in by_case}
+    if misspelt:
+        raise ValueError(f"{owner}: new_types {sorted(misspelt)} are not types of the evaluated labels, which have "
+                         f"{sorted(set(misspelt.values()))}; types are matched as written.")
+    if absent and not absent_allowed:
+        raise ValueError(f"{owner}: new_types {absent} are not types of the evaluated labels ({sorted(types)}); "
+                         "name the types the extension added, e.g. new_types=model.peft_config.new_types.")
+    return new_types
+
+
 def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[str] = (),
                               type_parents: Mapping[str, str] | None = None):
     """A ``compute_metrics`` for `transformers.Trainer` (with scores, or label ids from
     :func:`predicted_label_ids` as ``preprocess_logits_for_metrics``) reporting entity F1 overall, old/new and per type (and
     old types with subtypes counted as their parent, given ``type_parents``)."""
-    new_types = check_string_list("entity_f1_compute_metrics", "new_types", new_types, "['LOC']")
     id2label = label_names_by_id(id2label, "entity_f1_compute_metrics")
+    new_types = check_new_types(new_types, id2label, "entity_f1_compute_metrics")
     metric = load_entity_f1()
 
     def batch_tags(predictions, label_ids) -> tuple[list, list]:
@@ -187,7 +210,8 @@ def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str
                     type_parents: Mapping[str, str] | None = None, **kwargs) -> dict:
     """Entity F1 (overall, old/new, per type; old with subtypes as parents) of ``model`` on a tokenized,
     labelled dataset, and its ``bio_invalid_spans``."""
-    new_types = check_string_list("evaluate_tagger", "new_types", new_types, "['LOC']")
+    new_types = check_new_types(new_types, label_names_by_id(id2label, "evaluate_tagger"), "evaluate_tagger",
+                                absent_allowed=True)  # a source scored with its extension's new types
     preds, refs = predict_tags(model, dataset, tokenizer, id2label, **kwargs)
     scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=new_types,
                                       type_parents=dict(type_parents or {}))
@@ -220,6 +244,9 @@ def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new
         raise TypeError("forgotten_types compares two evaluate_tagger results (dicts of scores); got "
                         f"{type(before).__name__} and {type(after).__name__}.")
     check_number("forgotten_types", "max_drop", max_drop, SHARE)
+    if not type_f1(before):  # nothing to compare: every type would pass as "not forgotten"
+        raise ValueError(f"forgotten_types: `before` holds no per-type scores (keys like 'PER_f1' beside "
+                         f"'PER_support'; got {sorted(before)[:6]}); pass two evaluate_tagger results.")
     old = {t: check_score("forgotten_types", f"before[{t + '_f1'!r}]", f1) for t, f1 in type_f1(before).items()
            if t not in set(new_types)}
     scores = {t: (f1, check_score("forgotten_types", f"after[{t + '_f1'!r}]", after.get(f"{t}_f1", 0.0)))
