@@ -193,15 +193,22 @@ def split_classes(names: list[str], data_args: MetaDataArguments) -> dict[str, l
         listed = [c for classes in split.values() for c in classes]
         unknown, repeated = sorted(set(listed) - set(names)), sorted({c for c in listed if listed.count(c) > 1})
         if unknown or repeated:
-            raise ValueError(f"Class lists name unknown classes {unknown} or repeat {repeated}; the data's classes "
-                             f"are {names}.")
-        return split
-    fractions = data_args.fractions()
-    if data_args.class_split_seed is not None:
-        names = [names[i] for i in np.random.default_rng(data_args.class_split_seed).permutation(len(names))]
-    a = round(fractions[0] * len(names))
-    b = a + round(fractions[1] * len(names))
-    return {"train": names[:a], "validation": names[a:b], "test": names[b:]}
+            problems = ([f"name unknown classes {unknown}"] if unknown else []) + (
+                [f"name {repeated} more than once (a class belongs to one split)"] if repeated else [])
+            raise ValueError(f"The class lists {' and '.join(problems)}; the data's classes are {names}.")
+    else:
+        fractions = data_args.fractions()
+        if data_args.class_split_seed is not None:
+            names = [names[i] for i in np.random.default_rng(data_args.class_split_seed).permutation(len(names))]
+        a = round(fractions[0] * len(names))
+        b = a + round(fractions[1] * len(names))
+        split = {"train": names[:a], "validation": names[a:b], "test": names[b:]}
+    small = {part: len(classes) for part, classes in split.items() if len(classes) < 2}
+    if small:  # no task of two or more labels can be drawn from them
+        raise ValueError(f"The class split leaves {small} classes (of {len(names)} in the data); every split needs at "
+                         "least 2 (and the training split n_way). Give more classes, or --split_fractions / class "
+                         "lists that leave each split at least 2.")
+    return split
 
 
 def with_saved_class_split(data_args: MetaDataArguments, saved: Path) -> MetaDataArguments:

@@ -110,7 +110,12 @@ def test_class_split_by_fractions_seed_or_lists(meta):
     with pytest.raises(ValueError, match="all three"):
         meta["split_classes"](names, args(train_classes="c0,c1"))
     with pytest.raises(ValueError, match=r"unknown classes \['zz'\]"):
-        meta["split_classes"](names, args(train_classes="c0,zz", validation_classes="c1", test_classes="c2"))
+        meta["split_classes"](names, args(train_classes="c0,zz", validation_classes="c1,c3", test_classes="c2,c4"))
+    with pytest.raises(ValueError, match=r"name \['c2'\] more than once"):
+        meta["split_classes"](names, args(train_classes="c0,c1,c2", validation_classes="c2,c3", test_classes="c4,c5"))
+    # a split of fewer than 2 classes holds no task: refused by name, not later as an empty sampler
+    with pytest.raises(ValueError, match=r"leaves \{'validation': 1, 'test': 0\} classes \(of 3"):
+        meta["split_classes"](names[:3], args())
 
 
 def test_named_corpus_without_data_dir_and_bad_files_are_refused(meta, tmp_path):
