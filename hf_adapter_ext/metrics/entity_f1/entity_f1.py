@@ -7,6 +7,7 @@ import datasets
 import evaluate
 from seqeval.scheme import IOB2, Entities
 
+from hf_adapter_ext.data.conll import to_iob2
 from hf_adapter_ext.modeling.tags import is_bio_label
 from hf_adapter_ext.validation import check_string_list, entity_type_name
 
@@ -36,14 +37,13 @@ def _check_gold_opens_with_b(tags, sentence: int) -> None:
     """Refuse gold tags where an ``I-`` tag opens an entity (after ``O``, first, or after another type). Strict
     IOB2 drops such an entity, so gold data in IOB1 (the raw CoNLL-2003 files) would lose most of its entities and
     score every model low without a word; a prediction that does this is the model's error and is scored as one."""
-    previous = "O"
-    for position, tag in enumerate(tags):
-        if tag.startswith("I-") and previous[2:] != tag[2:]:
-            raise ValueError(f"entity_f1 references, sentence {sentence}, position {position}: {tag!r} follows "
-                             f"{previous!r}, so it opens an entity, which IOB2 gold tags never do (the entity would "
-                             "not be counted). The gold data looks like IOB1: convert it with "
-                             "hf_adapter_ext.data.conll.to_iob2 (load_conll does this for CoNLL files).")
-        previous = tag
+    position = next((i for i, (tag, valid) in enumerate(zip(tags, to_iob2(tags))) if tag != valid), None)
+    if position is not None:
+        previous = tags[position - 1] if position else "O"
+        raise ValueError(f"entity_f1 references, sentence {sentence}, position {position}: {tags[position]!r} follows "
+                         f"{previous!r}, so it opens an entity, which IOB2 gold tags never do (the entity would not be "
+                         "counted). The gold data looks like IOB1: convert it with hf_adapter_ext.data.conll.to_iob2 "
+                         "(load_conll does this for CoNLL files).")
 
 
 def _scores(gold: set, predicted: set) -> tuple:
