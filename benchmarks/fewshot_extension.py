@@ -36,6 +36,7 @@ from hf_adapter_ext import (
     get_adapter_model,
 )
 from hf_adapter_ext.adapter.budget import EARLY_STOPPING_PATIENCE, MAX_STEPS, SELF_TRAINING_PATIENCE
+from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
 from hf_adapter_ext.data import with_label_order
 from hf_adapter_ext.launch import peak_memory_gib
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
@@ -85,6 +86,9 @@ def domain_arguments(description: str, state: str) -> argparse.ArgumentParser:
     parser.add_argument("--max_steps", type=int, default=None,
                         help="An extension's step budget (and learning-rate schedule length) instead of the library's "
                              "default; give such a run its own --state (and results name).")
+    parser.add_argument("--rehearsal_ratio", type=float, default=None,
+                        help="Rehearsal rows per labelled row in each batch instead of the library's default; give such "
+                             "a run its own --state (and results name).")
     parser.add_argument("--patience", type=int, default=None,
                         help="Evaluations without gain before an extension's first run stops, instead of the "
                              "library's default; give such a run its own --state (and results name).")
@@ -137,6 +141,7 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
                              logging_steps=50, per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                                early_stopping_patience=options.patience or EARLY_STOPPING_PATIENCE,
+                               rehearsal_ratio=options.rehearsal_ratio or REHEARSAL_RATIO,
                                data_collator=AdapterDataCollator(bench.tokenizer),
                                compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
                                preprocess_logits_for_metrics=predicted_label_ids)
@@ -323,8 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
     settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",
-                                              "subtype_init")
-                if k != "patience" or options.patience}  # runs kept before --patience existed stay valid
+                                              "rehearsal_ratio", "subtype_init")
+                if k not in ("patience", "rehearsal_ratio") or options.__dict__[k]}  # runs kept before they existed
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = source_bench(options)
