@@ -294,3 +294,15 @@ def test_rehearsal_text_that_repeats_the_labelled_sentences_is_warned(tokenizer)
     model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(new_labels=NEW_LABELS))
     with pytest.warns(UserWarning, match="5 of the 5 rehearsal sentences are also labelled"):
         add_rehearsal(toy_dataset(tokenizer), CORPUS, model, tokenizer)
+
+
+def test_a_word_the_tokenizer_drops_keeps_its_tag(tokenizer):
+    """A zero-width space or a control character tokenizes to nothing: its tag (here an entity's) was dropped from
+    training and from the gold tags. It is now read as the unknown token and keeps its tag."""
+    from hf_adapter_ext.data import tokenize_and_align_labels
+
+    encoded = tokenize_and_align_labels({"tokens": [["John", "\u200b", "Smith", "\x00"]],
+                                         "ner_tags": [[1, 3, 2, 0]]}, tokenizer)
+    labels = [label for label in encoded["labels"][0] if label != -100]
+    assert labels == [1, 3, 2, 0]
+    assert encoded["input_ids"][0].count(tokenizer.unk_token_id) == 2

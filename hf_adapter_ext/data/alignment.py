@@ -36,18 +36,27 @@ def max_length_of(tokenizer, max_length: int | None = None) -> int:
     return limit if limit and limit < 100_000 else DEFAULT_MAX_LENGTH
 
 
-def word_windows(words: Sequence[str], tokenizer, max_length: int) -> list[tuple[int, int]]:
+def subword_counts(words: Sequence[str], tokenizer) -> list[int]:
+    """How many subwords each word becomes (0 for a word the tokenizer drops: a zero-width space, a control
+    character)."""
+    counts = [0] * len(words)
+    if words:
+        for word in tokenizer(list(words), is_split_into_words=True, add_special_tokens=False).word_ids():
+            if word is not None:
+                counts[word] += 1
+    return counts
+
+
+def word_windows(words: Sequence[str], tokenizer, max_length: int, counts: Sequence[int] | None = None
+                 ) -> list[tuple[int, int]]:
     """``(start, end)`` word spans, in order, whose subwords plus special tokens fit in ``max_length``.
 
-    Sentences are split between words, never truncated; a single word too long to fit is an error.
+    Sentences are split between words, never truncated; a single word too long to fit is an error. ``counts``:
+    the words' `subword_counts`, when the caller has them.
     """
     if not words:
         return [(0, 0)]
-    pieces = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False).word_ids()
-    per_word = [0] * len(words)
-    for word in pieces:
-        if word is not None:
-            per_word[word] += 1
+    per_word = subword_counts(words, tokenizer) if counts is None else counts
     budget = max_length - tokenizer.num_special_tokens_to_add()
     windows, start, used = [], 0, 0
     for i, size in enumerate(per_word):
@@ -60,6 +69,17 @@ def word_windows(words: Sequence[str], tokenizer, max_length: int) -> list[tuple
         used += size
     windows.append((start, len(words)))
     return windows
+
+
+def visible_words(words: Sequence[str], tokenizer) -> tuple[list[str], list[int]]:
+    """``words`` with each word the tokenizer drops entirely replaced by its unknown token, and the subword counts.
+    A dropped word has no subword to carry its tag, so its entity would vanish from training and from the gold
+    tags it is scored against; kept as the unknown token, it is tagged and scored like any word."""
+    words, counts = list(words), subword_counts(words, tokenizer)
+    if 0 in counts and tokenizer.unk_token is not None:
+        words = [tokenizer.unk_token if count == 0 else word for word, count in zip(words, counts)]
+        counts = [count or 1 for count in counts]
+    return words, counts
 
 
 def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_tags", max_length: int | None = None):
@@ -81,7 +101,8 @@ def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_t
             raise ValueError(f"{label_column!r} holds {named!r}; tokenize_and_align_labels needs label ids (ints). "
                              f"Map tag names to ids first, e.g. dataset.map(lambda row: {{{label_column!r}: "
                              f"[label2id[t] for t in row[{label_column!r}]]}}), or read the file with load_ner_files.")
-        for start, end in word_windows(words, tokenizer, limit):
+        words, counts = visible_words(words, tokenizer)
+        for start, end in word_windows(words, tokenizer, limit, counts):
             words_out.append(list(words[start:end]))
             labels_out.append(list(tags[start:end]))
             offsets.append(start)
