@@ -306,3 +306,13 @@ def test_a_word_the_tokenizer_drops_keeps_its_tag(tokenizer):
     labels = [label for label in encoded["labels"][0] if label != -100]
     assert labels == [1, 3, 2, 0]
     assert encoded["input_ids"][0].count(tokenizer.unk_token_id) == 2
+
+
+def test_token_level_sib_gives_a_dropped_word_a_feature(tokenizer):
+    """Few-shot NER features are each word's first subword: a word with none got an all-zero feature, which
+    evaluation then refused as a broken input."""
+    from hf_adapter_ext.meta.features import encode_words
+
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, level="token"), backbone=encoder(tokenizer.vocab_size))
+    (features,) = encode_words(model.eval(), tokenizer, [["John", "\u200b", "Smith"]])
+    assert features.shape == (3, 16) and bool((features.abs().sum(-1) > 0).all())

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.alignment import word_windows
+from ..data.alignment import visible_words, word_windows
 from ..validation import check_texts
 
 
@@ -43,7 +43,8 @@ def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_siz
     """
     pieces, owner = [], []
     for s, words in enumerate(sentences):
-        for start, end in word_windows(list(words), tokenizer, max_length):
+        words, counts = visible_words(words, tokenizer)  # a word the tokenizer drops would have no feature
+        for start, end in word_windows(words, tokenizer, max_length, counts):
             pieces.append(list(words[start:end]))
             owner.append(s)
     encoded_pieces: list[torch.Tensor | None] = [None] * len(pieces)
