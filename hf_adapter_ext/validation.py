@@ -292,6 +292,21 @@ def check_bio_label(label: str, where: str) -> str:
     return label
 
 
+def check_bio_label_set(owner: str, name: str, labels) -> list[str]:
+    """A label set in id order: 'O' once, and otherwise :func:`check_bio_label` labels, each once."""
+    labels = check_string_list(owner, name, labels, "['O', 'B-PER', 'I-PER']")
+    where = _named(owner, name)
+    for label in labels:
+        if label != "O":
+            check_bio_label(label, where)
+    if repeated(labels):
+        raise ValueError(f"{where} names {repeated(labels)} more than once; give each label once, in id order.")
+    if "O" not in labels:
+        raise ValueError(f"{where} {labels[:6]} lacks 'O', the tag of words outside every entity; add it (usually as "
+                         "id 0).")
+    return labels
+
+
 def check_tag_case(tagged: Iterable[tuple[str, str]]) -> None:
     """Refuse tags that differ only in case ('B-PER' and 'B-per'), which would be two labels for one type; each tag
     comes with where it was found (``"train.txt: sentence 3"``)."""

@@ -453,7 +453,7 @@ REFUSED = [
     ("conll ragged", lambda: read_conll(conll_file("John NNP B-PER\nlives O\n")), V, r"data.conll:2"),
     ("conll missing file", lambda: read_conll("/no/such/file.conll"), F, r"does not exist"),
     ("conll a folder", lambda: read_conll(tempfile.mkdtemp()), V, r"is a folder"),
-    ("conll tags not BIO", lambda: conll_dataset(conll_file("John PER\n")), V, r"neither O nor B-/I-"),
+    ("conll tags not BIO", lambda: conll_dataset(conll_file("John PER\n")), V, r"neither .O. nor .B-<type>."),
     ("conll labels lack a tag", lambda: conll_dataset(conll_file("John B-PER\n"), labels=["O"]), V, r"B-PER"),
     ("sentences CoNLL columns", lambda: read_sentences(write("John B-PER\nlives O\nin O\nParis B-LOC\n")), V,
      r"looks like labelled CoNLL columns"),

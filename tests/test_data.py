@@ -57,6 +57,74 @@ def test_iob1_is_converted_with_a_warning_or_refused_on_request(tmp_path, caplog
         conll_dataset(path, scheme="iob2")
 
 
+SPANS = st.lists(st.tuples(st.integers(0, 11), st.integers(1, 3), st.sampled_from(["PER", "LOC"])), max_size=4)
+
+
+def encode_spans(length: int, spans, scheme: str) -> list[str]:
+    """Tags of non-overlapping ``(start, size, type)`` spans in IOB2, IOBES or BILOU (adjacent spans of one type
+    are kept apart by each scheme's opening tag)."""
+    single, last = {"iob2": ("B-", "I-"), "iobes": ("S-", "E-"), "bilou": ("U-", "L-")}[scheme]
+    tags, taken = ["O"] * length, set()
+    for start, size, kind in spans:
+        cells = range(start, min(start + size, length))
+        if not cells or taken & set(cells):
+            continue
+        taken |= set(cells)
+        for i in cells:
+            tags[i] = ("B-" if i == start else "I-") + kind
+        if len(cells) == 1:
+            tags[start] = single + kind
+        elif scheme != "iob2":
+            tags[cells[-1]] = last + kind
+    return tags
+
+
+@settings(max_examples=60, deadline=None)
+@given(SPANS, st.sampled_from(["iobes", "bilou"]))
+def test_iobes_and_bilou_files_read_as_the_same_iob2_spans(tmp_path_factory, spans, scheme):
+    tmp_path = tmp_path_factory.mktemp("scheme")
+    words = [f"w{i}" for i in range(12)]
+    tags = encode_spans(12, spans, scheme)
+    ds = conll_dataset(write(tmp_path, "".join(f"{w} {t}\n" for w, t in zip(words, tags)) + "\n"))
+    names = ds.features["ner_tags"].feature.names
+    assert [names[t] for t in ds[0]["ner_tags"]] == encode_spans(12, spans, "iob2")
+
+
+def test_iobes_is_refused_when_another_scheme_is_named(tmp_path):
+    with pytest.raises(ValueError, match="IOBES/BILOU tags .* pass scheme='auto'"):
+        conll_dataset(write(tmp_path, "John S-PER\nsaid O\n\n"), scheme="iob2")
+
+
+@pytest.mark.parametrize("tag, message", [
+    ("PER", "look like IO tags"), ("b-per", "prefixes .* in capitals"), ("1", "not label ids"),
+    ("B-", "'' is not an entity type name"),
+])
+def test_tags_in_no_known_scheme_are_refused_with_the_fix(tmp_path, tag, message):
+    with pytest.raises(ValueError, match=message):
+        conll_dataset(write(tmp_path, f"John {tag}\nsaid O\n\n"))
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["B-PER", "I-PER"], "lacks 'O'"), (["O", "B-PER", "B-PER", "I-PER"], "names \\['B-PER'\\] more than once"),
+    (["O", "S-PER", "B-PER"], "'S-PER' is not a BIO label"),
+])
+def test_a_given_label_set_must_be_iob2_with_o(tmp_path, labels, message):
+    with pytest.raises(ValueError, match=message):
+        conll_dataset(write(tmp_path, "John B-PER\nsaid O\n\n"), labels=labels)
+
+
+def test_a_file_without_a_tag_column_says_so(tmp_path):
+    with pytest.raises(ValueError, match="data.txt:1: 'John' has one column.*read_sentences"):
+        read_conll(write(tmp_path, "John\nsaid\n\n"))
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_text("John B-PER\n", encoding="utf-16")
+    with pytest.raises(ValueError, match="iconv -f utf-16"):
+        read_conll(path)
+
+
 def test_tags_outside_the_models_labels_are_refused_clearly(tmp_path):
     path = write(tmp_path, "John B-PER\nParis B-LOC\n\n")
     from datasets import DatasetDict

@@ -9,7 +9,14 @@ from collections.abc import Mapping, Sequence
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 from datasets import Sequence as SequenceFeature
 
-from ..validation import check_string_list, check_tag_case, entity_type_name, repeated
+from ..validation import (
+    check_bio_label,
+    check_bio_label_set,
+    check_string_list,
+    check_tag_case,
+    entity_type_name,
+    repeated,
+)
 from .text_files import numbered_lines
 
 logger = logging.getLogger(__name__)
@@ -35,7 +42,10 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
                 tokens, tags = [], []
             continue
         columns = columns or len(parts)
-        if len(parts) != columns or columns < 2:
+        if columns < 2:
+            raise ValueError(f"{path}:{line_no}: {line.rstrip()!r} has one column, but a CoNLL file has a word and its "
+                             "tag on each line ('EU B-ORG'). For plain text without tags, use read_sentences.")
+        if len(parts) != columns:
             raise ValueError(
                 f"{path}:{line_no}: expected {columns} whitespace-separated columns (token ... tag) like the "
                 f"lines before it, found {len(parts)}: {line.rstrip()!r}. Fix or remove that line."
@@ -45,6 +55,17 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
     if tokens:
         sentences.append({"tokens": tokens, "tags": tags})
     return sentences
+
+
+# IOBES (S-, E-) and BILOU (U-, L-) prefixes, and the IOB2 prefix each becomes: a one-word entity opens with B-,
+# an entity's last word continues it with I-.
+_IOB2_PREFIX = {"S-": "B-", "U-": "B-", "E-": "I-", "L-": "I-"}
+
+
+def from_iobes(tags: Sequence[str]) -> list[str]:
+    """IOBES / BILOU → IOB2 (``S-X``/``U-X`` → ``B-X``, ``E-X``/``L-X`` → ``I-X``); other tags are kept. The same
+    spans, since IOB2 marks only where an entity opens."""
+    return [_IOB2_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _IOB2_PREFIX else tag for tag in tags]
 
 
 def to_iob2(tags: Sequence[str]) -> list[str]:
@@ -72,12 +93,22 @@ def infer_labels(tag_sets: Sequence[Sequence[str]]) -> list[str]:
     tags = {tag for sequence in tag_sets for tag in sequence} | {"O"}
     if tags <= set(CONLL2003_LABELS):
         return list(CONLL2003_LABELS)
-    types = sorted({tag[2:] for tag in tags if tag[:2] in ("B-", "I-")})
     others = sorted(tag for tag in tags if tag != "O" and tag[:2] not in ("B-", "I-"))
     if others:
-        raise ValueError(f"Tags {others[:5]} are neither O nor B-/I- tags; pass `labels=` to read a file in another "
-                         "scheme.")
+        raise ValueError(f"Tags {others[:5]} are neither 'O' nor 'B-<type>' / 'I-<type>'. {_scheme_hint(others)}")
+    types = sorted({check_bio_label(tag, "the tag")[2:] for tag in tags if tag != "O"})
     return ["O", *(f"{prefix}-{name}" for name in types for prefix in ("B", "I"))]
+
+
+def _scheme_hint(tags: Sequence[str]) -> str:
+    """How to fix tags that are not IOB2 (``others`` of :func:`infer_labels`)."""
+    if any(tag.isdigit() for tag in tags):
+        return "Write tag names ('B-PER'), not label ids."
+    if any(tag[:2].upper() in ("B-", "I-", "S-", "E-", "O") for tag in tags):
+        return "Write the prefixes and the outside tag in capitals: 'B-PER', 'I-PER', 'O'."
+    return ("They look like IO tags (a type name on every word of an entity), which cannot tell two adjacent "
+            "entities of one type apart: write IOB2 tags, 'B-<type>' on an entity's first word and 'I-<type>' on the "
+            "rest (IOB1, IOBES and BILOU files are converted for you).")
 
 
 def conll_dataset(path: str | os.PathLike, labels: Sequence[str] | None = None, scheme: str = "auto") -> Dataset:
@@ -85,7 +116,7 @@ def conll_dataset(path: str | os.PathLike, labels: Sequence[str] | None = None, 
 
     ``labels``: the label set, in id order; when not given it is inferred from the file (:func:`infer_labels`).
     ``scheme``: ``"iob2"`` refuses a file where an entity opens with ``I-`` (IOB1); ``"iob1"`` converts it;
-    ``"auto"`` converts when it finds such tags and logs a warning saying so.
+    ``"auto"`` converts IOB1, IOBES and BILOU when it finds such tags and logs a warning saying so.
     """
     return _dataset_from_sentences(read_conll(path), path, labels, scheme)
 
@@ -96,6 +127,7 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
     if not sentences:
         raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
     check_tag_case((tag, f"{path}: sentence {i}") for i, s in enumerate(sentences) for tag in s["tags"])
+    _from_iobes_in_place(sentences, path, scheme)
     converted = 0
     for index, sentence in enumerate(sentences):
         iob2 = to_iob2(sentence["tags"])
@@ -110,7 +142,7 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
             sentence["tags"] = iob2
     if converted and scheme == "auto":
         logger.warning("%s: converted %d sentences from IOB1 to IOB2 (entities opened with 'I-').", path, converted)
-    labels = (check_string_list("conll_dataset", "labels", labels, "['O', 'B-PER', 'I-PER']") if labels is not None
+    labels = (check_bio_label_set("conll_dataset", "labels", labels) if labels is not None
               else infer_labels([s["tags"] for s in sentences]))
     label2id = {label: i for i, label in enumerate(labels)}
     rows = {"id": [], "tokens": [], "ner_tags": []}
@@ -125,6 +157,22 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
         rows["tokens"].append(sentence["tokens"])
         rows["ner_tags"].append([label2id[tag] for tag in sentence["tags"]])
     return Dataset.from_dict(rows, features=conll_features(labels))
+
+
+def _from_iobes_in_place(sentences: list[dict], path, scheme: str) -> None:
+    """Convert IOBES / BILOU tags to IOB2 (``scheme="auto"``, with a warning), or refuse them (``"iob1"`` /
+    ``"iob2"``, which name another scheme)."""
+    converted = [s for s in sentences if any(tag[:2] in _IOB2_PREFIX for tag in s["tags"])]
+    if converted and scheme != "auto":
+        sentence = converted[0]
+        raise ValueError(f"{path}: sentence {sentences.index(sentence)} ({' '.join(sentence['tokens'][:8])} ...) has "
+                         f"IOBES/BILOU tags ({sentence['tags']}), not {scheme.upper()}: pass scheme='auto' to convert "
+                         "them to IOB2.")
+    for sentence in converted:
+        sentence["tags"] = from_iobes(sentence["tags"])
+    if converted:
+        logger.warning("%s: converted %d sentences from IOBES/BILOU to IOB2 (S-/U- tags became B-, E-/L- became I-).",
+                       path, len(converted))
 
 
 def load_conll(
@@ -151,7 +199,7 @@ def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, lab
                    for i, s in enumerate(rows) for tag in s["tags"])
     warn_repeated_training_sentences(sentences, sources)
     if labels is None:
-        labels = infer_labels([to_iob2(s["tags"]) for split in sentences.values() for s in split])
+        labels = infer_labels([to_iob2(from_iobes(s["tags"])) for split in sentences.values() for s in split])
     return DatasetDict({split: _dataset_from_sentences(rows, sources[split], labels, "auto")
                         for split, rows in sentences.items()})
 

@@ -19,11 +19,13 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
                    labels: list[str] | None = None) -> DatasetDict:
     """Read ``{"train": path, "validation": path, ...}`` into ``tokens`` + ``ner_tags`` (``ClassLabel``) columns.
 
-    - ``.json`` / ``.jsonl``: one object per line with a word list and a tag list (tag strings, IOB2/IOB1).
+    - ``.json`` / ``.jsonl``: one object per line with a word list and a tag list (tag strings).
     - ``.csv`` / ``.tsv``: one sentence per row, words and tags as space-separated strings.
     - anything else: CoNLL columns (word first, tag last, a blank line between sentences).
 
-    One label set is inferred from every file together (ids agree across splits), unless ``labels`` is given.
+    Tags in IOB1, IOBES or BILOU are converted to IOB2 (with a warning); IO tags are refused, since they cannot
+    tell two adjacent entities of one type apart. One label set is inferred from every file together (ids agree
+    across splits), unless ``labels`` is given.
     """
     if not isinstance(files, dict):
         raise TypeError(f"files must be a dict of split -> path, e.g. {{'train': 'train.txt'}}; got "

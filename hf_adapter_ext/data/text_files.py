@@ -24,9 +24,11 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as err:
+                # A UTF-16 file opens with its byte-order mark; anything else is most often Latin-1 / Windows-1252.
+                source = "utf-16" if line_no == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin1"
                 raise ValueError(
                     f"{path}:{line_no}: byte {err.start} is not valid UTF-8 ({raw[:60]!r}). Save the file as UTF-8, "
-                    "e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`."
+                    f"e.g. `iconv -f {source} -t utf-8 in.txt > out.txt`."
                 ) from None
             yield line_no, line
 
