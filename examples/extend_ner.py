@@ -36,6 +36,7 @@ from transformers import (
     HfArgumentParser,
     Trainer,
     pipeline,
+    set_seed,
 )
 
 from hf_adapter_ext import (
@@ -80,6 +81,7 @@ from hf_adapter_ext.validation import (
     CheckedTrainingArguments,
     check_finite_loss,
     check_settings,
+    check_trainer_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = NeuralAdapterConfig(**dataclasses.asdict(adapter_args))
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)
+    set_seed(training_args.seed)  # before any model is built, so --seed sets the new layers' first weights
     unlabelled = read_sentences(data_args.unlabelled_file, data_args.max_unlabelled_sentences) \
         if data_args.unlabelled_file else None
 
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "learn. Check --label_map, or pass --new_labels.")
     config.base_model_name_or_path = model_args.model_name_or_path
     model = get_adapter_model(source, config)
+    check_trainer_columns(model, training_args, {})  # before the source is scored, not after
     config = model.peft_config
     id2label, parents = model.config.id2label, config.label_parents
     new_types = config.new_types
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
                                head_learning_rate=model_args.head_learning_rate,
                                rehearsal_ratio=model_args.rehearsal_ratio,
                                early_stopping_patience=model_args.early_stopping_patience)
-    train_result = trainer.train()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     check_finite_loss(train_result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     train_seconds, best_step = train_result.metrics["train_runtime"], trainer.state.best_global_step
     self_training = None

@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=None if saved else train,
                                         eval_dataset=validation, processing_class=tokenizer)
     if saved is None:
-        check_finite_loss(trainer.train().training_loss, "Lower --learning_rate (or --inner_lr) and train again.")
+        result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        check_finite_loss(result.training_loss, "Lower --learning_rate (or --inner_lr) and train again.")
 
     if level == "token":  # the benchmark's fixed episode file
         sentences, episodes = read_fewnerd_episodes(test["test_episodes"])

@@ -17,6 +17,7 @@ from transformers import (
     DataCollatorForTokenClassification,
     HfArgumentParser,
     Trainer,
+    set_seed,
 )
 
 from hf_adapter_ext import adapter_optimizer
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.set_defaults(**DEFAULTS)
     options, args = parser.parse_args_into_dataclasses(argv)
     check_one_job(args)
+    set_seed(args.seed)  # before the model is built, so --seed sets the new head's first weights
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file,
                            "test": options.test_file})
     for split, limit in (("train", options.max_train_samples), ("validation", options.max_eval_samples)):
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
                       data_collator=DataCollatorForTokenClassification(tokenizer),
                       compute_metrics=entity_f1_compute_metrics(model.config.id2label),
                       optimizers=(adapter_optimizer(model, args.learning_rate, options.head_learning_rate), None))
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     check_finite_loss(result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     metrics = result.metrics
     if "test" in encoded:  # what the tagger an extension starts from scores, per type

@@ -9,6 +9,7 @@ training step.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import os
@@ -429,6 +430,30 @@ def check_training_arguments(args) -> None:
                     else f"--eval_steps ({evaluate_every:g})")
         raise ValueError(f"--load_best_model_at_end keeps the best of the saved checkpoints, so --save_steps "
                          f"({save_every:g}) must be a multiple of {interval}, e.g. both 200.")
+
+
+def check_trainer_columns(model, args, datasets: Mapping[str, object]) -> None:
+    """Refuse Trainer flags that change which dataset columns reach ``model.forward``: ``label_names`` other than the
+    model's own (Trainer would then hold back no labels, and look for labels the batches do not have), and
+    ``remove_unused_columns=False`` with columns that ``forward`` does not take (``tokens``, ``ner_tags``, ...).
+
+    Args:
+        datasets: the datasets the trainer reads, by the name messages give them (``{"train": ..., "eval": ...}``).
+    """
+    accepted = inspect.signature(model.forward).parameters
+    own_labels = [name for name in accepted if "label" in name]
+    if args.label_names is not None and list(args.label_names) != own_labels:
+        raise ValueError(f"--label_names={args.label_names}: {type(model).__name__} reads its labels from "
+                         f"{own_labels}; leave --label_names unset.")
+    if args.remove_unused_columns:
+        return
+    for name, dataset in datasets.items():
+        extra = [column for column in getattr(dataset, "column_names", None) or () if column not in accepted]
+        if extra:
+            raise ValueError(f"--remove_unused_columns false passes every column to the model, and the {name} dataset "
+                             f"has columns {extra} that {type(model).__name__}.forward does not take. Leave "
+                             f"--remove_unused_columns at its default (true), or drop them first "
+                             f"(dataset.remove_columns({extra})).")
 
 
 @dataclass

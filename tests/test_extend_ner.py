@@ -194,6 +194,35 @@ def test_sample_limits_below_one_are_refused(main, tagger, tmp_path, option, val
               *COMMON, option, value])
 
 
+def test_seed_and_resume_from_checkpoint_are_honoured(main, tagger, tmp_path):
+    """--seed sets the new layers' first weights (set before the model is built, as run_ner does), so the same
+    command run twice in one process gives the same model; --resume_from_checkpoint continues a run (it was
+    ignored: training restarted from scratch), and a path with no checkpoint is refused."""
+    args = ["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "data", "conll"), "conll"), *COMMON]
+    first = main([*args, "--output_dir", str(tmp_path / "a"), "--keep_checkpoints", "true", "--save_total_limit", "3"])
+    torch.rand(100)  # a process whose random state has moved on since
+    again = main([*args, "--output_dir", str(tmp_path / "b")])
+    resumed = main([*args, "--output_dir", str(tmp_path / "c"), "--resume_from_checkpoint",
+                    str(tmp_path / "a" / "checkpoint-3")])
+    for run in (again, resumed):
+        assert run["after"] == first["after"]
+    # Ignoring the checkpoint would retrain all 6 steps and, seeded, repeat the first run exactly; resumed, Trainer
+    # sums the loss of steps 4-6 only.
+    assert again["train"]["train_loss"] == first["train"]["train_loss"] != resumed["train"]["train_loss"]
+    with pytest.raises(ValueError, match="Can't find a valid checkpoint"):
+        main([*args, "--output_dir", str(tmp_path / "d"), "--resume_from_checkpoint", str(tmp_path / "none")])
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--label_names", "tags"], r"reads its labels from \['labels'\]; leave --label_names unset"),
+    (["--remove_unused_columns", "false"], r"columns \['word_offset'\] that NeuralAdapterModel.forward does not take"),
+])
+def test_trainer_flags_that_starve_the_model_of_its_columns_are_refused(main, tagger, tmp_path, flags, match):
+    with pytest.raises(ValueError, match=match):
+        main(["--model_name_or_path", str(tagger), *files_args(write_files(tmp_path / "data", "conll"), "conll"),
+              "--output_dir", str(tmp_path / "o"), *COMMON, *flags])
+
+
 def test_train_tagger_scores_its_test_file_per_type(tmp_path):
     """The tagger an extension starts from: trained on a file, scored on --test_file overall and per type."""
     tokenizer = build_tokenizer()

@@ -18,7 +18,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 from ..callbacks import add_stopping_callbacks
-from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number
+from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number, check_trainer_columns
 from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, step_budget
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
@@ -110,6 +110,7 @@ class ExtensionTrainer(Trainer):
         self.head_learning_rate, self.rehearsal_ratio = head_learning_rate, rehearsal_ratio
         self.early_stopping_patience = early_stopping_patience
         super().__init__(*args, **kwargs)
+        check_trainer_columns(self.model, self.args, {"train": self.train_dataset, "eval": self.eval_dataset})
         add_stopping_callbacks(self, early_stopping_patience)
 
     def create_optimizer(self):
