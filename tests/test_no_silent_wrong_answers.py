@@ -6,6 +6,7 @@ the fix, or answered correctly."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -142,9 +143,14 @@ def test_overlong_text_is_refused_with_the_fix(tokenizer):
     model = get_adapter_model(tiny_source("bert", tokenizer.vocab_size), NeuralAdapterConfig(
         new_labels=NEW_LABELS)).eval()
     tagger = pipeline("token-classification", model=model, tokenizer=tokenizer)
-    with pytest.raises(ValueError, match=r"2002 tokens long.*at most 512.*stride="):
+    with pytest.raises(ValueError, match=r"2002 tokens long.*at most 512.*stride=.*model_max_length = 512"):
         tagger(" ".join(["john"] * 2000))
     assert isinstance(tagger("john smith lives in paris"), list)  # in range: tags as before
+    windowed = copy.deepcopy(tokenizer)  # the fix the message gives, followed: every word tagged
+    windowed.model_max_length = 512
+    entities = pipeline("token-classification", model=model, tokenizer=windowed, stride=128,
+                        aggregation_strategy="first", ignore_labels=[])(" ".join(["john"] * 2000))
+    assert max(entity["end"] for entity in entities) > 5 * 1900  # words past the first window are tagged too
 
 
 def test_plain_pipeline_accepts_the_extended_model_without_an_error_log(tokenizer, caplog):

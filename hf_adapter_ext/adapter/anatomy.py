@@ -106,7 +106,8 @@ def explained_overlong_input(config, length: int):
             f"The input is {length} tokens long, but this model's position embeddings cover at most {limit} "
             "(max_position_embeddings), and the model failed on it. Truncate when tokenizing (truncation=True, "
             "max_length=...), or tag long texts in overlapping windows: pipeline(..., stride=128, "
-            "aggregation_strategy='first')."
+            f"aggregation_strategy='first'), whose windows are the tokenizer's model_max_length long: set "
+            f"tokenizer.model_max_length = {limit} if it is larger or unset."
         ) from err
 
 
