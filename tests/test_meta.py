@@ -196,6 +196,25 @@ def test_token_sampler_gives_k_to_2k_mentions_of_each_type():
             assert all(2 <= mentions[t] <= 4 for t in episode.classes[1:]), mentions
 
 
+def test_episode_labels_outside_the_episodes_types_or_in_bio_are_refused(tmp_path):
+    """A label that is neither O nor an episode type used to be read as O, and BIO tags made B-X and I-X two
+    types: both lose mentions without a word."""
+    from hf_adapter_ext.meta import read_fewnerd_episodes
+
+    episode = {"support": {"word": [["Ann", "sang"]], "label": [["person", "O"]]},
+               "query": {"word": [["Bob", "ran"]], "label": [["persn", "O"]]}, "types": ["person"]}
+    path = tmp_path / "episodes.jsonl"
+    path.write_text(json.dumps(episode) + "\n")
+    with pytest.raises(ValueError, match=r"episodes.jsonl:1: query sentence 0 has labels \['persn'\] .* IO tags"):
+        read_fewnerd_episodes(path)
+    episode["query"]["label"] = [["person", "O"]]
+    path.write_text(json.dumps(episode) + "\n")
+    assert read_fewnerd_episodes(path)[1][0].query_labels == [[1, 0]]
+    bio = [["B-a", "I-a", "O"], ["B-b", "O", "O"], ["B-b", "I-b", "O"]] * 10
+    with pytest.raises(ValueError, match=r"tags \['B-a', 'B-b', 'I-a'\] carry B-/I- prefixes"):
+        TokenEpisodeSampler(bio, ["B-a", "B-b", "I-a", "I-b"], n_way=2, k_shot=1)
+
+
 def test_transductive_init_starts_from_the_soft_kmeans_prototypes_and_stays_batch_independent():
     from hf_adapter_ext.meta.baselines import soft_kmeans_logits
 

@@ -224,6 +224,8 @@ class TextEpisodes(_SampledEpisodes):
 
 
 # ---------------------------------------------------------------- token level (Few-NERD format)
+_IO_HINT = ("Few-NERD-style episodes take IO tags: the entity type's name on every word of a mention ('person'), "
+            "'O' elsewhere.")
 def sentence_types(tags: Sequence[str]) -> Counter:
     """Entity mentions per type in an IO-tagged sentence (a run of equal non-O tags is one mention)."""
     counts, previous = Counter(), "O"
@@ -270,6 +272,11 @@ class TokenEpisodeSampler:
                        {name: _SAMPLER_RULES[name] for name in ("n_way", "k_shot", "seed")})
         self.tags, self.types = list(sentence_tags), sorted(check_string_list("TokenEpisodeSampler", "types", types,
                                                                               "['person', 'location']"))
+        seen = {tag for tags in self.tags for tag in tags}
+        prefixed = sorted(tag for tag in seen if tag[:2] in ("B-", "I-")
+                          and (tag[2:] in self.types or {f"B-{tag[2:]}", f"I-{tag[2:]}"} <= seen))
+        if prefixed:  # B-X and I-X would be two types, and a mention of X two mentions
+            raise ValueError(f"TokenEpisodeSampler: tags {prefixed[:3]} carry B-/I- prefixes. {_IO_HINT}")
         self.mentions = [sentence_types(tags) for tags in self.tags]
         self.n_way, self.k_shot, self.seed = n_way, k_shot, seed
         if len(self.types) < n_way:
@@ -327,6 +334,10 @@ def read_fewnerd_episodes(path) -> tuple[list[list[str]], list[Episode]]:
                         f"{path}:{line_no}: {name} sentence {sentence} has {len(sentences[index])} words but "
                         f"{len(sentence_tags)} labels; every word needs exactly one label."
                     )
+                unknown = sorted({tag for tag in sentence_tags if tag != "O" and tag not in types})
+                if unknown:  # it would be read as O: a mention of the episode's type lost from its labels
+                    raise ValueError(f"{path}:{line_no}: {name} sentence {sentence} has labels {unknown[:3]} that are "
+                                     f"neither 'O' nor one of the episode's types {types}. {_IO_HINT}")
             if len(ids) != len(tags):
                 raise ValueError(f"{path}:{line_no}: {name} has {len(ids)} sentences but {len(tags)} label lists.")
         episodes.append(episode_from_tags(types, *parts["support"], *parts["query"]))
