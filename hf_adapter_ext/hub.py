@@ -105,6 +105,23 @@ def push_consolidated_to_hub(model, repo_id: str, tokenizer=None, **hub_kwargs) 
     return push_folder_to_hub(lambda folder: save_consolidated(model, folder, tokenizer), repo_id, **hub_kwargs)
 
 
+# The arguments transformers' save_pretrained(..., push_to_hub=True) hands on to the upload.
+PUSH_ARGUMENTS = ("repo_id", "commit_message", "commit_description", "private", "token", "revision", "create_pr")
+
+
+def split_push_arguments(save_directory: str | os.PathLike, kwargs: dict) -> tuple[dict | None, dict]:
+    """transformers' ``save_pretrained(folder, push_to_hub=True, repo_id=..., commit_message=...)`` as (the
+    ``push_to_hub`` arguments, or None when not pushing; the other ``save_pretrained`` arguments). The repo id
+    defaults to the folder's name, as in transformers. A model saves its folder, model card included, and then
+    pushes: pushing first would upload the folder without its card."""
+    kwargs = dict(kwargs)
+    if not kwargs.pop("push_to_hub", False):
+        return None, kwargs
+    push = {name: kwargs.pop(name) for name in PUSH_ARGUMENTS if name in kwargs}
+    push.setdefault("repo_id", Path(save_directory).name)
+    return push, kwargs
+
+
 def push_folder_to_hub(
     save: Callable[[str], None], repo_id: str, *, commit_message: str | None = None,
     commit_description: str | None = None, private: bool | None = None, token: str | bool | None = None,

@@ -98,6 +98,30 @@ def test_push_to_hub_uploads_the_saved_files(monkeypatch, source):
     assert calls["card"].data.library_name == "hf_adapter_ext"
 
 
+def test_save_pretrained_with_push_to_hub_pushes_the_folder_with_its_card(monkeypatch, source, tmp_path):
+    """transformers' save_pretrained(push_to_hub=True, ...) was swallowed with every other keyword: nothing was
+    uploaded, without a word. Now it pushes (repo id: the folder's name unless given), and a misspelt argument is
+    refused."""
+    uploads = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: type("R", (), {"repo_id": repo_id})())
+
+    def upload_folder(self, repo_id, folder_path, commit_message=None, **kwargs):
+        uploads.append((repo_id, commit_message, sorted(p.name for p in Path(folder_path).iterdir()),
+                        ModelCard.load(Path(folder_path) / "README.md").data.library_name))
+        return type("Commit", (), {"commit_url": "https://hub/c/1"})()
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))
+    model.save_pretrained(tmp_path / "ner-plus-loc", push_to_hub=True, commit_message="v1",
+                          safe_serialization=True)  # Trainer's argument: nothing to do
+    model.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="me/ner")
+    model.save_pretrained(tmp_path / "only-local", push_to_hub=False)
+    files = ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert uploads == [("ner-plus-loc", "v1", files, "hf_adapter_ext"), ("me/ner", "Upload with hf_adapter_ext", files, "hf_adapter_ext")]
+    with pytest.raises(TypeError, match=r"unexpected arguments \['safe_serialisation'\]"):
+        model.save_pretrained(tmp_path / "typo", safe_serialisation=True)
+
+
 # ---------------------------------------------------------------- bad input, clear errors
 def saved(tmp_path, source=None, **overrides):
     model = get_adapter_model(source or tiny_source(), NeuralAdapterConfig(new_labels=NEW_LABELS, **overrides))

@@ -535,7 +535,7 @@ def test_collate_pads_variable_length_episodes():
     assert batch["support_labels"][0].tolist() == [0, 0, -100, -100]
 
 
-def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
+def test_push_to_hub_uploads_config_weights_and_card(monkeypatch, tmp_path):
     from pathlib import Path
 
     from huggingface_hub import HfApi, ModelCard
@@ -558,6 +558,10 @@ def test_push_to_hub_uploads_config_weights_and_card(monkeypatch):
     model.config.backbone_name_or_path = "sentence-transformers/all-MiniLM-L6-v2"
     assert model.push_to_hub("me/sib-intents", tags=["intents"], commit_message="v1") == "https://hub/c/1"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+    uploaded.clear()  # save_pretrained(push_to_hub=True) pushes the folder once it holds our card, not before
+    model.save_pretrained(tmp_path / "sib-intents", push_to_hub=True, tags=["intents"])
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert "intents" in uploaded["card"].data.tags
     assert {"few-shot", "intents"} <= set(uploaded["card"].data.tags)
 
 

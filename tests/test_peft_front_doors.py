@@ -82,3 +82,9 @@ def test_the_extended_model_is_a_composite_pretrained_model(tokenizer):
     assert not any(key.startswith("source.") for key in model.state_dict())
     with pytest.raises(ValueError, match=r"does not take PEFT adapters.*from_pretrained"):
         model.load_adapter("some/peft-adapter")
+    # PEFT's and transformers' names that cannot apply say what does, instead of an AttributeError or
+    # transformers' "set_input_embeddings not auto-handled"
+    with pytest.raises(ValueError, match=r"cannot be merged into the source's weights.*model.consolidate"):
+        model.merge_and_unload()
+    with pytest.raises(ValueError, match=r"Resize the source before extending it"):
+        model.resize_token_embeddings(tokenizer.vocab_size + 8)

@@ -18,7 +18,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.pipelines.base import SUPPORTED_PEFT_TASKS
 from transformers.utils import logging
 
-from ..hub import push_folder_to_hub
+from ..hub import PUSH_ARGUMENTS, push_folder_to_hub, split_push_arguments
 from ..modeling.crf import CRF, is_tracing
 from ..modeling.fingerprint import weights_digest
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
@@ -485,6 +485,19 @@ class NeuralAdapterModel(PreTrainedModel):
     def set_adapter(self, *args, **kwargs):
         raise ValueError(_NO_PEFT_MIXIN)
 
+    def merge_and_unload(self, *args, **kwargs):
+        """PEFT folds a LoRA update into the base weights; an extension adds a network beside the source, which no
+        weights of the source can hold. :meth:`consolidate` distils it into one plain model instead."""
+        raise ValueError("An extended model cannot be merged into the source's weights: it runs a target network and "
+                         "an adapter beside the source. Distil it into one plain transformers model with "
+                         "model.consolidate(train_dataset, tokenizer) (hf_adapter_ext.save_consolidated to save it).")
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        """The frozen source and the target read the same token ids, so the vocabulary is the source's."""
+        raise ValueError("The extended model reads the source's vocabulary (the frozen source and the target share "
+                         "token ids). Resize the source before extending it: source.resize_token_embeddings("
+                         "len(tokenizer)), then get_adapter_model(source, config).")
+
     @contextlib.contextmanager
     def disable_adapter(self):
         """Within the block, ``forward`` returns the frozen source's own outputs (old labels only), as
@@ -506,14 +519,24 @@ class NeuralAdapterModel(PreTrainedModel):
             metrics: evaluation results for the model card and ``adapter_config.json``.
             is_main_process: as in transformers: only the main process writes (Trainer passes it under DDP).
             state_dict: the state to write (Trainer passes :meth:`state_dict`); only the trained part is kept.
-            **kwargs: transformers' other ``save_pretrained`` arguments (``safe_serialization``, ``max_shard_size``)
-                are accepted and need nothing: the files are always safetensors, and small.
+            **kwargs: ``push_to_hub=True`` (with ``repo_id``, ``commit_message``, ``private``, ``token``, ...)
+                uploads the folder after writing it, as in transformers. The arguments Trainer, accelerate and PEFT
+                pass (``safe_serialization``, ``max_shard_size``, ``save_function``, ``selected_adapters``, ...)
+                need nothing: the files are always safetensors, and small. Any other argument is refused.
         """
+        push, kwargs = split_push_arguments(save_directory, kwargs)
+        unknown = sorted(set(kwargs) - SAVE_ARGUMENTS_NEEDING_NOTHING)
+        if unknown:
+            raise TypeError(f"NeuralAdapterModel.save_pretrained got unexpected arguments {unknown}; it takes "
+                            f"save_directory, metrics, is_main_process, state_dict, push_to_hub (with "
+                            f"{', '.join(PUSH_ARGUMENTS)}) and {sorted(SAVE_ARGUMENTS_NEEDING_NOTHING)}.")
         if not is_main_process:
             return
         own = self._trained_state_names()
         state = {k: v.detach().contiguous() for k, v in (self.state_dict() if state_dict is None else state_dict).items() if k in own}
         save_adapter(self.peft_config, state, check_save_directory(save_directory, "save_pretrained"), metrics=metrics)
+        if push is not None:
+            self.push_to_hub(push.pop("repo_id"), metrics=metrics, **push)
 
     @classmethod
     def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, config: NeuralAdapterConfig | None = None,
@@ -541,6 +564,12 @@ class NeuralAdapterModel(PreTrainedModel):
                          trainer_link=False)
 
         return push_folder_to_hub(save, repo_id, **hub_kwargs)
+
+
+# save_pretrained arguments of transformers, accelerate and PEFT that the adapter's few safetensors files need no
+# action for (Trainer passes safe_serialization; accelerate save_function; PEFT selected_adapters).
+SAVE_ARGUMENTS_NEEDING_NOTHING = frozenset({"safe_serialization", "max_shard_size", "save_function",
+                                            "selected_adapters", "save_embedding_layers", "save_peft_format"})
 
 
 def extended_config(source_config: PretrainedConfig, labels: list[str]) -> PretrainedConfig:

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
-from ..hub import hub_model_id, push_folder_to_hub, render_sib_card
+from ..hub import hub_model_id, push_folder_to_hub, render_sib_card, split_push_arguments
 from ..modeling.fingerprint import check_weights_digest, weights_digest
 from ..validation import check_number, check_save_directory, check_texts
 from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
@@ -468,12 +468,15 @@ class SIBForFewShotClassification(PreTrainedModel):
         frozen, unshaped backbone is not copied: config.json names it (``backbone_name_or_path``) and
         ``from_pretrained`` loads it from there. A shaped or trained one is saved with the head."""
         check_save_directory(save_directory, "SIBForFewShotClassification.save_pretrained")
+        push, kwargs = split_push_arguments(save_directory, kwargs)  # pushed below, once the card is written
         # what a frozen, referenced encoder must be when the head is loaded over it again
         self.config.backbone_digest = (None if self.config.stores_backbone
                                        else weights_digest(self.backbone, UNREAD_ENCODER_WEIGHTS))
         super().save_pretrained(save_directory, **kwargs)
         learned = float(self.head.log_inner_lr.detach().exp())
         (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags, learned))
+        if push is not None and kwargs.get("is_main_process", True):
+            self.push_to_hub(push.pop("repo_id"), metrics=metrics, tags=tags, **push)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, backbone: PreTrainedModel | None = None,
