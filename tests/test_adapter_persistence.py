@@ -129,6 +129,28 @@ def saved(tmp_path, source=None, **overrides):
     return tmp_path
 
 
+@pytest.mark.parametrize("keyword, message", [
+    ({"dtype": torch.bfloat16}, r"does not take \['dtype'\]: they are the source's loading options"),
+    ({"device_map": "cpu"}, r"does not take \['device_map'\]"),
+    ({"adapter_nam": "x"}, r"unexpected arguments \['adapter_nam'\].*Hub download arguments"),
+])
+@pytest.mark.parametrize("where", ["folder", "hub id"])
+def test_load_keywords_it_cannot_honour_are_refused(tmp_path, keyword, message, where):
+    """They were dropped without a word for a folder (dtype=torch.bfloat16 loaded float32) and failed inside
+    snapshot_download for a Hub id."""
+    source = tiny_source()
+    folder = saved(tmp_path, source) if where == "folder" else "me/ner-plus-loc"
+    with pytest.raises(TypeError, match=message):
+        NeuralAdapterModel.from_pretrained(source, folder, **keyword)
+
+
+def test_is_trainable_loads_in_training_mode_as_in_peft(tmp_path):
+    source = tiny_source()
+    folder = saved(tmp_path, source)
+    assert not NeuralAdapterModel.from_pretrained(source, folder).training
+    assert NeuralAdapterModel.from_pretrained(source, folder, is_trainable=True).training
+
+
 @pytest.mark.parametrize("new_labels, message", [
     (["B-PER"], "already exist"),
     (["LOC"], "break the source's BIO scheme"),

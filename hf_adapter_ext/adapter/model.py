@@ -540,7 +540,7 @@ class NeuralAdapterModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, config: NeuralAdapterConfig | None = None,
-                        **hub_kwargs) -> NeuralAdapterModel:
+                        is_trainable: bool = False, **hub_kwargs) -> NeuralAdapterModel:
         """Rebuild a saved extended model on ``source``.
 
         Args:
@@ -549,11 +549,14 @@ class NeuralAdapterModel(PreTrainedModel):
                 (``out/checkpoint-500``), or a Hub repo of either.
             config: only to convert a Trainer checkpoint written by hf_adapter_ext 0.1 (the whole model's
                 weights, no ``adapter_config.json``): the config it was trained with.
-            **hub_kwargs: ``huggingface_hub`` download arguments (``revision``, ``token``, ``cache_dir``).
-                ``revision`` is the adapter repo's; a source given by id loads its default revision (pass the
-                loaded source for another), and a source whose weights differ from the trained-on ones is refused.
+            is_trainable: as in PEFT: return the model in training mode, to train it further (by default it is
+                in eval mode, ready for inference).
+            **hub_kwargs: ``huggingface_hub`` download arguments (``revision``, ``token``, ``cache_dir``, ...);
+                any other keyword is refused. ``revision`` is the adapter repo's; a source given by id loads its
+                default revision (pass the loaded source for another), and a source whose weights differ from the
+                trained-on ones is refused.
         """
-        return load_adapter(cls, source, adapter_dir_or_repo, config=config, **hub_kwargs)
+        return load_adapter(cls, source, adapter_dir_or_repo, config=config, is_trainable=is_trainable, **hub_kwargs)
 
     def push_to_hub(self, repo_id: str, *, metrics: dict | None = None, **hub_kwargs) -> str:
         """Upload what :meth:`save_pretrained` writes (our model card included: the mixin would replace it with a

@@ -19,6 +19,7 @@ from transformers import AutoModelForTokenClassification
 from ..hub import HUB_ID, render_adapter_card
 from ..modeling.fingerprint import check_weights_digest
 from ..modeling.tags import source_labels
+from ..validation import check_flag
 from . import anatomy
 from .config import PEFT_TYPE, NeuralAdapterConfig
 
@@ -162,8 +163,34 @@ def is_legacy_checkpoint(directory: Path) -> bool:
         return False
 
 
-def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = None, **hub_kwargs):
+# The huggingface_hub download arguments from_pretrained passes on for a Hub repo (a local folder needs none).
+HUB_DOWNLOAD_ARGUMENTS = frozenset({"revision", "token", "cache_dir", "force_download", "local_files_only", "proxies",
+                                    "etag_timeout", "endpoint"})
+
+
+def check_load_arguments(hub_kwargs: dict) -> None:
+    """Refuse ``from_pretrained`` keywords that are not download arguments: they used to be dropped without a word
+    for a local folder (``dtype=torch.bfloat16`` loaded float32) and to fail inside ``snapshot_download`` for a
+    Hub repo."""
+    unknown = sorted(set(hub_kwargs) - HUB_DOWNLOAD_ARGUMENTS)
+    if not unknown:
+        return
+    loading = [name for name in unknown if name in ("dtype", "torch_dtype", "device_map", "low_cpu_mem_usage",
+                                                     "attn_implementation", "quantization_config", "trust_remote_code")]
+    if loading:
+        raise TypeError(f"NeuralAdapterModel.from_pretrained does not take {loading}: they are the source's loading "
+                        f"options. Load the source with them (AutoModelForTokenClassification.from_pretrained(id, "
+                        f"{loading[0]}=...)), pass it as the first argument, and move the loaded model with "
+                        "model.to(...).")
+    raise TypeError(f"NeuralAdapterModel.from_pretrained got unexpected arguments {unknown}; besides config= and "
+                    f"is_trainable=, it takes the Hub download arguments {sorted(HUB_DOWNLOAD_ARGUMENTS)}.")
+
+
+def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = None, is_trainable: bool = False,
+                 **hub_kwargs):
     """See ``NeuralAdapterModel.from_pretrained``."""
+    check_load_arguments(hub_kwargs)
+    check_flag("from_pretrained", "is_trainable", is_trainable)
     directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)
     if config is not None and not isinstance(config, NeuralAdapterConfig):
         raise TypeError(f"config must be a NeuralAdapterConfig, got {type(config).__name__}.")
@@ -206,4 +233,4 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
         )
     model.load_state_dict(state)
     model.has_trained = True
-    return model.eval()
+    return model.train(is_trainable)
