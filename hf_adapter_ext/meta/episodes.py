@@ -226,6 +226,8 @@ class TextEpisodes(_SampledEpisodes):
 # ---------------------------------------------------------------- token level (Few-NERD format)
 _IO_HINT = ("Few-NERD-style episodes take IO tags: the entity type's name on every word of a mention ('person'), "
             "'O' elsewhere.")
+
+
 def sentence_types(tags: Sequence[str]) -> Counter:
     """Entity mentions per type in an IO-tagged sentence (a run of equal non-O tags is one mention)."""
     counts, previous = Counter(), "O"
