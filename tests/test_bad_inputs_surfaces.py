@@ -57,6 +57,7 @@ from hf_adapter_ext.meta import (
     TokenEpisodeSampler,
     collate_episodes,
     encode_texts,
+    encode_words,
 )
 from hf_adapter_ext.metrics import (
     bio_decoder,
@@ -721,6 +722,12 @@ REFUSED = [
          "--output_dir", tempfile.mkdtemp(prefix="bad_cli_")]), V, r"'Refund ' and row 0 'refund': they differ only"),
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
+    ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,
+     r"encode_texts.batch_size=0 is out of range"),  # was "range() arg 3 must not be zero"
+    ("encode_texts max_length 1", lambda: encode_texts(sib(), TOKENIZER, ["a b"], max_length=1), V,
+     r"max_length=1 is out of range: it must be >= 3 \(the special tokens"),  # every text read as [CLS] alone
+    ("encode_words max_length 2", lambda: encode_words(sib(level="token"), TOKENIZER, [["a"]], max_length=2), V,
+     r"encode_words.max_length=2 is out of range"),
 ]
 
 # ---- the scripts' options: numeric options at 0, negative and huge values, and malformed strings

@@ -26,12 +26,17 @@ def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> lis
     return labels
 
 
+def max_length_rule(tokenizer, optional: bool = False) -> Number:
+    """The shortest ``max_length`` worth encoding with: the special tokens plus one subword. Below it a text is cut
+    to its special tokens alone, and every text gets the same features."""
+    return Number(int, tokenizer.num_special_tokens_to_add() + 1, optional=optional, example="512",
+                  why="the special tokens plus at least one subword")
+
+
 def max_length_of(tokenizer, max_length: int | None = None) -> int:
     """``max_length``, else the tokenizer's own limit (else 512). A ``max_length`` that cannot hold a single subword
     beside the special tokens is refused: it would silently fall back to the default (0) or split nothing."""
-    room = tokenizer.num_special_tokens_to_add() + 1
-    check_number("tokenize_and_align_labels", "max_length", max_length, Number(
-        int, room, optional=True, example="512", why="the special tokens plus at least one subword"))
+    check_number("tokenize_and_align_labels", "max_length", max_length, max_length_rule(tokenizer, optional=True))
     limit = max_length or tokenizer.model_max_length
     return limit if limit and limit < 100_000 else DEFAULT_MAX_LENGTH
 

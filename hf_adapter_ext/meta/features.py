@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.alignment import visible_words, word_windows
-from ..validation import check_texts
+from ..data.alignment import max_length_rule, visible_words, word_windows
+from ..validation import POSITIVE_INT, check_settings, check_texts
 
 
 def _by_length(lengths: Sequence[int], batch_size: int):
@@ -25,6 +26,8 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, m
         raise TypeError(f"encode_texts needs a SIBForFewShotClassification (it pools the way the few-shot head reads "
                         f"features); got {type(model).__name__}. Build one over the backbone: "
                         "SIBForFewShotClassification.from_backbone_pretrained(name).")
+    check_settings("encode_texts", SimpleNamespace(batch_size=batch_size, max_length=max_length),
+                   {"batch_size": POSITIVE_INT, "max_length": max_length_rule(tokenizer)})
     texts = check_texts(texts, "encode_texts: texts")
     out = torch.zeros(len(texts), model.config.feature_dim)
     for chunk in tqdm(_by_length([len(t) for t in texts], batch_size), desc=desc, leave=False):
@@ -41,6 +44,8 @@ def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_siz
 
     Sentences longer than ``max_length`` subwords are encoded in windows and re-joined.
     """
+    check_settings("encode_words", SimpleNamespace(batch_size=batch_size, max_length=max_length),
+                   {"batch_size": POSITIVE_INT, "max_length": max_length_rule(tokenizer)})
     pieces, owner = [], []
     for s, words in enumerate(sentences):
         words, counts = visible_words(words, tokenizer)  # a word the tokenizer drops would have no feature

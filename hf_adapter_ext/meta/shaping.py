@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.alignment import max_length_rule
 from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_settings, check_texts
 
 EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the meta-training texts")
@@ -107,7 +108,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                                                     seed=seed), {
         "top_layers": Number(int, 1, len(layers), example="2", why=f"the encoder has {len(layers)} layers"),
         "epochs": EPOCHS, "learning_rate": POSITIVE_FLOAT, "batch_size": POSITIVE_INT, "scale": POSITIVE_FLOAT,
-        "max_length": POSITIVE_INT, "seed": SEED})
+        "max_length": max_length_rule(tokenizer), "seed": SEED})
     texts = check_texts(texts, "shape_encoder: texts")
     if isinstance(labels, (str, bytes)) or len(labels) != len(texts):
         raise ValueError(f"shape_encoder: labels must be one class id per text ({len(texts)}); got "
