@@ -138,3 +138,13 @@ def test_a_subtypes_crf_scores_start_as_its_parents_only_when_asked(subtype_init
         assert ours[n + 2] == theirs.mean()
     # BIO's forbidden transitions stay forbidden whatever the copied values: O -> I-politician
     assert not crf.allowed[0, labels.index("I-politician")]
+
+
+@pytest.mark.parametrize("labels, sentences, message", [
+    ("O B-PER", [["John"]], r"labels must be a list of strings"),  # read one character per label
+    (OLD_LABELS, ["John lives in Paris"], r"sentences are word lists"),  # a vocabulary of characters
+    (OLD_LABELS, [], r"sentences is empty"),
+])
+def test_a_vocabulary_from_strings_instead_of_lists_is_refused(labels, sentences, message):
+    with pytest.raises(ValueError, match=message):
+        bilstm_crf_with_vocabulary(labels, sentences)

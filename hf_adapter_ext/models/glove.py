@@ -11,6 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from ..validation import WrongKindError, check_string_list, check_texts
 from .bilstm_crf import BiLSTMCRFConfig, BiLSTMCRFForTokenClassification
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -65,6 +66,11 @@ def bilstm_crf_with_vocabulary(
 ) -> tuple[BiLSTMCRFForTokenClassification, PreTrainedTokenizerFast]:
     """A BiLSTM-CRF and its tokenizer: every word form of ``sentences`` (case kept) plus the most frequent
     GloVe words; word vectors start from GloVe (looked up lower-cased), random where GloVe has none."""
+    labels = check_string_list("bilstm_crf_with_vocabulary", "labels", labels, "['O', 'B-PER', 'I-PER']")
+    sentences = check_texts(sentences, "bilstm_crf_with_vocabulary: sentences", allow_words=True)
+    if any(isinstance(sentence, str) for sentence in sentences):  # its characters would become the vocabulary
+        raise WrongKindError("bilstm_crf_with_vocabulary: sentences are word lists, e.g. [['John', 'lives']]; got "
+                             "strings. Split them into words first (the vocabulary is made of whole words).")
     corpus_words = dict.fromkeys(w for sentence in sentences for w in sentence)
     glove_words, vectors = glove if glove is not None else ([], None)
     vocabulary = list(dict.fromkeys([*corpus_words, *glove_words[:extra_glove_words]]))
