@@ -432,6 +432,15 @@ def check_training_arguments(args) -> None:
                          f"({save_every:g}) must be a multiple of {interval}, e.g. both 200.")
 
 
+def check_label_names(model, args) -> None:
+    """Refuse ``label_names`` other than the ones ``model.forward`` reads: Trainer would hold back no labels and look
+    for columns the batches do not have (it failed with "Target 7 is out of bounds")."""
+    own_labels = [name for name in inspect.signature(model.forward).parameters if "label" in name]
+    if args.label_names is not None and list(args.label_names) != own_labels:
+        raise ValueError(f"--label_names={args.label_names}: {type(model).__name__} reads its labels from "
+                         f"{own_labels}; leave --label_names unset.")
+
+
 def check_trainer_columns(model, args, datasets: Mapping[str, object]) -> None:
     """Refuse Trainer flags that change which dataset columns reach ``model.forward``: ``label_names`` other than the
     model's own (Trainer would then hold back no labels, and look for labels the batches do not have), and
@@ -440,11 +449,8 @@ def check_trainer_columns(model, args, datasets: Mapping[str, object]) -> None:
     Args:
         datasets: the datasets the trainer reads, by the name messages give them (``{"train": ..., "eval": ...}``).
     """
+    check_label_names(model, args)
     accepted = inspect.signature(model.forward).parameters
-    own_labels = [name for name in accepted if "label" in name]
-    if args.label_names is not None and list(args.label_names) != own_labels:
-        raise ValueError(f"--label_names={args.label_names}: {type(model).__name__} reads its labels from "
-                         f"{own_labels}; leave --label_names unset.")
     if args.remove_unused_columns:
         return
     for name, dataset in datasets.items():

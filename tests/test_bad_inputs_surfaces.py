@@ -514,6 +514,9 @@ REFUSED = [
     ("consolidate args dict", lambda: consolidate(args={"num_train_epochs": 1}), T, r"TrainingArguments"),
     ("consolidate args lr 0", lambda: consolidate(args=TrainingArguments(
         output_dir=tempfile.mkdtemp(), learning_rate=0.0, report_to="none")), V, r"--learning_rate=0.0"),
+    ("consolidate args label_names", lambda: consolidate(args=TrainingArguments(
+        output_dir=tempfile.mkdtemp(), label_names=["tags"], report_to="none")), V,
+     r"BertForTokenClassification reads its labels from \['labels'\]"),
     ("consolidate train untokenized", lambda: consolidate(train=Dataset.from_dict({"tokens": [["a"]]})), V,
      r"train_dataset lacks columns \['input_ids'\]"),
     ("consolidate train a list", lambda: consolidate(train=[{"input_ids": [1, 2]}]), T, r"datasets.Dataset"),

@@ -29,6 +29,7 @@ from ..validation import (
     Number,
     check_columns,
     check_encoded_by,
+    check_label_names,
     check_number,
     check_texts,
     check_tokenizer_matches,
@@ -266,6 +267,8 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
             raise TypeError(f"consolidate's args must be transformers.TrainingArguments; got {type(args).__name__}.")
         check_training_arguments(args)
     student = initial_student(model)
+    if args is not None:
+        check_label_names(student, args)
     config = model.peft_config
     report = {"source": config.base_model_name_or_path, "old_labels": config.old_labels,
               "new_labels": config.new_labels, "target": config.target, "adapter": config.adapter,
