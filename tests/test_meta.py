@@ -273,6 +273,15 @@ def test_save_and_load_round_trip(tmp_path):
     assert "0.9000" in (tmp_path / "README.md").read_text()
 
 
+def test_a_misspelt_setting_is_refused_not_kept_as_an_idle_attribute(tmp_path, tokenizer):
+    """PretrainedConfig keeps unknown keywords as attributes, so inner_step=5 trained with the default 3."""
+    tiny_backbone(tokenizer.vocab_size).save_pretrained(tmp_path / "encoder")
+    with pytest.raises(TypeError, match=r"\['inner_step'\], which are not SIBConfig settings \('inner_step': did "
+                                        r"you mean 'inner_steps'\?\)"):
+        SIBForFewShotClassification.from_backbone_pretrained(tmp_path / "encoder", inner_step=5)
+    assert SIBForFewShotClassification.from_backbone_pretrained(tmp_path / "encoder", inner_steps=5).config.inner_steps == 5
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_auto_classes_reload_a_saved_model_and_a_frozen_backbone_is_referenced_not_copied(tmp_path, tokenizer,
                                                                                           freeze):

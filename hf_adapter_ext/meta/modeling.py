@@ -11,6 +11,8 @@ statistics, in training and at test (`grad_nets.EpisodeNorm`): batching episodes
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -219,7 +221,17 @@ class SIBForFewShotClassification(PreTrainedModel):
     @classmethod
     def from_backbone_pretrained(cls, backbone_name_or_path: str | os.PathLike, **config_kwargs):
         """A new SIB model over a pretrained encoder, e.g. ``from_backbone_pretrained("bert-base-cased", n_way=5)``
-        (like `EncoderDecoderModel.from_encoder_decoder_pretrained`); keyword arguments are `SIBConfig` settings."""
+        (like `EncoderDecoderModel.from_encoder_decoder_pretrained`); keyword arguments are `SIBConfig` settings.
+        Any other keyword is refused: `PretrainedConfig` would keep a misspelt setting (``inner_step=5``) as an
+        attribute nobody reads, and the model would train with the default."""
+        settings = [name for name in inspect.signature(SIBConfig.__init__).parameters
+                    if name not in ("self", "kwargs", "backbone", "backbone_name_or_path", "backbone_digest")]
+        unknown = sorted(set(config_kwargs) - set(settings))
+        if unknown:
+            hints = {name: difflib.get_close_matches(name, settings, n=1) for name in unknown}
+            hint = "; ".join(f"{name!r}: did you mean {match[0]!r}?" for name, match in hints.items() if match)
+            raise TypeError(f"from_backbone_pretrained got {unknown}, which are not SIBConfig settings"
+                            f"{' (' + hint + ')' if hint else ''}. Its settings: {settings}.")
         backbone = AutoModel.from_pretrained(backbone_name_or_path)
         config = SIBConfig(backbone_name_or_path=str(backbone_name_or_path), **config_kwargs)
         return cls(config, backbone=backbone)
