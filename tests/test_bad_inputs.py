@@ -509,6 +509,8 @@ REFUSED = [
         output_dir=str(WORK), report_to="none")), ValueError, r"MetaTrainingArguments"),
     ("meta trainer empty data", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=intents().select(
         [])), ValueError, r"empty"),
+    ("meta trainer list of dicts", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=[
+        {"text": "a", "label": 0}], processing_class=TOKENIZER), ValueError, r"must be a datasets.Dataset"),
     ("meta trainer no tokenizer", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(), train_dataset=intents()),
      ValueError, r"processing_class"),
     ("meta trainer too few classes", lambda: SemiSupervisedMetaTrainer(sib(), meta_args(max_train_ways=None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..validation import WrongKindError
 from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
 from .features import encode_texts, encode_words
 
@@ -54,9 +55,13 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
                          "or drop max_train_ways.")
     if ways is not None and config.level == "token":
         raise ValueError("max_train_ways applies to sequence-level episodes; token-level episodes are n_way-way.")
+    needed = (columns.tokens, columns.tags) if config.level == "token" else (columns.text, columns.label)
+    if not isinstance(getattr(data, "column_names", None), list):
+        raise WrongKindError(f"The {name} dataset must be a datasets.Dataset with columns {list(needed)} (or a "
+                             f"dataset of episodes); got {type(data).__name__}. Build one with "
+                             "datasets.Dataset.from_dict(...) or from_list(...).")
     if len(data) == 0:
         raise ValueError(f"The {name} dataset is empty.")
-    needed = (columns.tokens, columns.tags) if config.level == "token" else (columns.text, columns.label)
     missing = [c for c in needed if c not in data.column_names]
     if missing:
         raise ValueError(f"The {name} dataset lacks columns {missing} (it has {data.column_names}); a "
