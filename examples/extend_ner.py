@@ -80,8 +80,8 @@ from hf_adapter_ext.validation import (
     SHARE,
     CheckedTrainingArguments,
     check_finite_loss,
+    check_label_names,
     check_settings,
-    check_trainer_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "learn. Check --label_map, or pass --new_labels.")
     config.base_model_name_or_path = model_args.model_name_or_path
     model = get_adapter_model(source, config)
-    check_trainer_columns(model, training_args, {})  # before the source is scored, not after
+    check_label_names(model, training_args)  # before the source is scored, not after
     config = model.peft_config
     id2label, parents = model.config.id2label, config.label_parents
     new_types = config.new_types

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, TrainingArguments
+from transformers.utils import find_labels
 
 _TYPE_NAME = re.compile(r"^[^\s]+$")
 
@@ -300,8 +301,9 @@ def check_bio_label_set(owner: str, name: str, labels) -> list[str]:
     for label in labels:
         if label != "O":
             check_bio_label(label, where)
-    if repeated(labels):
-        raise ValueError(f"{where} names {repeated(labels)} more than once; give each label once, in id order.")
+    twice = repeated(labels)
+    if twice:
+        raise ValueError(f"{where} names {twice} more than once; give each label once, in id order.")
     if "O" not in labels:
         raise ValueError(f"{where} {labels[:6]} lacks 'O', the tag of words outside every entity; add it (usually as "
                          "id 0).")
@@ -435,7 +437,7 @@ def check_training_arguments(args) -> None:
 def check_label_names(model, args) -> None:
     """Refuse ``label_names`` other than the ones ``model.forward`` reads: Trainer would hold back no labels and look
     for columns the batches do not have (it failed with "Target 7 is out of bounds")."""
-    own_labels = [name for name in inspect.signature(model.forward).parameters if "label" in name]
+    own_labels = find_labels(type(model))  # what Trainer holds back as labels by default
     if args.label_names is not None and list(args.label_names) != own_labels:
         raise ValueError(f"--label_names={args.label_names}: {type(model).__name__} reads its labels from "
                          f"{own_labels}; leave --label_names unset.")

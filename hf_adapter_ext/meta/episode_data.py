@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..validation import WrongKindError
+from ..validation import check_columns
 from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
 from .features import encode_texts, encode_words
 
@@ -56,16 +56,8 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
     if ways is not None and config.level == "token":
         raise ValueError("max_train_ways applies to sequence-level episodes; token-level episodes are n_way-way.")
     needed = (columns.tokens, columns.tags) if config.level == "token" else (columns.text, columns.label)
-    if not isinstance(getattr(data, "column_names", None), list):
-        raise WrongKindError(f"The {name} dataset must be a datasets.Dataset with columns {list(needed)} (or a "
-                             f"dataset of episodes); got {type(data).__name__}. Build one with "
-                             "datasets.Dataset.from_dict(...) or from_list(...).")
-    if len(data) == 0:
-        raise ValueError(f"The {name} dataset is empty.")
-    missing = [c for c in needed if c not in data.column_names]
-    if missing:
-        raise ValueError(f"The {name} dataset lacks columns {missing} (it has {data.column_names}); a "
-                         f"{config.level}-level SIB needs {list(needed)}: rename them or pass the column names.")
+    check_columns(data, needed, f"The {name} dataset",
+                  f"a {config.level}-level SIB needs {list(needed)}: rename them or pass the column names")
     if config.level == "token":
         tags = string_tags(data, columns.tags)
         types = sorted({t for sentence in tags for t in sentence if t != "O"})
