@@ -58,6 +58,7 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
     pipeline_class=BIOTokenClassificationPipeline)``. The model's labels must be BIO tags (refused here otherwise)."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("task", "token-classification")  # built directly, transformers would check it for task ''
         super().__init__(*args, **kwargs)
         self.bio_decoder = bio_decoder(self.model.config.id2label)  # built once, not per text
 

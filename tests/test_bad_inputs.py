@@ -149,11 +149,6 @@ def half_emissions_are_computed_in_float32():
     assert out.dtype == torch.float16 and torch.isfinite(out)
 
 
-def forbidden_gold_path_is_finite():
-    loss = crf(3, bio=True).neg_log_likelihood(torch.zeros(1, 2, 3), torch.tensor([[0, 2]]))
-    assert torch.isfinite(loss) and loss > 1000
-
-
 def lora_target_modules_as_regex_string():
     assert NeuralAdapterConfig(new_labels=NEW_LABELS, lora_target_modules=".*query").lora_target_modules == ".*query"
 
@@ -259,7 +254,7 @@ def consolidate_tokenizes_a_text_dataset_and_leaves_args_alone():
 HANDLED = [csv_cells_are_read_as_written, rename_to_outside_drops_the_type,
            consolidate_tokenizes_a_text_dataset_and_leaves_args_alone, bom_docstart_is_not_a_sentence, left_and_right_padding_decode_the_same, empty_row_decodes_to_ignore,
            zero_length_crf, float_mask_is_read_as_attention, half_emissions_are_computed_in_float32,
-           forbidden_gold_path_is_finite, lora_target_modules_as_regex_string, new_labels_tuple_is_accepted,
+           lora_target_modules_as_regex_string, new_labels_tuple_is_accepted,
            nan_on_padding_is_ignored, int32_labels_are_accepted, all_ignored_labels_give_zero_loss,
            push_to_hub_passes_hub_arguments, trainer_checkpoint_loads_with_its_config, few_nerd_episode_ok,
            banking77_with_a_byte_order_mark]

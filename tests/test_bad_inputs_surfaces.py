@@ -34,6 +34,7 @@ from hf_adapter_ext import (
     add_rehearsal,
     entity_types,
     get_adapter_model,
+    parse_pairs,
 )
 from hf_adapter_ext.adapter import add_source_logits
 from hf_adapter_ext.adapter.self_training import pseudo_label
@@ -65,8 +66,10 @@ from hf_adapter_ext.metrics import (
     entity_f1_compute_metrics,
     evaluate_tagger,
     forgotten_types,
+    ids_to_tags,
     load_entity_f1,
     predict_tags,
+    source_agreement,
 )
 from hf_adapter_ext.validation import check_training_arguments
 
@@ -331,6 +334,38 @@ def meta_file_labels_as_written():
     assert sorted(pool.features["label"].names) == ["007", "7", "NA"] and pool["text"][2] == "yo"
 
 
+def extension_trainer_pads_labels_without_a_collator():
+    """Trainer's own default (DataCollatorWithPadding) pads no labels: 'Unable to create tensor ... excessive
+    nesting'. ExtensionTrainer pads token-classification rows itself."""
+    from hf_adapter_ext import ExtensionTrainer
+
+    trainer = ExtensionTrainer(model=model().train(), args=TrainingArguments(
+        tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=5, report_to=[], use_cpu=True),
+        train_dataset=toy_dataset(TOKENIZER), processing_class=TOKENIZER, early_stopping_patience=0)
+    assert isinstance(trainer.data_collator, AdapterDataCollator)
+    assert np.isfinite(trainer.train().training_loss)
+
+
+def compute_metrics_takes_scores_among_extra_outputs():
+    """A model with extra outputs hands Trainer a tuple, scores first (transformers' convention)."""
+    m = model()
+    labels = np.array([[0, 1, 2, -100]])
+    scores = np.eye(len(m.config.id2label))[[[0, 1, 2, 0]]]
+    metrics = entity_f1_compute_metrics(m.config.id2label)(((scores, np.zeros((1, 4, 3))), labels))
+    assert metrics["overall_f1"] == 1.0
+
+
+def source_agreement_reads_the_models_own_parents():
+    """label_parents left out: the extended model's own count; a politician tag on a person is then agreement."""
+    m = parents_model({"politician": "PER"}).eval()
+    person, politician = m.config.label2id["B-PER"], m.config.label2id["B-politician"]
+    with torch.no_grad():  # every word a one-word person to the source, and a politician to the extension
+        m.source.classifier.bias[person] = m.classifier.bias[politician] = 100.0
+    text = ["john smith lives in paris ."]
+    assert source_agreement(m.source, m, text, TOKENIZER) == {"PER": 1.0}
+    assert source_agreement(m.source, m, text, TOKENIZER, {}) == {"PER": 0.0}  # {}: every subtype disagrees
+
+
 HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
@@ -338,7 +373,8 @@ HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_re
            metric_parents_score_subtypes_as_parent, sib_predict_any_order_of_labels, sib_predict_tuples_of_examples,
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
-           csv_rows_keep_cells, meta_file_labels_as_written]
+           csv_rows_keep_cells, meta_file_labels_as_written, extension_trainer_pads_labels_without_a_collator,
+           compute_metrics_takes_scores_among_extra_outputs, source_agreement_reads_the_models_own_parents]
 
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError
@@ -723,6 +759,31 @@ REFUSED = [
     ("meta --train_file labels differing in case", lambda: SCRIPTS["meta"](
         ["--train_file", str(write("text,label\nI want a refund,refund\nmoney back,Refund \nmy card,card\n", "t.csv")),
          "--output_dir", tempfile.mkdtemp(prefix="bad_cli_")]), V, r"'Refund ' and row 0 'refund': they differ only"),
+    ("add_source_logits with the plain source", lambda: add_source_logits(toy_dataset(TOKENIZER), source(), TOKENIZER),
+     T, r"add_source_logits needs the extended model"),  # was AttributeError: no attribute 'source'
+    ("adapter_optimizer over a frozen model", lambda: adapter_optimizer(source().requires_grad_(False), 1e-3), V,
+     r"has no trainable parameters"),  # was "optimizer got an empty parameter list"
+    ("parse_pairs with a key twice", lambda: parse_pairs("person=PER,person=LOC", "--label_map", "from=to", "a=B"), V,
+     r"\['person'\] given more than once"),  # the last value won without a word
+    ("parse_pairs of None", lambda: parse_pairs(None, "--label_map", "from=to", "a=B"), T,
+     r"--label_map takes from=to pairs as one string"),
+    ("label_parents with a subtype twice", lambda: C(new_labels=NEW_LABELS, label_parents="LOC=PER,LOC=ORG"), V,
+     r"\['LOC'\] given more than once"),
+    ("entity_types of label ids", lambda: entity_types([0, 1, 2]), T, r"entity_types takes label names"),
+    ("CRF called as pytorch-crf's", lambda: CRF(3)(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long)), T,
+     r"use crf.neg_log_likelihood"),  # was NotImplementedError: missing the required "forward" function
+    ("CRF loss of IOB1 gold", lambda: CRF.for_labels(["O", "B-PER", "I-PER"]).neg_log_likelihood(
+        torch.zeros(1, 3, 3), torch.tensor([[0, 2, 2]])), V, r"'O' 'I-PER' at token 1"),  # was a loss of ~1e4
+    ("extended model trained on IOB1 gold", lambda: model().train()(
+        input_ids=torch.tensor([[2, 10, 11, 3]]), attention_mask=torch.ones(1, 4, dtype=torch.long),
+        labels=torch.tensor([[-100, 0, 2, -100]])), V, r"fit no path the CRF allows"),
+    ("ids_to_tags of scores", lambda: ids_to_tags(np.zeros((1, 2, 3)), np.array([[0, 0]]), {0: "O"}), V,
+     r"do not line up"),  # was "only 0-dimensional arrays can be converted"
+    ("ids_to_tags of another batch's labels", lambda: ids_to_tags(np.zeros((2, 3), int), np.zeros((2, 4), int),
+                                                                  {0: "O"}), V, r"do not line up"),  # was IndexError
+    ("source_agreement with the models swapped", lambda: source_agreement(model(), source(), ["john lives"],
+                                                                           TOKENIZER), V,
+     r"not an extension of this source"),  # scored the source against the extension, without a word
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

@@ -98,10 +98,41 @@ def test_bio_constraints_forbid_outside_to_inside():
     assert all(not (a == 0 and b == 2) for a, b in zip(path, path[1:]))
 
 
-def test_forbidden_gold_path_gives_large_finite_loss():
+def test_gold_path_no_allowed_path_fits_is_refused():
+    """O -> I-A (IOB1 data) would cost |FORBIDDEN| ~ 1e4 and swamp training: refused, naming the labels."""
     crf = CRF.for_labels(LABELS)
-    loss = crf.neg_log_likelihood(torch.zeros(1, 2, 5), torch.tensor([[0, 2]]))  # O -> I-A
-    assert torch.isfinite(loss) and loss > -FORBIDDEN / 2
+    with pytest.raises(ValueError, match=r"'O' 'I-A' at token 1.*IOB2"):
+        crf.neg_log_likelihood(torch.zeros(1, 2, 5), torch.tensor([[0, 2]]))
+    with pytest.raises(ValueError, match=r"fit no path"):  # a sequence may not open with I-A either
+        crf.neg_log_likelihood(torch.zeros(1, 2, 5), torch.tensor([[2, 2]]))
+    # an ignored position may take any label: O, (B-A), I-A fits, and the loss is an ordinary one
+    loss = crf.neg_log_likelihood(torch.zeros(1, 3, 5), torch.tensor([[0, -100, 2]]))
+    assert torch.isfinite(loss) and loss < -FORBIDDEN / 100
+    assert CRF.for_labels(LABELS, bio_constraints=False).neg_log_likelihood(  # nothing forbidden: nothing refused
+        torch.zeros(1, 2, 5), torch.tensor([[0, 2]])) < 10
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_gold_labels_are_refused_exactly_when_no_allowed_path_fits_them(data):
+    """Against brute force over every path: labels (with -100 holes and padding anywhere) are refused iff no path the
+    BIO constraints allow agrees with every observed label; and where accepted, the loss is an ordinary number."""
+    length = data.draw(st.integers(1, 5))
+    labels = data.draw(st.lists(st.sampled_from([-100, 0, 1, 2, 3, 4]), min_size=length, max_size=length))
+    mask = data.draw(st.lists(st.booleans(), min_size=length, max_size=length))
+    crf = CRF.for_labels(LABELS)
+    kept = [label for label, on in zip(labels, mask) if on]
+    allowed, start = bio_allowed_transitions(LABELS)
+    fits = any(start[path[0]] and all(allowed[a, b] for a, b in zip(path, path[1:]))
+               and all(k in (-100, p) for k, p in zip(kept, path))
+               for path in itertools.product(range(len(LABELS)), repeat=len(kept))) if kept else True
+    call = lambda: crf.sequence_nll(torch.zeros(1, length, len(LABELS)), torch.tensor([labels]),  # noqa: E731
+                                    torch.tensor([mask]))
+    if fits:
+        assert float(call()) < -FORBIDDEN / 100
+    else:
+        with pytest.raises(ValueError, match="fit no path the CRF allows"):
+            call()
 
 
 def test_out_of_range_label_is_refused():

@@ -164,3 +164,21 @@ def test_a_subtype_starts_as_its_parent_only_when_asked(subtype_init):
 def test_an_unknown_subtype_init_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="subtype_init.*parent.*sampled"):
         NeuralAdapterConfig(new_labels=NEW, subtype_init="copy")
+
+
+def test_a_source_entity_the_gold_labels_cut_opens_again_instead_of_breaking_the_path():
+    """new_only data: gold 'B-LOC' on word 1, O on word 2, where the source reads one ORG over both words. Filled in
+    as is, the path would be B-LOC I-ORG, which the CRF forbids (~1e4 loss, refused by the CRF); the source's entity
+    opens again on word 2 instead: B-LOC B-ORG."""
+    model = extended(annotation="new_only")
+    label2id = model.config.label2id
+    source_logits = torch.full((1, 4, len(OLD_LABELS)), -10.0)
+    for position, label in enumerate(["O", "B-ORG", "I-ORG", "O"]):
+        source_logits[0, position, OLD_LABELS.index(label)] = 10.0
+    gold = torch.tensor([[label2id["O"], label2id["B-LOC"], label2id["O"], label2id["O"]]])
+    labels, _ = model._distill(torch.zeros(1, 4, len(label2id)), gold, source_logits, torch.ones(1, 4, dtype=torch.long),
+                               torch.ones(1, dtype=torch.bool))
+    assert [model.config.id2label[int(i)] for i in labels[0]] == ["O", "B-LOC", "B-ORG", "O"]
+    loss = model(input_ids=torch.tensor([[2, 10, 11, 3]]), attention_mask=torch.ones(1, 4, dtype=torch.long),
+                 labels=gold, source_logits=source_logits).loss
+    assert torch.isfinite(loss) and loss < 100

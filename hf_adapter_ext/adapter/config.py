@@ -9,7 +9,7 @@ from peft import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
 from ..modeling.tags import entity_types
-from ..validation import Number, check_settings, check_string_list, entity_type_name
+from ..validation import Number, WrongKindError, check_settings, check_string_list, entity_type_name, repeated
 
 PEFT_TYPE = "NEURAL_ADAPTER"
 FRONT_DOOR_MESSAGE = (
@@ -40,10 +40,17 @@ _OWNER = "NeuralAdapterConfig"
 
 
 def parse_pairs(text: str, option: str, form: str, example: str) -> dict[str, str]:
-    """A command line's mapping, ``"a=B,c=D"``, as a dict; anything else is refused, naming the option."""
+    """A command line's mapping, ``"a=B,c=D"``, as a dict; anything else is refused, naming the option. A key given
+    twice is refused too: which of its values was meant cannot be known."""
+    if not isinstance(text, str):
+        raise WrongKindError(f"{option} takes {form} pairs as one string, e.g. {example!r}; got {type(text).__name__}.")
     pairs = [item.split("=") for item in text.split(",") if item.strip()]
     if not pairs or any(len(pair) != 2 or not all(p.strip() for p in pair) for pair in pairs):
         raise ValueError(f"{option}={text!r}: write {form} pairs separated by commas, e.g. {example}.")
+    keys = [key.strip() for key, _ in pairs]
+    twice = repeated(keys)
+    if twice:
+        raise ValueError(f"{option}={text!r}: {twice} given more than once; give each one value.")
     return {key.strip(): value.strip() for key, value in pairs}
 
 

@@ -150,6 +150,10 @@ class NeuralAdapterModel(PreTrainedModel):
         self.register_buffer("_collapse", membership, persistent=False)
         subtypes = [i for i, p in enumerate(parents) if i >= self.num_old_labels and p >= 0]
         self.register_buffer("_subtype_ids", torch.tensor(subtypes, dtype=torch.long), persistent=False)
+        # Each label's entity opener: I-X -> B-X, every other label itself (see _open_cut_entities).
+        label2id = {label: i for i, label in enumerate(labels)}
+        openers = [label2id.get(f"B-{label[2:]}", i) if label.startswith("I-") else i for i, label in enumerate(labels)]
+        self.register_buffer("_opener_ids", torch.tensor(openers, dtype=torch.long), persistent=False)
         self._warned_parents_idle = False  # label_parents on fully labelled data without rehearsal: warned once
         # Distilled tokens (`new_only` data, rehearsal text) with a CRF head and a source without one: the source's
         # scores are decoded under the target's BIO constraints to give pseudo-labels. Built once here, not at
@@ -389,7 +393,7 @@ class NeuralAdapterModel(PreTrainedModel):
                                                         attention_mask).clamp(min=0)
         else:
             predicted = source_logits.argmax(-1)
-        labels = torch.where(on_outside, predicted, labels)
+        labels = self._open_cut_entities(torch.where(on_outside, predicted, labels), on_outside)
         temperature = self.peft_config.distill_temperature
         teacher = F.softmax(source_logits[soft].float() / temperature, dim=-1)
         teacher = F.pad(teacher, (0, self._collapse.size(1) - self.num_old_labels))
@@ -397,6 +401,19 @@ class NeuralAdapterModel(PreTrainedModel):
         collapsed = torch.logsumexp(student[:, :, None] + self._collapse[None], dim=1)
         kl = F.kl_div(collapsed, teacher, reduction="sum") * temperature**2  # summed: divided with the task loss
         return labels, kl
+
+    def _open_cut_entities(self, labels: torch.Tensor, replaced: torch.Tensor) -> torch.Tensor:
+        """The source's path filled in around gold tokens (``new_only`` data) can continue an entity across one:
+        gold 'B-LOC', then the source's 'I-ORG' from an ORG it saw over both words. The CRF forbids that step, so the
+        merged path would cost ~1e4; such a filled-in 'I-X' opens its entity with 'B-X' instead. One pass suffices:
+        a changed label keeps its type, and what may follow a label depends only on its type."""
+        if self.crf is None or bool(self.crf.allowed.all()):
+            return labels
+        previous, current = labels[:, :-1].clamp(min=0), labels[:, 1:].clamp(min=0)
+        broken = (labels[:, :-1] >= 0) & (labels[:, 1:] >= 0) & ~self.crf.allowed[previous, current] & replaced[:, 1:]
+        if not bool(broken.any()):
+            return labels
+        return torch.cat([labels[:, :1], torch.where(broken, self._opener_ids[current], labels[:, 1:])], dim=1)
 
     # ------------------------------------------------------------------ persistence
     def _trained_state_names(self) -> set[str]:
@@ -585,6 +602,13 @@ def extended_config(source_config: PretrainedConfig, labels: list[str]) -> Pretr
     return config
 
 
+def check_extended_model(model, where: str) -> None:
+    """Refuse anything but an extended model where one is needed (its frozen source and label layout are read)."""
+    if not isinstance(model, NeuralAdapterModel):
+        raise TypeError(f"{where} needs the extended model (get_adapter_model(...) or NeuralAdapterModel."
+                        f"from_pretrained(...)), got {type(model).__name__}.")
+
+
 def get_adapter_model(source_model: nn.Module, config: NeuralAdapterConfig) -> NeuralAdapterModel:
     """Extend ``source_model`` (any ``AutoModelForTokenClassification``) to ``config.new_labels``."""
     if not isinstance(config, NeuralAdapterConfig):
@@ -597,9 +621,10 @@ def _register_for_token_classification_pipelines() -> None:
     accepts, as PEFT's own `PeftModelForTokenClassification` is. An extended model's config is its source's (a
     BertConfig, ...), so it cannot join the Auto mapping, and the pipeline would otherwise log an error that the
     model is not supported before tagging with it correctly."""
-    accepted = SUPPORTED_PEFT_TASKS.setdefault("token-classification", [])
-    if NeuralAdapterModel.__name__ not in accepted:
-        accepted.append(NeuralAdapterModel.__name__)
+    for task in ("token-classification", "ner"):  # pipeline("ner") keeps its alias as the task it checks
+        accepted = SUPPORTED_PEFT_TASKS.setdefault(task, [])
+        if NeuralAdapterModel.__name__ not in accepted:
+            accepted.append(NeuralAdapterModel.__name__)
 
 
 _register_for_token_classification_pipelines()

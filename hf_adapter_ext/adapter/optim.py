@@ -23,6 +23,10 @@ def adapter_optimizer(model: nn.Module, learning_rate: float, head_learning_rate
                  dataclasses.replace(POSITIVE_FLOAT, optional=True))
     check_number("adapter_optimizer", "weight_decay", weight_decay, Number(float, 0, example="0.01"))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"adapter_optimizer: {type(model).__name__} has no trainable parameters (requires_grad is off "
+                         "everywhere). Pass the extended model (get_adapter_model(...)), whose new parts train, not "
+                         "its frozen source.")
     groups = [{"params": [p for n, p in params if not n.startswith(FRESH_PREFIXES)], "lr": learning_rate},
               {"params": [p for n, p in params if n.startswith(FRESH_PREFIXES)],
                "lr": head_learning_rate or learning_rate}]

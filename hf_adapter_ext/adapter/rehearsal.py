@@ -19,7 +19,7 @@ from ..validation import (
     check_tokenizer_matches,
     refuse_conll_columns,
 )
-from .model import NeuralAdapterModel
+from .model import check_extended_model
 from .source_cache import SOURCE_LOGITS, add_source_logits
 
 REHEARSAL = "rehearsal"
@@ -71,8 +71,7 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     All the given text is mixed in: the ratio of rehearsal to new data is how many sentences you pass. Trainer
     shuffles the rows together each epoch.
     """
-    if not isinstance(model, NeuralAdapterModel):
-        raise TypeError(f"add_rehearsal needs the extended model (get_adapter_model(...)), got {type(model).__name__}.")
+    check_extended_model(model, "add_rehearsal")
     check_tokenizer_matches(model.source.config, tokenizer, "add_rehearsal", model.source.name_or_path)
     check_encoded_by(texts, tokenizer, "The rehearsal text")
     sentences = sentence_words(texts)

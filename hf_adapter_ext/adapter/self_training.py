@@ -26,7 +26,7 @@ from ..validation import (
     check_number,
     check_tokenizer_matches,
 )
-from .model import NeuralAdapterModel
+from .model import NeuralAdapterModel, check_extended_model
 from .rehearsal import REHEARSAL, append_rows, sentence_words
 from .source_cache import SOURCE_LOGITS, AdapterDataCollator, add_source_logits
 
@@ -49,8 +49,7 @@ def pseudo_label(model: NeuralAdapterModel, texts, tokenizer, threshold: float =
         max_length: longer sentences are cut to this many subwords.
         batch_size: sentences per forward pass.
     """
-    if not isinstance(model, NeuralAdapterModel):
-        raise TypeError(f"pseudo_label needs the extended model (get_adapter_model(...)), got {type(model).__name__}.")
+    check_extended_model(model, "pseudo_label")
     check_number("pseudo_label", "threshold", threshold, SHARE)
     check_number("pseudo_label", "batch_size", batch_size, POSITIVE_INT)
     check_tokenizer_matches(model.source.config, tokenizer, "pseudo_label", model.source.name_or_path)

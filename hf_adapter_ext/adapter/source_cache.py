@@ -12,6 +12,7 @@ from transformers import DataCollatorForTokenClassification
 
 from ..modeling.outputs import label_scores
 from ..validation import POSITIVE_INT, check_columns, check_number, check_tokenizer_matches
+from .model import check_extended_model
 
 SOURCE_LOGITS = "source_logits"
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -24,6 +25,7 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
     once per training step. Training on the cached column gives the same result as without it. The column is a
     float32 ``Array2D`` ([subwords, source labels]): stored as arrays, not as Python floats.
     """
+    check_extended_model(model, "add_source_logits")
     check_number("add_source_logits", "batch_size", batch_size, POSITIVE_INT)
     check_tokenizer_matches(model.source.config, tokenizer, "add_source_logits", model.source.name_or_path)
     check_columns(dataset, ["input_ids"], "add_source_logits' dataset", "tokenize it first (tokenize_and_align_labels)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Sampler
-from transformers import Trainer
+from transformers import PreTrainedTokenizerBase, Trainer
 
 from ..callbacks import add_stopping_callbacks
 from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number, check_trainer_columns
@@ -23,6 +23,7 @@ from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, step_budget
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
 from .self_training import PSEUDO_LABEL_THRESHOLD, add_pseudo_labels
+from .source_cache import AdapterDataCollator
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class ExtensionTrainer(Trainer):
             ``rehearsal`` column (:func:`add_rehearsal`).
         early_stopping_patience: evaluations without a better ``metric_for_best_model`` before training stops;
             0 trains for the whole budget. Needs ``load_best_model_at_end``.
-        All other arguments are Trainer's.
+        All other arguments are Trainer's. Without a ``data_collator``, rows are padded by
+        :class:`AdapterDataCollator` over ``processing_class`` (Trainer's own default pads no labels).
     """
 
     def __init__(self, *args, head_learning_rate: float = 1e-3, rehearsal_ratio: float = REHEARSAL_RATIO,
@@ -109,6 +111,9 @@ class ExtensionTrainer(Trainer):
         check_number("ExtensionTrainer", "early_stopping_patience", early_stopping_patience, COUNT)
         self.head_learning_rate, self.rehearsal_ratio = head_learning_rate, rehearsal_ratio
         self.early_stopping_patience = early_stopping_patience
+        tokenizer = kwargs.get("processing_class")
+        if kwargs.get("data_collator") is None and len(args) < 3 and isinstance(tokenizer, PreTrainedTokenizerBase):
+            kwargs["data_collator"] = AdapterDataCollator(tokenizer)
         super().__init__(*args, **kwargs)
         check_trainer_columns(self.model, self.args, {"train": self.train_dataset, "eval": self.eval_dataset})
         add_stopping_callbacks(self, early_stopping_patience)

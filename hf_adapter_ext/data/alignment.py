@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datasets import Dataset
 
 from ..constants import IGNORE_INDEX
-from ..validation import Number, check_number
+from ..validation import Number, WrongKindError, check_number
 
 # Without a real limit from the tokenizer, stay within the 512 positions of BERT-style encoders.
 DEFAULT_MAX_LENGTH = 512
@@ -93,6 +93,15 @@ def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_t
     Sentences longer than ``max_length`` subwords (default: the tokenizer's limit) become several rows, one
     per window of words; ``word_offset`` (the window's first word) lets :func:`join_windows` re-join them.
     """
+    if not getattr(tokenizer, "is_fast", False):  # word_ids(), which aligns the labels, exists only there
+        raise WrongKindError("tokenize_and_align_labels needs the model's fast tokenizer (AutoTokenizer.from_pretrained("
+                             f"<model>), which is fast by default); got {type(tokenizer).__name__}. Pass it as "
+                             "fn_kwargs={'tokenizer': tokenizer}.")
+    missing = [column for column in ("tokens", label_column) if column not in batch]
+    if missing:
+        raise ValueError(f"tokenize_and_align_labels: the rows lack {missing} (they have {sorted(batch)}). Name the "
+                         "tag column with fn_kwargs={'label_column': ...}, or rename the word column to 'tokens' "
+                         "(dataset.rename_column).")
     limit = max_length_of(tokenizer, max_length)
     words_out, labels_out, offsets = [], [], []
     for words, tags in zip(batch["tokens"], batch[label_column]):

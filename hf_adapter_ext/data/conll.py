@@ -62,14 +62,28 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
 _IOB2_PREFIX = {"S-": "B-", "U-": "B-", "E-": "I-", "L-": "I-"}
 
 
+def _checked_tags(owner: str, tags: Sequence[str], prefixes: str, hint: str) -> list[str]:
+    """``tags`` as a list of 'O' and '<prefix>-<type>' strings (one of ``prefixes``), or a refusal naming the first
+    other one: read past, it would pass through unconverted and be scored as something else."""
+    tags = check_string_list(owner, "tags", tags, "['B-PER', 'I-PER', 'O']")
+    odd = next((tag for tag in tags if tag != "O" and not (tag[:1] in prefixes and tag[1:2] == "-" and
+                                                           tag[2:].strip() == tag[2:] != "")), None)
+    if odd is not None:
+        raise ValueError(f"{owner}: {odd!r} is not one of its tags ('O', or {'/'.join(prefixes)} + '-' + a type, "
+                         f"e.g. 'B-PER'). {hint}")
+    return tags
+
+
 def from_iobes(tags: Sequence[str]) -> list[str]:
-    """IOBES / BILOU → IOB2 (``S-X``/``U-X`` → ``B-X``, ``E-X``/``L-X`` → ``I-X``); other tags are kept. The same
-    spans, since IOB2 marks only where an entity opens."""
-    return [_IOB2_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _IOB2_PREFIX else tag for tag in tags]
+    """IOBES / BILOU → IOB2 (``S-X``/``U-X`` → ``B-X``, ``E-X``/``L-X`` → ``I-X``); IOB tags are kept. The same
+    spans, since IOB2 marks only where an entity opens; an end with no start (``S-PER E-ORG``) opens its own."""
+    tags = _checked_tags("from_iobes", tags, "BIESUL", "Lower-case prefixes: map them to capitals first.")
+    return to_iob2([_IOB2_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _IOB2_PREFIX else tag for tag in tags])
 
 
 def to_iob2(tags: Sequence[str]) -> list[str]:
     """IOB1 → IOB2: an ``I-X`` that opens an entity (after ``O`` or another type) becomes ``B-X``."""
+    tags = _checked_tags("to_iob2", tags, "BI", "IOBES / BILOU tags: convert them with from_iobes.")
     out, previous = [], "O"
     for tag in tags:
         if tag.startswith("I-") and previous[2:] != tag[2:]:

@@ -38,6 +38,11 @@ def load_entity_f1():
 
 def ids_to_tags(predictions: np.ndarray, label_ids: np.ndarray, id2label: Mapping[int, str]):
     """Drop ``-100`` positions and map ids to tag strings, sentence by sentence."""
+    predictions, label_ids = np.asarray(predictions), np.asarray(label_ids)
+    if predictions.shape != label_ids.shape:
+        raise ValueError(f"predictions {predictions.shape} and label_ids {label_ids.shape} do not line up (one label "
+                         "id per token; scores go through argmax first); pass the model's outputs and the labels of "
+                         "the same batches.")
     scored = label_ids != IGNORE_INDEX
     for name, ids in (("predicted", predictions[scored]), ("gold", label_ids[scored])):
         unknown = sorted(set(np.unique(ids).tolist()) - set(id2label))
@@ -103,16 +108,14 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
                 raise ValueError("The model's scores hold NaN or infinite values; every token's argmax would read as "
                                  f"{id2label.get(0)!r}. Check the model (a diverged run, corrupt weights).")
             predictions = predictions.argmax(-1)
-        if predictions.shape != label_ids.shape:
-            raise ValueError(f"compute_metrics: predictions {predictions.shape} and label_ids {label_ids.shape} do "
-                             "not line up (one label id per token); pass the model's outputs and the labels of the "
-                             "same batches.")
         return ids_to_tags(predictions, label_ids, id2label)
 
     def compute_metrics(eval_prediction) -> dict:
         """``eval_prediction``: Trainer's `EvalPrediction`, or a (predictions, label_ids) pair; with
         ``eval_do_concat_batches=False`` each is a list of per-batch arrays (padded to each batch's own length)."""
         predictions, label_ids = eval_prediction[0], eval_prediction[1]
+        if isinstance(predictions, tuple):  # a model with extra outputs: Trainer passes them all, scores first
+            predictions = predictions[0]
         per_batch = isinstance(predictions, list) and isinstance(label_ids, list) and len(predictions) == len(
             label_ids) and all(np.ndim(ids) == 2 for ids in label_ids)  # not one nested list of sentences
         if per_batch:
@@ -288,9 +291,17 @@ def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_p
 
     Args:
         sentences: plain sentences, one per item, split into words on whitespace (no labels needed).
-        label_parents: the extension's ``{new type: old type}``; a refining type counts as its parent.
+        label_parents: the extension's ``{new type: old type}``; a refining type counts as its parent. None: the
+            extended model's own ``label_parents``, if it has any; ``{}`` scores every subtype as a disagreement.
         max_sentences: the first this many are tagged (both models run over them).
     """
+    missing = sorted(set(source.config.id2label.values()) - set(model.config.id2label.values()))
+    if missing:
+        raise ValueError(f"source_agreement: the model lacks the source's labels {missing[:5]}, so it is not an "
+                         "extension of this source. Pass the source first, then the model extended from it "
+                         "(source_agreement(source, model, ...)).")
+    if label_parents is None:
+        label_parents = getattr(getattr(model, "peft_config", None), "label_parents", None)
     sentences = check_texts(sentences, "source_agreement: sentences")[:check_number(
         "source_agreement", "max_sentences", max_sentences, POSITIVE_INT)]
     encoded = encode_unlabelled([sentence.split() for sentence in sentences], tokenizer, desc="Encoding text")

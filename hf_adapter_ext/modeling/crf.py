@@ -300,6 +300,7 @@ class CRF(nn.Module):
         allowed_start = self._constraint(allowed_start, (num_labels,), "allowed_start")
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("allowed_start", allowed_start, persistent=False)
+        self.label_names: list[str] | None = None  # for messages; set by for_labels
 
     @staticmethod
     def _constraint(mask: torch.Tensor | None, shape: tuple[int, ...], name: str) -> torch.Tensor:
@@ -318,9 +319,17 @@ class CRF(nn.Module):
         if listed_twice:
             raise ValueError(f"CRF.for_labels: labels {listed_twice} appear more than once; each label is one id, so list "
                              "each once (in id order).")
-        if not bio_constraints:
-            return cls(len(labels))
-        return cls(len(labels), *bio_allowed_transitions(labels))
+        crf = cls(len(labels), *bio_allowed_transitions(labels)) if bio_constraints else cls(len(labels))
+        crf.label_names = list(labels)
+        return crf
+
+    def forward(self, *args, **kwargs):
+        """Refused: pytorch-crf's ``crf(emissions, tags)`` returns the log-likelihood, [seq, batch] first by default,
+        summed; a loss here under that call would have the opposite sign or the wrong axes without an error."""
+        raise TypeError("CRF is not called directly: use crf.neg_log_likelihood(emissions, labels, attention_mask) for "
+                        "the loss (the negative log-likelihood, mean over sequences, tensors [batch, length, ...]; "
+                        "pytorch-crf's crf(...) returns the log-likelihood itself) and crf.decode(emissions, "
+                        "attention_mask) for the best label path.")
 
     def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Transition, start and end scores in float32 (or wider), forbidden ones set to FORBIDDEN."""
@@ -351,6 +360,7 @@ class CRF(nn.Module):
         if emissions.size(1) == 0:
             return emissions.sum(dim=(1, 2)) * 0
         mask, emissions, labels = _packed_emissions(emissions, mask, labels.long())
+        self._check_gold_paths(labels, mask)
         trans, start, end = self._scores()
         observed = (labels != IGNORE_INDEX) & mask
         if torch.equal(observed, mask):  # every position labelled: the gold path's score, no second pass
@@ -422,6 +432,39 @@ class CRF(nn.Module):
         if full:
             return packed_path
         return _unpack(packed_path, packed_mask, mask)
+
+    @torch.no_grad()
+    def _check_gold_paths(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
+        """Refuse labels that no allowed path fits (left-packed rows; ``-100`` positions may take any label).
+
+        Under BIO constraints an 'I-X' right after 'O' (IOB1 data, or tags made by hand) has no allowed path, so its
+        loss is |FORBIDDEN| per broken step, ~1e4, and it swamps training without an error. Exact for any constraint
+        matrix: a forward pass of reachability over the allowed transitions."""
+        if is_tracing() or (bool(self.allowed.all()) and bool(self.allowed_start.all())):
+            return
+        observed = (labels != IGNORE_INDEX) & mask
+        fits = torch.where(observed.unsqueeze(-1), nn.functional.one_hot(labels.clamp(min=0), self.num_labels).bool(),
+                           torch.ones((), dtype=torch.bool, device=labels.device))
+        allowed = self.allowed.to(labels.device).float()
+        reach = self.allowed_start.to(labels.device) & fits[:, 0]
+        broken_at = torch.where(reach.any(-1) | ~mask[:, 0], -1, 0)
+        for t in range(1, labels.size(1)):
+            step = ((reach.float() @ allowed) > 0) & fits[:, t]
+            reach = torch.where(mask[:, t : t + 1], step, reach)
+            broken_at = torch.where((broken_at < 0) & ~reach.any(-1), t, broken_at)
+        if not bool((broken_at >= 0).any()):
+            return
+        row = int((broken_at >= 0).nonzero()[0])
+        where = int(broken_at[row])
+        name = (lambda i: repr(self.label_names[i])) if self.label_names else (lambda i: f"id {i}")
+        seen = labels[row, : where + 1][observed[row, : where + 1]].tolist()
+        path = " ".join(name(i) for i in seen[-3:])
+        raise ValueError(
+            f"The labels of sequence {row} (counting attended positions) fit no path the CRF allows: it ends "
+            f"... {path} at token {where}. With BIO constraints an 'I-X' must follow 'B-X' or 'I-X'; such a gold path "
+            "costs ~1e4 in the loss and swamps training. Convert IOB1 / hand-made tags to IOB2 "
+            "(hf_adapter_ext.data.conll.to_iob2; load_conll does it for files), or build the CRF without BIO "
+            "constraints (bio_constraints=False).")
 
     def _check_finite(self, emissions: torch.Tensor, mask: torch.Tensor) -> None:
         """One host sync when all is well; the details only when something is not finite."""

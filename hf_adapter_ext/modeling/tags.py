@@ -74,6 +74,12 @@ def entity_types(labels: Sequence[str]) -> list[str]:
     if isinstance(labels, (str, bytes)):  # read one character per label, it would name no type at all
         raise WrongKindError(f"entity_types takes the labels as a list of strings, e.g. ['O', 'B-LOC', 'I-LOC']; got "
                              f"the string {labels!r}.")
+    labels = list(labels)
+    not_strings = [label for label in labels if not isinstance(label, str)]
+    if not_strings:
+        raise WrongKindError(f"entity_types takes label names (strings), e.g. ['O', 'B-LOC', 'I-LOC']; got "
+                             f"{not_strings[0]!r} ({type(not_strings[0]).__name__}). Map ids to names with the model's "
+                             "config.id2label first.")
     seen: dict[str, None] = {}
     for label in labels:
         if is_bio_label(label):
