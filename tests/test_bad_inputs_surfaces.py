@@ -51,6 +51,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
+from hf_adapter_ext.data.conll import from_iobes, to_iob2
 from hf_adapter_ext.meta import (
     EpisodeSampler,
     SequenceEpisodes,
@@ -334,6 +335,11 @@ def meta_file_labels_as_written():
     assert sorted(pool.features["label"].names) == ["007", "7", "NA"] and pool["text"][2] == "yo"
 
 
+def from_iobes_opens_an_end_without_a_start():
+    """'S-PER E-ORG': the E- has no start; read as it was, it gave 'B-PER I-ORG', a span IOB2 scoring drops."""
+    assert from_iobes(["S-PER", "E-ORG"]) == ["B-PER", "B-ORG"]
+
+
 def extension_trainer_pads_labels_without_a_collator():
     """Trainer's own default (DataCollatorWithPadding) pads no labels: 'Unable to create tensor ... excessive
     nesting'. ExtensionTrainer pads token-classification rows itself."""
@@ -374,7 +380,7 @@ HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_re
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
            csv_rows_keep_cells, meta_file_labels_as_written, extension_trainer_pads_labels_without_a_collator,
-           compute_metrics_takes_scores_among_extra_outputs, source_agreement_reads_the_models_own_parents]
+           compute_metrics_takes_scores_among_extra_outputs, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents]
 
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError
@@ -784,6 +790,13 @@ REFUSED = [
     ("source_agreement with the models swapped", lambda: source_agreement(model(), source(), ["john lives"],
                                                                            TOKENIZER), V,
      r"not an extension of this source"),  # scored the source against the extension, without a word
+    ("sib adapt with label names", lambda: sib().adapt(["john", "paris"], ["a", "b"], ["london"], tokenizer=TOKENIZER),
+     V, r"got the name 'a'.*predict_labels"),  # was "too many dimensions 'str'"
+    ("sib adapt with one class", lambda: sib().adapt(["john", "paris"], [0, 0], ["london"], tokenizer=TOKENIZER), V,
+     r"one class only"),  # every query got class 0
+    ("to_iob2 of one string", lambda: to_iob2("I-PER I-PER"), T, r"to_iob2.tags must be a list"),  # was characters
+    ("to_iob2 of IOBES tags", lambda: to_iob2(["S-PER", "O"]), V, r"\['S-PER'\].*convert them with from_iobes"),
+    ("from_iobes of lower-case tags", lambda: from_iobes(["s-per", "O"]), V, r"in capitals"),  # returned unchanged
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

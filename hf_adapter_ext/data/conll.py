@@ -62,28 +62,28 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
 _IOB2_PREFIX = {"S-": "B-", "U-": "B-", "E-": "I-", "L-": "I-"}
 
 
-def _checked_tags(owner: str, tags: Sequence[str], prefixes: str, hint: str) -> list[str]:
-    """``tags`` as a list of 'O' and '<prefix>-<type>' strings (one of ``prefixes``), or a refusal naming the first
-    other one: read past, it would pass through unconverted and be scored as something else."""
+def _checked_tags(owner: str, tags: Sequence[str], prefixes: str) -> list[str]:
+    """``tags`` as a list of 'O' and '<prefix>-<type>' strings (one of ``prefixes``), or a refusal naming the others
+    and their fix: read past, they would pass through unconverted and be scored as something else."""
     tags = check_string_list(owner, "tags", tags, "['B-PER', 'I-PER', 'O']")
-    odd = next((tag for tag in tags if tag != "O" and not (tag[:1] in prefixes and tag[1:2] == "-" and
-                                                           tag[2:].strip() == tag[2:] != "")), None)
-    if odd is not None:
-        raise ValueError(f"{owner}: {odd!r} is not one of its tags ('O', or {'/'.join(prefixes)} + '-' + a type, "
-                         f"e.g. 'B-PER'). {hint}")
+    odd = sorted({tag for tag in tags if tag != "O" and not (tag[:1] in prefixes and tag[1:2] == "-")})
+    if odd:
+        also = f" (or {', '.join(p + '-' for p in prefixes[2:])} of IOBES / BILOU)" if prefixes[2:] else ""
+        raise ValueError(f"{owner}: tags {odd[:5]} are neither 'O' nor 'B-<type>' / 'I-<type>'{also}. "
+                         f"{_scheme_hint(odd)}")
     return tags
 
 
 def from_iobes(tags: Sequence[str]) -> list[str]:
     """IOBES / BILOU → IOB2 (``S-X``/``U-X`` → ``B-X``, ``E-X``/``L-X`` → ``I-X``); IOB tags are kept. The same
     spans, since IOB2 marks only where an entity opens; an end with no start (``S-PER E-ORG``) opens its own."""
-    tags = _checked_tags("from_iobes", tags, "BIESUL", "Lower-case prefixes: map them to capitals first.")
+    tags = _checked_tags("from_iobes", tags, "BIESUL")
     return to_iob2([_IOB2_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _IOB2_PREFIX else tag for tag in tags])
 
 
 def to_iob2(tags: Sequence[str]) -> list[str]:
     """IOB1 → IOB2: an ``I-X`` that opens an entity (after ``O`` or another type) becomes ``B-X``."""
-    tags = _checked_tags("to_iob2", tags, "BI", "IOBES / BILOU tags: convert them with from_iobes.")
+    tags = _checked_tags("to_iob2", tags, "BI")
     out, previous = [], "O"
     for tag in tags:
         if tag.startswith("I-") and previous[2:] != tag[2:]:
@@ -116,6 +116,8 @@ def infer_labels(tag_sets: Sequence[Sequence[str]]) -> list[str]:
 
 def _scheme_hint(tags: Sequence[str]) -> str:
     """How to fix tags that are not IOB2 (``others`` of :func:`infer_labels`)."""
+    if any(tag[:2] in _IOB2_PREFIX for tag in tags):
+        return "They are IOBES / BILOU tags: convert them with from_iobes (the file readers do it for you)."
     if any(tag.isdigit() for tag in tags):
         return "Write tag names ('B-PER'), not label ids."
     if any(tag[:2].upper() in ("B-", "I-", "S-", "E-", "O") for tag in tags):
@@ -141,6 +143,8 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
     if not sentences:
         raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
     check_tag_case((tag, f"{path}: sentence {i}") for i, s in enumerate(sentences) for tag in s["tags"])
+    for index, sentence in enumerate(sentences):
+        _checked_tags(f"{path}: sentence {index}", sentence["tags"], "BIESUL")
     _from_iobes_in_place(sentences, path, scheme)
     converted = 0
     for index, sentence in enumerate(sentences):

@@ -442,6 +442,11 @@ class SIBForFewShotClassification(PreTrainedModel):
         return [{"label": names[i], "score": float(p)} for i, p in zip(best.tolist(), score.tolist())]
 
     def _adapted_logits(self, support, support_labels, query, tokenizer, inner_steps) -> torch.Tensor:
+        named = next((label for label in support_labels if isinstance(label, str)), None) \
+            if isinstance(support_labels, (list, tuple)) else None
+        if named is not None:
+            raise ValueError(f"support_labels must be class ids 0, 1, ...; got the name {named!r}. For label names, "
+                             "call predict_labels({name: [example texts], ...}, queries, tokenizer).")
         labels = torch.as_tensor(support_labels, device=self.device)
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32) or len(labels) != len(support):
             raise ValueError(f"support_labels must be one class id per support example ({len(support)}); got "
@@ -449,6 +454,9 @@ class SIBForFewShotClassification(PreTrainedModel):
         if bool((labels < 0).any()):
             raise ValueError(f"support_labels must be class ids 0, 1, ...; got {labels.min().item()}.")
         classes = int(labels.max()) + 1 if self.config.any_number_of_classes and len(labels) else self.config.num_classes
+        if classes < 2:  # one class: every query gets it, whatever it says
+            raise ValueError("The support set has examples of one class only; a task needs at least 2 classes to "
+                             "choose between (class ids 0 and 1 at least).")
         missing = sorted(set(range(classes)) - set(labels.tolist()))
         if missing:
             raise ValueError(
