@@ -57,6 +57,7 @@ from hf_adapter_ext.adapter.config import adapter_arguments_dataclass
 from hf_adapter_ext.adapter.consolidation import compare_with_teacher
 from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
 from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
+from hf_adapter_ext.cli import RUN_NER_OPTIONS, parse_arguments
 from hf_adapter_ext.data import (
     load_ner_files,
     read_sentences,
@@ -216,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**defaults_for(argv))
-    model_args, data_args, adapter_args, training_args = parser.parse_args_into_dataclasses(argv)
+    model_args, data_args, adapter_args, training_args = parse_arguments(parser, argv, {
+        **RUN_NER_OPTIONS, "--text_column_name": "use --tokens_column", "--label_column_name": "use --tags_column"})
     config = NeuralAdapterConfig(**dataclasses.asdict(adapter_args))
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)

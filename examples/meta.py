@@ -27,6 +27,7 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
+from hf_adapter_ext.cli import parse_arguments
 from hf_adapter_ext.data import (
     few_tk_paths,
     fewnerd_sentences,
@@ -231,7 +232,7 @@ ARGUMENTS = (MetaDataArguments, SIBArguments, MetaTrainingArguments)
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
-    data_args, sib_args, args = parser.parse_args_into_dataclasses(argv)
+    data_args, sib_args, args = parse_arguments(parser, argv, {})
     set_seed(args.seed)
     saved = Path(data_args.evaluate_model) if data_args.evaluate_model else None
     if saved is not None and not (saved / "config.json").is_file():

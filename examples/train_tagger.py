@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from hf_adapter_ext import adapter_optimizer
+from hf_adapter_ext.cli import RUN_NER_OPTIONS, parse_arguments
 from hf_adapter_ext.data import (
     load_ner_files,
     relabel_to_outside,
@@ -66,7 +67,10 @@ ARGUMENTS = (TaggerArguments, CheckedTrainingArguments)
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
-    options, args = parser.parse_args_into_dataclasses(argv)
+    options, args = parse_arguments(parser, argv, {
+        **RUN_NER_OPTIONS, **dict.fromkeys(("--text_column_name", "--label_column_name", "--dataset_name"),
+                                           "not offered: pass CoNLL files, or JSON / CSV files with 'tokens' and "
+                                           "'ner_tags' columns, as --train_file / --validation_file / --test_file")})
     check_one_job(args)
     set_seed(args.seed)  # before the model is built, so --seed sets the new head's first weights
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file,

@@ -859,6 +859,14 @@ CLI = [
     ("meta --split_fractions zero part", "meta", "--split_fractions", "1,0,0", r"--split_fractions"),
     ("meta --delimiter long", "meta", "--delimiter", ";;", r"--delimiter"),
     ("meta --evaluate_model missing", "meta", "--evaluate_model", "/no/such/model", r"not a saved SIB model folder"),
+    # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
+    ("extend_ner run_ner's --text_column_name", "extend_ner", "--text_column_name", "words", r"use --tokens_column"),
+    ("extend_ner run_ner's --max_seq_length", "extend_ner", "--max_seq_length", "128", r"never truncated"),
+    ("train_tagger run_ner's --label_column_name", "train_tagger", "--label_column_name", "tags",
+     r"'tokens' and 'ner_tags' columns"),
+    ("train_tagger run_ner's --preprocessing_num_workers", "train_tagger", "--preprocessing_num_workers", "4",
+     r"tokenizing runs in the main process"),
+    ("meta unknown option", "meta", "--max_seq_lenght", "64", r"does not take \['--max_seq_lenght', '64'\]"),
 ]
 
 

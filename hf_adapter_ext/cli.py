@@ -1,0 +1,40 @@
+"""What the example scripts share on the command line: options they do not take are refused with what to do
+instead, where a user of transformers' `run_ner.py` would reach for them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from transformers import HfArgumentParser
+
+_WINDOWS = ("not needed: a sentence longer than the model takes is split into windows of whole words and joined "
+            "again for scoring, never truncated")
+# run_ner.py's options that the NER scripts have no twin for, and why.
+RUN_NER_OPTIONS = {
+    "--max_seq_length": _WINDOWS,
+    "--pad_to_max_length": "not needed: each batch is padded to its own longest row",
+    "--label_all_tokens": "not offered: each word's first subword carries its tag and words are scored, as with "
+                          "run_ner.py's default",
+    "--return_entity_level_metrics": "not needed: per-type precision, recall and F1 are always reported",
+    "--preprocessing_num_workers": "not offered: tokenizing runs in the main process",
+    "--overwrite_cache": "not needed: nothing is cached between runs",
+    "--overwrite_output_dir": "transformers' TrainingArguments no longer has it; pass a new --output_dir, or "
+                              "--resume_from_checkpoint to continue a run",
+    "--cache_dir": "not offered: set HF_HOME (or HF_HUB_CACHE) for where Hub files are kept",
+    "--model_revision": "not offered: download the revision first (huggingface-cli download <id> --revision ...) "
+                        "and pass its folder",
+    "--trust_remote_code": "not offered: the scripts load transformers' own architectures only",
+}
+
+
+def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None,
+                    known_elsewhere: Mapping[str, str] = RUN_NER_OPTIONS) -> tuple:
+    """``parser.parse_args_into_dataclasses(argv)``, refusing options the script does not take with one message that
+    names each and, where ``known_elsewhere`` knows it, says what to do instead (HfArgumentParser names them only)."""
+    *parsed, left = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if left:
+        options = [arg.split("=", 1)[0] for arg in left if arg.startswith("-")]
+        advice = [f"{option}: {known_elsewhere[option]}" for option in options if option in known_elsewhere]
+        raise ValueError(f"This script does not take {left}." + (" " + "; ".join(advice) + "." if advice else "") +
+                         " See --help for the options it has.")
+    return tuple(parsed)
