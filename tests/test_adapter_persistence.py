@@ -246,6 +246,22 @@ def test_from_pretrained_accepts_a_source_path(tmp_path, tokenizer):
     assert model.config.id2label[len(OLD_LABELS)] == "B-LOC"
 
 
+def test_from_pretrained_with_the_adapter_alone_loads_the_source_it_names(tmp_path, tokenizer):
+    """As PEFT's AutoPeftModel: the adapter's base_model_name_or_path is the source to load."""
+    source_dir = tmp_path / "source"
+    tiny_source(seed=4).save_pretrained(source_dir)
+    source = BertForTokenClassification.from_pretrained(source_dir)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS)).eval()
+    model.save_pretrained(tmp_path / "adapter")
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    batch.pop("labels")
+    reloaded = NeuralAdapterModel.from_pretrained(tmp_path / "adapter")
+    assert torch.equal(reloaded(**batch).logits, model(**batch).logits)
+    saved(tmp_path / "in_memory", source=tiny_source(seed=4))  # a source built in memory has no name to load
+    with pytest.raises(ValueError, match="does not name its source model.*from_pretrained\\(source, "):
+        NeuralAdapterModel.from_pretrained(tmp_path / "in_memory")
+
+
 def test_a_checkpoint_of_version_0_1_is_refused_with_the_conversion_and_converts_exactly(tmp_path, tokenizer):
     """hf_adapter_ext 0.1 Trainer checkpoints held the whole model (source included) in model.safetensors and no
     adapter_config.json: refused with the one-line conversion, which then reproduces the model exactly."""

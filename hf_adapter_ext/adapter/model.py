@@ -556,9 +556,11 @@ class NeuralAdapterModel(PreTrainedModel):
             self.push_to_hub(push.pop("repo_id"), metrics=metrics, **push)
 
     @classmethod
-    def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike, config: NeuralAdapterConfig | None = None,
-                        is_trainable: bool = False, **hub_kwargs) -> NeuralAdapterModel:
-        """Rebuild a saved extended model on ``source``.
+    def from_pretrained(cls, source, adapter_dir_or_repo: str | os.PathLike | None = None,
+                        config: NeuralAdapterConfig | None = None, is_trainable: bool = False,
+                        **hub_kwargs) -> NeuralAdapterModel:
+        """Rebuild a saved extended model on ``source``; ``from_pretrained(adapter_dir)`` alone loads the source the
+        adapter names (``base_model_name_or_path``), as PEFT's ``AutoPeftModel`` does.
 
         Args:
             source: the source model, or its Hub id / folder (loaded with ``AutoModelForTokenClassification``).
