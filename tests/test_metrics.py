@@ -124,3 +124,27 @@ def test_bio_decoding_of_a_half_precision_model_breaks_no_span(tokenizer):
     reference, _ = predict_tags(model.to(torch.float32), data, tokenizer, id2label, decoding="bio")
     agree = sum(a == b for x, y in zip(decoded, reference) for a, b in zip(x, y)) / sum(len(x) for x in reference)
     assert agree >= 0.9  # bfloat16 scores round differently from the same weights in float32; most tags hold
+
+
+def test_batch_eval_metrics_scores_the_whole_set_as_one_evaluation_does():
+    """Trainer(batch_eval_metrics=True) hands compute_metrics one batch at a time (tensors) with compute_result:
+    the batches are scored together at the last one, as the concatenated evaluation is, and the next evaluation
+    starts afresh."""
+    import numpy as np
+    import torch
+
+    from hf_adapter_ext.metrics import entity_f1_compute_metrics
+
+    id2label = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(12, 7, 5))
+    labels = rng.integers(0, 5, size=(12, 7))
+    labels[:, 0] = -100
+    labels = np.where(labels == 2, 1, labels)  # gold never opens an entity with I- (IOB2)
+    labels = np.where(labels == 4, 3, labels)
+    whole = entity_f1_compute_metrics(id2label, ["LOC"])((scores, labels))
+    batched = entity_f1_compute_metrics(id2label, ["LOC"])
+    for _ in range(2):  # two evaluations in a row: the second is not mixed with the first
+        parts = [batched((torch.tensor(scores[i:i + 5]), torch.tensor(labels[i:i + 5])), compute_result=i + 5 >= 12)
+                 for i in range(0, 12, 5)]
+        assert parts[:-1] == [{}, {}] and parts[-1] == whole

@@ -110,12 +110,18 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
             predictions = predictions.argmax(-1)
         return ids_to_tags(predictions, label_ids, id2label)
 
-    def compute_metrics(eval_prediction) -> dict:
+    gathered: dict[str, list] = {"preds": [], "refs": []}  # batch_eval_metrics: the batches' tags so far
+
+    def compute_metrics(eval_prediction, compute_result: bool | None = None) -> dict:
         """``eval_prediction``: Trainer's `EvalPrediction`, or a (predictions, label_ids) pair; with
-        ``eval_do_concat_batches=False`` each is a list of per-batch arrays (padded to each batch's own length)."""
+        ``eval_do_concat_batches=False`` each is a list of per-batch arrays (padded to each batch's own length).
+        ``compute_result``: given by Trainer under ``batch_eval_metrics=True``, one batch at a time (tensors): the
+        batches' tags are kept until it is True, then scored together, so the scores are the whole set's."""
         predictions, label_ids = eval_prediction[0], eval_prediction[1]
         if isinstance(predictions, tuple):  # a model with extra outputs: Trainer passes them all, scores first
             predictions = predictions[0]
+        predictions, label_ids = (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+                                  for x in (predictions, label_ids))
         per_batch = isinstance(predictions, list) and isinstance(label_ids, list) and len(predictions) == len(
             label_ids) and all(np.ndim(ids) == 2 for ids in label_ids)  # not one nested list of sentences
         if per_batch:
@@ -124,6 +130,13 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
             refs = [tags for _, batch_refs in batches for tags in batch_refs]
         else:
             preds, refs = batch_tags(predictions, label_ids)
+        if compute_result is not None:
+            gathered["preds"] += preds
+            gathered["refs"] += refs
+            if not compute_result:
+                return {}
+            preds, refs = gathered.pop("preds"), gathered.pop("refs")
+            gathered.update(preds=[], refs=[])
         return metric.compute(predictions=preds, references=refs, new_types=new_types,
                               type_parents=dict(type_parents or {}))
 
