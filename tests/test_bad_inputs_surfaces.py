@@ -797,6 +797,12 @@ REFUSED = [
     ("to_iob2 of one string", lambda: to_iob2("I-PER I-PER"), T, r"to_iob2.tags must be a list"),  # was characters
     ("to_iob2 of IOBES tags", lambda: to_iob2(["S-PER", "O"]), V, r"\['S-PER'\].*convert them with from_iobes"),
     ("from_iobes of lower-case tags", lambda: from_iobes(["s-per", "O"]), V, r"in capitals"),  # returned unchanged
+    ("meta args label smoothing", lambda: MetaTrainingArguments(output_dir=tempfile.mkdtemp(), report_to="none",
+                                                                 label_smoothing_factor=0.1), V,
+     r"label_smoothing_factor=0.1 would be ignored"),  # the episode loss never used it
+    ("meta args batch_eval_metrics", lambda: MetaTrainingArguments(output_dir=tempfile.mkdtemp(), report_to="none",
+                                                                   batch_eval_metrics=True), V,
+     r"batch_eval_metrics=True is not supported"),  # was transformers' "must take a compute_result argument"
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

@@ -76,6 +76,15 @@ class MetaTrainingArguments(CheckedTrainingArguments):
             raise ValueError(f"MetaTrainingArguments: max_train_ways={self.max_train_ways} is below min_train_ways="
                              f"{self.min_train_ways}; give max_train_ways >= min_train_ways, or None for n_way-way "
                              "episodes only.")
+        # Trainer settings that meta-training has no place for: refused rather than left idle.
+        if self.label_smoothing_factor:  # the episode loss is SIB's own; Trainer's label smoother never runs
+            raise ValueError(f"MetaTrainingArguments: label_smoothing_factor={self.label_smoothing_factor} would be "
+                             "ignored: the meta-training loss is SIB's episode loss, not Trainer's cross-entropy. "
+                             "Leave it at 0.")
+        if self.batch_eval_metrics:  # accuracies and their CIs are over all evaluation episodes at once
+            raise ValueError("MetaTrainingArguments: batch_eval_metrics=True is not supported: SIB's evaluation "
+                             "reports each method's mean and 95% CI over all evaluation episodes at once. Lower "
+                             "num_eval_episodes or per_device_eval_batch_size if evaluation memory is the concern.")
         super().__post_init__()
         check_one_job(self)
 

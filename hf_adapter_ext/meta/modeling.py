@@ -154,9 +154,8 @@ class SIBHead(nn.Module):
         if refined is not None:
             theta = torch.where(refined[:, None, None], theta, theta0)
         absent = ~class_mask[:, None, :]
-        low = torch.finfo(query_unit.dtype).min
-        return (self._logits(query_unit, theta).masked_fill(absent, low),
-                self._logits(query_unit, theta0).masked_fill(absent, low))
+        scores = self._logits(query_unit, theta), self._logits(query_unit, theta0)  # bf16 under autocast
+        return tuple(x.masked_fill(absent, torch.finfo(x.dtype).min) for x in scores)
 
 
 def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
