@@ -46,13 +46,19 @@ def render_card(template: str, card_data: ModelCardData, **context) -> str:
     return str(ModelCard.from_template(card_data, template_path=str(template_path(template)), **context))
 
 
-def render_adapter_card(config) -> str:
-    """The README.md of a saved NeuralAdapterModel: base model, old and new labels, mode and metrics."""
+def _with_tags(own: list[str], extra: list[str] | str | None) -> list[str]:
+    extra = [extra] if isinstance(extra, str) else extra or []
+    return [*own, *[tag for tag in extra if tag not in own]]
+
+
+def render_adapter_card(config, tags: list[str] | None = None) -> str:
+    """The README.md of a saved NeuralAdapterModel: base model, old and new labels, mode and metrics; ``tags`` are
+    added to its own."""
     data = ModelCardData(
         library_name="hf_adapter_ext",
         base_model=hub_model_id(config.base_model_name_or_path),
         pipeline_tag="token-classification",
-        tags=["hf_adapter_ext", "neural-adapter", "token-classification", "ner"],
+        tags=_with_tags(["hf_adapter_ext", "neural-adapter", "token-classification", "ner"], tags),
     )
     return render_card(
         "neural_adapter.md", data, config=config, base_model=data.base_model, old_types=config.old_types,
@@ -64,12 +70,11 @@ def render_sib_card(config, metrics: dict | None, tags: list[str] | None = None,
                     learned_inner_lr: float | None = None) -> str:
     """The README.md of a saved SIBForFewShotClassification; ``tags`` are added to its own, and
     ``learned_inner_lr`` is the step size the model ended with (the config holds its starting value)."""
-    own = ["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"]
     data = ModelCardData(
         library_name="hf_adapter_ext",
         base_model=hub_model_id(config.backbone_name_or_path),
         pipeline_tag="token-classification" if config.level == "token" else "text-classification",
-        tags=[*own, *[t for t in tags or [] if t not in own]],
+        tags=_with_tags(["hf_adapter_ext", "few-shot", "meta-learning", "sib", "transductive"], tags),
     )
     return render_card("sib.md", data, config=config, base_model=data.base_model, metrics=metrics or {},
                        learned_inner_lr=config.inner_lr if learned_inner_lr is None else learned_inner_lr)
@@ -146,3 +151,16 @@ def push_folder_to_hub(
             commit_description=commit_description, revision=revision, create_pr=create_pr, repo_type=repo_type,
         )
     return getattr(commit, "pr_url", None) or getattr(commit, "commit_url", str(commit))
+
+
+class OwnModelCardMixin:
+    """For a `transformers.Trainer` of a model with its own card: ``Trainer.push_to_hub`` (``push_to_hub=True``)
+    writes a generic card ("fine-tuned version of ... on the None dataset") over the one the model's
+    ``save_pretrained`` wrote. Here the model's card is written instead, with Trainer's ``tags`` added; Trainer's
+    other card arguments (language, license, datasets) are not used by these cards."""
+
+    def create_model_card(self, *args, tags: list[str] | str | None = None, **kwargs) -> None:
+        if not self.is_world_process_zero():
+            return
+        model = self.accelerator.unwrap_model(self.model)
+        (Path(self.args.output_dir) / "README.md").write_text(model.model_card(tags=tags))

@@ -285,3 +285,39 @@ def test_a_checkpoint_of_version_0_1_is_refused_with_the_conversion_and_converts
         assert torch.equal(reloaded(**inputs).emissions, model(**inputs).emissions)
     with pytest.raises(ValueError, match=r"has its own adapter_config.json; drop config="):
         NeuralAdapterModel.from_pretrained(tiny_source(seed=5), tmp_path / "converted", config=config)
+
+
+def recorded_hub_uploads(monkeypatch) -> dict:
+    """HfApi's repo creation and folder upload, recorded instead of sent: the uploaded folder's model card."""
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, repo_id=None, folder_path=None, **kwargs):
+        calls["card"] = ModelCard.load(Path(folder_path) / "README.md")
+        return type("Commit", (), {"commit_url": f"https://hub/{repo_id}/commit/1", "oid": "1"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def test_trainer_push_to_hub_keeps_the_adapters_own_model_card(monkeypatch, tmp_path, tokenizer, source):
+    """TrainingArguments(push_to_hub=True) + trainer.push_to_hub(): Trainer wrote its generic card ("fine-tuned
+    version of [](...) on the None dataset", library transformers) over the adapter's."""
+    from transformers import TrainingArguments
+
+    from hf_adapter_ext import ExtensionTrainer
+
+    calls = recorded_hub_uploads(monkeypatch)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS))
+    args = TrainingArguments(str(tmp_path), max_steps=1, per_device_train_batch_size=5, report_to=[], use_cpu=True,
+                             push_to_hub=True, hub_model_id="me/ner-plus-loc", hub_strategy="end")
+    trainer = ExtensionTrainer(model=model, args=args, train_dataset=toy_dataset(tokenizer), processing_class=tokenizer,
+                               early_stopping_patience=0)
+    trainer.train()
+    trainer.push_to_hub(tags=["my-tag"])
+    card = calls["card"]
+    assert card.data.library_name == "hf_adapter_ext" and "Neural adapter" in card.text
+    assert {"neural-adapter", "my-tag"} <= set(card.data.tags)

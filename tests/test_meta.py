@@ -604,3 +604,17 @@ def test_meta_training_under_bf16_autocast_trains_and_evaluates(tmp_path, tokeni
                                         eval_dataset=data.filter(lambda r: r["label"] >= 3), processing_class=tokenizer)
     assert math.isfinite(trainer.train().training_loss)
     assert 0 <= trainer.evaluate()["eval_sib_accuracy"] <= 1
+
+
+def test_trainer_push_to_hub_keeps_sibs_own_model_card(monkeypatch, tmp_path, tokenizer):
+    """Trainer.push_to_hub wrote its generic card over SIB's (which shows the config and the learned step size)."""
+    from .test_adapter_persistence import recorded_hub_uploads
+
+    calls = recorded_hub_uploads(monkeypatch)
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=tiny_backbone(tokenizer.vocab_size))
+    trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=0, push_to_hub=True,
+                                                                    hub_model_id="me/sib", hub_strategy="end"),
+                                        train_dataset=intent_data(tokenizer), processing_class=tokenizer)
+    trainer.train()
+    trainer.push_to_hub()
+    assert calls["card"].data.library_name == "hf_adapter_ext" and "sib" in calls["card"].data.tags

@@ -18,7 +18,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.pipelines.base import SUPPORTED_PEFT_TASKS
 from transformers.utils import logging
 
-from ..hub import PUSH_ARGUMENTS, push_folder_to_hub, split_push_arguments
+from ..hub import PUSH_ARGUMENTS, push_folder_to_hub, render_adapter_card, split_push_arguments
 from ..modeling.crf import CRF, is_tracing
 from ..modeling.fingerprint import weights_digest
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
@@ -524,6 +524,10 @@ class NeuralAdapterModel(PreTrainedModel):
             yield
         finally:
             self._adapter_disabled = False
+
+    def model_card(self, tags: list[str] | str | None = None) -> str:
+        """The README.md that :meth:`save_pretrained` writes (``tags`` added to its own)."""
+        return render_adapter_card(self.peft_config, tags)
 
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None,
                         is_main_process: bool = True, state_dict: dict | None = None, **kwargs) -> None:

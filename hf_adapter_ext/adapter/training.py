@@ -18,6 +18,7 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 
 from ..callbacks import add_stopping_callbacks
+from ..hub import OwnModelCardMixin
 from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number, check_trainer_columns
 from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, step_budget
 from .optim import adapter_optimizer
@@ -87,7 +88,7 @@ class RehearsalSampler(Sampler[int]):
         yield from rows[torch.randperm(len(rows), generator=generator)].tolist()
 
 
-class ExtensionTrainer(Trainer):
+class ExtensionTrainer(OwnModelCardMixin, Trainer):
     """`transformers.Trainer` for a :class:`NeuralAdapterModel`: its optimiser gives the fresh parts (output layer,
     CRF, adapter) ``head_learning_rate``, rehearsal rows are drawn per step (:class:`RehearsalSampler`), training
     stops early on the validation score, and a run whose best step is its last says so. After ``train()``,

@@ -481,6 +481,10 @@ class SIBForFewShotClassification(PreTrainedModel):
         return encode_texts(self, tokenizer, list(items), desc="Encoding").to(self.device)
 
     # ------------------------------------------------------------------ persistence
+    def model_card(self, metrics: dict | None = None, tags: list[str] | str | None = None) -> str:
+        """The README.md that :meth:`save_pretrained` writes: the config, the step size learned, ``metrics``."""
+        return render_sib_card(self.config, metrics, tags, float(self.head.log_inner_lr.detach().exp()))
+
     def save_pretrained(self, save_directory: str | os.PathLike, metrics: dict | None = None,
                         tags: list[str] | None = None, **kwargs) -> None:
         """transformers' ``save_pretrained`` plus a model card (with ``metrics`` and extra ``tags`` when given). A
@@ -492,8 +496,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         self.config.backbone_digest = (None if self.config.stores_backbone
                                        else weights_digest(self.backbone, UNREAD_ENCODER_WEIGHTS))
         super().save_pretrained(save_directory, **kwargs)
-        learned = float(self.head.log_inner_lr.detach().exp())
-        (Path(save_directory) / "README.md").write_text(render_sib_card(self.config, metrics, tags, learned))
+        (Path(save_directory) / "README.md").write_text(self.model_card(metrics, tags))
         if push is not None and kwargs.get("is_main_process", True):
             self.push_to_hub(push.pop("repo_id"), metrics=metrics, tags=tags, **push)
 

@@ -19,6 +19,7 @@ from transformers import Trainer
 
 from ..callbacks import add_stopping_callbacks
 from ..constants import IGNORE_INDEX
+from ..hub import OwnModelCardMixin
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, class_names, episode_sampler
@@ -30,7 +31,7 @@ from .shaping import SHAPING_DEFAULTS, encoder_layers
 logger = logging.getLogger(__name__)
 
 
-class SemiSupervisedMetaTrainer(Trainer):
+class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
     """A `Trainer` over episodes. ``compute_metrics`` defaults to `episode_compute_metrics`: SIB, SIB with K = 0,
     prototypes and soft k-means on the same episodes, each with a 95% CI (``eval_sib_accuracy``, ...)."""
 
