@@ -439,19 +439,29 @@ class CRF(nn.Module):
 
         Under BIO constraints an 'I-X' right after 'O' (IOB1 data, or tags made by hand) has no allowed path, so its
         loss is |FORBIDDEN| per broken step, ~1e4, and it swamps training without an error. Exact for any constraint
-        matrix: a forward pass of reachability over the allowed transitions."""
+        matrix. Where one free position can join any two labels (BIO: through 'B-X' or 'O'), a path fits exactly
+        when no two neighbouring labels and no first label break a rule, a check without a loop over positions;
+        otherwise reachability is carried along the positions."""
         if is_tracing() or (bool(self.allowed.all()) and bool(self.allowed_start.all())):
             return
+        allowed, allowed_start = self.allowed.to(labels.device), self.allowed_start.to(labels.device)
         observed = (labels != IGNORE_INDEX) & mask
-        fits = torch.where(observed.unsqueeze(-1), nn.functional.one_hot(labels.clamp(min=0), self.num_labels).bool(),
-                           torch.ones((), dtype=torch.bool, device=labels.device))
-        allowed = self.allowed.to(labels.device).float()
-        reach = self.allowed_start.to(labels.device) & fits[:, 0]
-        broken_at = torch.where(reach.any(-1) | ~mask[:, 0], -1, 0)
-        for t in range(1, labels.size(1)):
-            step = ((reach.float() @ allowed) > 0) & fits[:, t]
-            reach = torch.where(mask[:, t : t + 1], step, reach)
-            broken_at = torch.where((broken_at < 0) & ~reach.any(-1), t, broken_at)
+        ids = labels.clamp(min=0)
+        bridged = bool((allowed.float() @ allowed.float()).gt(0).all()) and \
+            bool((allowed_start.float() @ allowed.float()).gt(0).all())
+        if bridged:
+            broken = torch.cat([observed[:, :1] & ~allowed_start[ids[:, :1]],
+                                observed[:, :-1] & observed[:, 1:] & ~allowed[ids[:, :-1], ids[:, 1:]]], dim=1)
+            broken_at = torch.where(broken.any(1), broken.float().argmax(1), -1)
+        else:
+            fits = torch.where(observed.unsqueeze(-1), nn.functional.one_hot(ids, self.num_labels).bool(),
+                               torch.ones((), dtype=torch.bool, device=labels.device))
+            reach = allowed_start & fits[:, 0]
+            broken_at = torch.where(reach.any(-1) | ~mask[:, 0], -1, 0)
+            for t in range(1, labels.size(1)):
+                step = ((reach.float() @ allowed.float()) > 0) & fits[:, t]
+                reach = torch.where(mask[:, t : t + 1], step, reach)
+                broken_at = torch.where((broken_at < 0) & mask[:, t] & ~reach.any(-1), t, broken_at)
         if not bool((broken_at >= 0).any()):
             return
         row = int((broken_at >= 0).nonzero()[0])
