@@ -102,6 +102,16 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
         if isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, CRF):
+            for param in (module.transitions, module.start_transitions, module.end_transitions):
+                nn.init.zeros_(param)  # a CRF starts at zero (transformers skips what a checkpoint loaded)
+            # The BIO masks are not saved (they follow from the labels), and transformers' from_pretrained leaves
+            # buffers that are not saved as uninitialised memory: without this, a reloaded model decodes under
+            # arbitrary constraints.
+            fresh = CRF.for_labels([self.config.id2label[i] for i in range(self.config.num_labels)],
+                                   self.config.bio_constraints)
+            module.allowed.copy_(fresh.allowed)
+            module.allowed_start.copy_(fresh.allowed_start)
 
     def get_input_embeddings(self):
         return self.encoder.word_embeddings
