@@ -74,7 +74,7 @@ from hf_adapter_ext.metrics import (
 )
 from hf_adapter_ext.validation import check_training_arguments
 
-from .conftest import NEW_LABELS, build_tokenizer
+from .conftest import NEW_LABELS, build_tokenizer, tiny_source
 from .helpers import toy_dataset
 from .test_bad_inputs import episode, model, parents_model, sib, source
 
@@ -340,6 +340,19 @@ def from_iobes_opens_an_end_without_a_start():
     assert from_iobes(["S-PER", "E-ORG"]) == ["B-PER", "B-ORG"]
 
 
+def io_source_takes_label_parents():
+    """A source with one label per type (IO: 'PER', no B-/I-) names its subtypes the same way; the parents check read
+    new types as BIO only and refused 'politician' as "not one of the new types []"."""
+    io_source = tiny_source("bert", TOKENIZER.vocab_size, labels=["O", "PER", "ORG"])
+    m = get_adapter_model(io_source, C(new_labels=["politician", "LOC"], label_parents={"politician": "PER"})).train()
+    ids = m.config.label2id
+    assert m._subtype_ids.tolist() == [ids["politician"]]
+    loss = m(input_ids=torch.tensor([[2, 10, 11, 3]]), attention_mask=torch.ones(1, 4, dtype=torch.long),
+             labels=torch.tensor([[-100, ids["politician"], ids["O"], -100]]),
+             rehearsal=torch.tensor([1]), source_logits=torch.randn(1, 4, 3)).loss
+    assert torch.isfinite(loss)
+
+
 def extension_trainer_pads_labels_without_a_collator():
     """Trainer's own default (DataCollatorWithPadding) pads no labels: 'Unable to create tensor ... excessive
     nesting'. ExtensionTrainer pads token-classification rows itself."""
@@ -380,7 +393,7 @@ HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_re
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
            csv_rows_keep_cells, meta_file_labels_as_written, extension_trainer_pads_labels_without_a_collator,
-           compute_metrics_takes_scores_among_extra_outputs, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents]
+           compute_metrics_takes_scores_among_extra_outputs, io_source_takes_label_parents, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents]
 
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError
@@ -803,6 +816,11 @@ REFUSED = [
     ("meta args batch_eval_metrics", lambda: MetaTrainingArguments(output_dir=tempfile.mkdtemp(), report_to="none",
                                                                    batch_eval_metrics=True), V,
      r"batch_eval_metrics=True is not supported"),  # was transformers' "must take a compute_result argument"
+    ("BIO new labels on an IO source", lambda: get_adapter_model(
+        tiny_source("bert", TOKENIZER.vocab_size, labels=["O", "PER", "ORG"]), C(new_labels=["B-LOC", "I-LOC"])), V,
+     r"are BIO tags, but the source's labels are not.*\['LOC'\]"),  # mixed one label set's schemes
+    ("a new type that is an old one in other case", lambda: get_adapter_model(source(), C(new_labels=["B-per", "I-per"])),
+     V, r"\['per'\] differ from the source's \['PER'\] only in case"),
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

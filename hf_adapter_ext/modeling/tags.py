@@ -48,6 +48,10 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
             "list only labels the source does not know."
         )
     if not uses_bio(old):
+        if uses_bio(new):  # one label set in two schemes: the CRF constrains half of it, the metric reads neither
+            raise ValueError(f"New labels {[label for label in new if is_bio_label(label)]} are BIO tags, but the "
+                             f"source's labels are not ({list(old)}): name new labels as the source does, one label "
+                             f"per type, e.g. {sorted({label[2:] for label in new if is_bio_label(label)})}.")
         return
     for label in new:
         if is_bio_label(label):
@@ -61,6 +65,12 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
             f"New labels {broken} break the source's BIO scheme (labels like 'B-PER', 'I-PER'). "
             f"Name them as BIO tags, e.g. {hint}."
         )
+    old_types = {name.lower(): name for name in entity_types(old)}
+    cased = sorted({(name, old_types[name.lower()]) for name in entity_types(new)
+                    if name.lower() in old_types and name not in old_types.values()})
+    if cased:  # 'B-per' beside the source's 'B-PER': one type under two names, as the data readers refuse too
+        raise ValueError(f"New types {[n for n, _ in cased]} differ from the source's {[o for _, o in cased]} only in "
+                         "case; use the source's own name, or a distinct one if it is a new type.")
     all_labels = set(old) | set(new)
     orphans = [label for label in new if label.startswith("I-") and f"B-{label[2:]}" not in all_labels]
     if orphans:
@@ -91,7 +101,7 @@ def validate_label_parents(old: Sequence[str], new: Sequence[str], parents: Mapp
     """Refuse a hierarchy that cannot mean "this new type is a kind of that old type": a subtype that is not
     new (or is also old), a parent that is not old, a parent that is itself new, or a cycle."""
     bio = uses_bio(old)
-    old_types, new_types = (set(entity_types(old)) if bio else set(old)), set(entity_types(new))
+    old_types, new_types = (set(entity_types(old)), set(entity_types(new))) if bio else (set(old), set(new))
     example = "label_parents={'politician': 'PER'}"
     for child, parent in parents.items():
         entity_type_name(child, "label_parents")  # B-/I- labels, 'O', spaces: refused by name
