@@ -191,7 +191,8 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
     """See ``NeuralAdapterModel.from_pretrained``."""
     check_load_arguments(hub_kwargs)
     check_flag("from_pretrained", "is_trainable", is_trainable)
-    if dir_or_repo is None:  # from_pretrained(adapter): the source is the one the adapter names
+    adapter_alone = dir_or_repo is None  # from_pretrained(adapter): the source is the one the adapter names
+    if adapter_alone:
         dir_or_repo, source = source, None
     directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)
     if config is not None and not isinstance(config, NeuralAdapterConfig):
@@ -208,7 +209,7 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
         raise ValueError(f"{directory} has its own {CONFIG_NAME}; drop config=, which only converts hf_adapter_ext "
                          "0.1 checkpoints that lack one.")
     config = config if legacy else read_adapter_config(directory)
-    if source is None:
+    if adapter_alone:
         source = config.base_model_name_or_path if config is not None else None
         if not source:
             raise ValueError(f"{directory} does not name its source model (no base_model_name_or_path in "
