@@ -47,6 +47,7 @@ def render_card(template: str, card_data: ModelCardData, **context) -> str:
 
 
 def _with_tags(own: list[str], extra: list[str] | str | None) -> list[str]:
+    """A card's own tags, then the caller's (one tag or a list) that are not among them."""
     extra = [extra] if isinstance(extra, str) else extra or []
     return [*own, *[tag for tag in extra if tag not in own]]
 
