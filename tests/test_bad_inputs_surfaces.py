@@ -821,6 +821,10 @@ REFUSED = [
      r"are BIO tags, but the source's labels are not.*\['LOC'\]"),  # mixed one label set's schemes
     ("a new type that is an old one in other case", lambda: get_adapter_model(source(), C(new_labels=["B-per", "I-per"])),
      V, r"\['per'\] differ from the source's \['PER'\] only in case"),
+    ("a label on a padded position", lambda: model(head="linear").train()(
+        input_ids=torch.tensor([[2, 10, 11, 3]]), attention_mask=torch.tensor([[1, 1, 1, 0]]),
+        labels=torch.tensor([[-100, 1, 2, 0]])), V, r"position 3, which its attention_mask marks as padding"),
+    # the linear head counted it and the CRF left it out: the heads learned from different data
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

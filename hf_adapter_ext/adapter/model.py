@@ -284,7 +284,7 @@ class NeuralAdapterModel(PreTrainedModel):
 
         loss = None
         if labels is not None:
-            labels = check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
+            labels = check_labels(labels, emissions, self.config.num_labels, self.config.id2label, attention_mask)
             loss = self._loss(emissions, labels, attention_mask, source_logits if distill else None,
                               distilled_rows, num_items_in_batch)
         logits = emissions

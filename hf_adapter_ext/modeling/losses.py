@@ -30,7 +30,17 @@ def token_classification_loss_sum(emissions: torch.Tensor, labels: torch.Tensor,
                            reduction="sum")
 
 
-def check_labels(labels, emissions: torch.Tensor, num_labels: int, id2label: dict) -> torch.Tensor:
-    """A model's ``labels`` checked at its boundary (:func:`check_label_ids`), as int64 for the losses."""
+def check_labels(labels, emissions: torch.Tensor, num_labels: int, id2label: dict,
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A model's ``labels`` checked at its boundary (:func:`check_label_ids`), as int64 for the losses. A label on a
+    padded position (attention 0) is refused: a CRF leaves it out and a cross-entropy counts it, so the two heads
+    would learn from different data, and either way the labels are not aligned with the tokens."""
     check_label_ids(labels, tuple(emissions.shape[:2]), num_labels, id2label.values())
+    if attention_mask is not None:
+        padded = (labels != IGNORE_INDEX) & (attention_mask.to(labels.device) == 0)
+        if bool(padded.any()):
+            row, position = padded.nonzero()[0].tolist()
+            raise ValueError(f"labels give row {row} a label at position {position}, which its attention_mask marks as "
+                             "padding: labels are not aligned with the tokens. Pad labels with -100 (as "
+                             "DataCollatorForTokenClassification does), on the tokenizer's padding side.")
     return labels.long()

@@ -125,7 +125,7 @@ class BiLSTMCRFForTokenClassification(PreTrainedModel):
         emissions = self.classifier(self.dropout(hidden))
         loss = None
         if labels is not None:
-            labels = check_labels(labels, emissions, self.config.num_labels, self.config.id2label)
+            labels = check_labels(labels, emissions, self.config.num_labels, self.config.id2label, attention_mask)
             loss = token_classification_loss_sum(emissions, labels, attention_mask, self.crf)
             loss = loss / loss_denominator(labels, num_items_in_batch)
         logits = emissions
