@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     training_args = dataclasses.replace(training_args, push_to_hub=False)
 
     scored = test if test is not None else validation
-    split = "test" if test is not None else "validation"
+    split = "test" if test is not None else "validation" if validation is not None else None  # None: nothing scored
     metric_kwargs = {"compute_metrics": entity_f1_compute_metrics(id2label, new_types, parents),
                      "preprocess_logits_for_metrics": predicted_label_ids}
     scoring_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
             best_step = self_training["second_run_best_step"]
     model.eval()
     after = entity_scores(trainer, scored, split) if scored is not None else {}
-    forgotten = forgotten_types(before, after, new_types)
+    forgotten = forgotten_types(before, after, new_types) if scored is not None else {}
     for entity_type, (was, now) in forgotten.items():  # e.g. every person now called "politician"
         logger.warning("Old type %s fell from %.1f to %.1f F1 on the %s set: a new type may have swallowed it. Name "
                        "its parent with --label_parents and pass plain text from the source's world with "
@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
                "peak_memory_gib": peak_memory_gib(), "self_training": self_training,
                "world_size": training_args.world_size,
                "before": before, "after": after,
-               "forgetting": after.get("old_f1", 0.0) - before.get("old_f1", 0.0), "forgotten_types": forgotten,
+               "forgetting": after["old_f1"] - before["old_f1"] if scored is not None else None,
+               "forgotten_types": forgotten,
                "source_agreement": agreement}
     if not trainer.is_world_process_zero():
         return results
@@ -333,8 +334,9 @@ def main(argv: list[str] | None = None) -> dict:
         for folder in [*output.glob("checkpoint-*"), output / "self-training"]:
             shutil.rmtree(folder, ignore_errors=True)
     card_metrics = {f"{split}_{k}": v for k, v in after.items() if not k.endswith("_support")}
-    card_metrics.update({f"source_{split}_old_f1": before.get("old_f1"), "evaluated_on": sources.get(split, "none"),
-                         "trained_on": f"{sources['train']} ({len(raw['train'])} sentences)"})
+    if scored is not None:
+        card_metrics.update({f"source_{split}_old_f1": before.get("old_f1"), "evaluated_on": sources[split]})
+    card_metrics["trained_on"] = f"{sources['train']} ({len(raw['train'])} sentences)"
     model.save_pretrained(output, metrics=card_metrics)
     tokenizer.save_pretrained(output)
     if model_args.consolidate:

@@ -344,3 +344,16 @@ def test_the_readme_command_is_the_one_its_recorded_run_measures():
     assert set(ours) - hub == set(recorded)
     assert {k: v for k, v in ours.items() if k not in paths | hub} == {k: v for k, v in recorded.items()
                                                                         if k not in paths}
+
+
+def test_a_run_with_a_training_file_only_saves_the_model_and_reports_nothing_scored(main, tagger, tmp_path):
+    """Without --validation_file and --test_file it trained, then failed in its report ("forgotten_types: `before`
+    holds no per-type scores"), and would have reported a forgetting of 0.0 for nothing measured."""
+    paths = write_files(tmp_path / "data", "conll")
+    out = tmp_path / "out"
+    results = main(["--model_name_or_path", str(tagger), "--train_file", str(paths["train"]), "--output_dir", str(out),
+                    *[arg for arg in COMMON if arg not in ("--save_strategy", "epoch")], "--max_steps", "2"])
+    assert results["scored_on"] is None and results["forgetting"] is None and results["forgotten_types"] == {}
+    assert results["before"] == results["after"] == {}
+    assert NeuralAdapterModel.from_pretrained(out).config.id2label[len(OLD_LABELS)] == "B-politician"
+    assert "evaluated_on" not in (out / "README.md").read_text()
