@@ -311,14 +311,16 @@ def check_bio_label_set(owner: str, name: str, labels) -> list[str]:
 
 
 def check_tag_case(tagged: Iterable[tuple[str, str]]) -> None:
-    """Refuse tags that differ only in case ('B-PER' and 'B-per'), which would be two labels for one type; each tag
-    comes with where it was found (``"train.txt: sentence 3"``)."""
-    seen: dict[str, tuple[str, str]] = {}
+    """Refuse tags whose types differ only in case ('B-PER' and 'B-per', or 'I-per' after 'B-PER'), which would be
+    two types where one is meant; each tag comes with where it was found (``"train.txt: sentence 3"``)."""
+    seen: dict[str, tuple[str, str, str]] = {}
     for tag, where in tagged:
-        first, first_where = seen.setdefault(tag.casefold(), (tag, where))
-        if first != tag:
-            raise ValueError(f"{where}: the tag {tag!r} differs only in case from {first!r} ({first_where}), so they "
-                             "would be two labels. Write every tag of a type the same way.")
+        name = tag[2:] if tag[1:2] == "-" else tag  # the type a tag names: 'B-PER' -> 'PER'
+        first, first_tag, first_where = seen.setdefault(name.casefold(), (name, tag, where))
+        if first != name:
+            raise ValueError(f"{where}: the tag {tag!r} differs only in case from {first_tag!r} ({first_where}) in "
+                             f"its type ({name!r}, {first!r}), so they would be two types. Write every tag of a type "
+                             "the same way.")
 
 
 # ------------------------------------------------------------------ data sets and tokenizers

@@ -471,6 +471,9 @@ REFUSED = [
     ("jsonl tags differ in case", lambda: load_ner_files({"train": write(
         '{"tokens": ["a"], "ner_tags": ["B-LOC"]}\n{"tokens": ["b"], "ner_tags": ["B-loc"]}\n', "c.jsonl")}), V,
      r"differs only in case"),
+    ("jsonl types differ in case across prefixes", lambda: load_ner_files({"train": write(
+        '{"tokens": ["John", "Smith"], "ner_tags": ["B-PER", "I-per"]}\n', "d.jsonl")}), V,
+     r"'I-per' differs only in case from 'B-PER'.*two types"),  # was read as two types, PER and per
     ("jsonl number word", lambda: load_ner_files({"train": write('{"tokens": [7], "ner_tags": ["O"]}\n', "n.jsonl")}),
      V, r"line 1 has the word 7"),
     ("jsonl null word", lambda: load_ner_files({"train": write('{"tokens": [null], "ner_tags": ["O"]}\n', "z.jsonl")}),
