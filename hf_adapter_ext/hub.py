@@ -99,6 +99,9 @@ def save_consolidated(model, save_directory, tokenizer=None) -> None:
     """Write a consolidated model as plain transformers files: config.json (extended labels), model.safetensors,
     the tokenizer's files when given, and a README.md model card that says how it was made."""
     check_save_directory(save_directory, "save_consolidated")
+    if tokenizer is not None and not callable(getattr(tokenizer, "save_pretrained", None)):
+        raise TypeError(f"save_consolidated's tokenizer is the tokenizer itself (AutoTokenizer.from_pretrained(...)), "
+                        f"saved beside the model; got {type(tokenizer).__name__}.")
     card = render_consolidated_card(model)
     model.save_pretrained(save_directory)
     if tokenizer is not None:

@@ -828,6 +828,8 @@ REFUSED = [
         input_ids=torch.tensor([[2, 10, 11, 3]]), attention_mask=torch.tensor([[1, 1, 1, 0]]),
         labels=torch.tensor([[-100, 1, 2, 0]])), V, r"position 3, which its attention_mask marks as padding"),
     # the linear head counted it and the CRF left it out: the heads learned from different data
+    ("save_consolidated with a tokenizer name", lambda: __import__("hf_adapter_ext").save_consolidated(
+        consolidate(), tempfile.mkdtemp(), tokenizer="bert-base-cased"), T, r"tokenizer is the tokenizer itself"),
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,
