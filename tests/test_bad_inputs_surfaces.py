@@ -830,6 +830,9 @@ REFUSED = [
     # the linear head counted it and the CRF left it out: the heads learned from different data
     ("save_consolidated with a tokenizer name", lambda: __import__("hf_adapter_ext").save_consolidated(
         consolidate(), tempfile.mkdtemp(), tokenizer="bert-base-cased"), T, r"tokenizer is the tokenizer itself"),
+    ("token-level sib given texts", lambda: sib(level="token").predict_labels({"a": ["john"], "b": ["paris"]},
+                                                                              ["london"], TOKENIZER), V,
+     r"token-level .* whole texts cannot be classified"),  # texts were mean-pooled: sentences, not words
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

@@ -475,6 +475,10 @@ class SIBForFewShotClassification(PreTrainedModel):
     def _texts_to_features(self, items, tokenizer) -> torch.Tensor:
         if isinstance(items, torch.Tensor):
             return items.to(self.device)
+        if self.config.level == "token":  # texts would be mean-pooled: sentences, not the words it was trained on
+            raise ValueError("This model is token-level (level='token'): it was meta-trained on one feature per word, "
+                             "so whole texts cannot be classified with it. Pass word features instead (tensors from "
+                             "hf_adapter_ext.meta.encode_words), or meta-train a level='sequence' model for texts.")
         if tokenizer is None:
             raise ValueError("adapt() got texts: pass the backbone's tokenizer too (tokenizer=...).")
         # length-sorted batches: one padded batch of 1000 queries costs 2-3x as much (benchmarks/predict_labels_speed)
