@@ -76,7 +76,7 @@ from hf_adapter_ext.validation import check_training_arguments
 
 from .conftest import NEW_LABELS, build_tokenizer, tiny_source
 from .helpers import toy_dataset
-from .test_bad_inputs import episode, model, parents_model, sib, source
+from .test_bad_inputs import episode, meta_args, model, parents_model, sib, source
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = build_tokenizer()
@@ -833,6 +833,10 @@ REFUSED = [
     ("token-level sib given texts", lambda: sib(level="token").predict_labels({"a": ["john"], "b": ["paris"]},
                                                                               ["london"], TOKENIZER), V,
      r"token-level .* whole texts cannot be classified"),  # texts were mean-pooled: sentences, not words
+    ("meta-training on label names", lambda: __import__("hf_adapter_ext").SemiSupervisedMetaTrainer(
+        model=sib(), args=meta_args(shape_top_layers=0), processing_class=TOKENIZER, train_dataset=Dataset.from_dict(
+            {"text": ["john", "mary", "paris", "london", "acme", "union"], "label": ["p", "p", "c", "c", "o", "o"]})
+    ).train(), V, r"holds label names \('p'\).*class_encode_column\('label'\)"),  # was "invalid literal for int()"
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

@@ -63,6 +63,11 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
         types = sorted({t for sentence in tags for t in sentence if t != "O"})
         return TokenEpisodeSampler(tags, types, config.n_way, k_shot, seed)
     labels = list(data[columns.label])
+    named = next((label for label in labels if isinstance(label, str)), None)
+    if named is not None:  # failed deep in the sampler with "invalid literal for int()"
+        raise ValueError(f"The {name} dataset's {columns.label!r} column holds label names ({named!r}); episodes take "
+                         f"class ids. Encode them first: dataset = dataset.class_encode_column({columns.label!r}) "
+                         "(the names are kept in its ClassLabel feature).")
     names = getattr(data.features.get(columns.label), "names", None)
     fewest, most = ways or (config.n_way, config.n_way)
     if ways is not None:  # mixed sizes: as many as the split holds, at most
