@@ -140,8 +140,8 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     args = TrainingArguments(**budget, output_dir=str(checkpoints), seed=seed, report_to="none", disable_tqdm=True,
                              logging_steps=50, per_device_eval_batch_size=64)
     trainer = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                               early_stopping_patience=options.patience or EARLY_STOPPING_PATIENCE,
-                               rehearsal_ratio=options.rehearsal_ratio or REHEARSAL_RATIO,
+                               early_stopping_patience=options.patience,  # None: the library's defaults
+                               rehearsal_ratio=options.rehearsal_ratio,
                                data_collator=AdapterDataCollator(bench.tokenizer),
                                compute_metrics=entity_f1_compute_metrics(id2label, new_types, parents),
                                preprocess_logits_for_metrics=predicted_label_ids)

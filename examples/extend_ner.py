@@ -223,6 +223,10 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)
     set_seed(training_args.seed)  # before any model is built, so --seed sets the new layers' first weights
+    if model_args.rehearsal_ratio != REHEARSAL_RATIO and not data_args.rehearsal_file:
+        raise ValueError(f"--rehearsal_ratio {model_args.rehearsal_ratio:g} sets how many --rehearsal_file sentences "
+                         "join each labelled one, and no --rehearsal_file is given: pass it too, or drop "
+                         "--rehearsal_ratio.")
     unlabelled = read_sentences(data_args.unlabelled_file, data_args.max_unlabelled_sentences) \
         if data_args.unlabelled_file else None
 
@@ -264,6 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
     validation, test = encoded.get("validation"), encoded.get("test")
     if validation is None:  # nothing to choose a step on: train for the whole budget
         training_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+        if model_args.early_stopping_patience != EARLY_STOPPING_PATIENCE:
+            logger.warning("--early_stopping_patience %d does nothing without a validation split: training runs its "
+                           "whole budget. Pass --validation_file to stop early.", model_args.early_stopping_patience)
         if unlabelled:  # refused before any training
             raise ValueError("--unlabelled_file trains a second, self-training run that is kept only if it scores "
                              "better on validation, and the data has no validation split: pass --validation_file as "
@@ -282,8 +289,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = ExtensionTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
                                data_collator=AdapterDataCollator(tokenizer), **metric_kwargs,
                                head_learning_rate=model_args.head_learning_rate,
-                               rehearsal_ratio=model_args.rehearsal_ratio,
-                               early_stopping_patience=model_args.early_stopping_patience)
+                               rehearsal_ratio=model_args.rehearsal_ratio if data_args.rehearsal_file else None,
+                               early_stopping_patience=model_args.early_stopping_patience
+                               if validation is not None else None)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     check_finite_loss(train_result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     train_seconds, best_step = train_result.metrics["train_runtime"], trainer.state.best_global_step

@@ -11,6 +11,7 @@ import logging
 import re
 import runpy
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +354,24 @@ def io_source_takes_label_parents():
     assert torch.isfinite(loss)
 
 
+def extension_trainer_says_which_of_its_settings_do_nothing():
+    """rehearsal_ratio without rehearsal rows, early_stopping_patience without validation: they were ignored without
+    a word; the defaults stay silent."""
+    from hf_adapter_ext import ExtensionTrainer
+
+    def build(**kwargs):
+        return ExtensionTrainer(model=model().train(), args=TrainingArguments(tempfile.mkdtemp(), report_to=[]),
+                                train_dataset=toy_dataset(TOKENIZER), processing_class=TOKENIZER, **kwargs)
+
+    with pytest.warns(UserWarning, match=r"rehearsal_ratio=2.0 does nothing: the training set has no 'rehearsal'"):
+        build(rehearsal_ratio=2.0)
+    with pytest.warns(UserWarning, match=r"early_stopping_patience=3 does nothing without an eval_dataset"):
+        build(early_stopping_patience=3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*does nothing")
+        build()
+
+
 def extension_trainer_pads_labels_without_a_collator():
     """Trainer's own default (DataCollatorWithPadding) pads no labels: 'Unable to create tensor ... excessive
     nesting'. ExtensionTrainer pads token-classification rows itself."""
@@ -393,7 +412,7 @@ HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_re
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
            csv_rows_keep_cells, meta_file_labels_as_written, extension_trainer_pads_labels_without_a_collator,
-           compute_metrics_takes_scores_among_extra_outputs, io_source_takes_label_parents, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents]
+           compute_metrics_takes_scores_among_extra_outputs, extension_trainer_says_which_of_its_settings_do_nothing, io_source_takes_label_parents, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents]
 
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError
@@ -899,6 +918,8 @@ CLI = [
     ("meta --split_fractions zero part", "meta", "--split_fractions", "1,0,0", r"--split_fractions"),
     ("meta --delimiter long", "meta", "--delimiter", ";;", r"--delimiter"),
     ("meta --evaluate_model missing", "meta", "--evaluate_model", "/no/such/model", r"not a saved SIB model folder"),
+    ("extend_ner --rehearsal_ratio alone", "extend_ner", "--rehearsal_ratio", "2",
+     r"--rehearsal_ratio 2 sets how many --rehearsal_file sentences"),  # was ignored without a word
     # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
     ("extend_ner run_ner's --text_column_name", "extend_ner", "--text_column_name", "words", r"use --tokens_column"),
     ("extend_ner run_ner's --max_seq_length", "extend_ner", "--max_seq_length", "128", r"never truncated"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -98,26 +99,39 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         head_learning_rate: learning rate of the parts that start from scratch; the encoder takes
             ``args.learning_rate``.
         rehearsal_ratio: rehearsal rows per labelled row in each batch, when the training set has a
-            ``rehearsal`` column (:func:`add_rehearsal`).
+            ``rehearsal`` column (:func:`add_rehearsal`); default 1. Given without that column, a warning says it
+            does nothing.
         early_stopping_patience: evaluations without a better ``metric_for_best_model`` before training stops;
-            0 trains for the whole budget. Needs ``load_best_model_at_end``.
+            0 trains for the whole budget; default 6. Needs an ``eval_dataset`` and ``load_best_model_at_end``:
+            given without them, a warning says it does nothing.
         All other arguments are Trainer's. Without a ``data_collator``, rows are padded by
         :class:`AdapterDataCollator` over ``processing_class`` (Trainer's own default pads no labels).
     """
 
-    def __init__(self, *args, head_learning_rate: float = 1e-3, rehearsal_ratio: float = REHEARSAL_RATIO,
-                 early_stopping_patience: int = EARLY_STOPPING_PATIENCE, **kwargs):
+    def __init__(self, *args, head_learning_rate: float = 1e-3, rehearsal_ratio: float | None = None,
+                 early_stopping_patience: int | None = None, **kwargs):
         check_number("ExtensionTrainer", "head_learning_rate", head_learning_rate, POSITIVE_FLOAT)
-        check_number("ExtensionTrainer", "rehearsal_ratio", rehearsal_ratio, POSITIVE_FLOAT)
-        check_number("ExtensionTrainer", "early_stopping_patience", early_stopping_patience, COUNT)
-        self.head_learning_rate, self.rehearsal_ratio = head_learning_rate, rehearsal_ratio
-        self.early_stopping_patience = early_stopping_patience
+        check_number("ExtensionTrainer", "rehearsal_ratio", rehearsal_ratio, dataclasses.replace(POSITIVE_FLOAT,
+                                                                                                  optional=True))
+        check_number("ExtensionTrainer", "early_stopping_patience", early_stopping_patience,
+                     dataclasses.replace(COUNT, optional=True))
+        self.head_learning_rate = head_learning_rate
+        self.rehearsal_ratio = REHEARSAL_RATIO if rehearsal_ratio is None else rehearsal_ratio
+        self.early_stopping_patience = EARLY_STOPPING_PATIENCE if early_stopping_patience is None \
+            else early_stopping_patience
         tokenizer = kwargs.get("processing_class")
         if kwargs.get("data_collator") is None and len(args) < 3 and isinstance(tokenizer, PreTrainedTokenizerBase):
             kwargs["data_collator"] = AdapterDataCollator(tokenizer)
         super().__init__(*args, **kwargs)
         check_trainer_columns(self.model, self.args, {"train": self.train_dataset, "eval": self.eval_dataset})
-        add_stopping_callbacks(self, early_stopping_patience)
+        add_stopping_callbacks(self, self.early_stopping_patience)
+        if rehearsal_ratio is not None and REHEARSAL not in getattr(self.train_dataset, "column_names", ()):
+            warnings.warn(f"ExtensionTrainer: rehearsal_ratio={rehearsal_ratio} does nothing: the training set has no "
+                          f"{REHEARSAL!r} column. Mix rehearsal text in with add_rehearsal(...).", stacklevel=2)
+        if early_stopping_patience and not (self.args.load_best_model_at_end and self.eval_dataset is not None):
+            warnings.warn(f"ExtensionTrainer: early_stopping_patience={early_stopping_patience} does nothing without "
+                          "an eval_dataset and load_best_model_at_end=True (with metric_for_best_model): training "
+                          "runs its whole budget.", stacklevel=2)
 
     def create_optimizer(self):
         if self.optimizer is None:
@@ -171,8 +185,8 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         second = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=self.eval_dataset,
                                   data_collator=self.data_collator, compute_metrics=self.compute_metrics,
                                   preprocess_logits_for_metrics=self.preprocess_logits_for_metrics,
-                                  head_learning_rate=self.head_learning_rate, rehearsal_ratio=self.rehearsal_ratio,
-                                  early_stopping_patience=patience)
+                                  head_learning_rate=self.head_learning_rate, rehearsal_ratio=self.rehearsal_ratio
+                                  if REHEARSAL in train.column_names else None, early_stopping_patience=patience)
         result = second.train()
         check_finite_loss(result.training_loss, "Lower the learning rates or raise the threshold.")
         curve, score = second.validation_curve(), second.validation_score()
