@@ -93,6 +93,14 @@ def write(content: str | bytes, name: str = "data.txt") -> Path:
     return path
 
 
+def few_tk_folder() -> Path:
+    """A Few-TK layout with one setting, inter/."""
+    root = Path(tempfile.mkdtemp(prefix="few_tk_"))
+    (root / "inter").mkdir()
+    (root / "inter" / "train.txt").write_text("John B-person\n")
+    return root
+
+
 def types_data(names=("O", "B-PER", "I-PER", "B-ORG", "I-ORG")):
     return Dataset.from_dict({"tokens": [["John", "Acme"]], "ner_tags": [[1, 3]]}).cast_column(
         "ner_tags", SequenceFeature(ClassLabel(names=list(names))))
@@ -856,6 +864,8 @@ REFUSED = [
         model=sib(), args=meta_args(shape_top_layers=0), processing_class=TOKENIZER, train_dataset=Dataset.from_dict(
             {"text": ["john", "mary", "paris", "london", "acme", "union"], "label": ["p", "p", "c", "c", "o", "o"]})
     ).train(), V, r"holds label names \('p'\).*class_encode_column\('label'\)"),  # was "invalid literal for int()"
+    ("few_tk_paths with an unknown setting", lambda: __import__("hf_adapter_ext.data", fromlist=["x"]).few_tk_paths(
+        few_tk_folder(), "inner"), V, r"no inner/train.txt in .*\['inter'\]"),  # its paths went on to fail one by one
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,
      r"needs a SIBForFewShotClassification"),
     ("encode_texts batch_size 0", lambda: encode_texts(sib(), TOKENIZER, ["a"], batch_size=0), V,

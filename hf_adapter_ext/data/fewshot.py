@@ -21,8 +21,14 @@ def fewnerd_sentences(path: str | os.PathLike) -> Dataset:
 
 
 def few_tk_paths(data_dir: str | os.PathLike, setting: str = "inter") -> dict[str, Path]:
-    """The files of a Few-TK-layout folder (``data_dir`` is the ``few-tk`` folder itself)."""
+    """The files of a Few-TK-layout folder (``data_dir`` is the ``few-tk`` folder itself); a ``setting`` that is
+    not one of its folders is refused with the ones it has."""
     root = Path(data_dir)
+    if not (root / setting / "train.txt").is_file():
+        settings = sorted(p.name for p in root.iterdir() if (p / "train.txt").is_file()) if root.is_dir() else []
+        raise ValueError(f"few_tk_paths: there is no {setting}/train.txt in {root}. data_dir is the few-tk folder "
+                         "itself (it holds inter/, intra/, ...)"
+                         + (f"; the folders there with a train.txt: {settings}." if settings else "."))
     return {
         "train": root / setting / "train.txt",
         "validation": root / setting / "dev.txt",
