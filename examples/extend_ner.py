@@ -103,17 +103,19 @@ class ModelArguments:
     keep_checkpoints: bool = field(default=False, metadata={
         "help": "Keep Trainer's checkpoint-* folders. By default they are removed once the best model is loaded "
                 "and saved: the adapter in --output_dir is the result."})
-    early_stopping_patience: int = field(default=EARLY_STOPPING_PATIENCE, metadata={
-        "help": "Stop after this many evaluations without a better validation score; 0 trains the whole budget."})
+    early_stopping_patience: int | None = field(default=None, metadata={
+        "help": "Stop after this many evaluations without a better validation score; 0 trains the whole budget "
+                f"(default {EARLY_STOPPING_PATIENCE}; needs a validation split)."})
     self_training_patience: int = field(default=SELF_TRAINING_PATIENCE, metadata={
         "help": "The same for the self-training run of --unlabelled_file, which starts from the first run's weights."})
-    rehearsal_ratio: float = field(default=REHEARSAL_RATIO, metadata={
+    rehearsal_ratio: float | None = field(default=None, metadata={
         "help": "Rehearsal sentences drawn per labelled sentence at each step (1: half of every batch), however "
-                "many --rehearsal_file holds."})
+                f"many --rehearsal_file holds (default {REHEARSAL_RATIO:g})."})
 
-    def __post_init__(self):
-        check_settings(CLI, self, {"head_learning_rate": POSITIVE_FLOAT, "early_stopping_patience": COUNT,
-                                   "self_training_patience": COUNT, "rehearsal_ratio": POSITIVE_FLOAT})
+    def __post_init__(self):  # None: ExtensionTrainer's defaults, which stay silent where they cannot act
+        check_settings(CLI, self, {"head_learning_rate": POSITIVE_FLOAT, "self_training_patience": COUNT,
+                                   "early_stopping_patience": dataclasses.replace(COUNT, optional=True),
+                                   "rehearsal_ratio": dataclasses.replace(POSITIVE_FLOAT, optional=True)})
 
 
 @dataclass
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)
     set_seed(training_args.seed)  # before any model is built, so --seed sets the new layers' first weights
-    if model_args.rehearsal_ratio != REHEARSAL_RATIO and not data_args.rehearsal_file:
+    if model_args.rehearsal_ratio is not None and not data_args.rehearsal_file:
         raise ValueError(f"--rehearsal_ratio {model_args.rehearsal_ratio:g} sets how many --rehearsal_file sentences "
                          "join each labelled one, and no --rehearsal_file is given: pass it too, or drop "
                          "--rehearsal_ratio.")
@@ -268,9 +270,6 @@ def main(argv: list[str] | None = None) -> dict:
     validation, test = encoded.get("validation"), encoded.get("test")
     if validation is None:  # nothing to choose a step on: train for the whole budget
         training_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
-        if model_args.early_stopping_patience != EARLY_STOPPING_PATIENCE:
-            logger.warning("--early_stopping_patience %d does nothing without a validation split: training runs its "
-                           "whole budget. Pass --validation_file to stop early.", model_args.early_stopping_patience)
         if unlabelled:  # refused before any training
             raise ValueError("--unlabelled_file trains a second, self-training run that is kept only if it scores "
                              "better on validation, and the data has no validation split: pass --validation_file as "
@@ -289,9 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = ExtensionTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=validation,
                                data_collator=AdapterDataCollator(tokenizer), **metric_kwargs,
                                head_learning_rate=model_args.head_learning_rate,
-                               rehearsal_ratio=model_args.rehearsal_ratio if data_args.rehearsal_file else None,
-                               early_stopping_patience=model_args.early_stopping_patience
-                               if validation is not None else None)
+                               rehearsal_ratio=model_args.rehearsal_ratio,
+                               early_stopping_patience=model_args.early_stopping_patience)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     check_finite_loss(train_result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     train_seconds, best_step = train_result.metrics["train_runtime"], trainer.state.best_global_step

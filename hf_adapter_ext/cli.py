@@ -27,8 +27,7 @@ RUN_NER_OPTIONS = {
 }
 
 
-def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None,
-                    known_elsewhere: Mapping[str, str] = RUN_NER_OPTIONS) -> tuple:
+def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None, known_elsewhere: Mapping[str, str]) -> tuple:
     """``parser.parse_args_into_dataclasses(argv)``, refusing options the script does not take with one message that
     names each and, where ``known_elsewhere`` knows it, says what to do instead (HfArgumentParser names them only)."""
     *parsed, left = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)

@@ -77,13 +77,21 @@ def _checked_tags(owner: str, tags: Sequence[str], prefixes: str) -> list[str]:
 def from_iobes(tags: Sequence[str]) -> list[str]:
     """IOBES / BILOU → IOB2 (``S-X``/``U-X`` → ``B-X``, ``E-X``/``L-X`` → ``I-X``); IOB tags are kept. The same
     spans, since IOB2 marks only where an entity opens; an end with no start (``S-PER E-ORG``) opens its own."""
-    tags = _checked_tags("from_iobes", tags, "BIESUL")
-    return to_iob2([_IOB2_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _IOB2_PREFIX else tag for tag in tags])
+    return _iobes_to_iob2(_checked_tags("from_iobes", tags, "BIESUL"))
 
 
 def to_iob2(tags: Sequence[str]) -> list[str]:
     """IOB1 → IOB2: an ``I-X`` that opens an entity (after ``O`` or another type) becomes ``B-X``."""
-    tags = _checked_tags("to_iob2", tags, "BI")
+    return _iob1_to_iob2(_checked_tags("to_iob2", tags, "BI"))
+
+
+def _iobes_to_iob2(tags: list[str]) -> list[str]:
+    """:func:`from_iobes` on tags already checked (the readers check each file's once, naming file and sentence)."""
+    return _iob1_to_iob2([_IOB2_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _IOB2_PREFIX else tag for tag in tags])
+
+
+def _iob1_to_iob2(tags: list[str]) -> list[str]:
+    """:func:`to_iob2` on tags already checked."""
     out, previous = [], "O"
     for tag in tags:
         if tag.startswith("I-") and previous[2:] != tag[2:]:
@@ -148,7 +156,7 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
     _from_iobes_in_place(sentences, path, scheme)
     converted = 0
     for index, sentence in enumerate(sentences):
-        iob2 = to_iob2(sentence["tags"])
+        iob2 = _iob1_to_iob2(sentence["tags"])
         if iob2 != sentence["tags"]:
             if scheme == "iob2":
                 raise ValueError(
@@ -187,7 +195,7 @@ def _from_iobes_in_place(sentences: list[dict], path, scheme: str) -> None:
                          f"IOBES/BILOU tags ({sentence['tags']}), not {scheme.upper()}: pass scheme='auto' to convert "
                          "them to IOB2.")
     for sentence in converted:
-        sentence["tags"] = from_iobes(sentence["tags"])
+        sentence["tags"] = _iobes_to_iob2(sentence["tags"])
     if converted:
         logger.warning("%s: converted %d sentences from IOBES/BILOU to IOB2 (S-/U- tags became B-, E-/L- became I-).",
                        path, len(converted))
@@ -217,7 +225,7 @@ def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, lab
                    for i, s in enumerate(rows) for tag in s["tags"])
     warn_repeated_training_sentences(sentences, sources)
     if labels is None:
-        labels = infer_labels([to_iob2(from_iobes(s["tags"])) for split in sentences.values() for s in split])
+        labels = infer_labels([from_iobes(s["tags"]) for split in sentences.values() for s in split])
     return DatasetDict({split: _dataset_from_sentences(rows, sources[split], labels, "auto")
                         for split, rows in sentences.items()})
 

@@ -135,8 +135,8 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
             gathered["refs"] += refs
             if not compute_result:
                 return {}
-            preds, refs = gathered.pop("preds"), gathered.pop("refs")
-            gathered.update(preds=[], refs=[])
+            preds, refs = gathered["preds"], gathered["refs"]
+            gathered.update(preds=[], refs=[])  # the next evaluation starts afresh
         return metric.compute(predictions=preds, references=refs, new_types=new_types,
                               type_parents=dict(type_parents or {}))
 
