@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from benchmarks.sib_fewshot import (
 from hf_adapter_ext import SIBConfig
 from hf_adapter_ext.data import load_banking77, load_clinc150
 from hf_adapter_ext.meta import EpisodeSampler, MetaTrainingArguments, SequenceEpisodes, encode_texts
+from hf_adapter_ext.meta.label_names import encode_label_names
 from hf_adapter_ext.meta.refinement import check_refinement
 
 SIB_DEFAULTS = SIBConfig()
@@ -63,17 +65,26 @@ PROTOCOLS = {"5way_even": (5, "even"), "5way_uneven": (5, "uneven"), "5way_natur
              "allway_natural": (None, "natural")}
 # candidate -> (SIBConfig settings, (fewest, most) classes per training episode or None for 5-way only)
 CANDIDATES = {"fixed_5way": ({"grad_net": "fixed"}, None), "equivariant_5way": ({"grad_net": "equivariant"}, None),
-              "equivariant_2to10": ({"grad_net": "equivariant"}, (2, 10))}
-METHODS = ("proto_frozen", "soft_kmeans_frozen", "logreg_frozen", "proto_shaped", "soft_kmeans_shaped", "sib_k0",
-           "sib_k3", "sib")
+              "equivariant_2to10": ({"grad_net": "equivariant"}, (2, 10)),
+              "equivariant_names": ({"grad_net": "equivariant", "use_label_names": True}, None)}
+METHODS = ("proto_frozen", "soft_kmeans_frozen", "soft_kmeans_frozen_names", "logreg_frozen", "proto_shaped",
+           "soft_kmeans_shaped", "sib_k0", "sib_k3", "sib")
+
+
+class Encoded(NamedTuple):
+    """One encoder's features of a pool: its texts [N, D] and its label names by class id [classes, D]."""
+
+    texts: torch.Tensor
+    names: torch.Tensor | None = None
 LOGREG_C = (1.0, 10.0, 100.0)
 
 
 def task(name: str):
+    """The pool's texts, labels, class split and label names (by class id)."""
     pool, split = (load_clinc150 if name == "clinc150" else load_banking77)(shared_data_dir() / name)
     names = pool.features["label"].names
     classes = {part: [names.index(c) for c in intents] for part, intents in split.items()}
-    return list(pool["text"]), list(pool["label"]), classes
+    return list(pool["text"]), list(pool["label"]), classes, names
 
 
 def protocol_sampler(labels, classes, protocol: str, k: int, seed: int) -> EpisodeSampler:
@@ -83,9 +94,10 @@ def protocol_sampler(labels, classes, protocol: str, k: int, seed: int) -> Episo
                           uneven_queries=1.0 if pool == "uneven" else 0.0, natural_queries=pool == "natural")
 
 
-def episodes(features, labels, classes, protocol: str, k: int, seed: int, count: int):
-    """``count`` episodes of a test protocol (`PROTOCOLS`) over ``classes``, on ``features``."""
-    return SequenceEpisodes(features, protocol_sampler(labels, classes, protocol, k, seed), count)
+def episodes(features: Encoded, labels, classes, protocol: str, k: int, seed: int, count: int):
+    """``count`` episodes of a test protocol (`PROTOCOLS`) over ``classes``, on ``features`` (with the label
+    names' features, which only a model with ``use_label_names`` and the ``*_names`` baselines read)."""
+    return SequenceEpisodes(features.texts, protocol_sampler(labels, classes, protocol, k, seed), count, features.names)
 
 
 def training_episodes(features, labels, classes, k: int, seed: int, count: int, ways=(5, 5), pools=None):
@@ -94,13 +106,21 @@ def training_episodes(features, labels, classes, k: int, seed: int, count: int, 
     pools = pools or TRAIN_POOLS
     sampler = EpisodeSampler(labels, classes, ways[0], k, N_QUERY, seed, uneven_queries=pools["uneven"],
                              max_ways=ways[1], natural_queries=pools["natural"])
-    return SequenceEpisodes(features, sampler, count)
+    return SequenceEpisodes(features.texts, sampler, count, features.names)
 
 
-def shaped_features(name: str, texts, labels, classes, layers: int, seed: int):
-    """The pool's features after shaping a fresh MiniLM on the meta-training classes (cached), and the seconds
-    shaping took (None when read from the cache)."""
-    key = f"fewshot_intents_{name}_shaped{layers}_e{SHAPING['shape_epochs']}_lr{SHAPING['shape_learning_rate']}_s{seed}"
+def frozen_features(name: str, texts, names, tokenizer) -> Encoded:
+    """The pool's texts and label names encoded by the pretrained MiniLM (cached)."""
+    model = new_model("sequence")
+    return Encoded(cached(f"{name}_minilm", lambda: encode_texts(model, tokenizer, texts)),
+                   cached(f"{name}_minilm_label_names", lambda: encode_label_names(model, tokenizer, names)))
+
+
+def shaped_features(name: str, texts, labels, classes, names, layers: int, seed: int) -> tuple[Encoded, float | None]:
+    """The pool's features (texts and label names) after shaping a fresh MiniLM on the meta-training classes
+    (cached), and the seconds shaping took (None when read from the cache)."""
+    key = (f"fewshot_intents_{name}_shaped{layers}_e{SHAPING['shape_epochs']}_lr{SHAPING['shape_learning_rate']}_"
+           f"s{seed}_with_names")
     seconds = {}
 
     def compute():
@@ -112,9 +132,9 @@ def shaped_features(name: str, texts, labels, classes, layers: int, seed: int):
         model.shape_backbone(tokenizer, [texts[i] for i in train], [labels[i] for i in train], top_layers=layers,
                              epochs=SHAPING["shape_epochs"], learning_rate=SHAPING["shape_learning_rate"], seed=seed)
         seconds["shaping"] = time.perf_counter() - start
-        return encode_texts(model, tokenizer, texts)
+        return [encode_texts(model, tokenizer, texts), encode_label_names(model, tokenizer, names)]
 
-    return cached(key, compute), seconds.get("shaping")
+    return Encoded(*cached(key, compute)), seconds.get("shaping")
 
 
 def protocol_count(protocol: str, five_way: int, all_way: int) -> int:
@@ -205,7 +225,10 @@ def soft_kmeans_scored(model, features, labels, classes, protocol, k, seed, args
     val = episodes(features, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
     test = episodes(features, labels, classes["test"], protocol, k, 2000 + seed, count)
     skm, _ = choose_soft_kmeans(model, val, "sequence")
-    return score(model, test, "sequence", skm=skm), val, test
+    got = score(model, test, "sequence", skm=skm)
+    named_skm, _ = choose_soft_kmeans(model, val, "sequence", method="soft_kmeans_names")
+    got["soft_kmeans_names"] = score(model, test, "sequence", skm=named_skm)["soft_kmeans_names"]
+    return got, val, test
 
 
 def frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, args) -> dict[str, torch.Tensor]:
@@ -217,10 +240,11 @@ def frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, ar
         got, val, test = soft_kmeans_scored(model, frozen, labels, classes, protocol, k, seed, args)
         best_c = max(LOGREG_C, key=lambda c: float(logreg_scores(val, c).mean()))
         return {"proto_frozen": got["proto"].tolist(), "soft_kmeans_frozen": got["soft_kmeans"].tolist(),
+                "soft_kmeans_frozen_names": got["soft_kmeans_names"].tolist(),
                 "logreg_frozen": logreg_scores(test, best_c).tolist()}
 
     val_count, count = episode_counts(protocol, args)
-    kept = cached_json(f"fewshot_intents/frozen_{dataset}_{k}shot_{protocol}_s{seed}_v{val_count}_t{count}", compute)
+    kept = cached_json(f"fewshot_intents/frozen_{dataset}_{k}shot_{protocol}_s{seed}_v{val_count}_t{count}_names", compute)
     return {name: torch.tensor(values) for name, values in kept.items()}
 
 
@@ -275,8 +299,8 @@ def setfit_counts(seed: int, args) -> tuple[int, int]:
     return args.setfit_5way, args.setfit_allway
 
 
-def run_one(dataset, texts, labels, classes, frozen, k, seed, args) -> dict:
-    shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, args.layers, seed)
+def run_one(dataset, texts, labels, classes, names, frozen, k, seed, args) -> dict:
+    shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, names, args.layers, seed)
     chosen, model, candidates = train_candidates(shaped, labels, classes, k, seed, args)
     record = {"seed": seed, "shaping_seconds": shaping_seconds, "chosen": chosen, "candidates": candidates,
               "refinement_check": refinement_check(model, shaped, labels, classes, k, seed, args)}
@@ -313,8 +337,8 @@ def run(args) -> tuple[dict, list, list]:
     setfit_rows = ["| dataset | shots | protocol | seeds | episodes per seed | SetFit | SIB | soft k-means frozen | "
                    "SetFit s/task |", "|---|---|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
-        texts, labels, classes = task(dataset)
-        frozen = cached(f"{dataset}_minilm", lambda: encode_texts(new_model("sequence"), tokenizer, texts))
+        texts, labels, classes, names = task(dataset)
+        frozen = frozen_features(dataset, texts, names, tokenizer)
         for k in args.shots:
             per_seed = []
             for seed in args.seeds:
@@ -323,8 +347,8 @@ def run(args) -> tuple[dict, list, list]:
                        f"pools-u{TRAIN_POOLS['uneven']}-n{TRAIN_POOLS['natural']}_"
                        f"t{args.test_episodes}-{args.allway_test_episodes}_rc{args.refinement_check_episodes}_"
                        f"sf{'-'.join(map(str, setfit_counts(seed, args)))}")
-                per_seed.append(cached_json(key, lambda seed=seed: run_one(dataset, texts, labels, classes, frozen, k,
-                                                                           seed, args)))
+                per_seed.append(cached_json(key, lambda seed=seed: run_one(dataset, texts, labels, classes, names,
+                                                                           frozen, k, seed, args)))
             results[f"{dataset}_{k}shot"] = per_seed
             for protocol in PROTOCOLS:
                 mean = {m: mean_over_seeds(per_seed, protocol, m) for m in METHODS}

@@ -65,9 +65,9 @@ def main():
     args = parser.parse_args()
     runs = {}
     for dataset in args.datasets:
-        texts, labels, classes = fewshot_intents.task(dataset)
+        texts, labels, classes, names = fewshot_intents.task(dataset)
         for seed in args.seeds:
-            shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, args.layers, seed)
+            shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, names, args.layers, seed)
             for k in args.shots:
                 for m in args.multipliers:
                     pools = fewshot_intents.TRAIN_POOLS

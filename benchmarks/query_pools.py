@@ -96,10 +96,10 @@ def training_runs(args, settings: dict[str, tuple]) -> dict[str, list[dict]]:
     from the defaults])), keyed ``{dataset}_{k}shot_{setting}``, seeds in order."""
     results: dict[str, list[dict]] = {}
     for dataset in args.datasets:
-        texts, labels, classes = fewshot_intents.task(dataset)
+        texts, labels, classes, names = fewshot_intents.task(dataset)
         for k in args.shots:
             for seed in args.seeds:
-                shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, args.layers, seed)
+                shaped, _ = fewshot_intents.shaped_features(dataset, texts, labels, classes, names, args.layers, seed)
                 for setting, (mix, steps, *config) in settings.items():
                     results.setdefault(f"{dataset}_{k}shot_{setting}", []).append(
                         kept_run(dataset, shaped, labels, classes, k, seed, mix, steps, args, **(config or [{}])[0]))

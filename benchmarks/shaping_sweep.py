@@ -26,7 +26,7 @@ import torch
 from transformers import AutoTokenizer
 
 from benchmarks.common import cached, cached_json, target, write_results
-from benchmarks.fewshot_intents import episodes, task
+from benchmarks.fewshot_intents import Encoded, episodes, task
 from benchmarks.sib_fewshot import choose_soft_kmeans, minilm, new_model, score
 from hf_adapter_ext.meta import encode_texts
 from hf_adapter_ext.meta.shaping import SHAPING_DEFAULTS, shape_encoder
@@ -40,8 +40,8 @@ def validation_scores(model, features, labels, classes, seed: int, args) -> dict
     out = {}
     for name, (protocol, k) in PROTOCOLS.items():
         count = args.allway_episodes if protocol.startswith("allway") else args.episodes
-        choose = episodes(features, labels, classes["validation"], protocol, k, 1500 + seed, count)
-        held = episodes(features, labels, classes["validation"], protocol, k, 1000 + seed, count)
+        choose = episodes(Encoded(features), labels, classes["validation"], protocol, k, 1500 + seed, count)
+        held = episodes(Encoded(features), labels, classes["validation"], protocol, k, 1000 + seed, count)
         skm, _ = choose_soft_kmeans(model, choose, "sequence")
         out[name] = 100 * float(score(model, held, "sequence", skm=skm)["soft_kmeans"].mean())
     return out
@@ -91,7 +91,7 @@ def run(args) -> tuple[dict, list, list]:
     overall_by_setting: dict[tuple, list[float]] = {}
     episodes_key = f"v{args.episodes}-{args.allway_episodes}"
     for dataset in args.datasets:
-        texts, labels, classes = task(dataset)
+        texts, labels, classes, _ = task(dataset)
         model = new_model("sequence")
         features = cached(f"{dataset}_minilm", lambda: encode_texts(model, AutoTokenizer.from_pretrained(minilm()),
                                                                     texts))  # the frozen encoder, as fewshot_intents

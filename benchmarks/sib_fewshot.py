@@ -46,6 +46,7 @@ from hf_adapter_ext.meta.evaluation import (
     f1_from_counts,
     mean_ci95,
 )
+from hf_adapter_ext.meta.label_names import with_label_names
 
 
 def minilm() -> str:
@@ -104,6 +105,11 @@ def score(model, episodes, level, skm=(0.1, 3), batch_size=100) -> dict[str, tor
                                               iterations=skm[1]),
             "sib_k0": result.logits_init, "sib_k3": result.logits,
         }
+        if "class_name_features" in batch:  # the label names as one more support example each (fewshot_intents)
+            named, named_labels = with_label_names(s, y, batch["class_name_features"])
+            methods["soft_kmeans_names"] = soft_kmeans_logits(named, named_labels, q, classes,
+                                                              query_mask=labels != -100, temperature=skm[0],
+                                                              iterations=skm[1])
         if model.config.max_refined_classes is not None:  # what the model answers by default: K steps up to that size
             methods["sib"] = model(**batch).logits
         for name, logits in methods.items():
@@ -117,9 +123,11 @@ def summary(values: torch.Tensor, level: str) -> float:
     return float(f1_from_counts(values).mean()) if level == "token" else float(values.mean())
 
 
-def choose_soft_kmeans(model, val_episodes, level):
+def choose_soft_kmeans(model, val_episodes, level, method: str = "soft_kmeans"):
+    """Soft k-means' (temperature, iterations) with the best validation score of ``method`` (``soft_kmeans`` or,
+    on episodes with label names, ``soft_kmeans_names``), and every setting's score."""
     grid = list(itertools.product((0.02, 0.05, 0.1, 0.2), (1, 3, 5, 10)))
-    results = {cfg: summary(score(model, val_episodes, level, skm=cfg)["soft_kmeans"], level) for cfg in grid}
+    results = {cfg: summary(score(model, val_episodes, level, skm=cfg)[method], level) for cfg in grid}
     return max(results, key=results.get), results
 
 

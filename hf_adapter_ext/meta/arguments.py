@@ -49,8 +49,9 @@ class MetaTrainingArguments(CheckedTrainingArguments):
     refinement_check_episodes: int = field(default=200, metadata={
         "help": "After training, check on this many validation tasks per size (n_way, doubling, up to every "
                 "validation class at once; natural unlabelled pools) whether the refinement loses to its K = 0 start, "
-                "and refine only tasks below the first size where it clearly did (SIBConfig.max_refined_classes). "
-                "0 skips the check and refines every task."})
+                "and refine only tasks below the first size where it clearly did (SIBConfig.max_refined_classes); "
+                "for a model that reads label names, check on as many n_way tasks whether they help, and turn them "
+                "off where they clearly cost accuracy. 0 skips both checks."})
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation episodes (same for every method)."})
     soft_kmeans_temperature: float = field(default=0.1, metadata={"help": "Soft k-means baseline temperature."})
     soft_kmeans_iterations: int = field(default=3, metadata={"help": "Soft k-means baseline iterations."})

@@ -22,6 +22,7 @@ _RULES = {
     "grad_net_multiplier": Number(int, 1, 64, example="8"),
     "init_scale": Number(float, 0, 1000, low_open=True, example="10.0", why="the cosine classifier's scale"),
     "learn_inner_lr": bool, "support_gradient": bool, "transductive_init": bool, "grad_net_context": bool,
+    "use_label_names": bool,
     "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS, "grad_net": GRAD_NETS,
     "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
     "shaped_layers": Number(int, 0, 1000, example="0", why="how many top encoder layers were shaped"),
@@ -70,6 +71,12 @@ class SIBConfig(PretrainedConfig):
             the worst on uneven ones (several points below soft k-means): the marginal teaches it to expect even
             classes (benchmarks/results/sib_fewshot_best_1shot_even_queries.md). With half-uneven
             episodes it changes nothing measurable.
+        use_label_names: read each label's name as one more labelled example of it (``"card_lost"`` is encoded
+            as the text "card lost"), in the K = 0 start and the refinement's support gradient. Names come from
+            `predict_labels`' keys, and in meta-training from the dataset's ``ClassLabel`` names; episodes without
+            names (`adapt`, ready-made features, bare class ids) are classified from their examples alone. At 1-shot
+            a descriptive name is worth about as much as a second example; names that say nothing ("intent_17")
+            cost accuracy, so turn it off for them. Sequence level with a frozen (or shaped) encoder only.
         grad_net_multiplier: hidden width of the synthetic-gradient net: in multiples of the class count for
             ``grad_net="fixed"`` (the reference uses n → 8n → 8n → n), in multiples of 4 units per class for
             ``"equivariant"``.
@@ -100,6 +107,7 @@ class SIBConfig(PretrainedConfig):
         support_gradient: bool = True,
         transductive_init: bool = True,
         grad_net_context: bool = False,
+        use_label_names: bool = False,
         grad_net: str = "equivariant",
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
@@ -117,6 +125,10 @@ class SIBConfig(PretrainedConfig):
         if grad_net_context and grad_net != "fixed":
             raise ValueError("SIBConfig(grad_net_context=True) applies to grad_net='fixed' only: the equivariant net "
                              "always sees the episode's class marginal. Drop grad_net_context, or set grad_net='fixed'.")
+        if use_label_names and (level != "sequence" or not freeze_backbone):
+            raise ValueError("SIBConfig(use_label_names=True) needs level='sequence' and a frozen (or shaped) encoder "
+                             f"(freeze_backbone=True); got level={level!r}, freeze_backbone={freeze_backbone}. Drop "
+                             "use_label_names for token-level or fine-tuned-encoder models.")
         if backbone_name_or_path is not None and not isinstance(backbone_name_or_path, str):
             raise TypeError(f"SIBConfig.backbone_name_or_path must be the encoder's Hub id or folder (a string); got "
                             f"{backbone_name_or_path!r}.")
@@ -128,6 +140,7 @@ class SIBConfig(PretrainedConfig):
         self.support_gradient = support_gradient
         self.transductive_init = transductive_init
         self.grad_net_context = grad_net_context
+        self.use_label_names = use_label_names
         self.grad_net = grad_net
         self.grad_net_multiplier = grad_net_multiplier
         self.init_scale = init_scale
@@ -184,7 +197,7 @@ class SIBConfig(PretrainedConfig):
 
 # What a command line sets; the rest (level, feature_dim, backbone, ...) follows from the data and the encoder.
 _CLI_SETTINGS = ("n_way", "inner_steps", "inner_lr", "learn_inner_lr", "support_gradient", "transductive_init",
-                 "grad_net_context", "grad_net", "grad_net_multiplier", "init_scale", "pooling", "freeze_backbone")
+                 "grad_net_context", "use_label_names", "grad_net", "grad_net_multiplier", "init_scale", "pooling", "freeze_backbone")
 
 
 def _documented(name: str) -> str:

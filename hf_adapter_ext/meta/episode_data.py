@@ -7,11 +7,13 @@ dataset is encoded when it is first used, never while the trainer is being set u
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from ..validation import check_columns
 from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
 from .features import encode_texts, encode_words
+from .label_names import encode_label_names
 
 
 @dataclass(frozen=True)
@@ -93,4 +95,19 @@ def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int,
     if not model.config.freeze_backbone:
         return TextEpisodes(list(data[columns.text]), tokenizer, sampler, num_episodes)
     features = encode_texts(model, tokenizer, data[columns.text], desc=f"Encoding {name}")
-    return SequenceEpisodes(features, sampler, num_episodes)
+    return SequenceEpisodes(features, sampler, num_episodes, label_name_features(data, model, tokenizer, columns, name))
+
+
+def label_name_features(data, model, tokenizer, columns: EpisodeColumns, name: str):
+    """The features of ``data``'s label names by class id, for a model that reads them
+    (``SIBConfig(use_label_names=True)``); None, with a warning, where its labels are bare ids."""
+    if not model.config.use_label_names:
+        return None
+    names = getattr(data.features.get(columns.label), "names", None)
+    if not names:
+        warnings.warn(f"The {name} dataset's {columns.label!r} column holds bare class ids, so this model "
+                      "(use_label_names=True) meets its classes without their names. Give the column a ClassLabel "
+                      f"feature (dataset.cast_column({columns.label!r}, ClassLabel(names=[...]))).", UserWarning,
+                      stacklevel=3)
+        return None
+    return encode_label_names(model, tokenizer, names)

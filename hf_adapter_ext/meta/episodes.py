@@ -178,13 +178,28 @@ class _SampledEpisodes(TorchDataset):
 
 
 class SequenceEpisodes(_SampledEpisodes):
-    """A fixed number of episodes over cached per-example features ([N, D]); item = one episode's tensors."""
+    """A fixed number of episodes over cached per-example features ([N, D]); item = one episode's tensors.
 
-    def __init__(self, features: torch.Tensor, sampler: EpisodeSampler, num_episodes: int):
+    Args:
+        class_features: [classes, D] features of the label names by class id (`encode_label_names`), or None.
+            Given, each episode also holds ``class_name_features``, its classes' rows in episode order, which a
+            model with ``SIBConfig(use_label_names=True)`` reads as one more labelled example per class.
+    """
+
+    def __init__(self, features: torch.Tensor, sampler: EpisodeSampler, num_episodes: int,
+                 class_features: torch.Tensor | None = None):
         if not torch.is_tensor(features) or features.dim() != 2:
             raise ValueError("SequenceEpisodes needs the examples' features as one [examples, dim] tensor "
                              f"(encode_texts(...)); got {getattr(features, 'shape', type(features).__name__)}.")
+        largest = int(sampler.classes.max())
+        if class_features is not None and (not torch.is_tensor(class_features) or class_features.dim() != 2
+                                           or class_features.size(0) <= largest
+                                           or class_features.size(1) != features.size(1)):
+            raise ValueError(f"SequenceEpisodes: class_features must be [classes, {features.size(1)}], one row per "
+                             f"class id up to {largest} (encode_label_names(model, tokenizer, names)); got "
+                             f"{getattr(class_features, 'shape', type(class_features).__name__)}.")
         self.features = self.examples = features
+        self.class_features = class_features
         self.sampler, self.num_episodes = sampler, num_episodes
         self._check()
 
@@ -198,6 +213,8 @@ class SequenceEpisodes(_SampledEpisodes):
             "query_features": self.features.index_select(0, torch.as_tensor(episode.query, device=device)),
             "query_labels": torch.as_tensor(episode.query_labels),
             "episode_index": torch.tensor(index),
+            **({} if self.class_features is None else {"class_name_features": self.class_features.index_select(
+                0, torch.as_tensor(episode.classes, device=self.class_features.device))}),
         }
 
 

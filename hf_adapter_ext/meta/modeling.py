@@ -33,6 +33,7 @@ from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
 from .grad_nets import ClassEquivariantGradientNet, SyntheticGradientNet
+from .label_names import encode_label_names, with_label_names
 from .shaping import SHAPING_DEFAULTS, pool_states, shape_encoder
 
 
@@ -297,6 +298,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         support_attention_mask: torch.Tensor | None = None,
         query_input_ids: torch.Tensor | None = None,
         query_attention_mask: torch.Tensor | None = None,
+        class_name_features: torch.Tensor | None = None,
         inner_steps: int | None = None,
         episode_index: torch.Tensor | None = None,
         support_sentence_lengths: torch.Tensor | None = None,
@@ -329,6 +331,8 @@ class SIBForFewShotClassification(PreTrainedModel):
             raise ValueError(f"Episode(s) {unlabelled.nonzero()[:, 0].tolist()[:10]} have no labelled support example "
                              "(support_labels all -100), so there is no class to score their queries against. Give "
                              "every episode at least one labelled support example per class.")
+        if class_name_features is not None and self.config.use_label_names:
+            support, support_labels = self._with_label_names(support, support_labels, class_name_features)
         if inner_steps is None:  # the configured K, for tasks of up to max_refined_classes labels
             steps, limit = self.config.inner_steps, self.config.max_refined_classes
         else:  # an explicit K, for every task
@@ -340,6 +344,20 @@ class SIBForFewShotClassification(PreTrainedModel):
             self._check_query_classes(support_labels, query_labels)
             loss = episode_mean_loss(logits, query_labels)
         return SIBOutput(loss=loss, logits=logits, logits_init=logits_init)
+
+    def _with_label_names(self, support, support_labels, class_name_features):
+        """The support set with each class's name feature as one more labelled example (`with_label_names`)."""
+        names = class_name_features.to(support.dtype)
+        classes = int(support_labels.max()) + 1
+        if names.dim() != 3 or names.size(0) != support.size(0) or names.size(-1) != support.size(-1) \
+                or names.size(1) < classes:
+            raise ValueError(f"class_name_features must be [episodes, classes, {support.size(-1)}], one name feature "
+                             f"per class id 0..{classes - 1} of each of the {support.size(0)} episode(s); got "
+                             f"{tuple(names.shape)}.")
+        if not torch.isfinite(names).all():
+            raise ValueError("class_name_features hold NaN or infinite values; encode the label names with "
+                             "hf_adapter_ext.meta.label_names.encode_label_names.")
+        return with_label_names(support, support_labels, names)
 
     def _check_episode_shapes(self, support, support_labels, query, query_labels, query_mask) -> None:
         dim = self.config.feature_dim
@@ -436,11 +454,13 @@ class SIBForFewShotClassification(PreTrainedModel):
         names = list(examples)
         support = [text for texts in examples.values() for text in texts]
         labels = [i for i, texts in enumerate(examples.values()) for _ in texts]
-        probabilities = self._adapted_logits(support, labels, list(queries), tokenizer, inner_steps).softmax(-1)
+        probabilities = self._adapted_logits(support, labels, list(queries), tokenizer, inner_steps,
+                                             names=names).softmax(-1)
         score, best = probabilities.max(-1)
         return [{"label": names[i], "score": float(p)} for i, p in zip(best.tolist(), score.tolist())]
 
-    def _adapted_logits(self, support, support_labels, query, tokenizer, inner_steps) -> torch.Tensor:
+    def _adapted_logits(self, support, support_labels, query, tokenizer, inner_steps,
+                        names: Sequence[str] | None = None) -> torch.Tensor:
         named = next((label for label in support_labels if isinstance(label, str)), None) \
             if isinstance(support_labels, (list, tuple)) else None
         if named is not None:
@@ -467,8 +487,10 @@ class SIBForFewShotClassification(PreTrainedModel):
         was_training = self.training
         self.eval()
         support_f, query_f = (self._texts_to_features(x, tokenizer) for x in (support, query))
+        name_f = (encode_label_names(self, tokenizer, names).to(self.device).unsqueeze(0)
+                  if names is not None and self.config.use_label_names else None)
         out = self(support_labels=labels.unsqueeze(0), support_features=support_f.unsqueeze(0),
-                   query_features=query_f.unsqueeze(0), inner_steps=inner_steps)
+                   query_features=query_f.unsqueeze(0), class_name_features=name_f, inner_steps=inner_steps)
         self.train(was_training)
         return out.logits[0]
 

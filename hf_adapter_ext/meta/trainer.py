@@ -23,8 +23,9 @@ from ..hub import OwnModelCardMixin
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
 from .episode_data import EpisodeColumns, build_episodes, class_names, episode_sampler
-from .episodes import collate_episodes
+from .episodes import EpisodeSampler, collate_episodes
 from .evaluation import episode_compute_metrics
+from .label_names import check_label_names
 from .refinement import check_refinement
 from .shaping import SHAPING_DEFAULTS, encoder_layers
 
@@ -95,16 +96,55 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
     def train(self, *args, **kwargs):
         """``Trainer.train``, after shaping the encoder on the training classes when ``args.shape_top_layers``
         asks for it (before any episode is encoded, so every feature comes from the shaped encoder), and followed
-        by `choose_max_refined_classes` on the validation classes when the encoder is frozen (its features are
-        then cached; a fine-tuned one would re-encode every check task)."""
+        by `check_label_names` and `choose_max_refined_classes` on the validation classes when the encoder is frozen
+        (its features are then cached; a fine-tuned one would re-encode every check task)."""
         self.shape_backbone()
         result = super().train(*args, **kwargs)
         if self.model.config.freeze_backbone:
+            self.check_label_names()
             self.choose_max_refined_classes()
         else:
             logger.info("Not checking which task sizes the refinement helps: the backbone is fine-tuned, so every "
                         "check task would be encoded anew; call trainer.choose_max_refined_classes() to check anyway.")
         return result
+
+    def _validation_data(self, eval_dataset, check: str):
+        """The labelled validation dataset a post-training check draws its tasks from, or None (logged why not)."""
+        data = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(data, dict):
+            data = next(iter(data.values()))
+        reason = None
+        if not self.args.refinement_check_episodes:
+            reason = "refinement_check_episodes=0"
+        elif data is None or isinstance(data, TorchDataset):
+            reason = "there is no labelled validation dataset (text + label rows) to draw tasks from"
+        if reason is not None:
+            logger.info("Not checking %s: %s.", check, reason)
+            return None
+        return data
+
+    def check_label_names(self, eval_dataset=None) -> tuple[float, float] | None:
+        """For a model that reads label names (``SIBConfig(use_label_names=True)``), check on
+        ``args.refinement_check_episodes`` ``n_way`` validation tasks (natural unlabelled pools) whether reading
+        them helps, and turn them off where they clearly cost accuracy (`label_names.check_label_names`). Returns
+        the accuracy gain with its paired 95% CI, or None where the check does not apply (logged)."""
+        if not self.model.config.use_label_names:
+            return None
+        data = self._validation_data(eval_dataset, "whether the label names help")
+        if data is None:
+            return None
+        episodes = self.as_episodes(data, training=False)
+        if getattr(episodes, "class_features", None) is None:
+            logger.info("Not checking whether the label names help: the validation dataset's labels have no names.")
+            return None
+        args, labels = self.args, list(data[self.columns.label])
+        tasks = episodes.with_sampler(EpisodeSampler(labels, sorted(set(labels)), self.model.config.n_way, args.k_shot,
+                                                     args.n_query, args.eval_seed, natural_queries=True),
+                                      args.refinement_check_episodes)
+        mean, ci95 = check_label_names(self.model, tasks, args.per_device_eval_batch_size)
+        logger.info("Reading the label names changes validation accuracy by %+.2f ± %.2f points; %s.", 100 * mean,
+                    100 * ci95, "kept" if self.model.config.use_label_names else "turned off (use_label_names=False)")
+        return mean, ci95
 
     def choose_max_refined_classes(self, eval_dataset=None) -> dict[int, tuple[float, float]] | None:
         """Check on validation tasks of increasing size whether the refinement loses to its K = 0 start, and set
@@ -116,20 +156,18 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
         unlabelled pools (``n_query`` per class on average, as the data's class frequencies fall). Returns the
         mean accuracy gain per size with its paired 95% CI, or None where the check does not apply (logged): no
         check asked for, no refinement, token level, or no labelled validation dataset."""
-        args, model, data = self.args, self.model, eval_dataset if eval_dataset is not None else self.eval_dataset
-        if isinstance(data, dict):
-            data = next(iter(data.values()))
+        args, model = self.args, self.model
+        check = "which task sizes the refinement helps"
         reason = None
-        if not args.refinement_check_episodes:
-            reason = "refinement_check_episodes=0"
-        elif not model.config.inner_steps:
+        if not model.config.inner_steps:
             reason = "the model does not refine (inner_steps=0)"
         elif model.config.level != "sequence":
             reason = "the model is token-level, whose tasks all have n_way types"
-        elif data is None or isinstance(data, TorchDataset):
-            reason = "there is no labelled validation dataset (text + label rows) to draw tasks of other sizes from"
         if reason is not None:
-            logger.info("Not checking which task sizes the refinement helps: %s.", reason)
+            logger.info("Not checking %s: %s.", check, reason)
+            return None
+        data = self._validation_data(eval_dataset, check)
+        if data is None:
             return None
         labels = list(data[self.columns.label])
         gains = check_refinement(model, self.as_episodes(data, training=False), labels, sorted(set(labels)),
