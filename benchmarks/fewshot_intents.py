@@ -64,8 +64,9 @@ N_QUERY = 15
 PROTOCOLS = {"5way_even": (5, "even"), "5way_uneven": (5, "uneven"), "5way_natural": (5, "natural"),
              "allway_natural": (None, "natural")}
 # candidate -> (SIBConfig settings, (fewest, most) classes per training episode or None for 5-way only)
-CANDIDATES = {"fixed_5way": ({"grad_net": "fixed"}, None), "equivariant_5way": ({"grad_net": "equivariant"}, None),
-              "equivariant_2to10": ({"grad_net": "equivariant"}, (2, 10)),
+CANDIDATES = {"fixed_5way": ({"grad_net": "fixed", "use_label_names": False}, None),
+              "equivariant_5way": ({"grad_net": "equivariant", "use_label_names": False}, None),
+              "equivariant_2to10": ({"grad_net": "equivariant", "use_label_names": False}, (2, 10)),
               "equivariant_names": ({"grad_net": "equivariant", "use_label_names": True}, None)}
 METHODS = ("proto_frozen", "soft_kmeans_frozen", "soft_kmeans_frozen_names", "logreg_frozen", "proto_shaped",
            "soft_kmeans_shaped", "sib_k0", "sib_k3", "sib")

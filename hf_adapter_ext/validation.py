@@ -315,6 +315,8 @@ def check_tag_case(tagged: Iterable[tuple[str, str]]) -> None:
     two types where one is meant; each tag comes with where it was found (``"train.txt: sentence 3"``)."""
     seen: dict[str, tuple[str, str, str]] = {}
     for tag, where in tagged:
+        if tag == "O":  # outside every entity: not a type, so 'B-o' is no clash
+            continue
         name = tag[2:] if tag[1:2] == "-" else tag  # the type a tag names: 'B-PER' -> 'PER'
         first, first_tag, first_where = seen.setdefault(name.casefold(), (name, tag, where))
         if first != name:

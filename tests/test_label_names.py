@@ -29,7 +29,8 @@ def test_names_join_the_support_set_and_absent_classes_add_nothing():
 def test_a_model_reading_names_scores_as_if_each_name_were_one_more_support_example(grad_net):
     episode = toy_episode(batch=2, n_way=3, shots=1)
     names = torch.randn(2, 3, episode["support_features"].size(-1))
-    reading, ignoring = sib(use_label_names=True, grad_net=grad_net).eval(), sib(grad_net=grad_net).eval()
+    reading = sib(use_label_names=True, grad_net=grad_net).eval()
+    ignoring = sib(use_label_names=False, grad_net=grad_net).eval()
     ignoring.load_state_dict(reading.state_dict())
     with_names = reading(**episode, class_name_features=names)
     by_hand = ignoring(**{**episode, "support_features": torch.cat([episode["support_features"], names], dim=1),

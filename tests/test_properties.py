@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
@@ -89,6 +89,7 @@ def read_back(dataset):
 
 @SETTINGS
 @given(sentences=tagged_sentences(), kind=st.sampled_from(["conll", "json", "csv"]))
+@example(sentences=[(["0"], ["O"]), (["0"], ["B-o"])], kind="conll")  # the outside tag is no type 'o' clashes with
 def test_readers_give_back_every_token_and_tag_as_written(sentences, kind):
     with tempfile.TemporaryDirectory() as folder:
         data = load_ner_files({"train": write(sentences, kind, Path(folder))})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import typing
 from types import SimpleNamespace
 
 from transformers import AutoConfig, PretrainedConfig
@@ -22,7 +23,7 @@ _RULES = {
     "grad_net_multiplier": Number(int, 1, 64, example="8"),
     "init_scale": Number(float, 0, 1000, low_open=True, example="10.0", why="the cosine classifier's scale"),
     "learn_inner_lr": bool, "support_gradient": bool, "transductive_init": bool, "grad_net_context": bool,
-    "use_label_names": bool,
+    "use_label_names": (True, False, None),
     "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS, "grad_net": GRAD_NETS,
     "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
     "shaped_layers": Number(int, 0, 1000, example="0", why="how many top encoder layers were shaped"),
@@ -74,9 +75,11 @@ class SIBConfig(PretrainedConfig):
         use_label_names: read each label's name as one more labelled example of it (``"card_lost"`` is encoded
             as the text "card lost"), in the K = 0 start and the refinement's support gradient. Names come from
             `predict_labels`' keys, and in meta-training from the dataset's ``ClassLabel`` names; episodes without
-            names (`adapt`, ready-made features, bare class ids) are classified from their examples alone. At 1-shot
-            a descriptive name is worth about as much as a second example; names that say nothing ("intent_17")
-            cost accuracy, so turn it off for them. Sequence level with a frozen (or shaped) encoder only.
+            names (`adapt`, ready-made features, bare class ids) are classified from their examples alone. None
+            (default): wherever it applies, a sequence-level model over a frozen (or shaped) encoder, as
+            chosen on meta-validation (benchmarks/results/fewshot_intents_label_names.md). Names that say nothing
+            ("intent_17") cost accuracy: `SemiSupervisedMetaTrainer` turns them off when validation shows it, and
+            ``False`` turns them off by hand.
         grad_net_multiplier: hidden width of the synthetic-gradient net: in multiples of the class count for
             ``grad_net="fixed"`` (the reference uses n → 8n → 8n → n), in multiples of 4 units per class for
             ``"equivariant"``.
@@ -107,7 +110,7 @@ class SIBConfig(PretrainedConfig):
         support_gradient: bool = True,
         transductive_init: bool = True,
         grad_net_context: bool = False,
-        use_label_names: bool = False,
+        use_label_names: bool | None = None,
         grad_net: str = "equivariant",
         grad_net_multiplier: int = 8,
         init_scale: float = 10.0,
@@ -125,6 +128,8 @@ class SIBConfig(PretrainedConfig):
         if grad_net_context and grad_net != "fixed":
             raise ValueError("SIBConfig(grad_net_context=True) applies to grad_net='fixed' only: the equivariant net "
                              "always sees the episode's class marginal. Drop grad_net_context, or set grad_net='fixed'.")
+        if use_label_names is None:
+            use_label_names = level == "sequence" and freeze_backbone
         if use_label_names and (level != "sequence" or not freeze_backbone):
             raise ValueError("SIBConfig(use_label_names=True) needs level='sequence' and a frozen (or shaped) encoder "
                              f"(freeze_backbone=True); got level={level!r}, freeze_backbone={freeze_backbone}. Drop "
@@ -171,7 +176,7 @@ class SIBConfig(PretrainedConfig):
     def from_dict(cls, config_dict: dict, **kwargs):
         # saved before an option existed: the behaviour it was trained with
         config_dict = {"support_gradient": False, "transductive_init": False, "grad_net_context": False,
-                       "grad_net": "fixed", **config_dict}
+                       "grad_net": "fixed", "use_label_names": False, **config_dict}
         return super().from_dict(config_dict, **kwargs)
 
     @property
@@ -209,8 +214,8 @@ def _documented(name: str) -> str:
 def sib_arguments_dataclass() -> type:
     """SIBConfig's settings as a dataclass, for ``HfArgumentParser``: one definition of each setting, its default
     and its help (the ``Args:`` above), so a script's options cannot drift from the config's."""
-    signature = inspect.signature(SIBConfig.__init__).parameters
-    fields = [(name, type(signature[name].default),
+    signature, types = inspect.signature(SIBConfig.__init__).parameters, typing.get_type_hints(SIBConfig.__init__)
+    fields = [(name, types[name],
                dataclasses.field(default=signature[name].default, metadata={"help": _documented(name)}))
               for name in _CLI_SETTINGS]
     def check(self) -> None:  # on the command line, before any data or model is read
