@@ -4,7 +4,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset
 
-from hf_adapter_ext import SIBConfig, SemiSupervisedMetaTrainer
+from hf_adapter_ext import SemiSupervisedMetaTrainer, SIBConfig
 from hf_adapter_ext.meta import EpisodeSampler, SequenceEpisodes, build_episodes, collate_episodes
 from hf_adapter_ext.meta.label_names import label_text, with_label_names
 
