@@ -132,3 +132,15 @@ def test_names_that_clearly_cost_accuracy_on_validation_are_turned_off(shift, ke
     mean, ci95 = check_label_names(model, clustered_episodes(shift), batch_size=50)
     assert model.config.use_label_names is kept
     assert (mean - ci95 > 0) if kept else (mean + ci95 < 0)
+
+
+def test_names_that_are_bare_numbers_are_not_read(tokenizer):
+    model = sib(use_label_names=True).eval()
+    examples = {"0": ["john paris acme"], "1": ["mary london union"], "17": ["talks rose"]}
+    queries = ["john acme", "mary union shares", "talks flew"]
+    got = model.predict_labels(examples, queries, tokenizer)
+    model.config.use_label_names = False
+    assert got == model.predict_labels(examples, queries, tokenizer)
+    model.config.use_label_names = True
+    numbered = intent_data(tokenizer).cast_column("label", ClassLabel(names=[str(i) for i in range(6)]))
+    assert "class_name_features" not in build_episodes(numbered, model, tokenizer, 1, 2, 0, 4)[0]

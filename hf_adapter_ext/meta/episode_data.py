@@ -7,13 +7,16 @@ dataset is encoded when it is first used, never while the trainer is being set u
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
 from ..validation import check_columns
 from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
 from .features import encode_texts, encode_words
-from .label_names import encode_label_names
+from .label_names import encode_label_names, names_say_something
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,5 +112,9 @@ def label_name_features(data, model, tokenizer, columns: EpisodeColumns, name: s
                       "(use_label_names=True) meets its classes without their names. Give the column a ClassLabel "
                       f"feature (dataset.cast_column({columns.label!r}, ClassLabel(names=[...]))).", UserWarning,
                       stacklevel=3)
+        return None
+    if not names_say_something(names):
+        logger.info("The %s dataset's label names are bare numbers (%s, ...): classifying from the examples alone.",
+                    name, ", ".join(names[:3]))
         return None
     return encode_label_names(model, tokenizer, names)

@@ -17,6 +17,12 @@ def label_text(name: str) -> str:
     return " ".join(part for part in re.split(r"[_\-\s]+", str(name)) if part)
 
 
+def names_say_something(names: Sequence[str]) -> bool:
+    """False when every name is a bare number ("0", "17", as `class_encode_column` makes of integer labels): such
+    names hold nothing to read, and reading them would only pull the classes together."""
+    return not all(label_text(name).replace(" ", "").isdigit() for name in names)
+
+
 def encode_label_names(model, tokenizer, names: Sequence[str]) -> torch.Tensor:
     """[len(names), D] features of the names read as text (`label_text`), pooled as the model pools examples."""
     texts = [label_text(name) for name in names]

@@ -33,7 +33,7 @@ from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
 from .grad_nets import ClassEquivariantGradientNet, SyntheticGradientNet
-from .label_names import encode_label_names, with_label_names
+from .label_names import encode_label_names, names_say_something, with_label_names
 from .shaping import SHAPING_DEFAULTS, pool_states, shape_encoder
 
 
@@ -488,7 +488,7 @@ class SIBForFewShotClassification(PreTrainedModel):
         self.eval()
         support_f, query_f = (self._texts_to_features(x, tokenizer) for x in (support, query))
         name_f = (encode_label_names(self, tokenizer, names).to(self.device).unsqueeze(0)
-                  if names is not None and self.config.use_label_names else None)
+                  if names is not None and self.config.use_label_names and names_say_something(names) else None)
         out = self(support_labels=labels.unsqueeze(0), support_features=support_f.unsqueeze(0),
                    query_features=query_f.unsqueeze(0), class_name_features=name_f, inner_steps=inner_steps)
         self.train(was_training)
