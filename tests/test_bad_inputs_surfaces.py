@@ -399,6 +399,9 @@ def compute_metrics_takes_scores_among_extra_outputs():
     scores = np.eye(len(m.config.id2label))[[[0, 1, 2, 0]]]
     metrics = entity_f1_compute_metrics(m.config.id2label)(((scores, np.zeros((1, 4, 3))), labels))
     assert metrics["overall_f1"] == 1.0
+    assert "new_f1" not in metrics  # no new types given: no new-type F1 of 0.0 to misread
+    named = entity_f1_compute_metrics(m.config.id2label, new_types=["LOC"])(((scores, np.zeros((1, 4, 3))), labels))
+    assert named["new_f1"] == 0.0 and named["overall_f1"] == 1.0
 
 
 def source_agreement_reads_the_models_own_parents():

@@ -187,6 +187,8 @@ class SIBForFewShotClassification(PreTrainedModel):
     ``query_features`` [B, Q, D] and optionally ``query_labels`` [B, Q] (for the loss) and ``query_mask``
     (which queries exist; default: all, or ``query_labels != -100``). With a trainable backbone,
     pass ``support_input_ids`` / ``support_attention_mask`` (and the query ones) instead of features.
+    ``class_name_features`` [B, C, D] (optional): the features of each episode class's name, which a model with
+    ``config.use_label_names`` reads as one more labelled support example per class (`label_names`).
     """
 
     config_class = SIBConfig
