@@ -43,14 +43,22 @@ def test_a_model_reading_names_scores_as_if_each_name_were_one_more_support_exam
     assert not torch.allclose(with_names.logits_init, reading(**episode).logits_init)
 
 
-def test_predict_labels_reads_the_label_names_as_texts(tokenizer):
+QUERIES = ["john acme", "mary union shares", "talks flew"]
+
+
+def answers_reading_names_and_not(examples, tokenizer, spelt_out: bool):
+    """predict_labels' answers from a model reading the names, then from the same model not reading them (given the
+    names as one more example text each, with ``spelt_out``); and the model."""
     model = sib(use_label_names=True).eval()
-    examples = {"card_lost": ["john paris acme"], "refund": ["mary london union"], "talks_monday": ["talks rose"]}
-    queries = ["john acme", "mary union shares", "talks flew"]
-    got = model.predict_labels(examples, queries, tokenizer)
+    reading = model.predict_labels(examples, QUERIES, tokenizer)
     model.config.use_label_names = False
-    spelt_out = model.predict_labels({name: [*texts, label_text(name)] for name, texts in examples.items()}, queries,
-                                     tokenizer)
+    shown = {name: [*texts, label_text(name)] for name, texts in examples.items()} if spelt_out else examples
+    return reading, model.predict_labels(shown, QUERIES, tokenizer), model
+
+
+def test_predict_labels_reads_the_label_names_as_texts(tokenizer):
+    examples = {"card_lost": ["john paris acme"], "refund": ["mary london union"], "talks_monday": ["talks rose"]}
+    got, spelt_out, model = answers_reading_names_and_not(examples, tokenizer, spelt_out=True)
     assert [g["label"] for g in got] == [s["label"] for s in spelt_out]
     assert [g["score"] for g in got] == pytest.approx([s["score"] for s in spelt_out], abs=1e-5)
     assert "**Label names:** not read" in model.model_card()
@@ -135,12 +143,9 @@ def test_names_that_clearly_cost_accuracy_on_validation_are_turned_off(shift, ke
 
 
 def test_names_that_are_bare_numbers_are_not_read(tokenizer):
-    model = sib(use_label_names=True).eval()
     examples = {"0": ["john paris acme"], "1": ["mary london union"], "17": ["talks rose"]}
-    queries = ["john acme", "mary union shares", "talks flew"]
-    got = model.predict_labels(examples, queries, tokenizer)
-    model.config.use_label_names = False
-    assert got == model.predict_labels(examples, queries, tokenizer)
+    got, without, model = answers_reading_names_and_not(examples, tokenizer, spelt_out=False)
+    assert got == without
     model.config.use_label_names = True
     numbered = intent_data(tokenizer).cast_column("label", ClassLabel(names=[str(i) for i in range(6)]))
     assert "class_name_features" not in build_episodes(numbered, model, tokenizer, 1, 2, 0, 4)[0]

@@ -6,8 +6,11 @@ import re
 from collections.abc import Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..constants import IGNORE_INDEX
+from .episodes import collate_episodes
+from .evaluation import episode_accuracy, mean_ci95
 from .features import encode_texts
 
 
@@ -50,11 +53,6 @@ def with_label_names(support: torch.Tensor, support_labels: torch.Tensor,
 def label_names_gain(model, episodes, batch_size: int = 8) -> tuple[float, float]:
     """Mean over labelled validation ``episodes`` (which carry ``class_name_features``) of (accuracy reading the
     label names − accuracy without them), with the half-width of its paired 95% CI; both from the model's K steps."""
-    from torch.utils.data import DataLoader
-
-    from .episodes import collate_episodes
-    from .evaluation import episode_accuracy, mean_ci95
-
     was_training, reads_names = model.training, model.config.use_label_names
     model.eval()
     differences = []
