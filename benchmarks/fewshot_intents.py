@@ -11,9 +11,11 @@ Per dataset, shot and seed:
    - ``5way_even`` (15 queries per class), ``5way_uneven`` (a random 1..15 per class), ``5way_natural`` and
      ``allway_natural`` (75 / 15 x N queries drawn from the episode classes' pool as the data's own class
      frequencies fall; all-way = every meta-test class at once);
-   - prototypes and soft k-means on frozen and on shaped features, logistic regression on frozen features (C chosen
-     on meta-validation), SIB with K = 0 beside K, and as it answers by default (``sib``: K steps only for task
-     sizes its meta-validation check allows, `refinement_check`);
+   - prototypes and soft k-means on frozen and on shaped features, soft k-means on frozen features given the label
+     names as one more example each (``soft_kmeans_frozen_names``: the free peer of what the names bring), logistic
+     regression on frozen features (C chosen on meta-validation), SIB with K = 0 beside K, and as it answers by
+     default (``sib``: K steps only for task sizes its meta-validation check allows, `refinement_check`); a
+     candidate with ``use_label_names`` reads the names too (`hf_adapter_ext.meta.label_names`);
    - SetFit (per-task contrastive fine-tuning of the same MiniLM, the ``setfit`` package) on the first few test
      episodes of ``5way_even`` and ``allway_natural``, with its seconds per task; the other methods' scores on
      exactly those episodes stand beside it.
