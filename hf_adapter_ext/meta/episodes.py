@@ -191,13 +191,13 @@ class SequenceEpisodes(_SampledEpisodes):
         if not torch.is_tensor(features) or features.dim() != 2:
             raise ValueError("SequenceEpisodes needs the examples' features as one [examples, dim] tensor "
                              f"(encode_texts(...)); got {getattr(features, 'shape', type(features).__name__)}.")
-        largest = int(sampler.classes.max())
-        if class_features is not None and (not torch.is_tensor(class_features) or class_features.dim() != 2
-                                           or class_features.size(0) <= largest
-                                           or class_features.size(1) != features.size(1)):
-            raise ValueError(f"SequenceEpisodes: class_features must be [classes, {features.size(1)}], one row per "
-                             f"class id up to {largest} (encode_label_names(model, tokenizer, names)); got "
-                             f"{getattr(class_features, 'shape', type(class_features).__name__)}.")
+        if class_features is not None:
+            largest = max(int(c) for c in sampler.by_class)  # the class ids the sampler draws from
+            if not torch.is_tensor(class_features) or class_features.dim() != 2 \
+                    or class_features.size(0) <= largest or class_features.size(1) != features.size(1):
+                raise ValueError(f"SequenceEpisodes: class_features must be [classes, {features.size(1)}], one row "
+                                 f"per class id up to {largest} (encode_label_names(model, tokenizer, names)); got "
+                                 f"{getattr(class_features, 'shape', type(class_features).__name__)}.")
         self.features = self.examples = features
         self.class_features = class_features
         self.sampler, self.num_episodes = sampler, num_episodes
