@@ -41,11 +41,12 @@ from transformers import AutoTokenizer
 
 from benchmarks.common import cached, cached_json, shared_data_dir, target, write_results
 from benchmarks.sib_fewshot import (
-    choose_soft_kmeans,
+    best_soft_kmeans,
     minilm,
     new_model,
     per_method,
     score,
+    soft_kmeans_sweep,
     summary,
     train_sib,
 )
@@ -74,12 +75,14 @@ METHODS = ("proto_frozen", "soft_kmeans_frozen", "soft_kmeans_frozen_names", "lo
            "soft_kmeans_shaped", "sib_k0", "sib_k3", "sib")
 
 
+LOGREG_C = (1.0, 10.0, 100.0)
+
+
 class Encoded(NamedTuple):
     """One encoder's features of a pool: its texts [N, D] and its label names by class id [classes, D]."""
 
     texts: torch.Tensor
     names: torch.Tensor | None = None
-LOGREG_C = (1.0, 10.0, 100.0)
 
 
 def task(name: str):
@@ -220,17 +223,19 @@ def _fit_setfit(texts, sampler: EpisodeSampler, count: int, seed: int) -> dict:
     return {"accuracy": accuracy, "seconds_per_task": float(np.mean(seconds))}
 
 
-def soft_kmeans_scored(model, features, labels, classes, protocol, k, seed, args) -> tuple[dict, object, object]:
+def soft_kmeans_scored(model, features, labels, classes, protocol, k, seed, args,
+                       with_names: bool = False) -> tuple[dict, object, object]:
     """``score``'s per-episode accuracies on the test episodes of ``protocol`` over ``features``, with soft
     k-means' temperature and iterations chosen on its meta-validation episodes; and those validation and test
-    episodes."""
+    episodes. ``with_names``: also soft k-means given the label names, its own setting chosen in the same sweep."""
     val_count, count = episode_counts(protocol, args)
     val = episodes(features, labels, classes["validation"], protocol, k, 1000 + seed, val_count)
     test = episodes(features, labels, classes["test"], protocol, k, 2000 + seed, count)
-    skm, _ = choose_soft_kmeans(model, val, "sequence")
-    got = score(model, test, "sequence", skm=skm)
-    named_skm, _ = choose_soft_kmeans(model, val, "sequence", method="soft_kmeans_names")
-    got["soft_kmeans_names"] = score(model, test, "sequence", skm=named_skm)["soft_kmeans_names"]
+    sweep = soft_kmeans_sweep(model, val, "sequence")
+    got = score(model, test, "sequence", skm=best_soft_kmeans(sweep))
+    if with_names:
+        got["soft_kmeans_names"] = score(model, test, "sequence", skm=best_soft_kmeans(
+            sweep, "soft_kmeans_names"))["soft_kmeans_names"]
     return got, val, test
 
 
@@ -240,7 +245,7 @@ def frozen_scores(dataset, model, frozen, labels, classes, protocol, k, seed, ar
     (benchmarks/.cache/fewshot_intents/frozen_*.json) and shared by every rerun."""
 
     def compute() -> dict[str, list[float]]:
-        got, val, test = soft_kmeans_scored(model, frozen, labels, classes, protocol, k, seed, args)
+        got, val, test = soft_kmeans_scored(model, frozen, labels, classes, protocol, k, seed, args, with_names=True)
         best_c = max(LOGREG_C, key=lambda c: float(logreg_scores(val, c).mean()))
         return {"proto_frozen": got["proto"].tolist(), "soft_kmeans_frozen": got["soft_kmeans"].tolist(),
                 "soft_kmeans_frozen_names": got["soft_kmeans_names"].tolist(),

@@ -123,12 +123,22 @@ def summary(values: torch.Tensor, level: str) -> float:
     return float(f1_from_counts(values).mean()) if level == "token" else float(values.mean())
 
 
-def choose_soft_kmeans(model, val_episodes, level, method: str = "soft_kmeans"):
-    """Soft k-means' (temperature, iterations) with the best validation score of ``method`` (``soft_kmeans`` or,
-    on episodes with label names, ``soft_kmeans_names``), and every setting's score."""
-    grid = list(itertools.product((0.02, 0.05, 0.1, 0.2), (1, 3, 5, 10)))
-    results = {cfg: summary(score(model, val_episodes, level, skm=cfg)[method], level) for cfg in grid}
-    return max(results, key=results.get), results
+def soft_kmeans_sweep(model, val_episodes, level) -> dict[tuple, dict[str, float]]:
+    """Every soft k-means (temperature, iterations) setting's validation summary of each method `score` reports
+    (``soft_kmeans``, and ``soft_kmeans_names`` on episodes with label names), from one scoring pass per setting."""
+    grid = itertools.product((0.02, 0.05, 0.1, 0.2), (1, 3, 5, 10))
+    return {cfg: {m: summary(v, level) for m, v in score(model, val_episodes, level, skm=cfg).items()} for cfg in grid}
+
+
+def best_soft_kmeans(sweep: dict[tuple, dict[str, float]], method: str = "soft_kmeans") -> tuple:
+    """The setting of `soft_kmeans_sweep` with ``method``'s best validation score (the first on ties)."""
+    return max(sweep, key=lambda cfg: sweep[cfg][method])
+
+
+def choose_soft_kmeans(model, val_episodes, level):
+    """Soft k-means' (temperature, iterations) with the best validation score, and every setting's score."""
+    sweep = soft_kmeans_sweep(model, val_episodes, level)
+    return best_soft_kmeans(sweep), {cfg: scores["soft_kmeans"] for cfg, scores in sweep.items()}
 
 
 # ---------------------------------------------------------------- data

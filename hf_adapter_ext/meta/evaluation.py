@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..constants import IGNORE_INDEX
+from .episodes import collate_episodes
 
 
 def mean_ci95(values) -> tuple[float, float]:
@@ -22,6 +25,33 @@ def episode_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     valid = labels != IGNORE_INDEX
     correct = ((logits.argmax(-1) == labels) & valid).sum(1)
     return correct.float() / valid.sum(1).clamp(min=1)
+
+
+@torch.no_grad()
+def paired_accuracy_gain(model, episodes, batch_size: int,
+                         paired_scores: Callable[[object, dict], tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    """Mean over labelled ``episodes`` of (accuracy of the first scores − accuracy of the second), with the
+    half-width of its paired 95% CI; ``paired_scores(model, batch)`` gives a batch's two [B, Q, C] score tensors.
+    The model runs in eval mode and is left in the mode it was in.
+
+    Args:
+        model: a `SIBForFewShotClassification`.
+        episodes: labelled validation episodes.
+        batch_size: episodes per forward pass.
+        paired_scores: the two ways of scoring a batch that are compared, episode by episode.
+    """
+    was_training = model.training
+    model.eval()
+    differences = []
+    try:
+        for batch in DataLoader(episodes, batch_size=batch_size, collate_fn=collate_episodes):
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            first, second = paired_scores(model, batch)
+            labels = batch["query_labels"]
+            differences.append(episode_accuracy(first, labels) - episode_accuracy(second, labels))
+    finally:
+        model.train(was_training)
+    return mean_ci95(torch.cat(differences))
 
 
 def io_spans(tags: list[int]) -> set:

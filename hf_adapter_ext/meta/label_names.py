@@ -6,11 +6,9 @@ import re
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
 from ..constants import IGNORE_INDEX
-from .episodes import collate_episodes
-from .evaluation import episode_accuracy, mean_ci95
+from .evaluation import paired_accuracy_gain
 from .features import encode_texts
 
 
@@ -49,25 +47,22 @@ def with_label_names(support: torch.Tensor, support_labels: torch.Tensor,
     return torch.cat([support, name_features.to(support.dtype)], dim=1), torch.cat([support_labels, labels], dim=1)
 
 
-@torch.no_grad()
 def label_names_gain(model, episodes, batch_size: int = 8) -> tuple[float, float]:
     """Mean over labelled validation ``episodes`` (which carry ``class_name_features``) of (accuracy reading the
     label names − accuracy without them), with the half-width of its paired 95% CI; both from the model's K steps."""
-    was_training, reads_names = model.training, model.config.use_label_names
-    model.eval()
-    differences = []
+    reads_names = model.config.use_label_names
+
+    def with_and_without_names(model, batch):
+        scores = []
+        for use in (True, False):
+            model.config.use_label_names = use
+            scores.append(model(**batch).logits)
+        return scores
+
     try:
-        for batch in DataLoader(episodes, batch_size=batch_size, collate_fn=collate_episodes):
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            scores = []
-            for use in (True, False):
-                model.config.use_label_names = use
-                scores.append(episode_accuracy(model(**batch).logits, batch["query_labels"]))
-            differences.append(scores[0] - scores[1])
+        return paired_accuracy_gain(model, episodes, batch_size, with_and_without_names)
     finally:
         model.config.use_label_names = reads_names
-        model.train(was_training)
-    return mean_ci95(torch.cat(differences))
 
 
 def check_label_names(model, episodes, batch_size: int = 8) -> tuple[float, float]:

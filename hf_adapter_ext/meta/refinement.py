@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
-from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from .episodes import EpisodeSampler, collate_episodes
-from .evaluation import episode_accuracy, mean_ci95
+from .episodes import EpisodeSampler
+from .evaluation import paired_accuracy_gain
 
 
 def refinement_ways(n_way: int, num_classes: int) -> list[int]:
@@ -29,7 +27,6 @@ def refinement_ways(n_way: int, num_classes: int) -> list[int]:
     return [*ways, num_classes]
 
 
-@torch.no_grad()
 def refinement_gains(model, episodes_by_ways: Mapping[int, TorchDataset],
                      batch_size: int = 8) -> dict[int, tuple[float, float]]:
     """Per task size, the mean over validation episodes of (accuracy after the model's K refinement steps −
@@ -40,19 +37,12 @@ def refinement_gains(model, episodes_by_ways: Mapping[int, TorchDataset],
         episodes_by_ways: labelled validation episodes per number of classes.
         batch_size: episodes per forward pass.
     """
-    was_training = model.training
-    model.eval()
-    gains = {}
-    for ways, episodes in episodes_by_ways.items():
-        differences = []
-        for batch in DataLoader(episodes, batch_size=batch_size, collate_fn=collate_episodes):
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            out = model(**batch, inner_steps=model.config.inner_steps)  # explicit K: refine whatever the size
-            labels = batch["query_labels"]
-            differences.append(episode_accuracy(out.logits, labels) - episode_accuracy(out.logits_init, labels))
-        gains[ways] = mean_ci95(torch.cat(differences))
-    model.train(was_training)
-    return gains
+    def refined_and_start(model, batch):  # explicit K: refine whatever the size
+        out = model(**batch, inner_steps=model.config.inner_steps)
+        return out.logits, out.logits_init
+
+    return {ways: paired_accuracy_gain(model, episodes, batch_size, refined_and_start)
+            for ways, episodes in episodes_by_ways.items()}
 
 
 def max_refined_classes(gains: Mapping[int, tuple[float, float]]) -> int | None:
