@@ -3,7 +3,9 @@ query pools (issue: few-shot classification that beats the free baseline, for an
 
 Per dataset, shot and seed:
 
-1. MiniLM's top layers are shaped on the meta-training classes only (`SIBForFewShotClassification.shape_backbone`).
+1. MiniLM's top layers are shaped on the meta-training classes only (`SIBForFewShotClassification.shape_backbone`),
+   with their label names aligned to their examples (`--shape_names aligned`, as the trainer shapes a model that
+   reads names).
 2. Candidate SIB configurations are meta-trained on the shaped features, each keeping its best step on 5-way
    meta-validation episodes; the candidate with the best mean meta-validation accuracy over the protocols below
    is kept. Nothing is chosen on test classes.
@@ -122,11 +124,14 @@ def frozen_features(name: str, texts, names, tokenizer) -> Encoded:
                    cached(f"{name}_minilm_label_names", lambda: encode_label_names(model, tokenizer, names)))
 
 
-def shaped_features(name: str, texts, labels, classes, names, layers: int, seed: int) -> tuple[Encoded, float | None]:
+def shaped_features(name: str, texts, labels, classes, names, layers: int, seed: int,
+                    align_names: bool = True) -> tuple[Encoded, float | None]:
     """The pool's features (texts and label names) after shaping a fresh MiniLM on the meta-training classes
-    (cached), and the seconds shaping took (None when read from the cache)."""
+    (cached), and the seconds shaping took (None when read from the cache). ``align_names``: shaped with the
+    meta-training classes' names as well (`shape_encoder`'s ``class_names``), as `SemiSupervisedMetaTrainer`
+    shapes a model that reads label names."""
     key = (f"fewshot_intents_{name}_shaped{layers}_e{SHAPING['shape_epochs']}_lr{SHAPING['shape_learning_rate']}_"
-           f"s{seed}_with_names")
+           f"s{seed}_with_names{'_aligned' if align_names else ''}")
     seconds = {}
 
     def compute():
@@ -136,7 +141,8 @@ def shaped_features(name: str, texts, labels, classes, names, layers: int, seed:
         train = [i for i, label in enumerate(labels) if label in train_classes]
         start = time.perf_counter()
         model.shape_backbone(tokenizer, [texts[i] for i in train], [labels[i] for i in train], top_layers=layers,
-                             epochs=SHAPING["shape_epochs"], learning_rate=SHAPING["shape_learning_rate"], seed=seed)
+                             epochs=SHAPING["shape_epochs"], learning_rate=SHAPING["shape_learning_rate"], seed=seed,
+                             class_names={c: names[c] for c in classes["train"]} if align_names else None)
         seconds["shaping"] = time.perf_counter() - start
         return [encode_texts(model, tokenizer, texts), encode_label_names(model, tokenizer, names)]
 
@@ -308,7 +314,8 @@ def setfit_counts(seed: int, args) -> tuple[int, int]:
 
 
 def run_one(dataset, texts, labels, classes, names, frozen, k, seed, args) -> dict:
-    shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, names, args.layers, seed)
+    shaped, shaping_seconds = shaped_features(dataset, texts, labels, classes, names, args.layers, seed,
+                                              args.shape_names == "aligned")
     chosen, model, candidates = train_candidates(shaped, labels, classes, k, seed, args)
     record = {"seed": seed, "shaping_seconds": shaping_seconds, "chosen": chosen, "candidates": candidates,
               "refinement_check": refinement_check(model, shaped, labels, classes, k, seed, args)}
@@ -354,7 +361,8 @@ def run(args) -> tuple[dict, list, list]:
                        f"lr{SHAPING['shape_learning_rate']}_steps{args.steps}_{'-'.join(args.candidates)}_"
                        f"pools-u{TRAIN_POOLS['uneven']}-n{TRAIN_POOLS['natural']}_"
                        f"t{args.test_episodes}-{args.allway_test_episodes}_rc{args.refinement_check_episodes}_"
-                       f"sf{'-'.join(map(str, setfit_counts(seed, args)))}")
+                       f"sf{'-'.join(map(str, setfit_counts(seed, args)))}"
+                       f"{'_names-aligned' if args.shape_names == 'aligned' else ''}")
                 per_seed.append(cached_json(key, lambda seed=seed: run_one(dataset, texts, labels, classes, names,
                                                                            frozen, k, seed, args)))
             results[f"{dataset}_{k}shot"] = per_seed
@@ -397,7 +405,7 @@ def run(args) -> tuple[dict, list, list]:
               f"({args.test_episodes} per 5-way protocol, {args.allway_test_episodes} all-way; per-seed 95% CIs and "
               "paired differences in the JSON). Shaping: MiniLM's top "
               f"{args.layers} layers, {SHAPING['shape_epochs']} epochs at {SHAPING['shape_learning_rate']} on the "
-              f"meta-training classes. SIB: the candidate ({', '.join(args.candidates)}) with the best mean "
+              f"meta-training classes{', their label names aligned with their examples' if args.shape_names == 'aligned' else ''}. SIB: the candidate ({', '.join(args.candidates)}) with the best mean "
               f"meta-validation accuracy over the protocols, each meta-trained {args.steps} steps of 32 episodes "
               f"({TRAIN_POOLS['uneven']:.0%} with uneven query sets, {TRAIN_POOLS['natural']:.0%} with natural pools, "
               "as `MetaTrainingArguments` trains by default) and kept at its best 5-way meta-validation step. `sib_k3`: its K = 3 refinement "
@@ -420,6 +428,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--layers", type=int, default=2, help="top encoder layers shaped")
+    parser.add_argument("--shape_names", choices=("aligned", "off"), default="aligned",
+                        help="shape with the meta-training classes' label names as well (as the trainer shapes a "
+                             "model that reads names; chosen by benchmarks/shaping_names.py) or without")
     parser.add_argument("--steps", type=int, default=3000,
                         help="SIB meta-training steps (32 episodes each): examples/meta.py's default, chosen by "
                              "benchmarks/meta_budget.py")

@@ -1,6 +1,6 @@
 """Shaping the encoder on the meta-training classes: the cached-layer trick reproduces the encoder exactly, shaping
-trains only the top layers and separates the classes, the shaped encoder is saved with the model, and misuse is
-refused by name."""
+trains only the top layers and separates the classes, shaping with the label names puts each name where its class
+lies, the shaped encoder is saved with the model, and misuse is refused by name."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
 
 from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
-from hf_adapter_ext.meta import SemiSupervisedMetaTrainer
+from hf_adapter_ext.constants import IGNORE_INDEX
+from hf_adapter_ext.meta import SemiSupervisedMetaTrainer, modeling
 from hf_adapter_ext.meta.shaping import (
     SHAPING_DEFAULTS,
+    _name_alignment_loss,
     encoder_layers,
     pool_states,
     run_layers,
@@ -185,3 +187,70 @@ def test_the_default_shapes_where_shaping_applies_and_says_why_not_elsewhere(tmp
             assert unshaped.shape_backbone() is None
         assert unshaped.model.config.shaped_layers == 0
         assert reason.split()[0] in caplog.text, reason
+
+
+# ---------------------------------------------------------------- shaping with the label names
+def test_the_name_alignment_loss_matches_a_one_example_at_a_time_reference():
+    torch.manual_seed(0)
+    states, mask = torch.randn(3, 4, 5, dtype=torch.float64), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    rows = torch.tensor([2, IGNORE_INDEX, 0, 1])  # class 1 has no readable name
+    pooled, targets = torch.randn(6, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, 0])
+    got = _name_alignment_loss(torch.nn.ModuleList(), (states, mask, rows), pooled, targets, 20.0, "mean")
+    names = [states[j, : int(mask[j].sum())].mean(0) for j in range(3)]
+    terms = []
+    for feature, target in zip(pooled, targets.tolist()):
+        if rows[target] == IGNORE_INDEX:
+            continue
+        logits = torch.stack([20.0 * torch.cosine_similarity(feature, name, dim=0) for name in names])
+        terms.append(-torch.log_softmax(logits, 0)[rows[target]])
+    torch.testing.assert_close(got, torch.stack(terms).mean())
+    unnamed = _name_alignment_loss(torch.nn.ModuleList(), (states, mask, rows), pooled, torch.tensor([1, 1]), 20.0,
+                                   "mean")
+    assert unnamed.item() == 0.0
+
+
+def name_margin(backbone, tokenizer, texts, labels, names):
+    """Mean over classes of (cosine of a name to its own class mean − its best cosine to another class mean)."""
+    unit = torch.nn.functional.normalize(pooled(backbone, tokenizer, texts), dim=-1)
+    labels = torch.as_tensor(labels)
+    means = torch.nn.functional.normalize(torch.stack([unit[labels == c].mean(0) for c in range(len(names))]), dim=-1)
+    cos = torch.nn.functional.normalize(pooled(backbone, tokenizer, names), dim=-1) @ means.T
+    own = cos.diagonal()
+    return float((own - cos.masked_fill(torch.eye(len(names), dtype=torch.bool), -2).max(1).values).mean())
+
+
+def test_shaping_with_the_names_puts_each_name_where_its_class_lies(tokenizer):
+    data = intent_data(tokenizer)
+    texts, labels = list(data["text"]), list(data["label"])
+    names = ["paris", "london", "acme", "john", "mary", "union"]  # each class's texts start with its name
+    margins = {}
+    for aligned in (False, True):
+        backbone = encoder("bert", len(tokenizer))
+        shape_encoder(backbone, tokenizer, texts, labels, top_layers=2, epochs=30, learning_rate=3e-3, batch_size=16,
+                      class_names=dict(enumerate(names)) if aligned else None)
+        margins[aligned] = name_margin(backbone, tokenizer, texts, labels, names)
+    assert margins[True] > margins[False] + 0.2, margins
+
+
+def test_names_that_say_nothing_leave_shaping_as_it_was(tokenizer):
+    data = intent_data(tokenizer)
+    texts, labels = list(data["text"]), list(data["label"])
+    losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
+                            class_names=names)
+              for names in (None, {c: str(c) for c in range(6)}, {c: " _ " for c in range(6)}, {})]
+    assert all(got == losses[0] for got in losses[1:])
+
+
+@pytest.mark.parametrize("use_label_names", [True, False])
+def test_the_trainer_shapes_with_the_datasets_label_names_only_for_a_model_that_reads_them(
+        tmp_path, tokenizer, monkeypatch, use_label_names):
+    seen = {}
+    monkeypatch.setattr(modeling, "shape_encoder", lambda *a, class_names=None, **kw: seen.update(names=class_names)
+                        or [0.0])
+    data = intent_data(tokenizer).filter(lambda r: r["label"] < 3)
+    model = SIBForFewShotClassification(SIBConfig(n_way=3, use_label_names=use_label_names),
+                                        backbone=encoder("bert", len(tokenizer)))
+    SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=1), train_dataset=data,
+                              processing_class=tokenizer).shape_backbone()
+    expected = {c: f"intent_{c}" for c in range(6)} if use_label_names else None
+    assert seen["names"] == expected

@@ -263,10 +263,13 @@ class SIBForFewShotClassification(PreTrainedModel):
 
     def shape_backbone(self, tokenizer, texts: Sequence[str], labels: Sequence[int],
                        top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
-                       learning_rate: float = SHAPING_DEFAULTS.learning_rate, seed: int = 0) -> list[float]:
+                       learning_rate: float = SHAPING_DEFAULTS.learning_rate, seed: int = 0,
+                       class_names: Mapping[int, str] | None = None) -> list[float]:
         """Fine-tune the encoder's top ``top_layers`` layers on labelled meta-training texts (`shape_encoder`)
         before meta-training, so that its features separate intents of the same kind; returns the loss per epoch.
-        The shaped encoder is saved with the model from then on (``config.shaped_layers``)."""
+        The shaped encoder is saved with the model from then on (``config.shaped_layers``). ``class_names`` (class
+        id → label name), for a model that reads label names: the encoder also learns to put each name where its
+        class's examples lie."""
         if self.config.level != "sequence":
             raise ValueError("shape_backbone shapes sequence features (level='sequence'); at token level train on "
                              "the pretrained encoder (shape_top_layers=0).")
@@ -274,7 +277,8 @@ class SIBForFewShotClassification(PreTrainedModel):
             raise ValueError(f"This model's encoder is already shaped ({self.config.shaped_layers} top layers); "
                              "shaping it again would train on its own output. Start from the pretrained encoder.")
         losses = shape_encoder(self.backbone, tokenizer, texts, labels, top_layers=top_layers, epochs=epochs,
-                               learning_rate=learning_rate, pooling=self.config.pooling, seed=seed)
+                               learning_rate=learning_rate, pooling=self.config.pooling, seed=seed,
+                               class_names=class_names)
         self.config.shaped_layers = top_layers
         self._keys_to_ignore_on_load_missing, self._keys_to_ignore_on_save = set(), set()  # saved with the head now
         return losses

@@ -9,7 +9,7 @@ cores an epoch over CLINC150's meta-training classes takes about a minute with M
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..constants import IGNORE_INDEX
 from ..data.alignment import max_length_rule
 from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_settings, check_texts
+from .label_names import label_text, names_say_something
 
 EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the meta-training texts")
 # How the encoder is shaped by default (`MetaTrainingArguments`, `shape_encoder`), checked on meta-validation classes
@@ -79,8 +81,25 @@ def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, m
     return batches, features, reference
 
 
+@torch.no_grad()
+def _cache_name_states(backbone, tokenizer, classes: list[int], class_names: Mapping[int, str] | None, cut: int,
+                       max_length: int):
+    """(states after layer ``cut``, attention mask) of the label names that can be read (`label_text`), and for
+    each of ``classes`` its row among them (-100 where its class has no readable name); None when no name can."""
+    texts = {c: label_text(class_names[c]) for c in classes if class_names and c in class_names}
+    texts = {c: text for c, text in texts.items() if text}
+    if not texts or not names_say_something(list(texts.values())):
+        return None
+    named = list(texts)
+    encoded = tokenizer([texts[c] for c in named], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt").to(next(backbone.parameters()).device)
+    states = backbone(**encoded, output_hidden_states=True).hidden_states[cut]
+    rows = torch.as_tensor([named.index(c) if c in texts else IGNORE_INDEX for c in classes])
+    return states, encoded["attention_mask"], rows
+
+
 def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int], *,
-                  top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
+                  class_names: Mapping[int, str] | None = None, top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
                   learning_rate: float = SHAPING_DEFAULTS.learning_rate, pooling: str = "mean",
                   batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0,
                   on_epoch_end: Callable[[int], None] | None = None) -> list[float]:
@@ -92,6 +111,11 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         tokenizer: the backbone's tokenizer.
         texts / labels: the meta-training examples and their class ids (any integers, at least two classes).
             Never the meta-validation or -test classes: shaping on them would leak the classes being evaluated.
+        class_names: each class id's label name (``"card_lost"``), for a model that reads label names
+            (`SIBConfig.use_label_names`). Each example is then also classified among the *names'* features, run
+            through the same layers, so the encoder learns to put a class's name where its examples lie: on new
+            classes, the name becomes a better stand-in for a labelled example. Names that cannot be read (blank,
+            or all bare numbers) are left out.
         top_layers: how many of the top layers are trained; the rest are run once and cached.
         epochs: passes over the texts. The defaults (``SHAPING_DEFAULTS``) were chosen on meta-validation classes
             (benchmarks/results/shaping_sweep.md).
@@ -121,6 +145,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
     backbone.eval()
     batches, features, reference = _cache_lower_states(backbone, tokenizer, texts, cut, batch_size, max_length,
                                                        pooling)
+    names = _cache_name_states(backbone, tokenizer, classes, class_names, cut, max_length)
     top = layers[cut:]
     first_states, first_mask, _ = batches[0]
     with torch.no_grad():
@@ -148,6 +173,8 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                 pooled = pool_states(run_layers(top, states, mask), mask, pooling)
                 logits = scale * F.normalize(pooled, dim=-1) @ F.normalize(weights, dim=-1).T
                 loss = F.cross_entropy(logits, targets[rows].to(logits.device))
+                if names is not None:
+                    loss = loss + _name_alignment_loss(top, names, pooled, targets[rows], scale, pooling)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -163,3 +190,16 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         for p, flag in zip(trainable, was_trainable):
             p.requires_grad_(flag)
     return losses
+
+
+def _name_alignment_loss(top, names, pooled: torch.Tensor, targets: torch.Tensor, scale: float,
+                         pooling: str) -> torch.Tensor:
+    """Cross-entropy of classifying each example among the label names' features (computed by the layers being
+    shaped, so names move towards their examples as well); examples whose class has no name do not count."""
+    states, mask, rows = names
+    named = pool_states(run_layers(top, states, mask), mask, pooling)
+    logits = scale * F.normalize(pooled, dim=-1) @ F.normalize(named, dim=-1).T
+    wanted = rows[targets].to(logits.device)
+    if bool((wanted == IGNORE_INDEX).all()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, wanted, ignore_index=IGNORE_INDEX)
