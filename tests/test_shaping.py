@@ -129,6 +129,8 @@ def test_the_trainer_shapes_before_encoding_any_episode(tmp_path, tokenizer):
     (lambda m, t, x, y: m.shape_backbone(t, x, y[:-1]), r"one class id per text"),
     (lambda m, t, x, y: m.shape_backbone(t, x, [0] * len(x)), r"at least two classes"),
     (lambda m, t, x, y: m.shape_backbone(t, "one text", y), r"texts"),
+    (lambda m, t, x, y: m.shape_backbone(t, x, y, class_names="paris"), r"class_names must map each class id"),
+    (lambda m, t, x, y: m.shape_backbone(t, x, y, class_names={"0": "paris"}), r"names none of the label ids"),
 ])
 def test_bad_shaping_calls_are_refused_by_name(tokenizer, call, message):
     model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
@@ -237,7 +239,7 @@ def test_names_that_say_nothing_leave_shaping_as_it_was(tokenizer):
     texts, labels = list(data["text"]), list(data["label"])
     losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
                             class_names=names)
-              for names in (None, {c: str(c) for c in range(6)}, {c: " _ " for c in range(6)}, {})]
+              for names in (None, {c: str(c) for c in range(6)}, [" _ "] * 6)]
     assert all(got == losses[0] for got in losses[1:])
 
 
@@ -254,3 +256,12 @@ def test_the_trainer_shapes_with_the_datasets_label_names_only_for_a_model_that_
                               processing_class=tokenizer).shape_backbone()
     expected = {c: f"intent_{c}" for c in range(6)} if use_label_names else None
     assert seen["names"] == expected
+
+
+def test_names_listed_by_class_id_shape_as_names_keyed_by_it(tokenizer):
+    data = intent_data(tokenizer)
+    texts, labels = list(data["text"]), list(data["label"])
+    names = ["paris", "london", "acme", "john", "mary", "union"]
+    losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
+                            class_names=given) for given in (names, dict(enumerate(names)), None)]
+    assert losses[0] == losses[1] != losses[2]

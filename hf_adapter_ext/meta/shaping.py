@@ -81,14 +81,30 @@ def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, m
     return batches, features, reference
 
 
-@torch.no_grad()
-def _cache_name_states(backbone, tokenizer, classes: list[int], class_names: Mapping[int, str] | None, cut: int,
-                       max_length: int):
-    """(states after layer ``cut``, attention mask) of the label names that can be read (`label_text`), and for
-    each of ``classes`` its row among them (-100 where its class has no readable name); None when no name can."""
-    texts = {c: label_text(class_names[c]) for c in classes if class_names and c in class_names}
+def _readable_names(classes: list[int], class_names: Mapping[int, str] | Sequence[str] | None) -> dict[int, str]:
+    """Each class's label name read as text (`label_text`), for the classes whose name says something; {} when no
+    names are given or all are bare numbers. ``class_names`` maps class ids to names or lists them by class id."""
+    if class_names is None:
+        return {}
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (Mapping, Sequence)):
+        raise ValueError("shape_encoder: class_names must map each class id to its label name ({0: 'card_lost', ...})"
+                         f" or list the names by class id; got {type(class_names).__name__}.")
+    if not isinstance(class_names, Mapping):
+        class_names = dict(enumerate(class_names))
+    if not any(c in class_names for c in classes):
+        raise ValueError(f"shape_encoder: class_names names none of the label ids {classes[:5]}... (its keys are "
+                         f"{list(class_names)[:5]}...): key it by the same integer ids as labels, or pass "
+                         "class_names=None to shape without names.")
+    texts = {c: label_text(class_names[c]) for c in classes if c in class_names}
     texts = {c: text for c, text in texts.items() if text}
-    if not texts or not names_say_something(list(texts.values())):
+    return texts if texts and names_say_something(list(texts.values())) else {}
+
+
+@torch.no_grad()
+def _cache_name_states(backbone, tokenizer, classes: list[int], texts: dict[int, str], cut: int, max_length: int):
+    """(states after layer ``cut``, attention mask) of the label names ``texts`` (class id → name read as text),
+    and for each of ``classes`` its row among them (-100 where its class has no name); None without names."""
+    if not texts:
         return None
     named = list(texts)
     encoded = tokenizer([texts[c] for c in named], padding=True, truncation=True, max_length=max_length,
@@ -99,7 +115,7 @@ def _cache_name_states(backbone, tokenizer, classes: list[int], class_names: Map
 
 
 def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int], *,
-                  class_names: Mapping[int, str] | None = None, top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
+                  class_names: Mapping[int, str] | Sequence[str] | None = None, top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
                   learning_rate: float = SHAPING_DEFAULTS.learning_rate, pooling: str = "mean",
                   batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0,
                   on_epoch_end: Callable[[int], None] | None = None) -> list[float]:
@@ -111,8 +127,8 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         tokenizer: the backbone's tokenizer.
         texts / labels: the meta-training examples and their class ids (any integers, at least two classes).
             Never the meta-validation or -test classes: shaping on them would leak the classes being evaluated.
-        class_names: each class id's label name (``"card_lost"``), for a model that reads label names
-            (`SIBConfig.use_label_names`). Each example is then also classified among the *names'* features, run
+        class_names: each class id's label name (``{3: "card_lost"}``, or a list by class id), for a model that
+            reads label names (`SIBConfig.use_label_names`). Each example is then also classified among the *names'* features, run
             through the same layers, so the encoder learns to put a class's name where its examples lie: on new
             classes, the name becomes a better stand-in for a labelled example. Names that cannot be read (blank,
             or all bare numbers) are left out.
@@ -140,12 +156,13 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise ValueError(f"shape_encoder needs at least two classes to separate; the labels hold {classes}.")
+    name_texts = _readable_names(classes, class_names)
     targets = torch.as_tensor([classes.index(label) for label in labels])
     cut = len(layers) - top_layers
     backbone.eval()
     batches, features, reference = _cache_lower_states(backbone, tokenizer, texts, cut, batch_size, max_length,
                                                        pooling)
-    names = _cache_name_states(backbone, tokenizer, classes, class_names, cut, max_length)
+    names = _cache_name_states(backbone, tokenizer, classes, name_texts, cut, max_length)
     top = layers[cut:]
     first_states, first_mask, _ = batches[0]
     with torch.no_grad():
