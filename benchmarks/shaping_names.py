@@ -8,6 +8,11 @@ start of a SIB that reads them) and without them, on meta-validation episodes of
 Soft k-means' temperature and iterations are chosen on one draw of episodes and scored on another. Test classes are
 never touched.
 
+Names that say nothing: the first seed is also shaped with every class renamed ``intent_<random number>``, aligned
+regardless (``min_name_agreement=0``), to measure what aligning such names costs; `shape_encoder` skips names
+unless at least ``NAME_AGREEMENT`` of them point to their own class on the pretrained encoder (`name_agreement`,
+reported for both kinds of names).
+
     python -m benchmarks.shaping_names --seeds 0 1 2
 """
 
@@ -16,22 +21,63 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer
 
-from benchmarks.common import cached_json, target, write_results
-from benchmarks.fewshot_intents import episodes, shaped_features, task
-from benchmarks.sib_fewshot import best_soft_kmeans, new_model, score, soft_kmeans_sweep
+from benchmarks.common import cached, cached_json, target, write_results
+from benchmarks.fewshot_intents import Encoded, episodes, shaped_features, task
+from benchmarks.sib_fewshot import best_soft_kmeans, minilm, new_model, score, soft_kmeans_sweep
+from hf_adapter_ext.meta import encode_texts
+from hf_adapter_ext.meta.label_names import encode_label_names
+from hf_adapter_ext.meta.shaping import NAME_AGREEMENT, name_agreement, shape_encoder
 
 PROTOCOLS = [("5way_even", 1), ("5way_uneven", 1), ("allway_natural", 1), ("5way_even", 5), ("5way_uneven", 5),
              ("allway_natural", 5)]
-VARIANTS = {"off": False, "aligned": True}
+VARIANTS = ("off", "aligned", "say_nothing")
 METHODS = ("soft_kmeans_names", "soft_kmeans")
 
 
-def validation_scores(dataset: str, seed: int, aligned: bool, args) -> dict[str, dict[str, float]]:
+def say_nothing_names(names: list[str]) -> list[str]:
+    """Every class renamed ``intent_<a random number>``: names that tell nothing about their class."""
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(0)).tolist()
+    return [f"intent_{order[c]}" for c in range(len(names))]
+
+
+def say_nothing_features(dataset: str, texts, labels, classes, names, layers: int, seed: int) -> Encoded:
+    """The pool's features after shaping with `say_nothing_names` aligned regardless of `name_agreement` (cached)."""
+    def compute():
+        torch.manual_seed(seed)
+        model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
+        train = [i for i, label in enumerate(labels) if label in set(classes["train"])]
+        shape_encoder(model.backbone, tokenizer, [texts[i] for i in train], [labels[i] for i in train],
+                      class_names={c: names[c] for c in classes["train"]}, top_layers=layers,
+                      min_name_agreement=0.0, seed=seed)
+        return [encode_texts(model, tokenizer, texts), encode_label_names(model, tokenizer, names)]
+
+    return Encoded(*cached(f"shaping_names_{dataset}_say_nothing_l{layers}_s{seed}", compute))
+
+
+def frozen_agreement(dataset: str, texts, labels, classes, names) -> float:
+    """`name_agreement` of ``names`` over the meta-training classes on the pretrained MiniLM, as shaping checks it."""
+    model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
+    features = cached(f"{dataset}_minilm", lambda: encode_texts(model, tokenizer, texts))
+    train = classes["train"]
+    label_ids = torch.as_tensor(labels)
+    means = torch.stack([F.normalize(features[label_ids == c], dim=-1).sum(0) for c in train])
+    return name_agreement(encode_label_names(model, tokenizer, [names[c] for c in train]),
+                          torch.arange(len(train)), means)
+
+
+def validation_scores(dataset: str, seed: int, variant: str, args) -> dict[str, dict[str, float]]:
     """Per protocol and shot: soft k-means accuracy (%) with and without the names on meta-validation episodes,
     each method's settings chosen on another draw."""
     texts, labels, classes, names = task(dataset)
-    features, _ = shaped_features(dataset, texts, labels, classes, names, args.layers, seed, aligned)
+    if variant == "say_nothing":
+        names = say_nothing_names(names)
+        features = say_nothing_features(dataset, texts, labels, classes, names, args.layers, seed)
+    else:
+        features, _ = shaped_features(dataset, texts, labels, classes, names, args.layers, seed, variant == "aligned")
     model = new_model("sequence")
     out = {}
     for protocol, k in PROTOCOLS:
@@ -49,23 +95,36 @@ def run(args) -> tuple[dict, list, list]:
     columns = [f"{k}shot_{protocol}" for protocol, k in PROTOCOLS]
     rows = ["| dataset | shaping | method | " + " | ".join(columns) + " | mean |", "|---|---|---|" + "---|" * (len(columns) + 1)]
     results, targets, gains = {}, [], []
+    agreements = []
     for dataset in args.datasets:
+        texts, labels, classes, names = task(dataset)
+        agreement = {kind: frozen_agreement(dataset, texts, labels, classes, given)
+                     for kind, given in (("real", names), ("say_nothing", say_nothing_names(names)))}
+        agreements.append(f"{dataset}: {100 * agreement['real']:.0f}% of the real names and "
+                          f"{100 * agreement['say_nothing']:.0f}% of the `intent_<n>` names point to their own class")
+        results[f"{dataset}_name_agreement"] = agreement
         means = {}
-        for variant, aligned in VARIANTS.items():
+        for variant in VARIANTS:
+            seeds = args.seeds[:1] if variant == "say_nothing" else args.seeds
             per_seed = [cached_json(f"shaping_names/{dataset}_{variant}_l{args.layers}_s{seed}_v{args.episodes}-"
                                     f"{args.allway_episodes}",
-                                    lambda seed=seed, aligned=aligned: validation_scores(dataset, seed, aligned, args))
-                        for seed in args.seeds]
+                                    lambda seed=seed, variant=variant: validation_scores(dataset, seed, variant, args))
+                        for seed in seeds]
             results[f"{dataset}_{variant}"] = per_seed
             for method in METHODS:
                 mean = {c: float(np.mean([s[c][method] for s in per_seed])) for c in columns}
                 means[variant, method] = float(np.mean(list(mean.values())))
-                rows.append(f"| {dataset} | {variant} | {method} | " + " | ".join(f"{mean[c]:.2f}" for c in columns)
+                rows.append(f"| {dataset} | {variant}{' (seed ' + str(seeds[0]) + ')' if variant == 'say_nothing' else ''} | {method} | " + " | ".join(f"{mean[c]:.2f}" for c in columns)
                             + f" | {means[variant, method]:.2f} |")
         gain = means["aligned", "soft_kmeans_names"] - means["off", "soft_kmeans_names"]
         gains.append(gain)
         targets.append(target(f"{dataset}: shaping with the names − without, soft k-means given the names, mean "
                               "meta-validation accuracy over the protocols (points)", gain, 0.0, ">="))
+        targets.append(target(f"{dataset}: share of the real names that point to their own class (shaping aligns "
+                              "them only at or above NAME_AGREEMENT)", agreement["real"], NAME_AGREEMENT, ">="))
+        targets.append(target(f"{dataset}: share of the `intent_<n>` names that point to their own class (near "
+                              "chance, far below NAME_AGREEMENT, so shaping leaves them out)", agreement["say_nothing"],
+                              0.1, "<="))
     targets.append(target("mean over the datasets of the same gain (the default shapes with the names when >= 0)",
                           float(np.mean(gains)), 0.0, ">="))
     header = (f"Soft k-means accuracy % on meta-validation episodes ({args.episodes} per 5-way protocol, "
@@ -73,7 +132,9 @@ def run(args) -> tuple[dict, list, list]:
               f"over seeds {args.seeds}, on MiniLM shaped as benchmarks/fewshot_intents.py shapes it ({args.layers} top "
               "layers), without the label names (`off`) or with them aligned to their examples (`aligned`). "
               "`soft_kmeans_names`: given each label's name as one more example (how a SIB that reads names "
-              "starts).\n")
+              "starts). `say_nothing`: every class renamed `intent_<random n>` and aligned regardless, first seed "
+              "only. On the pretrained encoder (`name_agreement`, meta-training classes): " + "; ".join(agreements)
+              + f". Shaping aligns names only where at least {NAME_AGREEMENT:.0%} do.\n")
     return results, targets, [header, *rows]
 
 

@@ -16,6 +16,7 @@ from hf_adapter_ext.meta.shaping import (
     SHAPING_DEFAULTS,
     _name_alignment_loss,
     encoder_layers,
+    name_agreement,
     pool_states,
     run_layers,
     shape_encoder,
@@ -131,6 +132,8 @@ def test_the_trainer_shapes_before_encoding_any_episode(tmp_path, tokenizer):
     (lambda m, t, x, y: m.shape_backbone(t, "one text", y), r"texts"),
     (lambda m, t, x, y: m.shape_backbone(t, x, y, class_names="paris"), r"class_names must map each class id"),
     (lambda m, t, x, y: m.shape_backbone(t, x, y, class_names={"0": "paris"}), r"names none of the label ids"),
+    (lambda m, t, x, y: shape_encoder(m.backbone, t, x, y, min_name_agreement=1.5),
+     r"min_name_agreement=1.5 is out of range"),
 ])
 def test_bad_shaping_calls_are_refused_by_name(tokenizer, call, message):
     model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
@@ -265,3 +268,24 @@ def test_names_listed_by_class_id_shape_as_names_keyed_by_it(tokenizer):
     losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
                             class_names=given) for given in (names, dict(enumerate(names)), None)]
     assert losses[0] == losses[1] != losses[2]
+
+
+def test_names_that_point_to_other_classes_are_not_aligned(tokenizer, caplog):
+    data = intent_data(tokenizer)
+    texts, labels = list(data["text"]), list(data["label"])
+    swapped = ["london", "acme", "john", "mary", "union", "paris"]  # each class named after its neighbour
+    with caplog.at_level("INFO", logger="hf_adapter_ext.meta.shaping"):
+        losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
+                                class_names=names) for names in (swapped, None)]
+    assert losses[0] == losses[1]
+    assert "Shaping without the label names" in caplog.text
+    forced = shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
+                           class_names=swapped, min_name_agreement=0.0)
+    assert forced != losses[1]
+
+
+def test_name_agreement_counts_the_names_nearest_to_their_own_class():
+    means = torch.eye(3)
+    names = torch.tensor([[1.0, 0.1, 0.0], [0.0, 0.0, 1.0]])  # class 0's name, then class 2's (class 1 unnamed)
+    assert name_agreement(names, torch.tensor([0, IGNORE_INDEX, 1]), means) == 1.0
+    assert name_agreement(names, torch.tensor([1, IGNORE_INDEX, 0]), means) == 0.0
