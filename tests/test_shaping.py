@@ -165,6 +165,8 @@ def test_shape_top_layers_needs_the_labelled_training_data(tmp_path, tokenizer):
         trainer.shape_backbone()
     with pytest.raises(ValueError, match="shape_top_layers=-1 is out of range"):
         meta_args(tmp_path, shape_top_layers=-1)
+    with pytest.raises(ValueError, match="shape_with_label_names must be true or false"):
+        meta_args(tmp_path, shape_with_label_names="false")
 
 
 def test_the_default_shapes_where_shaping_applies_and_says_why_not_elsewhere(tmp_path, tokenizer, caplog):
@@ -246,18 +248,18 @@ def test_names_that_say_nothing_leave_shaping_as_it_was(tokenizer):
     assert all(got == losses[0] for got in losses[1:])
 
 
-@pytest.mark.parametrize("use_label_names", [True, False])
+@pytest.mark.parametrize("use_label_names, shape_with_label_names", [(True, True), (False, True), (True, False)])
 def test_the_trainer_shapes_with_the_datasets_label_names_only_for_a_model_that_reads_them(
-        tmp_path, tokenizer, monkeypatch, use_label_names):
+        tmp_path, tokenizer, monkeypatch, use_label_names, shape_with_label_names):
     seen = {}
     monkeypatch.setattr(modeling, "shape_encoder", lambda *a, class_names=None, **kw: seen.update(names=class_names)
                         or [0.0])
     data = intent_data(tokenizer).filter(lambda r: r["label"] < 3)
     model = SIBForFewShotClassification(SIBConfig(n_way=3, use_label_names=use_label_names),
                                         backbone=encoder("bert", len(tokenizer)))
-    SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=1), train_dataset=data,
-                              processing_class=tokenizer).shape_backbone()
-    expected = {c: f"intent_{c}" for c in range(6)} if use_label_names else None
+    args = meta_args(tmp_path, shape_top_layers=1, shape_with_label_names=shape_with_label_names)
+    SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer).shape_backbone()
+    expected = {c: f"intent_{c}" for c in range(6)} if use_label_names and shape_with_label_names else None
     assert seen["names"] == expected
 
 

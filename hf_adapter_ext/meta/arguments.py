@@ -65,6 +65,11 @@ class MetaTrainingArguments(CheckedTrainingArguments):
         "help": "Passes over the meta-training texts when shaping."})
     shape_learning_rate: float = field(default=SHAPING_DEFAULTS.learning_rate, metadata={
         "help": "AdamW rate of the shaped layers."})
+    shape_with_label_names: bool = field(default=True, metadata={
+        "help": "For a model that reads label names (SIBConfig.use_label_names), shape the encoder with the training "
+                "dataset's ClassLabel names too, so that each name comes to lie where its class's examples do "
+                "(shape_encoder's class_names; only where most names point to their own class on the pretrained "
+                "encoder). Chosen on meta-validation classes: benchmarks/results/shaping_names.md."})
 
     def __post_init__(self):
         check_settings("MetaTrainingArguments", self, _RULES)
@@ -107,4 +112,5 @@ _RULES = {
     "shape_top_layers": Number(int, 0, 1000, optional=True, example="2", why="0 keeps the pretrained encoder"),
     "shape_epochs": EPOCHS,
     "shape_learning_rate": Number(float, 0, 1, low_open=True, example="2e-5"),
+    "shape_with_label_names": bool,
 }

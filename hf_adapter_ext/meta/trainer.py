@@ -187,8 +187,8 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
         applies (a sequence-level model over a frozen BERT-family encoder, trained from a labelled text dataset)
         and meta-trains on the pretrained features elsewhere, saying why in the log; a number asks for exactly
         that many layers and refuses a setting where it cannot be done. A model that reads label names
-        (``use_label_names``) is shaped with the dataset's ClassLabel names too, so that each name comes to lie
-        where its class's examples do (benchmarks/results/shaping_names.md)."""
+        (``use_label_names``) is shaped with the dataset's ClassLabel names too (``args.shape_with_label_names``),
+        so that each name comes to lie where its class's examples do (benchmarks/results/shaping_names.md)."""
         layers, model = self.args.shape_top_layers, self.model
         if layers == 0 or model.config.shaped_layers:
             return None
@@ -200,7 +200,8 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
             raise ValueError("shape_top_layers needs the labelled training dataset (text + label rows), not ready-made "
                              "episodes: pass train_dataset=<datasets.Dataset>, or set shape_top_layers=0.")
         data = self.train_dataset
-        names = getattr(data.features.get(self.columns.label), "names", None) if model.config.use_label_names else None
+        with_names = model.config.use_label_names and self.args.shape_with_label_names
+        names = getattr(data.features.get(self.columns.label), "names", None) if with_names else None
         losses = model.shape_backbone(self.processing_class, list(data[self.columns.text]),
                                       list(data[self.columns.label]), top_layers=layers, epochs=self.args.shape_epochs,
                                       learning_rate=self.args.shape_learning_rate, seed=self.args.seed,
