@@ -264,7 +264,7 @@ class SIBForFewShotClassification(PreTrainedModel):
     def shape_backbone(self, tokenizer, texts: Sequence[str], labels: Sequence[int],
                        top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
                        learning_rate: float = SHAPING_DEFAULTS.learning_rate, seed: int = 0,
-                       class_names: Mapping[int, str] | None = None) -> list[float]:
+                       class_names: Mapping[int, str] | Sequence[str] | None = None) -> list[float]:
         """Fine-tune the encoder's top ``top_layers`` layers on labelled meta-training texts (`shape_encoder`)
         before meta-training, so that its features separate intents of the same kind; returns the loss per epoch.
         The shaped encoder is saved with the model from then on (``config.shaped_layers``). ``class_names`` (class

@@ -134,7 +134,8 @@ def name_agreement(name_features: torch.Tensor, rows: torch.Tensor, class_means:
 
 
 def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int], *,
-                  class_names: Mapping[int, str] | Sequence[str] | None = None, top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
+                  class_names: Mapping[int, str] | Sequence[str] | None = None,
+                  top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
                   learning_rate: float = SHAPING_DEFAULTS.learning_rate, pooling: str = "mean",
                   batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0,
                   min_name_agreement: float = NAME_AGREEMENT,
@@ -187,7 +188,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
     backbone.eval()
     batches, features, reference = _cache_lower_states(backbone, tokenizer, texts, cut, batch_size, max_length,
                                                        pooling)
-    names = _cache_name_states(backbone, tokenizer, classes, name_texts, cut, max_length, pooling)
+    cached_names = _cache_name_states(backbone, tokenizer, classes, name_texts, cut, max_length, pooling)
     top = layers[cut:]
     first_states, first_mask, _ = batches[0]
     with torch.no_grad():
@@ -197,14 +198,15 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                              "would train on wrong features. Train without shaping (shape_top_layers=0).")
     # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
     means = torch.zeros(len(classes), features.size(1)).index_add_(0, targets, F.normalize(features, dim=-1))
-    if names is not None:
-        names, name_features = names
-        agreement = name_agreement(name_features, names[2], means)
-        if agreement < min_name_agreement:
+    names = None  # (states, mask, rows) of the names that shaping aligns
+    if cached_names is not None:
+        agreement = name_agreement(cached_names[1], cached_names[0][2], means)
+        if agreement >= min_name_agreement:
+            names = cached_names[0]
+        else:
             logger.info("Shaping without the label names: only %.0f%% of them point to their own class on the "
                         "pretrained encoder (at least %.0f%% needed), so they say little about their classes.",
                         100 * agreement, 100 * min_name_agreement)
-            names = None
     weights = nn.Parameter(F.normalize(means, dim=-1).to(reference.device, reference.dtype))
     trainable = list(top.parameters())
     was_trainable = [p.requires_grad for p in trainable]
