@@ -226,17 +226,19 @@ def name_margin(backbone, tokenizer, texts, labels, names):
     return float((own - cos.masked_fill(torch.eye(len(names), dtype=torch.bool), -2).max(1).values).mean())
 
 
-def test_shaping_with_the_names_puts_each_name_where_its_class_lies(tokenizer):
+def test_shaping_with_the_names_puts_each_name_where_its_class_lies(tokenizer, caplog):
     data = intent_data(tokenizer)
     texts, labels = list(data["text"]), list(data["label"])
     names = ["paris", "london", "acme", "john", "mary", "union"]  # each class's texts start with its name
     margins = {}
     for aligned in (False, True):
         backbone = encoder("bert", len(tokenizer))
-        shape_encoder(backbone, tokenizer, texts, labels, top_layers=2, epochs=30, learning_rate=3e-3, batch_size=16,
-                      class_names=dict(enumerate(names)) if aligned else None)
+        with caplog.at_level("INFO", logger="hf_adapter_ext.meta.shaping"):
+                shape_encoder(backbone, tokenizer, texts, labels, top_layers=2, epochs=30, learning_rate=3e-3,
+                          batch_size=16, class_names=dict(enumerate(names)) if aligned else None)
         margins[aligned] = name_margin(backbone, tokenizer, texts, labels, names)
     assert margins[True] > margins[False] + 0.2, margins
+    assert "Shaping with the label names" in caplog.text
 
 
 def test_names_that_say_nothing_leave_shaping_as_it_was(tokenizer):

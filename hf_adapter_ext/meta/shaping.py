@@ -203,6 +203,8 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         agreement = name_agreement(cached_names[1], cached_names[0][2], means)
         if agreement >= min_name_agreement:
             names = cached_names[0]
+            logger.info("Shaping with the label names: %.0f%% of them point to their own class on the pretrained "
+                        "encoder.", 100 * agreement)
         else:
             logger.info("Shaping without the label names: only %.0f%% of them point to their own class on the "
                         "pretrained encoder (at least %.0f%% needed), so they say little about their classes.",
