@@ -57,6 +57,7 @@ from hf_adapter_ext.data import load_banking77, load_clinc150
 from hf_adapter_ext.meta import EpisodeSampler, MetaTrainingArguments, SequenceEpisodes, encode_texts
 from hf_adapter_ext.meta.label_names import encode_label_names
 from hf_adapter_ext.meta.refinement import check_refinement
+from hf_adapter_ext.meta.shaping import shape_encoder
 
 SIB_DEFAULTS = SIBConfig()
 SHAPING = {name: MetaTrainingArguments.__dataclass_fields__[name].default
@@ -119,9 +120,26 @@ def training_episodes(features, labels, classes, k: int, seed: int, count: int, 
 
 def frozen_features(name: str, texts, names, tokenizer) -> Encoded:
     """The pool's texts and label names encoded by the pretrained MiniLM (cached)."""
-    model = new_model("sequence")
-    return Encoded(cached(f"{name}_minilm", lambda: encode_texts(model, tokenizer, texts)),
-                   cached(f"{name}_minilm_label_names", lambda: encode_label_names(model, tokenizer, names)))
+    return Encoded(cached(f"{name}_minilm", lambda: encode_texts(new_model("sequence"), tokenizer, texts)),
+                   cached(f"{name}_minilm_label_names",
+                          lambda: encode_label_names(new_model("sequence"), tokenizer, names)))
+
+
+def shape_and_encode(texts, labels, classes, names, layers: int, seed: int,
+                     **shaping) -> tuple[list[torch.Tensor], float]:
+    """A fresh MiniLM's top ``layers`` layers shaped on the meta-training classes (`shape_encoder`, with the
+    library's default epochs and rate and ``shaping``'s other settings, e.g. ``class_names``); the pool's texts and
+    label ``names`` encoded by it, and the seconds shaping took."""
+    torch.manual_seed(seed)
+    model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
+    train_classes = set(classes["train"])
+    train = [i for i, label in enumerate(labels) if label in train_classes]
+    start = time.perf_counter()
+    shape_encoder(model.backbone, tokenizer, [texts[i] for i in train], [labels[i] for i in train], top_layers=layers,
+                  epochs=SHAPING["shape_epochs"], learning_rate=SHAPING["shape_learning_rate"],
+                  pooling=model.config.pooling, seed=seed, **shaping)
+    seconds = time.perf_counter() - start
+    return [encode_texts(model, tokenizer, texts), encode_label_names(model, tokenizer, names)], seconds
 
 
 def shaped_features(name: str, texts, labels, classes, names, layers: int, seed: int,
@@ -135,16 +153,10 @@ def shaped_features(name: str, texts, labels, classes, names, layers: int, seed:
     seconds = {}
 
     def compute():
-        torch.manual_seed(seed)
-        model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
-        train_classes = set(classes["train"])
-        train = [i for i, label in enumerate(labels) if label in train_classes]
-        start = time.perf_counter()
-        model.shape_backbone(tokenizer, [texts[i] for i in train], [labels[i] for i in train], top_layers=layers,
-                             epochs=SHAPING["shape_epochs"], learning_rate=SHAPING["shape_learning_rate"], seed=seed,
-                             class_names={c: names[c] for c in classes["train"]} if align_names else None)
-        seconds["shaping"] = time.perf_counter() - start
-        return [encode_texts(model, tokenizer, texts), encode_label_names(model, tokenizer, names)]
+        features, seconds["shaping"] = shape_and_encode(
+            texts, labels, classes, names, layers, seed,
+            class_names={c: names[c] for c in classes["train"]} if align_names else None)
+        return features
 
     return Encoded(*cached(key, compute)), seconds.get("shaping")
 

@@ -22,15 +22,14 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from benchmarks.common import cached, cached_json, target, write_results
-from benchmarks.fewshot_intents import Encoded, episodes, shaped_features, task
+from benchmarks.fewshot_intents import Encoded, episodes, shape_and_encode, shaped_features, task
 from benchmarks.sib_fewshot import best_soft_kmeans, minilm, new_model, score, soft_kmeans_sweep
 from hf_adapter_ext.meta import encode_texts
 from hf_adapter_ext.meta.label_names import encode_label_names
-from hf_adapter_ext.meta.shaping import NAME_AGREEMENT, name_agreement, shape_encoder
+from hf_adapter_ext.meta.shaping import NAME_AGREEMENT, class_means, name_agreement
 
 PROTOCOLS = [("5way_even", 1), ("5way_uneven", 1), ("allway_natural", 1), ("5way_even", 5), ("5way_uneven", 5),
              ("allway_natural", 5)]
@@ -46,25 +45,18 @@ def say_nothing_names(names: list[str]) -> list[str]:
 
 def say_nothing_features(dataset: str, texts, labels, classes, names, layers: int, seed: int) -> Encoded:
     """The pool's features after shaping with `say_nothing_names` aligned regardless of `name_agreement` (cached)."""
-    def compute():
-        torch.manual_seed(seed)
-        model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
-        train = [i for i, label in enumerate(labels) if label in set(classes["train"])]
-        shape_encoder(model.backbone, tokenizer, [texts[i] for i in train], [labels[i] for i in train],
-                      class_names={c: names[c] for c in classes["train"]}, top_layers=layers,
-                      min_name_agreement=0.0, seed=seed)
-        return [encode_texts(model, tokenizer, texts), encode_label_names(model, tokenizer, names)]
-
-    return Encoded(*cached(f"shaping_names_{dataset}_say_nothing_l{layers}_s{seed}", compute))
+    return Encoded(*cached(f"shaping_names_{dataset}_say_nothing_l{layers}_s{seed}", lambda: shape_and_encode(
+        texts, labels, classes, names, layers, seed, class_names={c: names[c] for c in classes["train"]},
+        min_name_agreement=0.0)[0]))
 
 
 def frozen_agreement(dataset: str, texts, labels, classes, names) -> float:
     """`name_agreement` of ``names`` over the meta-training classes on the pretrained MiniLM, as shaping checks it."""
     model, tokenizer = new_model("sequence"), AutoTokenizer.from_pretrained(minilm())
     features = cached(f"{dataset}_minilm", lambda: encode_texts(model, tokenizer, texts))
-    train = classes["train"]
-    label_ids = torch.as_tensor(labels)
-    means = torch.stack([F.normalize(features[label_ids == c], dim=-1).sum(0) for c in train])
+    train, train_classes = classes["train"], set(classes["train"])
+    rows = [i for i, label in enumerate(labels) if label in train_classes]
+    means = class_means(features[rows], torch.as_tensor([train.index(labels[i]) for i in rows]), len(train))
     return name_agreement(encode_label_names(model, tokenizer, [names[c] for c in train]),
                           torch.arange(len(train)), means)
 

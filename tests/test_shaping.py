@@ -261,7 +261,7 @@ def test_the_trainer_shapes_with_the_datasets_label_names_only_for_a_model_that_
                                         backbone=encoder("bert", len(tokenizer)))
     args = meta_args(tmp_path, shape_top_layers=1, shape_with_label_names=shape_with_label_names)
     SemiSupervisedMetaTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer).shape_backbone()
-    expected = {c: f"intent_{c}" for c in range(6)} if use_label_names and shape_with_label_names else None
+    expected = [f"intent_{c}" for c in range(6)] if use_label_names and shape_with_label_names else None
     assert seen["names"] == expected
 
 

@@ -35,13 +35,18 @@ def string_tags(data, column: str) -> list[list[str]]:
     return [[names[t] for t in tags] if names else list(tags) for tags in data[column]]
 
 
+def label_column_names(data, columns: EpisodeColumns) -> list[str] | None:
+    """The names of ``data``'s label column by class id (its ClassLabel feature), or None for bare ids."""
+    return getattr(data.features.get(columns.label), "names", None)
+
+
 def class_names(data, config, columns: EpisodeColumns) -> set[str] | None:
     """The classes ``data`` holds by name (a ClassLabel's names, string labels, or token-level entity types), or
     None where its labels are bare ids, which may be numbered per split and so say nothing across datasets."""
     if config.level == "token":
         return {t for sentence in string_tags(data, columns.tags) for t in sentence if t != "O"}
     labels = set(data[columns.label])
-    names = getattr(data.features.get(columns.label), "names", None)
+    names = label_column_names(data, columns)
     if names:
         return {names[label] for label in labels}
     return labels if all(isinstance(label, str) for label in labels) else None
@@ -73,7 +78,7 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
         raise ValueError(f"The {name} dataset's {columns.label!r} column holds label names ({named!r}); episodes take "
                          f"class ids. Encode them first: dataset = dataset.class_encode_column({columns.label!r}) "
                          "(the names are kept in its ClassLabel feature).")
-    names = getattr(data.features.get(columns.label), "names", None)
+    names = label_column_names(data, columns)
     fewest, most = ways or (config.n_way, config.n_way)
     if ways is not None:  # mixed sizes: as many as the split holds, at most
         most = min(most, len(set(labels)))
@@ -106,7 +111,7 @@ def label_name_features(data, model, tokenizer, columns: EpisodeColumns, name: s
     (``SIBConfig(use_label_names=True)``); None, with a warning, where its labels are bare ids."""
     if not model.config.use_label_names:
         return None
-    names = getattr(data.features.get(columns.label), "names", None)
+    names = label_column_names(data, columns)
     if not names:
         warnings.warn(f"The {name} dataset's {columns.label!r} column holds bare class ids, so this model "
                       "(use_label_names=True) meets its classes without their names. Give the column a ClassLabel "

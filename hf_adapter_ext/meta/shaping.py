@@ -125,6 +125,11 @@ def _cache_name_states(backbone, tokenizer, classes: list[int], texts: dict[int,
     return (out.hidden_states[cut], encoded["attention_mask"], rows), pooled
 
 
+def class_means(features: torch.Tensor, targets: torch.Tensor, classes: int) -> torch.Tensor:
+    """[classes, D]: per class, the sum of its examples' unit-length features (its mean's direction)."""
+    return torch.zeros(classes, features.size(1)).index_add_(0, targets, F.normalize(features, dim=-1))
+
+
 def name_agreement(name_features: torch.Tensor, rows: torch.Tensor, class_means: torch.Tensor) -> float:
     """The share of named classes whose name's nearest class mean (cosine) is its own class's: whether the names
     say, to this encoder, which class is which. ``rows``: each class's row in ``name_features`` (-100: no name)."""
@@ -197,7 +202,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                              "does not reproduce its output (its layers take other inputs than BERT's), so shaping "
                              "would train on wrong features. Train without shaping (shape_top_layers=0).")
     # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
-    means = torch.zeros(len(classes), features.size(1)).index_add_(0, targets, F.normalize(features, dim=-1))
+    means = class_means(features, targets, len(classes))
     names = None  # (states, mask, rows) of the names that shaping aligns
     if cached_names is not None:
         agreement = name_agreement(cached_names[1], cached_names[0][2], means)

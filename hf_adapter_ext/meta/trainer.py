@@ -22,7 +22,7 @@ from ..constants import IGNORE_INDEX
 from ..hub import OwnModelCardMixin
 from .arguments import MetaTrainingArguments
 from .baselines import prototype_logits, soft_kmeans_logits
-from .episode_data import EpisodeColumns, build_episodes, class_names, episode_sampler
+from .episode_data import EpisodeColumns, build_episodes, class_names, episode_sampler, label_column_names
 from .episodes import EpisodeSampler, collate_episodes
 from .evaluation import episode_compute_metrics
 from .label_names import check_label_names
@@ -201,11 +201,10 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
                              "episodes: pass train_dataset=<datasets.Dataset>, or set shape_top_layers=0.")
         data = self.train_dataset
         with_names = model.config.use_label_names and self.args.shape_with_label_names
-        names = getattr(data.features.get(self.columns.label), "names", None) if with_names else None
         losses = model.shape_backbone(self.processing_class, list(data[self.columns.text]),
                                       list(data[self.columns.label]), top_layers=layers, epochs=self.args.shape_epochs,
                                       learning_rate=self.args.shape_learning_rate, seed=self.args.seed,
-                                      class_names=dict(enumerate(names)) if names else None)
+                                      class_names=label_column_names(data, self.columns) if with_names else None)
         self._episodes.clear()  # any encoded before were the pretrained encoder's features
         logger.info("Shaped the encoder's top %d layers: training loss per epoch %s", layers,
                     [round(loss, 4) for loss in losses])
