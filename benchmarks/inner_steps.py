@@ -21,7 +21,12 @@ import argparse
 
 from benchmarks.common import target, write_results
 from benchmarks.meta_budget import MARGIN, MIX
-from benchmarks.query_pools import comparison_rows, episode_arguments, refinement_targets, training_runs
+from benchmarks.query_pools import (
+    comparison_rows,
+    episode_arguments,
+    one_shot_refinement_targets,
+    training_runs,
+)
 from hf_adapter_ext import SIBConfig
 
 DEFAULT_K = SIBConfig().inner_steps
@@ -41,10 +46,8 @@ def main():
     gap = overall[names[1]] - overall[names[0]]
     targets = [target(f"mean meta-validation accuracy, K={other} − K={default} (points; the rule: K={other} becomes "
                       f"the default when >= {MARGIN})", gap, MARGIN, ">=")]
-    for dataset in args.datasets:
-        for k in args.shots:
-            for name in names:
-                targets += refinement_targets(dataset, k, results[f"{dataset}_{k}shot_{name}"], name)
+    for name in names:
+        targets += one_shot_refinement_targets(args, results, name)
     best_steps = {name: [r["best_step"] for key, runs in results.items() if key.endswith(name) for r in runs]
                   for name in names}
     header = (f"SIB (equivariant net, library defaults and training pools, {args.steps} steps, best step on 5-way even "
@@ -55,7 +58,7 @@ def main():
               + ", ".join(f"{name} {value:.2f}" for name, value in overall.items())
               + f" ({gap:+.2f} for K = {other}; the rule, >= {MARGIN}, picks K = {other if gap >= MARGIN else default})."
               " Best steps: " + "; ".join(f"{name} {values}" for name, values in best_steps.items()) + ".\n")
-    write_results("inner_steps", {"settings": vars(args), "mix": MIX, "targets": targets,
+    write_results(args.results_name or "inner_steps", {"settings": vars(args), "mix": MIX, "targets": targets,
                                   "results": results, "best_steps": best_steps}, "\n".join([header, *rows]))
 
 
