@@ -13,6 +13,7 @@ over the four protocols, both datasets and every seed) is higher by at least 0.1
 mean; test scores are reported, never used to choose.
 
     python -m benchmarks.inner_steps --seeds 0 1 2
+    python -m benchmarks.inner_steps --shots 5 --seeds 0 1 2 --results_name inner_steps_5shot   # 5-shot
 """
 
 from __future__ import annotations
