@@ -66,10 +66,11 @@ def sweep_one(dataset, texts, labels, classes, layers: int, learning_rate: float
         clock["scoring"] += time.perf_counter() - began
         print(dataset, layers, learning_rate, per_epoch[-1], flush=True)
 
-    losses = shape_encoder(model.backbone, tokenizer, [texts[i] for i in train], [labels[i] for i in train],
+    shaped = shape_encoder(model.backbone, tokenizer, [texts[i] for i in train], [labels[i] for i in train],
                            top_layers=layers, epochs=args.epochs, learning_rate=learning_rate,
                            pooling=model.config.pooling, seed=seed, on_epoch_end=evaluate)
-    return {"layers": layers, "learning_rate": learning_rate, "seed": seed, "losses": losses, "per_epoch": per_epoch}
+    return {"layers": layers, "learning_rate": learning_rate, "seed": seed, "losses": shaped.losses,
+            "per_epoch": per_epoch}
 
 
 def seed_mean(entries: list[dict]) -> tuple[dict[str, float], float]:

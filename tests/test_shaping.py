@@ -13,7 +13,9 @@ from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
 from hf_adapter_ext.constants import IGNORE_INDEX
 from hf_adapter_ext.meta import SemiSupervisedMetaTrainer, modeling
 from hf_adapter_ext.meta.shaping import (
+    NAME_AGREEMENT,
     SHAPING_DEFAULTS,
+    ShapingResult,
     _name_alignment_loss,
     encoder_layers,
     name_agreement,
@@ -70,7 +72,7 @@ def test_shaping_trains_only_the_top_layers_and_separates_the_classes(tokenizer)
     backbone.requires_grad_(False)
     separation = class_separation(pooled(backbone, tokenizer, texts), labels)
     losses = shape_encoder(backbone, tokenizer, texts, labels, top_layers=1, epochs=8, learning_rate=3e-3,
-                           batch_size=16)
+                           batch_size=16).losses
     assert len(losses) == 8 and losses[-1] < losses[0]
     changed = {k.split(".")[2] for k, v in backbone.state_dict().items()
                if k.startswith("encoder.layer.") and not torch.equal(v, before[k])}
@@ -244,10 +246,11 @@ def test_shaping_with_the_names_puts_each_name_where_its_class_lies(tokenizer, c
 def test_names_that_say_nothing_leave_shaping_as_it_was(tokenizer):
     data = intent_data(tokenizer)
     texts, labels = list(data["text"]), list(data["label"])
-    losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
-                            class_names=names)
-              for names in (None, {c: str(c) for c in range(6)}, [" _ "] * 6)]
-    assert all(got == losses[0] for got in losses[1:])
+    results = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
+                             class_names=names)
+               for names in (None, {c: str(c) for c in range(6)}, [" _ "] * 6)]
+    assert all(got == results[0] for got in results[1:])
+    assert results[0].name_agreement is None and not results[0].names_aligned
 
 
 @pytest.mark.parametrize("use_label_names, shape_with_label_names", [(True, True), (False, True), (True, False)])
@@ -255,7 +258,7 @@ def test_the_trainer_shapes_with_the_datasets_label_names_only_for_a_model_that_
         tmp_path, tokenizer, monkeypatch, use_label_names, shape_with_label_names):
     seen = {}
     monkeypatch.setattr(modeling, "shape_encoder", lambda *a, class_names=None, **kw: seen.update(names=class_names)
-                        or [0.0])
+                        or ShapingResult([0.0]))
     data = intent_data(tokenizer).filter(lambda r: r["label"] < 3)
     model = SIBForFewShotClassification(SIBConfig(n_way=3, use_label_names=use_label_names),
                                         backbone=encoder("bert", len(tokenizer)))
@@ -270,7 +273,7 @@ def test_names_listed_by_class_id_shape_as_names_keyed_by_it(tokenizer):
     texts, labels = list(data["text"]), list(data["label"])
     names = ["paris", "london", "acme", "john", "mary", "union"]
     losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
-                            class_names=given) for given in (names, dict(enumerate(names)), None)]
+                            class_names=given).losses for given in (names, dict(enumerate(names)), None)]
     assert losses[0] == losses[1] != losses[2]
 
 
@@ -279,13 +282,38 @@ def test_names_that_point_to_other_classes_are_not_aligned(tokenizer, caplog):
     texts, labels = list(data["text"]), list(data["label"])
     swapped = ["london", "acme", "john", "mary", "union", "paris"]  # each class named after its neighbour
     with caplog.at_level("INFO", logger="hf_adapter_ext.meta.shaping"):
-        losses = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
-                                class_names=names) for names in (swapped, None)]
-    assert losses[0] == losses[1]
+        results = [shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
+                                 class_names=names) for names in (swapped, None)]
+    assert results[0].losses == results[1].losses
+    assert results[0].name_agreement < NAME_AGREEMENT and not results[0].names_aligned
     assert "Shaping without the label names" in caplog.text
     forced = shape_encoder(encoder("bert", len(tokenizer)), tokenizer, texts, labels, top_layers=1, epochs=2,
                            class_names=swapped, min_name_agreement=0.0)
-    assert forced != losses[1]
+    assert forced.losses != results[1].losses and forced.names_aligned
+
+
+@pytest.mark.parametrize("names, aligned", [(["paris", "london", "acme", "john", "mary", "union"], True),
+                                           (["london", "acme", "john", "mary", "union", "paris"], False)])
+def test_the_saved_model_and_its_card_say_whether_shaping_aligned_the_names(tmp_path, tokenizer, names, aligned):
+    data = intent_data(tokenizer)
+    model = SIBForFewShotClassification(SIBConfig(n_way=3), backbone=encoder("bert", len(tokenizer)))
+    result = model.shape_backbone(tokenizer, list(data["text"]), list(data["label"]), top_layers=1, epochs=1,
+                                  class_names=names)
+    assert result.names_aligned is aligned
+    model.save_pretrained(tmp_path)
+    reloaded = SIBForFewShotClassification.from_pretrained(tmp_path)
+    assert reloaded.config.shaped_with_label_names is aligned
+    assert reloaded.config.shaped_name_agreement == pytest.approx(result.name_agreement)
+    card = (tmp_path / "README.md").read_text()
+    share = f"{100 * result.name_agreement:.0f}%"
+    expected = (f"shaped to put each meta-training class's name where its examples lie ({share}" if aligned else
+                f"shaped without them: only {share} of the meta-training classes' names")
+    assert expected in card
+
+
+def test_a_model_shaped_without_names_says_nothing_about_them():
+    card = SIBForFewShotClassification(SIBConfig(n_way=3, shaped_layers=2), backbone=encoder("bert", 100)).model_card()
+    assert "top 2 layers shaped" in card and "pointed to their own class" not in card
 
 
 def test_name_agreement_counts_the_names_nearest_to_their_own_class():

@@ -27,6 +27,9 @@ _RULES = {
     "freeze_backbone": bool, "level": LEVELS, "pooling": POOLINGS, "grad_net": GRAD_NETS,
     "feature_dim": Number(int, 1, optional=True, example="384", why="the encoder's hidden size"),
     "shaped_layers": Number(int, 0, 1000, example="0", why="how many top encoder layers were shaped"),
+    "shaped_with_label_names": bool,
+    "shaped_name_agreement": Number(float, 0, 1, optional=True, example="0.87",
+                                    why="a share of the meta-training classes' names"),
     "max_refined_classes": Number(int, 0, optional=True, example="20",
                                   why="tasks with more labels are answered from the K = 0 start; None refines all"),
 }
@@ -91,6 +94,11 @@ class SIBConfig(PretrainedConfig):
         shaped_layers: how many of the encoder's top layers were fine-tuned on the meta-training classes
             (`SIBForFewShotClassification.shape_backbone`; 0: the encoder is as pretrained). A shaped encoder is
             saved with the model, since ``backbone_name_or_path`` no longer holds its weights.
+        shaped_with_label_names: whether shaping also aligned the meta-training classes' label names with their
+            examples (set by ``shape_backbone``; the model card says so).
+        shaped_name_agreement: the share of those names that pointed to their own class on the pretrained
+            encoder, which decides whether they are aligned (set by ``shape_backbone``; None: shaped without
+            names to read).
         feature_dim: the encoder's hidden size (filled in from ``backbone``).
         backbone: the encoder's config (a config or its dict), so the model can be built without weights.
         backbone_name_or_path: where the frozen encoder's weights are loaded from.
@@ -118,6 +126,8 @@ class SIBConfig(PretrainedConfig):
         pooling: str = "mean",
         freeze_backbone: bool = True,
         shaped_layers: int = 0,
+        shaped_with_label_names: bool = False,
+        shaped_name_agreement: float | None = None,
         feature_dim: int | None = None,
         backbone: PretrainedConfig | dict | None = None,
         backbone_name_or_path: str | None = None,
@@ -153,6 +163,8 @@ class SIBConfig(PretrainedConfig):
         self.pooling = pooling
         self.freeze_backbone = freeze_backbone
         self.shaped_layers = shaped_layers
+        self.shaped_with_label_names = shaped_with_label_names
+        self.shaped_name_agreement = shaped_name_agreement
         self.feature_dim, self.backbone = feature_dim, None
         if backbone is not None:
             self.set_backbone(backbone)

@@ -34,7 +34,7 @@ from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
 from .grad_nets import ClassEquivariantGradientNet, SyntheticGradientNet
 from .label_names import encode_label_names, names_say_something, with_label_names
-from .shaping import SHAPING_DEFAULTS, pool_states, shape_encoder
+from .shaping import SHAPING_DEFAULTS, ShapingResult, pool_states, shape_encoder
 
 
 @dataclass
@@ -264,9 +264,10 @@ class SIBForFewShotClassification(PreTrainedModel):
     def shape_backbone(self, tokenizer, texts: Sequence[str], labels: Sequence[int],
                        top_layers: int = SHAPING_DEFAULTS.top_layers, epochs: int = SHAPING_DEFAULTS.epochs,
                        learning_rate: float = SHAPING_DEFAULTS.learning_rate, seed: int = 0,
-                       class_names: Mapping[int, str] | Sequence[str] | None = None) -> list[float]:
+                       class_names: Mapping[int, str] | Sequence[str] | None = None) -> ShapingResult:
         """Fine-tune the encoder's top ``top_layers`` layers on labelled meta-training texts (`shape_encoder`)
-        before meta-training, so that its features separate intents of the same kind; returns the loss per epoch.
+        before meta-training, so that its features separate intents of the same kind; returns the loss per epoch
+        and whether the names were aligned (`ShapingResult`, also kept in the config for the model card).
         The shaped encoder is saved with the model from then on (``config.shaped_layers``). ``class_names`` (class
         id → label name), for a model that reads label names: the encoder also learns to put each name where its
         class's examples lie."""
@@ -276,12 +277,14 @@ class SIBForFewShotClassification(PreTrainedModel):
         if self.config.shaped_layers:
             raise ValueError(f"This model's encoder is already shaped ({self.config.shaped_layers} top layers); "
                              "shaping it again would train on its own output. Start from the pretrained encoder.")
-        losses = shape_encoder(self.backbone, tokenizer, texts, labels, top_layers=top_layers, epochs=epochs,
+        result = shape_encoder(self.backbone, tokenizer, texts, labels, top_layers=top_layers, epochs=epochs,
                                learning_rate=learning_rate, pooling=self.config.pooling, seed=seed,
                                class_names=class_names)
         self.config.shaped_layers = top_layers
+        self.config.shaped_with_label_names = result.names_aligned
+        self.config.shaped_name_agreement = result.name_agreement
         self._keys_to_ignore_on_load_missing, self._keys_to_ignore_on_save = set(), set()  # saved with the head now
-        return losses
+        return result
 
     def _episode_features(self, features, input_ids, attention_mask):
         if features is not None:  # cached features are float32: computed in the head's dtype

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -37,6 +38,23 @@ EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the m
 # CLINC150 and BANKING77, mean soft k-means accuracy (5-way 1- and 5-shot, all-way 1-shot), this setting is 0.11
 # points below the best (4 layers, 2e-5, 3 epochs), within the episodes' noise, at about half its shaping time.
 SHAPING_DEFAULTS = SimpleNamespace(top_layers=2, epochs=3, learning_rate=2e-5)
+
+
+@dataclass
+class ShapingResult:
+    """What `shape_encoder` did.
+
+    Args:
+        losses: the mean training loss of each epoch.
+        name_agreement: the share of the readable label names that pointed to their own class on the pretrained
+            encoder (`name_agreement`); None when no readable names were given.
+        names_aligned: whether the names were aligned with their examples (``name_agreement`` reached the
+            threshold), as a model card reports it.
+    """
+
+    losses: list[float]
+    name_agreement: float | None = None
+    names_aligned: bool = False
 
 
 def pool_states(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -144,9 +162,10 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                   learning_rate: float = SHAPING_DEFAULTS.learning_rate, pooling: str = "mean",
                   batch_size: int = 64, scale: float = 20.0, max_length: int = 128, seed: int = 0,
                   min_name_agreement: float = NAME_AGREEMENT,
-                  on_epoch_end: Callable[[int], None] | None = None) -> list[float]:
+                  on_epoch_end: Callable[[int], None] | None = None) -> ShapingResult:
     """Fine-tune ``backbone``'s top ``top_layers`` layers in place, so that its pooled features separate the
-    classes of ``labels``; returns the mean training loss of each epoch.
+    classes of ``labels``; returns each epoch's mean training loss and whether the label names were aligned
+    (`ShapingResult`).
 
     Args:
         backbone: a BERT-family `AutoModel` (its layers are ``backbone.encoder.layer``); left in eval mode.
@@ -203,7 +222,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                              "would train on wrong features. Train without shaping (shape_top_layers=0).")
     # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
     means = class_means(features, targets, len(classes))
-    names = None  # (states, mask, rows) of the names that shaping aligns
+    names, agreement = None, None  # (states, mask, rows) of the names that shaping aligns; their agreement
     if cached_names is not None:
         agreement = name_agreement(cached_names[1], cached_names[0][2], means)
         if agreement >= min_name_agreement:
@@ -248,7 +267,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         top.eval()
         for p, flag in zip(trainable, was_trainable):
             p.requires_grad_(flag)
-    return losses
+    return ShapingResult(losses, agreement, names is not None)
 
 
 def _name_alignment_loss(top, names, pooled: torch.Tensor, targets: torch.Tensor, scale: float,

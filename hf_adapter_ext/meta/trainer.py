@@ -27,7 +27,7 @@ from .episodes import EpisodeSampler, collate_episodes
 from .evaluation import episode_compute_metrics
 from .label_names import check_label_names
 from .refinement import check_refinement
-from .shaping import SHAPING_DEFAULTS, encoder_layers
+from .shaping import SHAPING_DEFAULTS, ShapingResult, encoder_layers
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +179,9 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
                     "any number of" if model.config.max_refined_classes is None else model.config.max_refined_classes)
         return gains
 
-    def shape_backbone(self) -> list[float] | None:
+    def shape_backbone(self) -> ShapingResult | None:
         """Shape the model's encoder on the labelled training dataset (`SIBForFewShotClassification.shape_backbone`)
-        once; returns the loss per epoch, or None when nothing is shaped.
+        once; returns the loss per epoch and whether the names were aligned, or None when nothing is shaped.
 
         ``args.shape_top_layers=None`` (the default) shapes ``SHAPING_DEFAULTS.top_layers`` top layers wherever shaping
         applies (a sequence-level model over a frozen BERT-family encoder, trained from a labelled text dataset)
@@ -201,14 +201,14 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
                              "episodes: pass train_dataset=<datasets.Dataset>, or set shape_top_layers=0.")
         data = self.train_dataset
         with_names = model.config.use_label_names and self.args.shape_with_label_names
-        losses = model.shape_backbone(self.processing_class, list(data[self.columns.text]),
+        result = model.shape_backbone(self.processing_class, list(data[self.columns.text]),
                                       list(data[self.columns.label]), top_layers=layers, epochs=self.args.shape_epochs,
                                       learning_rate=self.args.shape_learning_rate, seed=self.args.seed,
                                       class_names=label_column_names(data, self.columns) if with_names else None)
         self._episodes.clear()  # any encoded before were the pretrained encoder's features
         logger.info("Shaped the encoder's top %d layers: training loss per epoch %s", layers,
-                    [round(loss, 4) for loss in losses])
-        return losses
+                    [round(loss, 4) for loss in result.losses])
+        return result
 
     def _default_shaped_layers(self) -> int:
         """How many top layers ``shape_top_layers=None`` shapes for this model and data: 0 where shaping does not
