@@ -487,7 +487,9 @@ REFUSED = [
     # ---- samplers
     ("sampler too few classes", lambda: EpisodeSampler([0, 0, 1, 1], [0, 1], 3, 1, 1), ValueError, r"3-way"),
     ("sampler short class", lambda: EpisodeSampler([0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1), ValueError,
-     r"fewer than k_shot \+ n_query"),
+     r"fewer than k_shot \+ n_query = 2 examples: \{0: 1\}.*too few even for k_shot=1"),
+    ("sampler short classes", lambda: EpisodeSampler([0] * 5 + [1] * 9 + [2] * 20, [0, 1, 2], 3, 1, 15), ValueError,
+     r"2 class\(es\) have fewer than k_shot \+ n_query = 16 examples: \{0: 5, 1: 9\}.*n_query=4 fits every class"),
     ("token sampler too few types", lambda: TokenEpisodeSampler([["x"]], ["x"], 2, 1), ValueError, r"2-way"),
     # ---- meta trainer
     ("meta args n_way", lambda: meta_args(n_way=3), TypeError, r"n_way"),  # SIBConfig's alone

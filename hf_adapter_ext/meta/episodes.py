@@ -98,9 +98,13 @@ class EpisodeSampler:
         short = {int(c): len(ix) for c, ix in self.by_class.items() if len(ix) < needed}
         if short:
             named = {(class_names[c] if class_names else c): n for c, n in short.items()}
+            fewest = min(short.values())
+            fix = (f"n_query={fewest - k_shot} fits every class; the smallest has {fewest}" if fewest > k_shot else
+                   f"the smallest class has {fewest}, too few even for k_shot={k_shot} and one query")
             raise ValueError(
-                f"Classes {named} have fewer than k_shot + n_query = {needed} examples; lower k_shot/n_query or "
-                "drop those classes from the split."
+                f"{len(named)} class(es) have fewer than k_shot + n_query = {needed} examples: "
+                f"{dict(list(named.items())[:10])}{' ...' if len(named) > 10 else ''}; lower k_shot/n_query "
+                f"({fix}) or drop those classes from the split."
             )
 
     def __call__(self, index: int) -> Episode:
