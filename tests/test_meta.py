@@ -18,7 +18,7 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
-from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler, collate_episodes
+from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler, collate_episodes, encode_texts
 from hf_adapter_ext.meta.episodes import sentence_types
 
 
@@ -512,6 +512,25 @@ def test_adapt_classifies_a_new_task_from_texts(tokenizer):
     predictions = model.adapt(["paris london", "john mary"], [0, 1], ["paris london", "john mary", "london"],
                               tokenizer=tokenizer)
     assert predictions.tolist()[:2] == [0, 1]
+
+
+def test_a_frozen_backbone_built_in_training_mode_encodes_without_dropout(tokenizer):
+    backbone = tiny_backbone(tokenizer.vocab_size).train()  # as BertModel(config) or AutoModel.from_config leave it
+    model = SIBForFewShotClassification(SIBConfig(n_way=2), backbone=backbone)
+    texts = ["paris london", "john mary peter"]
+    torch.testing.assert_close(encode_texts(model, tokenizer, texts), encode_texts(model, tokenizer, texts),
+                               atol=0, rtol=0)
+
+
+def test_texts_cut_at_the_token_limit_are_counted_in_a_warning(tokenizer, caplog):
+    model = SIBForFewShotClassification(SIBConfig(n_way=2), backbone=tiny_backbone(tokenizer.vocab_size))
+    with caplog.at_level("WARNING", logger="hf_adapter_ext.meta.features"):
+        encode_texts(model, tokenizer, ["paris london", "john mary"])
+        assert "token limit" not in caplog.text
+        long = " ".join(["paris london john mary"] * 40)  # 160 words: beyond 128 tokens
+        features = encode_texts(model, tokenizer, ["paris london", long, long + " peter"])
+    assert "2 of 3 texts reach the 128-token limit" in caplog.text
+    torch.testing.assert_close(features[1], features[2])  # the words past the limit are not read
 
 
 def test_predict_labels_gives_label_names_and_probabilities(tokenizer):

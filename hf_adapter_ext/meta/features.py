@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -12,6 +13,8 @@ from tqdm.auto import tqdm
 from ..data.alignment import max_length_rule, visible_words, word_windows
 from ..validation import POSITIVE_INT, check_settings, check_texts
 
+logger = logging.getLogger(__name__)
+
 
 def _by_length(lengths: Sequence[int], batch_size: int):
     order = np.argsort(lengths, kind="stable")
@@ -21,7 +24,9 @@ def _by_length(lengths: Sequence[int], batch_size: int):
 @torch.no_grad()
 def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
                  desc: str = "Encoding texts") -> torch.Tensor:
-    """Pooled features [N, D] of ``texts`` (``model.encode``, the SIB model's pooling), on CPU."""
+    """Pooled features [N, D] of ``texts`` (``model.encode``, the SIB model's pooling), on CPU. A text is read up to
+    ``max_length`` tokens (128: what MiniLM-style sentence encoders were trained on); how many texts reach that
+    limit, and so may be cut, is logged as a warning."""
     if not callable(getattr(model, "encode", None)) or not hasattr(model.config, "feature_dim"):
         raise TypeError(f"encode_texts needs a SIBForFewShotClassification (it pools the way the few-shot head reads "
                         f"features); got {type(model).__name__}. Build one over the backbone: "
@@ -30,10 +35,15 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, m
                    {"batch_size": POSITIVE_INT, "max_length": max_length_rule(tokenizer)})
     texts = check_texts(texts, "encode_texts: texts")
     out = torch.zeros(len(texts), model.config.feature_dim)
+    at_limit = 0
     for chunk in tqdm(_by_length([len(t) for t in texts], batch_size), desc=desc, leave=False):
         encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True, max_length=max_length,
                             return_tensors="pt").to(model.device)
+        at_limit += int((encoded["attention_mask"].sum(-1) >= max_length).sum())
         out[torch.as_tensor(chunk)] = model.encode(encoded["input_ids"], encoded["attention_mask"]).float().cpu()
+    if at_limit:
+        logger.warning("%d of %d texts reach the %d-token limit: whatever they hold beyond it is not read. Shorten "
+                       "them, or keep what decides the label at their start.", at_limit, len(texts), max_length)
     return out
 
 

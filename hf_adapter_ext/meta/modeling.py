@@ -214,8 +214,8 @@ class SIBForFewShotClassification(PreTrainedModel):
             self._keys_to_ignore_on_load_missing = [r"^backbone\."]
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone)
         self.head = SIBHead(config)
-        if config.freeze_backbone:
-            self.backbone.requires_grad_(False)
+        if config.freeze_backbone:  # and no dropout: a frozen encoder's features are the same on every pass
+            self.backbone.requires_grad_(False).eval()
         self.post_init()
         if not config.stores_backbone:  # saved by name only (also in Trainer checkpoints, which then reload quietly)
             self._keys_to_ignore_on_save = {k for k in self.state_dict() if k.startswith("backbone.")}
