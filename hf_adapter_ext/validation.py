@@ -472,10 +472,14 @@ def check_trainer_columns(model, args, datasets: Mapping[str, object]) -> None:
 class CheckedTrainingArguments(TrainingArguments):
     """`TrainingArguments` whose numbers are checked (`check_training_arguments`) before transformers' own
     ``__post_init__`` reads them: some values it takes silently (``learning_rate=0``), others it fails on with an
-    error that names no option (``logging_steps=inf``: "cannot convert float infinity to integer")."""
+    error that names no option (``logging_steps=inf``: "cannot convert float infinity to integer"). Without an
+    accelerator, batches are not pinned (``dataloader_pin_memory``): pinning does nothing there but make every
+    DataLoader warn."""
 
     def __post_init__(self):
         check_training_arguments(self)
+        if not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False
         super().__post_init__()
 
 

@@ -1,13 +1,19 @@
-"""Killed runs resume bit-exactly; same seed, same weights; different seeds differ."""
+"""Killed runs resume bit-exactly; same seed, same weights; different seeds differ; batches are not pinned (and do not
+warn) without an accelerator."""
 
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from hf_adapter_ext import MetaTrainingArguments
+from hf_adapter_ext.validation import CheckedTrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +50,13 @@ def test_same_seed_same_weights_and_different_seeds_differ(tmp_path, kind):
     a, b, c = (weights(tmp_path / name) for name in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if k.startswith(("head.", "classifier", "adapter", "crf")))
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="pinning is what an accelerator wants")
+def test_batches_are_not_pinned_without_an_accelerator(tmp_path):
+    for arguments in (CheckedTrainingArguments, MetaTrainingArguments):
+        args = arguments(output_dir=str(tmp_path), report_to="none")
+        assert args.dataloader_pin_memory is False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pin_memory=True would warn here: "no accelerator is found"
+            next(iter(DataLoader([torch.zeros(2)], pin_memory=args.dataloader_pin_memory)))

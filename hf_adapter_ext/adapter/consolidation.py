@@ -26,6 +26,7 @@ from ..constants import IGNORE_INDEX
 from ..metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
 from ..modeling.crf import bio_allowed_transitions
 from ..validation import (
+    CheckedTrainingArguments,
     Number,
     check_columns,
     check_encoded_by,
@@ -278,8 +279,8 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
     else:
         data = distillation_data(train_dataset, unlabelled, tokenizer)
         if args is None:
-            args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"),
-                                     **consolidation_training_defaults(validated=eval_dataset is not None))
+            args = CheckedTrainingArguments(output_dir=tempfile.mkdtemp(prefix="consolidate_"),
+                                            **consolidation_training_defaults(validated=eval_dataset is not None))
         args = dataclasses.replace(args, remove_unused_columns=False)  # the caller's arguments stay as they were
         report["teacher_targets_precomputed"] = visits_rows_more_than_once(args, len(data))
         if report["teacher_targets_precomputed"]:
