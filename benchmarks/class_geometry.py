@@ -26,6 +26,7 @@ from transformers import AutoTokenizer
 from benchmarks.common import write_results
 from benchmarks.fewshot_intents import frozen_features, shaped_features, task
 from benchmarks.sib_fewshot import minilm
+from hf_adapter_ext.meta.shaping import class_means
 
 SPLITS = ("validation", "test")
 CLOSEST = 3
@@ -34,11 +35,10 @@ CLOSEST = 3
 def split_geometry(features: torch.Tensor, labels: torch.Tensor, split_classes: list[int],
                    names: list[str]) -> dict:
     """Nearest-class-mean accuracy (%) over the split's examples, all its classes at once, and its closest pairs."""
-    unit = F.normalize(features, dim=-1)
-    means = F.normalize(torch.stack([unit[labels == c].mean(0) for c in split_classes]), dim=-1)
     rows = torch.cat([torch.nonzero(labels == c)[:, 0] for c in split_classes])
     gold = torch.cat([torch.full((int((labels == c).sum()),), i) for i, c in enumerate(split_classes)])
-    accuracy = 100 * float(((unit[rows] @ means.T).argmax(-1) == gold).float().mean())
+    means = F.normalize(class_means(features[rows], gold, len(split_classes)), dim=-1)
+    accuracy = 100 * float(((F.normalize(features[rows], dim=-1) @ means.T).argmax(-1) == gold).float().mean())
     similarity = (means @ means.T).triu(diagonal=1)
     top = similarity.flatten().topk(CLOSEST)
     count = len(split_classes)
