@@ -62,6 +62,10 @@ def arguments() -> argparse.ArgumentParser:
                         help="Labelled sentences per run (0: all); a k above the domain's count is refused.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--results_name", default="fewshot_extension")
+    parser.add_argument("--unlabelled_dev_rest", action="store_true",
+                        help="Also give self-training the domain dev sentences after the first --dev_sentences (labels "
+                             "dropped; any that also occur in the test set left out): raw domain text for k = all, "
+                             "where no training sentence is left unlabelled. Give such a run its own --state.")
     return parser
 
 
@@ -124,7 +128,8 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     data = with_label_order(data, list(id2label.values()))
     pool = data["train"].shuffle(seed=seed)  # nested samples: k takes the first k of one order per seed
     labelled = bench.encode(pool.select(range(k)))
-    unlabelled = pool["tokens"][k:]
+    unlabelled = pool["tokens"][k:] + (unlabelled_dev_rest(data, options.dev_sentences)
+                                       if options.unlabelled_dev_rest else [])
     if rehearse:
         train = add_rehearsal(labelled, bench.rehearsal_pool[:REHEARSAL], model, bench.tokenizer)
     elif model.peft_config.uses_source_at_forward:
@@ -159,6 +164,13 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
                                    "patience": SELF_TRAINING_PATIENCE}
     record["train_seconds"] = time.perf_counter() - started
     return model.eval(), record, data, new_types, parents
+
+
+def unlabelled_dev_rest(data, dev_sentences: int) -> list[list[str]]:
+    """The dev sentences that do not choose the step (those after the first ``dev_sentences``) as raw domain text,
+    without the few that also occur in the test set, so that no test sentence is seen, even unlabelled."""
+    test = {tuple(tokens) for tokens in data["test"]["tokens"]}
+    return [tokens for tokens in data["dev"]["tokens"][dev_sentences:] if tuple(tokens) not in test]
 
 
 def scored(bench: Bench, model, record: dict, data, new_types, parents) -> dict:
@@ -288,7 +300,10 @@ def summarise(state: dict, options) -> None:
             f"{REHEARSAL} CoNLL train sentences with labels thrown away, {options.rehearsal_ratio or REHEARSAL_RATIO:g} "
             "drawn per labelled sentence per step, with "
             f"label_parents; a subtype's output rows start {SUBTYPE_INIT[options.subtype_init]}). Self-training: the "
-            "rest of the domain's training sentences, labels dropped, tagged by the first run (words at probability "
+            "rest of the domain's training sentences" + (f" and the dev sentences after the first {options.dev_sentences}"
+                                                         " (less any also in the test set)"
+                                                         if options.unlabelled_dev_rest else "")
+            + ", labels dropped, tagged by the first run (words at probability "
             ">= 0.9 labelled); the second run is kept only if its dev score is higher "
             f"(kept in {sum(s['kept'] == 'second' for s in selftrain)} of {len(selftrain)} runs). Entity F1 %.\n\n"
             + "\n\n".join(tables) + f"\n\n![domain F1 against k]({options.results_name}.png)\n")
@@ -329,8 +344,9 @@ def main(argv: list[str] | None = None) -> dict:
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
     settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",
-                                              "rehearsal_ratio", "subtype_init")
-                if k not in ("patience", "rehearsal_ratio") or options.__dict__[k]}  # runs kept before they existed
+                                              "rehearsal_ratio", "subtype_init", "unlabelled_dev_rest")
+                if k not in ("patience", "rehearsal_ratio", "unlabelled_dev_rest") or options.__dict__[k]}  # runs kept
+    # before those options existed
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = source_bench(options)

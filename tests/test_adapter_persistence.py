@@ -155,6 +155,7 @@ def test_is_trainable_loads_in_training_mode_as_in_peft(tmp_path):
     (["B-PER"], "already exist"),
     (["LOC"], "break the source's BIO scheme"),
     (["I-LOC"], "no matching 'B-' tag"),
+    (["B-LOC"], r"no matching 'I-' tag; add \['I-LOC'\]"),
     ([], "empty"),
     (["B-LOC", "B-LOC"], "more than once"),
 ])

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from transformers import AutoConfig, PretrainedConfig
 
 from ..validation import CLI, Number, check_settings
+from .arguments import MetaTrainingArguments
 
 LEVELS = ("sequence", "token")
 POOLINGS = ("mean", "cls")
@@ -33,6 +34,19 @@ _RULES = {
     "max_refined_classes": Number(int, 0, optional=True, example="20",
                                   why="tasks with more labels are answered from the K = 0 start; None refines all"),
 }
+# Settings of the episodes and of meta-training, not of the model: given to SIBConfig, transformers would store
+# them on the config and nothing would read them.
+_TRAINING_SETTINGS = ({f.name for f in dataclasses.fields(MetaTrainingArguments)}
+                      - {f.name for f in dataclasses.fields(MetaTrainingArguments.__mro__[1])})
+
+
+def check_model_settings(kwargs: dict) -> None:
+    """Refuse meta-training settings given to `SIBConfig` (``k_shot``, ``n_query``, ...): `PretrainedConfig` keeps any
+    unknown keyword, so ``SIBConfig(k_shot=5)`` would be stored and silently do nothing."""
+    misplaced = sorted(set(kwargs) & _TRAINING_SETTINGS)
+    if misplaced:
+        raise ValueError(f"SIBConfig does not take {misplaced}: they are settings of the episodes and of meta-training, "
+                         f"so pass them to MetaTrainingArguments (or examples/meta.py as --{misplaced[0]}) instead.")
 
 
 class SIBConfig(PretrainedConfig):
@@ -135,6 +149,7 @@ class SIBConfig(PretrainedConfig):
         **kwargs,
     ):
         check_settings("SIBConfig", SimpleNamespace(**{k: v for k, v in locals().items() if k in _RULES}), _RULES)
+        check_model_settings(kwargs)
         if grad_net_context and grad_net != "fixed":
             raise ValueError("SIBConfig(grad_net_context=True) applies to grad_net='fixed' only: the equivariant net "
                              "always sees the episode's class marginal. Drop grad_net_context, or set grad_net='fixed'.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..validation import WrongKindError, entity_type_name, repeated
 
@@ -72,18 +72,20 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
         raise ValueError(f"New types {[n for n, _ in cased]} differ from the source's {[o for _, o in cased]} only in "
                          "case; use the source's own name, or a distinct one if it is a new type.")
     all_labels = set(old) | set(new)
-    orphans = [label for label in new if label.startswith("I-") and f"B-{label[2:]}" not in all_labels]
-    if orphans:
-        raise ValueError(
-            f"New labels {orphans} have no matching 'B-' tag; add {[f'B-{label[2:]}' for label in orphans]} too."
-        )
+    for prefix, other in (("I-", "B-"), ("B-", "I-")):
+        # without its B- tag a type cannot open an entity; without its I- tag, no entity of it spans two words
+        orphans = [label for label in new if label.startswith(prefix) and f"{other}{label[2:]}" not in all_labels]
+        if orphans:
+            raise ValueError(f"New labels {orphans} have no matching {other!r} tag; add "
+                             f"{[f'{other}{label[2:]}' for label in orphans]} too.")
 
 
 def entity_types(labels: Sequence[str]) -> list[str]:
     """Entity types named by BIO labels, in first-seen order ('B-LOC', 'I-LOC' -> 'LOC')."""
-    if isinstance(labels, (str, bytes)):  # read one character per label, it would name no type at all
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):  # a string would be read one
+        # character per label, and name no type at all
         raise WrongKindError(f"entity_types takes the labels as a list of strings, e.g. ['O', 'B-LOC', 'I-LOC']; got "
-                             f"the string {labels!r}.")
+                             f"{labels!r}.")
     labels = list(labels)
     not_strings = [label for label in labels if not isinstance(label, str)]
     if not_strings:

@@ -77,6 +77,9 @@ class EntityF1(evaluate.Metric):
         for child, parent in (type_parents or {}).items():
             entity_type_name(child, "entity_f1 type_parents")
             entity_type_name(parent, f"entity_f1 type_parents (the parent of {child!r})")
+        if not references:  # no sentence scored: a 0.0 here would read as a model that finds nothing
+            raise ValueError("entity_f1: no sentences to score (predictions and references are empty); pass one list "
+                             "of tags per sentence.")
         for i, (pred, ref) in enumerate(zip(predictions, references)):
             if len(pred) != len(ref):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
