@@ -324,6 +324,8 @@ REFUSED = [
      r"not an existing folder"),
     ("missing folder Path", lambda: NeuralAdapterModel.from_pretrained(source(), WORK / "nope"), ValueError,
      r"not an existing folder"),
+    ("missing source folder", lambda: NeuralAdapterModel.from_pretrained("./no/such/tagger", saved_adapter()),
+     ValueError, r"The source model: ./no/such/tagger is not an existing folder"),
     ("offline hub id", lambda: NeuralAdapterModel.from_pretrained(source(), "someone/absent-adapter"), ValueError,
      r"neither a local folder nor a Hub repo"),
     ("adapter path is a file", lambda: NeuralAdapterModel.from_pretrained(

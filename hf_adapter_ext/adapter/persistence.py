@@ -60,6 +60,18 @@ def save_adapter(config: NeuralAdapterConfig, state: dict[str, torch.Tensor], di
             shutil.copyfile(weights, link)
 
 
+def check_folder_or_hub_id(dir_or_repo: str | os.PathLike, what: str = "") -> str:
+    """``dir_or_repo`` as text if it is an existing folder or could be a Hub repo id; a path that is neither is
+    refused here, before the Hub client reads it as a malformed repo id."""
+    text = str(dir_or_repo)
+    if not Path(text).is_dir() and (isinstance(dir_or_repo, os.PathLike) or not HUB_ID.match(text)):
+        raise ValueError(
+            f"{what}{text} is not an existing folder (and not a Hub repo id like 'user/name'). Check the path: "
+            f"relative paths start at {Path.cwd()}."
+        )
+    return text
+
+
 def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
     """A local folder as is; otherwise those ``files`` of the Hub repo (never a pickle)."""
     if not isinstance(dir_or_repo, (str, os.PathLike)):
@@ -69,12 +81,7 @@ def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
         return path
     if path.exists():
         raise ValueError(f"{path} is a file; pass the folder that holds {files}.")
-    text = str(dir_or_repo)
-    if isinstance(dir_or_repo, os.PathLike) or not HUB_ID.match(text):
-        raise ValueError(
-            f"{text} is not an existing folder (and not a Hub repo id like 'user/name'). Check the path: relative "
-            f"paths start at {Path.cwd()}."
-        )
+    text = check_folder_or_hub_id(dir_or_repo)
     try:
         return Path(snapshot_download(text, allow_patterns=files, **hub_kwargs))
     except (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError) as err:
@@ -216,6 +223,8 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
                              f"{CONFIG_NAME}); pass it first: NeuralAdapterModel.from_pretrained(source, "
                              f"{str(dir_or_repo)!r}).")
     if isinstance(source, (str, os.PathLike)):  # ``revision`` names a revision of the adapter's repo, not the source's
+        check_folder_or_hub_id(source, "The source model: " if not adapter_alone else
+                               f"The source model that {CONFIG_NAME} names (base_model_name_or_path): ")
         source = AutoModelForTokenClassification.from_pretrained(
             source, **{k: v for k, v in hub_kwargs.items() if k != "revision"})
     if not isinstance(source, nn.Module) or not hasattr(source, "config"):
