@@ -5,6 +5,7 @@
   the renamed tags;
 - SIB at run time: permuting the query set only permutes the answers;
 - type names: any string as a rename target or a label parent is used as written, or refused by name;
+- new labels: any list of B-/I- tags is accepted only when every new type has both its tags, else refused by name;
 - the scripts' numeric options at 0, negative, huge, NaN and infinite values: refused by name at parse time, or
   accepted (reaching the next step); where only positive values mean something, always refused.
 """
@@ -28,6 +29,7 @@ from seqeval.scheme import IOB2
 from hf_adapter_ext import NeuralAdapterConfig, SIBConfig, SIBForFewShotClassification, get_adapter_model
 from hf_adapter_ext.data import load_ner_files, rename_types
 from hf_adapter_ext.metrics import load_entity_f1
+from hf_adapter_ext.modeling.tags import validate_new_labels
 
 from .conftest import tiny_source
 from .test_bad_inputs_surfaces import REACHED_NEXT_STEP, SCRIPT_MODULES, run
@@ -188,6 +190,25 @@ def test_any_label_parents_are_kept_or_refused_by_name(child, parent):
         assert not valid and named, str(err)
         return
     assert model.peft_config.label_parents == {child: parent} and parent in ("PER", "ORG", "MISC")
+
+
+OLD_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+
+
+@SETTINGS
+@given(new=st.lists(st.tuples(st.sampled_from("BI"), st.sampled_from(["LOC", "GPE", "PER"])), min_size=1,
+                    max_size=5, unique=True))
+def test_any_new_labels_are_accepted_only_as_whole_b_i_pairs(new):
+    labels = [f"{prefix}-{name}" for prefix, name in new]
+    pairs_complete = all(f"{other}-{name}" in labels + OLD_LABELS for _, name in new for other in "BI")
+    try:
+        validate_new_labels(OLD_LABELS, labels)
+    except ValueError as err:
+        clash = any(label in OLD_LABELS for label in labels)
+        assert clash or not pairs_complete, str(err)
+        assert any(repr(label) in str(err) for label in labels), str(err)  # names what is wrong
+        return
+    assert pairs_complete and not any(label in OLD_LABELS for label in labels)
 
 
 # Options where 0 or a negative value means nothing sensible (nothing trains, nothing is drawn): always refused.
