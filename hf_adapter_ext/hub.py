@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
+from transformers.dynamic_module_utils import custom_object_save
 
+from .bio import bio_decoding_problem
 from .modeling.tags import entity_types
+from .pipelines import BIOTokenClassificationPipeline
 from .validation import check_flag, check_save_directory
 
 _TEMPLATE_DIRS = (
@@ -20,6 +23,9 @@ _TEMPLATE_DIRS = (
 )
 
 
+# The task name under which a consolidated model carries `BIOTokenClassificationPipeline` (config.json's
+# ``custom_pipelines``, as transformers' `Pipeline.save_pretrained` writes it for a registered pipeline).
+BIO_PIPELINE_TASK = "bio-token-classification"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "namespace/name"
 
 
@@ -92,17 +98,37 @@ def render_consolidated_card(model) -> str:
     )
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return render_card("consolidated.md", data, report=report, architecture=type(model).__name__, labels=labels,
-                       old_types=entity_types(report["old_labels"] or []), new_types=entity_types(report["new_labels"]))
+                       old_types=entity_types(report["old_labels"] or []), new_types=entity_types(report["new_labels"]),
+                       bio_task=BIO_PIPELINE_TASK if bio_decoding_problem(labels) is None else None)
+
+
+def ship_bio_pipeline(model, save_directory) -> None:
+    """Put `BIOTokenClassificationPipeline`'s code (``pipelines.py`` and ``bio.py``) in a consolidated model's folder
+    and name it in its config's ``custom_pipelines``, as transformers' `Pipeline.save_pretrained` does for a
+    registered pipeline: ``pipeline(model=<folder or repo>, trust_remote_code=True)`` then decodes under BIO without
+    hf_adapter_ext. ``pipeline("token-classification", model=...)`` stays transformers' own, token by token. Models
+    whose labels BIO cannot decode carry nothing."""
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if bio_decoding_problem(labels) is not None:
+        return
+    cls = BIOTokenClassificationPipeline
+    model.config.custom_pipelines = {BIO_PIPELINE_TASK: {
+        "impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModelForTokenClassification"],
+        "tf": [], "type": "text"}}
+    custom_object_save(cls, save_directory)
 
 
 def save_consolidated(model, save_directory, tokenizer=None) -> None:
     """Write a consolidated model as plain transformers files: config.json (extended labels), model.safetensors,
-    the tokenizer's files when given, and a README.md model card that says how it was made."""
+    the tokenizer's files when given, a README.md model card that says how it was made, and the code of its BIO
+    decoding (`ship_bio_pipeline`)."""
     check_save_directory(save_directory, "save_consolidated")
     if tokenizer is not None and not callable(getattr(tokenizer, "save_pretrained", None)):
         raise TypeError(f"save_consolidated's tokenizer is the tokenizer itself (AutoTokenizer.from_pretrained(...)), "
                         f"saved beside the model; got {type(tokenizer).__name__}.")
     card = render_consolidated_card(model)
+    Path(save_directory).mkdir(parents=True, exist_ok=True)
+    ship_bio_pipeline(model, save_directory)
     model.save_pretrained(save_directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(save_directory)

@@ -3,8 +3,8 @@
 A plain token classifier picks each token's tag on its own, so it can open an entity with an ``I-`` tag that
 continues nothing; a CRF model cannot. This pipeline keeps everything of transformers' token-classification
 pipeline (aggregation strategies, offsets, chunking of long texts) and changes one thing: the tags are the most
-probable sequence that BIO allows (``hf_adapter_ext.metrics.bio_decoder``), decoded over words with a word-level
-aggregation strategy (``first``, ``average``, ``max``) and over tokens with ``none`` / ``simple``::
+probable sequence that BIO allows (`bio.bio_viterbi`), decoded over words with a word-level aggregation strategy
+(``first``, ``average``, ``max``) and over tokens with ``none`` / ``simple``::
 
     from transformers import pipeline
     from hf_adapter_ext.pipelines import BIOTokenClassificationPipeline
@@ -13,17 +13,20 @@ aggregation strategy (``first``, ``average``, ``max``) and over tokens with ``no
                       pipeline_class=BIOTokenClassificationPipeline)
 
 Each entity's ``score`` stays the model's own probability of its decoded tag.
+
+Like `bio.py`, this module imports nothing else from hf_adapter_ext: `save_consolidated` copies the two into a
+consolidated model's folder, so ``pipeline(model=<folder or repo>, trust_remote_code=True)`` runs this pipeline
+where hf_adapter_ext is not installed.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from transformers import TokenClassificationPipeline
 from transformers.pipelines.token_classification import AggregationStrategy
 from transformers.utils import logging
 
-from .metrics import bio_decoder
+from .bio import bio_allowed_transitions, bio_viterbi, check_bio_decodable
 
 _WORD_LEVEL = {AggregationStrategy.FIRST, AggregationStrategy.AVERAGE, AggregationStrategy.MAX}
 _TINY = float(np.finfo(np.float32).tiny)
@@ -60,7 +63,10 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("task", "token-classification")  # built directly, transformers would check it for task ''
         super().__init__(*args, **kwargs)
-        self.bio_decoder = bio_decoder(self.model.config.id2label)  # built once, not per text
+        id2label = self.model.config.id2label
+        labels = [id2label[i] for i in range(len(id2label))]
+        check_bio_decodable(labels)
+        self.bio_masks = bio_allowed_transitions(labels)  # built once, not per text
 
     def _sanitize_parameters(self, *args, aggregation_strategy=None, **kwargs):
         if isinstance(aggregation_strategy, str) and aggregation_strategy.upper() not in AggregationStrategy.__members__:
@@ -106,8 +112,7 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
         units = _units(pre_entities, aggregation_strategy)
         unit_scores = np.stack([_unit_scores([pre_entities[i]["scores"] for i in unit], aggregation_strategy)
                                 for unit in units])
-        log_probs = torch.from_numpy(np.log(np.maximum(unit_scores, _TINY))).float()
-        path = self.bio_decoder.decode(log_probs.unsqueeze(0))[0].tolist()
+        path = bio_viterbi(np.log(np.maximum(unit_scores, _TINY)), *self.bio_masks)
         for unit, label, distribution in zip(units, path, unit_scores):
             kept = np.zeros_like(distribution)  # only the decoded tag keeps its probability: every aggregation's argmax
             kept[label] = max(float(distribution[label]), _TINY)

@@ -25,6 +25,7 @@ from hf_adapter_ext import (
     add_rehearsal,
     get_adapter_model,
 )
+from hf_adapter_ext.bio import bio_allowed_transitions
 from hf_adapter_ext.data import (
     conll_dataset,
     load_ner_files,
@@ -36,7 +37,6 @@ from hf_adapter_ext.data import (
 )
 from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler
 from hf_adapter_ext.meta.episodes import read_fewnerd_episodes
-from hf_adapter_ext.modeling.crf import bio_allowed_transitions
 
 from .conftest import NEW_LABELS, build_tokenizer, tiny_source
 from .helpers import toy_dataset

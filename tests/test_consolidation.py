@@ -16,9 +16,16 @@ from transformers import (
     BertForTokenClassification,
     Trainer,
     TrainingArguments,
+    pipeline,
 )
 
-from hf_adapter_ext import AdapterDataCollator, NeuralAdapterConfig, get_adapter_model, save_consolidated
+from hf_adapter_ext import (
+    AdapterDataCollator,
+    BIOTokenClassificationPipeline,
+    NeuralAdapterConfig,
+    get_adapter_model,
+    save_consolidated,
+)
 from hf_adapter_ext.adapter import anatomy
 from hf_adapter_ext.adapter.consolidation import initial_student
 
@@ -107,12 +114,22 @@ tok = AutoTokenizer.from_pretrained({str(folder)!r})
 with torch.no_grad():
     ids = model(**tok({text!r}, return_tensors="pt")).logits.argmax(-1)[0].tolist()
 entities = pipeline("token-classification", model={str(folder)!r})({text!r})
-print(json.dumps({{"ids": ids, "entities": len(entities)}}))
+bio = pipeline(model={str(folder)!r}, trust_remote_code=True, aggregation_strategy="first")({text!r}, ignore_labels=[])
+print(json.dumps({{"ids": ids, "entities": len(entities), "bio": [(e["entity_group"], e["start"], e["end"])
+                                                                for e in bio]}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "", "HF_HOME": str(tmp_path / "hf")})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["ids"] == expected
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["ids"] == expected
+    # the BIO pipeline the folder carries (trust_remote_code) tags as hf_adapter_ext's own does
+    ours = pipeline("token-classification", model=plain.eval(), tokenizer=tokenizer, aggregation_strategy="first",
+                    pipeline_class=BIOTokenClassificationPipeline)(text, ignore_labels=[])
+    assert found["bio"] == [[e["entity_group"], e["start"], e["end"]] for e in ours]
+    assert json.loads((folder / "config.json").read_text())["custom_pipelines"]["bio-token-classification"][
+        "impl"] == "pipelines.BIOTokenClassificationPipeline"
+    assert "trust_remote_code=True" in card
 
 
 def test_lora_is_merged_exactly_into_the_initial_plain_model(tmp_path, tokenizer):
@@ -267,7 +284,7 @@ def test_the_default_consolidation_budget_is_valid_training_arguments(tmp_path, 
 def test_invalid_transition_mass_is_the_brute_force_probability_of_a_forbidden_pair(batch, length, seed):
     """Against a float64 sum over every (previous tag, tag) pair the BIO rules forbid, padding excluded."""
     from hf_adapter_ext.adapter.consolidation import invalid_transition_mass
-    from hf_adapter_ext.modeling.crf import bio_allowed_transitions
+    from hf_adapter_ext.bio import bio_allowed_transitions
 
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     generator = torch.Generator().manual_seed(seed)
@@ -276,7 +293,7 @@ def test_invalid_transition_mass_is_the_brute_force_probability_of_a_forbidden_p
     mask[:, 0] = True
     mask = mask.cumprod(dim=1).bool()  # right padding
     allowed, _ = bio_allowed_transitions(labels)
-    mass = invalid_transition_mass(probs, mask, (~allowed).double())
+    mass = invalid_transition_mass(probs, mask, torch.from_numpy(~allowed).double())
     for b in range(batch):
         for t in range(length):
             expected = 0.0

@@ -5,8 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hf_adapter_ext.bio import bio_allowed_transitions
 from hf_adapter_ext.modeling import crf as crf_module
-from hf_adapter_ext.modeling.crf import CRF, FORBIDDEN, bio_allowed_transitions
+from hf_adapter_ext.modeling.crf import CRF, FORBIDDEN
 
 from .crf_reference import reference_nll
 

@@ -85,6 +85,31 @@ def test_bio_decoder_finds_the_most_probable_valid_sequence_as_brute_force_does(
     check()
 
 
+def test_bio_viterbi_of_the_shipped_pipeline_finds_the_brute_force_best_sequence():
+    """The numpy decoder a consolidated model carries (hf_adapter_ext/bio.py), against trying every sequence in float64,
+    at scales from near-uniform to near-certain."""
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hf_adapter_ext.bio import bio_allowed_transitions, bio_viterbi
+    from hf_adapter_ext.metrics import bio_invalid_spans
+
+    masks = bio_allowed_transitions(LABELS)
+
+    @settings(max_examples=60, deadline=None)
+    @given(seed=st.integers(0, 2**31 - 1), length=st.integers(1, 6), scale=st.sampled_from([0.01, 1.0, 10.0, 100.0]))
+    def check(seed, length, scale):
+        logits = np.random.default_rng(seed).normal(size=(length, len(LABELS))) * scale
+        log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        path = bio_viterbi(log_probs, *masks)
+        _, best = brute_force_bio_path(log_probs, [True] * length)
+        assert abs(sum(log_probs[t, i] for t, i in enumerate(path)) - best) <= 1e-9 * max(1.0, abs(best))
+        assert not bio_invalid_spans([[LABELS[i] for i in path]])
+
+    check()
+
+
 def test_predict_tags_bio_decoding_breaks_no_span_and_keeps_valid_argmax_tags(tokenizer):
     import torch
 

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorForTokenClassification, PreTrainedModel, Trainer, TrainingArguments
 
+from ..bio import bio_allowed_transitions
 from ..callbacks import add_stopping_callbacks
 from ..constants import IGNORE_INDEX
 from ..metrics import entity_f1_compute_metrics, evaluate_tagger, predicted_label_ids
-from ..modeling.crf import bio_allowed_transitions
 from ..validation import (
     CheckedTrainingArguments,
     Number,
@@ -194,7 +194,7 @@ class _DistillationTrainer(Trainer):
         self.path_weight, self.transition_weight = path_weight, transition_weight
         labels = [teacher.config.id2label[i] for i in range(len(teacher.config.id2label))]
         allowed, _ = bio_allowed_transitions(labels)
-        self.forbidden = (~allowed).float().to(self.args.device)
+        self.forbidden = torch.from_numpy(~allowed).float().to(self.args.device)
         add_stopping_callbacks(self, early_stopping_patience)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

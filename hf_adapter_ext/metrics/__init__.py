@@ -11,11 +11,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForTokenClassification
 
+from ..bio import check_bio_decodable
 from ..constants import IGNORE_INDEX
 from ..data.alignment import encode_unlabelled, join_windows
 from ..data.conll import to_iob2
 from ..modeling.crf import CRF
-from ..modeling.tags import uses_bio
 from ..validation import (
     POSITIVE_INT,
     SHARE,
@@ -164,14 +164,7 @@ def bio_decoder(id2label: Mapping[int, str]) -> CRF:
     a model without a CRF (a consolidated one) predicts no broken span. Decode the scored (word-start) positions
     only: ``decoder.decode(logits.log_softmax(-1), labels != -100)``."""
     labels = [id2label[i] for i in range(len(id2label))]
-    if not uses_bio(labels):
-        raise ValueError(f"BIO decoding needs BIO labels ('B-PER', 'I-PER', 'O'); these are {labels[:6]}. Tag token "
-                         "by token instead: decoding='argmax', or the plain pipeline('token-classification').")
-    unopened = sorted(label for label in labels if label.startswith("I-") and f"B-{label[2:]}" not in labels)
-    if unopened:
-        raise ValueError(f"BIO decoding: labels {unopened} have no B- tag to open them, so no entity of theirs could "
-                         "ever be predicted (IO tagging?). Decode such a model token by token: decoding='argmax', or "
-                         "the plain pipeline('token-classification').")
+    check_bio_decodable(labels)
     return CRF.for_labels(labels).requires_grad_(False)
 
 

@@ -23,30 +23,13 @@ import torch
 from torch import nn
 from torch._higher_order_ops import scan
 
+from ..bio import bio_allowed_transitions
 from ..constants import IGNORE_INDEX
 from ..validation import check_string_list, repeated
 
 # Finite "minus infinity": a forbidden transition or label costs this much, so a gold path that
 # breaks a constraint gives a large but finite loss instead of NaN gradients.
 FORBIDDEN = -1e4
-
-
-def bio_allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks of allowed ``(from, to)`` transitions and allowed start labels for BIO tags.
-
-    ``I-X`` may only follow ``B-X`` or ``I-X`` and may not start a sequence.
-    """
-    n = len(labels)
-    allowed = torch.ones(n, n, dtype=torch.bool)
-    start = torch.ones(n, dtype=torch.bool)
-    for j, to in enumerate(labels):
-        if not to.startswith("I-"):
-            continue
-        entity = to[2:]
-        start[j] = False
-        for i, frm in enumerate(labels):
-            allowed[i, j] = frm in (f"B-{entity}", f"I-{entity}")
-    return allowed, start
 
 
 def check_label_ids(labels, shape: tuple, num_labels: int, names=None) -> None:
@@ -319,7 +302,8 @@ class CRF(nn.Module):
         if listed_twice:
             raise ValueError(f"CRF.for_labels: labels {listed_twice} appear more than once; each label is one id, so list "
                              "each once (in id order).")
-        crf = cls(len(labels), *bio_allowed_transitions(labels)) if bio_constraints else cls(len(labels))
+        crf = cls(len(labels), *map(torch.from_numpy, bio_allowed_transitions(labels))) if bio_constraints \
+            else cls(len(labels))
         crf.label_names = list(labels)
         return crf
 

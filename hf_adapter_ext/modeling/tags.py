@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..bio import is_bio_label
 from ..validation import WrongKindError, entity_type_name, repeated
 
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
-_BIO_LABEL = re.compile(r"^[BI]-\S+$")
 
 
 def source_labels(config) -> list[str]:
@@ -23,11 +23,6 @@ def source_labels(config) -> list[str]:
             "model was trained with, e.g. {0: 'O', 1: 'B-PER', 2: 'I-PER', ...}, before extending it."
         )
     return labels
-
-
-def is_bio_label(label: str) -> bool:
-    """``B-<type>`` or ``I-<type>`` (capital prefix, a type with no spaces)."""
-    return bool(_BIO_LABEL.match(label))
 
 
 def uses_bio(labels: Sequence[str]) -> bool:

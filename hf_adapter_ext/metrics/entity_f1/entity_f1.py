@@ -7,8 +7,8 @@ import datasets
 import evaluate
 from seqeval.scheme import IOB2, Entities
 
+from hf_adapter_ext.bio import is_bio_label
 from hf_adapter_ext.data.conll import to_iob2
-from hf_adapter_ext.modeling.tags import is_bio_label
 from hf_adapter_ext.validation import check_string_list, entity_type_name
 
 _DESCRIPTION = """Entity-level precision, recall and F1 over exact spans (seqeval, strict IOB2), overall,
