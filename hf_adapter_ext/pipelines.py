@@ -104,6 +104,10 @@ class BIOTokenClassificationPipeline(TokenClassificationPipeline):
 
     def gather_pre_entities(self, sentence, input_ids, scores, offset_mapping, special_tokens_mask,
                             aggregation_strategy, word_ids=None, word_to_chars_map=None) -> list[dict]:
+        if not np.isfinite(scores).all():  # every tag would be NaN: transformers' pipeline returns no entity
+            raise ValueError("The model's scores for this text hold NaN or infinite values, so no tag can be chosen "
+                             "(transformers' own pipeline would return no entity without a word). Check the model's "
+                             "weights and inputs.")
         pre_entities = super().gather_pre_entities(sentence, input_ids, scores, offset_mapping, special_tokens_mask,
                                                    aggregation_strategy, word_ids=word_ids,
                                                    word_to_chars_map=word_to_chars_map)

@@ -94,3 +94,12 @@ def test_labels_that_are_not_bio_are_refused(tokenizer):
     model = tiny_source(labels=["positive", "negative", "neutral"])
     with pytest.raises(ValueError, match="needs BIO labels"):
         tagger(model, tokenizer, "first")("John lives in Paris .")
+
+
+def test_nan_scores_are_refused_where_transformers_pipeline_returns_no_entity(tokenizer):
+    model = tiny_source(labels=ALL_LABELS)
+    with torch.no_grad():
+        model.classifier.bias[:] = float("nan")
+    assert pipeline("token-classification", model=model, tokenizer=tokenizer)("john smith") == []  # silent there
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tagger(model, tokenizer, "first")("john smith")
