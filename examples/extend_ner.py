@@ -185,6 +185,9 @@ def read_splits(data: DataArguments):
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_predict_samples}
     for split, limit in limits.items():
         if limit and split in raw:
+            if limit > len(raw[split]):  # capped as run_ner.py does, but said: a k beyond the data is not a k
+                logger.warning("The %s limit (%d) is more than the %d sentences there: all of them are used.", split,
+                               limit, len(raw[split]))
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
     return raw
 

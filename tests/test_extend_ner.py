@@ -3,6 +3,8 @@ one command, with metrics before/after, a reloadable adapter with its card, cons
 
 import csv
 import json
+import logging
+import re
 import runpy
 from pathlib import Path
 
@@ -192,6 +194,15 @@ def test_sample_limits_below_one_are_refused(main, tagger, tmp_path, option, val
     with pytest.raises(ValueError, match=rf"{option}={value} is out of range"):
         main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
               *COMMON, option, value])
+
+
+def test_a_sample_limit_beyond_the_data_is_said(main, tagger, tmp_path, caplog):
+    paths = write_files(tmp_path / "data", "conll")
+    with caplog.at_level(logging.WARNING):
+        main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir", str(tmp_path / "o"),
+              *COMMON, "--max_train_samples", "100000"])
+    assert re.search(r"The train limit \(100000\) is more than the \d+ sentences there: all of them are used",
+                     caplog.text)
 
 
 def test_seed_and_resume_from_checkpoint_are_honoured(main, tagger, tmp_path):
