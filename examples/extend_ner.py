@@ -59,6 +59,7 @@ from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
 from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
 from hf_adapter_ext.cli import RUN_NER_OPTIONS, parse_arguments
 from hf_adapter_ext.data import (
+    first_rows,
     load_ner_files,
     read_sentences,
     rename_types,
@@ -182,14 +183,8 @@ def read_splits(data: DataArguments):
         raise ValueError("No training data: pass --train_file or a --dataset_name with a train split.")
     if data.label_map:
         raw = rename_types(raw, data.renames())
-    limits = {"train": data.max_train_samples, "validation": data.max_eval_samples, "test": data.max_predict_samples}
-    for split, limit in limits.items():
-        if limit and split in raw:
-            if limit > len(raw[split]):  # capped as run_ner.py does, but said: a k beyond the data is not a k
-                logger.warning("The %s limit (%d) is more than the %d sentences there: all of them are used.", split,
-                               limit, len(raw[split]))
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
-    return raw
+    return first_rows(raw, {"train": data.max_train_samples, "validation": data.max_eval_samples,
+                            "test": data.max_predict_samples})
 
 
 def entity_scores(trainer: Trainer, dataset, prefix: str) -> dict:

@@ -23,6 +23,7 @@ from transformers import (
 from hf_adapter_ext import adapter_optimizer
 from hf_adapter_ext.cli import RUN_NER_OPTIONS, parse_arguments
 from hf_adapter_ext.data import (
+    first_rows,
     load_ner_files,
     relabel_to_outside,
     tokenize_and_align_labels,
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(args.seed)  # before the model is built, so --seed sets the new head's first weights
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file,
                            "test": options.test_file})
-    for split, limit in (("train", options.max_train_samples), ("validation", options.max_eval_samples)):
-        if limit and split in data:
-            data[split] = data[split].select(range(min(limit, len(data[split]))))
+    data = first_rows(data, {"train": options.max_train_samples, "validation": options.max_eval_samples})
     names = data["train"].features["ner_tags"].feature.names
     used = {names[t][2:] for tags in data["train"]["ner_tags"] for t in tags if names[t] != "O"}
     labels = [name for name in names if name == "O" or name[2:] in used]  # only the types it learns

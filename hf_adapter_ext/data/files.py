@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from datasets import DatasetDict
 from .conll import datasets_from_sentences, load_conll
 from .text_files import read_csv_rows, read_json_records
 
+logger = logging.getLogger(__name__)
 _JSON = (".json", ".jsonl")
 _CSV = (".csv", ".tsv")
 _COLUMN_FIX = "name the word and tag columns with tokens_column= / tags_column= (--tokens_column, --tags_column)"
@@ -47,6 +49,19 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
     read = _csv_rows if kind == "csv" else _json_rows
     sentences = {split: _sentences(read(path, tokens_column, tags_column), path, kind) for split, path in files.items()}
     return datasets_from_sentences(sentences, files, labels)
+
+
+def first_rows(data: DatasetDict, limits: dict[str, int | None]) -> DatasetDict:
+    """Each split cut to its first ``limits[split]`` rows (``--max_train_samples`` and kin; None: all), as run_ner.py
+    does. A limit beyond a split's size keeps all of it, and says so: a sample size the data cannot give is not that
+    sample size."""
+    for split, limit in limits.items():
+        if limit and split in data:
+            if limit > len(data[split]):
+                logger.warning("The %s limit (%d) is more than the %d sentences there: all of them are used.", split,
+                               limit, len(data[split]))
+            data[split] = data[split].select(range(min(limit, len(data[split]))))
+    return data
 
 
 def _sentences(rows: list[tuple[str, object, object]], path: Path, kind: str) -> list[dict]:
