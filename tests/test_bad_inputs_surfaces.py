@@ -639,6 +639,8 @@ REFUSED = [
     ("predict query blank", lambda: predict(queries=["london", ""]), V, r"sentence 1 is blank"),
     ("predict queries a set", lambda: predict(queries={"london"}), V, r"list of texts"),
     ("predict no tokenizer", lambda: predict(tokenizer=None), T, r"tokenizer"),
+    ("predict with another model's tokenizer", lambda: predict(tokenizer=other_tokenizer()), V,
+     r"outside the backbone's vocabulary"),
     ("predict steps str", lambda: predict(inner_steps="3"), T, r"inner_steps"),
     ("predict steps huge", lambda: predict(inner_steps=10**9), V, r"inner_steps"),
     ("forward steps negative", lambda: sib()(**episode(), inner_steps=-5), V, r"inner_steps=-5"),

@@ -28,7 +28,7 @@ from transformers.modeling_outputs import ModelOutput
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card, split_push_arguments
 from ..modeling.fingerprint import check_weights_digest, weights_digest
-from ..validation import check_number, check_save_directory, check_texts
+from ..validation import check_input_ids, check_number, check_save_directory, check_texts
 from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
@@ -254,6 +254,7 @@ class SIBForFewShotClassification(PreTrainedModel):
     # ------------------------------------------------------------------ features
     def encode(self, input_ids, attention_mask, word_starts: torch.Tensor | None = None, **inputs) -> torch.Tensor:
         """Backbone features: pooled per example ([N, D]), or per word at its first subword ([N, W, D])."""
+        check_input_ids(input_ids, self.backbone.get_input_embeddings().num_embeddings, "the backbone's")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbone):
             states = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
         if word_starts is not None:
