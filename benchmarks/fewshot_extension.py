@@ -343,10 +343,10 @@ def main(argv: list[str] | None = None) -> dict:
     options = arguments().parse_args(argv)
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
+    # options added later are kept only when set, so that runs kept before they existed still match
     settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",
                                               "rehearsal_ratio", "subtype_init", "unlabelled_dev_rest")
-                if k not in ("patience", "rehearsal_ratio", "unlabelled_dev_rest") or options.__dict__[k]}  # runs kept
-    # before those options existed
+                if k not in ("patience", "rehearsal_ratio", "unlabelled_dev_rest") or options.__dict__[k]}
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = source_bench(options)

@@ -41,10 +41,12 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
                 sentences.append({"tokens": tokens, "tags": tags})
                 tokens, tags = [], []
             continue
-        columns = columns or len(parts)
-        if not -columns <= tag_column < columns:
-            raise ValueError(f"{path}:{line_no}: tag_column={tag_column}, but the file's lines have {columns} columns; "
-                             f"use a column between {-columns} and {columns - 1} (-1, the default, is the last).")
+        if columns is None:  # the first token line sets the file's columns; every other line is held to them
+            columns = len(parts)
+            if not -columns <= tag_column < columns:
+                raise ValueError(f"{path}:{line_no}: tag_column={tag_column}, but the file's lines have {columns} "
+                                 f"columns; use a column between {-columns} and {columns - 1} (-1, the default, is "
+                                 "the last).")
         if columns < 2:
             raise ValueError(f"{path}:{line_no}: {line.rstrip()!r} has one column, but a CoNLL file has a word and its "
                              "tag on each line ('EU B-ORG'). For plain text without tags, use read_sentences.")

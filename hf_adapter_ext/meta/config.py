@@ -8,7 +8,7 @@ import re
 import typing
 from types import SimpleNamespace
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig, TrainingArguments
 
 from ..validation import CLI, Number, check_settings
 from .arguments import MetaTrainingArguments
@@ -37,7 +37,7 @@ _RULES = {
 # Settings of the episodes and of meta-training, not of the model: given to SIBConfig, transformers would store
 # them on the config and nothing would read them.
 _TRAINING_SETTINGS = ({f.name for f in dataclasses.fields(MetaTrainingArguments)}
-                      - {f.name for f in dataclasses.fields(MetaTrainingArguments.__mro__[1])})
+                      - {f.name for f in dataclasses.fields(TrainingArguments)})
 
 
 def check_model_settings(kwargs: dict) -> None:
