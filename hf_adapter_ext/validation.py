@@ -93,8 +93,13 @@ def check_number(owner: str, name: str, value, rule: Number):
         return value
     accepted = (int, float) if rule.kind is float else rule.kind
     if isinstance(value, bool) or not isinstance(value, accepted):
+        if isinstance(value, (numbers.Integral, numbers.Real) if rule.kind is float else numbers.Integral) \
+                and not isinstance(value, bool):  # a numpy or torch scalar: right number, but configs save as JSON
+            raise WrongKindError(f"{where} must be a Python {rule.kind.__name__}, got {value!r} of type "
+                                 f"{type(value).__name__}; pass {name}={rule.kind.__name__}(value).")
         raise WrongKindError(f"{where} must be {'a whole number' if rule.kind is int else 'a number'}, got {value!r} "
-                        f"({type(value).__name__}); write it without quotes, e.g. {name}={rule.example or 1}.")
+                             f"({type(value).__name__}); {'write it without quotes' if isinstance(value, str) else 'pass'}"
+                             f", e.g. {name}={rule.example or 1}.")
     if not rule.contains(value):
         extra = f" or {', '.join(map(repr, rule.special))}" if rule.special else ""
         why = f" ({rule.why})" if rule.why else ""

@@ -573,7 +573,7 @@ REFUSED = [
     ("rename to spaced", lambda: rename_types(_types_data(), {"PER": "a b"}), ValueError, r"no spaces"),
     ("rename to non-string", lambda: rename_types(_types_data(), {"PER": 3}), ValueError, r"entity type name"),
     ("sib queries bare string", lambda: sib().predict_labels({"a": ["x"], "b": ["y"], "c": ["z"]}, "paris",
-                                                           TOKENIZER), ValueError, r"list of texts.*per character"),
+                                                           TOKENIZER), ValueError, r"list of sentences.*per character"),
     ("sib inner_steps negative", lambda: sib()(**episode(), inner_steps=-1), ValueError, r"inner_steps=-1"),
     ("sib inner_steps float", lambda: sib()(**episode(), inner_steps=1.5), TypeError, r"whole number"),
     ("sib inner_steps bool", lambda: sib()(**episode(), inner_steps=True), TypeError, r"whole number"),

@@ -415,7 +415,28 @@ def source_agreement_reads_the_models_own_parents():
     assert source_agreement(m.source, m, text, TOKENIZER, {}) == {"PER": 0.0}  # {}: every subtype disagrees
 
 
-HANDLED = [long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+def poisoned(module):
+    """``module`` with its first trainable matrix set to NaN: the weights of a run that diverged."""
+    with torch.no_grad():
+        next(p for p in module.parameters() if p.requires_grad and p.dim() == 2).fill_(float("nan"))
+    return module
+
+
+def predict_labels_takes_any_list_like_of_texts():
+    """numpy arrays, pandas Series, generators and datasets columns hold texts as lists do; only Sequence was
+    accepted for the queries, and a numpy array of examples failed on its truth value."""
+    import pandas as pd
+
+    m, examples = sib(), {"a": ["john"], "b": ["paris"], "c": ["acme"]}
+    expected = m.predict_labels(examples, ["london", "acme"], TOKENIZER)
+    for queries in (np.array(["london", "acme"]), pd.Series(["london", "acme"]), (q for q in ["london", "acme"]),
+                    Dataset.from_dict({"text": ["london", "acme"]})["text"]):
+        assert m.predict_labels(examples, queries, TOKENIZER) == expected
+    assert m.predict_labels({"a": np.array(["john"]), "b": pd.Series(["paris"]), "c": ("acme",)},
+                            ["london", "acme"], TOKENIZER) == expected
+
+
+HANDLED = [predict_labels_takes_any_list_like_of_texts, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,
@@ -637,7 +658,8 @@ REFUSED = [
     ("predict queries empty", lambda: predict(queries=[]), V, r"queries is empty"),
     ("predict query None", lambda: predict(queries=["london", None]), T, r"sentence 1 is a NoneType"),
     ("predict query blank", lambda: predict(queries=["london", ""]), V, r"sentence 1 is blank"),
-    ("predict queries a set", lambda: predict(queries={"london"}), V, r"list of texts"),
+    ("predict queries a set", lambda: predict(queries={"london"}), V, r"queries is a set, whose order is arbitrary"),
+    ("predict queries dict keys", lambda: predict(queries={"london": 1}.keys()), V, r"queries is a set"),
     ("predict no tokenizer", lambda: predict(tokenizer=None), T, r"tokenizer"),
     ("predict with another model's tokenizer", lambda: predict(tokenizer=other_tokenizer()), V,
      r"outside the backbone's vocabulary"),
@@ -884,6 +906,30 @@ REFUSED = [
      r"max_length=1 is out of range: it must be >= 3 \(the special tokens"),  # every text read as [CLS] alone
     ("encode_words max_length 2", lambda: encode_words(sib(level="token"), TOKENIZER, [["a"]], max_length=2), V,
      r"encode_words.max_length=2 is out of range"),
+    ("a gzipped CoNLL file", lambda: read_conll(write(__import__("gzip").compress(b"EU B-ORG\n"), "train.txt.gz")), V,
+     r"train.txt.gz is a gzip archive, not text; unpack it first"),  # was "not valid UTF-8 ... iconv -f latin1"
+    # ---- NaN weights and scores: refused where they would become a clean-looking answer
+    ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
+                                                                                ["london"], TOKENIZER), V,
+     r"SIB's query scores hold NaN"),  # was {'label': 'a', 'score': nan}
+    ("rehearsal from a source with NaN weights", lambda: add_rehearsal(
+        toy_dataset(TOKENIZER), ["john lives in paris"], get_adapter_model(poisoned(source()), C(new_labels=NEW_LABELS)),
+        TOKENIZER), V, r"frozen source model's scores hold NaN"),  # was cached: rehearsal rows all 'O', NaN targets
+    # ---- AdapterDataCollator settings, checked when it is made (transformers' fail at the first batch, or never)
+    ("collator pad_to_multiple_of 0", lambda: AdapterDataCollator(TOKENIZER, pad_to_multiple_of=0), V,
+     r"pad_to_multiple_of=0 is out of range"),  # was ZeroDivisionError at the first batch
+    ("collator pad_to_multiple_of 1.5", lambda: AdapterDataCollator(TOKENIZER, pad_to_multiple_of=1.5), T,
+     r"pad_to_multiple_of must be a whole number"),
+    ("collator label_pad_token_id a string", lambda: AdapterDataCollator(TOKENIZER, label_pad_token_id="-100"), T,
+     r"label_pad_token_id must be a whole number.*without quotes"),  # was padded with '-100' strings
+    ("collator max_length 0", lambda: AdapterDataCollator(TOKENIZER, max_length=0), V, r"max_length=0 is out of range"),
+    # ---- numpy / torch scalars where a config takes a Python number: it would not save as JSON
+    ("SIBConfig inner_steps numpy int", lambda: SIBConfig(inner_steps=np.int64(3)), T,
+     r"inner_steps must be a Python int, got .*int64; pass inner_steps=int\(value\)"),
+    ("SIBConfig inner_lr numpy float32", lambda: SIBConfig(inner_lr=np.float32(0.1)), T,
+     r"inner_lr must be a Python float.*pass inner_lr=float\(value\)"),
+    ("SIBConfig inner_steps a tensor", lambda: SIBConfig(inner_steps=torch.tensor(3)), T,
+     r"inner_steps must be a whole number, got tensor\(3\) \(Tensor\); pass, e.g."),
 ]
 
 # ---- the scripts' options: numeric options at 0, negative and huge values, and malformed strings

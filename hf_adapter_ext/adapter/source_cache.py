@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,10 +12,19 @@ from datasets import Array2D, Dataset
 from transformers import DataCollatorForTokenClassification
 
 from ..modeling.outputs import label_scores
-from ..validation import POSITIVE_INT, check_columns, check_number, check_tokenizer_matches
+from ..validation import (
+    POSITIVE_INT,
+    Number,
+    check_columns,
+    check_finite_tensor,
+    check_number,
+    check_tokenizer_matches,
+)
 from .model import check_extended_model
 
 SOURCE_LOGITS = "source_logits"
+PAD_MULTIPLE = Number(int, 1, optional=True, example="8", why="padded lengths are rounded up to a multiple of it")
+LABEL_PAD = Number(int, example="-100", why="the label id of padding positions, which the loss skips")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -39,7 +49,9 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
         ]
         padded = collator(features)
         padded = {k: v.to(model.device) for k, v in padded.items()}
-        logits = label_scores(model.source_outputs(padded)).float().cpu().numpy()
+        logits = label_scores(model.source_outputs(padded)).float()
+        check_finite_tensor(logits, "The frozen source model's scores")  # cached, they would teach every row NaN
+        logits = logits.cpu().numpy()
         lengths = [len(ids) for ids in batch["input_ids"]]
         if tokenizer.padding_side == "left":
             return {SOURCE_LOGITS: [logits[i, logits.shape[1] - n :] for i, n in enumerate(lengths)]}
@@ -67,7 +79,15 @@ def check_aligned_features(features, per_token: Sequence[str]) -> None:
 
 @dataclass
 class AdapterDataCollator(DataCollatorForTokenClassification):
-    """`DataCollatorForTokenClassification` that also pads a cached ``source_logits`` column."""
+    """`DataCollatorForTokenClassification` that also pads a cached ``source_logits`` column. Its settings are
+    checked when it is made: transformers' own collator fails on a bad ``pad_to_multiple_of`` only at the first
+    batch, deep in the padding, and pads labels with whatever ``label_pad_token_id`` is."""
+
+    def __post_init__(self):
+        check_number("AdapterDataCollator", "pad_to_multiple_of", self.pad_to_multiple_of, PAD_MULTIPLE)
+        check_number("AdapterDataCollator", "max_length", self.max_length, dataclasses.replace(POSITIVE_INT,
+                                                                                              optional=True))
+        check_number("AdapterDataCollator", "label_pad_token_id", self.label_pad_token_id, LABEL_PAD)
 
     def torch_call(self, features):
         check_aligned_features(features, ("labels", SOURCE_LOGITS))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ..validation import SAMPLE_LIMIT, check_number, refuse_conll_columns
 
+ARCHIVE_MAGIC = {b"\x1f\x8b": "gzip", b"PK": "zip", b"BZ": "bzip2", b"\xfd7": "xz"}  # a file's first two bytes
+
 
 def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` of a UTF-8 file; a byte-order mark is dropped (it would glue onto the first
@@ -24,6 +26,9 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as err:
+                if line_no == 1 and raw[:2] in ARCHIVE_MAGIC:
+                    raise ValueError(f"{path} is a {ARCHIVE_MAGIC[raw[:2]]} archive, not text; unpack it first and "
+                                     "pass the text file inside.") from None
                 # A UTF-16 file opens with its byte-order mark; anything else is most often Latin-1 / Windows-1252.
                 source = "utf-16" if line_no == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin1"
                 raise ValueError(

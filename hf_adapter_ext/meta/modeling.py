@@ -15,7 +15,8 @@ import difflib
 import inspect
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from transformers.modeling_outputs import ModelOutput
 from ..constants import IGNORE_INDEX
 from ..hub import hub_model_id, push_folder_to_hub, render_sib_card, split_push_arguments
 from ..modeling.fingerprint import check_weights_digest, weights_digest
-from ..validation import check_input_ids, check_number, check_save_directory, check_texts
+from ..validation import check_finite_tensor, check_input_ids, check_number, check_save_directory, check_texts
 from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
@@ -348,6 +349,8 @@ class SIBForFewShotClassification(PreTrainedModel):
         else:  # an explicit K, for every task
             steps, limit = check_number("", "inner_steps", inner_steps, INNER_STEPS), None
         logits, logits_init = self.head(support, support_labels, query, query_mask.bool(), steps, limit)
+        if not self.training:  # finite features, yet NaN weights (a diverged run) would still name a class
+            check_finite_tensor(torch.where(query_mask.bool().unsqueeze(-1), logits, 0), "SIB's query scores")
         loss = None
         if query_labels is not None:
             self._check_labels(query_labels, "query_labels")
@@ -436,7 +439,9 @@ class SIBForFewShotClassification(PreTrainedModel):
             raise ValueError(f"predict_labels: this model (grad_net='fixed') serves exactly n_way={self.config.n_way} "
                              f"labels; got {len(examples)}. Meta-train a model with grad_net='equivariant' (the "
                              "default), which serves any number of labels.")
-        empty = [name for name, texts in examples.items() if isinstance(texts, str) or not texts]
+        examples = {name: list(texts) if isinstance(texts, Iterable) and not isinstance(texts, (str, bytes, Mapping))
+                    else texts for name, texts in examples.items()}  # numpy arrays, pandas or datasets columns
+        empty = [name for name, texts in examples.items() if isinstance(texts, (str, bytes)) or not texts]
         if empty:
             raise ValueError(f"Labels {empty} have no examples (or a bare string instead of a list of texts): give "
                              "every label at least one example text in a list.")
@@ -444,9 +449,9 @@ class SIBForFewShotClassification(PreTrainedModel):
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"predict_labels: label {name!r} is not a name; key the examples by label names.")
             check_texts(texts, f"predict_labels: the examples of {name!r}")
-        if isinstance(queries, str) or not isinstance(queries, Sequence):
-            raise ValueError(f"queries must be a list of texts, e.g. [{queries!r}] for one; got "
-                             f"{type(queries).__name__} (a bare string would be read as one query per character).")
+        if isinstance(queries, AbstractSet):
+            raise ValueError("predict_labels: queries is a set, whose order is arbitrary: the answers could not be "
+                             "matched to their queries. Pass a list of texts.")
         queries = check_texts(queries, "predict_labels: queries")
         owners: dict[str, set] = {}
         for name, texts in examples.items():
