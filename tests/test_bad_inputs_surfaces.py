@@ -436,7 +436,27 @@ def predict_labels_takes_any_list_like_of_texts():
                             ["london", "acme"], TOKENIZER) == expected
 
 
-HANDLED = [predict_labels_takes_any_list_like_of_texts, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+def settings_that_nothing_reads_are_warned():
+    """lora_r with target='copy', num_top_layers without trainable='top', ...: taken and never read, so a user's
+    change did nothing without a word. Settings that their choice reads, and the defaults, stay silent."""
+    idle = [(dict(lora_r=4), "lora_r=4 \\(read only with target='lora'\\)"),
+            (dict(lora_target_modules=["query"]), "lora_target_modules"),
+            (dict(num_top_layers=2), "num_top_layers=2 \\(read only with trainable='top'\\)"),
+            (dict(target="frozen", trainable="top"), "trainable='top' \\(read only with target='copy' or 'lora'"),
+            (dict(adapter="none", adapter_hidden_size=32), "adapter_hidden_size=32"),
+            (dict(head="linear", bio_constraints=False), "bio_constraints=False \\(read only with head='crf'\\)"),
+            (dict(subtype_init="sampled"), "subtype_init='sampled' \\(read only with label_parents\\)")]
+    for settings, pattern in idle:
+        with pytest.warns(UserWarning, match=f"nothing reads {pattern}"):
+            get_adapter_model(source(), C(new_labels=NEW_LABELS, **settings))
+    for settings in ({}, dict(target="lora", lora_r=4, trainable="top", num_top_layers=1), dict(head="crf",
+                     bio_constraints=False), dict(adapter="mlp", adapter_hidden_size=32)):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*nothing reads")
+            get_adapter_model(source(), C(new_labels=NEW_LABELS, **settings))
+
+
+HANDLED = [predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,

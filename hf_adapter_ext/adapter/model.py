@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ..validation import (
     check_save_directory,
 )
 from . import anatomy
-from .config import NeuralAdapterConfig
+from .config import NeuralAdapterConfig, idle_settings
 from .consolidation import consolidate
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .persistence import load_adapter, save_adapter
@@ -619,6 +620,10 @@ def get_adapter_model(source_model: nn.Module, config: NeuralAdapterConfig) -> N
     """Extend ``source_model`` (any ``AutoModelForTokenClassification``) to ``config.new_labels``."""
     if not isinstance(config, NeuralAdapterConfig):
         raise ValueError(f"get_adapter_model expects a NeuralAdapterConfig, got {type(config).__name__}.")
+    idle = idle_settings(config)
+    if idle:
+        warnings.warn(f"NeuralAdapterConfig: with the other settings given, nothing reads {'; '.join(idle)}. Drop "
+                      "it, or make the choice that reads it.", UserWarning, stacklevel=2)
     return NeuralAdapterModel(source_model, config)
 
 
