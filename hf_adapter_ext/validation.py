@@ -14,8 +14,9 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,24 @@ def check_settings(owner: str, settings: object, rules: Mapping[str, Number | ty
             check_flag(owner, name, value)
         else:
             check_choice(owner, name, value, rule)
+
+
+def warn_idle_settings(owner: str, settings: object, readers: Sequence[tuple[str, Callable[[object], bool], str]],
+                       stacklevel: int = 3) -> None:
+    """Warn of the settings of a dataclass ``settings`` that were given a value other than their default although
+    nothing reads them under its other choices: a user who set one expects it to do something.
+
+    Args:
+        readers: ``(setting, whether the other choices read it, which choice does)`` rows, e.g.
+            ``("lora_r", lambda c: c.target == "lora", "target='lora'")``.
+    """
+    defaults = {spec.name: spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+                for spec in dataclasses.fields(settings)}
+    idle = [f"{name}={getattr(settings, name)!r} (read only with {reader})" for name, reads, reader in readers
+            if getattr(settings, name) != defaults[name] and not reads(settings)]
+    if idle:
+        warnings.warn(f"{owner}: with the other settings given, nothing reads {'; '.join(idle)}. Drop it, or make "
+                      "the choice that reads it.", UserWarning, stacklevel=stacklevel)
 
 
 def repeated(values: Iterable) -> list:

@@ -454,6 +454,14 @@ def settings_that_nothing_reads_are_warned():
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=".*nothing reads")
             get_adapter_model(source(), C(new_labels=NEW_LABELS, **settings))
+    for settings, pattern in ((dict(min_train_ways=3), "min_train_ways=3 \\(read only with max_train_ways\\)"),
+                              (dict(shape_top_layers=0, shape_learning_rate=1e-4), "shape_learning_rate=0.0001")):
+        with pytest.warns(UserWarning, match=f"MetaTrainingArguments: .*nothing reads {pattern}") as caught:
+            MetaTrainingArguments(output_dir=tempfile.mkdtemp(), **settings)
+        assert caught[0].filename == __file__  # the warning points at the caller's line
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*nothing reads")
+        MetaTrainingArguments(output_dir=tempfile.mkdtemp(), max_train_ways=6, min_train_ways=3, shape_epochs=5)
 
 
 HANDLED = [predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,

@@ -224,8 +224,9 @@ class NeuralAdapterConfig(PeftConfig):
         return {f.name for f in fields(cls)}
 
 
-# Settings that only some choices read: (setting, whether the config's other choices read it, which choice does).
-_READ_ONLY_WITH = (
+# Settings that only some choices read: (setting, whether the config's other choices read it, which choice does);
+# `get_adapter_model` warns of those given without their choice (`warn_idle_settings`).
+READ_ONLY_WITH = (
     *((name, lambda c: c.target == "lora", "target='lora'")
       for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")),
     ("num_top_layers", lambda c: c.trainable == "top", "trainable='top'"),
@@ -234,16 +235,6 @@ _READ_ONLY_WITH = (
     ("bio_constraints", lambda c: c.head == "crf", "head='crf'"),
     ("subtype_init", lambda c: bool(c.label_parents), "label_parents"),
 )
-
-
-def idle_settings(config: NeuralAdapterConfig) -> list[str]:
-    """The settings given a value other than their default that nothing reads under the config's other choices
-    (``lora_r`` with ``target="copy"``, ...), each with the choice that reads it: a user who set one expects it to
-    do something."""
-    defaults = {spec.name: spec.default if spec.default is not MISSING else spec.default_factory()
-                for spec in fields(NeuralAdapterConfig)}
-    return [f"{name}={getattr(config, name)!r} (read only with {reader})" for name, reads, reader in _READ_ONLY_WITH
-            if getattr(config, name) != defaults[name] and not reads(config)]
 
 
 # PEFT reads adapter_config.json through this table: `PeftConfig.from_pretrained(adapter_dir)` returns our config.

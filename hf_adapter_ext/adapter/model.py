@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -31,9 +30,10 @@ from ..validation import (
     check_input_ids,
     check_inputs_embeds,
     check_save_directory,
+    warn_idle_settings,
 )
 from . import anatomy
-from .config import NeuralAdapterConfig, idle_settings
+from .config import READ_ONLY_WITH, NeuralAdapterConfig
 from .consolidation import consolidate
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .persistence import load_adapter, save_adapter
@@ -620,10 +620,7 @@ def get_adapter_model(source_model: nn.Module, config: NeuralAdapterConfig) -> N
     """Extend ``source_model`` (any ``AutoModelForTokenClassification``) to ``config.new_labels``."""
     if not isinstance(config, NeuralAdapterConfig):
         raise ValueError(f"get_adapter_model expects a NeuralAdapterConfig, got {type(config).__name__}.")
-    idle = idle_settings(config)
-    if idle:
-        warnings.warn(f"NeuralAdapterConfig: with the other settings given, nothing reads {'; '.join(idle)}. Drop "
-                      "it, or make the choice that reads it.", UserWarning, stacklevel=2)
+    warn_idle_settings("NeuralAdapterConfig", config, READ_ONLY_WITH)
     return NeuralAdapterModel(source_model, config)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..launch import check_one_job
-from ..validation import SEED, CheckedTrainingArguments, Number, check_settings
+from ..validation import SEED, CheckedTrainingArguments, Number, check_settings, warn_idle_settings
 from .shaping import EPOCHS, SHAPING_DEFAULTS
 
 
@@ -91,10 +91,17 @@ class MetaTrainingArguments(CheckedTrainingArguments):
             raise ValueError("MetaTrainingArguments: batch_eval_metrics=True is not supported: SIB's evaluation "
                              "reports each method's mean and 95% CI over all evaluation episodes at once. Lower "
                              "num_eval_episodes or per_device_eval_batch_size if evaluation memory is the concern.")
+        warn_idle_settings("MetaTrainingArguments", self, _READ_ONLY_WITH, stacklevel=4)  # past the dataclass __init__
         super().__post_init__()
         check_one_job(self)
 
 
+_SHAPES = "shape_top_layers > 0 or None (shaping)"
+_READ_ONLY_WITH = (  # settings that only some choices read (`warn_idle_settings`)
+    ("min_train_ways", lambda a: a.max_train_ways is not None, "max_train_ways"),
+    *((name, lambda a: a.shape_top_layers != 0, _SHAPES)
+      for name in ("shape_epochs", "shape_learning_rate", "shape_with_label_names")),
+)
 _RULES = {
     "k_shot": Number(int, 1, 1000, example="1"),
     "n_query": Number(int, 1, 10000, example="15"),
