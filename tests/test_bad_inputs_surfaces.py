@@ -464,7 +464,15 @@ def settings_that_nothing_reads_are_warned():
         MetaTrainingArguments(output_dir=tempfile.mkdtemp(), max_train_ways=6, min_train_ways=3, shape_epochs=5)
 
 
-HANDLED = [predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+def metric_takes_seqeval_options_that_ask_for_what_it_does():
+    """evaluate.load("seqeval") users pass mode="strict", scheme="IOB2", zero_division=0: those are what entity_f1
+    does, so they are accepted (they were "unexpected keyword argument")."""
+    tags = [["B-PER", "I-PER", "O"]]
+    for options in (dict(mode="strict"), dict(scheme="IOB2"), dict(zero_division=0), dict(suffix=False)):
+        assert score(tags, tags, **options)["overall_f1"] == 1.0
+
+
+HANDLED = [metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,
@@ -936,6 +944,12 @@ REFUSED = [
      r"encode_words.max_length=2 is out of range"),
     ("a gzipped CoNLL file", lambda: read_conll(write(__import__("gzip").compress(b"EU B-ORG\n"), "train.txt.gz")), V,
      r"train.txt.gz is a gzip archive, not text; unpack it first"),  # was "not valid UTF-8 ... iconv -f latin1"
+    ("metric mode lenient", lambda: score([["B-PER"]], [["B-PER"]], mode="lenient"), V,
+     r"mode='lenient': this metric scores exact spans under strict IOB2"),
+    ("metric scheme IOBES", lambda: score([["S-PER"]], [["S-PER"]], scheme="IOBES"), V, r"from_iobes"),
+    ("metric zero_division 1", lambda: score([["O"]], [["O"]], zero_division=1), V, r"zero_division=1"),
+    ("metric references with -100", lambda: score([["B-PER", "O"]], [["B-PER", -100]]), V,
+     r"mixes tags with other values.*drop the positions labelled -100"),  # was '"B-PER"' is not an IOB2 tag
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
                                                                                 ["london"], TOKENIZER), V,

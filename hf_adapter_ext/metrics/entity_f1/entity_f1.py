@@ -21,6 +21,9 @@ Args:
     new_types: entity types added by the extension (e.g. ["LOC"]); the others count as old.
     type_parents: new subtypes and the old type each refines (e.g. {"politician": "PER"}); adds
         old_{precision,recall,f1}_with_subtypes, the old-type scores with each subtype counted as its parent.
+    scheme, mode, suffix, zero_division: seqeval's options, as `evaluate.load("seqeval")` takes them; accepted where
+        they ask for what this metric does (scheme "IOB2", mode "strict", suffix False, zero_division 0 or "warn"),
+        refused otherwise.
 Returns:
     {overall,old,new}_{precision,recall,f1} (micro-averaged over the group's spans),
     and for each type T: T_precision, T_recall, T_f1, T_support.
@@ -67,7 +70,17 @@ class EntityF1(evaluate.Metric):
             }),
         )
 
-    def _compute(self, predictions, references, new_types=None, type_parents=None):
+    def _compute(self, predictions, references, new_types=None, type_parents=None, scheme=None, mode=None,
+                 suffix=False, zero_division=0):
+        # seqeval's own options, as evaluate.load("seqeval") takes them: accepted where they ask for what this
+        # metric does (strict IOB2 spans, prefixes first, 0 for an undefined score), refused otherwise
+        for option, value, meant in (("scheme", scheme, (None, "IOB2", IOB2)), ("mode", mode, (None, "strict")),
+                                     ("suffix", suffix, (False,)), ("zero_division", zero_division, (0, 0.0, "warn"))):
+            if not any(value is m or (type(value) is type(m) and value == m) for m in meant):
+                raise ValueError(f"entity_f1 {option}={value!r}: this metric scores exact spans under strict IOB2 "
+                                 "(seqeval's mode='strict', scheme=IOB2, tag prefixes first, 0 where a score is "
+                                 "undefined) and takes no other setting. Convert IOBES / BILOU tags with "
+                                 "hf_adapter_ext.data.conll.from_iobes, or use seqeval itself for other modes.")
         new_types = check_string_list("entity_f1", "new_types", [] if new_types is None else new_types, "['LOC']")
         for name in new_types:
             entity_type_name(name, "entity_f1 new_types")
@@ -85,6 +98,11 @@ class EntityF1(evaluate.Metric):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
             for name, tags in (("predictions", pred), ("references", ref)):
                 bad = [tag for tag in tags if tag != "O" and not (isinstance(tag, str) and is_bio_label(tag))][:1]
+                if bad and bad[0][:1] == '"':  # datasets JSON-quotes a list that mixes strings with numbers
+                    raise ValueError(f"entity_f1 {name}, sentence {i} mixes tags with other values (it arrived as "
+                                     f"{list(tags)[:4]}): pass tag strings only; drop the positions labelled -100 "
+                                     "(subword continuations, padding) before scoring, as run_ner.py's "
+                                     "compute_metrics does.")
                 if bad:
                     raise ValueError(f"entity_f1 {name}, sentence {i}: {bad[0]!r} is not an IOB2 tag ('O', 'B-<type>', "
                                      "'I-<type>', prefixes in capitals). Map the tags to IOB2 first (e.g. 'b-per' -> "
