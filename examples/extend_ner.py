@@ -66,6 +66,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
+from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import check_one_job, end_distributed, peak_memory_gib
 from hf_adapter_ext.metrics import (
     MIN_SOURCE_AGREEMENT,
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
     unlabelled = read_sentences(data_args.unlabelled_file, data_args.max_unlabelled_sentences) \
         if data_args.unlabelled_file else None
 
+    check_model_location(model_args.model_name_or_path, "--model_name_or_path ", "Pass the trained tagger to extend; "
+                         "an extension's own folder loads with NeuralAdapterModel.from_pretrained(source, adapter_dir).")
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     raw = read_splits(data_args)

@@ -36,6 +36,7 @@ from hf_adapter_ext.data import (
     read_csv_rows,
     read_json_records,
 )
+from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import end_distributed
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes, sib_arguments_dataclass
 from hf_adapter_ext.validation import CLI, SAMPLE_LIMIT, SEED, check_finite_loss, check_settings
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
         backbone_path = data_args.backbone or saved_config.backbone_name_or_path
     else:
         backbone_path = data_args.backbone or default_backbone()
+    check_model_location(backbone_path, "--backbone ", "Pass a pretrained sentence encoder's folder or Hub id.")
     tokenizer = AutoTokenizer.from_pretrained(backbone_path)
     level, train, validation, test = class_splits(data_args)
     if saved is not None:

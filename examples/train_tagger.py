@@ -29,6 +29,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     with_label_order,
 )
+from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import check_one_job, end_distributed
 from hf_adapter_ext.metrics import entity_f1_compute_metrics, type_f1
 from hf_adapter_ext.validation import (
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
                        "learn it, so it is scored as O.", entity_type)
         data = relabel_to_outside(data, entity_type)  # types only validation/test name are O for this tagger
     data = with_label_order(data, labels)
+    check_model_location(options.model_name_or_path, "--model_name_or_path ", "Pass a pretrained encoder (or a "
+                         "tagger to train further), e.g. 'bert-base-cased'.")
     tokenizer = AutoTokenizer.from_pretrained(options.model_name_or_path)
     model = AutoModelForTokenClassification.from_pretrained(
         options.model_name_or_path, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})

@@ -40,6 +40,28 @@ def hub_model_id(name_or_path: str | os.PathLike | None) -> str | None:
     return text
 
 
+def check_folder_or_hub_id(dir_or_repo: str | os.PathLike, what: str = "") -> str:
+    """``dir_or_repo`` as text if it is an existing folder or could be a Hub repo id; a path that is neither is
+    refused here, before the Hub client reads it as a malformed repo id."""
+    text = str(dir_or_repo)
+    if not Path(text).is_dir() and (isinstance(dir_or_repo, os.PathLike) or not HUB_ID.match(text)):
+        raise ValueError(
+            f"{what}{text} is not an existing folder (and not a Hub repo id like 'user/name'). Check the path: "
+            f"relative paths start at {Path.cwd()}."
+        )
+    return text
+
+def check_model_location(dir_or_repo: str | os.PathLike, what: str, fix: str) -> str:
+    """:func:`check_folder_or_hub_id`, and a folder that holds only a neural adapter (``adapter_config.json``
+    without ``config.json``) is refused where a model is expected: transformers would read it as a PEFT adapter
+    and fail on its empty base model id ("Repo id must use alphanumeric chars ... ''")."""
+    text = check_folder_or_hub_id(dir_or_repo, what)
+    folder = Path(text)
+    if folder.is_dir() and (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        raise ValueError(f"{what}{text} holds a neural adapter (adapter_config.json), not a model. {fix}")
+    return text
+
+
 def template_path(name: str) -> Path:
     for folder in _TEMPLATE_DIRS:
         if (folder / name).is_file():

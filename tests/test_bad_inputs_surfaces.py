@@ -29,7 +29,9 @@ from hf_adapter_ext import (
     BIOTokenClassificationPipeline,
     MetaTrainingArguments,
     NeuralAdapterConfig,
+    NeuralAdapterModel,
     SIBConfig,
+    SIBForFewShotClassification,
     adapter_optimizer,
     add_pseudo_labels,
     add_rehearsal,
@@ -77,7 +79,7 @@ from hf_adapter_ext.validation import check_training_arguments
 
 from .conftest import NEW_LABELS, build_tokenizer, tiny_source
 from .helpers import toy_dataset
-from .test_bad_inputs import episode, meta_args, model, parents_model, sib, source
+from .test_bad_inputs import episode, meta_args, model, parents_model, saved_adapter, sib, source
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = build_tokenizer()
@@ -150,7 +152,7 @@ def run(script: str, *options: str):
 
 
 # Where an accepted option leads next: past validation, each script stops on its missing model, file or data.
-REACHED_NEXT_STEP = r"Repo id must be in the form|--data_dir|does not exist"
+REACHED_NEXT_STEP = r"Repo id must be in the form|--data_dir|does not exist|is not an existing folder"
 
 
 def conll_file(text: str):
@@ -950,6 +952,19 @@ REFUSED = [
     ("metric zero_division 1", lambda: score([["O"]], [["O"]], zero_division=1), V, r"zero_division=1"),
     ("metric references with -100", lambda: score([["B-PER", "O"]], [["B-PER", -100]]), V,
      r"mixes tags with other values.*drop the positions labelled -100"),  # was '"B-PER"' is not an IOB2 tag
+    # ---- a model expected, something else given: refused naming what the folder holds (was the Hub client's
+    # "Repo id must use alphanumeric chars ... ''", from transformers reading the folder as a PEFT adapter)
+    ("SIB from_pretrained a missing folder", lambda: SIBForFewShotClassification.from_pretrained("./no/such/sib"), V,
+     r"from_pretrained: ./no/such/sib is not an existing folder"),
+    ("SIB from_pretrained an adapter folder", lambda: SIBForFewShotClassification.from_pretrained(saved_adapter()), V,
+     r"holds a neural adapter \(adapter_config.json\), not a model. An extended tagger loads with"),
+    ("SIB from_backbone_pretrained a missing folder", lambda: SIBForFewShotClassification.from_backbone_pretrained(
+        "./no/such/encoder"), V, r"the encoder ./no/such/encoder is not an existing folder"),
+    ("extension loaded with its own folder as the source", lambda: (lambda folder: NeuralAdapterModel.from_pretrained(
+        str(folder), folder))(saved_adapter()), V, r"The source model: .* holds a neural adapter.*source model .* first"),
+    ("extend_ner given an extension's folder to extend", lambda: run("extend_ner", "--model_name_or_path",
+                                                                     str(saved_adapter())), V,
+     r"--model_name_or_path .* holds a neural adapter"),
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
                                                                                 ["london"], TOKENIZER), V,

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForTokenClassification
 
-from ..hub import HUB_ID, render_adapter_card
+from ..hub import check_folder_or_hub_id, check_model_location, render_adapter_card
 from ..modeling.fingerprint import check_weights_digest
 from ..modeling.tags import source_labels
 from ..validation import check_flag
@@ -58,18 +58,6 @@ def save_adapter(config: NeuralAdapterConfig, state: dict[str, torch.Tensor], di
             os.link(weights, link)
         except OSError:  # a file system without hard links
             shutil.copyfile(weights, link)
-
-
-def check_folder_or_hub_id(dir_or_repo: str | os.PathLike, what: str = "") -> str:
-    """``dir_or_repo`` as text if it is an existing folder or could be a Hub repo id; a path that is neither is
-    refused here, before the Hub client reads it as a malformed repo id."""
-    text = str(dir_or_repo)
-    if not Path(text).is_dir() and (isinstance(dir_or_repo, os.PathLike) or not HUB_ID.match(text)):
-        raise ValueError(
-            f"{what}{text} is not an existing folder (and not a Hub repo id like 'user/name'). Check the path: "
-            f"relative paths start at {Path.cwd()}."
-        )
-    return text
 
 
 def resolve_folder(dir_or_repo, files: list[str], **hub_kwargs) -> Path:
@@ -223,8 +211,10 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
                              f"{CONFIG_NAME}); pass it first: NeuralAdapterModel.from_pretrained(source, "
                              f"{str(dir_or_repo)!r}).")
     if isinstance(source, (str, os.PathLike)):  # ``revision`` names a revision of the adapter's repo, not the source's
-        check_folder_or_hub_id(source, "The source model: " if not adapter_alone else
-                               f"The source model that {CONFIG_NAME} names (base_model_name_or_path): ")
+        check_model_location(source, "The source model: " if not adapter_alone else
+                             f"The source model that {CONFIG_NAME} names (base_model_name_or_path): ",
+                             "Pass the source model (or its folder or Hub id) first, then the adapter's folder: "
+                             "NeuralAdapterModel.from_pretrained(source, adapter_dir).")
         source = AutoModelForTokenClassification.from_pretrained(
             source, **{k: v for k, v in hub_kwargs.items() if k != "revision"})
     if not isinstance(source, nn.Module) or not hasattr(source, "config"):

@@ -27,7 +27,13 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from ..constants import IGNORE_INDEX
-from ..hub import hub_model_id, push_folder_to_hub, render_sib_card, split_push_arguments
+from ..hub import (
+    check_model_location,
+    hub_model_id,
+    push_folder_to_hub,
+    render_sib_card,
+    split_push_arguments,
+)
 from ..modeling.fingerprint import check_weights_digest, weights_digest
 from ..validation import check_finite_tensor, check_input_ids, check_number, check_save_directory, check_texts
 from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
@@ -235,6 +241,8 @@ class SIBForFewShotClassification(PreTrainedModel):
             hint = "; ".join(f"{name!r}: did you mean {match[0]!r}?" for name, match in hints.items() if match)
             raise TypeError(f"from_backbone_pretrained got {unknown}, which are not SIBConfig settings"
                             f"{' (' + hint + ')' if hint else ''}. Its settings: {settings}.")
+        check_model_location(backbone_name_or_path, "from_backbone_pretrained: the encoder ", "Pass a pretrained "
+                             "encoder's folder or Hub id, e.g. 'sentence-transformers/all-MiniLM-L6-v2'.")
         backbone = AutoModel.from_pretrained(backbone_name_or_path)
         config = SIBConfig(backbone_name_or_path=str(backbone_name_or_path), **config_kwargs)
         return cls(config, backbone=backbone)
@@ -546,6 +554,10 @@ class SIBForFewShotClassification(PreTrainedModel):
                         **kwargs):
         """transformers' ``from_pretrained``; a frozen backbone comes from ``backbone`` when given, else from the
         ``backbone_name_or_path`` the config names."""
+        if isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            check_model_location(pretrained_model_name_or_path, "SIBForFewShotClassification.from_pretrained: ",
+                                 "An extended tagger loads with NeuralAdapterModel.from_pretrained(source, "
+                                 "adapter_dir); a SIB model's folder holds config.json and model.safetensors.")
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
         if model.config.stores_backbone and backbone is not None:
