@@ -63,6 +63,34 @@ def test_viterbi_is_brute_force_argmax(length, n, seed, bio):
     assert crf.decode(emissions)[0].tolist() == list(best)
 
 
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(1, 4), n=st.integers(3, 5), seed=st.integers(0, 10_000),
+       scale=st.sampled_from([1.0, 1e2, 1e4, 1e6, 1e8]))
+def test_viterbi_keeps_the_constraints_at_any_emission_scale(length, n, seed, scale):
+    """Forbidden transitions weigh -1e4 in the loss; decoding treats them as impossible. Emissions of 1e4 and more
+    outweighed the finite penalty, and the decoded path broke BIO (I-X after O) without an error. Reference: the
+    best allowed path by brute force in float64."""
+    crf = random_crf(n, seed, bio=True)
+    emissions = torch.randn(1, length, n, generator=torch.Generator().manual_seed(seed + 1)) * scale
+    trans, start, end = (x.detach().double() for x in crf._scores())
+    e = emissions[0].double()
+
+    def score(path):
+        return start[path[0]] + end[path[-1]] + sum(e[t, label] for t, label in enumerate(path)) + sum(
+            trans[a, b] for a, b in zip(path, path[1:]))
+
+    allowed = [path for path in itertools.product(range(n), repeat=length) if crf.allowed_start[path[0]]
+               and all(crf.allowed[a, b] for a, b in zip(path, path[1:]))]
+    assert crf.decode(emissions)[0].tolist() == list(max(allowed, key=lambda path: score(path).item()))
+
+
+def test_constraints_that_allow_no_path_are_refused_at_decoding():
+    crf = CRF(2, allowed=torch.tensor([[False, False], [False, False]]))  # no step is allowed
+    with pytest.raises(ValueError, match="No label path satisfies the CRF's constraints"):
+        crf.decode(torch.zeros(1, 3, 2))
+    assert crf.decode(torch.zeros(1, 1, 2)).shape == (1, 1)  # one position takes no step
+
+
 def test_batched_masked_equals_one_by_one_and_padding_side_does_not_matter():
     crf = random_crf(5, 3)  # no constraints: random label sequences are legal paths
     torch.manual_seed(0)

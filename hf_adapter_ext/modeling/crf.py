@@ -315,11 +315,13 @@ class CRF(nn.Module):
                         "pytorch-crf's crf(...) returns the log-likelihood itself) and crf.decode(emissions, "
                         "attention_mask) for the best label path.")
 
-    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Transition, start and end scores in float32 (or wider), forbidden ones set to FORBIDDEN."""
+    def _scores(self, forbidden: float = FORBIDDEN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Transition, start and end scores in float32 (or wider), forbidden ones set to ``forbidden``: finite for
+        the loss (a broken gold path costs much, not NaN), ``-inf`` for decoding (emissions of 1e4 and more would
+        outweigh a finite penalty, and the best path would break the constraints)."""
         dtype = torch.promote_types(self.transitions.dtype, torch.float32)
-        trans = self.transitions.to(dtype).masked_fill(~self.allowed, FORBIDDEN)
-        start = self.start_transitions.to(dtype).masked_fill(~self.allowed_start, FORBIDDEN)
+        trans = self.transitions.to(dtype).masked_fill(~self.allowed, forbidden)
+        start = self.start_transitions.to(dtype).masked_fill(~self.allowed_start, forbidden)
         return trans, start, self.end_transitions.to(dtype)
 
     def _path_score(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -387,7 +389,7 @@ class CRF(nn.Module):
         Inside ``torch.export`` / ``torch.compile`` it runs as a graph; the TorchScript tracer cannot capture
         it and is refused."""
         mask = self._mask(emissions, attention_mask)
-        trans, start, end = self._scores()
+        trans, start, end = self._scores(float("-inf"))
         refuse_unexportable("The CRF's Viterbi decoding")
         if emissions.size(1) == 0:
             return torch.full(emissions.shape[:2], IGNORE_INDEX, dtype=torch.long, device=emissions.device)
@@ -412,7 +414,12 @@ class CRF(nn.Module):
             score = torch.where(step_mask, best + steps[t], score)
             # Where the sequence has ended, a backpointer to itself carries the last label through.
             history.append(torch.where(step_mask, idx, stay))
-        packed_path = _backtrack((score + end).argmax(dim=1), history).to(packed.device)
+        final = score + end
+        if not bool(torch.isfinite(final.amax(dim=1)).all()):
+            raise ValueError("No label path satisfies the CRF's constraints (allowed / allowed_start): every path "
+                             "takes a forbidden start or transition. Allow at least one path, e.g. an outside "
+                             "label that may start and follow every label.")
+        packed_path = _backtrack(final.argmax(dim=1), history).to(packed.device)
         if full:
             return packed_path
         return _unpack(packed_path, packed_mask, mask)

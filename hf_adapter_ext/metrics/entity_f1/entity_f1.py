@@ -98,7 +98,7 @@ class EntityF1(evaluate.Metric):
                 raise ValueError(f"Sentence {i}: {len(pred)} predicted tags for {len(ref)} gold tags.")
             for name, tags in (("predictions", pred), ("references", ref)):
                 bad = [tag for tag in tags if tag != "O" and not (isinstance(tag, str) and is_bio_label(tag))][:1]
-                if bad and bad[0][:1] == '"':  # datasets JSON-quotes a list that mixes strings with numbers
+                if bad and str(bad[0]).startswith('"'):  # datasets JSON-quotes a list that mixes strings with numbers
                     raise ValueError(f"entity_f1 {name}, sentence {i} mixes tags with other values (it arrived as "
                                      f"{list(tags)[:4]}): pass tag strings only; drop the positions labelled -100 "
                                      "(subword continuations, padding) before scoring, as run_ner.py's "
