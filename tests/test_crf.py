@@ -84,6 +84,25 @@ def test_viterbi_keeps_the_constraints_at_any_emission_scale(length, n, seed, sc
     assert crf.decode(emissions)[0].tolist() == list(max(allowed, key=lambda path: score(path).item()))
 
 
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(1, 4), seed=st.integers(0, 10_000), scale=st.sampled_from([1.0, 1e2, 1e4, 1e6]))
+def test_marginals_put_no_mass_on_forbidden_paths_at_any_emission_scale(length, seed, scale):
+    """Posterior label probabilities against brute force over the allowed paths (float64). With the loss's finite
+    penalty, forbidden paths took the mass from emissions of 1e4 on (a probability off by up to 1)."""
+    crf = random_crf(5, seed, bio=True)
+    emissions = torch.randn(1, length, 5, generator=torch.Generator().manual_seed(seed + 1)) * scale
+    trans, start, end = (x.detach().double() for x in crf._scores())
+    e = emissions[0].double()
+    paths = [path for path in itertools.product(range(5), repeat=length) if crf.allowed_start[path[0]]
+             and all(crf.allowed[a, b] for a, b in zip(path, path[1:]))]
+    weights = torch.stack([start[p[0]] + end[p[-1]] + sum(e[t, label] for t, label in enumerate(p))
+                           + sum(trans[a, b] for a, b in zip(p, p[1:])) for p in paths]).softmax(0)
+    expected = torch.zeros(length, 5, dtype=torch.float64)
+    for weight, path in zip(weights, paths):
+        expected[torch.arange(length), torch.tensor(path)] += weight
+    torch.testing.assert_close(crf.marginals(emissions)[0].double(), expected, atol=1e-4, rtol=0)
+
+
 def test_constraints_that_allow_no_path_are_refused_at_decoding():
     crf = CRF(2, allowed=torch.tensor([[False, False], [False, False]]))  # no step is allowed
     with pytest.raises(ValueError, match="No label path satisfies the CRF's constraints"):

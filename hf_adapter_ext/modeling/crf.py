@@ -317,8 +317,9 @@ class CRF(nn.Module):
 
     def _scores(self, forbidden: float = FORBIDDEN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Transition, start and end scores in float32 (or wider), forbidden ones set to ``forbidden``: finite for
-        the loss (a broken gold path costs much, not NaN), ``-inf`` for decoding (emissions of 1e4 and more would
-        outweigh a finite penalty, and the best path would break the constraints)."""
+        the loss (a broken gold path costs much, not NaN), ``-inf`` for decoding and marginals (emissions of 1e4
+        and more would outweigh a finite penalty: the best path would break the constraints, and forbidden paths
+        would take the probability mass)."""
         dtype = torch.promote_types(self.transitions.dtype, torch.float32)
         trans = self.transitions.to(dtype).masked_fill(~self.allowed, forbidden)
         start = self.start_transitions.to(dtype).masked_fill(~self.allowed_start, forbidden)
@@ -375,7 +376,7 @@ class CRF(nn.Module):
         with torch.enable_grad():
             packed_mask, packed = _packed_emissions(emissions.detach(), mask)
             packed.requires_grad_(True)
-            trans, start, end = (score.detach() for score in self._scores())
+            trans, start, end = (score.detach() for score in self._scores(float("-inf")))
             log_z = _LogPartition.apply(packed, packed_mask, trans, start, end)
             (probabilities,) = torch.autograd.grad(log_z.sum(), packed)
         order = left_order(mask)
