@@ -52,6 +52,7 @@ from hf_adapter_ext.data import (
     relabel_to_outside,
     rename_types,
     tokenize_and_align_labels,
+    warn_unlabelled_in_evaluation,
     with_label_order,
 )
 from hf_adapter_ext.data.conll import from_iobes, to_iob2
@@ -194,6 +195,19 @@ def validation_file_that_repeats_the_training_file_is_warned():
                for r in records), [r.getMessage() for r in records]
     with _captured(logging.getLogger("hf_adapter_ext.data.conll")) as records:
         load_ner_files({"train": train, "validation": dev})
+    assert not records
+
+
+def unlabelled_text_that_repeats_test_sentences_is_warned():
+    """Self-training on test or validation sentences scores the model on text it learned its own tags from: the
+    user is told which split and how many (extend_ner.py calls this before training)."""
+    data = load_ner_files({"train": conll_file("John B-PER\nlives O\n\n"),
+                           "test": conll_file("Mary B-PER\nsings O\n\nParis B-LOC\n\n")})
+    with _captured(logging.getLogger("hf_adapter_ext.data.conll")) as records:
+        warn_unlabelled_in_evaluation(["Mary sings", "a new sentence"], {"test": data["test"]})
+    assert any("repeats 1 of the test split's 2 sentences" in r.getMessage() for r in records), records
+    with _captured(logging.getLogger("hf_adapter_ext.data.conll")) as records:
+        warn_unlabelled_in_evaluation(["a new sentence"], {"test": data["test"]})
     assert not records
 
 
@@ -474,7 +488,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,

@@ -254,6 +254,19 @@ def warn_repeated_training_sentences(sentences: dict[str, list[dict]], sources: 
                            sources[split], repeated, split, len(rows), sources["train"], 100 * repeated / len(rows))
 
 
+def warn_unlabelled_in_evaluation(texts: Sequence[str], splits, what: str = "The unlabelled domain text") -> None:
+    """Warn when plain ``texts`` (one sentence per string) repeat sentences of the ``splits`` a model is chosen or
+    scored on (``{name: Dataset with a 'tokens' column}``, e.g. validation and test): self-training on them would
+    make those scores optimistic. The benchmark drops such sentences from its unlabelled text."""
+    given = {tuple(text.split()) for text in texts}
+    for split, rows in splits.items():
+        shared = sum(tuple(tokens) in given for tokens in rows["tokens"])
+        if shared:
+            logger.warning("%s repeats %d of the %s split's %d sentences: the model learns from its own tags on "
+                           "them, so the %s scores come out optimistic. Drop them from the text.", what, shared,
+                           split, len(rows), split)
+
+
 def rename_types(dataset: Dataset | DatasetDict, mapping: dict[str, str], column: str = "ner_tags"):
     """Rename entity types in a ``ClassLabel`` tag column (``{"person": "PER", "country": "LOC", ...}``);
     types renamed to the same name are merged, and a type renamed to ``"O"`` is dropped (its tags become ``O``).
