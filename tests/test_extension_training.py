@@ -154,6 +154,19 @@ def test_the_self_training_run_stops_on_its_own_patience(tmp_path, tokenizer, ex
     assert report["second_run_best_step"] == (4 if patience == 1 else 16)
 
 
+def test_self_training_on_validation_sentences_is_warned(tmp_path, tokenizer, extension, caplog):
+    """Pseudo-labelled validation sentences would decide, on a score the second run learned its own tags for,
+    whether that run is kept."""
+    data = toy_dataset(tokenizer)
+    trainer = ExtensionTrainer(model=extension, args=training_args(tmp_path, max_steps=4), train_dataset=data,
+                               eval_dataset=data, data_collator=AdapterDataCollator(tokenizer),
+                               compute_metrics=Scores([0.1, 0.2]))
+    trainer.train()
+    with caplog.at_level(logging.WARNING, logger="hf_adapter_ext.adapter.training"):
+        trainer.self_train([CORPUS[0], "a sentence the validation set lacks"], tokenizer, threshold=0.0, patience=1)
+    assert "1 of the unlabelled sentences are validation sentences" in caplog.text
+
+
 def test_a_bad_self_training_patience_is_refused(tmp_path, tokenizer, extension):
     trainer = ExtensionTrainer(model=extension, args=training_args(tmp_path), train_dataset=toy_dataset(tokenizer),
                                eval_dataset=toy_dataset(tokenizer), data_collator=AdapterDataCollator(tokenizer))

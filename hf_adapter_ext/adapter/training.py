@@ -162,6 +162,15 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         key = self.validation_key
         return [(entry["step"], entry[key]) for entry in self.state.log_history if key in entry]
 
+    def _warn_tagged_validation(self, tagged_ids) -> None:
+        """Warn when self-training's pseudo-labelled sentences include validation sentences: the second run would
+        be kept on a score it has learned its own tags for."""
+        validation = {tuple(ids) for ids in self.eval_dataset["input_ids"]} if self.eval_dataset is not None else set()
+        shared = sum(tuple(ids) in validation for ids in tagged_ids)
+        if shared:
+            logger.warning("Self-training: %d of the unlabelled sentences are validation sentences, so the validation "
+                           "score that keeps or drops the second run is optimistic. Drop them from the text.", shared)
+
     def self_train(self, texts, tokenizer, threshold: float = PSEUDO_LABEL_THRESHOLD,
                    patience: int = SELF_TRAINING_PATIENCE) -> dict:
         """A second run, from the trained model's weights, on the training set plus the model's confident tags on
@@ -181,6 +190,7 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         model, first = self.model, self.validation_score()
         first_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
         train = add_pseudo_labels(self.train_dataset, texts, model, tokenizer, threshold)
+        self._warn_tagged_validation(train.select(range(len(self.train_dataset), len(train)))["input_ids"])
         args = dataclasses.replace(self.args, output_dir=str(Path(self.args.output_dir) / "self-training"))
         second = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=self.eval_dataset,
                                   data_collator=self.data_collator, compute_metrics=self.compute_metrics,
