@@ -452,6 +452,14 @@ def predict_labels_takes_any_list_like_of_texts():
                             ["london", "acme"], TOKENIZER) == expected
 
 
+def adapt_takes_numpy_feature_rows():
+    """A numeric numpy array is feature rows, as a tensor is (it was read as texts: "pass the tokenizer")."""
+    m, g = sib(), torch.Generator().manual_seed(0)
+    support, query = torch.randn(4, 16, generator=g), torch.randn(6, 16, generator=g)
+    assert m.adapt(support.numpy(), [0, 0, 1, 1], query.numpy()).tolist() == m.adapt(support, [0, 0, 1, 1],
+                                                                                       query).tolist()
+
+
 def settings_that_nothing_reads_are_warned():
     """lora_r with target='copy', num_top_layers without trainable='top', ...: taken and never read, so a user's
     change did nothing without a word. Settings that their choice reads, and the defaults, stay silent."""
@@ -488,7 +496,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [adapt_takes_numpy_feature_rows, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,
@@ -979,6 +987,8 @@ REFUSED = [
     ("extend_ner given an extension's folder to extend", lambda: run("extend_ner", "--model_name_or_path",
                                                                      str(saved_adapter())), V,
      r"--model_name_or_path .* holds a neural adapter"),
+    ("adapt with a batch of episodes", lambda: sib().adapt(torch.randn(1, 4, 16), [0, 0, 1, 1], torch.randn(1, 6, 16)),
+     V, r"adapt\(\) takes one task: support feature rows \[examples, 16\]; got a tensor of shape \(1, 4, 16\)"),
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
                                                                                 ["london"], TOKENIZER), V,

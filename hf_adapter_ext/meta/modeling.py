@@ -20,6 +20,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -484,6 +485,7 @@ class SIBForFewShotClassification(PreTrainedModel):
 
     def _adapted_logits(self, support, support_labels, query, tokenizer, inner_steps,
                         names: Sequence[str] | None = None) -> torch.Tensor:
+        support, query = self._feature_rows(support, "support"), self._feature_rows(query, "query")
         named = next((label for label in support_labels if isinstance(label, str)), None) \
             if isinstance(support_labels, (list, tuple)) else None
         if named is not None:
@@ -516,6 +518,17 @@ class SIBForFewShotClassification(PreTrainedModel):
                    query_features=query_f.unsqueeze(0), class_name_features=name_f, inner_steps=inner_steps)
         self.train(was_training)
         return out.logits[0]
+
+    def _feature_rows(self, items, name: str):
+        """``items`` as given when they are texts; feature rows (a tensor or a numeric numpy array) as a tensor,
+        checked to be one task's [examples, dim]."""
+        if isinstance(items, np.ndarray) and items.dtype.kind in "fiu":  # feature rows, not texts
+            items = torch.from_numpy(items)
+        if isinstance(items, torch.Tensor) and items.dim() != 2:
+            raise ValueError(f"adapt() takes one task: {name} feature rows [examples, {self.config.feature_dim}]; got "
+                             f"a tensor of shape {tuple(items.shape)}. For batches of episodes, call the model itself "
+                             "(support_features=[episodes, examples, dim], ...).")
+        return items
 
     def _texts_to_features(self, items, tokenizer) -> torch.Tensor:
         if isinstance(items, torch.Tensor):
