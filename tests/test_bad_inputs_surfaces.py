@@ -27,6 +27,7 @@ from hf_adapter_ext import (
     BiLSTMCRFConfig,
     BiLSTMCRFForTokenClassification,
     BIOTokenClassificationPipeline,
+    ExtensionTrainer,
     MetaTrainingArguments,
     NeuralAdapterConfig,
     NeuralAdapterModel,
@@ -36,6 +37,7 @@ from hf_adapter_ext import (
     add_pseudo_labels,
     add_rehearsal,
     entity_types,
+    extension_training_defaults,
     get_adapter_model,
     parse_pairs,
 )
@@ -381,7 +383,6 @@ def io_source_takes_label_parents():
 def extension_trainer_says_which_of_its_settings_do_nothing():
     """rehearsal_ratio without rehearsal rows, early_stopping_patience without validation: they were ignored without
     a word; the defaults stay silent."""
-    from hf_adapter_ext import ExtensionTrainer
 
     def build(**kwargs):
         return ExtensionTrainer(model=model().train(), args=TrainingArguments(tempfile.mkdtemp(), report_to=[]),
@@ -399,7 +400,6 @@ def extension_trainer_says_which_of_its_settings_do_nothing():
 def extension_trainer_pads_labels_without_a_collator():
     """Trainer's own default (DataCollatorWithPadding) pads no labels: 'Unable to create tensor ... excessive
     nesting'. ExtensionTrainer pads token-classification rows itself."""
-    from hf_adapter_ext import ExtensionTrainer
 
     trainer = ExtensionTrainer(model=model().train(), args=TrainingArguments(
         tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=5, report_to=[], use_cpu=True),
@@ -989,6 +989,11 @@ REFUSED = [
      r"--model_name_or_path .* holds a neural adapter"),
     ("adapt with a batch of episodes", lambda: sib().adapt(torch.randn(1, 4, 16), [0, 0, 1, 1], torch.randn(1, 6, 16)),
      V, r"adapt\(\) takes one task: support feature rows \[examples, 16\]; got a tensor of shape \(1, 4, 16\)"),
+    ("ExtensionTrainer choosing on F1 without a metric", lambda: ExtensionTrainer(
+        model=model().train(), args=TrainingArguments(tempfile.mkdtemp(), report_to=[], **extension_training_defaults()),
+        train_dataset=toy_dataset(TOKENIZER), eval_dataset=toy_dataset(TOKENIZER), processing_class=TOKENIZER), V,
+     r"metric_for_best_model='overall_f1' needs a compute_metrics.*entity_f1_compute_metrics"),  # was a KeyError
+    # at the first evaluation
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
                                                                                 ["london"], TOKENIZER), V,

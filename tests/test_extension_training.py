@@ -91,7 +91,8 @@ def extension():
 def test_the_fresh_parts_train_at_the_head_learning_rate(tmp_path, tokenizer, extension):
     data = toy_dataset(tokenizer)
     trainer = ExtensionTrainer(model=extension, args=training_args(tmp_path), train_dataset=data, eval_dataset=data,
-                               data_collator=AdapterDataCollator(tokenizer), head_learning_rate=0.02)
+                               data_collator=AdapterDataCollator(tokenizer), head_learning_rate=0.02,
+                               compute_metrics=Scores([0.1]))
     trainer.create_optimizer()
     rates = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
     for name, param in extension.named_parameters():
@@ -169,7 +170,8 @@ def test_self_training_on_validation_sentences_is_warned(tmp_path, tokenizer, ex
 
 def test_a_bad_self_training_patience_is_refused(tmp_path, tokenizer, extension):
     trainer = ExtensionTrainer(model=extension, args=training_args(tmp_path), train_dataset=toy_dataset(tokenizer),
-                               eval_dataset=toy_dataset(tokenizer), data_collator=AdapterDataCollator(tokenizer))
+                               eval_dataset=toy_dataset(tokenizer), data_collator=AdapterDataCollator(tokenizer),
+                               compute_metrics=Scores([0.1]))
     with pytest.raises(ValueError, match="self_train.patience=-1"):
         trainer.self_train(CORPUS, tokenizer, patience=-1)
 

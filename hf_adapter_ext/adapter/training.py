@@ -124,6 +124,14 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
             kwargs["data_collator"] = AdapterDataCollator(tokenizer)
         super().__init__(*args, **kwargs)
         check_trainer_columns(self.model, self.args, {"train": self.train_dataset, "eval": self.eval_dataset})
+        metric = (self.args.metric_for_best_model or "loss").removeprefix("eval_")
+        if self.compute_metrics is None and metric != "loss" and self.args.load_best_model_at_end:
+            # Trainer finds out at the first evaluation, a KeyError after the source caching and the first steps
+            raise ValueError(f"ExtensionTrainer: metric_for_best_model={self.args.metric_for_best_model!r} needs a "
+                             "compute_metrics that reports it, and none is given: pass compute_metrics="
+                             "hf_adapter_ext.metrics.entity_f1_compute_metrics(model.config.id2label, new_types) "
+                             "(with preprocess_logits_for_metrics=hf_adapter_ext.metrics.predicted_label_ids), or "
+                             "metric_for_best_model='loss'.")
         add_stopping_callbacks(self, self.early_stopping_patience)
         if rehearsal_ratio is not None and REHEARSAL not in getattr(self.train_dataset, "column_names", ()):
             warnings.warn(f"ExtensionTrainer: rehearsal_ratio={rehearsal_ratio} does nothing: the training set has no "
