@@ -51,6 +51,7 @@ def check_folder_or_hub_id(dir_or_repo: str | os.PathLike, what: str = "") -> st
         )
     return text
 
+
 def check_model_location(dir_or_repo: str | os.PathLike, what: str, fix: str) -> str:
     """:func:`check_folder_or_hub_id`, and a folder that holds only a neural adapter (``adapter_config.json``
     without ``config.json``) is refused where a model is expected: transformers would read it as a PEFT adapter

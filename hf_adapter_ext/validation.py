@@ -94,7 +94,7 @@ def check_number(owner: str, name: str, value, rule: Number):
         return value
     accepted = (int, float) if rule.kind is float else rule.kind
     if isinstance(value, bool) or not isinstance(value, accepted):
-        if isinstance(value, (numbers.Integral, numbers.Real) if rule.kind is float else numbers.Integral) \
+        if isinstance(value, numbers.Real if rule.kind is float else numbers.Integral) \
                 and not isinstance(value, bool):  # a numpy or torch scalar: right number, but configs save as JSON
             raise WrongKindError(f"{where} must be a Python {rule.kind.__name__}, got {value!r} of type "
                                  f"{type(value).__name__}; pass {name}={rule.kind.__name__}(value).")

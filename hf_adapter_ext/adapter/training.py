@@ -173,7 +173,8 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
     def _warn_tagged_validation(self, tagged_ids) -> None:
         """Warn when self-training's pseudo-labelled sentences include validation sentences: the second run would
         be kept on a score it has learned its own tags for."""
-        validation = {tuple(ids) for ids in self.eval_dataset["input_ids"]} if self.eval_dataset is not None else set()
+        rows = self.eval_dataset if "input_ids" in getattr(self.eval_dataset, "column_names", ()) else {"input_ids": []}
+        validation = {tuple(ids) for ids in rows["input_ids"]}
         shared = sum(tuple(ids) in validation for ids in tagged_ids)
         if shared:
             logger.warning("Self-training: %d of the unlabelled sentences are validation sentences, so the validation "
