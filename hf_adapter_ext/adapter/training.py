@@ -199,7 +199,8 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         model, first = self.model, self.validation_score()
         first_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
         train = add_pseudo_labels(self.train_dataset, texts, model, tokenizer, threshold)
-        self._warn_tagged_validation(train.select(range(len(self.train_dataset), len(train)))["input_ids"])
+        if len(train) > len(self.train_dataset):  # the tagged sentences come after the training set's rows
+            self._warn_tagged_validation(train.select(range(len(self.train_dataset), len(train)))["input_ids"])
         args = dataclasses.replace(self.args, output_dir=str(Path(self.args.output_dir) / "self-training"))
         second = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=self.eval_dataset,
                                   data_collator=self.data_collator, compute_metrics=self.compute_metrics,
