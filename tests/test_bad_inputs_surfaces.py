@@ -460,6 +460,12 @@ def adapt_takes_numpy_feature_rows():
                                                                                        query).tolist()
 
 
+def peft_unload_returns_the_source_unchanged():
+    """PEFT's unload() gives back the base model without its adapters; for an extension, the frozen source."""
+    m = model()
+    assert m.unload() is m.source and m.unload().config.id2label == source().config.id2label
+
+
 def settings_that_nothing_reads_are_warned():
     """lora_r with target='copy', num_top_layers without trainable='top', ...: taken and never read, so a user's
     change did nothing without a word. Settings that their choice reads, and the defaults, stay silent."""
@@ -496,7 +502,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [adapt_takes_numpy_feature_rows, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple,
@@ -994,6 +1000,7 @@ REFUSED = [
         train_dataset=toy_dataset(TOKENIZER), eval_dataset=toy_dataset(TOKENIZER), processing_class=TOKENIZER), V,
      r"metric_for_best_model='overall_f1' needs a compute_metrics.*entity_f1_compute_metrics"),  # was a KeyError
     # at the first evaluation
+    ("PEFT's merge_adapter on an extension", lambda: model().merge_adapter(), V, r"cannot be merged.*consolidate"),
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
                                                                                 ["london"], TOKENIZER), V,

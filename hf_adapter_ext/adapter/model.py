@@ -503,6 +503,15 @@ class NeuralAdapterModel(PreTrainedModel):
     def set_adapter(self, *args, **kwargs):
         raise ValueError(_NO_PEFT_MIXIN)
 
+    def merge_adapter(self, *args, **kwargs):
+        """PEFT's in-place merge; no weights of the source can hold an extension (:meth:`merge_and_unload`)."""
+        self.merge_and_unload()
+
+    def unload(self) -> nn.Module:
+        """The source model without the extension, as PEFT's ``unload`` returns the base model: here the frozen
+        source, unchanged (old labels only)."""
+        return self.get_base_model()
+
     def merge_and_unload(self, *args, **kwargs):
         """PEFT folds a LoRA update into the base weights; an extension adds a network beside the source, which no
         weights of the source can hold. :meth:`consolidate` distils it into one plain model instead."""
