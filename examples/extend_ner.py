@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     raw = read_splits(data_args)
-    if unlabelled:
-        warn_unlabelled_in_evaluation(unlabelled, {split: raw[split] for split in ("validation", "test") if split in raw})
+    if unlabelled and "test" in raw:  # ExtensionTrainer.self_train checks the validation rows it is given
+        warn_unlabelled_in_evaluation(unlabelled, {"test": raw["test"]})
     data_labels = raw["train"].features["ner_tags"].feature.names
     old_labels = source_labels(source.config)
     trained_on = {data_labels[t] for tags in raw["train"]["ner_tags"] for t in tags}

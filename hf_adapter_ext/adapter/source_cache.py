@@ -49,13 +49,13 @@ def add_source_logits(dataset: Dataset, model, tokenizer, batch_size: int = 32) 
         ]
         padded = collator(features)
         padded = {k: v.to(model.device) for k, v in padded.items()}
-        logits = label_scores(model.source_outputs(padded)).float()
-        check_finite_tensor(logits, "The frozen source model's scores")  # cached, they would teach every row NaN
-        logits = logits.cpu().numpy()
+        logits = label_scores(model.source_outputs(padded)).float().cpu().numpy()
         lengths = [len(ids) for ids in batch["input_ids"]]
-        if tokenizer.padding_side == "left":
-            return {SOURCE_LOGITS: [logits[i, logits.shape[1] - n :] for i, n in enumerate(lengths)]}
-        return {SOURCE_LOGITS: [logits[i, :n] for i, n in enumerate(lengths)]}
+        left = tokenizer.padding_side == "left"
+        rows = [logits[i, logits.shape[1] - n :] if left else logits[i, :n] for i, n in enumerate(lengths)]
+        # the cached rows only (the collator's padding is dropped): NaN there would teach every rehearsal row NaN
+        check_finite_tensor(torch.from_numpy(np.concatenate(rows)), "The frozen source model's scores")
+        return {SOURCE_LOGITS: rows}
 
     return dataset.map(compute, batched=True, batch_size=batch_size, features=features,
                        desc="Caching source model outputs")
