@@ -82,7 +82,7 @@ from hf_adapter_ext.validation import check_training_arguments
 
 from .conftest import NEW_LABELS, build_tokenizer, tiny_source
 from .helpers import toy_dataset
-from .test_bad_inputs import episode, meta_args, model, parents_model, saved_adapter, sib, source
+from .test_bad_inputs import episode, meta_args, model, parents_model, sib, source
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = build_tokenizer()
@@ -96,6 +96,14 @@ def write(content: str | bytes, name: str = "data.txt") -> Path:
     path = Path(tempfile.mkdtemp(prefix="bad_surfaces_")) / name
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     return path
+
+
+def adapter_folder() -> Path:
+    """A saved extension in a folder of this module's own (test_bad_inputs' folder goes when that module ends,
+    which under xdist may come first)."""
+    folder = Path(tempfile.mkdtemp(prefix="bad_surfaces_adapter_"))
+    model().save_pretrained(folder)
+    return folder
 
 
 def few_tk_folder() -> Path:
@@ -984,14 +992,14 @@ REFUSED = [
     # "Repo id must use alphanumeric chars ... ''", from transformers reading the folder as a PEFT adapter)
     ("SIB from_pretrained a missing folder", lambda: SIBForFewShotClassification.from_pretrained("./no/such/sib"), V,
      r"from_pretrained: ./no/such/sib is not an existing folder"),
-    ("SIB from_pretrained an adapter folder", lambda: SIBForFewShotClassification.from_pretrained(saved_adapter()), V,
+    ("SIB from_pretrained an adapter folder", lambda: SIBForFewShotClassification.from_pretrained(adapter_folder()), V,
      r"holds a neural adapter \(adapter_config.json\), not a model. An extended tagger loads with"),
     ("SIB from_backbone_pretrained a missing folder", lambda: SIBForFewShotClassification.from_backbone_pretrained(
         "./no/such/encoder"), V, r"the encoder ./no/such/encoder is not an existing folder"),
     ("extension loaded with its own folder as the source", lambda: (lambda folder: NeuralAdapterModel.from_pretrained(
-        str(folder), folder))(saved_adapter()), V, r"The source model: .* holds a neural adapter.*source model .* first"),
+        str(folder), folder))(adapter_folder()), V, r"The source model: .* holds a neural adapter.*source model .* first"),
     ("extend_ner given an extension's folder to extend", lambda: run("extend_ner", "--model_name_or_path",
-                                                                     str(saved_adapter())), V,
+                                                                     str(adapter_folder())), V,
      r"--model_name_or_path .* holds a neural adapter"),
     ("adapt with a batch of episodes", lambda: sib().adapt(torch.randn(1, 4, 16), [0, 0, 1, 1], torch.randn(1, 6, 16)),
      V, r"adapt\(\) takes one task: support feature rows \[examples, 16\]; got a tensor of shape \(1, 4, 16\)"),
