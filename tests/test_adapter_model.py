@@ -165,3 +165,27 @@ def test_bilstm_adapter_reads_left_padded_rows_like_right_padded_ones():
     torch.testing.assert_close(out_left[0, 2:], out_right[0, :4])
     alone = adapter(scores[:1, :4], torch.ones(1, 4, dtype=torch.long))
     torch.testing.assert_close(out_right[0, :4], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("target", ["copy", "lora", "frozen"])
+def test_hidden_states_attentions_and_tuples_as_a_transformers_token_classifier(tokenizer, target):
+    """output_hidden_states / output_attentions / return_dict mean what they mean for the source's own class: the
+    states are those of the encoder the head reads (the target's, the frozen source's for target="frozen").
+    Attentions need eager attention, as for the source's own class (sdpa returns none, with transformers' warning)."""
+    source = tiny_source("bert", tokenizer.vocab_size)
+    source.set_attn_implementation("eager")
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target)).eval()
+    inputs = tokenizer(["John lives in Paris", "Mary"], padding=True, return_tensors="pt")
+    labels = torch.zeros_like(inputs["input_ids"]).masked_fill(inputs["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        out = model(**inputs, labels=labels, output_hidden_states=True, output_attentions=True)
+        plain = model(**inputs, labels=labels)
+        as_tuple = model(**inputs, labels=labels, return_dict=False)
+        encoder = model._trained_encoder()  # the copy, or the source's own encoder (with LoRA on, or frozen)
+        expected = encoder(**inputs, output_hidden_states=True).hidden_states
+    layers = source.config.num_hidden_layers
+    assert len(out.hidden_states) == layers + 1 and len(out.attentions) == layers
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(out.hidden_states, expected, strict=True))
+    assert out.attentions[0].shape == (2, source.config.num_attention_heads, *inputs["input_ids"].shape[1:] * 2)
+    assert plain.hidden_states is None and plain.attentions is None and torch.equal(plain.logits, out.logits)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], plain.loss) and torch.equal(as_tuple[1], plain.logits)

@@ -245,6 +245,9 @@ def test_from_pretrained_accepts_a_source_path(tmp_path, tokenizer):
     folder = saved(tmp_path / "adapter", source=tiny_source(seed=4), target="frozen")
     model = NeuralAdapterModel.from_pretrained(str(source_dir), folder)
     assert model.config.id2label[len(OLD_LABELS)] == "B-LOC"
+    with pytest.raises(ValueError, match=r"is not a saved NeuralAdapterModel but a model \(config.json\)\. The "
+                                         r"source comes first, then the adapter's folder"):
+        NeuralAdapterModel.from_pretrained(folder, str(source_dir))
 
 
 def test_from_pretrained_with_the_adapter_alone_loads_the_source_it_names(tmp_path, tokenizer):

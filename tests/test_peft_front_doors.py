@@ -88,3 +88,30 @@ def test_the_extended_model_is_a_composite_pretrained_model(tokenizer):
         model.merge_and_unload()
     with pytest.raises(ValueError, match=r"Resize the source before extending it"):
         model.resize_token_embeddings(tokenizer.vocab_size + 8)
+
+
+def test_every_entry_point_of_transformers_peft_integration_refuses_or_switches(tokenizer):
+    """The class, not the instances: each public method of transformers' `PeftAdapterMixin` (which every
+    `PreTrainedModel` inherits) refuses by name, or, for disable_adapters / enable_adapters, switches between the
+    source's outputs and the extension's, as it does for a model with PEFT adapters. delete_adapter used to ask for
+    a newer PEFT."""
+    from transformers.integrations.peft import PeftAdapterMixin
+
+    source = tiny_source("bert", tokenizer.vocab_size)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="frozen")).eval()
+    public = [name for name, value in vars(PeftAdapterMixin).items() if callable(value) and not name.startswith("_")]
+    switches = {"disable_adapters", "enable_adapters"}
+    assert switches <= set(public) and len(public) > len(switches)
+    for name in sorted(set(public) - switches):
+        with pytest.raises(ValueError, match=rf"PEFT integration \({name}\).*NeuralAdapterModel.from_pretrained"):
+            getattr(model, name)("some/peft-adapter")
+    ids = torch.tensor([[2, 10, 11, 3]])
+    with torch.no_grad():
+        extended = model(input_ids=ids).logits
+        model.disable_adapters()
+        disabled = model(input_ids=ids).logits
+        model.enable_adapters()
+        enabled = model(input_ids=ids).logits
+        expected = source(input_ids=ids).logits
+    assert torch.equal(disabled, expected) and torch.equal(enabled, extended)
+    assert extended.shape[-1] == expected.shape[-1] + len(NEW_LABELS)

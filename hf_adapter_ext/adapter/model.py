@@ -39,11 +39,21 @@ from .layers import ADAPTERS, expand_crf, expand_linear
 from .persistence import load_adapter, save_adapter
 
 logger = logging.get_logger(__name__)
-_NO_PEFT_MIXIN = (
-    "An extended model does not take PEFT adapters through transformers' PEFT integration (add_adapter / "
-    "load_adapter / set_adapter). Reload a saved extension with NeuralAdapterModel.from_pretrained(source, folder); "
-    "to extend it further, consolidate it (model.consolidate(...)) and call get_adapter_model on the plain model."
-)
+# transformers' PEFT integration (`PeftAdapterMixin`, inherited from `PreTrainedModel`) injects PEFT tuners into a
+# plain model and keeps them by name; an extended model is its own kind of adapter, so each of those entry points
+# refuses by name instead of failing deep inside (delete_adapter asked for a newer PEFT).
+def _refuse_peft_mixin(name: str):
+    def refuse(self, *args, **kwargs):
+        raise ValueError(
+            f"An extended model does not take PEFT adapters through transformers' PEFT integration ({name}). "
+            "Reload a saved extension with NeuralAdapterModel.from_pretrained(source, folder); to extend it "
+            "further, consolidate it (model.consolidate(...)) and call get_adapter_model on the plain model. "
+            "model.disable_adapter() (a context manager) or disable_adapters() / enable_adapters() switch between "
+            "the source's own outputs and the extension's.")
+
+    refuse.__name__ = refuse.__qualname__ = name
+    refuse.__doc__ = f"Refused: transformers' PEFT integration ``{name}`` does not apply to an extended model."
+    return refuse
 
 
 class NeuralAdapterModel(PreTrainedModel):
@@ -218,21 +228,26 @@ class NeuralAdapterModel(PreTrainedModel):
         return self
 
     @torch.no_grad()
-    def source_outputs(self, inputs: dict, hidden: bool = False):
+    def source_outputs(self, inputs: dict, hidden: bool = False, attentions: bool = False):
         """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient)."""
         with anatomy.lora_disabled(self._lora_layers):
-            return self.source(**anatomy.accepted_inputs(self.source, inputs), output_hidden_states=hidden)
+            return self.source(**anatomy.accepted_inputs(self.source, inputs), output_hidden_states=hidden,
+                               output_attentions=attentions)
 
-    def _features_and_source_logits(self, inputs: dict, source_logits, need_source: bool):
+    def _features_and_source_logits(self, inputs: dict, source_logits, need_source: bool, hidden: bool,
+                                    attentions: bool):
+        """The features the head reads, the source's scores, and the output of the encoder that made the features
+        (the target's; the source's with a frozen target), with its hidden states / attentions if asked for."""
         target = self.peft_config.target
         if target == "frozen":  # one encoder pass gives both the source's scores and the features
-            out = self.source_outputs(inputs, hidden=True)
-            return out.hidden_states[-1], label_scores(out) if source_logits is None else source_logits
+            out = self.source_outputs(inputs, hidden=True, attentions=attentions)
+            return out.hidden_states[-1], label_scores(out) if source_logits is None else source_logits, out
         if need_source and source_logits is None:
             source_logits = label_scores(self.source_outputs(inputs))
         encoder = self._trained_encoder()
-        features = encoder(**anatomy.accepted_inputs(encoder, inputs))[0]
-        return features, source_logits
+        out = encoder(**anatomy.accepted_inputs(encoder, inputs), output_hidden_states=hidden,
+                      output_attentions=attentions)
+        return out[0], source_logits, out
 
     def forward(
         self,
@@ -244,24 +259,33 @@ class NeuralAdapterModel(PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         rehearsal: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-    ) -> CRFTokenClassifierOutput:
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CRFTokenClassifierOutput | tuple:
         """``rehearsal`` ([batch], from :func:`~hf_adapter_ext.add_rehearsal`) marks rows of unlabelled text from
-        the source's world: every token there learns the source's output, as ``new_only`` O tokens do."""
+        the source's world: every token there learns the source's output, as ``new_only`` O tokens do.
+
+        ``output_hidden_states`` / ``output_attentions`` / ``return_dict`` mean what they mean for a transformers
+        token classifier; the hidden states and attentions are those of the encoder whose features the head reads
+        (the target network's, or the frozen source's with ``target="frozen"``)."""
         if not is_tracing():
             self._check_inputs(input_ids, attention_mask, inputs_embeds, source_logits, token_type_ids)
         if labels is None and self.training and torch.is_grad_enabled() and not is_tracing():
             self._refuse_training_without_labels(rehearsal)
         reference = input_ids if input_ids is not None else inputs_embeds
         with anatomy.explained_overlong_input(self.config, reference.size(1)):
-            return self._forward(input_ids, attention_mask, token_type_ids, labels, source_logits, inputs_embeds,
-                                 rehearsal, num_items_in_batch)
+            out = self._forward(input_ids, attention_mask, token_type_ids, labels, source_logits, inputs_embeds,
+                                rehearsal, num_items_in_batch, bool(output_hidden_states), bool(output_attentions))
+        use_dict = self.config.return_dict if return_dict is None else return_dict
+        return out if use_dict else out.to_tuple()
 
     def _forward(self, input_ids, attention_mask, token_type_ids, labels, source_logits, inputs_embeds, rehearsal,
-                 num_items_in_batch) -> CRFTokenClassifierOutput:
+                 num_items_in_batch, hidden: bool, attentions: bool) -> CRFTokenClassifierOutput:
         if self._adapter_disabled:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                       "inputs_embeds": inputs_embeds}
-            return self.source_outputs(inputs)
+            return self.source_outputs(inputs, hidden, attentions)
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -278,7 +302,8 @@ class NeuralAdapterModel(PreTrainedModel):
                 "world with add_rehearsal(train, sentences, model, tokenizer).")
         distill = distilled_rows is not None
         need_source = self.adapter is not None or distill
-        features, source_logits = self._features_and_source_logits(inputs, source_logits, need_source)
+        features, source_logits, encoded = self._features_and_source_logits(inputs, source_logits, need_source,
+                                                                            hidden, attentions)
         emissions = self.classifier(self.dropout(features))
         if self.adapter is not None:
             emissions = emissions + self.adapter(source_logits.to(emissions.dtype), attention_mask)
@@ -293,7 +318,9 @@ class NeuralAdapterModel(PreTrainedModel):
             logits = viterbi_logits(self.crf, emissions, attention_mask)
         elif not self.training and not is_tracing():  # NaN scores would be tagged: argmax reads them as label 0, "O"
             check_finite_tensor(emissions, "The extended model's scores")
-        return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions)
+        return CRFTokenClassifierOutput(loss=loss, logits=logits, emissions=emissions,
+                                        hidden_states=encoded.hidden_states if hidden else None,
+                                        attentions=encoded.attentions if attentions else None)
 
     def _refuse_training_without_labels(self, rehearsal) -> None:
         """transformers' Trainer takes the labels away from the model when ``label_smoothing_factor > 0`` (or a
@@ -492,16 +519,13 @@ class NeuralAdapterModel(PreTrainedModel):
         """The frozen source model (PEFT's name for the model an adapter is attached to)."""
         return self.source
 
-    # transformers' own PEFT integration (PeftAdapterMixin) injects PEFT tuners into a plain model; an extended
-    # model is already its own kind of adapter, so those entry points refuse instead of failing deep inside.
-    def add_adapter(self, *args, **kwargs):
-        raise ValueError(_NO_PEFT_MIXIN)
-
-    def load_adapter(self, *args, **kwargs):
-        raise ValueError(_NO_PEFT_MIXIN)
-
-    def set_adapter(self, *args, **kwargs):
-        raise ValueError(_NO_PEFT_MIXIN)
+    load_adapter = _refuse_peft_mixin("load_adapter")
+    add_adapter = _refuse_peft_mixin("add_adapter")
+    set_adapter = _refuse_peft_mixin("set_adapter")
+    delete_adapter = _refuse_peft_mixin("delete_adapter")
+    active_adapters = _refuse_peft_mixin("active_adapters")
+    get_adapter_state_dict = _refuse_peft_mixin("get_adapter_state_dict")
+    enable_peft_hotswap = _refuse_peft_mixin("enable_peft_hotswap")
 
     def merge_adapter(self, *args, **kwargs):
         """PEFT's in-place merge; no weights of the source can hold an extension (:meth:`merge_and_unload`)."""
@@ -529,11 +553,20 @@ class NeuralAdapterModel(PreTrainedModel):
     def disable_adapter(self):
         """Within the block, ``forward`` returns the frozen source's own outputs (old labels only), as
         ``PeftModel.disable_adapter`` does: compare old and extended predictions on the same inputs."""
-        self._adapter_disabled = True
+        self.disable_adapters()
         try:
             yield
         finally:
-            self._adapter_disabled = False
+            self.enable_adapters()
+
+    def disable_adapters(self) -> None:
+        """From now on ``forward`` returns the frozen source's own outputs (old labels only), as transformers'
+        ``disable_adapters`` does for a model with PEFT adapters, until :meth:`enable_adapters`."""
+        self._adapter_disabled = True
+
+    def enable_adapters(self) -> None:
+        """Undo :meth:`disable_adapters`: ``forward`` returns the extension's outputs (old + new labels) again."""
+        self._adapter_disabled = False
 
     def model_card(self, tags: list[str] | str | None = None) -> str:
         """The README.md that :meth:`save_pretrained` writes (``tags`` added to its own)."""

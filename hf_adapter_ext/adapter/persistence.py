@@ -101,7 +101,10 @@ def read_adapter_config(directory: Path) -> NeuralAdapterConfig:
     refuse_pickles(directory)
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
-        raise ValueError(f"{config_path} is missing: {directory} is not a saved NeuralAdapterModel.")
+        model_there = (directory / "config.json").is_file()
+        raise ValueError(f"{config_path} is missing: {directory} is not a saved NeuralAdapterModel" + (
+            " but a model (config.json). The source comes first, then the adapter's folder: "
+            "NeuralAdapterModel.from_pretrained(source, adapter_dir)." if model_there else "."))
     try:
         values = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
