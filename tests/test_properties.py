@@ -4,6 +4,8 @@
 - label renaming: any renaming of a data set's types scores, through the shipped metric, what seqeval scores on
   the renamed tags;
 - SIB at run time: permuting the query set only permutes the answers;
+- the extended model: a sentence scores and decodes the same alone as in any padded batch, for every target,
+  adapter and head;
 - type names: any string as a rename target or a label parent is used as written, or refused by name;
 - new labels: any list of B-/I- tags is accepted only when every new type has both its tags, else refused by name;
 - the scripts' numeric options at 0, negative, huge, NaN and infinite values: refused by name at parse time, or
@@ -146,6 +148,37 @@ def test_permuting_the_queries_only_permutes_the_answers(n_way, shots, queries, 
         logits = model(support_labels=labels, support_features=support, query_features=query).logits[0]
         permuted = model(support_labels=labels, support_features=support, query_features=query[:, order]).logits[0]
     torch.testing.assert_close(permuted, logits[order], atol=1e-4, rtol=1e-4)
+
+
+EXTENDED_OPTIONS = st.fixed_dictionaries({"target": st.sampled_from(["copy", "lora", "frozen"]),
+                                          "adapter": st.sampled_from(["bilstm", "mlp", "none"]),
+                                          "head": st.sampled_from(["crf", "linear"])})
+
+
+@SETTINGS
+@given(options=EXTENDED_OPTIONS, lengths=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+       seed=st.integers(0, 2**16))
+def test_a_sentence_scores_the_same_alone_as_in_any_padded_batch(options, lengths, seed):
+    """The batch a sentence is tagged in (its neighbours, how much padding) must not change its scores or its
+    decoded tags: the source's scores, the BiLSTM adapter and the CRF all read the mask. (Right padding, as BERT's
+    tokenizers pad: left padding shifts BERT's absolute positions in the source itself; the adapter alone is
+    checked on left padding in test_adapter_model.)"""
+    torch.manual_seed(seed)
+    model = get_adapter_model(tiny_source("bert", 60, seed=seed % 7), NeuralAdapterConfig(
+        new_labels=["B-LOC", "I-LOC"], **options)).eval()
+    rows = [torch.randint(5, 60, (n,)) for n in lengths]
+    width = max(lengths)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    with torch.no_grad():
+        batch = model(input_ids=ids, attention_mask=mask)
+        for i, row in enumerate(rows):
+            alone = model(input_ids=row[None], attention_mask=torch.ones(1, len(row), dtype=torch.long))
+            real = mask[i].bool()
+            torch.testing.assert_close(batch.emissions[i, real], alone.emissions[0], atol=1e-4, rtol=1e-4)
+            assert torch.equal(batch.logits[i, real].argmax(-1), alone.logits[0].argmax(-1))
 
 
 # Any string a user may type as a type name: letters, the BIO prefixes, "O", spaces, empty.
