@@ -30,6 +30,7 @@ from hf_adapter_ext import (
     AdapterDataCollator,
     ExtensionTrainer,
     NeuralAdapterConfig,
+    NeuralAdapterModel,
     add_rehearsal,
     add_source_logits,
     extension_training_defaults,
@@ -96,6 +97,17 @@ def domain_arguments(description: str, state: str) -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=None,
                         help="Evaluations without gain before an extension's first run stops, instead of the "
                              "library's default; give such a run its own --state (and results name).")
+    parser.add_argument("--distill_weight", type=float, default=None,
+                        help="Weight of the rehearsal rows' distillation loss (NeuralAdapterConfig.distill_weight) "
+                             "instead of the library's default; give such a run its own --state (and results name).")
+    parser.add_argument("--conll_validation", action="store_true",
+                        help="Also score CoNLL's validation split (old types, strict), so that a setting that trades "
+                             "domain F1 for old types can be chosen on validation data (domain dev + CoNLL "
+                             "validation) rather than on CoNLL test.")
+    parser.add_argument("--rescore_conll_validation", action="store_true",
+                        help="Train nothing: add CoNLL validation scores (as --conll_validation) to the runs already "
+                             "kept in --state, from the checkpoints they kept (each run's recorded CoNLL test score "
+                             "must come out again, else it stops), then write the results.")
     return parser
 
 
@@ -122,7 +134,8 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
     started = time.perf_counter()
     config = NeuralAdapterConfig(new_labels=[f"{p}-{t}" for t in new_types for p in "BI"],
                                  label_parents=parents if rehearse else None, subtype_init=options.subtype_init,
-                                 **adapter_options)
+                                 **adapter_options, **({"distill_weight": options.distill_weight}
+                                                       if options.distill_weight is not None else {}))
     model = get_adapter_model(source, config)
     id2label = model.config.id2label
     data = with_label_order(data, list(id2label.values()))
@@ -173,15 +186,21 @@ def unlabelled_dev_rest(data, dev_sentences: int) -> list[list[str]]:
     return [tokens for tokens in data["dev"]["tokens"][dev_sentences:] if tuple(tokens) not in test]
 
 
-def scored(bench: Bench, model, record: dict, data, new_types, parents) -> dict:
-    """``record`` with the model's test scores: domain test (overall / old / new) and CoNLL test (old types)."""
+def scored(bench: Bench, options, model, record: dict, data, new_types, parents) -> dict:
+    """``record`` with the model's test scores: domain test (overall / old / new) and CoNLL test (old types); with
+    ``--conll_validation`` also CoNLL validation (old types, strict)."""
     id2label = model.config.id2label
-    conll_test = with_label_order(bench.conll["test"], list(id2label.values()))
+
+    def conll_old_f1(split: str) -> dict:
+        conll = with_label_order(bench.conll[split], list(id2label.values()))
+        scores = evaluate_tagger(model, bench.encode(conll), bench.tokenizer, id2label, new_types, parents)
+        return {key: 100 * scores[key] for key in ("old_f1", "old_f1_with_subtypes")}
+
     domain_scores = evaluate_tagger(model, bench.encode(data["test"]), bench.tokenizer, id2label, new_types, parents)
-    conll_scores = evaluate_tagger(model, bench.encode(conll_test), bench.tokenizer, id2label, new_types, parents)
     return {**record,
             "domain": {key: 100 * domain_scores[key] for key in ("overall_f1", "old_f1", "new_f1")},
-            "conll": {key: 100 * conll_scores[key] for key in ("old_f1", "old_f1_with_subtypes")},
+            "conll": conll_old_f1("test"),
+            **({"conll_validation": conll_old_f1("validation")} if options.conll_validation else {}),
             "peak_memory_gib": peak_memory_gib()}
 
 
@@ -194,11 +213,11 @@ def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> d
     first_run_key = run_key(domain, method.removesuffix(SELF_TRAINING), k, seed)
 
     def first_run_scored(*trained):
-        runs[first_run_key] = scored(bench, *trained)
+        runs[first_run_key] = scored(bench, options, *trained)
 
     model, record, data, new_types, parents = train_extension(bench, options, method, domain, k, seed,
                                                               first_run_scored if self_trains else None)
-    runs[run_key(domain, method, k, seed)] = scored(bench, model, record, data, new_types, parents)
+    runs[run_key(domain, method, k, seed)] = scored(bench, options, model, record, data, new_types, parents)
     if self_trains:
         runs.setdefault(first_run_key, runs[run_key(domain, method, k, seed)])
     return runs
@@ -206,6 +225,44 @@ def run(bench: Bench, options, method: str, domain: str, k: int, seed: int) -> d
 
 def run_key(domain: str, method: str, k: int, seed: int) -> str:
     return f"{domain}/{method}/k{k or 'all'}/seed{seed}"
+
+
+def kept_checkpoint(options, key: str, record: dict) -> Path:
+    """The checkpoint a kept run's model came from: its first run's best step or, where the self-training run was
+    kept, that run's. A method's first run may have been trained as its self-training twin's first run."""
+    domain, method, _, seed = key.split("/")
+    for trained in (method, method + SELF_TRAINING):
+        folder = Path(options.state) / "checkpoints" / run_key(domain, trained, record["k"], int(seed[4:]))
+        if method.endswith(SELF_TRAINING) and record["self_training"]["kept"] == "second":
+            folder = folder / "self-training" / f"checkpoint-{record['self_training']['second_run_best_step']}"
+        else:
+            folder = folder / f"checkpoint-{record['best_step']}"
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"No checkpoint kept for {key} under {options.state}/checkpoints.")
+
+
+def rescore_conll_validation(bench: Bench, options, state: dict) -> list[str]:
+    """CoNLL validation scores for kept runs, from their checkpoints, after checking that each reproduces its
+    recorded CoNLL test score; returns the keys of the runs scored."""
+    rescored = []
+    for key, record in state["runs"].items():
+        domain, method, _, seed = key.split("/")
+        if "conll_validation" in record or domain not in options.domains or int(seed[4:]) not in options.seeds \
+                or not {method, method + SELF_TRAINING} & set(options.methods):
+            continue
+        model = NeuralAdapterModel.from_pretrained(bench.source(int(seed[4:])), kept_checkpoint(options, key, record))
+        data, new_types = bench.domain(domain)
+        data = with_label_order(data, list(model.config.id2label.values()))
+        again = scored(bench, argparse.Namespace(conll_validation=True), model.eval(), {}, data, new_types,
+                       domain_parents(new_types))
+        if abs(again["conll"]["old_f1"] - record["conll"]["old_f1"]) > 0.05:
+            raise ValueError(f"{key}: its checkpoint scores CoNLL test {again['conll']['old_f1']:.2f}, the record "
+                             f"{record['conll']['old_f1']:.2f}; not the model that was scored.")
+        record["conll_validation"] = again["conll_validation"]
+        rescored.append(key)
+        print(f"{key}: CoNLL validation old types {record['conll_validation']['old_f1']:.2f}", flush=True)
+    return rescored
 
 
 def domain_targets(domain: str, summary: dict, runs: dict, source_old: float) -> list[dict]:
@@ -276,13 +333,19 @@ def summarise(state: dict, options) -> None:
                      "dev_overall_f1": mean([r.get("dev_overall_f1", float("nan")) for r in found]),
                      **{f"domain_{m}": mean([r["domain"][m] for r in found]) for m in ("overall_f1", "new_f1")},
                      **{f"conll_{m}": mean([r["conll"][m] for r in found]) for m in ("old_f1", "old_f1_with_subtypes")}}
+                validated = {key.rsplit("seed", 1)[1]: r["conll_validation"]["old_f1"] for key, r in runs.items()
+                             if key.startswith(f"{domain}/{method}/") and r["k"] == k and "conll_validation" in r}
+                if len(validated) == len(found):  # each against its own seed's source
+                    s["conll_validation_old_f1_vs_source"] = mean([
+                        f1 - sources[seed]["conll_validation"]["overall_f1"] for seed, f1 in validated.items()])
                 if METHODS[method][2]:
                     s["second_run_kept"] = sum(r.get("self_training", {}).get("kept") == "second" for r in found)
                 summary[f"{domain}/{method}/k{k}"] = means[method] = s
                 cells.append(f"{s['domain_overall_f1']:.1f} / {s['domain_new_f1']:.1f} / {s['conll_old_f1']:.1f}; "
                              f"{s['train_seconds']:.0f} s, best step {s['best_step']:.0f}, dev "
-                             f"{'—' if math.isnan(s['dev_overall_f1']) else round(s['dev_overall_f1'], 1)} "
-                             f"({s['seeds']})")
+                             f"{'—' if math.isnan(s['dev_overall_f1']) else round(s['dev_overall_f1'], 1)}"
+                             + (f", CoNLL validation old types vs source {s['conll_validation_old_f1_vs_source']:+.2f}"
+                                if "conll_validation_old_f1_vs_source" in s else "") + f" ({s['seeds']})")
             attribution = [paired_difference(runs, domain, k, f"adapter+rehearsal{extra}", f"expand+rehearsal{extra}")
                            for extra in ("", SELF_TRAINING)]
             rows.append(f"| {k} | " + " | ".join(cells + attribution) + " |")
@@ -305,7 +368,11 @@ def summarise(state: dict, options) -> None:
                                                          if options.unlabelled_dev_rest else "")
             + ", labels dropped, tagged by the first run (words at probability "
             ">= 0.9 labelled); the second run is kept only if its dev score is higher "
-            f"(kept in {sum(s['kept'] == 'second' for s in selftrain)} of {len(selftrain)} runs). Entity F1 %.\n\n"
+            f"(kept in {sum(s['kept'] == 'second' for s in selftrain)} of {len(selftrain)} runs). Entity F1 %."
+            + (" CoNLL validation scores of runs kept before were added from their kept checkpoints "
+               "(--rescore_conll_validation, which checks that each checkpoint gives the recorded CoNLL test score "
+               "again); train seconds are the original runs'." if options.rescore_conll_validation else "")
+            + "\n\n"
             + "\n\n".join(tables) + f"\n\n![domain F1 against k]({options.results_name}.png)\n")
     plot(summary, Path(options.results_dir), options.results_name)
     write_results(options.results_name, {"summary": summary, "runs": runs, "sources": sources,
@@ -344,15 +411,24 @@ def main(argv: list[str] | None = None) -> dict:
     state_file = Path(options.state) / "runs.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"runs": {}, "sources": {}}
     # options added later are kept only when set, so that runs kept before they existed still match
-    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps", "patience",
-                                              "rehearsal_ratio", "subtype_init", "unlabelled_dev_rest")
-                if k not in ("patience", "rehearsal_ratio", "unlabelled_dev_rest") or options.__dict__[k]}
+    later = ("patience", "rehearsal_ratio", "unlabelled_dev_rest", "distill_weight")
+    settings = {k: options.__dict__[k] for k in ("dev_sentences", "source_epochs", "limit", "max_steps",
+                                              "subtype_init", *later)
+                if k not in later or options.__dict__[k] is not None and options.__dict__[k] is not False}
     if state.get("settings") != settings:
         state = {"runs": {}, "sources": {}, "settings": settings}
     bench = source_bench(options)
+    if options.rescore_conll_validation:
+        options.conll_validation = True
+        save_runs(state, state_file, rescore_conll_validation(bench, options, state))
     for seed in options.seeds:
         if str(seed) not in state["sources"]:
             state["sources"][str(seed)] = bench.source_scores(seed)
+        if options.conll_validation and "conll_validation" not in state["sources"][str(seed)]:
+            source = bench.source(seed)
+            scores = evaluate_tagger(source, bench.encode(bench.conll["validation"]), bench.tokenizer,
+                                     source.config.id2label)
+            state["sources"][str(seed)]["conll_validation"] = {"overall_f1": 100 * scores["overall_f1"]}
         for domain in options.domains:
             for k in options.ks:
                 # self-training methods first: a first run is also the run of the method without self-training,
