@@ -163,7 +163,8 @@ def texts_file(data_args: MetaDataArguments) -> Dataset:
         raise ValueError(f"--train_file {path}: expected a .csv, .json or .jsonl file.")
     columns, fix = (data_args.text_column, data_args.label_column), "set --text_column / --label_column"
     if kind == "csv":
-        rows = read_csv_rows(path, columns, data_args.delimiter, fix)
+        rows = read_csv_rows(path, columns, data_args.delimiter, fix,
+                             "set --delimiter to it (--delimiter $'\\t' for a tab in a shell)")
     else:
         rows = [(row, [record[c] for c in columns]) for row, record in read_json_records(path, columns, fix)]
     for row, (text, label) in rows:

@@ -359,7 +359,7 @@ def with_label_order_more_labels():
 
 
 def csv_rows_keep_cells():
-    rows = read_csv_rows(write("text;label\nNA;007\n", "x.csv"), ("text", "label"), ";", "fix")
+    rows = read_csv_rows(write("text;label\nNA;007\n", "x.csv"), ("text", "label"), ";", "fix", "")
     assert rows == [("row 0", ["NA", "007"])]
 
 
@@ -650,7 +650,14 @@ REFUSED = [
     ("sentences a folder", lambda: read_sentences(tempfile.mkdtemp()), V, r"is a folder"),
     ("sentences missing", lambda: read_sentences("/no/such.txt"), F, r"does not exist"),
     ("sentences not utf-8", lambda: read_sentences(write(b"caf\xe9\n")), V, r"data.txt:1.*UTF-8"),
-    ("csv rows delimiter long", lambda: read_csv_rows(write("a,b\n1,2\n"), ("a",), ",,", "fix"), V, r"one character"),
+    ("csv rows delimiter long", lambda: read_csv_rows(write("a,b\n1,2\n"), ("a",), ",,", "fix", ""), V, r"one character"),
+    ("csv rows tab-separated, read at commas", lambda: read_csv_rows(write("text\tlabel\na\tb\n", "x.csv"),
+                                                                     ("text", "label"), ",", "fix", "use a tab"), V,
+     r"no column\(s\) \['text', 'label'\] at delimiter ',', but its header splits into \['text', 'label'\] at '\\t': "
+     r"use a tab"),  # was "its header is ['text\tlabel']; set --text_column / --label_column"
+    ("NER csv that is tab-separated", lambda: load_ner_files({"train": write("tokens\tner_tags\nParis\tB-LOC\n",
+                                                                             "train.csv")}), V,
+     r"at '\\t': a file named .tsv is read tab-separated"),
     ("json records missing", lambda: read_json_records(write('{"a": 1}\n'), ("text",), "set --text_column"), V,
      r"set --text_column"),
     # ---- rehearsal

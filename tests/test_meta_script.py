@@ -128,6 +128,9 @@ def test_named_corpus_without_data_dir_and_bad_files_are_refused(meta, tmp_path)
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"no column\(s\) \['text', 'label'\]"):
         meta["class_splits"](args(train_file=str(bad)))
+    bad.write_text("text\tlabel\nhello\tgreet\n")  # tab-separated, read at the default comma
+    with pytest.raises(ValueError, match=r"splits into \['text', 'label'\] at '\\t': set --delimiter to it"):
+        meta["class_splits"](args(train_file=str(bad)))
 
 
 def test_the_readmes_sib_snippet_runs_on_tiny_data(tmp_path, tokenizer, monkeypatch):

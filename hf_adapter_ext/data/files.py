@@ -94,7 +94,9 @@ def _json_rows(path: Path, tokens_column: str, tags_column: str) -> list[tuple[s
 def _csv_rows(path: Path, tokens_column: str, tags_column: str) -> list[tuple[str, str, str]]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     return [(row, cells[0], cells[1])
-            for row, cells in read_csv_rows(path, (tokens_column, tags_column), delimiter, _COLUMN_FIX)]
+            for row, cells in read_csv_rows(path, (tokens_column, tags_column), delimiter, _COLUMN_FIX,
+                                            "a file named .tsv is read tab-separated, any other comma-separated: "
+                                            "rename it or write it with that delimiter")]
 
 
 def _kind(path: Path) -> str:

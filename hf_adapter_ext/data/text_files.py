@@ -85,10 +85,16 @@ def read_json_records(path: str | os.PathLike, columns: Sequence[str], fix: str)
     return records
 
 
-def read_csv_rows(path: str | os.PathLike, columns: Sequence[str], delimiter: str, fix: str
+def read_csv_rows(path: str | os.PathLike, columns: Sequence[str], delimiter: str, fix: str, delimiter_fix: str
                   ) -> list[tuple[str, list[str]]]:
     """``(row name, cells)`` of ``columns`` in a CSV/TSV file, as strings, cell for cell as written: no missing-value
-    detection ("NA" stays a word) and no number parsing ("007" stays "007"), which a pandas-based reader applies."""
+    detection ("NA" stays a word) and no number parsing ("007" stays "007"), which a pandas-based reader applies.
+
+    Args:
+        fix: how the caller's user names other columns, said when a column is missing.
+        delimiter_fix: how the caller's user reads the file with another delimiter, said when the header holds the
+            columns at another one (a tab-separated file read as CSV).
+    """
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter={delimiter!r}: a CSV delimiter is one character, e.g. ',' or a tab.")
     lines = [line for _, line in numbered_lines(path)]  # UTF-8 checked, a byte-order mark dropped
@@ -99,6 +105,11 @@ def read_csv_rows(path: str | os.PathLike, columns: Sequence[str], delimiter: st
                          "example.")
     missing = [c for c in columns if c not in header]
     if missing:
+        text = delimiter.join(header)
+        other = next((d for d in "\t;,|" if d != delimiter and all(c in text.split(d) for c in columns)), None)
+        if other:
+            raise ValueError(f"{path} has no column(s) {missing} at delimiter {delimiter!r}, but its header splits "
+                             f"into {text.split(other)} at {other!r}: {delimiter_fix}.")
         raise ValueError(f"{path} has no column(s) {missing} (its header is {header}); {fix}.")
     rows = list(reader)
     short = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)

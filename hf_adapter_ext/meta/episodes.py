@@ -92,7 +92,8 @@ class EpisodeSampler:
                              "to at most 1; lower one of them.")
         if len(self.classes) < self.max_ways:
             raise ValueError(f"{self.max_ways}-way episodes need at least {self.max_ways} classes; this split has "
-                             f"{len(self.classes)}.")
+                             f"{len(self.classes)}. Lower n_way (--n_way; max_train_ways if set), or give this split "
+                             "more classes (--split_fractions or the class lists).")
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
         needed = k_shot + n_query
         short = {int(c): len(ix) for c, ix in self.by_class.items() if len(ix) < needed}
