@@ -19,7 +19,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 from datasets import Sequence as SequenceFeature
-from transformers import AutoModelForSequenceClassification, TrainingArguments
+from transformers import AutoModelForSequenceClassification, TrainingArguments, pipeline
 
 from hf_adapter_ext import (
     CRF,
@@ -997,6 +997,11 @@ REFUSED = [
      r"mixes tags with other values.*drop the positions labelled -100"),  # was '"B-PER"' is not an IOB2 tag
     # ---- a model expected, something else given: refused naming what the folder holds (was the Hub client's
     # "Repo id must use alphanumeric chars ... ''", from transformers reading the folder as a PEFT adapter)
+    ("SIB in transformers' text-classification pipeline", lambda: pipeline(
+        "text-classification", model=sib(), tokenizer=build_tokenizer())("John lives in Paris"), V,
+     r"not a plain batch of input_ids.*Call model.predict_labels"),  # was "forward() got an unexpected 'input_ids'"
+    ("SIB called without support_labels", lambda: sib()(query_features=torch.ones(1, 2, 16)), V,
+     r"SIB's forward needs support_labels"),
     ("SIB from_pretrained a missing folder", lambda: SIBForFewShotClassification.from_pretrained("./no/such/sib"), V,
      r"from_pretrained: ./no/such/sib is not an existing folder"),
     ("SIB from_pretrained an adapter folder", lambda: SIBForFewShotClassification.from_pretrained(adapter_folder()), V,

@@ -309,7 +309,7 @@ class SIBForFewShotClassification(PreTrainedModel):
     # ------------------------------------------------------------------ episodes
     def forward(
         self,
-        support_labels: torch.Tensor,
+        support_labels: torch.Tensor | None = None,
         support_features: torch.Tensor | None = None,
         query_features: torch.Tensor | None = None,
         query_labels: torch.Tensor | None = None,
@@ -323,9 +323,25 @@ class SIBForFewShotClassification(PreTrainedModel):
         episode_index: torch.Tensor | None = None,
         support_sentence_lengths: torch.Tensor | None = None,
         query_sentence_lengths: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
     ) -> SIBOutput:
-        # episode_index and *_sentence_lengths are bookkeeping for the trainer (named here so the Trainer's
-        # unused-column removal keeps them); the model does not need them.
+        """Scores for the queries of a batch of episodes (`SIBOutput`).
+
+        ``input_ids`` / ``attention_mask`` / ``token_type_ids`` are named only to refuse them: a plain batch of text
+        (what transformers' text-classification pipeline passes) has no labelled examples to classify against.
+        ``episode_index`` and ``*_sentence_lengths`` are bookkeeping for the trainer (named here so the Trainer's
+        unused-column removal keeps them); the model does not need them."""
+        if input_ids is not None or attention_mask is not None or token_type_ids is not None:
+            raise ValueError(
+                "SIB classifies queries against labelled examples given with them, so it takes episodes "
+                "(support_labels with support_input_ids or support_features, and query_input_ids or query_features), "
+                "not a plain batch of input_ids; transformers' text-classification and zero-shot pipelines cannot "
+                "pass the examples. Call model.predict_labels({label: [example texts, ...]}, queries, tokenizer).")
+        if support_labels is None:
+            raise ValueError("SIB's forward needs support_labels: the class id of each support example of each "
+                             "episode ([episodes, support size], -100 for padding).")
         support = self._episode_features(support_features, support_input_ids, support_attention_mask)
         query = self._episode_features(query_features, query_input_ids, query_attention_mask)
         if query_mask is None:
