@@ -27,7 +27,7 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
-from hf_adapter_ext.cli import parse_arguments
+from hf_adapter_ext.cli import check_stages, parse_arguments
 from hf_adapter_ext.data import (
     few_tk_paths,
     fewnerd_sentences,
@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
     data_args, sib_args, args = parse_arguments(parser, argv, {})
+    if not data_args.evaluate_model:  # --evaluate_model is this script's evaluate-only mode
+        check_stages(args, "To score a saved model without training, pass --evaluate_model <output_dir>/model.",
+                     takes_test_file=False)
     set_seed(args.seed)
     saved = Path(data_args.evaluate_model) if data_args.evaluate_model else None
     if saved is not None and not (saved / "config.json").is_file():

@@ -37,3 +37,25 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None, known_
         raise ValueError(f"This script does not take {left}." + (" " + "; ".join(advice) + "." if advice else "") +
                          " See --help for the options it has.")
     return tuple(parsed)
+
+
+def check_stages(args, evaluate_only: str, test_file: str | None = None, takes_test_file: bool = True) -> None:
+    """run_ner.py runs only the stages that ``--do_train`` / ``--do_eval`` / ``--do_predict`` name; these scripts
+    train, then score whatever their files allow (validation, test), so those flags are accepted but do not choose
+    anything. Refuse the two uses where that would silently do something else: ``--do_eval`` / ``--do_predict``
+    without ``--do_train`` (run_ner.py would only evaluate; these scripts would train first), and ``--do_predict``
+    with no test set to predict on.
+
+    Args:
+        args: the parsed `TrainingArguments`.
+        evaluate_only: how to score a saved model without training with this script, said in the refusal.
+        test_file: the ``--test_file`` given, if the script takes one (``takes_test_file``).
+    """
+    if (args.do_eval or args.do_predict) and not args.do_train:
+        stages = " / ".join(flag for flag, on in (("--do_eval", args.do_eval), ("--do_predict", args.do_predict)) if on)
+        raise ValueError(f"{stages} without --do_train: run_ner.py would only evaluate, but this script always trains "
+                         f"first, then scores what its files allow. {evaluate_only} To train, add --do_train (or drop "
+                         f"{stages}).")
+    if args.do_predict and takes_test_file and not test_file:
+        raise ValueError("--do_predict scores a test set, and no --test_file is given: pass one, or drop --do_predict.")
+

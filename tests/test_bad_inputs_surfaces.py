@@ -1099,6 +1099,18 @@ CLI = [
     ("meta --evaluate_model missing", "meta", "--evaluate_model", "/no/such/model", r"not a saved SIB model folder"),
     ("extend_ner --rehearsal_ratio alone", "extend_ner", "--rehearsal_ratio", "2",
      r"--rehearsal_ratio 2 sets how many --rehearsal_file sentences"),  # was ignored without a word
+    # run_ner.py's stage flags: accepted with the training they name; refused where they would do something else
+    # silently (they were ignored: --do_eval alone trained for minutes, as if --do_train had been given)
+    ("extend_ner run_ner's --do_eval alone", "extend_ner", "--do_eval", "true",
+     r"--do_eval without --do_train: run_ner.py would only evaluate, but this script always trains first.*"
+     r"NeuralAdapterModel.from_pretrained"),
+    ("train_tagger run_ner's --do_predict alone", "train_tagger", "--do_predict", "true",
+     r"--do_predict without --do_train.*AutoModelForTokenClassification.from_pretrained"),
+    ("extend_ner --do_predict without --test_file", "extend_ner", "--do_train true --do_predict", "true",
+     r"--do_predict scores a test set, and no --test_file is given"),
+    ("meta run_ner's --do_eval alone", "meta", "--do_eval", "true", r"--do_eval without --do_train.*--evaluate_model"),
+    ("extend_ner run_ner's three stage flags", "extend_ner", "--do_train true --do_eval true --do_predict true "
+     "--test_file", NO_MODEL + ".txt", None),
     # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
     ("extend_ner run_ner's --text_column_name", "extend_ner", "--text_column_name", "words", r"use --tokens_column"),
     ("extend_ner run_ner's --max_seq_length", "extend_ner", "--max_seq_length", "128", r"never truncated"),
