@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = NeuralAdapterConfig(**dataclasses.asdict(adapter_args))
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_one_job(training_args)
-    check_stages(training_args, "To score a saved extension, load it with NeuralAdapterModel.from_pretrained(source, "
-                 "folder) and tag with pipeline(\"token-classification\", ...).", data_args.test_file)
+    check_stages(training_args, argv, "To score a saved extension, load it with NeuralAdapterModel.from_pretrained("
+                 "source, folder) and tag with pipeline(\"token-classification\", ...).", data_args.test_file)
     set_seed(training_args.seed)  # before any model is built, so --seed sets the new layers' first weights
     if model_args.rehearsal_ratio is not None and not data_args.rehearsal_file:
         raise ValueError(f"--rehearsal_ratio {model_args.rehearsal_ratio:g} sets how many --rehearsal_file sentences "

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.set_defaults(**DEFAULTS)
     data_args, sib_args, args = parse_arguments(parser, argv, {})
     if not data_args.evaluate_model:  # --evaluate_model is this script's evaluate-only mode
-        check_stages(args, "To score a saved model without training, pass --evaluate_model <output_dir>/model.",
+        check_stages(args, argv, "To score a saved model without training, pass --evaluate_model <output_dir>/model.",
                      takes_test_file=False)
     set_seed(args.seed)
     saved = Path(data_args.evaluate_model) if data_args.evaluate_model else None

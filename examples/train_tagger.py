@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
                                            "not offered: pass CoNLL files, or JSON / CSV files with 'tokens' and "
                                            "'ner_tags' columns, as --train_file / --validation_file / --test_file")})
     check_one_job(args)
-    check_stages(args, "To score a saved tagger, load it with AutoModelForTokenClassification.from_pretrained(folder) "
-                 "and tag with pipeline(\"token-classification\", ...).", options.test_file)
+    check_stages(args, argv, "To score a saved tagger, load it with AutoModelForTokenClassification.from_pretrained("
+                 "folder) and tag with pipeline(\"token-classification\", ...).", options.test_file)
     set_seed(args.seed)  # before the model is built, so --seed sets the new head's first weights
     data = load_ner_files({"train": options.train_file, "validation": options.validation_file,
                            "test": options.test_file})

@@ -3,6 +3,7 @@ instead, where a user of transformers' `run_ner.py` would reach for them."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 from transformers import HfArgumentParser
@@ -39,7 +40,8 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None, known_
     return tuple(parsed)
 
 
-def check_stages(args, evaluate_only: str, test_file: str | None = None, takes_test_file: bool = True) -> None:
+def check_stages(args, argv: Sequence[str] | None, evaluate_only: str, test_file: str | None = None,
+                 takes_test_file: bool = True) -> None:
     """run_ner.py runs only the stages that ``--do_train`` / ``--do_eval`` / ``--do_predict`` name; these scripts
     train, then score whatever their files allow (validation, test), so those flags are accepted but do not choose
     anything. Refuse the two uses where that would silently do something else: ``--do_eval`` / ``--do_predict``
@@ -48,14 +50,18 @@ def check_stages(args, evaluate_only: str, test_file: str | None = None, takes_t
 
     Args:
         args: the parsed `TrainingArguments`.
+        argv: the command line (None: ``sys.argv[1:]``); only flags written there count, since `TrainingArguments`
+            turns ``do_eval`` on by itself whenever an evaluation strategy is set.
         evaluate_only: how to score a saved model without training with this script, said in the refusal.
         test_file: the ``--test_file`` given, if the script takes one (``takes_test_file``).
     """
-    if (args.do_eval or args.do_predict) and not args.do_train:
-        stages = " / ".join(flag for flag, on in (("--do_eval", args.do_eval), ("--do_predict", args.do_predict)) if on)
+    written = {arg.split("=", 1)[0] for arg in (sys.argv[1:] if argv is None else argv)}
+    asked = {flag for flag in ("--do_train", "--do_eval", "--do_predict")
+             if flag in written and getattr(args, flag[2:])}
+    if asked & {"--do_eval", "--do_predict"} and "--do_train" not in asked:
+        stages = " / ".join(sorted(asked))
         raise ValueError(f"{stages} without --do_train: run_ner.py would only evaluate, but this script always trains "
                          f"first, then scores what its files allow. {evaluate_only} To train, add --do_train (or drop "
                          f"{stages}).")
-    if args.do_predict and takes_test_file and not test_file:
+    if "--do_predict" in asked and takes_test_file and not test_file:
         raise ValueError("--do_predict scores a test set, and no --test_file is given: pass one, or drop --do_predict.")
-
