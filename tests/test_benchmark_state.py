@@ -77,7 +77,7 @@ def test_a_self_training_run_is_also_the_adapter_rehearsal_run_of_its_seed(monke
         return "final model", record, None, [], {}
 
     monkeypatch.setattr(fewshot, "train_extension", fake_training)
-    monkeypatch.setattr(fewshot, "scored", lambda bench, model, record, *_: {**record, "model": model})
+    monkeypatch.setattr(fewshot, "scored", lambda bench, options, model, record, *_: {**record, "model": model})
     with_rest = fewshot.run(None, None, fewshot.BEST, "politics", 25, 0)
     assert with_rest == {"politics/adapter+rehearsal/k25/seed0": {"k": 25, "model": "first model"},
                          f"politics/{fewshot.BEST}/k25/seed0": {"k": 25, "self_training": {"kept": "second"},
@@ -111,7 +111,7 @@ def test_expand_self_training_records_its_first_run_as_expand_rehearsal(monkeypa
         return "final model", {"k": k, "self_training": {"kept": "first"}}, None, [], {}
 
     monkeypatch.setattr(fewshot, "train_extension", fake_training)
-    monkeypatch.setattr(fewshot, "scored", lambda bench, model, record, *_: {**record, "model": model})
+    monkeypatch.setattr(fewshot, "scored", lambda bench, options, model, record, *_: {**record, "model": model})
     runs = fewshot.run(None, None, "expand+rehearsal+self-training", "music", 25, 1)
     assert runs == {"music/expand+rehearsal/k25/seed1": {"k": 25, "model": "first model"},
                     "music/expand+rehearsal+self-training/k25/seed1": {"k": 25, "self_training": {"kept": "first"},

@@ -229,13 +229,14 @@ class NeuralAdapterModel(PreTrainedModel):
 
     @torch.no_grad()
     def source_outputs(self, inputs: dict, hidden: bool = False, attentions: bool = False):
-        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient)."""
+        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient).
+        ``output_attentions`` is passed only when asked for: sources without attention (BiLSTM-CRF) do not take it."""
+        asked = {"output_attentions": True} if attentions else {}
         with anatomy.lora_disabled(self._lora_layers):
-            return self.source(**anatomy.accepted_inputs(self.source, inputs), output_hidden_states=hidden,
-                               output_attentions=attentions)
+            return self.source(**anatomy.accepted_inputs(self.source, inputs), output_hidden_states=hidden, **asked)
 
-    def _features_and_source_logits(self, inputs: dict, source_logits, need_source: bool, hidden: bool,
-                                    attentions: bool):
+    def _features_and_source_logits(self, inputs: dict, source_logits, need_source: bool, hidden: bool = False,
+                                    attentions: bool = False):
         """The features the head reads, the source's scores, and the output of the encoder that made the features
         (the target's; the source's with a frozen target), with its hidden states / attentions if asked for."""
         target = self.peft_config.target
@@ -246,7 +247,7 @@ class NeuralAdapterModel(PreTrainedModel):
             source_logits = label_scores(self.source_outputs(inputs))
         encoder = self._trained_encoder()
         out = encoder(**anatomy.accepted_inputs(encoder, inputs), output_hidden_states=hidden,
-                      output_attentions=attentions)
+                      **({"output_attentions": True} if attentions else {}))
         return out[0], source_logits, out
 
     def forward(
