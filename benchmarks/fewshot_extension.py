@@ -420,7 +420,6 @@ def main(argv: list[str] | None = None) -> dict:
     bench = source_bench(options)
     if options.rescore_conll_validation:
         options.conll_validation = True
-        save_runs(state, state_file, rescore_conll_validation(bench, options, state))
     for seed in options.seeds:
         if str(seed) not in state["sources"]:
             state["sources"][str(seed)] = bench.source_scores(seed)
@@ -429,6 +428,9 @@ def main(argv: list[str] | None = None) -> dict:
             scores = evaluate_tagger(source, bench.encode(bench.conll["validation"]), bench.tokenizer,
                                      source.config.id2label)
             state["sources"][str(seed)]["conll_validation"] = {"overall_f1": 100 * scores["overall_f1"]}
+    if options.rescore_conll_validation:
+        save_runs(state, state_file, rescore_conll_validation(bench, options, state))  # the sources' scores too
+    for seed in options.seeds:
         for domain in options.domains:
             for k in options.ks:
                 # self-training methods first: a first run is also the run of the method without self-training,
