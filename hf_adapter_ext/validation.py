@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from datasets import IterableDataset
 from transformers import AutoTokenizer, TrainingArguments
 from transformers.utils import find_labels
 
@@ -351,7 +352,13 @@ def check_tag_case(tagged: Iterable[tuple[str, str]]) -> None:
 
 # ------------------------------------------------------------------ data sets and tokenizers
 def check_columns(dataset, required: Sequence[str], where: str, fix: str) -> None:
-    """Refuse a ``datasets.Dataset`` that lacks ``required`` columns, naming what it has."""
+    """Refuse a ``datasets.Dataset`` that lacks ``required`` columns, naming what it has. A streaming
+    ``IterableDataset`` is refused too: what takes a data set here reads it whole or row by row (caches per row,
+    scores, class indices), which a stream cannot give (it failed on ``len()``)."""
+    if isinstance(dataset, IterableDataset):
+        raise WrongKindError(f"{where} is a streaming datasets.IterableDataset; this needs a map-style datasets.Dataset "
+                             "(read whole, row by row). Load it without streaming=True, or materialise the rows you "
+                             "need: Dataset.from_list(list(stream.take(n))).")
     names = getattr(dataset, "column_names", None)
     if not isinstance(names, list):
         raise WrongKindError(f"{where} must be a datasets.Dataset, got {type(dataset).__name__}; {fix}.")

@@ -237,6 +237,17 @@ class _captured:
         self.logger.removeHandler(self.handler)
 
 
+def rehearsal_text_as_a_dataset_column_or_a_stream_is_read_as_sentences():
+    """A Dataset with a 'text' column (as consolidate takes its unlabelled text) or a streaming IterableDataset of
+    sentences gives the same rehearsal rows as the list of strings (a 'text' column was refused; a stream was read as
+    dicts)."""
+    sentences = ["John lives in Paris .", "Mary rose ."]
+    expected = rehearse(sentences)["input_ids"]
+    for texts in (Dataset.from_dict({"text": sentences}), Dataset.from_dict({"text": sentences}).to_iterable_dataset(),
+                  Dataset.from_dict({"tokens": [s.split() for s in sentences]}).to_iterable_dataset()):
+        assert rehearse(texts)["input_ids"] == expected
+
+
 def json_array_file_is_read():
     path = write(json.dumps([{"tokens": ["John"], "ner_tags": ["B-PER"]}]), "a.json")
     assert load_ner_files({"train": path})["train"][0]["tokens"] == ["John"]
@@ -518,7 +529,8 @@ HANDLED = [adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchan
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
            csv_rows_keep_cells, meta_file_labels_as_written, extension_trainer_pads_labels_without_a_collator,
-           compute_metrics_takes_scores_among_extra_outputs, extension_trainer_says_which_of_its_settings_do_nothing, io_source_takes_label_parents, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents]
+           compute_metrics_takes_scores_among_extra_outputs, extension_trainer_says_which_of_its_settings_do_nothing, io_source_takes_label_parents, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents,
+           rehearsal_text_as_a_dataset_column_or_a_stream_is_read_as_sentences]
 
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError
@@ -1025,6 +1037,15 @@ REFUSED = [
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
                                                                                 ["london"], TOKENIZER), V,
      r"SIB's query scores hold NaN"),  # was {'label': 'a', 'score': nan}
+    # a streaming IterableDataset where the rows are read whole or one by one: was "object of type
+    # 'IterableDataset' has no len()" (every function that takes a tokenized data set, through check_columns)
+    ("add_source_logits on a stream", lambda: add_source_logits(toy_dataset(TOKENIZER).to_iterable_dataset(), model(),
+                                                                TOKENIZER), T,
+     r"add_source_logits' dataset is a streaming datasets.IterableDataset.*without streaming=True"),
+    ("consolidate on a stream", lambda: consolidate(train=toy_dataset(TOKENIZER).to_iterable_dataset()), T,
+     r"consolidate's train_dataset is a streaming datasets.IterableDataset"),
+    ("rehearsal text as a Dataset of ids", lambda: rehearse(Dataset.from_dict({"input_ids": [[1, 2]]})), V,
+     r"needs a 'tokens' column \(word lists\) or a 'text' column \(sentences\); it has \['input_ids'\]"),
     ("rehearsal from a source with NaN weights", lambda: add_rehearsal(
         toy_dataset(TOKENIZER), ["john lives in paris"], get_adapter_model(poisoned(source()), C(new_labels=NEW_LABELS)),
         TOKENIZER), V, r"frozen source model's scores hold NaN"),  # was cached: rehearsal rows all 'O', NaN targets

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset, IterableDataset, concatenate_datasets
 
 from ..data.alignment import encode_unlabelled
 from ..validation import (
@@ -27,12 +27,17 @@ REHEARSAL = "rehearsal"
 
 def sentence_words(texts, what: str = "The rehearsal text") -> list[list[str]]:
     """Word lists of unlabelled text (rehearsal or domain text, named by ``what`` in errors): from strings (split
-    on whitespace), word lists, or a ``Dataset`` with a ``tokens`` column."""
-    if isinstance(texts, Dataset):
-        if "tokens" not in texts.column_names:
-            raise ValueError(f"{what} as a Dataset needs a 'tokens' column (word lists); it has "
-                             f"{texts.column_names}. Pass the words, not ids: the source's tokenizer encodes them.")
-        texts = texts["tokens"]
+    on whitespace), word lists, or a ``Dataset`` / streaming ``IterableDataset`` with a ``tokens`` column (word
+    lists) or a ``text`` column (sentences), as ``consolidate`` takes them. All of it is read: every sentence
+    becomes a training row."""
+    if isinstance(texts, (Dataset, IterableDataset)):
+        columns = texts.column_names or list(next(iter(texts), {}))  # a stream may not know its columns
+        column = next((c for c in ("tokens", "text") if c in columns), None)
+        if column is None:
+            raise ValueError(f"{what} as a Dataset needs a 'tokens' column (word lists) or a 'text' column "
+                             f"(sentences); it has {columns}. Pass the words, not ids: the source's tokenizer "
+                             "encodes them.")
+        texts = texts[column] if isinstance(texts, Dataset) else [row[column] for row in texts]
     sentences = check_texts(texts, what, allow_words=True, drop_blank=True)
     refuse_conll_columns(sentences, what)
     return [text.split() if isinstance(text, str) else text for text in sentences]
