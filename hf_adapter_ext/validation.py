@@ -351,10 +351,14 @@ def check_tag_case(tagged: Iterable[tuple[str, str]]) -> None:
 
 
 # ------------------------------------------------------------------ data sets and tokenizers
-def check_columns(dataset, required: Sequence[str], where: str, fix: str) -> None:
+def check_columns(dataset, required: Sequence[str], where: str, fix: str):
     """Refuse a ``datasets.Dataset`` that lacks ``required`` columns, naming what it has. A streaming
     ``IterableDataset`` is refused too: what takes a data set here reads it whole or row by row (caches per row,
-    scores, class indices), which a stream cannot give (it failed on ``len()``)."""
+    scores, class indices), which a stream cannot give (it failed on ``len()``).
+
+    Returns the data set as Python objects (``with_format(None)``), which the caller reads: under a
+    ``with_format("torch" / "numpy" / "pandas")`` the columns are tensors or arrays, whose truth value and equality
+    are ambiguous ("Boolean value of Tensor with more than one value is ambiguous")."""
     if isinstance(dataset, IterableDataset):
         raise WrongKindError(f"{where} is a streaming datasets.IterableDataset; this needs a map-style datasets.Dataset "
                              "(read whole, row by row). Load it without streaming=True, or materialise the rows you "
@@ -367,6 +371,7 @@ def check_columns(dataset, required: Sequence[str], where: str, fix: str) -> Non
         raise ValueError(f"{where} lacks columns {missing} (it has {names}); {fix}.")
     if len(dataset) == 0:
         raise ValueError(f"{where} is empty (0 rows); pass data with at least one example.")
+    return dataset.with_format(None)
 
 
 def check_tokenizer_matches(config, tokenizer, where: str, saved_with: str | Path | None = None) -> None:

@@ -248,6 +248,21 @@ def rehearsal_text_as_a_dataset_column_or_a_stream_is_read_as_sentences():
         assert rehearse(texts)["input_ids"] == expected
 
 
+def a_data_set_in_any_format_gives_what_its_python_rows_give():
+    """with_format("torch" / "numpy" / "pandas") gives tensors / arrays per cell: add_rehearsal failed on their
+    truth value, evaluate_tagger on pandas' Series. Every function that takes a tokenized data set (they share
+    check_columns) now reads it as Python rows, so the answer is the same in any format."""
+    data, extended = toy_dataset(TOKENIZER), model().eval()
+    expected = (rehearse(["Mary rose ."], train=data)["input_ids"],
+                evaluate_tagger(extended, data, TOKENIZER, extended.config.id2label)["overall_f1"],
+                add_source_logits(data, extended, TOKENIZER)["source_logits"])
+    for kind in ("torch", "numpy", "pandas"):
+        formatted = data.with_format(kind)
+        assert rehearse(["Mary rose ."], train=formatted)["input_ids"] == expected[0], kind
+        assert evaluate_tagger(extended, formatted, TOKENIZER, extended.config.id2label)["overall_f1"] == expected[1]
+        assert add_source_logits(formatted, extended, TOKENIZER)["source_logits"] == expected[2], kind
+
+
 def json_array_file_is_read():
     path = write(json.dumps([{"tokens": ["John"], "ner_tags": ["B-PER"]}]), "a.json")
     assert load_ner_files({"train": path})["train"][0]["tokens"] == ["John"]
@@ -530,7 +545,8 @@ HANDLED = [adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchan
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
            csv_rows_keep_cells, meta_file_labels_as_written, extension_trainer_pads_labels_without_a_collator,
            compute_metrics_takes_scores_among_extra_outputs, extension_trainer_says_which_of_its_settings_do_nothing, io_source_takes_label_parents, from_iobes_opens_an_end_without_a_start, source_agreement_reads_the_models_own_parents,
-           rehearsal_text_as_a_dataset_column_or_a_stream_is_read_as_sentences]
+           rehearsal_text_as_a_dataset_column_or_a_stream_is_read_as_sentences,
+           a_data_set_in_any_format_gives_what_its_python_rows_give]
 
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError

@@ -231,9 +231,9 @@ def distillation_data(train_dataset: Dataset, unlabelled: Sequence[str] | Datase
     parts = [train_dataset.select_columns([c for c in _INPUTS if c in train_dataset.column_names])]
     if unlabelled is not None:
         if isinstance(unlabelled, Dataset) and "input_ids" not in unlabelled.column_names:
-            check_columns(unlabelled, ["text"], "consolidate's unlabelled Dataset", "give it a 'text' column of raw "
-                          "sentences, or tokenize it (input_ids) with the source's tokenizer")
-            unlabelled = unlabelled["text"]
+            unlabelled = check_columns(unlabelled, ["text"], "consolidate's unlabelled Dataset", "give it a 'text' "
+                                       "column of raw sentences, or tokenize it (input_ids) with the source's "
+                                       "tokenizer")["text"]
         if isinstance(unlabelled, Dataset):
             check_encoded_by(unlabelled, tokenizer, "consolidate's unlabelled Dataset")
             extra = unlabelled
@@ -257,12 +257,12 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
         float, 0, 100, example="1.0", why="how much the BIO-breaking probability of each token adds to its loss"))
     check_consolidable(model)
     check_tokenizer_matches(model.source.config, tokenizer, "consolidate", model.source.name_or_path)
-    check_columns(train_dataset, ["input_ids"], "consolidate's train_dataset",
-                  "pass the tokenized training set, as for training the adapter")
+    train_dataset = check_columns(train_dataset, ["input_ids"], "consolidate's train_dataset",
+                                  "pass the tokenized training set, as for training the adapter")
     check_encoded_by(train_dataset, tokenizer, "consolidate's train_dataset")
     if eval_dataset is not None:
-        check_columns(eval_dataset, ["input_ids", "labels"], "consolidate's eval_dataset",
-                      "pass a tokenized, labelled set (tokenize_and_align_labels)")
+        eval_dataset = check_columns(eval_dataset, ["input_ids", "labels"], "consolidate's eval_dataset",
+                                     "pass a tokenized, labelled set (tokenize_and_align_labels)")
     if args is not None:
         if not isinstance(args, TrainingArguments):
             raise TypeError(f"consolidate's args must be transformers.TrainingArguments; got {type(args).__name__}.")

@@ -80,9 +80,9 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     check_tokenizer_matches(model.source.config, tokenizer, "add_rehearsal", model.source.name_or_path)
     check_encoded_by(texts, tokenizer, "The rehearsal text")
     sentences = sentence_words(texts)
-    check_columns(train_dataset, ["input_ids", "labels"], "add_rehearsal's train_dataset",
-                  "it mixes rehearsal text into a tokenized training set (datasets.map(tokenize_and_align_labels, "
-                  "...)); tokenize it first")
+    train_dataset = check_columns(train_dataset, ["input_ids", "labels"], "add_rehearsal's train_dataset",
+                                  "it mixes rehearsal text into a tokenized training set (datasets.map("
+                                  "tokenize_and_align_labels, ...)); tokenize it first")
     if REHEARSAL in train_dataset.column_names:
         raise ValueError("add_rehearsal's train_dataset already holds rehearsal rows (a 'rehearsal' column): pass the "
                          "training set before add_rehearsal, with all the rehearsal text in one call.")

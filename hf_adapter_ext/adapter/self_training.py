@@ -95,8 +95,9 @@ def add_pseudo_labels(train_dataset: Dataset, texts, model: NeuralAdapterModel, 
         train_dataset: the first run's training set (tokenized; rehearsal rows and cached source scores are kept).
         texts, model, tokenizer, threshold, max_length: as in :func:`pseudo_label`.
     """
-    check_columns(train_dataset, ["input_ids", "labels"], "add_pseudo_labels' train_dataset",
-                  "it adds rows to a tokenized training set (datasets.map(tokenize_and_align_labels, ...))")
+    train_dataset = check_columns(train_dataset, ["input_ids", "labels"], "add_pseudo_labels' train_dataset",
+                                  "it adds rows to a tokenized training set (datasets.map(tokenize_and_align_labels, "
+                                  "...))")
     check_encoded_by(train_dataset, tokenizer, "add_pseudo_labels' train_dataset")
     tagged = pseudo_label(model, texts, tokenizer, threshold, max_length)
     tagged = tagged.filter(lambda row: any(label != IGNORE_INDEX for label in row["labels"]),

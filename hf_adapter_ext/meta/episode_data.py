@@ -66,8 +66,8 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
     if ways is not None and config.level == "token":
         raise ValueError("max_train_ways applies to sequence-level episodes; token-level episodes are n_way-way.")
     needed = (columns.tokens, columns.tags) if config.level == "token" else (columns.text, columns.label)
-    check_columns(data, needed, f"The {name} dataset",
-                  f"a {config.level}-level SIB needs {list(needed)}: rename them or pass the column names")
+    data = check_columns(data, needed, f"The {name} dataset",
+                         f"a {config.level}-level SIB needs {list(needed)}: rename them or pass the column names")
     if config.level == "token":
         tags = string_tags(data, columns.tags)
         types = sorted({t for sentence in tags for t in sentence if t != "O"})

@@ -184,8 +184,8 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
     check_choice("predict_tags", "decoding", decoding, DECODINGS)
     id2label = label_names_by_id(id2label, "predict_tags")
     decoder = bio_decoder(id2label).to(model.device) if decoding == "bio" else None
-    check_columns(dataset, ["input_ids", "labels"], "the scored dataset", "tokenize it with labels "
-                  "(tokenize_and_align_labels)")
+    dataset = check_columns(dataset, ["input_ids", "labels"], "the scored dataset", "tokenize it with labels "
+                            "(tokenize_and_align_labels)")
     collator = DataCollatorForTokenClassification(tokenizer)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in dataset.column_names]
     order = np.argsort([len(ids) for ids in dataset["input_ids"]])
