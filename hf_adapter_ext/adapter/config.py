@@ -92,7 +92,9 @@ class NeuralAdapterConfig(PeftConfig):
         num_top_layers: encoder layers that train with ``trainable="top"``.
         bio_constraints: forbid ``O -> I-X`` and other transitions that BIO never takes, in the CRF.
         distill_temperature: softmax temperature of the distillation (``new_only`` data, rehearsal text).
-        distill_weight: weight of the distillation loss beside the task loss.
+        distill_weight: weight of the distillation loss beside the task loss. On rehearsal rows, 3 kept a CoNLL
+            tagger's old types at the source's level on CrossNER politics where 1 lost 2 F1, at the same domain F1
+            but later best steps (benchmarks/results/fewshot_extension_all_devrest_dw3.md); not yet the default.
         label_parents: new types that refine an old one, ``{"politician": "PER"}`` or ``"politician=PER"``: the
             source's parent probability is kept as the mass of parent + subtypes where the source is distilled.
         subtype_init: how the output rows of a type with a parent in ``label_parents`` start: ``parent`` copies
@@ -127,7 +129,8 @@ class NeuralAdapterConfig(PeftConfig):
     num_top_layers: int = field(default=1, metadata={"help": "Encoder layers that train when trainable='top'."})
     bio_constraints: bool = field(default=True, metadata={"help": "Forbid O -> I-X transitions in the CRF."})
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature for new_only distillation."})
-    distill_weight: float = field(default=1.0, metadata={"help": "Weight of the distillation loss (new_only)."})
+    distill_weight: float = field(default=1.0, metadata={
+        "help": "Weight of the distillation loss (new_only data, rehearsal rows) beside the task loss."})
     label_parents: dict[str, str] | str | None = field(
         default=None, metadata={"help": "New types that refine an old one, e.g. politician=PER,band=ORG (or a dict). "
                                         "The source's parent probability is kept as the mass of parent + subtypes, "
