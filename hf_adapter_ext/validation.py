@@ -371,7 +371,7 @@ def check_columns(dataset, required: Sequence[str], where: str, fix: str):
         raise ValueError(f"{where} lacks columns {missing} (it has {names}); {fix}.")
     if len(dataset) == 0:
         raise ValueError(f"{where} is empty (0 rows); pass data with at least one example.")
-    return dataset.with_format(None)
+    return dataset if dataset.format["type"] is None else dataset.with_format(None)
 
 
 def check_tokenizer_matches(config, tokenizer, where: str, saved_with: str | Path | None = None) -> None:
