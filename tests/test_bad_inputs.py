@@ -538,8 +538,8 @@ REFUSED = [
     ("rehearsal ids", lambda: rehearse([[5, 6, 7]]), TypeError, r"not token ids"),
     ("rehearsal other tokenizer", lambda: rehearse(_other_tokenizer_rows()), ValueError,
      r"not made by this model's tokenizer"),
-    ("rehearsal dataset without tokens", lambda: rehearse(Dataset.from_dict({"text": ["a b"]})), ValueError,
-     r"'tokens' column"),
+    ("rehearsal dataset without tokens or text", lambda: rehearse(Dataset.from_dict({"sentence": ["a b"]})),
+     ValueError, r"'tokens' column \(word lists\) or a 'text' column"),  # a 'text' column is read as sentences
     ("rehearsal untokenized train", lambda: add_rehearsal(Dataset.from_dict({"tokens": [["a"]]}), ["John Smith"],
                                                           model(), TOKENIZER), ValueError, r"tokenize it first"),
     ("rehearsal on a plain model", lambda: add_rehearsal(toy_dataset(TOKENIZER), ["John"], source(), TOKENIZER),
