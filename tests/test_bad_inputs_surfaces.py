@@ -557,6 +557,16 @@ REFUSED = [
     ("new label empty string", lambda: C(new_labels=[""]), V, r"new_labels\[0\]"),
     ("new label spaced", lambda: C(new_labels=["B-LOC "]), V, r"surrounding spaces"),
     ("new label lowercase prefix", lambda: get_adapter_model(source(), C(new_labels=["b-loc"])), V, r"BIO"),
+    ("new labels IOBES", lambda: get_adapter_model(source(), C(new_labels=["B-LOC", "I-LOC", "E-LOC", "S-LOC"])), V,
+     r"\['B-LOC', 'I-LOC'\]"),
+    ("source IOBES", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size, labels=[
+        "O", "B-PER", "I-PER", "E-PER", "S-PER"]), C(new_labels=NEW_LABELS)), V, r"IOBES / BILOU tags: \['E-PER'"),
+    ("source outside not O", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size, labels=[
+        "OUT", "B-PER", "I-PER"]), C(new_labels=NEW_LABELS)), V, r"no 'O'.*rename it 'O'"),
+    ("source plain labels without O, new_only", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size,
+        labels=["NONE", "PER"]), C(new_labels=["LOC"], annotation="new_only")), V, r"no 'O'.*'NONE'"),
+    ("entity_types IOBES", lambda: entity_types(["O", "B-PER", "E-PER", "S-PER"]), V, r"from_iobes"),
+    ("entity_types lower case", lambda: entity_types(["o", "b-per", "i-per"]), V, r"capital"),
     ("new labels a set", lambda: C(new_labels={"B-LOC", "I-LOC"}), T, r"new_labels must be a list"),
     ("new labels bytes", lambda: C(new_labels=[b"B-LOC"]), T, r"new_labels"),
     ("parents child O", lambda: parents_model({"O": "PER"}), V, r"'O' is the outside tag"),

@@ -23,7 +23,13 @@ from ..modeling.crf import CRF, is_tracing
 from ..modeling.fingerprint import weights_digest
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
-from ..modeling.tags import parent_label_ids, source_labels, validate_label_parents, validate_new_labels
+from ..modeling.tags import (
+    parent_label_ids,
+    source_labels,
+    validate_label_parents,
+    validate_new_labels,
+    validate_source_labels,
+)
 from ..validation import (
     check_batch_shape,
     check_finite_tensor,
@@ -109,6 +115,7 @@ class NeuralAdapterModel(PreTrainedModel):
                 "merge the LoRA weights first (peft's merge_and_unload)."
             )
         old_labels = source_labels(source.config)
+        validate_source_labels(old_labels, config.annotation)
         validate_new_labels(old_labels, config.new_labels)
         if config.label_parents:
             validate_label_parents(old_labels, config.new_labels, config.label_parents)

@@ -29,6 +29,36 @@ def uses_bio(labels: Sequence[str]) -> bool:
     return any(is_bio_label(label) for label in labels)
 
 
+# prefixes of the other tagging schemes (IOBES, BILOU) and of lower-case BIO, as a label's first two characters
+_OTHER_SCHEME_PREFIX = re.compile(r"^[BIESLUbieslu]-(?=\S)")
+
+
+def validate_source_labels(labels: Sequence[str], annotation: str) -> None:
+    """Refuse a source whose labels the extension would misread: BIO tags mixed with other schemes' tags (IOBES,
+    BILOU: the CRF's constraints, rehearsal and the entity F1 read IOB2 only), or no ``'O'`` where the extension
+    needs the outside tag (BIO tags, or ``annotation="new_only"``, where old types are read from O words).
+
+    Args:
+        labels: the source's labels in id order (`source_labels`).
+        annotation: `NeuralAdapterConfig.annotation`.
+    """
+    if "O" not in labels and (uses_bio(labels) or annotation == "new_only"):
+        others = [label for label in labels if not is_bio_label(label)]
+        rename = (f" If {others[0]!r} is the outside tag, rename it 'O' in source.config.id2label and label2id "
+                  "before extending.") if len(others) == 1 else ""
+        raise ValueError(f"The source's labels {list(labels)[:6]} have no 'O', the tag of words outside every "
+                         "entity, which the extension reads (rehearsal, new_only annotation, BIO decoding)." + rename)
+    if uses_bio(labels):
+        odd = _non_bio(labels)
+        if odd:
+            scheme = ("IOBES / BILOU tags" if any(_OTHER_SCHEME_PREFIX.match(label) for label in odd)
+                      else "labels that are neither 'O' nor 'B-<type>' / 'I-<type>'")
+            raise ValueError(f"The source's labels mix BIO tags with {scheme}: {odd[:5]}. hf_adapter_ext extends IOB2 "
+                             "taggers ('O', 'B-<type>', 'I-<type>'): its CRF constraints, rehearsal and entity F1 "
+                             "would misread the others. Extend a tagger trained on IOB2 tags (conll_dataset and "
+                             "examples/train_tagger.py convert IOBES / BILOU files to IOB2).")
+
+
 def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
     """Refuse new labels that clash with old ones or break the old labels' BIO scheme."""
     if not new:
@@ -53,9 +83,9 @@ def validate_new_labels(old: Sequence[str], new: Sequence[str]) -> None:
             entity_type_name(label[2:], f"new_labels: {label!r}")  # 'B-O', 'B-B-X'
     broken = [label for label in new if not is_bio_label(label)]
     if broken:
-        # 'b-loc' means 'B-loc'; a bare 'loc' needs both tags
-        hint = sorted({f"{label[0].upper()}-{label[2:]}" if re.match(r"^[bi]-\S", label) else tag
-                       for label in broken for tag in (f"B-{label}", f"I-{label}")})
+        # 'b-loc' / 'S-LOC' name the type 'loc' / 'LOC'; a bare 'loc' needs both tags
+        hint = sorted({f"{prefix}-{label[2:] if _OTHER_SCHEME_PREFIX.match(label) else label}"
+                       for label in broken for prefix in ("B", "I")})
         raise ValueError(
             f"New labels {broken} break the source's BIO scheme (labels like 'B-PER', 'I-PER'). "
             f"Name them as BIO tags, e.g. {hint}."
@@ -87,11 +117,17 @@ def entity_types(labels: Sequence[str]) -> list[str]:
         raise WrongKindError(f"entity_types takes label names (strings), e.g. ['O', 'B-LOC', 'I-LOC']; got "
                              f"{not_strings[0]!r} ({type(not_strings[0]).__name__}). Map ids to names with the model's "
                              "config.id2label first.")
-    seen: dict[str, None] = {}
-    for label in labels:
-        if is_bio_label(label):
-            seen[label[2:]] = None
-    return list(seen)
+    odd = _non_bio(labels)
+    if odd and (len(odd) < len(labels) - labels.count("O") or any(_OTHER_SCHEME_PREFIX.match(label) for label in odd)):
+        raise ValueError(f"entity_types reads IOB2 labels ('O', 'B-<type>', 'I-<type>', capital prefixes); {odd[:5]} "
+                         "are not, so their types would be missed. Convert IOBES / BILOU tags with "
+                         "hf_adapter_ext.data.conll.from_iobes and write the prefixes in capitals.")
+    return list(dict.fromkeys(label[2:] for label in labels if is_bio_label(label)))
+
+
+def _non_bio(labels: Sequence[str]) -> list[str]:
+    """The labels that are neither 'O' nor BIO tags."""
+    return [label for label in labels if label != "O" and not is_bio_label(label)]
 
 
 def validate_label_parents(old: Sequence[str], new: Sequence[str], parents: Mapping[str, str]) -> None:
