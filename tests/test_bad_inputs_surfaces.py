@@ -67,6 +67,7 @@ from hf_adapter_ext.meta import (
     encode_texts,
     encode_words,
 )
+from hf_adapter_ext.meta.shaping import shape_encoder
 from hf_adapter_ext.metrics import (
     bio_decoder,
     bio_invalid_spans,
@@ -123,6 +124,13 @@ def trained(**config):
     m = model(**config)
     m.has_trained = True
     return m
+
+
+def self_trainer(m, with_validation=True):
+    return ExtensionTrainer(model=m, args=TrainingArguments(tempfile.mkdtemp(), report_to=[], use_cpu=True),
+                            train_dataset=toy_dataset(TOKENIZER),
+                            eval_dataset=toy_dataset(TOKENIZER) if with_validation else None,
+                            data_collator=AdapterDataCollator(TOKENIZER))
 
 
 def consolidate(m=None, **kwargs):
@@ -1058,6 +1066,15 @@ REFUSED = [
         train_dataset=toy_dataset(TOKENIZER), eval_dataset=toy_dataset(TOKENIZER), processing_class=TOKENIZER), V,
      r"metric_for_best_model='overall_f1' needs a compute_metrics.*entity_f1_compute_metrics"),  # was a KeyError
     # at the first evaluation
+    ("self_train before any training", lambda: self_trainer(model()).self_train(["John lives in Paris ."], TOKENIZER),
+     V, r"continues a trained run.*trainer.train\(\) first"),  # tagged with the untrained model's noise
+    ("self_train without validation data", lambda: self_trainer(trained(), with_validation=False).self_train(
+        ["John lives in Paris ."], TOKENIZER), V, r"give the ExtensionTrainer an eval_dataset"),  # was Trainer's
+    # "evaluation requires an eval_dataset"
+    ("self_train without a tokenizer", lambda: self_trainer(trained()).self_train(["John lives in Paris ."], None), T,
+     r"self_train needs the model's tokenizer"),  # was "object of type 'NoneType' has no len()"
+    ("shape_encoder pooling 'max'", lambda: shape_encoder(sib().backbone, TOKENIZER, ["john", "paris"], [0, 1],
+                                                          pooling="max"), V, r"pooling"),  # was mean pooling
     ("PEFT's merge_adapter on an extension", lambda: model().merge_adapter(), V, r"cannot be merged.*consolidate"),
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},

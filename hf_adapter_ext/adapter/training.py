@@ -20,7 +20,14 @@ from transformers import PreTrainedTokenizerBase, Trainer
 
 from ..callbacks import add_stopping_callbacks
 from ..hub import OwnModelCardMixin
-from ..validation import COUNT, POSITIVE_FLOAT, check_finite_loss, check_number, check_trainer_columns
+from ..validation import (
+    COUNT,
+    POSITIVE_FLOAT,
+    check_finite_loss,
+    check_number,
+    check_tokenizer_matches,
+    check_trainer_columns,
+)
 from .budget import EARLY_STOPPING_PATIENCE, SELF_TRAINING_PATIENCE, step_budget
 from .optim import adapter_optimizer
 from .rehearsal import REHEARSAL
@@ -185,7 +192,8 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         """A second run, from the trained model's weights, on the training set plus the model's confident tags on
         the unlabelled domain ``texts`` (:func:`add_pseudo_labels`). It is kept only if it scores higher on
         validation; otherwise the first run's weights come back. Returns what happened (both scores, which run
-        was kept, the second run's Trainer metrics, best step, steps run and validation curve).
+        was kept, the second run's Trainer metrics, best step, steps run and validation curve); when the model is
+        sure of no word of ``texts`` there is no second run (its score is None).
 
         Args:
             texts: plain sentences of the target domain (strings or word lists), without labels.
@@ -196,9 +204,22 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
                 self-training's cost.
         """
         check_number("self_train", "patience", patience, COUNT)
-        model, first = self.model, self.validation_score()
+        model = self.model
+        if not model.has_trained:
+            raise ValueError("self_train continues a trained run: the untrained model's tags would teach noise. Call "
+                             "trainer.train() first (or load a trained adapter with NeuralAdapterModel."
+                             "from_pretrained).")
+        if self.eval_dataset is None:
+            raise ValueError("self_train keeps its second run only if it scores higher on validation: give the "
+                             "ExtensionTrainer an eval_dataset (the domain's labelled validation sentences).")
+        check_tokenizer_matches(model.source.config, tokenizer, "self_train", model.source.name_or_path)
+        first = self.validation_score()
         first_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
         train = add_pseudo_labels(self.train_dataset, texts, model, tokenizer, threshold)
+        if len(train) == len(self.train_dataset):  # nothing tagged: a second run would retrain on the same data
+            return {"pseudo_labelled_sentences": 0, "first_run_validation": first, "second_run_validation": None,
+                    "kept": "first", "second_run_best_step": None, "second_run_steps": 0, "second_run_curve": [],
+                    "train": {"train_runtime": 0.0}}
         if len(train) > len(self.train_dataset):  # the tagged sentences come after the training set's rows
             self._warn_tagged_validation(train.select(range(len(self.train_dataset), len(train)))["input_ids"])
         args = dataclasses.replace(self.args, output_dir=str(Path(self.args.output_dir) / "self-training"))

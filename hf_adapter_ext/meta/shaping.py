@@ -38,6 +38,7 @@ EPOCHS = Number(int, 1, 100, example="3", why="each epoch is one pass over the m
 # CLINC150 and BANKING77, mean soft k-means accuracy (5-way 1- and 5-shot, all-way 1-shot), this setting is 0.11
 # points below the best (4 layers, 2e-5, 3 epochs), within the episodes' noise, at about half its shaping time.
 SHAPING_DEFAULTS = SimpleNamespace(top_layers=2, epochs=3, learning_rate=2e-5)
+POOLINGS = ("mean", "cls")  # how token states become a sequence feature (`pool_states`)
 
 
 @dataclass
@@ -194,7 +195,9 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
     layers = encoder_layers(backbone)
     check_settings("shape_encoder", SimpleNamespace(top_layers=top_layers, epochs=epochs, learning_rate=learning_rate,
                                                     batch_size=batch_size, scale=scale, max_length=max_length,
-                                                    seed=seed, min_name_agreement=min_name_agreement), {
+                                                    seed=seed, min_name_agreement=min_name_agreement,
+                                                    pooling=pooling), {
+        "pooling": POOLINGS,
         "top_layers": Number(int, 1, len(layers), example="2", why=f"the encoder has {len(layers)} layers"),
         "epochs": EPOCHS, "learning_rate": POSITIVE_FLOAT, "batch_size": POSITIVE_INT, "scale": POSITIVE_FLOAT,
         "max_length": max_length_rule(tokenizer), "seed": SEED,
