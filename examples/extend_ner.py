@@ -57,7 +57,14 @@ from hf_adapter_ext.adapter.config import adapter_arguments_dataclass
 from hf_adapter_ext.adapter.consolidation import compare_with_teacher
 from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
 from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
-from hf_adapter_ext.cli import RUN_NER_OPTIONS, check_stages, parse_arguments
+from hf_adapter_ext.cli import (
+    RUN_NER_OPTIONS,
+    check_stages,
+    defaults_with_user_strategies,
+    parse_arguments,
+    without_evaluation,
+    written_options,
+)
 from hf_adapter_ext.data import (
     first_rows,
     load_ner_files,
@@ -205,10 +212,11 @@ def no_loss(outputs, labels, num_items_in_batch=None):
 def defaults_for(argv: list[str]) -> dict:
     """DEFAULTS, with the step budget, unless the command line asks for epochs: ``--num_train_epochs`` without
     ``--max_steps`` trains that many epochs, evaluated and saved each epoch unless the strategies are given too."""
-    given = {word.split("=")[0] for word in argv if word.startswith("--")}
+    given = written_options(argv)
     if "--num_train_epochs" not in given or "--max_steps" in given:
-        return DEFAULTS
-    return {**DEFAULTS, "max_steps": -1, "eval_strategy": "epoch", "save_strategy": "epoch"}
+        return defaults_with_user_strategies(DEFAULTS, argv)
+    return defaults_with_user_strategies({**DEFAULTS, "max_steps": -1, "eval_strategy": "epoch",
+                                          "save_strategy": "epoch"}, argv)
 
 
 # The command line's option groups, in parse order.
@@ -275,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
             train = add_source_logits(train, model, tokenizer)
     validation, test = encoded.get("validation"), encoded.get("test")
     if validation is None:  # nothing to choose a step on: train for the whole budget
-        training_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+        training_args = without_evaluation(training_args, trains=True)
         if unlabelled:  # refused before any training
             raise ValueError("--unlabelled_file trains a second, self-training run that is kept only if it scores "
                              "better on validation, and the data has no validation split: pass --validation_file as "
@@ -287,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     split = "test" if test is not None else "validation" if validation is not None else None  # None: nothing scored
     metric_kwargs = {"compute_metrics": entity_f1_compute_metrics(id2label, new_types, parents),
                      "preprocess_logits_for_metrics": predicted_label_ids}
-    scoring_args = dataclasses.replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+    scoring_args = without_evaluation(training_args, trains=False)
     source_scorer = Trainer(model=source, args=scoring_args, data_collator=AdapterDataCollator(tokenizer),
                             compute_loss_func=no_loss, **metric_kwargs)
     before = entity_scores(source_scorer, scored, f"source_{split}") if scored is not None else {}

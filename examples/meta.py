@@ -27,7 +27,12 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
-from hf_adapter_ext.cli import check_stages, parse_arguments
+from hf_adapter_ext.cli import (
+    check_stages,
+    defaults_with_user_strategies,
+    parse_arguments,
+    without_evaluation,
+)
 from hf_adapter_ext.data import (
     few_tk_paths,
     fewnerd_sentences,
@@ -233,7 +238,7 @@ ARGUMENTS = (MetaDataArguments, SIBArguments, MetaTrainingArguments)
 
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser(ARGUMENTS)
-    parser.set_defaults(**DEFAULTS)
+    parser.set_defaults(**defaults_with_user_strategies(DEFAULTS, argv))
     data_args, sib_args, args = parse_arguments(parser, argv, {})
     if not data_args.evaluate_model:  # --evaluate_model is this script's evaluate-only mode
         check_stages(args, argv, "To score a saved model without training, pass --evaluate_model <output_dir>/model.",
@@ -269,8 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
         test = TokenEpisodes(encode_words(model, tokenizer, sentences, desc="Encoding test episodes"), episodes)
     metrics = trainer.evaluate(test, metric_key_prefix="test")
     if level == "sequence" and args.uneven_eval_queries < 1.0:  # the same model where unlabelled sets are uneven
-        uneven = SemiSupervisedMetaTrainer(model=model, args=dataclasses.replace(
-            args, uneven_eval_queries=1.0, eval_strategy="no", save_strategy="no", load_best_model_at_end=False),
+        uneven = SemiSupervisedMetaTrainer(model=model, args=without_evaluation(args, trains=False,
+                                                                               uneven_eval_queries=1.0, save_strategy="no"),
                                            processing_class=tokenizer)
         metrics.update(uneven.evaluate(test, metric_key_prefix="test_uneven"))
 

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from hf_adapter_ext import adapter_optimizer
-from hf_adapter_ext.cli import RUN_NER_OPTIONS, check_stages, parse_arguments
+from hf_adapter_ext.cli import RUN_NER_OPTIONS, check_stages, parse_arguments, without_evaluation
 from hf_adapter_ext.data import (
     first_rows,
     load_ner_files,
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     encoded = data.map(tokenize_and_align_labels, batched=True, remove_columns=data["train"].column_names,
                        fn_kwargs={"tokenizer": tokenizer}, desc="Tokenizing and aligning labels")
     if "validation" not in encoded:
-        args.eval_strategy = "no"
+        args = without_evaluation(args, trains=True)
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded.get("validation"),
                       data_collator=DataCollatorForTokenClassification(tokenizer),
                       compute_metrics=entity_f1_compute_metrics(model.config.id2label),

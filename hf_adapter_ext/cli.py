@@ -3,10 +3,11 @@ instead, where a user of transformers' `run_ner.py` would reach for them."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
 _WINDOWS = ("not needed: a sentence longer than the model takes is split into windows of whole words and joined "
             "again for scoring, never truncated")
@@ -55,7 +56,7 @@ def check_stages(args, argv: Sequence[str] | None, evaluate_only: str, test_file
         evaluate_only: how to score a saved model without training with this script, said in the refusal.
         test_file: the ``--test_file`` given, if the script takes one (``takes_test_file``).
     """
-    written = {arg.split("=", 1)[0] for arg in (sys.argv[1:] if argv is None else argv)}
+    written = written_options(argv)
     asked = {flag for flag in ("--do_train", "--do_eval", "--do_predict")
              if flag in written and getattr(args, flag[2:])}
     if asked & {"--do_eval", "--do_predict"} and "--do_train" not in asked:
@@ -65,3 +66,49 @@ def check_stages(args, argv: Sequence[str] | None, evaluate_only: str, test_file
                          f"{stages}).")
     if "--do_predict" in asked and takes_test_file and not test_file:
         raise ValueError("--do_predict scores a test set, and no --test_file is given: pass one, or drop --do_predict.")
+
+
+def written_options(argv: Sequence[str] | None) -> dict[str, str | None]:
+    """The options written on the command line (None: ``sys.argv[1:]``), by their underscore names
+    (``--eval-strategy`` is ``--eval_strategy``), each with the value written after it or after its ``=`` (None for
+    a flag with no value)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = {}
+    for i, word in enumerate(argv):
+        if word.startswith("--"):
+            name, has_value, value = word.partition("=")
+            following = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else None
+            options["--" + name[2:].replace("-", "_")] = value if has_value else following
+    return options
+
+
+def defaults_with_user_strategies(defaults: Mapping, argv: Sequence[str] | None) -> dict:
+    """The scripts' ``defaults`` keep the best validation step (``load_best_model_at_end``), which transformers
+    allows only when the model is evaluated and saved at the same steps. A user who turns either off on the command
+    line (``--eval_strategy no`` / ``--save_strategy no``, as with run_ner.py) keeps the last step instead, unless
+    they ask for ``--load_best_model_at_end`` themselves (then transformers says what does not match)."""
+    written = written_options(argv)
+    turned_off = any(written.get(option) == "no" for option in ("--eval_strategy", "--save_strategy"))
+    if turned_off and "--load_best_model_at_end" not in written:
+        return {**defaults, "load_best_model_at_end": False}
+    return dict(defaults)
+
+
+def without_evaluation(args: TrainingArguments, trains: bool, **changes) -> TrainingArguments:
+    """``args`` with no evaluation strategy and no best step to load: for a Trainer that only scores (``predict`` /
+    ``evaluate``), or one that trains with no validation data. A scheduler that steps on validation scores
+    (``reduce_lr_on_plateau``, which `TrainingArguments` refuses without evaluation) schedules nothing in a scorer,
+    so a plain one takes its place; a run that ``trains`` with it is refused, since its rate would never change.
+
+    Args:
+        args: the parsed `TrainingArguments`.
+        trains: whether the Trainer trains with these arguments.
+        **changes: other fields to replace.
+    """
+    if args.lr_scheduler_type == "reduce_lr_on_plateau":
+        if trains:
+            raise ValueError("--lr_scheduler_type reduce_lr_on_plateau lowers the rate when the validation score "
+                             "stalls, and there is no validation data: pass --validation_file, or choose another "
+                             "scheduler.")
+        changes = {"lr_scheduler_type": "linear", **changes}
+    return dataclasses.replace(args, eval_strategy="no", load_best_model_at_end=False, **changes)

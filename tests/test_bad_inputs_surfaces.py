@@ -1175,6 +1175,13 @@ CLI = [
     ("meta run_ner's --do_eval alone", "meta", "--do_eval", "true", r"--do_eval without --do_train.*--evaluate_model"),
     ("extend_ner run_ner's three stage flags", "extend_ner", "--do_train true --do_eval true --do_predict true "
      "--test_file", NO_MODEL + ".txt", None),
+    # run_ner.py users turn evaluation or saving off; the scripts' default of keeping the best step gave way to it
+    # (was transformers' "--load_best_model_at_end requires the save and eval strategy to match")
+    ("extend_ner --eval_strategy no", "extend_ner", "--eval_strategy", "no", None),
+    ("extend_ner --save-strategy=no", "extend_ner", "--max_steps 10", "--save-strategy=no", None),
+    ("meta --eval_strategy no", "meta", "--eval_strategy", "no", None),
+    ("extend_ner --eval_strategy no with --load_best_model_at_end asked", "extend_ner",
+     "--load_best_model_at_end true --eval_strategy", "no", r"load_best_model_at_end requires"),
     # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
     ("extend_ner run_ner's --text_column_name", "extend_ner", "--text_column_name", "words", r"use --tokens_column"),
     ("extend_ner run_ner's --max_seq_length", "extend_ner", "--max_seq_length", "128", r"never truncated"),

@@ -368,3 +368,22 @@ def test_a_run_with_a_training_file_only_saves_the_model_and_reports_nothing_sco
     assert results["before"] == results["after"] == {}
     assert NeuralAdapterModel.from_pretrained(out).config.id2label[len(OLD_LABELS)] == "B-politician"
     assert "evaluated_on" not in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("options, best_kept", [
+    (["--lr_scheduler_type", "reduce_lr_on_plateau"], True),  # was refused by the source's scoring Trainer
+    (["--eval_strategy", "no"], False),  # run_ner.py's use: the last step is kept, nothing chosen on validation
+])
+def test_run_ner_training_options_work_as_in_run_ner(main, tagger, tmp_path, options, best_kept):
+    paths = write_files(tmp_path / "data", "conll")
+    results = main(["--model_name_or_path", str(tagger), *files_args(paths, "conll"), "--output_dir",
+                    str(tmp_path / "out"), *COMMON, *options])
+    assert results["new_labels"] == ["B-politician", "I-politician"] and results["scored_on"] == "test"
+    assert (results["best_checkpoint"] is not None) == best_kept
+
+
+def test_a_plateau_scheduler_without_validation_data_is_refused(main, tagger, tmp_path):
+    paths = write_files(tmp_path / "data", "conll")
+    with pytest.raises(ValueError, match="reduce_lr_on_plateau .* no validation data"):
+        main(["--model_name_or_path", str(tagger), "--train_file", str(paths["train"]), "--output_dir",
+              str(tmp_path / "out"), *COMMON, "--lr_scheduler_type", "reduce_lr_on_plateau"])
