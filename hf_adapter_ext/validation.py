@@ -472,6 +472,12 @@ def check_training_arguments(args) -> None:
                     else f"--eval_steps ({evaluate_every:g})")
         raise ValueError(f"--load_best_model_at_end keeps the best of the saved checkpoints, so --save_steps "
                          f"({save_every:g}) must be a multiple of {interval}, e.g. both 200.")
+    chosen_on = (getattr(args, "metric_for_best_model", None) or "loss").removeprefix("eval_")
+    if getattr(args, "prediction_loss_only", False) and getattr(args, "load_best_model_at_end", False) \
+            and chosen_on != "loss":
+        raise ValueError(f"--prediction_loss_only computes no metric at evaluation, so --metric_for_best_model "
+                         f"{chosen_on} could never be read (transformers fails at the first evaluation): drop "
+                         "--prediction_loss_only, or choose on --metric_for_best_model loss.")
 
 
 def check_label_names(model, args) -> None:

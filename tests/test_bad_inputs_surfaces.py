@@ -1075,6 +1075,9 @@ REFUSED = [
      r"self_train needs the model's tokenizer"),  # was "object of type 'NoneType' has no len()"
     ("shape_encoder pooling 'max'", lambda: shape_encoder(sib().backbone, TOKENIZER, ["john", "paris"], [0, 1],
                                                           pooling="max"), V, r"pooling"),  # was mean pooling
+    ("NEFTune with a frozen target", lambda: ExtensionTrainer(model=model(target="frozen"), args=TrainingArguments(
+        tempfile.mkdtemp(), report_to=[], neftune_noise_alpha=5.0), train_dataset=toy_dataset(TOKENIZER),
+        data_collator=AdapterDataCollator(TOKENIZER)), V, r"target='frozen'.*NEFTune adds no noise"),  # did nothing
     ("PEFT's merge_adapter on an extension", lambda: model().merge_adapter(), V, r"cannot be merged.*consolidate"),
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},
@@ -1182,6 +1185,14 @@ CLI = [
     ("meta --eval_strategy no", "meta", "--eval_strategy", "no", None),
     ("extend_ner --eval_strategy no with --load_best_model_at_end asked", "extend_ner",
      "--load_best_model_at_end true --eval_strategy", "no", r"load_best_model_at_end requires"),
+    ("meta --prediction_loss_only", "meta", "--prediction_loss_only", "true",
+     r"--prediction_loss_only computes no metric.*sib_accuracy"),  # was transformers' KeyError after training began
+    ("extend_ner --prediction_loss_only", "extend_ner", "--prediction_loss_only", "true",
+     r"--prediction_loss_only computes no metric.*overall_f1"),
+    ("extend_ner --prediction_loss_only choosing on loss", "extend_ner", "--metric_for_best_model loss "
+     "--prediction_loss_only", "true", None),
+    ("meta --neftune_noise_alpha", "meta", "--neftune_noise_alpha", "5", r"neftune_noise_alpha=5 has nothing"),
+    # was "get_input_embeddings not auto-handled for SIBForFewShotClassification"
     # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
     ("extend_ner run_ner's --text_column_name", "extend_ner", "--text_column_name", "words", r"use --tokens_column"),
     ("extend_ner run_ner's --max_seq_length", "extend_ner", "--max_seq_length", "128", r"never truncated"),

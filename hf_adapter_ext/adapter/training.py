@@ -140,6 +140,11 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
                              "(with preprocess_logits_for_metrics=hf_adapter_ext.metrics.predicted_label_ids), or "
                              "metric_for_best_model='loss'.")
         add_stopping_callbacks(self, self.early_stopping_patience)
+        target = getattr(getattr(self.model, "peft_config", None), "target", "copy")
+        if self.args.neftune_noise_alpha and target != "copy":  # the hook adds noise only in train mode
+            raise ValueError(f"neftune_noise_alpha={self.args.neftune_noise_alpha:g} would do nothing: with "
+                             f"target={target!r} the trained encoder's embeddings are the frozen source's, which stay "
+                             "in eval mode, where NEFTune adds no noise. Use target='copy', or leave it unset.")
         if rehearsal_ratio is not None and REHEARSAL not in getattr(self.train_dataset, "column_names", ()):
             warnings.warn(f"ExtensionTrainer: rehearsal_ratio={rehearsal_ratio} does nothing: the training set has no "
                           f"{REHEARSAL!r} column. Mix rehearsal text in with add_rehearsal(...).", stacklevel=2)

@@ -87,6 +87,10 @@ class MetaTrainingArguments(CheckedTrainingArguments):
             raise ValueError(f"MetaTrainingArguments: label_smoothing_factor={self.label_smoothing_factor} would be "
                              "ignored: the meta-training loss is SIB's episode loss, not Trainer's cross-entropy. "
                              "Leave it at 0.")
+        if self.neftune_noise_alpha:  # NEFTune perturbs token embeddings; SIB's classes are fit on pooled features
+            raise ValueError(f"MetaTrainingArguments: neftune_noise_alpha={self.neftune_noise_alpha:g} has nothing to "
+                             "perturb: SIB meta-learns on the encoder's pooled sentence features (frozen, or shaped "
+                             "once before meta-training), not on token embeddings it trains. Leave it unset.")
         if self.batch_eval_metrics:  # accuracies and their CIs are over all evaluation episodes at once
             raise ValueError("MetaTrainingArguments: batch_eval_metrics=True is not supported: SIB's evaluation "
                              "reports each method's mean and 95% CI over all evaluation episodes at once. Lower "
