@@ -103,3 +103,35 @@ def test_nan_scores_are_refused_where_transformers_pipeline_returns_no_entity(to
     assert pipeline("token-classification", model=model, tokenizer=tokenizer)("john smith") == []  # silent there
     with pytest.raises(ValueError, match="NaN or infinite"):
         tagger(model, tokenizer, "first")("john smith")
+
+
+@pytest.mark.parametrize("pipeline_class", [None, BIOTokenClassificationPipeline])
+def test_a_crf_models_pipeline_scores_are_its_marginals(tokenizer, pipeline_class):
+    """A CRF model's tags are its Viterbi path and each tag's score is the CRF's posterior marginal of it (the
+    scores were all 1.0: the logits only marked the path)."""
+    from hf_adapter_ext import NeuralAdapterConfig, get_adapter_model
+
+    model = get_adapter_model(tiny_source(), NeuralAdapterConfig(new_labels=["B-LOC", "I-LOC"], head="crf")).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+        model.crf.transitions.normal_(0, 2, generator=torch.Generator().manual_seed(1))
+    sentence = "john smith lives in paris and works for acme corporation"
+    chosen = {"pipeline_class": pipeline_class} if pipeline_class else {}
+    found = pipeline("token-classification", model=model, tokenizer=tokenizer, device="cpu", **chosen)(sentence)
+    encoded = tokenizer(sentence, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**encoded)
+    mask = encoded["attention_mask"]
+    path = model.crf.decode(out.emissions, mask)[0]
+    marginals = model.crf.marginals(out.emissions, mask)[0]
+    probabilities = out.logits[0].softmax(-1)
+    assert torch.equal(out.logits[0].argmax(-1), path)
+    on_path = marginals.gather(-1, path.unsqueeze(-1)).squeeze(-1)
+    top = marginals.argmax(-1) == path
+    torch.testing.assert_close(probabilities.gather(-1, path.unsqueeze(-1)).squeeze(-1)[top], on_path[top])
+    assert bool((probabilities.gather(-1, path.unsqueeze(-1)).squeeze(-1) >= on_path - 1e-6).all())
+    assert found and all(entity["score"] < 0.999 for entity in found)
+    for entity in found:  # each reported tag's score is its token's marginal on the path
+        assert entity["entity"] == model.config.id2label[int(path[entity["index"]])]
+        assert entity["score"] == pytest.approx(float(probabilities[entity["index"], path[entity["index"]]]),
+                                                abs=1e-6)

@@ -153,6 +153,44 @@ def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, en
     return torch.cat([head.unsqueeze(1), tail.transpose(0, 1)], dim=1)[:, :length]
 
 
+def _marginals_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, end) -> torch.Tensor:
+    """Posterior marginals [B, T, L] over left-packed inputs (0 on padding) as two ``scan`` loops, forward alphas
+    and backward betas, for ``torch.export`` (the eager `_LogPartition` takes them from autograd, which an exported
+    graph cannot hold). Each step is re-centred on its maximum: a position's marginals do not change when its alpha
+    or beta is shifted, and the values stay small over long sequences. Two masked positions are appended because
+    ``scan`` needs at least two steps."""
+    length = emissions.size(1)
+    emissions = nn.functional.pad(emissions, (0, 0, 0, 2))
+    mask = nn.functional.pad(mask, (0, 2))
+    emissions, trans, start, end = emissions.detach(), trans.detach(), start.detach(), end.detach()
+    steps = (emissions[:, 1:].transpose(0, 1).contiguous(), mask[:, 1:].transpose(0, 1).contiguous())
+
+    def forward_step(alpha, step):
+        emission, keep = step
+        new = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emission
+        new = torch.where(keep.unsqueeze(1), new - new.amax(dim=1, keepdim=True), alpha)  # ended: carried
+        return new.clone(), new.clone()
+
+    first = start + emissions[:, 0]
+    first = (first - first.amax(dim=1, keepdim=True)).contiguous()
+    _, alphas = scan(forward_step, first, steps)
+    at_end = end.expand_as(first).contiguous()
+
+    def backward_step(beta, step):  # from position t + 1's emission and beta to position t's beta
+        emission, keep = step
+        new = torch.logsumexp(trans + (emission + beta).unsqueeze(1), dim=2)
+        # where t is the last position, its beta is the end score (``end``, not ``at_end``: the body must not
+        # capture the tensor that is also the scan's initial carry, which torch.export mixes up)
+        new = torch.where(keep.unsqueeze(1), new - new.amax(dim=1, keepdim=True), end)
+        return new.clone(), new.clone()
+
+    _, betas = scan(backward_step, at_end, steps, reverse=True)
+    alphas = torch.cat([first.unsqueeze(1), alphas.transpose(0, 1)], dim=1)
+    betas = torch.cat([betas.transpose(0, 1), at_end.unsqueeze(1)], dim=1)
+    marginals = torch.softmax(alphas + betas, dim=-1) * mask.unsqueeze(-1)
+    return marginals[:, :length]
+
+
 # A matrix-product step is exact to float32 precision unless one of its sums falls below this: then a term of it
 # may have underflowed, and the batch is recomputed with log-sum-exp steps.
 _SAFE_SUM = 1e-25
@@ -372,13 +410,17 @@ class CRF(nn.Module):
         mask = self._mask(emissions, attention_mask)
         if emissions.size(1) == 0:
             return torch.zeros(emissions.shape, dtype=torch.promote_types(emissions.dtype, torch.float32))
-        self._check_finite(emissions, mask)  # NaN probabilities would read as "sure of nothing", not as an error
-        with torch.enable_grad():
+        if is_tracing():  # an exported graph holds no autograd: the forward-backward recursions as scans
             packed_mask, packed = _packed_emissions(emissions.detach(), mask)
-            packed.requires_grad_(True)
-            trans, start, end = (score.detach() for score in self._scores(float("-inf")))
-            log_z = _LogPartition.apply(packed, packed_mask, trans, start, end)
-            (probabilities,) = torch.autograd.grad(log_z.sum(), packed)
+            probabilities = _marginals_graph(packed, packed_mask, *self._scores(float("-inf")))
+        else:
+            self._check_finite(emissions, mask)  # NaN probabilities would read as "sure of nothing", not an error
+            with torch.enable_grad():
+                packed_mask, packed = _packed_emissions(emissions.detach(), mask)
+                packed.requires_grad_(True)
+                trans, start, end = (score.detach() for score in self._scores(float("-inf")))
+                log_z = _LogPartition.apply(packed, packed_mask, trans, start, end)
+                (probabilities,) = torch.autograd.grad(log_z.sum(), packed)
         order = left_order(mask)
         return torch.zeros_like(probabilities).scatter(1, order.unsqueeze(-1).expand_as(probabilities), probabilities)
 
