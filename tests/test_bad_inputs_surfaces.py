@@ -734,6 +734,9 @@ REFUSED = [
     ("new labels in lower-case BIO", lambda: get_adapter_model(source(), NeuralAdapterConfig(
         new_labels=["b-city", "i-city"])), V, r"e.g. \['B-city', 'I-city'\]"),
     # ---- consolidation
+    ("consolidate with label smoothing", lambda: consolidate(args=TrainingArguments(
+        tempfile.mkdtemp(), report_to=[], label_smoothing_factor=0.1)), V, r"label_smoothing_factor=0.1 would be "
+     r"ignored"),  # was ignored without a word
     ("consolidate unlabelled bare string", lambda: consolidate(unlabelled="John met Mary ."), T,
      r"unlabelled text must be a list of sentences"),
     ("consolidate unlabelled ints", lambda: consolidate(unlabelled=[1, 2]), T, r"sentence 0 is a int"),

@@ -267,6 +267,10 @@ def consolidate(model, train_dataset: Dataset, tokenizer, unlabelled=None, args:
         if not isinstance(args, TrainingArguments):
             raise TypeError(f"consolidate's args must be transformers.TrainingArguments; got {type(args).__name__}.")
         check_training_arguments(args)
+        if args.label_smoothing_factor:  # the loss is the distillation's own: Trainer's label smoother never runs
+            raise ValueError(f"consolidate's args: label_smoothing_factor={args.label_smoothing_factor:g} would be "
+                             "ignored: the plain model learns the extended model's distributions (soft targets "
+                             "already), not Trainer's cross-entropy on labels. Leave it at 0.")
     student = initial_student(model)
     if args is not None:
         check_label_names(student, args)
