@@ -3,6 +3,8 @@
 Shipped inside hf_adapter_ext so it loads offline: ``evaluate.load(hf_adapter_ext.metrics.ENTITY_F1)``.
 """
 
+import warnings
+
 import datasets
 import evaluate
 from seqeval.scheme import IOB2, Entities
@@ -21,9 +23,9 @@ Args:
     new_types: entity types added by the extension (e.g. ["LOC"]); the others count as old.
     type_parents: new subtypes and the old type each refines (e.g. {"politician": "PER"}); adds
         old_{precision,recall,f1}_with_subtypes, the old-type scores with each subtype counted as its parent.
-    scheme, mode, suffix, zero_division: seqeval's options, as `evaluate.load("seqeval")` takes them; accepted where
-        they ask for what this metric does (scheme "IOB2", mode "strict", suffix False, zero_division 0 or "warn"),
-        refused otherwise.
+    scheme, mode, suffix, zero_division, sample_weight: seqeval's options, as `evaluate.load("seqeval")` takes them;
+        accepted where they ask for what this metric does (scheme "IOB2", mode "strict", suffix False, zero_division
+        0 or "warn", no sample weights: every span counts once), refused otherwise.
 Returns:
     {overall,old,new}_{precision,recall,f1} (micro-averaged over the group's spans),
     and for each type T: T_precision, T_recall, T_f1, T_support.
@@ -71,11 +73,12 @@ class EntityF1(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, new_types=None, type_parents=None, scheme=None, mode=None,
-                 suffix=False, zero_division=0):
+                 suffix=False, zero_division=0, sample_weight=None):
         # seqeval's own options, as evaluate.load("seqeval") takes them: accepted where they ask for what this
         # metric does (strict IOB2 spans, prefixes first, 0 for an undefined score), refused otherwise
         for option, value, meant in (("scheme", scheme, (None, "IOB2", IOB2)), ("mode", mode, (None, "strict")),
-                                     ("suffix", suffix, (False,)), ("zero_division", zero_division, (0, 0.0, "warn"))):
+                                     ("suffix", suffix, (False,)), ("zero_division", zero_division, (0, 0.0, "warn")),
+                                     ("sample_weight", sample_weight, (None,))):
             if not any(value is m or (type(value) is type(m) and value == m) for m in meant):
                 raise ValueError(f"entity_f1 {option}={value!r}: this metric scores exact spans under strict IOB2 "
                                  "(seqeval's mode='strict', scheme=IOB2, tag prefixes first, 0 where a score is "
@@ -110,6 +113,10 @@ class EntityF1(evaluate.Metric):
             _check_gold_opens_with_b(ref, i)
         gold, predicted = _spans(references), _spans(predictions)
         types = sorted({span[1] for span in gold | predicted})
+        absent = sorted(set(new_types) - set(types))
+        if absent and len(absent) == len(set(new_types)):  # a misspelt name would score 0 without a word
+            warnings.warn(f"entity_f1: none of new_types {absent} is in the predictions or references, so new_f1 is "
+                          f"0 by definition; the types scored are {types}. Check their spelling.", stacklevel=2)
         new_types = set(new_types or [])
 
         def restricted(spans, keep):
