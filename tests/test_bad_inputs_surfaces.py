@@ -359,6 +359,16 @@ def metric_new_types_found_nowhere_are_warned():
         score([["O"]], [["B-LOC"]], new_types=["LOC"])  # in the references only: a real miss, not a spelling
 
 
+def sib_output_loading_info_returns_the_pair_transformers_returns():
+    """``output_loading_info=True`` returned the model alone: ``model, info = ...`` failed to unpack."""
+    model = sib()
+    folder = tempfile.mkdtemp()
+    model.save_pretrained(folder)
+    loaded, info = SIBForFewShotClassification.from_pretrained(folder, backbone=model.backbone,
+                                                               output_loading_info=True)
+    assert isinstance(loaded, SIBForFewShotClassification) and "missing_keys" in info
+
+
 def metric_parents_score_subtypes_as_parent():
     out = score([["B-PER"]], [["B-politician"]], new_types=["politician"], type_parents={"politician": "PER"})
     assert out["old_f1_with_subtypes"] == 1.0
@@ -556,7 +566,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
 HANDLED = [adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
-           rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned,
+           rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns,
            metric_parents_score_subtypes_as_parent, sib_predict_any_order_of_labels, sib_predict_tuples_of_examples,
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,

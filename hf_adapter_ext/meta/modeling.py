@@ -581,14 +581,15 @@ class SIBForFewShotClassification(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, backbone: PreTrainedModel | None = None,
                         **kwargs):
-        """transformers' ``from_pretrained``; a frozen backbone comes from ``backbone`` when given, else from the
-        ``backbone_name_or_path`` the config names."""
+        """transformers' ``from_pretrained`` (with ``output_loading_info=True``, a ``(model, loading_info)`` pair, as
+        there); a frozen backbone comes from ``backbone`` when given, else from the ``backbone_name_or_path`` the
+        config names."""
         if isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
             check_model_location(pretrained_model_name_or_path, "SIBForFewShotClassification.from_pretrained: ",
                                  "An extended tagger loads with NeuralAdapterModel.from_pretrained(source, "
                                  "adapter_dir); a SIB model's folder holds config.json and model.safetensors.")
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        model = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        model, loading_info = model if isinstance(model, tuple) else (model, None)  # output_loading_info=True
         if model.config.stores_backbone and backbone is not None:
             raise ValueError(
                 f"{pretrained_model_name_or_path} stores its own encoder (shaped_layers={model.config.shaped_layers}, "
@@ -610,7 +611,7 @@ class SIBForFewShotClassification(PreTrainedModel):
                                  "Load the encoder the head was meta-trained over"
                                  + (f" ({where}, at the same revision)." if where else "."))
             model.backbone = backbone.to(model.device).requires_grad_(False).eval()
-        return model.eval()
+        return model.eval() if loading_info is None else (model.eval(), loading_info)
 
     def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
                     private: bool | None = None, token: str | bool | None = None, revision: str | None = None,
