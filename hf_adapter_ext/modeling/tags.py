@@ -43,9 +43,10 @@ def validate_source_labels(labels: Sequence[str], annotation: str) -> None:
         annotation: `NeuralAdapterConfig.annotation`.
     """
     if "O" not in labels and (uses_bio(labels) or annotation == "new_only"):
-        others = [label for label in labels if not is_bio_label(label)]
-        rename = (f" If {others[0]!r} is the outside tag, rename it 'O' in source.config.id2label and label2id "
-                  "before extending.") if len(others) == 1 else ""
+        others = _non_bio(labels)
+        which = repr(others[0]) if len(others) == 1 else f"one of {others[:5]}"
+        rename = (f" If {which} is the outside tag, rename it 'O' in source.config.id2label and label2id before "
+                  "extending.") if others else " A tagger extended with hf_adapter_ext needs one."
         raise ValueError(f"The source's labels {list(labels)[:6]} have no 'O', the tag of words outside every "
                          "entity, which the extension reads (rehearsal, new_only annotation, BIO decoding)." + rename)
     if uses_bio(labels):
