@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +59,7 @@ from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
 from hf_adapter_ext.cli import (
     RUN_NER_OPTIONS,
     check_stages,
+    command_line,
     defaults_with_user_strategies,
     parse_arguments,
     without_evaluation,
@@ -224,7 +224,7 @@ ARGUMENTS = (ModelArguments, DataArguments, adapter_arguments_dataclass(), Check
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = command_line(argv)
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**defaults_for(argv))
     model_args, data_args, adapter_args, training_args = parse_arguments(parser, argv, {

@@ -29,6 +29,7 @@ from hf_adapter_ext import (
 )
 from hf_adapter_ext.cli import (
     check_stages,
+    command_line,
     defaults_with_user_strategies,
     parse_arguments,
     without_evaluation,
@@ -237,6 +238,7 @@ ARGUMENTS = (MetaDataArguments, SIBArguments, MetaTrainingArguments)
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = command_line(argv)
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**defaults_with_user_strategies(DEFAULTS, argv))
     data_args, sib_args, args = parse_arguments(parser, argv, {})

@@ -21,7 +21,13 @@ from transformers import (
 )
 
 from hf_adapter_ext import adapter_optimizer
-from hf_adapter_ext.cli import RUN_NER_OPTIONS, check_stages, parse_arguments, without_evaluation
+from hf_adapter_ext.cli import (
+    RUN_NER_OPTIONS,
+    check_stages,
+    command_line,
+    parse_arguments,
+    without_evaluation,
+)
 from hf_adapter_ext.data import (
     first_rows,
     load_ner_files,
@@ -67,6 +73,7 @@ ARGUMENTS = (TaggerArguments, CheckedTrainingArguments)
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = command_line(argv)
     parser = HfArgumentParser(ARGUMENTS)
     parser.set_defaults(**DEFAULTS)
     options, args = parse_arguments(parser, argv, {

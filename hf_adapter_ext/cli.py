@@ -4,9 +4,12 @@ instead, where a user of transformers' `run_ner.py` would reach for them."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 _WINDOWS = ("not needed: a sentence longer than the model takes is split into windows of whole words and joined "
@@ -112,3 +115,37 @@ def without_evaluation(args: TrainingArguments, trains: bool, **changes) -> Trai
                              "scheduler.")
         changes = {"lr_scheduler_type": "linear", **changes}
     return dataclasses.replace(args, eval_strategy="no", load_best_model_at_end=False, **changes)
+
+
+OPTIONS_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def command_line(argv: Sequence[str] | None) -> list[str]:
+    """The command line (None: ``sys.argv[1:]``), with run_ner.py's convention: a single argument naming a ``.json``
+    (or ``.yaml``) file of ``{"option": value}`` stands for those options. They become the words they would be on
+    the command line, so that they are parsed, defaulted and checked exactly as typed options are (transformers'
+    ``parse_json_file`` would skip the scripts' own defaults and checks). ``null`` leaves an option at its default;
+    a list gives one word per item; a dict (``lr_scheduler_kwargs``) is passed as JSON."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or not argv[0].endswith(OPTIONS_FILE_SUFFIXES):
+        return argv
+    path = Path(argv[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: a single argument ending in {'/'.join(OPTIONS_FILE_SUFFIXES)} "
+                                "names a file of options, as with run_ner.py.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        options = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{path} must hold one object of options, e.g. {{\"output_dir\": \"out\", "
+                         f"\"learning_rate\": 1e-4}}; it holds a {type(options).__name__}.")
+    words = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        words += [f"--{name}", *(json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool)
+                                 else str(v) for v in values)]
+    return words

@@ -1102,6 +1102,14 @@ REFUSED = [
     ("NEFTune with a frozen target", lambda: ExtensionTrainer(model=model(target="frozen"), args=TrainingArguments(
         tempfile.mkdtemp(), report_to=[], neftune_noise_alpha=5.0), train_dataset=toy_dataset(TOKENIZER),
         data_collator=AdapterDataCollator(TOKENIZER)), V, r"target='frozen'.*NEFTune adds no noise"),  # did nothing
+    # run_ner.py's single .json / .yaml argument of options
+    ("options file missing", lambda: SCRIPTS["extend_ner"]([NO_MODEL + ".json"]), F, r"names a file of options"),
+    ("options file a list", lambda: SCRIPTS["meta"]([str(write('["--n_way", "5"]', "options.json"))]), V,
+     r"must hold one object of options.*holds a list"),
+    ("options file not JSON", lambda: SCRIPTS["train_tagger"]([str(write("{n_way: 5", "options.json"))]), V,
+     r"options.json is not valid JSON"),
+    ("options file with an option the script lacks", lambda: SCRIPTS["extend_ner"]([str(write(
+        '{"model_name_or_path": "x", "max_seq_length": 128}', "options.json"))]), V, r"never truncated"),
     ("PEFT's merge_adapter on an extension", lambda: model().merge_adapter(), V, r"cannot be merged.*consolidate"),
     # ---- NaN weights and scores: refused where they would become a clean-looking answer
     ("predict_labels with NaN weights", lambda: poisoned(sib()).predict_labels({"a": ["john"], "b": ["paris"]},

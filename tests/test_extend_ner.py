@@ -387,3 +387,21 @@ def test_a_plateau_scheduler_without_validation_data_is_refused(main, tagger, tm
     with pytest.raises(ValueError, match="reduce_lr_on_plateau .* no validation data"):
         main(["--model_name_or_path", str(tagger), "--train_file", str(paths["train"]), "--output_dir",
               str(tmp_path / "out"), *COMMON, "--lr_scheduler_type", "reduce_lr_on_plateau"])
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_options_from_one_json_or_yaml_file_as_run_ner_takes_them(main, tagger, tmp_path, suffix):
+    """run_ner.py's convention: a single .json argument holds the options; they are parsed with the script's own
+    defaults and checks, as if typed (so --num_train_epochs switches to epochs, and --label_parents is read)."""
+    paths = write_files(tmp_path / "data", "conll")
+    options = {"model_name_or_path": str(tagger), "train_file": str(paths["train"]),
+               "validation_file": str(paths["dev"]), "test_file": str(paths["test"]),
+               "output_dir": str(tmp_path / "out"), "label_map": "person=PER,organisation=ORG",
+               "label_parents": "politician=PER", "num_train_epochs": 2, "learning_rate": 5e-3,
+               "per_device_train_batch_size": 4, "use_cpu": True, "disable_tqdm": True, "save_strategy": "epoch",
+               "logging_steps": 1, "new_labels": None}
+    file = tmp_path / f"options{suffix}"
+    file.write_text(json.dumps(options))  # JSON is YAML too
+    results = main([str(file)])
+    assert results["label_parents"] == {"politician": "PER"} and results["scored_on"] == "test"
+    assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["label_parents"] == {"politician": "PER"}
