@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hf_adapter_ext.bio import bio_allowed_transitions
 from hf_adapter_ext.modeling import crf as crf_module
 from hf_adapter_ext.modeling.crf import CRF, FORBIDDEN
+from hf_adapter_ext.modeling.outputs import viterbi_logits
 
 from .crf_reference import reference_nll
 
@@ -246,6 +247,41 @@ def test_nll_gradients_and_marginals_match_a_float64_reference_at_every_scale(
     log_z = reference_nll(free, torch.full_like(tags, -100), mask, trans, start, end, partition_only=True)
     (expected,) = torch.autograd.grad(log_z.sum(), free)
     torch.testing.assert_close(crf.marginals(emissions, mask).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bio", [False, True])
+@pytest.mark.parametrize("sigma_e,sigma_t", SCALES)
+@pytest.mark.parametrize("length,left", [(40, False), (23, True), (300, True)])
+def test_exported_graphs_marginals_match_a_float64_reference_at_every_scale(monkeypatch, bio, sigma_e, sigma_t,
+                                                                           length, left):
+    """The marginals an exported graph computes (forward-backward as two scans, no autograd) are the reference's."""
+    crf, emissions, tags, mask = _scaled_case(sigma_e, sigma_t, bio, length, left, latent=False)
+    trans, start, end = (x.detach().double() for x in crf._scores())
+    free = emissions.double().requires_grad_(True)
+    log_z = reference_nll(free, torch.full_like(tags, -100), mask, trans, start, end, partition_only=True)
+    (expected,) = torch.autograd.grad(log_z.sum(), free)
+    monkeypatch.setattr(crf_module, "is_tracing", lambda: True)  # the branch torch.export captures, run eagerly
+    torch.testing.assert_close(crf.marginals(emissions, mask).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("sigma_e,sigma_t", SCALES)
+@pytest.mark.parametrize("left", [False, True])
+def test_eval_logits_decode_the_viterbi_path_and_score_each_tag_by_its_marginal(sigma_e, sigma_t, left):
+    """What a pipeline reads from a CRF model: the argmax of the eval logits is the Viterbi path, and the softmax at
+    the path's label is its posterior marginal (never below it; above it only where a label off the path is about
+    as probable)."""
+    crf, emissions, _, mask = _scaled_case(sigma_e, sigma_t, True, 30, left, latent=False)
+    logits = viterbi_logits(crf, emissions, mask)
+    path = crf.decode(emissions, mask)
+    assert torch.equal(logits.argmax(-1)[mask], path[mask])
+    marginals = crf.marginals(emissions, mask)
+    index = path.clamp(min=0).unsqueeze(-1)
+    on_path = marginals.gather(-1, index).squeeze(-1)[mask]
+    scored = logits.softmax(-1).gather(-1, index).squeeze(-1)[mask]
+    assert bool((scored >= on_path - 1e-5).all())  # float32 rounding: the marginals sum to 1 within it
+    runner_up = marginals.scatter(-1, index, 0.0).amax(-1)[mask]
+    clear = runner_up.clamp(min=1e-30).log() < on_path.clamp(min=1e-30).log() - 0.01
+    torch.testing.assert_close(scored[clear], on_path[clear], rtol=1e-4, atol=1e-6)
 
 
 def test_long_sequences_stay_exact():
