@@ -48,9 +48,10 @@ def check_stages(args, argv: Sequence[str] | None, evaluate_only: str, test_file
                  takes_test_file: bool = True) -> None:
     """run_ner.py runs only the stages that ``--do_train`` / ``--do_eval`` / ``--do_predict`` name; these scripts
     train, then score whatever their files allow (validation, test), so those flags are accepted but do not choose
-    anything. Refuse the two uses where that would silently do something else: ``--do_eval`` / ``--do_predict``
-    without ``--do_train`` (run_ner.py would only evaluate; these scripts would train first), and ``--do_predict``
-    with no test set to predict on.
+    anything. Refuse the uses where that would silently do something else: ``--do_eval`` / ``--do_predict``
+    without ``--do_train`` (run_ner.py would only evaluate; these scripts would train first), ``--do_predict``
+    with no test set to predict on, and ``--prediction_loss_only``, which withholds the predictions the scripts
+    score.
 
     Args:
         args: the parsed `TrainingArguments`.
@@ -69,6 +70,9 @@ def check_stages(args, argv: Sequence[str] | None, evaluate_only: str, test_file
                          f"{stages}).")
     if "--do_predict" in asked and takes_test_file and not test_file:
         raise ValueError("--do_predict scores a test set, and no --test_file is given: pass one, or drop --do_predict.")
+    if args.prediction_loss_only:  # the scores these scripts report come from the predictions it withholds
+        raise ValueError("--prediction_loss_only makes evaluation return the loss alone, and this script reports "
+                         "scores computed from the predictions (F1 / accuracy on validation and test): drop it.")
 
 
 def written_options(argv: Sequence[str] | None) -> dict[str, str | None]:

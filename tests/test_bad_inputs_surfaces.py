@@ -1222,7 +1222,9 @@ CLI = [
     ("extend_ner --prediction_loss_only", "extend_ner", "--prediction_loss_only", "true",
      r"--prediction_loss_only computes no metric.*overall_f1"),
     ("extend_ner --prediction_loss_only choosing on loss", "extend_ner", "--metric_for_best_model loss "
-     "--prediction_loss_only", "true", None),
+     "--prediction_loss_only", "true", r"--prediction_loss_only makes evaluation return the loss alone"),
+    ("train_tagger --prediction_loss_only", "train_tagger", "--prediction_loss_only", "true",
+     r"--prediction_loss_only makes evaluation return the loss alone"),  # was KeyError 'test_overall_f1' at the end
     ("meta --neftune_noise_alpha", "meta", "--neftune_noise_alpha", "5", r"neftune_noise_alpha=5 has nothing"),
     # was "get_input_embeddings not auto-handled for SIBForFewShotClassification"
     # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
