@@ -1,5 +1,6 @@
-"""What the example scripts share on the command line: options they do not take are refused with what to do
-instead, where a user of transformers' `run_ner.py` would reach for them."""
+"""What the example scripts share on the command line, in the ways of transformers' `run_ner.py`: an options file,
+the stage flags, turning evaluation off; and options they do not take, refused with what to do instead where a
+run_ner.py user would reach for them."""
 
 from __future__ import annotations
 
@@ -147,9 +148,13 @@ def command_line(argv: Sequence[str] | None) -> list[str]:
                          f"\"learning_rate\": 1e-4}}; it holds a {type(options).__name__}.")
     words = []
     for name, value in options.items():
-        if value is None:
-            continue
-        values = value if isinstance(value, list) else [value]
-        words += [f"--{name}", *(json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool)
-                                 else str(v) for v in values)]
+        if value is not None:
+            words += [f"--{name}", *map(_as_word, value if isinstance(value, list) else [value])]
     return words
+
+
+def _as_word(value) -> str:
+    """An option's value as it is typed: ``true`` / ``false``, a dict as JSON, anything else as its text."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, dict) else str(value)
