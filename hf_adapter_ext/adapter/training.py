@@ -23,6 +23,7 @@ from ..hub import OwnModelCardMixin
 from ..validation import (
     COUNT,
     POSITIVE_FLOAT,
+    SHARE,
     check_finite_loss,
     check_number,
     check_tokenizer_matches,
@@ -182,6 +183,21 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         key = self.validation_key
         return [(entry["step"], entry[key]) for entry in self.state.log_history if key in entry]
 
+    def _check_self_training(self, tokenizer, threshold: float, patience: int) -> None:
+        """Refuse what would make self-training teach noise or decide on nothing, before any work: an untrained
+        model, no validation data, another tokenizer, a threshold or patience out of range."""
+        check_number("self_train", "patience", patience, COUNT)
+        check_number("self_train", "threshold", threshold, SHARE)
+        if not self.model.has_trained:
+            raise ValueError("self_train continues a trained run: the untrained model's tags would teach noise. Call "
+                             "trainer.train() first (or load a trained adapter with NeuralAdapterModel."
+                             "from_pretrained).")
+        if self.eval_dataset is None:
+            raise ValueError("self_train keeps its second run only if it scores higher on validation: give the "
+                             "ExtensionTrainer an eval_dataset (the domain's labelled validation sentences).")
+        source = self.model.source
+        check_tokenizer_matches(source.config, tokenizer, "self_train", source.name_or_path)
+
     def _warn_tagged_validation(self, tagged_ids) -> None:
         """Warn when self-training's pseudo-labelled sentences include validation sentences: the second run would
         be kept on a score it has learned its own tags for."""
@@ -208,25 +224,16 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
                 budget). Shorter than the first run's: it starts from trained weights, and the second run is most of
                 self-training's cost.
         """
-        check_number("self_train", "patience", patience, COUNT)
-        model = self.model
-        if not model.has_trained:
-            raise ValueError("self_train continues a trained run: the untrained model's tags would teach noise. Call "
-                             "trainer.train() first (or load a trained adapter with NeuralAdapterModel."
-                             "from_pretrained).")
-        if self.eval_dataset is None:
-            raise ValueError("self_train keeps its second run only if it scores higher on validation: give the "
-                             "ExtensionTrainer an eval_dataset (the domain's labelled validation sentences).")
-        check_tokenizer_matches(model.source.config, tokenizer, "self_train", model.source.name_or_path)
-        first = self.validation_score()
+        self._check_self_training(tokenizer, threshold, patience)
+        model, first = self.model, self.validation_score()
         first_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("source.")}
         train = add_pseudo_labels(self.train_dataset, texts, model, tokenizer, threshold)
         if len(train) == len(self.train_dataset):  # nothing tagged: a second run would retrain on the same data
             return {"pseudo_labelled_sentences": 0, "first_run_validation": first, "second_run_validation": None,
                     "kept": "first", "second_run_best_step": None, "second_run_steps": 0, "second_run_curve": [],
                     "train": {"train_runtime": 0.0}}
-        if len(train) > len(self.train_dataset):  # the tagged sentences come after the training set's rows
-            self._warn_tagged_validation(train.select(range(len(self.train_dataset), len(train)))["input_ids"])
+        # the tagged sentences come after the training set's rows
+        self._warn_tagged_validation(train.select(range(len(self.train_dataset), len(train)))["input_ids"])
         args = dataclasses.replace(self.args, output_dir=str(Path(self.args.output_dir) / "self-training"))
         second = ExtensionTrainer(model=model, args=args, train_dataset=train, eval_dataset=self.eval_dataset,
                                   data_collator=self.data_collator, compute_metrics=self.compute_metrics,
