@@ -140,14 +140,16 @@ class DataArguments:
     label_map: str | None = field(default=None, metadata={
         "help": "Rename the data's types to the source's names: person=PER,country=LOC,..."})
     rehearsal_file: str | None = field(default=None, metadata={
-        "help": "Plain text from the source's world (one sentence per line, no labels) that the source labels, so "
+        "help": "Plain text from the source's world (one sentence per line, or a .jsonl / .csv with a text "
+                "column; no labels) that the source labels, so "
                 "the extended model keeps its old outputs."})
     max_rehearsal_sentences: int | None = field(default=None, metadata={"help": "Use at most this many."})
     source_text_file: str | None = field(default=None, metadata={
         "help": "Held-out plain text from the source's world (one sentence per line) on which the extension's old "
                 "types are compared with the source's, to warn of forgetting; default: the rehearsal text."})
     unlabelled_file: str | None = field(default=None, metadata={
-        "help": "Plain text of the new domain (one sentence per line, no labels): after the first run, the model's "
+        "help": "Plain text of the new domain (one sentence per line, or a .jsonl / .csv with a text column; no "
+                "labels): after the first run, the model's "
                 "confident tags on it train a second run, kept if it scores better on validation."})
     max_unlabelled_sentences: int | None = field(default=None, metadata={"help": "Use at most this many."})
     pseudo_label_threshold: float = field(default=PSEUDO_LABEL_THRESHOLD, metadata={

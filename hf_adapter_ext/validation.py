@@ -291,6 +291,17 @@ def refuse_conll_columns(sentences: Sequence, what: str) -> None:
                          "not plain text: give one sentence per line, without tags. Labelled data is training data.")
 
 
+def refuse_one_word_lines(lines: Sequence[str], what: str) -> None:
+    """Refuse a plain-text file (``what``) whose lines are single words, as in a CoNLL file without its tag column:
+    each word would be read as a one-word sentence, with no context to tag it in. Judged on the first 200 non-blank
+    lines, at least 10 of them, 90% of them one word."""
+    lines = list(lines[:200])
+    one_word = sum(len(line.split()) == 1 for line in lines)
+    if len(lines) >= 10 and one_word >= 0.9 * len(lines):
+        raise ValueError(f"{what}: {one_word} of its first {len(lines)} lines are a single word ({lines[:3]}...), as in a "
+                         "CoNLL file without tags; write one sentence per line, its words separated by spaces.")
+
+
 # ------------------------------------------------------------------ labels and type names
 def entity_type_name(value, where: str, allow_outside: bool = False) -> str:
     """The one check of an entity type name (``PER``, ``politician``), used by ``label_parents``, ``rename_types``,

@@ -369,6 +369,15 @@ def sib_output_loading_info_returns_the_pair_transformers_returns():
     assert isinstance(loaded, SIBForFewShotClassification) and "missing_keys" in info
 
 
+def read_sentences_takes_datasets_text_files():
+    """A .jsonl / .csv file of sentences was read line by line: the JSON objects and the header became sentences."""
+    assert read_sentences(write('{"text": "John lives in Paris ."}\n{"tokens": ["Mary", "sings"]}\n', "t.jsonl")) == [
+        "John lives in Paris .", "Mary sings"]
+    assert read_sentences(write('[{"text": "John lives ."}]', "t.json")) == ["John lives ."]
+    assert read_sentences(write('id,text\n1,"John lives, Mary sings ."\n', "t.csv")) == ["John lives, Mary sings ."]
+    assert read_sentences(write("text\tid\nJohn lives .\t1\n", "t.tsv")) == ["John lives ."]
+
+
 def metric_parents_score_subtypes_as_parent():
     out = score([["B-PER"]], [["B-politician"]], new_types=["politician"], type_parents={"politician": "PER"})
     assert out["old_f1_with_subtypes"] == 1.0
@@ -566,7 +575,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
 HANDLED = [adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
-           rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns,
+           rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns, read_sentences_takes_datasets_text_files,
            metric_parents_score_subtypes_as_parent, sib_predict_any_order_of_labels, sib_predict_tuples_of_examples,
            sib_inner_steps_zero, meta_args_uneven_one, training_args_max_steps_with_zero_epochs,
            read_sentences_limit_keeps_first, read_sentences_plain_text_ending_in_o, with_label_order_more_labels,
@@ -1103,6 +1112,13 @@ REFUSED = [
         tempfile.mkdtemp(), report_to=[], neftune_noise_alpha=5.0), train_dataset=toy_dataset(TOKENIZER),
         data_collator=AdapterDataCollator(TOKENIZER)), V, r"target='frozen'.*NEFTune adds no noise"),  # did nothing
     # run_ner.py's single .json / .yaml argument of options
+    ("sentences one word per line", lambda: read_sentences(write("\n".join(["John", "lives", "in", "Paris", ".", "",
+                                                                               "Mary", "sings", "songs", ".", "Now"]))),
+     V, r"lines are a single word.*one sentence per line"),  # CoNLL words without tags: each word was a sentence
+    ("sentences jsonl without text", lambda: read_sentences(write('{"sentence": "John lives ."}\n', "t.jsonl")), V,
+     r"no 'text' string or 'tokens' list.*\['sentence'\]"),
+    ("sentences csv without text column", lambda: read_sentences(write("sentence\nJohn lives .\n", "t.csv")), V,
+     r"no column\(s\) \['text'\].*name the column of sentences 'text'"),
     ("options file missing", lambda: SCRIPTS["extend_ner"]([NO_MODEL + ".json"]), F, r"names a file of options"),
     ("options file a list", lambda: SCRIPTS["meta"]([str(write('["--n_way", "5"]', "options.json"))]), V,
      r"must hold one object of options.*holds a list"),

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..validation import SAMPLE_LIMIT, check_number, refuse_conll_columns
+from ..validation import SAMPLE_LIMIT, check_number, refuse_conll_columns, refuse_one_word_lines
 
 ARCHIVE_MAGIC = {b"\x1f\x8b": "gzip", b"PK": "zip", b"BZ": "bzip2", b"\xfd7": "xz"}  # a file's first two bytes
 
@@ -39,8 +39,10 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
 
 
 def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[str]:
-    """The non-blank lines of a plain-text file (one sentence per line: rehearsal or unlabelled domain text), with
-    :func:`numbered_lines`' checks; at most ``limit`` of them.
+    """The sentences of a text file (rehearsal or unlabelled domain text), with :func:`numbered_lines`' checks; at
+    most ``limit`` of them. A plain file holds one sentence per line (blank lines skipped); a ``.jsonl`` / ``.json``
+    file, as `datasets` writes text, holds one object per sentence with a ``text`` (or ``tokens``, a word list)
+    field; a ``.csv`` / ``.tsv`` file a ``text`` column.
 
     Args:
         path: a UTF-8 text file.
@@ -48,11 +50,34 @@ def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[st
             use nothing, or everything.
     """
     check_number("read_sentences", "limit", limit, SAMPLE_LIMIT)
-    lines = [line.strip() for _, line in numbered_lines(path) if line.strip()]
+    suffix = Path(path).suffix.lower()
+    if suffix in (".json", ".jsonl"):
+        lines = [_record_text(path, row, record) for row, record in read_json_records(
+            path, [], "write one object per sentence with a 'text' field")]
+    elif suffix in (".csv", ".tsv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        lines = [cells[0] for _, cells in read_csv_rows(
+            path, ["text"], delimiter, "name the column of sentences 'text'",
+            "name the file .tsv if it is tab-separated, .csv if comma-separated")]
+    else:
+        lines = [line for _, line in numbered_lines(path)]
+        refuse_one_word_lines([line.strip() for line in lines if line.strip()], str(path))
+    lines = [line.strip() for line in lines if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no text: pass a file with one sentence per line.")
     refuse_conll_columns(lines, str(path))
     return lines[:limit]
+
+
+def _record_text(path, row: str, record: dict) -> str:
+    """A JSON record's sentence: its ``text``, or its ``tokens`` joined by spaces."""
+    if isinstance(record.get("text"), str):
+        return record["text"]
+    tokens = record.get("tokens")
+    if isinstance(tokens, list) and all(isinstance(token, str) for token in tokens):
+        return " ".join(tokens)
+    raise ValueError(f"{path}: {row} has no 'text' string or 'tokens' list of words (it has {sorted(record)}); write "
+                     "one object per sentence, e.g. {\"text\": \"John lives in Paris .\"}.")
 
 
 def read_json_records(path: str | os.PathLike, columns: Sequence[str], fix: str) -> list[tuple[str, dict]]:
