@@ -1119,6 +1119,9 @@ REFUSED = [
      r"no 'text' string or 'tokens' list.*\['sentence'\]"),
     ("sentences csv without text column", lambda: read_sentences(write("sentence\nJohn lives .\n", "t.csv")), V,
      r"no column\(s\) \['text'\].*name the column of sentences 'text'"),
+    ("source_agreement with another tagger of the same labels", lambda: source_agreement(
+        tiny_source("bert", TOKENIZER.vocab_size, seed=1), model(), ["John lives in Paris ."], TOKENIZER), V, r"weights of source_agreement's source differ"),
+    # was the agreement with that other tagger, reported as the extension's forgetting
     ("options file missing", lambda: SCRIPTS["extend_ner"]([NO_MODEL + ".json"]), F, r"names a file of options"),
     ("options file a list", lambda: SCRIPTS["meta"]([str(write('["--n_way", "5"]', "options.json"))]), V,
      r"must hold one object of options.*holds a list"),

@@ -16,6 +16,7 @@ from ..constants import IGNORE_INDEX
 from ..data.alignment import encode_unlabelled, join_windows
 from ..data.conll import to_iob2
 from ..modeling.crf import CRF
+from ..modeling.fingerprint import check_weights_digest, weights_digest
 from ..validation import (
     POSITIVE_INT,
     SHARE,
@@ -309,6 +310,11 @@ def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_p
         raise ValueError(f"source_agreement: the model lacks the source's labels {missing[:5]}, so it is not an "
                          "extension of this source. Pass the source first, then the model extended from it "
                          "(source_agreement(source, model, ...)).")
+    own_source = getattr(model, "source", None)  # an extended model knows its source; a plain one cannot tell
+    if own_source is not None and own_source is not source:  # another tagger would measure agreement with it
+        check_weights_digest(weights_digest(own_source, ("lora_",)), weights_digest(source, ("lora_",)),
+                             "source_agreement's source", "Pass the source the model was extended from "
+                             "(model.source).")
     if label_parents is None:
         label_parents = getattr(getattr(model, "peft_config", None), "label_parents", None)
     sentences = check_texts(sentences, "source_agreement: sentences")[:check_number(
