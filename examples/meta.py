@@ -33,6 +33,7 @@ from hf_adapter_ext.cli import (
     defaults_with_user_strategies,
     parse_arguments,
     without_evaluation,
+    written_options,
 )
 from hf_adapter_ext.data import (
     few_tk_paths,
@@ -233,6 +234,22 @@ def with_saved_class_split(data_args: MetaDataArguments, saved: Path) -> MetaDat
                                              for part in ("train", "validation", "test")})
 
 
+def refuse_settings_of_the_saved_model(argv: list[str], sib_args, saved_config: SIBConfig, saved: Path) -> None:
+    """--evaluate_model scores the saved model as it was trained, with the SIB settings in its config.json. The same
+    options on the command line are not read: refused where they ask for another value (--n_way 10, --inner_steps
+    0), whose scores would silently be the saved model's; the training command repeated as it was passes."""
+    written = written_options(argv)
+    differ = {f"--{field.name}": getattr(saved_config, field.name) for field in dataclasses.fields(sib_args)
+              if f"--{field.name}" in written and field.name != "use_label_names"  # meta-training decides it
+              and getattr(sib_args, field.name) != getattr(saved_config, field.name, getattr(sib_args, field.name))}
+    if differ:
+        saved_values = ", ".join(f"{option} {value}" for option, value in differ.items())
+        raise ValueError(f"--evaluate_model scores the saved model as it was trained ({saved_values}, in "
+                         f"{saved / 'config.json'}); {sorted(differ)} on the command line would not be read. Drop "
+                         "them: the episode sizes --k_shot / --n_query and --num_eval_episodes are what evaluation "
+                         "reads.")
+
+
 # The command line's option groups, in parse order.
 ARGUMENTS = (MetaDataArguments, SIBArguments, MetaTrainingArguments)
 
@@ -252,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "training run wrote, <output_dir>/model.")
     saved_config = SIBConfig.from_pretrained(saved) if saved is not None else None
     if saved is not None:
+        refuse_settings_of_the_saved_model(argv, sib_args, saved_config, saved)
         data_args = with_saved_class_split(data_args, saved)
         backbone_path = data_args.backbone or saved_config.backbone_name_or_path
     else:

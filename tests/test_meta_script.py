@@ -94,6 +94,16 @@ def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kin
     assert again["test_sib_accuracy"] == metrics["test_sib_accuracy"]
     assert again["test_uneven_sib_accuracy"] == metrics["test_uneven_sib_accuracy"]
     assert not (tmp_path / "eval" / "model").exists()
+    # the model's own SIB settings, asked otherwise, are refused (they were ignored: the saved model's scores came
+    # back under --n_way 3 / --inner_steps 0); asked as trained, they pass
+    evaluate = ["--train_file", str(path), "--text_column", "utterance", "--label_column", "intent", "--delimiter", ";",
+                "--evaluate_model", str(out / "model"), "--n_query", "2", "--k_shot", "1", "--num_eval_episodes", "6",
+                "--disable_tqdm", "true", "--use_cpu", "true", "--backbone", str(backbone)]
+    for option, value in (("--n_way", "3"), ("--inner_steps", "0")):
+        with pytest.raises(ValueError, match=rf"saved model as it was trained .*\['{option}'\] on the command line"):
+            meta["main"]([*evaluate, option, value, "--output_dir", str(tmp_path / "refused")])
+    same = meta["main"]([*evaluate, "--n_way", str(saved.config.n_way), "--output_dir", str(tmp_path / "same")])
+    assert same["test_sib_accuracy"] == metrics["test_sib_accuracy"]
 
 
 def test_class_split_by_fractions_seed_or_lists(meta):
