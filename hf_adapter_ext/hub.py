@@ -52,6 +52,10 @@ def check_folder_or_hub_id(dir_or_repo: str | os.PathLike, what: str = "") -> st
     return text
 
 
+# what a folder written by save_pretrained (a model's, or a tokenizer's alone) holds at least one of
+_MODEL_OR_TOKENIZER_FILES = ("config.json", "tokenizer_config.json", "tokenizer.json")
+
+
 def check_model_location(dir_or_repo: str | os.PathLike, what: str, fix: str) -> str:
     """:func:`check_folder_or_hub_id`, and a folder that holds only a neural adapter (``adapter_config.json``
     without ``config.json``) is refused where a model is expected: transformers would read it as a PEFT adapter
@@ -60,6 +64,10 @@ def check_model_location(dir_or_repo: str | os.PathLike, what: str, fix: str) ->
     folder = Path(text)
     if folder.is_dir() and (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         raise ValueError(f"{what}{text} holds a neural adapter (adapter_config.json), not a model. {fix}")
+    if folder.is_dir() and not any((folder / name).is_file() for name in _MODEL_OR_TOKENIZER_FILES):
+        # transformers' tokenizer would fail with "Couldn't instantiate the backend tokenizer from one of: ..."
+        raise ValueError(f"{what}{text} is a folder without a model or a tokenizer in it (none of "
+                         f"{list(_MODEL_OR_TOKENIZER_FILES)}): pass a folder that save_pretrained wrote. {fix}")
     return text
 
 

@@ -1246,6 +1246,8 @@ CLI = [
      r"--prediction_loss_only makes evaluation return the loss alone"),  # was KeyError 'test_overall_f1' at the end
     ("meta --neftune_noise_alpha", "meta", "--neftune_noise_alpha", "5", r"neftune_noise_alpha=5 has nothing"),
     # was "get_input_embeddings not auto-handled for SIBForFewShotClassification"
+    ("meta --backbone a folder without a model", "meta", "--backbone", tempfile.mkdtemp(),
+     r"a folder without a model or a tokenizer in it"),  # was "Couldn't instantiate the backend tokenizer"
     # run_ner.py's options: refused with what to do instead (HfArgumentParser named them only)
     ("extend_ner run_ner's --text_column_name", "extend_ner", "--text_column_name", "words", r"use --tokens_column"),
     ("extend_ner run_ner's --max_seq_length", "extend_ner", "--max_seq_length", "128", r"never truncated"),
