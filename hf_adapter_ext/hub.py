@@ -15,7 +15,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from .bio import bio_decoding_problem
 from .modeling.tags import entity_types
 from .pipelines import BIOTokenClassificationPipeline
-from .validation import check_flag, check_save_directory
+from .validation import check_flag, check_save_directory, check_tokenizer_matches
 
 _TEMPLATE_DIRS = (
     Path(__file__).resolve().parent.parent / "model_cards",  # source checkout / editable install
@@ -157,6 +157,8 @@ def save_consolidated(model, save_directory, tokenizer=None) -> None:
     if tokenizer is not None and not callable(getattr(tokenizer, "save_pretrained", None)):
         raise TypeError(f"save_consolidated's tokenizer is the tokenizer itself (AutoTokenizer.from_pretrained(...)), "
                         f"saved beside the model; got {type(tokenizer).__name__}.")
+    if tokenizer is not None:  # saved beside the model, another vocabulary's would read every text as other words
+        check_tokenizer_matches(model.config, tokenizer, "save_consolidated")
     card = render_consolidated_card(model)
     Path(save_directory).mkdir(parents=True, exist_ok=True)
     ship_bio_pipeline(model, save_directory)

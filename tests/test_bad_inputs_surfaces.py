@@ -40,6 +40,7 @@ from hf_adapter_ext import (
     extension_training_defaults,
     get_adapter_model,
     parse_pairs,
+    save_consolidated,
 )
 from hf_adapter_ext.adapter import add_source_logits
 from hf_adapter_ext.adapter.self_training import pseudo_label
@@ -1122,6 +1123,10 @@ REFUSED = [
     ("source_agreement with another tagger of the same labels", lambda: source_agreement(
         tiny_source("bert", TOKENIZER.vocab_size, seed=1), model(), ["John lives in Paris ."], TOKENIZER), V, r"weights of source_agreement's source differ"),
     # was the agreement with that other tagger, reported as the extension's forgetting
+    ("save_consolidated with another model's tokenizer", lambda: save_consolidated(
+        consolidate(args=TrainingArguments(tempfile.mkdtemp(), max_steps=1, report_to=[], save_strategy="no")),
+        tempfile.mkdtemp(), other_tokenizer()), V, r"save_consolidated: the tokenizer has 502 tokens"),
+    # was saved beside the model: the folder loaded with a tokenizer that reads every text as other words
     ("options file missing", lambda: SCRIPTS["extend_ner"]([NO_MODEL + ".json"]), F, r"names a file of options"),
     ("options file a list", lambda: SCRIPTS["meta"]([str(write('["--n_way", "5"]', "options.json"))]), V,
      r"must hold one object of options.*holds a list"),
