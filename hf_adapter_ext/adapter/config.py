@@ -94,7 +94,8 @@ class NeuralAdapterConfig(PeftConfig):
         distill_temperature: softmax temperature of the distillation (``new_only`` data, rehearsal text).
         distill_weight: weight of the distillation loss beside the task loss. On rehearsal rows, 3 kept a CoNLL
             tagger's old types at the source's level on CrossNER politics where 1 lost 2 F1, at the same domain F1
-            but later best steps (benchmarks/results/fewshot_extension_all_devrest_dw3.md); not yet the default.
+            but later best steps, and cost 0.3-0.5 domain F1 on music (benchmarks/results/
+            fewshot_extension_all_devrest_dw3.md): an option, not the default.
         label_parents: new types that refine an old one, ``{"politician": "PER"}`` or ``"politician=PER"``: the
             source's parent probability is kept as the mass of parent + subtypes where the source is distilled.
         subtype_init: how the output rows of a type with a parent in ``label_parents`` start: ``parent`` copies
