@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+OPTIONS_FILE_SUFFIXES = (".json", ".yaml", ".yml")  # run_ner.py's single argument: a file of options
 _WINDOWS = ("not needed: a sentence longer than the model takes is split into windows of whole words and joined "
             "again for scoring, never truncated")
 # run_ner.py's options that the NER scripts have no twin for, and why.
@@ -40,6 +41,8 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None, known_
     if left:
         options = [arg.split("=", 1)[0] for arg in left if arg.startswith("-")]
         advice = [f"{option}: {known_elsewhere[option]}" for option in options if option in known_elsewhere]
+        advice += [f"{word}: a file of options is read when it is the only argument, as with run_ner.py"
+                   for word in left if str(word).endswith(OPTIONS_FILE_SUFFIXES)]
         raise ValueError(f"This script does not take {left}." + (" " + "; ".join(advice) + "." if advice else "") +
                          " See --help for the options it has.")
     return tuple(parsed)
@@ -121,8 +124,6 @@ def without_evaluation(args: TrainingArguments, trains: bool, **changes) -> Trai
         changes = {"lr_scheduler_type": "linear", **changes}
     return dataclasses.replace(args, eval_strategy="no", load_best_model_at_end=False, **changes)
 
-
-OPTIONS_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def command_line(argv: Sequence[str] | None) -> list[str]:

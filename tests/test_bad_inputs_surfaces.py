@@ -1132,6 +1132,8 @@ REFUSED = [
      r"must hold one object of options.*holds a list"),
     ("options file not JSON", lambda: SCRIPTS["train_tagger"]([str(write("{n_way: 5", "options.json"))]), V,
      r"options.json is not valid JSON"),
+    ("options file beside other options", lambda: SCRIPTS["meta"]([str(write("{}", "options.json")), "--n_way", "5"]),
+     V, r"options.json: a file of options is read when it is the only argument"),
     ("options file with an option the script lacks", lambda: SCRIPTS["extend_ner"]([str(write(
         '{"model_name_or_path": "x", "max_seq_length": 128}', "options.json"))]), V, r"never truncated"),
     ("PEFT's merge_adapter on an extension", lambda: model().merge_adapter(), V, r"cannot be merged.*consolidate"),
