@@ -1113,6 +1113,8 @@ REFUSED = [
         tempfile.mkdtemp(), report_to=[], neftune_noise_alpha=5.0), train_dataset=toy_dataset(TOKENIZER),
         data_collator=AdapterDataCollator(TOKENIZER)), V, r"target='frozen'.*NEFTune adds no noise"),  # did nothing
     # run_ner.py's single .json / .yaml argument of options
+    ("CoNLL file whose first word holds a space", lambda: conll_dataset(write("New York\tB-LOC\nis\tO\n")), V,
+     r"line 1 \('New York\\tB-LOC'\) set the count wrongly"),  # the error blamed line 2 alone
     ("sentences one word per line", lambda: read_sentences(write("\n".join(["John", "lives", "in", "Paris", ".", "",
                                                                                "Mary", "sings", "songs", ".", "Now"]))),
      V, r"lines are a single word.*one sentence per line"),  # CoNLL words without tags: each word was a sentence

@@ -42,7 +42,7 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
                 tokens, tags = [], []
             continue
         if columns is None:  # the first token line sets the file's columns; every other line is held to them
-            columns = len(parts)
+            columns, first = len(parts), (line_no, line.rstrip())
             if not -columns <= tag_column < columns:
                 raise ValueError(f"{path}:{line_no}: tag_column={tag_column}, but the file's lines have {columns} "
                                  f"columns; use a column between {-columns} and {columns - 1} (-1, the default, is "
@@ -53,7 +53,8 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
         if len(parts) != columns:
             raise ValueError(
                 f"{path}:{line_no}: expected {columns} whitespace-separated columns (token ... tag) like the "
-                f"lines before it, found {len(parts)}: {line.rstrip()!r}. Fix or remove that line."
+                f"lines before it, found {len(parts)}: {line.rstrip()!r}. Fix or remove that line; or, if line "
+                f"{first[0]} ({first[1]!r}) set the count wrongly (a word with a space in it), fix that one."
             )
         tokens.append(parts[0])
         tags.append(parts[tag_column])
