@@ -73,8 +73,9 @@ def add_rehearsal(train_dataset: Dataset, texts, model, tokenizer, max_length: i
     step). On rehearsal rows every token learns the source's output (its decoded path as labels, and its
     distribution by distillation, parent + subtypes together with ``label_parents``).
 
-    All the given text is mixed in: the ratio of rehearsal to new data is how many sentences you pass. Trainer
-    shuffles the rows together each epoch.
+    All the given text is added. `ExtensionTrainer` draws ``rehearsal_ratio`` rehearsal rows per labelled row in
+    each pass (:class:`RehearsalSampler`: every rehearsal sentence is used once before any is used twice); a plain
+    `Trainer` shuffles all the rows together each epoch, so the ratio is then how many sentences you pass.
     """
     check_extended_model(model, "add_rehearsal")
     check_tokenizer_matches(model.source.config, tokenizer, "add_rehearsal", model.source.name_or_path)
