@@ -72,6 +72,14 @@ def accepted_inputs(module: nn.Module, inputs: dict) -> dict:
     return {k: v for k, v in inputs.items() if v is not None and k in params}
 
 
+def run_with_outputs(module: nn.Module, inputs: dict, hidden: bool, attentions: bool):
+    """``module`` on the ``inputs`` it takes (`accepted_inputs`), with its hidden states if ``hidden``; its
+    attentions are asked for only when wanted, since modules without attention (a BiLSTM-CRF source) do not take
+    ``output_attentions``."""
+    asked = {"output_attentions": True} if attentions else {}
+    return module(**accepted_inputs(module, inputs), output_hidden_states=hidden, **asked)
+
+
 def tuner_layers(module: nn.Module) -> list:
     return [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
 

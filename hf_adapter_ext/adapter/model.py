@@ -236,11 +236,9 @@ class NeuralAdapterModel(PreTrainedModel):
 
     @torch.no_grad()
     def source_outputs(self, inputs: dict, hidden: bool = False, attentions: bool = False):
-        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient).
-        ``output_attentions`` is passed only when asked for: sources without attention (BiLSTM-CRF) do not take it."""
-        asked = {"output_attentions": True} if attentions else {}
+        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient)."""
         with anatomy.lora_disabled(self._lora_layers):
-            return self.source(**anatomy.accepted_inputs(self.source, inputs), output_hidden_states=hidden, **asked)
+            return anatomy.run_with_outputs(self.source, inputs, hidden, attentions)
 
     def _features_and_source_logits(self, inputs: dict, source_logits, need_source: bool, hidden: bool = False,
                                     attentions: bool = False):
@@ -252,9 +250,7 @@ class NeuralAdapterModel(PreTrainedModel):
             return out.hidden_states[-1], label_scores(out) if source_logits is None else source_logits, out
         if need_source and source_logits is None:
             source_logits = label_scores(self.source_outputs(inputs))
-        encoder = self._trained_encoder()
-        out = encoder(**anatomy.accepted_inputs(encoder, inputs), output_hidden_states=hidden,
-                      **({"output_attentions": True} if attentions else {}))
+        out = anatomy.run_with_outputs(self._trained_encoder(), inputs, hidden, attentions)
         return out[0], source_logits, out
 
     def forward(

@@ -50,7 +50,7 @@ def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[st
             use nothing, or everything.
     """
     check_number("read_sentences", "limit", limit, SAMPLE_LIMIT)
-    suffix = Path(path).suffix.lower()
+    suffix, plain = Path(path).suffix.lower(), False
     if suffix in (".json", ".jsonl"):
         lines = [_record_text(path, row, record) for row, record in read_json_records(
             path, [], "write one object per sentence with a 'text' field")]
@@ -60,9 +60,10 @@ def read_sentences(path: str | os.PathLike, limit: int | None = None) -> list[st
             path, ["text"], delimiter, "name the column of sentences 'text'",
             "name the file .tsv if it is tab-separated, .csv if comma-separated")]
     else:
-        lines = [line for _, line in numbered_lines(path)]
-        refuse_one_word_lines([line.strip() for line in lines if line.strip()], str(path))
+        lines, plain = [line for _, line in numbered_lines(path)], True
     lines = [line.strip() for line in lines if line.strip()]
+    if plain:  # one sentence per line, not one word
+        refuse_one_word_lines(lines, str(path))
     if not lines:
         raise ValueError(f"{path} holds no text: pass a file with one sentence per line.")
     refuse_conll_columns(lines, str(path))

@@ -126,14 +126,21 @@ def _backtrack(last: torch.Tensor, history: list[torch.Tensor]) -> torch.Tensor:
     return torch.from_numpy(np.stack(path[::-1], axis=1))
 
 
+def _scan_inputs(emissions: torch.Tensor, mask: torch.Tensor, *scores: torch.Tensor):
+    """What the exported recursions scan over, all detached: the emissions and mask with two masked positions
+    appended (``scan`` needs at least two steps), each position's (emission, mask) after the first, time first, and
+    the transition / start / end ``scores``."""
+    emissions = nn.functional.pad(emissions, (0, 0, 0, 2)).detach()
+    mask = nn.functional.pad(mask, (0, 2))
+    steps = (emissions[:, 1:].transpose(0, 1).contiguous(), mask[:, 1:].transpose(0, 1).contiguous())
+    return (emissions, mask, steps, *(score.detach() for score in scores))
+
+
 def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, end) -> torch.Tensor:
     """Viterbi over left-packed inputs as two ``scan`` loops: what ``torch.export`` captures with a dynamic
-    batch size and length (a Python loop would freeze the example's length, and the NumPy backtrack its path).
-    Two masked positions are appended because ``scan`` needs at least two steps."""
+    batch size and length (a Python loop would freeze the example's length, and the NumPy backtrack its path)."""
     length = emissions.size(1)
-    emissions = nn.functional.pad(emissions, (0, 0, 0, 2))
-    mask = nn.functional.pad(mask, (0, 2))
-    emissions, trans, start, end = emissions.detach(), trans.detach(), start.detach(), end.detach()
+    emissions, mask, steps, trans, start, end = _scan_inputs(emissions, mask, trans, start, end)
 
     def forward_step(score, step):
         emission, keep = step
@@ -143,7 +150,6 @@ def _viterbi_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, en
         return torch.where(keep, best + emission, score).clone(), torch.where(keep, index, stay).clone()
 
     first = (start + emissions[:, 0]).contiguous()
-    steps = (emissions[:, 1:].transpose(0, 1).contiguous(), mask[:, 1:].transpose(0, 1).contiguous())
     score, history = scan(forward_step, first, steps)
 
     def backward_step(label, pointers):
@@ -157,13 +163,9 @@ def _marginals_graph(emissions: torch.Tensor, mask: torch.Tensor, trans, start, 
     """Posterior marginals [B, T, L] over left-packed inputs (0 on padding) as two ``scan`` loops, forward alphas
     and backward betas, for ``torch.export`` (the eager `_LogPartition` takes them from autograd, which an exported
     graph cannot hold). Each step is re-centred on its maximum: a position's marginals do not change when its alpha
-    or beta is shifted, and the values stay small over long sequences. Two masked positions are appended because
-    ``scan`` needs at least two steps."""
+    or beta is shifted, and the values stay small over long sequences."""
     length = emissions.size(1)
-    emissions = nn.functional.pad(emissions, (0, 0, 0, 2))
-    mask = nn.functional.pad(mask, (0, 2))
-    emissions, trans, start, end = emissions.detach(), trans.detach(), start.detach(), end.detach()
-    steps = (emissions[:, 1:].transpose(0, 1).contiguous(), mask[:, 1:].transpose(0, 1).contiguous())
+    emissions, mask, steps, trans, start, end = _scan_inputs(emissions, mask, trans, start, end)
 
     def forward_step(alpha, step):
         emission, keep = step
