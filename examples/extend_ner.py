@@ -215,10 +215,10 @@ def defaults_for(argv: list[str]) -> dict:
     """DEFAULTS, with the step budget, unless the command line asks for epochs: ``--num_train_epochs`` without
     ``--max_steps`` trains that many epochs, evaluated and saved each epoch unless the strategies are given too."""
     given = written_options(argv)
-    if "--num_train_epochs" not in given or "--max_steps" in given:
-        return defaults_with_user_strategies(DEFAULTS, argv)
-    return defaults_with_user_strategies({**DEFAULTS, "max_steps": -1, "eval_strategy": "epoch",
-                                          "save_strategy": "epoch"}, argv)
+    by_epochs = "--num_train_epochs" in given and "--max_steps" not in given
+    defaults = {**DEFAULTS, "max_steps": -1, "eval_strategy": "epoch", "save_strategy": "epoch"} if by_epochs \
+        else DEFAULTS
+    return defaults_with_user_strategies(defaults, argv)
 
 
 # The command line's option groups, in parse order.
