@@ -65,8 +65,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--results_name", default="fewshot_extension")
     parser.add_argument("--unlabelled_dev_rest", action="store_true",
                         help="Also give self-training the domain dev sentences after the first --dev_sentences (labels "
-                             "dropped; any that also occur in the test set left out): raw domain text for k = all, "
-                             "where no training sentence is left unlabelled. Give such a run its own --state.")
+                             "dropped; any that also occur in the test set or among the first --dev_sentences left "
+                             "out): raw domain text for k = all, where no training sentence is left unlabelled. Give "
+                             "such a run its own --state.")
     return parser
 
 
@@ -181,9 +182,11 @@ def train_extension(bench: Bench, options, method: str, domain: str, k: int, see
 
 def unlabelled_dev_rest(data, dev_sentences: int) -> list[list[str]]:
     """The dev sentences that do not choose the step (those after the first ``dev_sentences``) as raw domain text,
-    without the few that also occur in the test set, so that no test sentence is seen, even unlabelled."""
-    test = {tuple(tokens) for tokens in data["test"]["tokens"]}
-    return [tokens for tokens in data["dev"]["tokens"][dev_sentences:] if tuple(tokens) not in test]
+    without the few that also occur in the test set or among the step-choosing dev sentences, so that no sentence
+    that scores or chooses the model is seen, even unlabelled."""
+    dev = data["dev"]["tokens"]
+    held_out = {tuple(tokens) for tokens in data["test"]["tokens"] + dev[:dev_sentences]}
+    return [tokens for tokens in dev[dev_sentences:] if tuple(tokens) not in held_out]
 
 
 def scored(bench: Bench, options, model, record: dict, data, new_types, parents) -> dict:

@@ -116,3 +116,12 @@ def test_expand_self_training_records_its_first_run_as_expand_rehearsal(monkeypa
     assert runs == {"music/expand+rehearsal/k25/seed1": {"k": 25, "model": "first model"},
                     "music/expand+rehearsal+self-training/k25/seed1": {"k": 25, "self_training": {"kept": "first"},
                                                                        "model": "final model"}}
+
+
+def test_the_dev_rest_given_as_unlabelled_text_holds_no_sentence_that_scores_or_chooses_the_model():
+    """The music dev file repeats two of its first 200 sentences later on: they were given to self-training as
+    unlabelled text while also choosing its step."""
+    from benchmarks.fewshot_extension import unlabelled_dev_rest
+
+    data = {"dev": {"tokens": [["a"], ["b"], ["c"], ["a"], ["t"], ["d"]]}, "test": {"tokens": [["t"], ["x"]]}}
+    assert unlabelled_dev_rest(data, dev_sentences=2) == [["c"], ["d"]]
