@@ -816,6 +816,8 @@ REFUSED = [
     ("predict int example", lambda: predict({"a": [3], "b": ["paris"], "c": ["acme"]}), T, r"examples of 'a'"),
     ("predict blank example", lambda: predict({"a": ["  "], "b": ["paris"], "c": ["acme"]}), V, r"examples of 'a'"),
     ("predict int label name", lambda: predict({1: ["john"], "b": ["paris"], "c": ["acme"]}), V, r"label 1"),
+    ("predict labels differing only in case", lambda: predict({"Refund": ["john"], "refund ": ["paris"],
+                                                               "c": ["acme"]}), V, r"'Refund' and 'refund ' differ only"),
     ("predict queries empty", lambda: predict(queries=[]), V, r"queries is empty"),
     ("predict query None", lambda: predict(queries=["london", None]), T, r"sentence 1 is a NoneType"),
     ("predict query blank", lambda: predict(queries=["london", ""]), V, r"sentence 1 is blank"),

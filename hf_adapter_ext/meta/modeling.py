@@ -470,9 +470,15 @@ class SIBForFewShotClassification(PreTrainedModel):
         if empty:
             raise ValueError(f"Labels {empty} have no examples (or a bare string instead of a list of texts): give "
                              "every label at least one example text in a list.")
+        by_spelling: dict[str, str] = {}
         for name, texts in examples.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"predict_labels: label {name!r} is not a name; key the examples by label names.")
+            twin = by_spelling.setdefault(" ".join(name.casefold().split()), name)
+            if twin != name:
+                raise ValueError(f"predict_labels: the labels {twin!r} and {name!r} differ only in case or spaces, so "
+                                 "they would be two classes (which a model reading label names cannot tell apart). "
+                                 "Give each label once, with all its examples.")
             check_texts(texts, f"predict_labels: the examples of {name!r}")
         if isinstance(queries, AbstractSet):
             raise ValueError("predict_labels: queries is a set, whose order is arbitrary: the answers could not be "
