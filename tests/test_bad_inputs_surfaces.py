@@ -19,7 +19,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 from datasets import Sequence as SequenceFeature
-from transformers import AutoModelForSequenceClassification, TrainingArguments, pipeline
+from transformers import AutoModelForSequenceClassification, EvalPrediction, TrainingArguments, pipeline
 
 from hf_adapter_ext import (
     CRF,
@@ -45,7 +45,9 @@ from hf_adapter_ext import (
 from hf_adapter_ext.adapter import add_source_logits
 from hf_adapter_ext.adapter.self_training import pseudo_label
 from hf_adapter_ext.data import (
+    align_word_labels,
     conll_dataset,
+    first_rows,
     load_conll,
     load_ner_files,
     read_conll,
@@ -63,10 +65,12 @@ from hf_adapter_ext.meta import (
     EpisodeSampler,
     SequenceEpisodes,
     TextEpisodes,
+    TokenEpisodes,
     TokenEpisodeSampler,
     collate_episodes,
     encode_texts,
     encode_words,
+    episode_compute_metrics,
 )
 from hf_adapter_ext.meta.shaping import shape_encoder
 from hf_adapter_ext.metrics import (
@@ -871,6 +875,24 @@ REFUSED = [
     ("sampler n_way str", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], "3", 1, 1), T, r"n_way"),
     ("sampler labels str", lambda: EpisodeSampler("001122", [0, 1, 2], 3, 1, 1), T, r"not a string"),
     ("sampler seed negative", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1, seed=-1), V, r"seed"),
+    ("sampler labels as names", lambda: EpisodeSampler(["a", "a", "b", "b"], ["a", "b"], 2, 1, 1), V,
+     r"integer class ids.*class_encode_column"),  # was "invalid literal for int()"
+    ("sampler labels as floats", lambda: EpisodeSampler([0.0, 0.0, 1.0, 1.0], [0, 1], 2, 1, 1), V,
+     r"integer class ids.*got float64"),
+    ("episodes over NaN features", lambda: SequenceEpisodes(torch.full((6, 4), float("nan")), EpisodeSampler(
+        [0, 0, 1, 1, 2, 2], [0, 1, 2], 3, 1, 1), 5), V, r"features hold NaN"),  # were NaN scores, argmax class 0
+    ("token episodes over infinite features", lambda: TokenEpisodes([torch.randn(2, 4), torch.full((1, 4), float(
+        "inf"))], []), V, r"features of sentence 1 hold NaN or infinite"),
+    ("episode metrics of NaN scores", lambda: episode_compute_metrics("sequence")(EvalPrediction(
+        predictions=np.full((2, 3, 2), np.nan), label_ids=np.zeros((2, 3), dtype=int))), V,
+     r"query scores hold NaN"),  # were scored as class-0 guesses
+    ("episode metrics of another level", lambda: episode_compute_metrics("word"), V, r"level='word'"),
+    ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
+     r"found word 2, but there are only 2 word labels"),  # was an IndexError
+    ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,
+     r"limits\['train'\]=0"),  # kept every row
+    ("first rows limit negative", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": -1}), V,
+     r"limits\['train'\]=-1"),  # kept no row
     ("sampler class listed twice", lambda: EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 1], 2, 1, 1), V,
      r"classes \[1\] are listed more than once"),
     ("episodes count negative", lambda: SequenceEpisodes(torch.randn(6, 4), EpisodeSampler([0, 0, 1, 1, 2, 2], [0, 1, 2],

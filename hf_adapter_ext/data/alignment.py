@@ -20,6 +20,10 @@ def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> lis
     for word_id in word_ids:
         if word_id is None or word_id == previous:
             labels.append(IGNORE_INDEX)
+        elif word_id >= len(word_labels):
+            raise ValueError(f"align_word_labels: the tokenizer found word {word_id}, but there are only "
+                             f"{len(word_labels)} word labels; give one label per word (tokens and tags equally "
+                             "long, the words as a list, not one string).")
         else:
             labels.append(word_labels[word_id])
         previous = word_id

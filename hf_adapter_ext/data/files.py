@@ -8,6 +8,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from ..validation import SAMPLE_LIMIT, check_number
 from .conll import datasets_from_sentences, load_conll
 from .text_files import read_csv_rows, read_json_records
 
@@ -56,6 +57,7 @@ def first_rows(data: DatasetDict, limits: dict[str, int | None]) -> DatasetDict:
     does. A limit beyond a split's size keeps all of it, and says so: a sample size the data cannot give is not that
     sample size."""
     for split, limit in limits.items():
+        check_number("first_rows", f"limits[{split!r}]", limit, SAMPLE_LIMIT)
         if limit and split in data:
             if limit > len(data[split]):
                 logger.warning("The %s limit (%d) is more than the %d sentences there: all of them are used.", split,

@@ -12,9 +12,9 @@ from transformers import AutoConfig, PretrainedConfig, TrainingArguments
 
 from ..validation import CLI, Number, check_settings
 from .arguments import MetaTrainingArguments
+from .episodes import LEVELS
 from .shaping import POOLINGS
 
-LEVELS = ("sequence", "token")
 GRAD_NETS = ("equivariant", "fixed")
 INNER_STEPS = Number(int, 0, 1000, example="3", why="0 is the support-only start; each step costs a pass")
 _RULES = {

@@ -19,8 +19,19 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..constants import IGNORE_INDEX
 from ..data.text_files import numbered_lines
-from ..validation import POSITIVE_INT, SEED, Number, check_number, check_settings, check_string_list, repeated
+from ..validation import (
+    POSITIVE_INT,
+    SEED,
+    Number,
+    WrongKindError,
+    check_finite_tensor,
+    check_number,
+    check_settings,
+    check_string_list,
+    repeated,
+)
 
+LEVELS = ("sequence", "token")  # what an episode's examples are: texts (intents) or words in sentences (entities)
 _SAMPLER_RULES = {"n_way": Number(int, 2, example="5"), "k_shot": Number(int, 1, example="1"),
                   "n_query": Number(int, 1, example="15"), "seed": SEED,
                   "uneven_queries": Number(float, 0, 1, example="0.5", why="a share of episodes"),
@@ -74,7 +85,12 @@ class EpisodeSampler:
                                                          natural_queries=natural_queries), _SAMPLER_RULES)
         if isinstance(labels, (str, bytes)) or isinstance(classes, (str, bytes)):
             raise TypeError("EpisodeSampler: labels and classes are sequences of class ids, not a string.")
-        labels = np.asarray(labels)
+        labels, classes = np.asarray(labels), np.asarray(classes)
+        odd = next((ids for ids in (labels, classes) if ids.size and ids.dtype.kind not in "iu"), None)
+        if odd is not None:  # names or floats: compared with class ids, they would match nothing or the wrong class
+            raise WrongKindError(f"EpisodeSampler: labels and classes must be integer class ids (a ClassLabel "
+                                 f"column's ids); got {odd.dtype} values such as {odd.flat[0]!r}. Map names to ids "
+                                 "first, e.g. dataset.class_encode_column('label').")
         listed_twice = [int(c) for c in repeated(classes)]
         if listed_twice:
             raise ValueError(f"EpisodeSampler: classes {listed_twice} are listed more than once; an episode could then "
@@ -203,6 +219,8 @@ class SequenceEpisodes(_SampledEpisodes):
                 raise ValueError(f"SequenceEpisodes: class_features must be [classes, {features.size(1)}], one row "
                                  f"per class id up to {largest} (encode_label_names(model, tokenizer, names)); got "
                                  f"{getattr(class_features, 'shape', type(class_features).__name__)}.")
+            check_finite_tensor(class_features, "SequenceEpisodes: the class_features")
+        check_finite_tensor(features, "SequenceEpisodes: the features")  # else NaN scores, argmax class 0
         self.features = self.examples = features
         self.class_features = class_features
         self.sampler, self.num_episodes = sampler, num_episodes
@@ -377,6 +395,8 @@ class TokenEpisodes(TorchDataset):
     """
 
     def __init__(self, word_features: list[torch.Tensor], episodes, num_episodes: int | None = None):
+        for i, features in enumerate(word_features):
+            check_finite_tensor(features, f"TokenEpisodes: the word features of sentence {i}")
         self.word_features, self.episodes = word_features, episodes
         self.num_episodes = num_episodes if callable(episodes) else len(episodes)
 

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..constants import IGNORE_INDEX
-from .episodes import collate_episodes
+from ..validation import check_choice, check_finite_tensor
+from .episodes import LEVELS, collate_episodes
 
 
 def mean_ci95(values) -> tuple[float, float]:
@@ -95,6 +96,7 @@ def episode_compute_metrics(level: str):
     """A Trainer ``compute_metrics`` over evaluation episodes: for each method whose query scores the trainer
     predicts (SIB after K steps, SIB with K = 0, and on cached features prototypes and soft k-means), the mean
     over episodes with its 95% CI: accuracy at sequence level, episode entity F1 (and micro F1) at token level."""
+    check_choice("episode_compute_metrics", "level", level, LEVELS)
 
     def compute(prediction) -> dict[str, float]:
         scores = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
@@ -106,6 +108,7 @@ def episode_compute_metrics(level: str):
         metrics: dict[str, float] = {"episodes": len(labels)}
         for method, logits in zip(METHODS, scores):
             logits = torch.as_tensor(logits)
+            check_finite_tensor(logits, f"The {method} query scores")  # argmax of NaN: class 0, a clean-looking guess
             if level == "token":
                 counts = episode_entity_counts(logits.argmax(-1), labels, lengths)
                 metrics[f"{method}_f1"], metrics[f"{method}_f1_ci95"] = mean_ci95(f1_from_counts(counts))
