@@ -82,6 +82,7 @@ from hf_adapter_ext.metrics import (
     ids_to_tags,
     load_entity_f1,
     predict_tags,
+    predicted_label_ids,
     source_agreement,
 )
 from hf_adapter_ext.validation import check_training_arguments
@@ -886,6 +887,8 @@ REFUSED = [
     ("episode metrics of NaN scores", lambda: episode_compute_metrics("sequence")(EvalPrediction(
         predictions=np.full((2, 3, 2), np.nan), label_ids=np.zeros((2, 3), dtype=int))), V,
      r"query scores hold NaN"),  # were scored as class-0 guesses
+    ("token ids from NaN scores", lambda: predicted_label_ids(torch.full((1, 4, 3), float("nan"))), V,
+     r"scores hold NaN"),  # were all label 0 ('O'), scored as a tagger that finds nothing
     ("episode metrics of another level", lambda: episode_compute_metrics("word"), V, r"level='word'"),
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError

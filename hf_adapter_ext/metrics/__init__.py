@@ -106,8 +106,7 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
                 raise ValueError(f"compute_metrics: the model scores {predictions.shape[-1]} labels but id2label names "
                                  f"{len(id2label)}; build it with the evaluated model's own config.id2label.")
             if not np.isfinite(predictions).all():
-                raise ValueError("The model's scores hold NaN or infinite values; every token's argmax would read as "
-                                 f"{id2label.get(0)!r}. Check the model (a diverged run, corrupt weights).")
+                refuse_non_finite_scores(repr(id2label.get(0)))
             predictions = predictions.argmax(-1)
         return ids_to_tags(predictions, label_ids, id2label)
 
@@ -151,7 +150,15 @@ def predicted_label_ids(logits, labels=None) -> torch.Tensor:
     """A ``preprocess_logits_for_metrics`` for `transformers.Trainer`: each token's predicted label id (the
     Viterbi path for a CRF model in eval mode), so evaluation gathers [N, T] ids instead of [N, T, L] scores."""
     logits = logits[0] if isinstance(logits, tuple) else logits
+    if not bool(torch.isfinite(logits).all()):
+        refuse_non_finite_scores("label 0")
     return logits.argmax(-1)
+
+
+def refuse_non_finite_scores(label_zero: str) -> None:
+    """NaN scores must not be scored: their argmax is label 0, usually 'O', a clean-looking "found nothing"."""
+    raise ValueError(f"The model's scores hold NaN or infinite values; every token's argmax would read as {label_zero}. "
+                     "Check the model (a diverged run, corrupt weights).")
 
 
 # How a token classifier's scores become tags: "argmax" each token on its own (what `pipeline` does), or "bio", the most
