@@ -1084,6 +1084,10 @@ REFUSED = [
         model=sib(), args=meta_args(shape_top_layers=0), processing_class=TOKENIZER, train_dataset=Dataset.from_dict(
             {"text": ["john", "mary", "paris", "london", "acme", "union"], "label": ["p", "p", "c", "c", "o", "o"]})
     ).train(), V, r"holds label names \('p'\).*class_encode_column\('label'\)"),  # was "invalid literal for int()"
+    ("meta-training on rows without a label", lambda: __import__("hf_adapter_ext").SemiSupervisedMetaTrainer(
+        model=sib(), args=meta_args(shape_top_layers=0), processing_class=TOKENIZER, train_dataset=Dataset.from_dict(
+            {"text": ["john", "mary", "paris", "london", "acme", "union"], "label": [0, 0, 1, None, 2, 2]})
+    ).train(), V, r"no label in row 3"),  # was "'<' not supported between 'NoneType' and 'int'"
     ("few_tk_paths with an unknown setting", lambda: __import__("hf_adapter_ext.data", fromlist=["x"]).few_tk_paths(
         few_tk_folder(), "inner"), V, r"no inner/train.txt in .*\['inter'\]"),  # its paths went on to fail one by one
     ("encode_texts with a bare backbone", lambda: encode_texts(source().bert, TOKENIZER, ["a"]), T,

@@ -73,6 +73,11 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
         types = sorted({t for sentence in tags for t in sentence if t != "O"})
         return TokenEpisodeSampler(tags, types, config.n_way, k_shot, seed)
     labels = list(data[columns.label])
+    missing = next((row for row, label in enumerate(labels) if label is None), None)
+    if missing is not None:  # failed in sorting the classes: "'<' not supported between 'NoneType' and 'int'"
+        raise ValueError(f"The {name} dataset's {columns.label!r} column has no label in row {missing} (None); every "
+                         "example needs its class. Drop the unlabelled rows (dataset.filter(lambda row: "
+                         f"row[{columns.label!r}] is not None)).")
     named = next((label for label in labels if isinstance(label, str)), None)
     if named is not None:  # failed deep in the sampler with "invalid literal for int()"
         raise ValueError(f"The {name} dataset's {columns.label!r} column holds label names ({named!r}); episodes take "
