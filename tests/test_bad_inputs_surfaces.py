@@ -282,6 +282,17 @@ def json_array_file_is_read():
     assert load_ner_files({"train": path})["train"][0]["tokens"] == ["John"]
 
 
+def a_data_set_written_by_to_json_reads_back_with_its_label_names():
+    """Dataset.to_json writes a ClassLabel column as ids; given the names, the reader maps them back."""
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    original = Dataset.from_dict({"tokens": [["John", "Smith", "in", "Paris"]], "ner_tags": [[1, 2, 0, 3]]},
+                                 features=types_data(names).features)
+    path = Path(tempfile.mkdtemp()) / "train.jsonl"
+    original.to_json(path)
+    read = load_ner_files({"train": path}, labels=names)["train"]
+    assert read.features["ner_tags"].feature.names == names and read[0]["ner_tags"] == [1, 2, 0, 3]
+
+
 def json_numbers_as_text_survive_when_quoted():
     path = write('{"tokens": ["007", "1e5", "NA"], "ner_tags": ["O", "O", "O"]}\n', "q.jsonl")
     assert load_ner_files({"train": path})["train"][0]["tokens"] == ["007", "1e5", "NA"]
@@ -578,7 +589,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns, read_sentences_takes_datasets_text_files,
@@ -890,6 +901,14 @@ REFUSED = [
     ("token ids from NaN scores", lambda: predicted_label_ids(torch.full((1, 4, 3), float("nan"))), V,
      r"scores hold NaN"),  # were all label 0 ('O'), scored as a tagger that finds nothing
     ("episode metrics of another level", lambda: episode_compute_metrics("word"), V, r"level='word'"),
+    ("json tag ids without their names", lambda: load_ner_files({"train": write('{"tokens": ["John"], "ner_tags": [1]}',
+                                                                               "ids.jsonl")}), V,
+     r"non-string tags \[1\].*labels="),
+    ("json tag id beyond the names", lambda: load_ner_files({"train": write('{"tokens": ["John"], "ner_tags": [7]}',
+                                                                            "ids.jsonl")}, labels=["O", "B-PER"]), V,
+     r"tag id 7, but labels has 2 names"),
+    ("load_conll given a file path as a string", lambda: load_conll(str(conll_file("John B-PER\n"))), V,
+     r"is a file, but a string is read as a Hub dataset id.*\{'train'"),  # was "Couldn't find any data file at"
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,

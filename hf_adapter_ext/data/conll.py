@@ -213,6 +213,9 @@ def load_conll(
     """CoNLL files by split (``{"train": path, ...}``), or a Hub dataset id such as ``"conll2003"``. Without
     ``labels``, one label set is inferred from all the files together, so ids agree across splits."""
     if isinstance(files, str):
+        if os.path.isfile(files):  # else load_dataset answers "Couldn't find any data file at <the file>"
+            raise ValueError(f"load_conll: {files!r} is a file, but a string is read as a Hub dataset id; pass the "
+                             f"files by split: load_conll({{'train': {files!r}}}).")
         return load_dataset(files, **hub_kwargs)
     if not isinstance(files, Mapping):
         raise TypeError(f"load_conll: files must be a dict of split -> path or a Hub id; got {type(files).__name__}.")

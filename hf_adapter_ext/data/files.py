@@ -22,7 +22,8 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
                    labels: list[str] | None = None) -> DatasetDict:
     """Read ``{"train": path, "validation": path, ...}`` into ``tokens`` + ``ner_tags`` (``ClassLabel``) columns.
 
-    - ``.json`` / ``.jsonl``: one object per line with a word list and a tag list (tag strings).
+    - ``.json`` / ``.jsonl``: one object per line with a word list and a tag list (tag strings; with ``labels``,
+      tag ids too, as ``Dataset.to_json`` writes a ClassLabel column).
     - ``.csv`` / ``.tsv``: one sentence per row, words and tags as space-separated strings.
     - anything else: CoNLL columns (word first, tag last, a blank line between sentences).
 
@@ -48,7 +49,8 @@ def load_ner_files(files: dict[str, str | os.PathLike], tokens_column: str = "to
     if kind == "conll":
         return load_conll(files, labels=labels)
     read = _csv_rows if kind == "csv" else _json_rows
-    sentences = {split: _sentences(read(path, tokens_column, tags_column), path, kind) for split, path in files.items()}
+    sentences = {split: _sentences(read(path, tokens_column, tags_column), path, kind, labels)
+                 for split, path in files.items()}
     return datasets_from_sentences(sentences, files, labels)
 
 
@@ -66,8 +68,10 @@ def first_rows(data: DatasetDict, limits: dict[str, int | None]) -> DatasetDict:
     return data
 
 
-def _sentences(rows: list[tuple[str, object, object]], path: Path, kind: str) -> list[dict]:
-    """``(row name, words, tags)`` rows as sentences; words and tags must be equally long lists of strings."""
+def _sentences(rows: list[tuple[str, object, object]], path: Path, kind: str, labels: list[str] | None = None
+               ) -> list[dict]:
+    """``(row name, words, tags)`` rows as sentences; words and tags must be equally long lists of strings (or,
+    given ``labels``, of ids into them)."""
     sentences = []
     for row, words, tags in rows:
         if kind == "csv":
@@ -77,9 +81,16 @@ def _sentences(rows: list[tuple[str, object, object]], path: Path, kind: str) ->
                              "one tag.")
         if not words:
             raise ValueError(f"{path}: {row} is empty (no words); remove it, or give the sentence's words and tags.")
+        if labels is not None and all(isinstance(tag, int) and not isinstance(tag, bool) for tag in tags):
+            unknown = [tag for tag in tags if not 0 <= tag < len(labels)]
+            if unknown:
+                raise ValueError(f"{path}: {row} has the tag id {unknown[0]}, but labels has {len(labels)} names "
+                                 f"(ids 0..{len(labels) - 1}); pass the names the ids were written with.")
+            tags = [labels[tag] for tag in tags]
         if not all(isinstance(tag, str) for tag in tags):
-            raise ValueError(f"{path}: {row} has non-string tags {tags[:5]}; write tag names ('B-PER'), not ids, so "
-                             "the label set is known.")
+            raise ValueError(f"{path}: {row} has non-string tags {tags[:5]}; write tag names ('B-PER'), or pass the "
+                             "names by id as labels= (e.g. the dataset's features['ner_tags'].feature.names), so the "
+                             "label set is known.")
         odd = [w for w in words if not isinstance(w, str) or not w or w != w.strip()]
         if odd:
             raise ValueError(f"{path}: {row} has the word {odd[0]!r}; words must be non-empty strings without surrounding "
