@@ -18,7 +18,13 @@ from hf_adapter_ext import (
     SIBConfig,
     SIBForFewShotClassification,
 )
-from hf_adapter_ext.meta import EpisodeSampler, TokenEpisodeSampler, collate_episodes, encode_texts
+from hf_adapter_ext.meta import (
+    EpisodeSampler,
+    TokenEpisodeSampler,
+    collate_episodes,
+    encode_texts,
+    encode_words,
+)
 from hf_adapter_ext.meta.episodes import sentence_types
 
 
@@ -117,6 +123,21 @@ def test_evaluation_works_under_no_grad_callers_with_the_same_result():
         quiet = model(**episode).logits
     loud = model(**episode).logits
     torch.testing.assert_close(quiet, loud.detach())
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_a_text_s_features_do_not_depend_on_its_batch_or_the_tokenizer_s_padding_side(tokenizer, padding_side):
+    """BERT's positions are absolute: left padding shifted a text's positions by its batch neighbours' lengths,
+    and its features with them (the encoders pad on the right whatever the tokenizer says)."""
+    model = sib(level="token")
+    tokenizer.padding_side = padding_side
+    texts = ["john lives in paris", "acme", "mary works for acme in london"]
+    alone = torch.cat([encode_texts(model, tokenizer, [text]) for text in texts])
+    torch.testing.assert_close(encode_texts(model, tokenizer, texts), alone, atol=1e-5, rtol=1e-5)
+    sentences = [text.split() for text in texts]
+    words_alone = [encode_words(model, tokenizer, [words])[0] for words in sentences]
+    for batched, single in zip(encode_words(model, tokenizer, sentences), words_alone):
+        torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
 
 
 def test_k_zero_is_the_support_only_classifier():

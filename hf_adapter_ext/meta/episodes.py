@@ -256,7 +256,8 @@ class TextEpisodes(_SampledEpisodes):
         item = {"episode_index": torch.tensor(index)}
         for part in ("support", "query"):
             encoded = self.tokenizer([self.texts[i] for i in getattr(episode, part)], padding="max_length",
-                                     truncation=True, max_length=self.max_length, return_tensors="pt")
+                                     padding_side="right", truncation=True, max_length=self.max_length,
+                                     return_tensors="pt")  # right: as encode_texts pads
             item[f"{part}_input_ids"] = encoded["input_ids"]
             item[f"{part}_attention_mask"] = encoded["attention_mask"]
             item[f"{part}_labels"] = torch.as_tensor(getattr(episode, f"{part}_labels"))

@@ -37,8 +37,10 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, m
     out = torch.zeros(len(texts), model.config.feature_dim)
     at_limit = 0
     for chunk in tqdm(_by_length([len(t) for t in texts], batch_size), desc=desc, leave=False):
-        encoded = tokenizer([texts[i] for i in chunk], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt").to(model.device)
+        # right padding whatever the tokenizer says: with absolute positions (BERT), left padding would shift a
+        # text's positions by how long the others in its batch are, and its features with them
+        encoded = tokenizer([texts[i] for i in chunk], padding=True, padding_side="right", truncation=True,
+                            max_length=max_length, return_tensors="pt").to(model.device)
         at_limit += int((encoded["attention_mask"].sum(-1) >= max_length).sum())
         out[torch.as_tensor(chunk)] = model.encode(encoded["input_ids"], encoded["attention_mask"]).float().cpu()
     if at_limit:
@@ -64,7 +66,8 @@ def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_siz
             owner.append(s)
     encoded_pieces: list[torch.Tensor | None] = [None] * len(pieces)
     for chunk in tqdm(_by_length([len(p) for p in pieces], batch_size), desc=desc, leave=False):
-        batch = tokenizer([pieces[i] for i in chunk], is_split_into_words=True, padding=True, return_tensors="pt")
+        batch = tokenizer([pieces[i] for i in chunk], is_split_into_words=True, padding=True, padding_side="right",
+                          return_tensors="pt")  # right: as in encode_texts
         width = max(len(pieces[i]) for i in chunk)
         starts = torch.full((len(chunk), width), -1, dtype=torch.long)
         for row in range(len(chunk)):

@@ -97,8 +97,8 @@ def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, m
     device = next(backbone.parameters()).device
     for start in tqdm(range(0, len(order), batch_size), desc="Caching the lower layers", leave=False):
         rows = order[start : start + batch_size]
-        encoded = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt").to(device)
+        encoded = tokenizer([texts[i] for i in rows], padding=True, padding_side="right", truncation=True,
+                            max_length=max_length, return_tensors="pt").to(device)  # right: as encode_texts pads
         out = backbone(**encoded, output_hidden_states=True)
         batches.append((out.hidden_states[cut], encoded["attention_mask"], torch.as_tensor(rows)))
         pooled = pool_states(out.last_hidden_state, encoded["attention_mask"], pooling).float().cpu()
@@ -136,8 +136,8 @@ def _cache_name_states(backbone, tokenizer, classes: list[int], texts: dict[int,
     if not texts:
         return None
     named = list(texts)
-    encoded = tokenizer([texts[c] for c in named], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(next(backbone.parameters()).device)
+    encoded = tokenizer([texts[c] for c in named], padding=True, padding_side="right", truncation=True,
+                        max_length=max_length, return_tensors="pt").to(next(backbone.parameters()).device)
     out = backbone(**encoded, output_hidden_states=True)
     rows = torch.as_tensor([named.index(c) if c in texts else IGNORE_INDEX for c in classes])
     pooled = pool_states(out.last_hidden_state, encoded["attention_mask"], pooling).float().cpu()
