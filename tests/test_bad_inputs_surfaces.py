@@ -71,6 +71,7 @@ from hf_adapter_ext.meta import (
     encode_texts,
     encode_words,
     episode_compute_metrics,
+    read_fewnerd_episodes,
 )
 from hf_adapter_ext.meta.shaping import shape_encoder
 from hf_adapter_ext.metrics import (
@@ -909,6 +910,20 @@ REFUSED = [
      r"tag id 7, but labels has 2 names"),
     ("load_conll given a file path as a string", lambda: load_conll(str(conll_file("John B-PER\n"))), V,
      r"is a file, but a string is read as a Hub dataset id.*\{'train'"),  # was "Couldn't find any data file at"
+    ("token sampler of a type the data lacks", lambda: TokenEpisodeSampler([["person", "O"], ["location"]],
+                                                                           ["person", "location", "weapon"], 2, 1),
+     V, r"types \['weapon'\] occur in none"),  # its episodes were never drawn, or every draw failed
+    ("token sampler of a type listed twice", lambda: TokenEpisodeSampler([["person", "O"], ["location"]],
+                                                                         ["person", "person", "location"], 2, 1),
+     V, r"types \['person'\] are listed more than once"),
+    ("token sampler of tags as strings", lambda: TokenEpisodeSampler(["person O", "location"], ["person", "location"],
+                                                                     2, 1), V, r"sentence 0 is 'person O'"),
+    ("few-nerd episode listing a type twice", lambda: read_fewnerd_episodes(write(json.dumps({
+        "support": {"word": [["John"]], "label": [["person"]]}, "query": {"word": [["Paris"]], "label": [["O"]]},
+        "types": ["person", "person"]}), "twice.jsonl")), V, r"lists the types \['person'\] more than once"),
+    ("few-nerd episode without support", lambda: read_fewnerd_episodes(write(json.dumps({
+        "support": {"word": [], "label": []}, "query": {"word": [["Paris"]], "label": [["person"]]},
+        "types": ["person"]}), "empty.jsonl")), V, r"support set holds no sentence"),
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,

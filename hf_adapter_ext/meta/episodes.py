@@ -28,6 +28,7 @@ from ..validation import (
     check_number,
     check_settings,
     check_string_list,
+    check_tag_sequences,
     repeated,
 )
 
@@ -313,9 +314,16 @@ class TokenEpisodeSampler:
                  seed: int = 0):
         check_settings("TokenEpisodeSampler", SimpleNamespace(n_way=n_way, k_shot=k_shot, seed=seed),
                        {name: _SAMPLER_RULES[name] for name in ("n_way", "k_shot", "seed")})
-        self.tags, self.types = list(sentence_tags), sorted(check_string_list("TokenEpisodeSampler", "types", types,
-                                                                              "['person', 'location']"))
+        self.tags = check_tag_sequences("TokenEpisodeSampler", sentence_tags)  # a string: one tag per character
+        self.types = sorted(check_string_list("TokenEpisodeSampler", "types", types, "['person', 'location']"))
         seen = {tag for tags in self.tags for tag in tags}
+        if repeated(self.types):  # an episode could take one type as two
+            raise ValueError(f"TokenEpisodeSampler: types {repeated(self.types)} are listed more than once; list each "
+                             "type once.")
+        absent = [t for t in self.types if t not in seen]
+        if absent:  # episodes of it could never be drawn: every draw holding it would fail, or all of them
+            raise ValueError(f"TokenEpisodeSampler: types {absent[:5]} occur in none of the sentences' tags (which hold "
+                             f"{sorted(seen - {'O'})[:8]}); list the types the data has.")
         prefixed = sorted(tag for tag in seen if tag[:2] in ("B-", "I-")
                           and (tag[2:] in self.types or {f"B-{tag[2:]}", f"I-{tag[2:]}"} <= seen))
         if prefixed:  # B-X and I-X would be two types, and a mention of X two mentions
@@ -370,6 +378,12 @@ def read_fewnerd_episodes(path) -> tuple[list[list[str]], list[Episode]]:
             types = list(raw["types"])
         except (KeyError, TypeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}:{line_no}: not a Few-NERD episode ({err!r}).") from err
+        if repeated(types):  # its labels would point at the type's last place; its first would have no example
+            raise ValueError(f"{path}:{line_no}: the episode lists the types {repeated(types)} more than once.")
+        empty = [name for name, (ids, _) in parts.items() if not ids]
+        if empty:
+            raise ValueError(f"{path}:{line_no}: the episode's {' and '.join(empty)} set holds no sentence; an episode "
+                             "needs labelled support sentences and query sentences to score.")
         for name, (ids, tags) in parts.items():
             for sentence, (index, sentence_tags) in enumerate(zip(ids, tags)):
                 if len(sentences[index]) != len(sentence_tags):
