@@ -1,5 +1,6 @@
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForTokenClassification
 
 from hf_adapter_ext import NeuralAdapterConfig, get_adapter_model
 
@@ -83,6 +84,44 @@ def test_trainable_top_trains_only_the_top_layer_and_head(source):
     assert {"classifier.weight", "crf.transitions"} <= trainable
     all_model = get_adapter_model(tiny_source(), NeuralAdapterConfig(new_labels=NEW_LABELS, trainable="all"))
     assert all_model.trainable_parameters()[0] > model.trainable_parameters()[0]
+
+
+MODERNBERT = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2,
+              "global_attn_every_n_layers": 1, "local_attention": 8}  # ids within the tiny vocabulary
+
+
+def tiny_config(model_type: str, **extra):
+    return AutoConfig.for_model(model_type, vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=32, id2label=dict(enumerate(OLD_LABELS)),
+                                label2id={label: i for i, label in enumerate(OLD_LABELS)}, **extra)
+
+
+@pytest.mark.parametrize(("model_type", "projections", "extra"), [("mpnet", ("q", "v"), {}),
+                                                                  ("modernbert", ("Wqkv",), MODERNBERT)])
+def test_lora_finds_the_attention_projections_of_encoders_peft_has_no_default_for(model_type, projections, extra):
+    """PEFT's table has no LoRA targets for MPNet or ModernBERT: a lora target was refused for them."""
+    source = AutoModelForTokenClassification.from_config(tiny_config(model_type, **extra))
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
+    wrapped = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name, p in model.named_parameters()
+               if "lora_" in name and p.requires_grad}
+    assert wrapped == set(projections)
+
+
+def test_lora_top_wraps_the_top_layer_of_a_stack_at_the_encoder_s_root():
+    """ModernBERT keeps its layers at the encoder's root (``layers.2``), where PEFT's layers_to_transform pattern
+    found none and refused."""
+    source = AutoModelForTokenClassification.from_config(tiny_config("modernbert", **MODERNBERT))
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora", trainable="top"))
+    assert {name.split(".lora_")[0] for name, p in model.named_parameters() if "lora_" in name} == {
+        "source.model.layers.1.attn.Wqkv"}
+
+
+@pytest.mark.parametrize("target", ["copy", "lora"])
+def test_top_layers_are_refused_where_training_them_would_not_train_just_the_top(target):
+    """ALBERT runs every pass through one shared layer: its 'top layer' is all of them."""
+    source = AutoModelForTokenClassification.from_config(tiny_config("albert", embedding_size=16))
+    with pytest.raises(ValueError, match=r"runs 2 layer passes through 1 shared layer"):
+        get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target, trainable="top"))
 
 
 def test_lora_top_only_wraps_the_top_layers(source):

@@ -924,6 +924,8 @@ REFUSED = [
     ("few-nerd episode without support", lambda: read_fewnerd_episodes(write(json.dumps({
         "support": {"word": [], "label": []}, "query": {"word": [["Paris"]], "label": [["person"]]},
         "types": ["person"]}), "empty.jsonl")), V, r"support set holds no sentence"),
+    ("top layers of an encoder without a layer stack", lambda: get_adapter_model(bilstm(), C(
+        new_labels=NEW_LABELS, trainable="top")), V, r"has no stack of layers"),  # its encoder silently trained nothing
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,

@@ -187,15 +187,8 @@ class NeuralAdapterModel(PreTrainedModel):
     # ------------------------------------------------------------------ construction helpers
     def _freeze_below_top(self, encoder: nn.Module) -> None:
         encoder.requires_grad_(False)
-        stack = anatomy.layer_stack(encoder)
-        if stack is not None and self.peft_config.num_top_layers > len(stack):
-            raise ValueError(
-                f"num_top_layers={self.peft_config.num_top_layers} but the source's encoder has {len(stack)} layers; "
-                f"use at most {len(stack)}, or trainable='all'."
-            )
-        if stack is not None and self.peft_config.num_top_layers:
-            for layer in stack[-self.peft_config.num_top_layers :]:
-                layer.requires_grad_(True)
+        for layer in anatomy.top_layers(encoder, self.peft_config.num_top_layers):
+            layer.requires_grad_(True)
 
     def _inject_lora(self, encoder: nn.Module) -> None:
         cfg = self.peft_config
@@ -209,15 +202,17 @@ class NeuralAdapterModel(PreTrainedModel):
                 f"No default LoRA target modules for model_type={self.source.config.model_type!r}; "
                 "set NeuralAdapterConfig.lora_target_modules, e.g. ['query', 'value']."
             )
-        layers = None
-        if cfg.trainable == "top":
-            stack = anatomy.layer_stack(encoder)
-            depth = len(stack) if stack is not None else 0
-            layers = list(range(max(depth - cfg.num_top_layers, 0), depth))
-        lora = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(target_modules), layers_to_transform=layers,
-        )
+        if cfg.trainable == "top":  # the projections inside the top layers, by full name: PEFT's layers_to_transform
+            # finds layers by a name pattern that misses stacks at the encoder's root (ModernBERT's ``layers``)
+            inside = {id(module) for layer in anatomy.top_layers(encoder, cfg.num_top_layers)
+                      for module in layer.modules()}
+            target_modules = [name for name, module in encoder.named_modules()
+                              if id(module) in inside and name.rsplit(".", 1)[-1] in target_modules]
+            if not target_modules:
+                raise ValueError(f"trainable='top' with num_top_layers={cfg.num_top_layers} leaves LoRA no projection "
+                                 "to wrap; give num_top_layers >= 1, or trainable='all'.")
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(target_modules))
         inject_adapter_in_model(lora, encoder)
 
     # ------------------------------------------------------------------ forward
