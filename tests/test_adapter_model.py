@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from hf_adapter_ext import NeuralAdapterConfig, get_adapter_model
+from hf_adapter_ext import NeuralAdapterConfig, NeuralAdapterModel, get_adapter_model
 
 from .conftest import NEW_LABELS, OLD_LABELS, tiny_source
 from .helpers import batch_of, snapshot, toy_dataset
@@ -94,6 +94,37 @@ def tiny_config(model_type: str, **extra):
     return AutoConfig.for_model(model_type, vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                 intermediate_size=32, id2label=dict(enumerate(OLD_LABELS)),
                                 label2id={label: i for i, label in enumerate(OLD_LABELS)}, **extra)
+
+
+ARCHITECTURES = {"bert": {}, "roberta": {}, "xlm-roberta": {}, "camembert": {}, "electra": {"embedding_size": 16},
+                 "albert": {"embedding_size": 16}, "deberta": {}, "deberta-v2": {}, "mpnet": {}, "modernbert": MODERNBERT,
+                 "longformer": {"attention_window": [4, 4]},
+                 "distilbert": {"n_layers": 2, "dim": 16, "n_heads": 2, "hidden_dim": 32}}
+
+
+@pytest.mark.parametrize("model_type", list(ARCHITECTURES))
+def test_every_target_builds_trains_reloads_and_scores_a_sentence_as_in_a_padded_batch(model_type, tmp_path):
+    """The general case: encoders of every common family as the source, not only BERT."""
+    ids = torch.randint(5, 60, (2, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    for target in TARGETS:
+        torch.manual_seed(0)
+        source = AutoModelForTokenClassification.from_config(tiny_config(model_type, **ARCHITECTURES[model_type]))
+        model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target=target))
+        model(input_ids=ids, attention_mask=mask, labels=torch.zeros_like(ids).masked_fill(mask == 0, -100)
+              ).loss.backward()
+        model.eval().save_pretrained(tmp_path / target)
+        with torch.no_grad():
+            batch = model(input_ids=ids, attention_mask=mask).emissions
+            alone = model(input_ids=ids[1:, :5], attention_mask=mask[1:, :5]).emissions
+        torch.testing.assert_close(batch[1, :5], alone[0], atol=1e-5, rtol=1e-5)
+        torch.manual_seed(0)
+        fresh = AutoModelForTokenClassification.from_config(tiny_config(model_type, **ARCHITECTURES[model_type]))
+        with torch.no_grad():
+            reloaded = NeuralAdapterModel.from_pretrained(fresh, tmp_path / target).eval()(
+                input_ids=ids, attention_mask=mask).emissions
+        torch.testing.assert_close(reloaded, batch, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize(("model_type", "projections", "extra"), [("mpnet", ("q", "v"), {}),
