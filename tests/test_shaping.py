@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel, RobertaConfig, RobertaModel
 
 from hf_adapter_ext import SIBConfig, SIBForFewShotClassification
 from hf_adapter_ext.constants import IGNORE_INDEX
@@ -16,11 +16,12 @@ from hf_adapter_ext.meta.shaping import (
     NAME_AGREEMENT,
     SHAPING_DEFAULTS,
     ShapingResult,
+    TopLayers,
     _name_alignment_loss,
     encoder_layers,
+    layer_output_width,
     name_agreement,
     pool_states,
-    run_layers,
     shape_encoder,
 )
 
@@ -42,16 +43,51 @@ def pooled(backbone, tokenizer, texts):
         return pool_states(backbone(**encoded).last_hidden_state, encoded["attention_mask"], "mean")
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta"])
+# Encoders whose layers take more than the states and a mask, handed to them by the encoder itself: MPNet a relative
+# position bias, DeBERTa relative embeddings, ModernBERT rotary embeddings and per-layer attention kinds.
+OTHER_ENCODERS = {"distilbert": {"n_layers": 3, "dim": 16, "n_heads": 2, "hidden_dim": 32}, "mpnet": {},
+                  "deberta-v2": {}, "modernbert": {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+                                                   "cls_token_id": 1, "sep_token_id": 2,
+                                                   "global_attn_every_n_layers": 2, "local_attention": 4}}
+
+
+def any_encoder(arch: str, vocab_size: int):
+    if arch in ("bert", "roberta"):
+        return encoder(arch, vocab_size)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(AutoConfig.for_model(arch, vocab_size=vocab_size, **{**SIZES, **OTHER_ENCODERS[arch]}))
+    if arch == "mpnet":  # a trained MPNet's bias is far from its initial near-zero values
+        with torch.no_grad():
+            model.encoder.relative_attention_bias.weight.normal_(0, 3)
+    return model
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", *OTHER_ENCODERS])
 def test_top_layers_run_on_cached_states_reproduce_the_encoder_with_padding(tokenizer, arch):
-    backbone = encoder(arch, len(tokenizer)).eval()
+    backbone = any_encoder(arch, len(tokenizer)).eval()
     texts = ["john", "mary visited london with the united nations delegation yesterday", "acme rose"]
-    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    encoded = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    layers = encoder_layers(backbone)
+    originals = list(layers)
     with torch.no_grad():
         out = backbone(**encoded, output_hidden_states=True)
-        for cut in range(len(encoder_layers(backbone))):
-            top = run_layers(encoder_layers(backbone)[cut:], out.hidden_states[cut], encoded["attention_mask"])
+        for cut in range(len(layers)):
+            width = layer_output_width(layers[cut - 1], backbone, encoded) if cut else None
+            top = TopLayers(backbone, cut, width)(encoded, out.hidden_states[cut])
             torch.testing.assert_close(top, out.last_hidden_state, atol=1e-5, rtol=1e-5)
+    assert all(layer is original for layer, original in zip(layers, originals)), "the real layers are put back"
+
+
+@pytest.mark.parametrize("arch", list(OTHER_ENCODERS))
+def test_shaping_trains_the_top_layers_of_other_encoder_families(tokenizer, arch):
+    backbone = any_encoder(arch, len(tokenizer))
+    data = intent_data(tokenizer)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    losses = shape_encoder(backbone, tokenizer, list(data["text"]), list(data["label"]), top_layers=1, epochs=2,
+                           learning_rate=3e-3, batch_size=16).losses
+    top = {f"{name}." for name, module in backbone.named_modules() if module is encoder_layers(backbone)[-1]}
+    changed = {k for k, v in backbone.state_dict().items() if not torch.equal(v, before[k])}
+    assert len(losses) == 2 and changed and all(any(k.startswith(prefix) for prefix in top) for k in changed)
 
 
 def class_separation(features, labels):
@@ -154,9 +190,9 @@ def test_shaping_twice_at_token_level_or_on_an_unsupported_encoder_is_refused(to
     token = SIBForFewShotClassification(SIBConfig(n_way=3, level="token"), backbone=encoder("bert", len(tokenizer)))
     with pytest.raises(ValueError, match="level='sequence'"):
         token.shape_backbone(tokenizer, texts, labels)
-    distil = DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=16, n_layers=2, n_heads=2, hidden_dim=32))
-    with pytest.raises(ValueError, match="backbone.encoder.layer"):
-        shape_encoder(distil, tokenizer, texts, labels)
+    albert = AutoModel.from_config(AutoConfig.for_model("albert", vocab_size=len(tokenizer), embedding_size=16, **SIZES))
+    with pytest.raises(ValueError, match="runs 3 layer passes through 1 shared layer"):
+        shape_encoder(albert, tokenizer, texts, labels)
 
 
 def test_shape_top_layers_needs_the_labelled_training_data(tmp_path, tokenizer):
@@ -204,7 +240,11 @@ def test_the_name_alignment_loss_matches_a_one_example_at_a_time_reference():
     states, mask = torch.randn(3, 4, 5, dtype=torch.float64), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
     rows = torch.tensor([2, IGNORE_INDEX, 0, 1])  # class 1 has no readable name
     pooled, targets = torch.randn(6, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, 0])
-    got = _name_alignment_loss(torch.nn.ModuleList(), (states, mask, rows), pooled, targets, 20.0, "mean")
+    def unchanged(inputs, states):  # no layer to shape: the names' states as cached
+        return states
+
+    names_cached = ({"attention_mask": mask}, states, rows)
+    got = _name_alignment_loss(unchanged, names_cached, pooled, targets, 20.0, "mean")
     names = [states[j, : int(mask[j].sum())].mean(0) for j in range(3)]
     terms = []
     for feature, target in zip(pooled, targets.tolist()):
@@ -213,8 +253,7 @@ def test_the_name_alignment_loss_matches_a_one_example_at_a_time_reference():
         logits = torch.stack([20.0 * torch.cosine_similarity(feature, name, dim=0) for name in names])
         terms.append(-torch.log_softmax(logits, 0)[rows[target]])
     torch.testing.assert_close(got, torch.stack(terms).mean())
-    unnamed = _name_alignment_loss(torch.nn.ModuleList(), (states, mask, rows), pooled, torch.tensor([1, 1]), 20.0,
-                                   "mean")
+    unnamed = _name_alignment_loss(unchanged, names_cached, pooled, torch.tensor([1, 1]), 20.0, "mean")
     assert unnamed.item() == 0.0
 
 

@@ -42,31 +42,6 @@ def crf_of(model: nn.Module) -> CRF | None:
     return crf if isinstance(crf, CRF) else None
 
 
-def layer_stack(encoder: nn.Module) -> nn.ModuleList | None:
-    """The encoder's list of layers (the longest ``nn.ModuleList``), for training only the top ones."""
-    stacks = [m for m in encoder.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
-    return max(stacks, key=len) if stacks else None
-
-
-def top_layers(encoder: nn.Module, count: int) -> list[nn.Module]:
-    """The top ``count`` layers of ``encoder`` (``trainable="top"``). Refused where training them would not train
-    just the top: an encoder without a stack of layers (a BiLSTM) would train nothing, and one whose passes share a
-    layer (ALBERT) would train every pass."""
-    stack = layer_stack(encoder)
-    if stack is None:
-        raise ValueError(f"trainable='top': the source's encoder ({type(encoder).__name__}) has no stack of layers to "
-                         "train the top of; use trainable='all'.")
-    passes = getattr(getattr(encoder, "config", None), "num_hidden_layers", None)
-    if isinstance(passes, int) and len(stack) < passes:
-        raise ValueError(f"trainable='top': the source's encoder ({type(encoder).__name__}) runs {passes} layer passes "
-                         f"through {len(stack)} shared layer(s), so training the top one trains every pass; use "
-                         "trainable='all'.")
-    if count > len(stack):
-        raise ValueError(f"num_top_layers={count} but the source's encoder has {len(stack)} layers; use at most "
-                         f"{len(stack)}, or trainable='all'.")
-    return list(stack[len(stack) - count :])
-
-
 # Query/value projection names across encoder families (PEFT's LoRA default is query + value): MPNet's q / v;
 # ModernBERT fuses all three in Wqkv.
 _ATTENTION_PROJECTIONS = (("query", "value"), ("q_lin", "v_lin"), ("query_proj", "value_proj"), ("q_proj", "v_proj"),

@@ -21,6 +21,7 @@ from transformers.utils import logging
 from ..hub import PUSH_ARGUMENTS, push_folder_to_hub, render_adapter_card, split_push_arguments
 from ..modeling.crf import CRF, is_tracing
 from ..modeling.fingerprint import weights_digest
+from ..modeling.layer_stacks import top_layers
 from ..modeling.losses import check_labels, loss_denominator, token_classification_loss_sum
 from ..modeling.outputs import CRFTokenClassifierOutput, label_scores, viterbi_logits
 from ..modeling.tags import (
@@ -43,6 +44,8 @@ from .config import READ_ONLY_WITH, NeuralAdapterConfig
 from .consolidation import consolidate
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .persistence import load_adapter, save_adapter
+
+_TOP_ONLY = ("trainable='top'", "use trainable='all'")  # who asks for the top layers, and what to do instead
 
 logger = logging.get_logger(__name__)
 # transformers' PEFT integration (`PeftAdapterMixin`, inherited from `PreTrainedModel`) injects PEFT tuners into a
@@ -187,7 +190,7 @@ class NeuralAdapterModel(PreTrainedModel):
     # ------------------------------------------------------------------ construction helpers
     def _freeze_below_top(self, encoder: nn.Module) -> None:
         encoder.requires_grad_(False)
-        for layer in anatomy.top_layers(encoder, self.peft_config.num_top_layers):
+        for layer in top_layers(encoder, self.peft_config.num_top_layers, *_TOP_ONLY):
             layer.requires_grad_(True)
 
     def _inject_lora(self, encoder: nn.Module) -> None:
@@ -204,7 +207,7 @@ class NeuralAdapterModel(PreTrainedModel):
             )
         if cfg.trainable == "top":  # the projections inside the top layers, by full name: PEFT's layers_to_transform
             # finds layers by a name pattern that misses stacks at the encoder's root (ModernBERT's ``layers``)
-            inside = {id(module) for layer in anatomy.top_layers(encoder, cfg.num_top_layers)
+            inside = {id(module) for layer in top_layers(encoder, cfg.num_top_layers, *_TOP_ONLY)
                       for module in layer.modules()}
             target_modules = [name for name, module in encoder.named_modules()
                               if id(module) in inside and name.rsplit(".", 1)[-1] in target_modules]

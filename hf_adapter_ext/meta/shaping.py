@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..constants import IGNORE_INDEX
 from ..data.alignment import max_length_rule
+from ..modeling.layer_stacks import own_layer_stack
 from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_settings, check_texts
 from .label_names import label_text, names_say_something
 
@@ -68,27 +69,75 @@ def pool_states(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str
 
 
 def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
-    """The stack of transformer layers of a BERT-family encoder (``backbone.encoder.layer``)."""
-    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise ValueError(f"Shaping needs an encoder whose layers are backbone.encoder.layer (BERT, RoBERTa, MiniLM, "
-                         f"ELECTRA, ...); {type(backbone).__name__} has none. Train without shaping "
-                         "(shape_top_layers=0).")
-    return layers
+    """The backbone's own stack of transformer layers, whose top ones shaping trains (`own_layer_stack`)."""
+    return own_layer_stack(backbone, "Shaping", "train without shaping (shape_top_layers=0)")
 
 
-def run_layers(layers: Sequence[nn.Module], hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The token states after ``layers``, from the states before them (padding masked out of attention)."""
-    additive = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-    for layer in layers:
-        out = layer(hidden, attention_mask=additive)
-        hidden = out[0] if isinstance(out, tuple) else out
-    return hidden
+class _CachedLayer(nn.Module):
+    """Stands in for a frozen lower layer: gives the states cached after the last lower layer, in the form the real
+    layer returns (a tensor, or a tuple whose first item is the states). Any other attribute the encoder reads of
+    its layers (ModernBERT's ``attention_type``) is the real layer's."""
+
+    def __init__(self, layer: nn.Module, states: torch.Tensor, width: int | None):
+        super().__init__()
+        object.__setattr__(self, "_layer", layer)  # not a submodule: its weights are not this stand-in's
+        self.states, self.width = states, width
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(object.__getattribute__(self, "_layer"), name)
+
+    def forward(self, *args, **kwargs):
+        return self.states if self.width is None else (self.states, *([None] * (self.width - 1)))
+
+
+@dataclass
+class TopLayers:
+    """Runs only the top layers of ``backbone``: the whole encoder, with its lower ``cut`` layers standing in for by
+    their cached output. The encoder itself thus gives the top layers whatever its layers take beside the states
+    (BERT's additive mask, MPNet's relative position bias, DeBERTa's relative embeddings, ModernBERT's rotary
+    embeddings), and applies what follows them (ModernBERT's final norm).
+
+    Args:
+        width: what a layer returns: None for a tensor, n for a tuple of n items (`layer_output_width`).
+    """
+
+    backbone: nn.Module
+    cut: int
+    width: int | None
+
+    def __post_init__(self):
+        self.stack = encoder_layers(self.backbone)
+
+    def __call__(self, inputs: Mapping[str, torch.Tensor], states: torch.Tensor) -> torch.Tensor:
+        """The encoder's final token states for ``inputs`` (its tokenized batch), given the ``states`` after its
+        lower ``cut`` layers."""
+        lower = [self.stack[i] for i in range(self.cut)]
+        try:
+            for i in range(self.cut):
+                self.stack[i] = _CachedLayer(lower[i], states, self.width)
+            return self.backbone(**inputs).last_hidden_state
+        finally:
+            for i, layer in enumerate(lower):
+                self.stack[i] = layer
+
+
+def layer_output_width(layer: nn.Module, backbone: nn.Module, inputs: Mapping[str, torch.Tensor]) -> int | None:
+    """What ``layer`` returns when ``backbone`` runs on ``inputs``: None for a tensor, n for a tuple of n items."""
+    seen: list = []
+    handle = layer.register_forward_hook(lambda module, args, output: seen.append(output))
+    try:
+        backbone(**inputs)
+    finally:
+        handle.remove()
+    return len(seen[0]) if isinstance(seen[0], tuple) else None
 
 
 @torch.no_grad()
 def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, max_length: int, pooling: str):
-    """Length-sorted batches of (states after layer ``cut``, attention mask, row indices); the pooled features of
+    """Length-sorted batches of (tokenized inputs, states after layer ``cut``, row indices); the pooled features of
     every text before shaping ([N, D], on CPU); and the encoder's final states of the first batch (to check that
     running the top layers alone reproduces them)."""
     lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
@@ -100,7 +149,7 @@ def _cache_lower_states(backbone, tokenizer, texts, cut: int, batch_size: int, m
         encoded = tokenizer([texts[i] for i in rows], padding=True, padding_side="right", truncation=True,
                             max_length=max_length, return_tensors="pt").to(device)  # right: as encode_texts pads
         out = backbone(**encoded, output_hidden_states=True)
-        batches.append((out.hidden_states[cut], encoded["attention_mask"], torch.as_tensor(rows)))
+        batches.append((dict(encoded), out.hidden_states[cut], torch.as_tensor(rows)))
         pooled = pool_states(out.last_hidden_state, encoded["attention_mask"], pooling).float().cpu()
         if reference is None:
             reference, features = out.last_hidden_state, torch.zeros(len(texts), pooled.size(-1))
@@ -130,7 +179,7 @@ def _readable_names(classes: list[int], class_names: Mapping[int, str] | Sequenc
 @torch.no_grad()
 def _cache_name_states(backbone, tokenizer, classes: list[int], texts: dict[int, str], cut: int, max_length: int,
                        pooling: str):
-    """For the label names ``texts`` (class id → name read as text): (states after layer ``cut``, attention mask,
+    """For the label names ``texts`` (class id → name read as text): (tokenized inputs, states after layer ``cut``,
     each of ``classes``' row among them or -100 where its class has no name), and the names' pooled features
     before shaping; None without names."""
     if not texts:
@@ -141,7 +190,7 @@ def _cache_name_states(backbone, tokenizer, classes: list[int], texts: dict[int,
     out = backbone(**encoded, output_hidden_states=True)
     rows = torch.as_tensor([named.index(c) if c in texts else IGNORE_INDEX for c in classes])
     pooled = pool_states(out.last_hidden_state, encoded["attention_mask"], pooling).float().cpu()
-    return (out.hidden_states[cut], encoded["attention_mask"], rows), pooled
+    return (dict(encoded), out.hidden_states[cut], rows), pooled
 
 
 def class_means(features: torch.Tensor, targets: torch.Tensor, classes: int) -> torch.Tensor:
@@ -169,7 +218,9 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
     (`ShapingResult`).
 
     Args:
-        backbone: a BERT-family `AutoModel` (its layers are ``backbone.encoder.layer``); left in eval mode.
+        backbone: a transformers `AutoModel` encoder with a stack of layers of its own (BERT, RoBERTa, MiniLM,
+            MPNet, DistilBERT, DeBERTa, ModernBERT, ...; not ALBERT, whose passes share one layer); left in eval
+            mode.
         tokenizer: the backbone's tokenizer.
         texts / labels: the meta-training examples and their class ids (any integers, at least two classes).
             Never the meta-validation or -test classes: shaping on them would leak the classes being evaluated.
@@ -217,12 +268,14 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                                                        pooling)
     cached_names = _cache_name_states(backbone, tokenizer, classes, name_texts, cut, max_length, pooling)
     top = layers[cut:]
-    first_states, first_mask, _ = batches[0]
+    first_inputs, first_states, _ = batches[0]
     with torch.no_grad():
-        if not torch.allclose(run_layers(top, first_states, first_mask), reference, atol=1e-4, rtol=1e-3):
+        run_top = TopLayers(backbone, cut, layer_output_width(layers[cut - 1], backbone, first_inputs) if cut else None)
+        if not torch.allclose(run_top(first_inputs, first_states), reference, atol=1e-4, rtol=1e-3):
             raise ValueError(f"Running the top {top_layers} layers of {type(backbone).__name__} on their cached inputs "
-                             "does not reproduce its output (its layers take other inputs than BERT's), so shaping "
-                             "would train on wrong features. Train without shaping (shape_top_layers=0).")
+                             "does not reproduce its output (its encoder hands its layers something else between "
+                             "them), so shaping would train on wrong features. Train without shaping "
+                             "(shape_top_layers=0).")
     # The classifier starts at the class means, so the first steps refine the encoder instead of fitting noise.
     means = class_means(features, targets, len(classes))
     names, agreement = None, None  # (states, mask, rows) of the names that shaping aligns; their agreement
@@ -238,9 +291,11 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                         100 * agreement, 100 * min_name_agreement)
     weights = nn.Parameter(F.normalize(means, dim=-1).to(reference.device, reference.dtype))
     trainable = list(top.parameters())
-    was_trainable = [p.requires_grad for p in trainable]
-    for p in trainable:
-        p.requires_grad_(True)
+    # only the top layers train: the embeddings run again at every step (`TopLayers`), without a gradient
+    shaped = {id(p) for p in trainable}
+    was_trainable = [(p, p.requires_grad) for p in backbone.parameters()]
+    for p, _ in was_trainable:
+        p.requires_grad_(id(p) in shaped)
     optimizer = torch.optim.AdamW([{"params": trainable, "lr": learning_rate}, {"params": [weights], "lr": 1e-3}],
                                   weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
@@ -250,12 +305,12 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
         for _ in tqdm(range(epochs), desc="Shaping the encoder", leave=False):
             total = 0.0
             for index in torch.randperm(len(batches), generator=generator).tolist():
-                states, mask, rows = batches[index]
-                pooled = pool_states(run_layers(top, states, mask), mask, pooling)
+                inputs, states, rows = batches[index]
+                pooled = pool_states(run_top(inputs, states), inputs["attention_mask"], pooling)
                 logits = scale * F.normalize(pooled, dim=-1) @ F.normalize(weights, dim=-1).T
                 loss = F.cross_entropy(logits, targets[rows].to(logits.device))
                 if names is not None:
-                    loss = loss + _name_alignment_loss(top, names, pooled, targets[rows], scale, pooling)
+                    loss = loss + _name_alignment_loss(run_top, names, pooled, targets[rows], scale, pooling)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -268,17 +323,17 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
                 top.train()
     finally:
         top.eval()
-        for p, flag in zip(trainable, was_trainable):
+        for p, flag in was_trainable:
             p.requires_grad_(flag)
     return ShapingResult(losses, agreement, names is not None)
 
 
-def _name_alignment_loss(top, names, pooled: torch.Tensor, targets: torch.Tensor, scale: float,
+def _name_alignment_loss(run_top: TopLayers, names, pooled: torch.Tensor, targets: torch.Tensor, scale: float,
                          pooling: str) -> torch.Tensor:
     """Cross-entropy of classifying each example among the label names' features (computed by the layers being
     shaped, so names move towards their examples as well); examples whose class has no name do not count."""
-    states, mask, rows = names
-    named = pool_states(run_layers(top, states, mask), mask, pooling)
+    inputs, states, rows = names
+    named = pool_states(run_top(inputs, states), inputs["attention_mask"], pooling)
     logits = scale * F.normalize(pooled, dim=-1) @ F.normalize(named, dim=-1).T
     wanted = rows[targets].to(logits.device)
     if bool((wanted == IGNORE_INDEX).all()):

@@ -224,8 +224,8 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
         if reason is None:
             try:
                 available = len(encoder_layers(self.model.backbone))
-            except ValueError:
-                reason = f"{type(self.model.backbone).__name__} has no BERT-style encoder.layer stack"
+            except ValueError as refusal:  # no layer stack of its own (ALBERT shares one layer)
+                reason = str(refusal)
         if reason is not None:
             logger.info("Meta-training on the pretrained encoder's features, not shaping it: %s "
                         "(shape_top_layers=None shapes only where it applies).", reason)
