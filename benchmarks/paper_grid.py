@@ -280,9 +280,10 @@ def grid(backbone: str, new_type: str) -> list[tuple[str, dict]]:
     trainables = ("top", "all") if backbone == "bilstm-crf" else ("all",)
     for head in heads:
         for adapter, label in (("none", "expand"), ("bilstm", "adapter")):
-            for trainable in trainables:
+            for trainable in trainables:  # a BiLSTM-CRF's "top" is its output layer: no encoder layer trains
                 configs.append((f"{label}/{trainable}/{head}", {"adapter": adapter, "head": head,
-                                                                "trainable": trainable}))
+                                                                "trainable": trainable,
+                                                                **({"num_top_layers": 0} if trainable == "top" else {})}))
     if new_type == "LOC" and backbone == "bilstm-crf":  # target data with old types relabelled O (ExtendNER's)
         configs.append(("new_only:expand/all/crf", {"adapter": "none", "head": "crf", "trainable": "all",
                                                     "hide_old_types": True}))

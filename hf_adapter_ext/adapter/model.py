@@ -45,7 +45,8 @@ from .consolidation import consolidate
 from .layers import ADAPTERS, expand_crf, expand_linear
 from .persistence import load_adapter, save_adapter
 
-_TOP_ONLY = ("trainable='top'", "use trainable='all'")  # who asks for the top layers, and what to do instead
+# who asks for the top layers, and what to do instead
+_TOP_ONLY = ("trainable='top'", "num_top_layers=0 to train the head (and adapter) alone, or trainable='all'")
 
 logger = logging.get_logger(__name__)
 # transformers' PEFT integration (`PeftAdapterMixin`, inherited from `PreTrainedModel`) injects PEFT tuners into a

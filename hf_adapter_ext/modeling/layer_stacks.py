@@ -33,9 +33,12 @@ def own_layer_stack(encoder: nn.Module, owner: str, fix: str) -> nn.ModuleList:
 
 
 def top_layers(encoder: nn.Module, count: int, owner: str, fix: str) -> list[nn.Module]:
-    """The top ``count`` layers of the encoder's own stack (`own_layer_stack`)."""
+    """The top ``count`` layers of the encoder's own stack (`own_layer_stack`); none for ``count`` 0, whatever the
+    encoder (a BiLSTM-CRF's "top" is then its output layer alone, as in the paper's grid)."""
+    if count == 0:
+        return []
     stack = own_layer_stack(encoder, owner, fix)
     if count > len(stack):
-        raise ValueError(f"{owner}: {count} top layers, but the encoder has {len(stack)}; use at most {len(stack)}, "
-                         f"or {fix}.")
+        raise ValueError(f"{owner}: num_top_layers={count}, but the encoder has {len(stack)} layers; use at most "
+                         f"{len(stack)}, or {fix}.")
     return list(stack[len(stack) - count :])
