@@ -31,7 +31,6 @@ from pathlib import Path
 from datasets import load_dataset
 from transformers import (
     AutoModelForTokenClassification,
-    AutoTokenizer,
     HfArgumentParser,
     Trainer,
     pipeline,
@@ -73,6 +72,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     warn_unlabelled_in_evaluation,
     with_label_order,
+    word_tokenizer,
 )
 from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import check_one_job, end_distributed, peak_memory_gib
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_model_location(model_args.model_name_or_path, "--model_name_or_path ", "Pass the trained tagger to extend; "
                          "an extension's own folder loads with NeuralAdapterModel.from_pretrained(source, adapter_dir).")
     source = AutoModelForTokenClassification.from_pretrained(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    tokenizer = word_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)  # add_prefix_space if needed
     raw = read_splits(data_args)
     if unlabelled and "test" in raw:  # ExtensionTrainer.self_train checks the validation rows it is given
         warn_unlabelled_in_evaluation(unlabelled, {"test": raw["test"]})

@@ -42,6 +42,7 @@ from hf_adapter_ext.data import (
     load_clinc150,
     read_csv_rows,
     read_json_records,
+    word_tokenizer,
 )
 from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import end_distributed
@@ -275,8 +276,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         backbone_path = data_args.backbone or default_backbone()
     check_model_location(backbone_path, "--backbone ", "Pass a pretrained sentence encoder's folder or Hub id.")
-    tokenizer = AutoTokenizer.from_pretrained(backbone_path)
     level, train, validation, test = class_splits(data_args)
+    # words are tokenized one by one at token level: add_prefix_space where they need it
+    tokenizer = (word_tokenizer if level == "token" else AutoTokenizer.from_pretrained)(backbone_path)
     if saved is not None:
         model = SIBForFewShotClassification.from_pretrained(  # a shaped encoder comes with the model
             saved, backbone=None if saved_config.stores_backbone else AutoModel.from_pretrained(backbone_path))

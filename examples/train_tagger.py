@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from transformers import (
     AutoModelForTokenClassification,
-    AutoTokenizer,
     DataCollatorForTokenClassification,
     HfArgumentParser,
     Trainer,
@@ -34,6 +33,7 @@ from hf_adapter_ext.data import (
     relabel_to_outside,
     tokenize_and_align_labels,
     with_label_order,
+    word_tokenizer,
 )
 from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import check_one_job, end_distributed
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = with_label_order(data, labels)
     check_model_location(options.model_name_or_path, "--model_name_or_path ", "Pass a pretrained encoder (or a "
                          "tagger to train further), e.g. 'bert-base-cased'.")
-    tokenizer = AutoTokenizer.from_pretrained(options.model_name_or_path)
+    tokenizer = word_tokenizer(options.model_name_or_path)  # add_prefix_space where the words need it
     model = AutoModelForTokenClassification.from_pretrained(
         options.model_name_or_path, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
     encoded = data.map(tokenize_and_align_labels, batched=True, remove_columns=data["train"].column_names,

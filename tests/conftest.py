@@ -15,7 +15,9 @@ from transformers import (
     DistilBertConfig,
     PreTrainedTokenizerFast,
     RobertaConfig,
+    RobertaTokenizerFast,
 )
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from benchmarks.common import shared_data_dir
 
@@ -60,6 +62,14 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def build_byte_level_tokenizer(add_prefix_space: bool = False) -> PreTrainedTokenizerFast:
+    """A RoBERTa-style byte-level BPE tokenizer (every byte a token, no merges), which marks a word's start with
+    the space before it, 'Ġ': words passed one by one lose it unless ``add_prefix_space``."""
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = {token: i for i, token in enumerate([*specials, *sorted(bytes_to_unicode().values())])}
+    return RobertaTokenizerFast(vocab=vocab, merges=[], add_prefix_space=add_prefix_space)
 
 
 def _label_kwargs(labels):

@@ -59,6 +59,7 @@ from hf_adapter_ext.data import (
     tokenize_and_align_labels,
     warn_unlabelled_in_evaluation,
     with_label_order,
+    word_tokenizer,
 )
 from hf_adapter_ext.data.conll import from_iobes, to_iob2
 from hf_adapter_ext.meta import (
@@ -88,7 +89,7 @@ from hf_adapter_ext.metrics import (
 )
 from hf_adapter_ext.validation import check_training_arguments
 
-from .conftest import NEW_LABELS, build_tokenizer, tiny_source
+from .conftest import NEW_LABELS, build_byte_level_tokenizer, build_tokenizer, tiny_source
 from .helpers import toy_dataset
 from .test_bad_inputs import episode, meta_args, model, parents_model, sib, source
 
@@ -292,6 +293,19 @@ def a_data_set_written_by_to_json_reads_back_with_its_label_names():
     original.to_json(path)
     read = load_ner_files({"train": path}, labels=names)["train"]
     assert read.features["ner_tags"].feature.names == names and read[0]["ner_tags"] == [1, 2, 0, 3]
+
+
+def scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need():
+    """A RoBERTa-style tokenizer saved without add_prefix_space gave words passed one by one other subwords than
+    the same words in running text (what run_ner.py sets add_prefix_space for)."""
+    folder = Path(tempfile.mkdtemp())
+    build_byte_level_tokenizer(add_prefix_space=False).save_pretrained(folder)
+    words = ["John", "lives", "in", "Paris"]
+    loaded = word_tokenizer(str(folder))
+    assert loaded(words, is_split_into_words=True)["input_ids"] == loaded(" ".join(words))["input_ids"]
+    wordpiece = Path(tempfile.mkdtemp())
+    TOKENIZER.save_pretrained(wordpiece)
+    assert not getattr(word_tokenizer(str(wordpiece)), "add_prefix_space", False)  # left as it was
 
 
 def json_numbers_as_text_survive_when_quoted():
@@ -590,7 +604,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns, read_sentences_takes_datasets_text_files,
@@ -926,6 +940,11 @@ REFUSED = [
         "types": ["person"]}), "empty.jsonl")), V, r"support set holds no sentence"),
     ("top layers of an encoder without a layer stack", lambda: get_adapter_model(bilstm(), C(
         new_labels=NEW_LABELS, trainable="top")), V, r"has no stack of layers"),  # its encoder silently trained nothing
+    ("words tokenized unlike running text", lambda: tokenize_and_align_labels(
+        {"tokens": [["John", "lives"]], "ner_tags": [[1, 0]]}, build_byte_level_tokenizer()), V,
+     r"encodes words given one by one unlike .*add_prefix_space=True"),  # trained on subwords the pipeline never gives
+    ("word features of words tokenized unlike running text", lambda: encode_words(
+        sib(level="token"), build_byte_level_tokenizer(), [["John", "lives"]]), V, r"encode_words: the tokenizer"),
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,

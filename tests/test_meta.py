@@ -27,6 +27,8 @@ from hf_adapter_ext.meta import (
 )
 from hf_adapter_ext.meta.episodes import sentence_types
 
+from .conftest import build_tokenizer
+
 
 def tiny_backbone(vocab_size=120, seed=0):
     torch.manual_seed(seed)
@@ -126,10 +128,11 @@ def test_evaluation_works_under_no_grad_callers_with_the_same_result():
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_a_text_s_features_do_not_depend_on_its_batch_or_the_tokenizer_s_padding_side(tokenizer, padding_side):
+def test_a_text_s_features_do_not_depend_on_its_batch_or_the_tokenizer_s_padding_side(padding_side):
     """BERT's positions are absolute: left padding shifted a text's positions by its batch neighbours' lengths,
     and its features with them (the encoders pad on the right whatever the tokenizer says)."""
     model = sib(level="token")
+    tokenizer = build_tokenizer()  # its own: the shared fixture must keep its padding side
     tokenizer.padding_side = padding_side
     texts = ["john lives in paris", "acme", "mary works for acme in london"]
     alone = torch.cat([encode_texts(model, tokenizer, [text]) for text in texts])

@@ -6,12 +6,46 @@ import numbers
 from collections.abc import Sequence
 
 from datasets import Dataset
+from transformers import AutoTokenizer
 
 from ..constants import IGNORE_INDEX
 from ..validation import Number, WrongKindError, check_number
 
 # Without a real limit from the tokenizer, stay within the 512 positions of BERT-style encoders.
 DEFAULT_MAX_LENGTH = 512
+# Words a tokenizer is given one by one must become the subwords the same words become in running text: a byte-level
+# BPE tokenizer (RoBERTa, GPT-2, DeBERTa, ModernBERT) drops the space that marks a word's start unless it was loaded
+# with add_prefix_space=True, and a tagger trained on such words would later be given other subwords by the pipeline.
+_PROBE_WORDS = ("John", "lives", "in", "New", "York")
+
+
+def tokenizes_words_as_text(tokenizer) -> bool:
+    """Whether ``tokenizer`` gives words passed one by one (``is_split_into_words=True``) the subwords they get in
+    running text."""
+    as_words = tokenizer(list(_PROBE_WORDS), is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    return as_words == tokenizer(" ".join(_PROBE_WORDS), add_special_tokens=False)["input_ids"]
+
+
+def check_tokenizes_words_as_text(tokenizer, where: str) -> None:
+    """Refuse a tokenizer that encodes pre-split words unlike running text (`tokenizes_words_as_text`)."""
+    if not tokenizes_words_as_text(tokenizer):
+        words = tokenizer.convert_ids_to_tokens(tokenizer(list(_PROBE_WORDS), is_split_into_words=True,
+                                                          add_special_tokens=False)["input_ids"])
+        text = tokenizer.tokenize(" ".join(_PROBE_WORDS))
+        raise ValueError(f"{where}: the tokenizer ({type(tokenizer).__name__}) encodes words given one by one unlike "
+                         f"the same words in running text ({words[:6]} against {text[:6]}), so a tagger trained on "
+                         "them would be given other subwords by the pipeline. A byte-level BPE tokenizer (RoBERTa, "
+                         "GPT-2, DeBERTa, ModernBERT) needs add_prefix_space=True: load it as "
+                         "AutoTokenizer.from_pretrained(<name>, add_prefix_space=True), as run_ner.py does.")
+
+
+def word_tokenizer(name_or_path: str, **kwargs):
+    """``AutoTokenizer.from_pretrained(name_or_path)``, loaded again with ``add_prefix_space=True`` where it would
+    encode pre-split words unlike running text (`tokenizes_words_as_text`): what the scripts tag words with."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    if not tokenizes_words_as_text(tokenizer):
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, **kwargs)
+    return tokenizer
 
 
 def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
@@ -106,6 +140,7 @@ def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_t
         raise ValueError(f"tokenize_and_align_labels: the rows lack {missing} (they have {sorted(batch)}). Name the "
                          "tag column with fn_kwargs={'label_column': ...}, or rename the word column to 'tokens' "
                          "(dataset.rename_column).")
+    check_tokenizes_words_as_text(tokenizer, "tokenize_and_align_labels")
     limit = max_length_of(tokenizer, max_length)
     words_out, labels_out, offsets = [], [], []
     for words, tags in zip(batch["tokens"], batch[label_column]):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.alignment import max_length_rule, visible_words, word_windows
+from ..data.alignment import check_tokenizes_words_as_text, max_length_rule, visible_words, word_windows
 from ..validation import POSITIVE_INT, check_settings, check_texts
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_siz
     """
     check_settings("encode_words", SimpleNamespace(batch_size=batch_size, max_length=max_length),
                    {"batch_size": POSITIVE_INT, "max_length": max_length_rule(tokenizer)})
+    check_tokenizes_words_as_text(tokenizer, "encode_words")
     pieces, owner = [], []
     for s, words in enumerate(sentences):
         words, counts = visible_words(words, tokenizer)  # a word the tokenizer drops would have no feature
