@@ -1,6 +1,6 @@
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification
+from transformers import AutoConfig, AutoModelForTokenClassification, TrainingArguments
 
 from hf_adapter_ext import NeuralAdapterConfig, NeuralAdapterModel, get_adapter_model
 
@@ -90,8 +90,9 @@ MODERNBERT = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "cls_toke
               "global_attn_every_n_layers": 1, "local_attention": 8}  # ids within the tiny vocabulary
 
 
-def tiny_config(model_type: str, **extra):
-    return AutoConfig.for_model(model_type, vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+def tiny_config(model_type: str, vocab_size: int = 60, **extra):
+    return AutoConfig.for_model(model_type, vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2,
+                                num_attention_heads=2,
                                 intermediate_size=32, id2label=dict(enumerate(OLD_LABELS)),
                                 label2id={label: i for i, label in enumerate(OLD_LABELS)}, **extra)
 
@@ -100,6 +101,26 @@ ARCHITECTURES = {"bert": {}, "roberta": {}, "xlm-roberta": {}, "camembert": {}, 
                  "albert": {"embedding_size": 16}, "deberta": {}, "deberta-v2": {}, "mpnet": {}, "modernbert": MODERNBERT,
                  "longformer": {"attention_window": [4, 4]},
                  "distilbert": {"n_layers": 2, "dim": 16, "n_heads": 2, "hidden_dim": 32}}
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "deberta-v2", "mpnet", "modernbert"])
+def test_a_lora_extension_of_other_encoder_families_consolidates_into_a_plain_model_of_the_source_s_class(
+        model_type, tokenizer, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(model_type, vocab_size=len(tokenizer),
+                         **{**ARCHITECTURES[model_type], **({"bos_token_id": 2, "eos_token_id": 3, "cls_token_id": 2,
+                                                             "sep_token_id": 3} if model_type == "modernbert" else {})})
+    model = get_adapter_model(AutoModelForTokenClassification.from_config(config),
+                              NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
+    model.has_trained = True  # the head as built: consolidation itself is what is checked
+    plain = model.consolidate(toy_dataset(tokenizer), tokenizer, args=TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, report_to="none", disable_tqdm=True, save_strategy="no"))
+    assert type(plain) is type(model.source) and plain.config.num_labels == len(model.config.id2label)
+    plain.save_pretrained(tmp_path / "plain")
+    ids = torch.tensor([toy_dataset(tokenizer)[0]["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForTokenClassification.from_pretrained(tmp_path / "plain")(ids).logits,
+                                   plain.eval()(ids).logits, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
