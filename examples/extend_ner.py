@@ -90,6 +90,7 @@ from hf_adapter_ext.validation import (
     SAMPLE_LIMIT,
     SHARE,
     CheckedTrainingArguments,
+    check_distinct_columns,
     check_finite_loss,
     check_label_names,
     check_settings,
@@ -161,6 +162,7 @@ class DataArguments:
         "help": "Tag this text with the extended model's pipeline and print its entities."})
 
     def __post_init__(self):
+        check_distinct_columns((self.tokens_column, self.tags_column), "set --tokens_column / --tags_column apart")
         check_settings(CLI, self, {"pseudo_label_threshold": SHARE, **{
             name: SAMPLE_LIMIT for name in ("max_rehearsal_sentences", "max_unlabelled_sentences", "max_train_samples",
                                             "max_eval_samples", "max_predict_samples")}})

@@ -47,7 +47,14 @@ from hf_adapter_ext.data import (
 from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import end_distributed
 from hf_adapter_ext.meta import TokenEpisodes, encode_words, read_fewnerd_episodes, sib_arguments_dataclass
-from hf_adapter_ext.validation import CLI, SAMPLE_LIMIT, SEED, check_finite_loss, check_settings
+from hf_adapter_ext.validation import (
+    CLI,
+    SAMPLE_LIMIT,
+    SEED,
+    check_distinct_columns,
+    check_finite_loss,
+    check_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +103,7 @@ class MetaDataArguments:
                                    "max_test_episodes_file": SAMPLE_LIMIT})
         if len(self.delimiter) != 1:
             raise ValueError(f"--delimiter {self.delimiter!r}: a CSV delimiter is one character, e.g. ',' or ';'.")
+        check_distinct_columns((self.text_column, self.label_column), "set --text_column / --label_column apart")
         self.fractions()  # refused now, not after the data is read
 
     def fractions(self) -> list[float]:

@@ -160,6 +160,13 @@ def repeated(values: Iterable) -> list:
     return sorted(value for value, count in Counter(values).items() if count > 1)
 
 
+def check_distinct_columns(columns: Sequence[str], fix: str) -> None:
+    """Refuse one column named for two roles (words and tags, text and label): each would be read as the other."""
+    twice = repeated(columns)
+    if twice:
+        raise ValueError(f"The column {twice[0]!r} is named for two roles ({list(columns)}); {fix}.")
+
+
 def check_string_list(owner: str, name: str, value, example: str) -> list[str]:
     """A list (or tuple) of strings, as a list; a bare string would be read as one item per character."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):

@@ -945,6 +945,9 @@ REFUSED = [
      r"encodes words given one by one unlike .*add_prefix_space=True"),  # trained on subwords the pipeline never gives
     ("word features of words tokenized unlike running text", lambda: encode_words(
         sib(level="token"), build_byte_level_tokenizer(), [["John", "lives"]]), V, r"encode_words: the tokenizer"),
+    ("json words and tags from one column", lambda: load_ner_files({"train": write(
+        '{"tokens": ["John"], "ner_tags": ["B-PER"]}', "one.jsonl")}, tokens_column="ner_tags"), V,
+     r"'ner_tags' is named for two roles"),  # the tags were read as the sentence's words
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,
@@ -1309,6 +1312,9 @@ CLI = [
     ("meta --split_fractions words", "meta", "--split_fractions", "a,b,c", r"--split_fractions"),
     ("meta --split_fractions zero part", "meta", "--split_fractions", "1,0,0", r"--split_fractions"),
     ("meta --delimiter long", "meta", "--delimiter", ";;", r"--delimiter"),
+    ("meta --text_column the label column", "meta", "--text_column", "label", r"'label' is named for two roles"),
+    ("extend_ner --tokens_column the tag column", "extend_ner", "--tokens_column", "ner_tags",
+     r"'ner_tags' is named for two roles"),  # the tags were read as the words
     ("meta --evaluate_model missing", "meta", "--evaluate_model", "/no/such/model", r"not a saved SIB model folder"),
     ("extend_ner --rehearsal_ratio alone", "extend_ner", "--rehearsal_ratio", "2",
      r"--rehearsal_ratio 2 sets how many --rehearsal_file sentences"),  # was ignored without a word

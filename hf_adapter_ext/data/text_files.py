@@ -8,7 +8,13 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..validation import SAMPLE_LIMIT, check_number, refuse_conll_columns, refuse_one_word_lines
+from ..validation import (
+    SAMPLE_LIMIT,
+    check_distinct_columns,
+    check_number,
+    refuse_conll_columns,
+    refuse_one_word_lines,
+)
 
 ARCHIVE_MAGIC = {b"\x1f\x8b": "gzip", b"PK": "zip", b"BZ": "bzip2", b"\xfd7": "xz"}  # a file's first two bytes
 
@@ -84,6 +90,7 @@ def _record_text(path, row: str, record: dict) -> str:
 def read_json_records(path: str | os.PathLike, columns: Sequence[str], fix: str) -> list[tuple[str, dict]]:
     """``(row name, object)`` of a JSON-lines file (one object per line) or of one JSON array of objects, every value
     as written; each object must hold ``columns`` (``fix`` says how to name others)."""
+    check_distinct_columns(columns, fix)
     lines = list(numbered_lines(path))
     text = "".join(line for _, line in lines)
     if text.lstrip().startswith("["):
@@ -123,6 +130,7 @@ def read_csv_rows(path: str | os.PathLike, columns: Sequence[str], delimiter: st
     """
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter={delimiter!r}: a CSV delimiter is one character, e.g. ',' or a tab.")
+    check_distinct_columns(columns, fix)
     lines = [line for _, line in numbered_lines(path)]  # UTF-8 checked, a byte-order mark dropped
     reader = csv.reader(lines, delimiter=delimiter)
     header = next(reader, None)
