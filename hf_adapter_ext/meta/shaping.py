@@ -95,10 +95,10 @@ class _CachedLayer(nn.Module):
 
 @dataclass
 class TopLayers:
-    """Runs only the top layers of ``backbone``: the whole encoder, with its lower ``cut`` layers standing in for by
-    their cached output. The encoder itself thus gives the top layers whatever its layers take beside the states
-    (BERT's additive mask, MPNet's relative position bias, DeBERTa's relative embeddings, ModernBERT's rotary
-    embeddings), and applies what follows them (ModernBERT's final norm).
+    """Runs only the top layers of ``backbone``: the whole encoder, its lower ``cut`` layers replaced by stand-ins
+    that give their cached output. The encoder itself thus gives the top layers whatever its layers take beside
+    the states (BERT's additive mask, MPNet's relative position bias, DeBERTa's relative embeddings, ModernBERT's
+    rotary embeddings), and applies what follows them (ModernBERT's final norm).
 
     Args:
         width: what a layer returns: None for a tensor, n for a tuple of n items (`layer_output_width`).
