@@ -948,6 +948,13 @@ REFUSED = [
     ("json words and tags from one column", lambda: load_ner_files({"train": write(
         '{"tokens": ["John"], "ner_tags": ["B-PER"]}', "one.jsonl")}, tokens_column="ner_tags"), V,
      r"'ner_tags' is named for two roles"),  # the tags were read as the sentence's words
+    ("trainer with neither a collator nor a tokenizer", lambda: ExtensionTrainer(
+        model=trained(), args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to="none"),
+        train_dataset=toy_dataset(TOKENIZER)), V, r"nothing pads them"),  # was "expected sequence of length 12"
+    ("trainer with streamed rehearsal rows", lambda: ExtensionTrainer(
+        model=trained(), args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to="none", max_steps=2),
+        train_dataset=rehearse(["john lives in paris"]).to_iterable_dataset(), processing_class=TOKENIZER), V,
+     r"needs a map-style training set"),  # its rehearsal rows passed once per epoch, rehearsal_ratio unread
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.utils.data import IterableDataset as TorchIterableDataset
 from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase, Trainer
 
@@ -97,6 +98,19 @@ class RehearsalSampler(Sampler[int]):
         yield from rows[torch.randperm(len(rows), generator=generator)].tolist()
 
 
+def refuse_unpadded_rows(dataset, rows: int = 64) -> None:
+    """Without a collator or a tokenizer, Trainer stacks rows as they are: rows of different lengths fail at the
+    first batch with "expected sequence of length 12 at dim 1 (got 13)". Said here, with the fix."""
+    if dataset is None or isinstance(dataset, TorchIterableDataset) or not hasattr(dataset, "__len__"):
+        return
+    first = [dataset[i] for i in range(min(rows, len(dataset)))]
+    lengths = {len(row["input_ids"]) for row in first if isinstance(row, dict) and "input_ids" in row}
+    if len(lengths) > 1:
+        raise ValueError("ExtensionTrainer: the training rows have different lengths and nothing pads them: pass "
+                         "processing_class=<the tokenizer> (the trainer then pads with AdapterDataCollator) or "
+                         "data_collator=AdapterDataCollator(tokenizer).")
+
+
 class ExtensionTrainer(OwnModelCardMixin, Trainer):
     """`transformers.Trainer` for a :class:`NeuralAdapterModel`: its optimiser gives the fresh parts (output layer,
     CRF, adapter) ``head_learning_rate``, rehearsal rows are drawn per step (:class:`RehearsalSampler`), training
@@ -128,9 +142,12 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
         self.early_stopping_patience = EARLY_STOPPING_PATIENCE if early_stopping_patience is None \
             else early_stopping_patience
         tokenizer = kwargs.get("processing_class")
-        if kwargs.get("data_collator") is None and len(args) < 3 and isinstance(tokenizer, PreTrainedTokenizerBase):
+        padding = kwargs.get("data_collator") is None and len(args) < 3
+        if padding and isinstance(tokenizer, PreTrainedTokenizerBase):
             kwargs["data_collator"] = AdapterDataCollator(tokenizer)
         super().__init__(*args, **kwargs)
+        if padding and tokenizer is None:
+            refuse_unpadded_rows(self.train_dataset)
         check_trainer_columns(self.model, self.args, {"train": self.train_dataset, "eval": self.eval_dataset})
         metric = (self.args.metric_for_best_model or "loss").removeprefix("eval_")
         if self.compute_metrics is None and metric != "loss" and self.args.load_best_model_at_end:
@@ -141,6 +158,11 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
                              "(with preprocess_logits_for_metrics=hf_adapter_ext.metrics.predicted_label_ids), or "
                              "metric_for_best_model='loss'.")
         add_stopping_callbacks(self, self.early_stopping_patience)
+        if isinstance(self.train_dataset, TorchIterableDataset) and REHEARSAL in next(iter(self.train_dataset), {}):
+            # a stream cannot be sampled: its rehearsal rows would pass once per epoch, whatever rehearsal_ratio says
+            raise ValueError("ExtensionTrainer draws rehearsal rows per step (rehearsal_ratio per labelled row), "
+                             "which needs a map-style training set; this one is streamed (an IterableDataset) and "
+                             "holds rehearsal rows. Pass the Dataset that add_rehearsal returns, not streamed.")
         target = getattr(getattr(self.model, "peft_config", None), "target", "copy")
         if self.args.neftune_noise_alpha and target != "copy":  # the hook adds noise only in train mode
             raise ValueError(f"neftune_noise_alpha={self.args.neftune_noise_alpha:g} would do nothing: with "
