@@ -97,12 +97,12 @@ def run(args) -> tuple[dict, list, list]:
         features = cached(f"{dataset}_minilm", lambda: encode_texts(model, AutoTokenizer.from_pretrained(minilm()),
                                                                     texts))  # the frozen encoder, as fewshot_intents
         frozen_mean, frozen = seed_mean([cached_json(
-            f"shaping_sweep/{dataset}_frozen_s{seed}_{episodes_key}",
+            f"{args.results_name}/{dataset}_frozen_s{seed}_{episodes_key}",
             lambda seed=seed: validation_scores(model, features, labels, classes, seed, args)) for seed in args.seeds])
         rows.append(table_row(dataset, ("frozen", "–", "0"), 0, frozen_mean, frozen))
         best = None
         for layers, learning_rate in itertools.product(args.layers, args.learning_rates):
-            per_seed = [cached_json(f"shaping_sweep/{dataset}_l{layers}_lr{learning_rate}_e{args.epochs}_s{seed}_"
+            per_seed = [cached_json(f"{args.results_name}/{dataset}_l{layers}_lr{learning_rate}_e{args.epochs}_s{seed}_"
                                     f"{episodes_key}", lambda seed=seed: sweep_one(
                                         dataset, texts, labels, classes, layers, learning_rate, seed, args))
                         for seed in args.seeds]
@@ -155,9 +155,12 @@ def main():
     parser.add_argument("--allway_episodes", type=int, default=50)
     parser.add_argument("--tolerance", type=float, default=0.25,
                         help="points by which a setting must beat the default for the default to change")
+    parser.add_argument("--results_name", default="shaping_sweep",
+                        help="results/<name>.json|md, and the runs kept in CACHE/<name>/ (resumable)")
     args = parser.parse_args()
     results, targets, table = run(args)
-    write_results("shaping_sweep", {"settings": vars(args), "targets": targets, "results": results}, "\n".join(table))
+    write_results(args.results_name, {"settings": vars(args), "targets": targets, "results": results},
+                  "\n".join(table))
 
 
 if __name__ == "__main__":
