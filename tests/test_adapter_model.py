@@ -86,14 +86,13 @@ def test_trainable_top_trains_only_the_top_layer_and_head(source):
     assert all_model.trainable_parameters()[0] > model.trainable_parameters()[0]
 
 
-MODERNBERT = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2,
-              "global_attn_every_n_layers": 1, "local_attention": 8}  # ids within the tiny vocabulary
+MODERNBERT = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "cls_token_id": 2, "sep_token_id": 3,
+              "global_attn_every_n_layers": 1, "local_attention": 8}  # the test tokenizer's special token ids
 
 
 def tiny_config(model_type: str, vocab_size: int = 60, **extra):
     return AutoConfig.for_model(model_type, vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2,
-                                num_attention_heads=2,
-                                intermediate_size=32, id2label=dict(enumerate(OLD_LABELS)),
+                                num_attention_heads=2, intermediate_size=32, id2label=dict(enumerate(OLD_LABELS)),
                                 label2id={label: i for i, label in enumerate(OLD_LABELS)}, **extra)
 
 
@@ -107,9 +106,7 @@ ARCHITECTURES = {"bert": {}, "roberta": {}, "xlm-roberta": {}, "camembert": {}, 
 def test_a_lora_extension_of_other_encoder_families_consolidates_into_a_plain_model_of_the_source_s_class(
         model_type, tokenizer, tmp_path):
     torch.manual_seed(0)
-    config = tiny_config(model_type, vocab_size=len(tokenizer),
-                         **{**ARCHITECTURES[model_type], **({"bos_token_id": 2, "eos_token_id": 3, "cls_token_id": 2,
-                                                             "sep_token_id": 3} if model_type == "modernbert" else {})})
+    config = tiny_config(model_type, vocab_size=len(tokenizer), **ARCHITECTURES[model_type])
     model = get_adapter_model(AutoModelForTokenClassification.from_config(config),
                               NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora"))
     model.has_trained = True  # the head as built: consolidation itself is what is checked
@@ -160,8 +157,8 @@ def test_lora_finds_the_attention_projections_of_encoders_peft_has_no_default_fo
 
 
 def test_lora_top_wraps_the_top_layer_of_a_stack_at_the_encoder_s_root():
-    """ModernBERT keeps its layers at the encoder's root (``layers.2``), where PEFT's layers_to_transform pattern
-    found none and refused."""
+    """ModernBERT keeps its layers at the encoder's root (``layers.<i>``), where PEFT's layers_to_transform
+    pattern found none and refused."""
     source = AutoModelForTokenClassification.from_config(tiny_config("modernbert", **MODERNBERT))
     model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora", trainable="top"))
     assert {name.split(".lora_")[0] for name, p in model.named_parameters() if "lora_" in name} == {
