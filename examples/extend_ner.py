@@ -82,6 +82,7 @@ from hf_adapter_ext.metrics import (
     forgotten_types,
     predicted_label_ids,
     source_agreement,
+    write_predictions,
 )
 from hf_adapter_ext.validation import (
     CLI,
@@ -363,6 +364,8 @@ def main(argv: list[str] | None = None) -> dict:
     card_metrics["trained_on"] = f"{sources['train']} ({len(raw['train'])} sentences)"
     model.save_pretrained(output, metrics=card_metrics)
     tokenizer.save_pretrained(output)
+    if split == "test":  # run_ner.py's predictions.txt: the extended model's tags, one test sentence per line
+        write_predictions(model, scored, tokenizer, output / "predictions.txt")
     if model_args.consolidate:
         # distilled on the rehearsal text and the domain's own unlabelled text (which raised the plain model's
         # validation F1 on CrossNER politics, benchmarks/results/consolidation_domain.md); its steps are chosen on

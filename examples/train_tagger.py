@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import (
     AutoModelForTokenClassification,
@@ -37,7 +38,7 @@ from hf_adapter_ext.data import (
 )
 from hf_adapter_ext.hub import check_model_location
 from hf_adapter_ext.launch import check_one_job, end_distributed
-from hf_adapter_ext.metrics import entity_f1_compute_metrics, type_f1
+from hf_adapter_ext.metrics import entity_f1_compute_metrics, type_f1, write_predictions
 from hf_adapter_ext.validation import (
     CLI,
     POSITIVE_FLOAT,
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_model()
         tokenizer.save_pretrained(args.output_dir)
         trainer.save_metrics("all", metrics, combined=False)
+        if "test" in encoded:  # run_ner.py's predictions.txt: one test sentence's tags per line
+            write_predictions(model, encoded["test"], tokenizer, Path(args.output_dir) / "predictions.txt")
     return metrics
 
 

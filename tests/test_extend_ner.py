@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModel, AutoModelForTokenClassification
 
 from hf_adapter_ext import NeuralAdapterModel
+from hf_adapter_ext.data import read_conll
 
 from .conftest import OLD_LABELS, build_tokenizer, tiny_config
 from .helpers import free_port
@@ -89,6 +90,9 @@ def test_a_strangers_tagger_and_files_extend_in_one_command(main, tagger, tmp_pa
         paths_suffix(kind))
     reloaded = NeuralAdapterModel.from_pretrained(AutoModelForTokenClassification.from_pretrained(tagger), out)
     assert reloaded.config.id2label[len(OLD_LABELS)] == "B-politician"
+    predictions = (out / "predictions.txt").read_text().splitlines()  # run_ner.py's file: one sentence per line
+    assert len(predictions) == saved["data"]["test"]["sentences"]
+    assert {tag for line in predictions for tag in line.split()} <= set(reloaded.config.id2label.values())
     card = (out / "README.md").read_text()
     assert "trained_on" in card and "test_new_f1" in card
 
@@ -251,6 +255,9 @@ def test_train_tagger_scores_its_test_file_per_type(tmp_path):
     types = {k[len("test_"):-len("_support")] for k in metrics if k.startswith("test_") and k.endswith("_support")}
     assert types and all(0.0 <= metrics[f"test_{t}_f1"] <= 1.0 for t in types)
     assert json.loads((out / "all_results.json").read_text())["test_overall_f1"] == metrics["test_overall_f1"]
+    sentences = read_conll(paths["test"])
+    predictions = (out / "predictions.txt").read_text().splitlines()  # run_ner.py's file: one sentence per line
+    assert [len(line.split()) for line in predictions] == [len(s["tokens"]) for s in sentences]
 
 
 def test_the_default_budget_is_steps_and_epochs_are_honoured_when_asked(main):

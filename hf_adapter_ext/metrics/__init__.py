@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -224,6 +225,15 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
         offsets = dataset["word_offset"]
         preds, refs = join_windows(preds, offsets), join_windows(refs, offsets)
     return preds, refs
+
+
+def write_predictions(model, dataset, tokenizer, path: str | os.PathLike) -> list[list[str]]:
+    """``model``'s predicted tags for ``dataset`` (tokenized, with labels) written as run_ner.py's
+    ``predictions.txt``: one line per sentence, its words' tags separated by spaces (a long sentence's windows
+    joined). Returns the tags."""
+    tags, _ = predict_tags(model, dataset, tokenizer, model.config.id2label, desc="Writing the predictions")
+    Path(path).write_text("".join(" ".join(sentence) + "\n" for sentence in tags), encoding="utf-8")
+    return tags
 
 
 def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str] = (),
