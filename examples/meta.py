@@ -319,8 +319,11 @@ def main(argv: list[str] | None = None) -> dict:
                          for name, part in (("train", train), ("validation", validation), ("test", test))}
                 (out / "model" / "class_split.json").write_text(json.dumps(split, indent=2))
         data_name = data_args.train_file or data_args.dataset  # results name the data they came from
+        # a test split with fewer classes than n_way is scored on all of them at once
+        test_ways = min(model.config.n_way, len(set(test["label"]))) if level == "sequence" else model.config.n_way
         (out / "results.json").write_text(json.dumps({"dataset": data_name, "k_shot": args.k_shot,
-                                                      "n_way": model.config.n_way, "world_size": args.world_size,
+                                                      "n_way": model.config.n_way, "test_ways": test_ways,
+                                                      "world_size": args.world_size,
                                                       "max_refined_classes": model.config.max_refined_classes,
                                                       **metrics}, indent=2))
         print(json.dumps(metrics, indent=2))

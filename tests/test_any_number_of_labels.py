@@ -161,3 +161,28 @@ def test_the_refinement_step_does_not_grow_with_the_number_of_unlabelled_queries
         out = model(**collate_episodes([one])).logits[0]
         out_doubled = model(**collate_episodes([doubled])).logits[0, : len(one["query_labels"])]
     torch.testing.assert_close(out_doubled, out, atol=1e-4, rtol=1e-4)
+
+
+def test_a_split_with_fewer_classes_than_n_way_is_scored_on_all_of_them_or_refused_by_name(tmp_path, tokenizer,
+                                                                                            caplog):
+    """A user's 12 intents, split 60/20/20, leave 2-3 classes to validation and test: a model that serves any number
+    of labels is scored on all of them at once (a 5-way sampler refused them, naming no split)."""
+    from hf_adapter_ext import SemiSupervisedMetaTrainer
+
+    data = intent_data(tokenizer)
+    small = data.filter(lambda row: row["label"] < 3)
+    model = SIBForFewShotClassification(SIBConfig(n_way=5), backbone=tiny_backbone(tokenizer.vocab_size))
+    with caplog.at_level("WARNING", logger="hf_adapter_ext.meta.episode_data"):
+        trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path, shape_top_layers=0),
+                                            train_dataset=data, eval_dataset=small, processing_class=tokenizer)
+        episodes = trainer.as_episodes(small, training=False)
+    assert {len(episodes.sampler(i).classes) for i in range(10)} == {3}
+    assert "holds 3 classes, fewer than n_way=5: its episodes are 3-way" in caplog.text
+    assert 0 <= trainer.evaluate()["eval_sib_accuracy"] <= 1
+    fixed = SIBForFewShotClassification(SIBConfig(n_way=5, grad_net="fixed"), backbone=tiny_backbone(tokenizer.vocab_size))
+    with pytest.raises(ValueError, match=r"eval dataset holds 3 classes, fewer than n_way=5.*grad_net='equivariant'"):
+        SemiSupervisedMetaTrainer(model=fixed, args=meta_args(tmp_path), train_dataset=data, eval_dataset=small,
+                                  processing_class=tokenizer)
+    with pytest.raises(ValueError, match=r"train dataset holds 3 classes, fewer than n_way=5: lower n_way"):
+        SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path), train_dataset=small,
+                                  processing_class=tokenizer)

@@ -74,6 +74,7 @@ def test_own_file_trains_and_evaluates_end_to_end(meta, tmp_path, tokenizer, kin
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == str(path)  # the data it came from
+    assert results["test_ways"] == min(2, len(names[8:]))  # classes per test episode
     # 2 validation classes: the refinement was checked on 2-way tasks, and the saved model keeps the outcome
     assert results["max_refined_classes"] in (None, 0)
     split = json.loads((out / "model" / "class_split.json").read_text())

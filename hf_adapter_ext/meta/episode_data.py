@@ -85,9 +85,24 @@ def episode_sampler(data, config, k_shot: int, n_query: int, seed: int, columns:
                          "(the names are kept in its ClassLabel feature).")
     names = label_column_names(data, columns)
     fewest, most = ways or (config.n_way, config.n_way)
+    classes = len(set(labels))
+    if classes < 2:
+        raise ValueError(f"The {name} dataset holds {classes} class; an episode chooses between at least 2. Give it "
+                         "more classes.")
     if ways is not None:  # mixed sizes: as many as the split holds, at most
-        most = min(most, len(set(labels)))
+        most = min(most, classes)
         fewest = min(fewest, most)
+    elif classes < config.n_way and config.any_number_of_classes and name != "train":
+        # a small evaluation split (a user's 12 intents split 60/20/20 leaves 2-3 per split): all of its classes
+        # at once, which a model that serves any number of labels can be scored on
+        fewest = most = classes
+        logger.warning("The %s dataset holds %d classes, fewer than n_way=%d: its episodes are %d-way (all of them).",
+                       name, classes, config.n_way, classes)
+    elif classes < config.n_way:
+        raise ValueError(f"The {name} dataset holds {classes} classes, fewer than n_way={config.n_way}: lower n_way "
+                         "(--n_way), or give it more classes (--split_fractions or the class lists)"
+                         + ("." if name == "train" or config.any_number_of_classes else
+                            "; a model with grad_net='equivariant' is scored on small splits with all their classes."))
     return EpisodeSampler(labels, sorted(set(labels)), fewest, k_shot, n_query, seed, names, uneven_queries, most,
                           natural_queries)
 

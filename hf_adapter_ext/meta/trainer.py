@@ -138,8 +138,9 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
             logger.info("Not checking whether the label names help: the validation dataset's labels have no names.")
             return None
         args, labels = self.args, list(data[self.columns.label])
-        tasks = episodes.with_sampler(EpisodeSampler(labels, sorted(set(labels)), self.model.config.n_way, args.k_shot,
-                                                     args.n_query, args.eval_seed, natural_queries=True),
+        ways = min(self.model.config.n_way, len(set(labels)))  # a small validation split: all its classes
+        tasks = episodes.with_sampler(EpisodeSampler(labels, sorted(set(labels)), ways, args.k_shot, args.n_query,
+                                                     args.eval_seed, natural_queries=True),
                                       args.refinement_check_episodes)
         mean, ci95 = check_label_names(self.model, tasks, args.per_device_eval_batch_size)
         logger.info("Reading the label names changes validation accuracy by %+.2f ± %.2f points; %s.", 100 * mean,
