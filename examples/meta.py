@@ -319,8 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
                          for name, part in (("train", train), ("validation", validation), ("test", test))}
                 (out / "model" / "class_split.json").write_text(json.dumps(split, indent=2))
         data_name = data_args.train_file or data_args.dataset  # results name the data they came from
-        # a test split with fewer classes than n_way is scored on all of them at once
-        test_ways = min(model.config.n_way, len(set(test["label"]))) if level == "sequence" else model.config.n_way
+        # classes per test episode: all of a test split's classes where it has fewer than n_way
+        test_ways = trainer.as_episodes(test, training=False).sampler.n_way if level == "sequence" \
+            else model.config.n_way
         (out / "results.json").write_text(json.dumps({"dataset": data_name, "k_shot": args.k_shot,
                                                       "n_way": model.config.n_way, "test_ways": test_ways,
                                                       "world_size": args.world_size,

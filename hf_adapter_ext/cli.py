@@ -125,7 +125,6 @@ def without_evaluation(args: TrainingArguments, trains: bool, **changes) -> Trai
     return dataclasses.replace(args, eval_strategy="no", load_best_model_at_end=False, **changes)
 
 
-
 def command_line(argv: Sequence[str] | None) -> list[str]:
     """The command line (None: ``sys.argv[1:]``), with run_ner.py's convention: a single argument naming a ``.json``
     (or ``.yaml``) file of ``{"option": value}`` stands for those options. They become the words they would be on

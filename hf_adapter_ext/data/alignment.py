@@ -19,19 +19,23 @@ DEFAULT_MAX_LENGTH = 512
 _PROBE_WORDS = ("John", "lives", "in", "New", "York")
 
 
-def tokenizes_words_as_text(tokenizer) -> bool:
-    """Whether ``tokenizer`` gives words passed one by one (``is_split_into_words=True``) the subwords they get in
-    running text."""
+def _probe_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """The probe words' ids passed one by one (``is_split_into_words=True``), and as running text."""
     as_words = tokenizer(list(_PROBE_WORDS), is_split_into_words=True, add_special_tokens=False)["input_ids"]
-    return as_words == tokenizer(" ".join(_PROBE_WORDS), add_special_tokens=False)["input_ids"]
+    return as_words, tokenizer(" ".join(_PROBE_WORDS), add_special_tokens=False)["input_ids"]
+
+
+def tokenizes_words_as_text(tokenizer) -> bool:
+    """Whether ``tokenizer`` gives words passed one by one the subwords they get in running text."""
+    as_words, as_text = _probe_ids(tokenizer)
+    return as_words == as_text
 
 
 def check_tokenizes_words_as_text(tokenizer, where: str) -> None:
     """Refuse a tokenizer that encodes pre-split words unlike running text (`tokenizes_words_as_text`)."""
-    if not tokenizes_words_as_text(tokenizer):
-        words = tokenizer.convert_ids_to_tokens(tokenizer(list(_PROBE_WORDS), is_split_into_words=True,
-                                                          add_special_tokens=False)["input_ids"])
-        text = tokenizer.tokenize(" ".join(_PROBE_WORDS))
+    as_words, as_text = _probe_ids(tokenizer)
+    if as_words != as_text:
+        words, text = tokenizer.convert_ids_to_tokens(as_words), tokenizer.convert_ids_to_tokens(as_text)
         raise ValueError(f"{where}: the tokenizer ({type(tokenizer).__name__}) encodes words given one by one unlike "
                          f"the same words in running text ({words[:6]} against {text[:6]}), so a tagger trained on "
                          "them would be given other subwords by the pipeline. A byte-level BPE tokenizer (RoBERTa, "

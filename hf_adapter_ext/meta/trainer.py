@@ -138,7 +138,7 @@ class SemiSupervisedMetaTrainer(OwnModelCardMixin, Trainer):
             logger.info("Not checking whether the label names help: the validation dataset's labels have no names.")
             return None
         args, labels = self.args, list(data[self.columns.label])
-        ways = min(self.model.config.n_way, len(set(labels)))  # a small validation split: all its classes
+        ways = episodes.sampler.n_way  # the validation episodes' size (all the classes of a small split)
         tasks = episodes.with_sampler(EpisodeSampler(labels, sorted(set(labels)), ways, args.k_shot, args.n_query,
                                                      args.eval_seed, natural_queries=True),
                                       args.refinement_check_episodes)
