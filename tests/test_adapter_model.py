@@ -277,3 +277,35 @@ def test_hidden_states_attentions_and_tuples_as_a_transformers_token_classifier(
     assert out.attentions[0].shape == (2, source.config.num_attention_heads, *inputs["input_ids"].shape[1:] * 2)
     assert plain.hidden_states is None and plain.attentions is None and torch.equal(plain.logits, out.logits)
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], plain.loss) and torch.equal(as_tuple[1], plain.logits)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("config", [{}, {"target": "lora"}, {"target": "frozen", "adapter": "mlp"},
+                                    {"head": "linear"}, {"adapter": "none"}])
+def test_a_half_precision_source_stays_so_and_what_trains_is_float32(tokenizer, tmp_path, dtype, config):
+    """A source loaded with torch_dtype=torch.bfloat16 to save memory (it was an RNN dtype error): the frozen source
+    keeps its precision, the trained parts are float32 (as PEFT keeps adapter weights), the scores are those of the
+    same extension over the source's weights in float32, up to the source's rounding; it trains and reloads."""
+    def half_source():
+        torch.manual_seed(0)
+        return tiny_source("bert", tokenizer.vocab_size).to(dtype)
+
+    half = half_source()
+    float_twin = half_source().float()  # the same (rounded) weights, in float32
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    models = {}
+    for name, source in (("half", half), ("float", float_twin)):
+        torch.manual_seed(1)
+        models[name] = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, **config)).eval()
+    model = models["half"]
+    assert all(p.dtype == dtype for n, p in half.named_parameters() if "lora_" not in n)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).emissions, models["float"](**batch).emissions, atol=0.05, rtol=0.05)
+    _train(model, batch, steps=3)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        expected = model(**batch).logits
+        reloaded = NeuralAdapterModel.from_pretrained(half_source(), tmp_path).eval()(**batch).logits
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(reloaded, expected, atol=0, rtol=0)

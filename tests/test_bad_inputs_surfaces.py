@@ -619,6 +619,9 @@ HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, script
 C = NeuralAdapterConfig
 V, T, F = ValueError, TypeError, FileNotFoundError
 REFUSED = [
+    # ---- a CoNLL file with its tags in the first column (its words were refused as "IO tags")
+    ("conll tags first", lambda: load_conll({"train": conll_file("B-PER John\nO lives\n")}), V,
+     r"data.conll: sentence 0: the first column holds tags.*swap the columns"),
     # ---- new labels and the label hierarchy
     ("new label B-O", lambda: get_adapter_model(source(), C(new_labels=["B-O", "I-O"])), V, r"'O' is the outside tag"),
     ("new label B-B-X", lambda: get_adapter_model(source(), C(new_labels=["B-B-X"])), V, r"is a BIO label"),

@@ -5,7 +5,7 @@
   the renamed tags;
 - SIB at run time: permuting the query set only permutes the answers;
 - the extended model: a sentence scores and decodes the same alone as in any padded batch, for every target,
-  adapter and head;
+  adapter and head; a source's labels listed in any order teach the same extension, up to that order;
 - type names: any string as a rename target or a label parent is used as written, or refused by name;
 - new labels: any list of B-/I- tags is accepted only when every new type has both its tags, else refused by name;
 - the scripts' numeric options at 0, negative, huge, NaN and infinite values: refused by name at parse time, or
@@ -28,12 +28,20 @@ from hypothesis import strategies as st
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
-from hf_adapter_ext import NeuralAdapterConfig, SIBConfig, SIBForFewShotClassification, get_adapter_model
+from hf_adapter_ext import (
+    AdapterDataCollator,
+    NeuralAdapterConfig,
+    SIBConfig,
+    SIBForFewShotClassification,
+    add_rehearsal,
+    get_adapter_model,
+)
 from hf_adapter_ext.data import load_ner_files, rename_types
 from hf_adapter_ext.metrics import load_entity_f1
 from hf_adapter_ext.modeling.tags import validate_new_labels
 
-from .conftest import tiny_source
+from .conftest import OLD_LABELS, build_tokenizer, tiny_source
+from .helpers import toy_dataset
 from .test_bad_inputs_surfaces import REACHED_NEXT_STEP, SCRIPT_MODULES, run
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -181,6 +189,54 @@ def test_a_sentence_scores_the_same_alone_as_in_any_padded_batch(options, length
             assert torch.equal(batch.logits[i, real].argmax(-1), alone.logits[0].argmax(-1))
 
 
+TOY_TOKENIZER = build_tokenizer()
+
+
+def extension_after_training(old_labels: list[str], row_order: list[int], options: dict):
+    """A source whose output rows are the reference source's in ``row_order`` (labelled ``old_labels``), extended
+    with LOC and trained a few steps on the toy corpus with rehearsal text: its scores (emissions, in its own label
+    order), its decoded tags and its last loss."""
+    source = tiny_source("bert", TOY_TOKENIZER.vocab_size, labels=old_labels)
+    with torch.no_grad():
+        source.classifier.weight.copy_(source.classifier.weight[row_order])
+        source.classifier.bias.copy_(source.classifier.bias[row_order])
+    torch.manual_seed(0)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=["B-LOC", "I-LOC"], adapter="none", **options))
+    labels = [*old_labels, "B-LOC", "I-LOC"]
+    data = add_rehearsal(toy_dataset(TOY_TOKENIZER, labels=labels), ["mary visited acme", "the european union"],
+                         model, TOY_TOKENIZER)
+    batch = AdapterDataCollator(TOY_TOKENIZER)(list(data))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    model.train()
+    for _ in range(4):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        out = model.eval()(**{k: v for k, v in batch.items() if k not in ("labels", "rehearsal")})
+    real = batch["attention_mask"].bool()
+    tags = [labels[i] for i in out.logits[real].argmax(-1).tolist()]
+    return out.emissions[real], tags, loss.item(), labels
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.permutations(range(len(OLD_LABELS))), head=st.sampled_from(["crf", "linear"]),
+       annotation=st.sampled_from(["full", "new_only"]))
+def test_a_source_s_label_order_does_not_change_what_its_extension_learns(order, head, annotation):
+    """Hub taggers list their labels in any order ('O' last, types interleaved). Whatever reads a label by its id
+    (the outside tag, padding, distillation of the source's scores, rehearsal, the BIO constraints) must read it by
+    name: the same source with its labels listed in another order learns the same extension, up to that order."""
+    options = {"head": head, "annotation": annotation}
+    emissions, tags, loss, labels = extension_after_training(OLD_LABELS, list(range(len(OLD_LABELS))), options)
+    permuted = [OLD_LABELS[i] for i in order]
+    emissions_p, tags_p, loss_p, labels_p = extension_after_training(permuted, order, options)
+    assert tags_p == tags
+    assert loss_p == pytest.approx(loss, rel=1e-4)
+    torch.testing.assert_close(emissions_p[:, [labels_p.index(label) for label in labels]], emissions,
+                               atol=1e-4, rtol=1e-4)
+
+
 # Any string a user may type as a type name: letters, the BIO prefixes, "O", spaces, empty.
 NAME_PARTS = st.sampled_from(["", "O", "B-", "I-", " ", "PER", "per", "x", "\t", "-", "ORG", "é"])
 ANY_NAME = st.lists(NAME_PARTS, min_size=0, max_size=3).map("".join)
@@ -225,7 +281,7 @@ def test_any_label_parents_are_kept_or_refused_by_name(child, parent):
     assert model.peft_config.label_parents == {child: parent} and parent in ("PER", "ORG", "MISC")
 
 
-OLD_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+PAIRED_SOURCE_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
 
 
 @SETTINGS
@@ -233,15 +289,15 @@ OLD_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
                     max_size=5, unique=True))
 def test_any_new_labels_are_accepted_only_as_whole_b_i_pairs(new):
     labels = [f"{prefix}-{name}" for prefix, name in new]
-    pairs_complete = all(f"{other}-{name}" in labels + OLD_LABELS for _, name in new for other in "BI")
+    pairs_complete = all(f"{other}-{name}" in labels + PAIRED_SOURCE_LABELS for _, name in new for other in "BI")
     try:
-        validate_new_labels(OLD_LABELS, labels)
+        validate_new_labels(PAIRED_SOURCE_LABELS, labels)
     except ValueError as err:
-        clash = any(label in OLD_LABELS for label in labels)
+        clash = any(label in PAIRED_SOURCE_LABELS for label in labels)
         assert clash or not pairs_complete, str(err)
         assert any(repr(label) in str(err) for label in labels), str(err)  # names what is wrong
         return
-    assert pairs_complete and not any(label in OLD_LABELS for label in labels)
+    assert pairs_complete and not any(label in PAIRED_SOURCE_LABELS for label in labels)
 
 
 # Options where 0 or a negative value means nothing sensible (nothing trains, nothing is drawn): always refused.

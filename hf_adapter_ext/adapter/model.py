@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
@@ -144,7 +145,7 @@ class NeuralAdapterModel(PreTrainedModel):
         source_head = getattr(source, anatomy.output_layer_name(source, self.num_old_labels))
         encoder = anatomy.encoder_of(source)
         if config.target == "copy":
-            self.target_encoder = copy.deepcopy(encoder)
+            self.target_encoder = copy.deepcopy(encoder).float()  # trained weights in float32: see below
             self.target_encoder.requires_grad_(True)
             if config.trainable == "top":
                 self._freeze_below_top(self.target_encoder)
@@ -162,6 +163,12 @@ class NeuralAdapterModel(PreTrainedModel):
         self.adapter = adapter_cls(self.num_old_labels, len(labels), config.adapter_hidden_size) if adapter_cls else None
         self.crf = (expand_crf(anatomy.crf_of(source), labels, config.bio_constraints, copy_from)
                     if config.head == "crf" else None)
+        # A source loaded in half precision (torch_dtype=torch.bfloat16, to save memory) stays so, frozen; what
+        # trains is kept in float32, as PEFT keeps adapter weights (autocast_adapter_dtype): half-precision weights
+        # lose the small updates, and the parts must agree on one dtype where they meet.
+        for part in (self.classifier, self.adapter, self.crf):
+            if part is not None:
+                part.float()
         # Distillation compares the source's distribution with the target's collapsed onto the source's labels:
         # a subtype's mass counts for its parent (label_parents), a new label without a parent stays its own
         # column, where the source's mass is zero.
@@ -218,6 +225,7 @@ class NeuralAdapterModel(PreTrainedModel):
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(target_modules))
         inject_adapter_in_model(lora, encoder)
+        cast_adapter_dtype(encoder, "default", autocast_adapter_dtype=True)  # float32 LoRA on a half-precision source
 
     # ------------------------------------------------------------------ forward
     def _trained_encoder(self) -> nn.Module:
@@ -307,7 +315,7 @@ class NeuralAdapterModel(PreTrainedModel):
         need_source = self.adapter is not None or distill
         features, source_logits, encoded = self._features_and_source_logits(inputs, source_logits, need_source,
                                                                             hidden, attentions)
-        emissions = self.classifier(self.dropout(features))
+        emissions = self.classifier(self.dropout(features).to(self.classifier.weight.dtype))
         if self.adapter is not None:
             emissions = emissions + self.adapter(source_logits.to(emissions.dtype), attention_mask)
 

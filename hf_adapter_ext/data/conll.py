@@ -72,12 +72,29 @@ def _checked_tags(owner: str, tags: Sequence[str], prefixes: str) -> list[str]:
     """``tags`` as a list of 'O' and '<prefix>-<type>' strings (one of ``prefixes``), or a refusal naming the others
     and their fix: read past, they would pass through unconverted and be scored as something else."""
     tags = check_string_list(owner, "tags", tags, "['B-PER', 'I-PER', 'O']")
-    odd = sorted({tag for tag in tags if tag != "O" and not (tag[:1] in prefixes and tag[1:2] == "-")})
+    odd = sorted({tag for tag in tags if not _is_tag(tag, prefixes)})
     if odd:
         also = f" (or {', '.join(p + '-' for p in prefixes[2:])} of IOBES / BILOU)" if prefixes[2:] else ""
         raise ValueError(f"{owner}: tags {odd[:5]} are neither 'O' nor 'B-<type>' / 'I-<type>'{also}. "
                          f"{_scheme_hint(odd)}")
     return tags
+
+
+def _is_tag(value: str, prefixes: str = "BIESUL") -> bool:
+    return value == "O" or (value[:1] in prefixes and value[1:2] == "-")
+
+
+def _check_file_tags(sentences: list[dict], path) -> None:
+    """Each sentence's tags, checked as :func:`_checked_tags` does, naming the file and sentence; a file with the
+    tags in its first column and the words in its last is named as such (its words read as tags otherwise, and
+    were refused as "IO tags")."""
+    for index, sentence in enumerate(sentences):
+        owner = f"{path}: sentence {index}"
+        if all(map(_is_tag, sentence["tokens"])) and not all(map(_is_tag, sentence["tags"])):
+            raise ValueError(f"{owner}: the first column holds tags ({sentence['tokens'][:3]}) and the last holds "
+                             f"words ({sentence['tags'][:3]}); a CoNLL file puts each word first and its tag last "
+                             "('EU B-ORG'): swap the columns.")
+        _checked_tags(owner, sentence["tags"], "BIESUL")
 
 
 def from_iobes(tags: Sequence[str]) -> list[str]:
@@ -156,9 +173,8 @@ def _dataset_from_sentences(sentences, path, labels, scheme) -> Dataset:
         raise ValueError(f"scheme={scheme!r}; choose 'auto', 'iob1' or 'iob2'.")
     if not sentences:
         raise ValueError(f"{path} holds no sentences; check the path and the file format (one token per line).")
+    _check_file_tags(sentences, path)
     check_tag_case((tag, f"{path}: sentence {i}") for i, s in enumerate(sentences) for tag in s["tags"])
-    for index, sentence in enumerate(sentences):
-        _checked_tags(f"{path}: sentence {index}", sentence["tags"], "BIESUL")
     _from_iobes_in_place(sentences, path, scheme)
     converted = 0
     for index, sentence in enumerate(sentences):
@@ -230,6 +246,8 @@ def datasets_from_sentences(sentences: dict[str, list[dict]], sources: dict, lab
     """``{"tokens", "tags"}`` sentences by split as one `DatasetDict` in IOB2 (IOB1 converted, with a warning),
     with one label set for every split: ``labels``, or inferred from all of them. ``sources`` name each split's
     file in messages."""
+    for split, rows in sentences.items():
+        _check_file_tags(rows, sources[split])
     check_tag_case((tag, f"{sources[split]}: sentence {i}") for split, rows in sentences.items()
                    for i, s in enumerate(rows) for tag in s["tags"])
     warn_repeated_training_sentences(sentences, sources)
