@@ -41,6 +41,7 @@ from hf_adapter_ext import (
     get_adapter_model,
     parse_pairs,
     save_consolidated,
+    source_labels,
 )
 from hf_adapter_ext.adapter import add_source_logits
 from hf_adapter_ext.adapter.self_training import pseudo_label
@@ -89,7 +90,7 @@ from hf_adapter_ext.metrics import (
 )
 from hf_adapter_ext.validation import check_training_arguments
 
-from .conftest import NEW_LABELS, build_byte_level_tokenizer, build_tokenizer, tiny_source
+from .conftest import NEW_LABELS, OLD_LABELS, build_byte_level_tokenizer, build_tokenizer, tiny_source
 from .helpers import toy_dataset
 from .test_bad_inputs import episode, meta_args, model, parents_model, sib, source
 
@@ -596,6 +597,14 @@ def settings_that_nothing_reads_are_warned():
         MetaTrainingArguments(output_dir=tempfile.mkdtemp(), max_train_ways=6, min_train_ways=3, shape_epochs=5)
 
 
+def source_labels_reads_a_model_its_config_or_its_config_json():
+    """``source_labels(source)`` answered "no real id2label (found nothing)" for a model that has one; a config.json
+    read as a dict keys its ids as strings."""
+    tagger = source()
+    as_json = json.loads(tagger.config.to_json_string())
+    assert source_labels(tagger) == source_labels(tagger.config) == source_labels(as_json) == OLD_LABELS
+
+
 def metric_takes_seqeval_options_that_ask_for_what_it_does():
     """evaluate.load("seqeval") users pass mode="strict", scheme="IOB2", zero_division=0: those are what entity_f1
     does, so they are accepted (they were "unexpected keyword argument")."""
@@ -604,7 +613,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, source_labels_reads_a_model_its_config_or_its_config_json, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns, read_sentences_takes_datasets_text_files,
@@ -960,6 +969,10 @@ REFUSED = [
      r"needs a map-style training set"),  # its rehearsal rows passed once per epoch, rehearsal_ratio unread
     ("align fewer word labels than words", lambda: align_word_labels([None, 0, 1, 2, None], [1, 2]), V,
      r"found word 2, but there are only 2 word labels"),  # was an IndexError
+    ("first rows one number for every split", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), 100), T,
+     r"limits must be a dict of split -> row count"),  # was "'int' object has no attribute 'items'"
+    ("source_labels of a model id", lambda: source_labels("dslim/bert-base-NER"), T,
+     r"source_labels takes a token classifier, its config"),
     ("first rows limit 0", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": 0}), V,
      r"limits\['train'\]=0"),  # kept every row
     ("first rows limit negative", lambda: first_rows(DatasetDict(train=toy_dataset(TOKENIZER)), {"train": -1}), V,

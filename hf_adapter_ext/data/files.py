@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from datasets import DatasetDict
 
-from ..validation import SAMPLE_LIMIT, check_number
+from ..validation import SAMPLE_LIMIT, WrongKindError, check_number
 from .conll import datasets_from_sentences, load_conll
 from .text_files import read_csv_rows, read_json_records
 
@@ -58,6 +59,9 @@ def first_rows(data: DatasetDict, limits: dict[str, int | None]) -> DatasetDict:
     """Each split cut to its first ``limits[split]`` rows (``--max_train_samples`` and kin; None: all), as run_ner.py
     does. A limit beyond a split's size keeps all of it, and says so: a sample size the data cannot give is not that
     sample size."""
+    if not isinstance(limits, Mapping):
+        raise WrongKindError(f"first_rows: limits must be a dict of split -> row count (None: all), e.g. "
+                             f"{{'train': 100}}; got {limits!r}.")
     for split, limit in limits.items():
         check_number("first_rows", f"limits[{split!r}]", limit, SAMPLE_LIMIT)
         if limit and split in data:

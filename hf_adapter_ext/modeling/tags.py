@@ -12,9 +12,22 @@ _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
 def source_labels(config) -> list[str]:
-    """The source model's labels in id order; refuses configs that never named their labels."""
-    id2label: Mapping = getattr(config, "id2label", None) or {}
-    labels = [id2label[i] for i in sorted(int(k) for k in id2label)] if id2label else []
+    """The source model's labels in id order; refuses configs that never named their labels.
+
+    Args:
+        config: the model's ``PretrainedConfig``, the model itself, or its ``config.json`` as a dict (whose ids
+            are strings).
+    """
+    config = getattr(config, "config", config)  # a model: its config
+    if isinstance(config, Mapping):
+        id2label = config.get("id2label") or {}
+    elif hasattr(config, "to_dict"):
+        id2label = getattr(config, "id2label", None) or {}
+    else:
+        raise WrongKindError(f"source_labels takes a token classifier, its config or its config.json as a dict; got "
+                             f"{type(config).__name__}.")
+    id2label = {int(k): v for k, v in id2label.items()}
+    labels = [id2label[i] for i in sorted(id2label)]
     labels = [str(label) for label in labels]
     if not labels or all(_DEFAULT_LABEL.match(label) for label in labels):
         raise ValueError(
