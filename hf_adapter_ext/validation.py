@@ -328,6 +328,20 @@ def entity_type_name(value, where: str, allow_outside: bool = False) -> str:
     return value
 
 
+def check_type_parents(owner: str, value, name: str = "type_parents") -> dict[str, str]:
+    """A ``{subtype: parent type}`` mapping (``{"politician": "PER"}``) as a dict, each name an entity type; None is
+    an empty one. A bare string or a list of names would be read as pairs of characters."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise WrongKindError(f"{owner}: {name} must be a dict of subtype -> the old type it refines, e.g. "
+                             f"{{'politician': 'PER'}}; got {type(value).__name__} {value!r:.60}.")
+    for child, parent in value.items():
+        entity_type_name(child, f"{owner} {name}")
+        entity_type_name(parent, f"{owner} {name} (the parent of {child!r})")
+    return dict(value)
+
+
 def check_bio_label(label: str, where: str) -> str:
     """A BIO label ``B-<type>`` / ``I-<type>`` whose type passes :func:`entity_type_name`."""
     if not isinstance(label, str) or label[:2] not in ("B-", "I-"):

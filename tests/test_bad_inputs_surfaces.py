@@ -844,6 +844,19 @@ REFUSED = [
     ("metric parents BIO", lambda: score([["B-PER"]], [["B-PER"]], type_parents={"politician": "B-PER"}), V,
      r"'B-PER' is a BIO label"),
     ("metric parents list", lambda: score([["B-PER"]], [["B-PER"]], type_parents=[("a", "PER")]), T, r"type_parents"),
+    # {subtype: parent} wherever it enters (was "dictionary update sequence element #0 ...", at evaluation for Trainer)
+    ("evaluate_tagger parents a string", lambda: evaluate_tagger(model(), toy_dataset(TOKENIZER), TOKENIZER,
+        model().config.id2label, type_parents="politician=PER"), T, r"evaluate_tagger: type_parents must be a dict"),
+    ("compute_metrics parents a list", lambda: entity_f1_compute_metrics(model().config.id2label, type_parents=[
+        "politician", "PER"]), T, r"entity_f1_compute_metrics: type_parents must be a dict"),
+    ("source_agreement parents a string", lambda: source_agreement(source(), model(), ["john lives"], TOKENIZER,
+        label_parents="politician"), T, r"source_agreement: label_parents must be a dict"),
+    ("read_conll tag column a string", lambda: read_conll(conll_file("John B-PER\n"), tag_column="1"), T,
+     r"read_conll.tag_column must be a whole number"),
+    ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
+     r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
+    ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,
+     r"AdapterDataCollator.padding='longst'"),  # was refused only at the first batch
     ("metric sample_weight", lambda: score([["B-PER"]], [["B-PER"]], sample_weight=[2.0]), V,
      r"sample_weight=\[2.0\]"),  # was "unexpected keyword argument 'sample_weight'" (seqeval's metric takes it)
     ("metric lengths differ", lambda: score([["O", "O"]], [["O"]]), V, r"2 predicted tags for 1 gold"),

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from datasets import Array2D, Dataset
 from transformers import DataCollatorForTokenClassification
+from transformers.utils import PaddingStrategy
 
 from ..modeling.outputs import label_scores
 from ..validation import (
     POSITIVE_INT,
     Number,
+    check_choice,
     check_columns,
     check_finite_tensor,
     check_number,
@@ -89,6 +91,10 @@ class AdapterDataCollator(DataCollatorForTokenClassification):
         check_number("AdapterDataCollator", "max_length", self.max_length, dataclasses.replace(POSITIVE_INT,
                                                                                               optional=True))
         check_number("AdapterDataCollator", "label_pad_token_id", self.label_pad_token_id, LABEL_PAD)
+        padding = self.padding.value if isinstance(self.padding, PaddingStrategy) else self.padding
+        check_choice("AdapterDataCollator", "padding", padding, (True, False, *(s.value for s in PaddingStrategy)))
+        # numpy batches skip torch_call, so cached source_logits would not be padded: the models here take tensors
+        check_choice("AdapterDataCollator", "return_tensors", self.return_tensors, ("pt",))
 
     def torch_call(self, features):
         check_aligned_features(features, ("labels", SOURCE_LOGITS))

@@ -10,8 +10,10 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dat
 from datasets import Sequence as SequenceFeature
 
 from ..validation import (
+    Number,
     check_bio_label,
     check_bio_label_set,
+    check_number,
     check_string_list,
     check_tag_case,
     entity_type_name,
@@ -20,6 +22,7 @@ from ..validation import (
 from .text_files import numbered_lines
 
 logger = logging.getLogger(__name__)
+TAG_COLUMN = Number(int, example="-1", why="a column's index; -1, the default, is the last")
 CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
 
@@ -29,6 +32,7 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[dict]:
     Raises ``ValueError`` naming the file and line when a line has a different number of columns
     than the file's first token line.
     """
+    check_number("read_conll", "tag_column", tag_column, TAG_COLUMN)
     sentences, tokens, tags = [], [], []
     columns = None
     for line_no, line in numbered_lines(path):

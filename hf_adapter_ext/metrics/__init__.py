@@ -29,6 +29,7 @@ from ..validation import (
     check_string_list,
     check_tag_sequences,
     check_texts,
+    check_type_parents,
 )
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
@@ -97,6 +98,7 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
     :func:`predicted_label_ids` as ``preprocess_logits_for_metrics``) reporting entity F1 overall, old/new and per type (and
     old types with subtypes counted as their parent, given ``type_parents``)."""
     id2label = label_names_by_id(id2label, "entity_f1_compute_metrics")
+    type_parents = check_type_parents("entity_f1_compute_metrics", type_parents)
     new_types = check_new_types(new_types, id2label, "entity_f1_compute_metrics")
     metric = load_entity_f1()
 
@@ -138,8 +140,7 @@ def entity_f1_compute_metrics(id2label: Mapping[int, str], new_types: Sequence[s
                 return {}
             preds, refs = gathered["preds"], gathered["refs"]
             gathered.update(preds=[], refs=[])  # the next evaluation starts afresh
-        scores = metric.compute(predictions=preds, references=refs, new_types=new_types,
-                                type_parents=dict(type_parents or {}))
+        scores = metric.compute(predictions=preds, references=refs, new_types=new_types, type_parents=type_parents)
         if not new_types:  # a tagger with nothing new: a new-type F1 of 0.0 would read as a type it fails on
             scores = {k: v for k, v in scores.items() if k not in ("new_precision", "new_recall", "new_f1")}
         return scores
@@ -242,9 +243,10 @@ def evaluate_tagger(model, dataset, tokenizer, id2label, new_types: Sequence[str
     labelled dataset, and its ``bio_invalid_spans``."""
     new_types = check_new_types(new_types, label_names_by_id(id2label, "evaluate_tagger"), "evaluate_tagger",
                                 absent_allowed=True)  # a source scored with its extension's new types
+    type_parents = check_type_parents("evaluate_tagger", type_parents)
     preds, refs = predict_tags(model, dataset, tokenizer, id2label, **kwargs)
     scores = load_entity_f1().compute(predictions=preds, references=refs, new_types=new_types,
-                                      type_parents=dict(type_parents or {}))
+                                      type_parents=type_parents)
     return {**{k: float(v) if isinstance(v, float) else v for k, v in scores.items()},
             "bio_invalid_spans": bio_invalid_spans(preds)}
 
@@ -334,6 +336,7 @@ def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_p
                              "(model.source).")
     if label_parents is None:
         label_parents = getattr(getattr(model, "peft_config", None), "label_parents", None)
+    label_parents = check_type_parents("source_agreement", label_parents, "label_parents")
     sentences = check_texts(sentences, "source_agreement: sentences")[:check_number(
         "source_agreement", "max_sentences", max_sentences, POSITIVE_INT)]
     encoded = encode_unlabelled([sentence.split() for sentence in sentences], tokenizer, desc="Encoding text")

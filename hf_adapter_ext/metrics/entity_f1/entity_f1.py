@@ -11,7 +11,7 @@ from seqeval.scheme import IOB2, Entities
 
 from hf_adapter_ext.bio import is_bio_label
 from hf_adapter_ext.data.conll import to_iob2
-from hf_adapter_ext.validation import check_string_list, entity_type_name
+from hf_adapter_ext.validation import check_string_list, check_type_parents, entity_type_name
 
 _DESCRIPTION = """Entity-level precision, recall and F1 over exact spans (seqeval, strict IOB2), overall,
 per entity type, and for two groups of types: the `new_types` a model was extended with and the old ones."""
@@ -87,12 +87,7 @@ class EntityF1(evaluate.Metric):
         new_types = check_string_list("entity_f1", "new_types", [] if new_types is None else new_types, "['LOC']")
         for name in new_types:
             entity_type_name(name, "entity_f1 new_types")
-        if type_parents is not None and not isinstance(type_parents, dict):
-            raise TypeError(f"entity_f1 type_parents must be a dict of subtype -> parent type, e.g. "
-                            f"{{'politician': 'PER'}}; got {type(type_parents).__name__}.")
-        for child, parent in (type_parents or {}).items():
-            entity_type_name(child, "entity_f1 type_parents")
-            entity_type_name(parent, f"entity_f1 type_parents (the parent of {child!r})")
+        type_parents = check_type_parents("entity_f1", type_parents)
         if not references:  # no sentence scored: a 0.0 here would read as a model that finds nothing
             raise ValueError("entity_f1: no sentences to score (predictions and references are empty); pass one list "
                              "of tags per sentence.")
