@@ -15,7 +15,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from .bio import bio_decoding_problem
 from .modeling.tags import entity_types
 from .pipelines import BIOTokenClassificationPipeline
-from .validation import check_flag, check_save_directory, check_tokenizer_matches
+from .validation import WrongKindError, check_flag, check_save_directory, check_tokenizer_matches
 
 _TEMPLATE_DIRS = (
     Path(__file__).resolve().parent.parent / "model_cards",  # source checkout / editable install
@@ -43,6 +43,9 @@ def hub_model_id(name_or_path: str | os.PathLike | None) -> str | None:
 def check_folder_or_hub_id(dir_or_repo: str | os.PathLike, what: str = "") -> str:
     """``dir_or_repo`` as text if it is an existing folder or could be a Hub repo id; a path that is neither is
     refused here, before the Hub client reads it as a malformed repo id."""
+    if not isinstance(dir_or_repo, (str, os.PathLike)):
+        raise WrongKindError(f"{what}must be a folder path or a Hub repo id ('user/name'); got "
+                             f"{type(dir_or_repo).__name__} {dir_or_repo!r:.60}.")
     text = str(dir_or_repo)
     if not Path(text).is_dir() and (isinstance(dir_or_repo, os.PathLike) or not HUB_ID.match(text)):
         raise ValueError(

@@ -406,13 +406,29 @@ def check_columns(dataset, required: Sequence[str], where: str, fix: str):
     return dataset if dataset.format["type"] is None else dataset.with_format(None)
 
 
+def check_tokenizer(tokenizer, where: str) -> None:
+    """A loaded tokenizer, not its name, ``None`` or a model: each failed later as an AttributeError far from here."""
+    if not callable(tokenizer) or not hasattr(tokenizer, "get_vocab"):
+        load = " Load it first." if isinstance(tokenizer, (str, os.PathLike)) else ""
+        raise WrongKindError(f"{where} needs the model's tokenizer (AutoTokenizer.from_pretrained(<model folder>)); got "
+                             f"{type(tokenizer).__name__} {tokenizer!r:.60}.{load}")
+
+
+def check_model(model, where: str) -> None:
+    """A loaded transformers model (a torch module with a ``config``), not its Hub id or folder: a name failed later
+    as "'str' object has no attribute 'training'"."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        load = (" Load it first: AutoModelForTokenClassification.from_pretrained(...) (or "
+                "NeuralAdapterModel.from_pretrained(source, adapter_folder))."
+                if isinstance(model, (str, os.PathLike)) else "")
+        raise WrongKindError(f"{where} needs a loaded model; got {type(model).__name__} {model!r:.60}.{load}")
+
+
 def check_tokenizer_matches(config, tokenizer, where: str, saved_with: str | Path | None = None) -> None:
     """The one tokenizer-identity check (rehearsal, consolidation, caching, loading): ``tokenizer`` must be the
     model's own, else its ids would be read as other words, silently. Checked against the model's vocabulary size
     and, when ``saved_with`` is a folder holding a tokenizer, against that tokenizer's vocabulary."""
-    if not callable(tokenizer) or not hasattr(tokenizer, "get_vocab"):
-        raise WrongKindError(f"{where} needs the model's tokenizer (AutoTokenizer.from_pretrained(<model folder>)); got "
-                        f"{type(tokenizer).__name__}.")
+    check_tokenizer(tokenizer, where)
     vocab_size = getattr(config, "vocab_size", None)
     if vocab_size and len(tokenizer) > vocab_size:
         raise ValueError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has "

@@ -597,6 +597,11 @@ def settings_that_nothing_reads_are_warned():
         MetaTrainingArguments(output_dir=tempfile.mkdtemp(), max_train_ways=6, min_train_ways=3, shape_epochs=5)
 
 
+def forgotten_types_takes_no_new_types_as_none():
+    """``new_types=None`` (no type added, as elsewhere) was "'NoneType' object is not iterable"."""
+    assert forgotten_types({"PER_f1": 0.9, "PER_support": 3}, {"PER_f1": 0.5}, new_types=None) == {"PER": (0.9, 0.5)}
+
+
 def source_labels_reads_a_model_its_config_or_its_config_json():
     """``source_labels(source)`` answered "no real id2label (found nothing)" for a model that has one; a config.json
     read as a dict keys its ids as strings."""
@@ -613,7 +618,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, source_labels_reads_a_model_its_config_or_its_config_json, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, forgotten_types_takes_no_new_types_as_none, source_labels_reads_a_model_its_config_or_its_config_json, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns, read_sentences_takes_datasets_text_files,
@@ -853,6 +858,21 @@ REFUSED = [
         label_parents="politician"), T, r"source_agreement: label_parents must be a dict"),
     ("read_conll tag column a string", lambda: read_conll(conll_file("John B-PER\n"), tag_column="1"), T,
      r"read_conll.tag_column must be a whole number"),
+    # a model or tokenizer given as its name, or left out (was "'str' object has no attribute 'training'", "... 'pad'")
+    ("evaluate_tagger model by name", lambda: evaluate_tagger("me/tagger", toy_dataset(TOKENIZER), TOKENIZER,
+        model().config.id2label), T, r"predict_tags needs a loaded model; got str 'me/tagger'. Load it first"),
+    ("predict_tags without tokenizer", lambda: predict_tags(model(), toy_dataset(TOKENIZER), None,
+        model().config.id2label), T, r"predict_tags needs the model's tokenizer"),
+    ("source_agreement source by name", lambda: source_agreement("me/tagger", model(), ["john"], TOKENIZER), T,
+     r"source_agreement's source needs a loaded model"),
+    ("add_pseudo_labels without tokenizer", lambda: add_pseudo_labels(toy_dataset(TOKENIZER), ["john"], trained(),
+                                                                      None), T, r"add_pseudo_labels needs"),
+    ("encode_texts tokenizer by name", lambda: encode_texts(sib(), "bert-base-uncased", ["john"]), T,
+     r"encode_texts needs the model's tokenizer.*Load it first"),
+    ("adapter from_pretrained with the source alone", lambda: NeuralAdapterModel.from_pretrained(source()), T,
+     r"got a source model but no adapter"),  # was "Expected a folder path or a Hub repo id"
+    ("sib backbone None", lambda: SIBForFewShotClassification.from_backbone_pretrained(None), T,
+     r"the encoder must be a folder path or a Hub repo id"),  # was the Hub client's "couldn't connect"
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,

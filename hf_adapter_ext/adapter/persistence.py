@@ -190,6 +190,10 @@ def load_adapter(cls, source, dir_or_repo, config: NeuralAdapterConfig | None = 
     check_load_arguments(hub_kwargs)
     check_flag("from_pretrained", "is_trainable", is_trainable)
     adapter_alone = dir_or_repo is None  # from_pretrained(adapter): the source is the one the adapter names
+    if adapter_alone and isinstance(source, torch.nn.Module):
+        raise TypeError("NeuralAdapterModel.from_pretrained got a source model but no adapter: pass the folder (or "
+                        "Hub repo) that save_pretrained wrote as the second argument: from_pretrained(source, "
+                        "adapter_dir).")
     if adapter_alone:
         dir_or_repo, source = source, None
     directory = resolve_folder(dir_or_repo, [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], **hub_kwargs)

@@ -24,6 +24,7 @@ from ..validation import (
     check_columns,
     check_encoded_by,
     check_number,
+    check_tokenizer,
     check_tokenizer_matches,
 )
 from .model import NeuralAdapterModel, check_extended_model
@@ -95,6 +96,7 @@ def add_pseudo_labels(train_dataset: Dataset, texts, model: NeuralAdapterModel, 
         train_dataset: the first run's training set (tokenized; rehearsal rows and cached source scores are kept).
         texts, model, tokenizer, threshold, max_length: as in :func:`pseudo_label`.
     """
+    check_tokenizer(tokenizer, "add_pseudo_labels")
     train_dataset = check_columns(train_dataset, ["input_ids", "labels"], "add_pseudo_labels' train_dataset",
                                   "it adds rows to a tokenized training set (datasets.map(tokenize_and_align_labels, "
                                   "...))")

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.alignment import check_tokenizes_words_as_text, max_length_rule, visible_words, word_windows
-from ..validation import POSITIVE_INT, check_settings, check_texts
+from ..validation import POSITIVE_INT, check_settings, check_texts, check_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, m
         raise TypeError(f"encode_texts needs a SIBForFewShotClassification (it pools the way the few-shot head reads "
                         f"features); got {type(model).__name__}. Build one over the backbone: "
                         "SIBForFewShotClassification.from_backbone_pretrained(name).")
+    check_tokenizer(tokenizer, "encode_texts")
     check_settings("encode_texts", SimpleNamespace(batch_size=batch_size, max_length=max_length),
                    {"batch_size": POSITIVE_INT, "max_length": max_length_rule(tokenizer)})
     texts = check_texts(texts, "encode_texts: texts")
@@ -56,6 +57,7 @@ def encode_words(model, tokenizer, sentences: Sequence[Sequence[str]], batch_siz
 
     Sentences longer than ``max_length`` subwords are encoded in windows and re-joined.
     """
+    check_tokenizer(tokenizer, "encode_words")
     check_settings("encode_words", SimpleNamespace(batch_size=batch_size, max_length=max_length),
                    {"batch_size": POSITIVE_INT, "max_length": max_length_rule(tokenizer)})
     check_tokenizes_words_as_text(tokenizer, "encode_words")

@@ -24,11 +24,13 @@ from ..validation import (
     check_choice,
     check_columns,
     check_finite_tensor,
+    check_model,
     check_number,
     check_score,
     check_string_list,
     check_tag_sequences,
     check_texts,
+    check_tokenizer,
     check_type_parents,
 )
 
@@ -189,7 +191,8 @@ def predict_tags(model, dataset, tokenizer, id2label: Mapping[int, str], batch_s
             allows over the scored words of each row (:func:`bio_decoder`): what a plain model (a consolidated one)
             needs to predict no broken span. A long sentence encoded in windows is decoded window by window.
     """
-
+    check_model(model, "predict_tags")
+    check_tokenizer(tokenizer, "predict_tags")
     check_number("predict_tags", "batch_size", batch_size, POSITIVE_INT)
     check_choice("predict_tags", "decoding", decoding, DECODINGS)
     id2label = label_names_by_id(id2label, "predict_tags")
@@ -276,6 +279,7 @@ def forgotten_types(before: Mapping[str, float], after: Mapping[str, float], new
         raise TypeError("forgotten_types compares two evaluate_tagger results (dicts of scores); got "
                         f"{type(before).__name__} and {type(after).__name__}.")
     check_number("forgotten_types", "max_drop", max_drop, SHARE)
+    new_types = check_string_list("forgotten_types", "new_types", [] if new_types is None else new_types, "['LOC']")
     if not type_f1(before):  # nothing to compare: every type would pass as "not forgotten"
         raise ValueError(f"forgotten_types: `before` holds no per-type scores (keys like 'PER_f1' beside "
                          f"'PER_support'; got {sorted(before)[:6]}); pass two evaluate_tagger results.")
@@ -324,6 +328,9 @@ def source_agreement(source, model, sentences: Sequence[str], tokenizer, label_p
             extended model's own ``label_parents``, if it has any; ``{}`` scores every subtype as a disagreement.
         max_sentences: the first this many are tagged (both models run over them).
     """
+    check_model(source, "source_agreement's source")
+    check_model(model, "source_agreement's model")
+    check_tokenizer(tokenizer, "source_agreement")
     missing = sorted(set(source.config.id2label.values()) - set(model.config.id2label.values()))
     if missing:
         raise ValueError(f"source_agreement: the model lacks the source's labels {missing[:5]}, so it is not an "
