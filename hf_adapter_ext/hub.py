@@ -15,7 +15,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from .bio import bio_decoding_problem
 from .modeling.tags import entity_types
 from .pipelines import BIOTokenClassificationPipeline
-from .validation import WrongKindError, check_flag, check_save_directory, check_tokenizer_matches
+from .validation import WrongKindError, check_flag, check_model, check_save_directory, check_tokenizer_matches
 
 _TEMPLATE_DIRS = (
     Path(__file__).resolve().parent.parent / "model_cards",  # source checkout / editable install
@@ -156,6 +156,7 @@ def save_consolidated(model, save_directory, tokenizer=None) -> None:
     """Write a consolidated model as plain transformers files: config.json (extended labels), model.safetensors,
     the tokenizer's files when given, a README.md model card that says how it was made, and the code of its BIO
     decoding (`ship_bio_pipeline`)."""
+    check_model(model, "save_consolidated")
     check_save_directory(save_directory, "save_consolidated")
     if tokenizer is not None and not callable(getattr(tokenizer, "save_pretrained", None)):
         raise TypeError(f"save_consolidated's tokenizer is the tokenizer itself (AutoTokenizer.from_pretrained(...)), "
@@ -173,6 +174,7 @@ def save_consolidated(model, save_directory, tokenizer=None) -> None:
 
 def push_consolidated_to_hub(model, repo_id: str, tokenizer=None, **hub_kwargs) -> str:
     """:func:`save_consolidated` to a Hub repo, with :func:`push_folder_to_hub`'s arguments (create_pr, ...)."""
+    check_model(model, "push_consolidated_to_hub")  # before any connection to the Hub
     return push_folder_to_hub(lambda folder: save_consolidated(model, folder, tokenizer), repo_id, **hub_kwargs)
 
 

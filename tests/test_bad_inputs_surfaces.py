@@ -873,6 +873,17 @@ REFUSED = [
      r"got a source model but no adapter"),  # was "Expected a folder path or a Hub repo id"
     ("sib backbone None", lambda: SIBForFewShotClassification.from_backbone_pretrained(None), T,
      r"the encoder must be a folder path or a Hub repo id"),  # was the Hub client's "couldn't connect"
+    ("adapter_optimizer model by name", lambda: adapter_optimizer("me/tagger", 1e-3), T,
+     r"adapter_optimizer needs a loaded model"),  # was "'str' object has no attribute 'named_parameters'"
+    ("collator without tokenizer", lambda: AdapterDataCollator(None), T,
+     r"AdapterDataCollator needs the model's tokenizer"),  # was accepted, and failed at the first batch
+    ("word_tokenizer of None", lambda: word_tokenizer(None), T, r"word_tokenizer takes the tokenizer's folder"),
+    ("sib from_pretrained None", lambda: SIBForFewShotClassification.from_pretrained(None), T,
+     r"from_pretrained: must be a folder path or a Hub repo id"),  # was the Hub client's "couldn't connect"
+    ("encode_texts model by name", lambda: encode_texts("me/sib", TOKENIZER, ["john"]), T,
+     r"encode_texts needs a SIBForFewShotClassification"),  # a str has .encode: was "no attribute 'config'"
+    ("warn_unlabelled_in_evaluation splits a list", lambda: warn_unlabelled_in_evaluation(["john"], [
+        toy_dataset(TOKENIZER)]), T, r"splits must be a dict of split name"),
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,
@@ -1444,3 +1455,50 @@ def test_script_option_refused_at_parse_time(name, script, option, value, patter
 
 def test_at_least_150_new_cases():
     assert len(HANDLED) + len(REFUSED) + len(CLI) >= 150
+
+
+def public_callables() -> dict[str, object]:
+    """Every function and class the package exports (its and its subpackages' ``__all__``), and the loaders of its
+    models."""
+    import importlib
+    import inspect
+
+    found = {}
+    for name in ("hf_adapter_ext", "hf_adapter_ext.data", "hf_adapter_ext.meta", "hf_adapter_ext.adapter",
+                 "hf_adapter_ext.metrics"):
+        module = importlib.import_module(name)
+        for attr in module.__all__:
+            value = getattr(module, attr)
+            if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__.startswith("hf_adapter_ext"):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    for cls, method in ((NeuralAdapterModel, "from_pretrained"), (SIBForFewShotClassification, "from_pretrained"),
+                        (SIBForFewShotClassification, "from_backbone_pretrained"), (CRF, "for_labels")):
+        found[f"{cls.__qualname__}.{method}"] = getattr(cls, method)
+    return found
+
+
+@pytest.mark.parametrize("value", ["/no/such/model", None, 7], ids=["a path", "None", "a number"])
+def test_every_public_callable_refuses_a_name_none_or_a_number_by_kind(value):
+    """The class behind "'str' object has no attribute 'training'": any exported function, class or loader given a
+    name (a path that does not exist: a Hub id would wait on the network), None or a number for every argument it
+    requires refuses with a ValueError / TypeError (or the
+    FileNotFoundError / OSError of a file or Hub lookup), never an AttributeError, IndexError or KeyError from deep
+    inside. A new export is covered without a new case."""
+    import inspect
+
+    obscure = {}
+    for name, target in public_callables().items():
+        required = [p for p in inspect.signature(target).parameters.values()
+                    if p.default is inspect.Parameter.empty and p.name not in ("self", "cls")
+                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not required:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                target(*[value] * len(required))
+        except (ValueError, TypeError, OSError):
+            continue
+        except Exception as err:  # noqa: BLE001 - the kind of failure is what is tested
+            obscure[name] = f"{type(err).__name__}: {err}"[:200]
+    assert not obscure, obscure

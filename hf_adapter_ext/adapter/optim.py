@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..validation import POSITIVE_FLOAT, Number, check_number
+from ..validation import POSITIVE_FLOAT, Number, check_model, check_number
 
 # The output layer, the CRF and the adapter start from scratch (or from a few source rows); the encoder
 # starts trained. One rate for both either under-trains the new parts or shakes the encoder.
@@ -18,6 +18,7 @@ def adapter_optimizer(model: nn.Module, learning_rate: float, head_learning_rate
                       weight_decay: float = 0.0) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, with ``head_learning_rate`` (default: ``learning_rate``) for the
     output layer, CRF and adapter. Pass it to ``Trainer(optimizers=(adapter_optimizer(...), None))``."""
+    check_model(model, "adapter_optimizer")
     check_number("adapter_optimizer", "learning_rate", learning_rate, POSITIVE_FLOAT)
     check_number("adapter_optimizer", "head_learning_rate", head_learning_rate,
                  dataclasses.replace(POSITIVE_FLOAT, optional=True))

@@ -20,6 +20,7 @@ from ..validation import (
     check_columns,
     check_finite_tensor,
     check_number,
+    check_tokenizer,
     check_tokenizer_matches,
 )
 from .model import check_extended_model
@@ -87,6 +88,7 @@ class AdapterDataCollator(DataCollatorForTokenClassification):
     batch, deep in the padding, and pads labels with whatever ``label_pad_token_id`` is."""
 
     def __post_init__(self):
+        check_tokenizer(self.tokenizer, "AdapterDataCollator")
         check_number("AdapterDataCollator", "pad_to_multiple_of", self.pad_to_multiple_of, PAD_MULTIPLE)
         check_number("AdapterDataCollator", "max_length", self.max_length, dataclasses.replace(POSITIVE_INT,
                                                                                               optional=True))

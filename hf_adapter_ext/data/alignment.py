@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 
 from datasets import Dataset
@@ -46,6 +47,9 @@ def check_tokenizes_words_as_text(tokenizer, where: str) -> None:
 def word_tokenizer(name_or_path: str, **kwargs):
     """``AutoTokenizer.from_pretrained(name_or_path)``, loaded again with ``add_prefix_space=True`` where it would
     encode pre-split words unlike running text (`tokenizes_words_as_text`): what the scripts tag words with."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise WrongKindError(f"word_tokenizer takes the tokenizer's folder or Hub id; got {type(name_or_path).__name__} "
+                             f"{name_or_path!r:.60}.")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     if not tokenizes_words_as_text(tokenizer):
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, **kwargs)

@@ -11,11 +11,13 @@ from datasets import Sequence as SequenceFeature
 
 from ..validation import (
     Number,
+    WrongKindError,
     check_bio_label,
     check_bio_label_set,
     check_number,
     check_string_list,
     check_tag_case,
+    check_texts,
     entity_type_name,
     repeated,
 )
@@ -284,6 +286,10 @@ def warn_unlabelled_in_evaluation(texts: Sequence[str], splits, what: str = "The
     """Warn when plain ``texts`` (one sentence per string) repeat sentences of the ``splits`` a model is chosen or
     scored on (``{name: Dataset with a 'tokens' column}``, e.g. validation and test): self-training on them would
     make those scores optimistic. The benchmark drops such sentences from its unlabelled text."""
+    texts = check_texts(texts, what)
+    if not isinstance(splits, Mapping):
+        raise WrongKindError(f"warn_unlabelled_in_evaluation: splits must be a dict of split name -> Dataset with a "
+                             f"'tokens' column, e.g. {{'validation': dev}}; got {type(splits).__name__}.")
     given = {tuple(text.split()) for text in texts}
     for split, rows in splits.items():
         shared = sum(tuple(tokens) in given for tokens in rows["tokens"])

@@ -11,7 +11,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 
-from ..validation import check_columns
+from ..validation import check_columns, check_model
 from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
 from .features import encode_texts, encode_words
 from .label_names import encode_label_names, names_say_something
@@ -114,6 +114,7 @@ def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int,
     (texts are tokenized per episode instead when the backbone is trained)."""
     if tokenizer is None:
         raise ValueError("Pass processing_class=<the backbone's tokenizer> so the trainer can encode the texts.")
+    check_model(model, "build_episodes")
     columns = columns or EpisodeColumns()
     sampler = episode_sampler(data, model.config, k_shot, n_query, seed, columns, name, uneven_queries, ways,
                               natural_queries)

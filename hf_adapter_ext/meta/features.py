@@ -27,7 +27,7 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 64, m
     """Pooled features [N, D] of ``texts`` (``model.encode``, the SIB model's pooling), on CPU. A text is read up to
     ``max_length`` tokens (128: what MiniLM-style sentence encoders were trained on); how many texts reach that
     limit, and so may be cut, is logged as a warning."""
-    if not callable(getattr(model, "encode", None)) or not hasattr(model.config, "feature_dim"):
+    if not isinstance(model, torch.nn.Module) or not hasattr(getattr(model, "config", None), "feature_dim"):
         raise TypeError(f"encode_texts needs a SIBForFewShotClassification (it pools the way the few-shot head reads "
                         f"features); got {type(model).__name__}. Build one over the backbone: "
                         "SIBForFewShotClassification.from_backbone_pretrained(name).")

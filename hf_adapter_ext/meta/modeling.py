@@ -590,10 +590,9 @@ class SIBForFewShotClassification(PreTrainedModel):
         """transformers' ``from_pretrained`` (with ``output_loading_info=True``, a ``(model, loading_info)`` pair, as
         there); a frozen backbone comes from ``backbone`` when given, else from the ``backbone_name_or_path`` the
         config names."""
-        if isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
-            check_model_location(pretrained_model_name_or_path, "SIBForFewShotClassification.from_pretrained: ",
-                                 "An extended tagger loads with NeuralAdapterModel.from_pretrained(source, "
-                                 "adapter_dir); a SIB model's folder holds config.json and model.safetensors.")
+        check_model_location(pretrained_model_name_or_path, "SIBForFewShotClassification.from_pretrained: ",
+                             "An extended tagger loads with NeuralAdapterModel.from_pretrained(source, "
+                             "adapter_dir); a SIB model's folder holds config.json and model.safetensors.")
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model, loading_info = model if isinstance(model, tuple) else (model, None)  # output_loading_info=True
         if model.config.stores_backbone and backbone is not None:

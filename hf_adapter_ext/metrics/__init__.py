@@ -21,6 +21,7 @@ from ..modeling.fingerprint import check_weights_digest, weights_digest
 from ..validation import (
     POSITIVE_INT,
     SHARE,
+    WrongKindError,
     check_choice,
     check_columns,
     check_finite_tensor,
@@ -33,6 +34,23 @@ from ..validation import (
     check_tokenizer,
     check_type_parents,
 )
+
+__all__ = [
+    "ENTITY_F1",
+    "MIN_SOURCE_AGREEMENT",
+    "bio_decoder",
+    "bio_invalid_spans",
+    "entity_f1_compute_metrics",
+    "evaluate_tagger",
+    "forgotten_types",
+    "ids_to_tags",
+    "load_entity_f1",
+    "predict_tags",
+    "predicted_label_ids",
+    "source_agreement",
+    "type_f1",
+    "write_predictions",
+]
 
 ENTITY_F1 = str(Path(__file__).resolve().parent / "entity_f1")
 
@@ -235,6 +253,7 @@ def write_predictions(model, dataset, tokenizer, path: str | os.PathLike) -> lis
     """``model``'s predicted tags for ``dataset`` (tokenized, with labels) written as run_ner.py's
     ``predictions.txt``: one line per sentence, its words' tags separated by spaces (a long sentence's windows
     joined). Returns the tags."""
+    check_model(model, "write_predictions")
     tags, _ = predict_tags(model, dataset, tokenizer, model.config.id2label, desc="Writing the predictions")
     Path(path).write_text("".join(" ".join(sentence) + "\n" for sentence in tags), encoding="utf-8")
     return tags
@@ -266,6 +285,9 @@ def type_f1(scores: Mapping[str, float], prefix: str = "") -> dict[str, float]:
     """``{type: F1}`` of the entity types in an :func:`evaluate_tagger` (or Trainer metrics) result, told from the
     group scores (``overall_f1``, ``old_f1``, ...) by their ``<type>_support``; ``prefix`` is Trainer's metric key
     prefix, e.g. ``"test_"``."""
+    if not isinstance(scores, Mapping):
+        raise WrongKindError(f"type_f1 takes an evaluate_tagger (or Trainer metrics) result, a dict of scores; got "
+                             f"{type(scores).__name__}.")
     return {key[len(prefix):-len("_f1")]: value for key, value in scores.items()
             if key.startswith(prefix) and key.endswith("_f1") and f"{key[:-len('_f1')]}_support" in scores}
 
