@@ -1502,3 +1502,26 @@ def test_every_public_callable_refuses_a_name_none_or_a_number_by_kind(value):
         except Exception as err:  # noqa: BLE001 - the kind of failure is what is tested
             obscure[name] = f"{type(err).__name__}: {err}"[:200]
     assert not obscure, obscure
+
+
+@pytest.mark.parametrize("value", ["/no/such/model", None, 7], ids=["a path", "None", "a number"])
+def test_the_models_run_time_methods_refuse_a_name_none_or_a_number_by_kind(value):
+    """The same for what a user calls on a built model or trainer (was, e.g., "'NoneType' object has no attribute
+    'num_special_tokens_to_add'" from shape_backbone, "Could not infer dtype of NoneType" from adapt)."""
+    import inspect
+
+    extended, few_shot = trained(), sib(grad_net="equivariant")
+    methods = {"consolidate": extended.consolidate, "source_outputs": extended.source_outputs,
+               "self_train": self_trainer(trained()).self_train, "predict_labels": few_shot.predict_labels,
+               "adapt": few_shot.adapt, "encode": few_shot.encode, "shape_backbone": few_shot.shape_backbone}
+    obscure = {}
+    for name, method in methods.items():
+        required = [p for p in inspect.signature(method).parameters.values() if p.default is inspect.Parameter.empty
+                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        try:
+            method(*[value] * len(required))
+        except (ValueError, TypeError, OSError):
+            continue
+        except Exception as err:  # noqa: BLE001 - the kind of failure is what is tested
+            obscure[name] = f"{type(err).__name__}: {err}"[:200]
+    assert not obscure, obscure

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from ..modeling.tags import (
     validate_source_labels,
 )
 from ..validation import (
+    WrongKindError,
     check_batch_shape,
     check_finite_tensor,
     check_input_ids,
@@ -243,7 +245,11 @@ class NeuralAdapterModel(PreTrainedModel):
 
     @torch.no_grad()
     def source_outputs(self, inputs: dict, hidden: bool = False, attentions: bool = False):
-        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient)."""
+        """The frozen source's output (no dropout: it always stays in eval mode; no LoRA; no gradient) for model
+        ``inputs`` (``input_ids``, ``attention_mask``, ...)."""
+        if not isinstance(inputs, Mapping):
+            raise WrongKindError(f"source_outputs takes the model inputs as a dict (input_ids, attention_mask, ...); "
+                                 f"got {type(inputs).__name__}.")
         with anatomy.lora_disabled(self._lora_layers):
             return anatomy.run_with_outputs(self.source, inputs, hidden, attentions)
 

@@ -36,7 +36,14 @@ from ..hub import (
     split_push_arguments,
 )
 from ..modeling.fingerprint import check_weights_digest, weights_digest
-from ..validation import check_finite_tensor, check_input_ids, check_number, check_save_directory, check_texts
+from ..validation import (
+    WrongKindError,
+    check_finite_tensor,
+    check_input_ids,
+    check_number,
+    check_save_directory,
+    check_texts,
+)
 from .baselines import prototypes, row_scores, soft_kmeans_prototypes, unit_rows
 from .config import INNER_STEPS, SIBConfig
 from .features import encode_texts
@@ -513,6 +520,10 @@ class SIBForFewShotClassification(PreTrainedModel):
         if named is not None:
             raise ValueError(f"support_labels must be class ids 0, 1, ...; got the name {named!r}. For label names, "
                              "call predict_labels({name: [example texts], ...}, queries, tokenizer).")
+        if isinstance(support_labels, (str, bytes)) or not isinstance(support_labels, (Sequence, torch.Tensor,
+                                                                                        np.ndarray)):
+            raise WrongKindError(f"support_labels must be one class id per support example, e.g. [0, 1, 1]; got "
+                                 f"{type(support_labels).__name__}.")
         labels = torch.as_tensor(support_labels, device=self.device)
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32) or len(labels) != len(support):
             raise ValueError(f"support_labels must be one class id per support example ({len(support)}); got "

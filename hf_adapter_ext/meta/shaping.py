@@ -23,7 +23,15 @@ from tqdm.auto import tqdm
 from ..constants import IGNORE_INDEX
 from ..data.alignment import max_length_rule
 from ..modeling.layer_stacks import own_layer_stack
-from ..validation import POSITIVE_FLOAT, POSITIVE_INT, SEED, Number, check_settings, check_texts
+from ..validation import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    Number,
+    check_settings,
+    check_texts,
+    check_tokenizer,
+)
 from .label_names import label_text, names_say_something
 
 logger = logging.getLogger(__name__)
@@ -244,6 +252,7 @@ def shape_encoder(backbone: nn.Module, tokenizer, texts: Sequence[str], labels: 
             shaping again for every epoch count.
     """
     layers = encoder_layers(backbone)
+    check_tokenizer(tokenizer, "shape_encoder")
     check_settings("shape_encoder", SimpleNamespace(top_layers=top_layers, epochs=epochs, learning_rate=learning_rate,
                                                     batch_size=batch_size, scale=scale, max_length=max_length,
                                                     seed=seed, min_name_agreement=min_name_agreement,
