@@ -663,3 +663,20 @@ def test_trainer_push_to_hub_keeps_sibs_own_model_card(monkeypatch, tmp_path, to
     trainer.train()
     trainer.push_to_hub()
     assert calls["card"].data.library_name == "hf_adapter_ext" and "sib" in calls["card"].data.tags
+
+
+def test_evaluation_scores_do_not_depend_on_how_the_episodes_are_batched(tmp_path, tokenizer):
+    """Trainer's evaluation options change how the episodes' scores reach compute_metrics (batch size, moved to the
+    CPU every step, or per-batch lists under eval_do_concat_batches=False, which failed with "expected sequence of
+    length 5"); the accuracies must not change."""
+    data = intent_data(tokenizer, classes=8)
+    train, evaluation = data.filter(lambda r: r["label"] < 4), data.filter(lambda r: r["label"] >= 4)
+    model = sib(n_way=3, grad_net="equivariant")
+    results = []
+    for options in ({}, {"per_device_eval_batch_size": 1}, {"per_device_eval_batch_size": 7},
+                    {"eval_do_concat_batches": False}, {"eval_accumulation_steps": 1}):
+        trainer = SemiSupervisedMetaTrainer(model=model, args=meta_args(tmp_path / str(len(results)), **options),
+                                            train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
+        metrics = trainer.evaluate()
+        results.append({k: v for k, v in metrics.items() if "accuracy" in k or k == "eval_episodes"})
+    assert all(result == results[0] for result in results), results

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial, reduce
 
 import torch
 from torch.utils.data import DataLoader
+from transformers.trainer_pt_utils import nested_concat
 
 from ..constants import IGNORE_INDEX
 from ..validation import check_choice, check_finite_tensor
@@ -99,8 +101,11 @@ def episode_compute_metrics(level: str):
     check_choice("episode_compute_metrics", "level", level, LEVELS)
 
     def compute(prediction) -> dict[str, float]:
-        scores = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
-        labels = prediction.label_ids
+        scores, labels = prediction.predictions, prediction.label_ids
+        if isinstance(labels, list):  # eval_do_concat_batches=False: per-batch outputs, joined as Trainer joins them
+            scores, labels = (reduce(partial(nested_concat, padding_index=IGNORE_INDEX), batches)
+                              for batches in (scores, labels))
+        scores = scores if isinstance(scores, tuple) else (scores,)
         lengths = None
         if level == "token":
             labels, lengths = (torch.as_tensor(x) for x in labels)
