@@ -520,6 +520,11 @@ def check_training_arguments(args) -> None:
                     else f"--eval_steps ({evaluate_every:g})")
         raise ValueError(f"--load_best_model_at_end keeps the best of the saved checkpoints, so --save_steps "
                          f"({save_every:g}) must be a multiple of {interval}, e.g. both 200.")
+    schedule = getattr(getattr(args, "lr_scheduler_type", None), "value", getattr(args, "lr_scheduler_type", None))
+    if getattr(args, "warmup_steps", 0) and schedule in ("constant", "reduce_lr_on_plateau"):
+        warnings.warn(f"--warmup_steps {args.warmup_steps:g} does nothing under --lr_scheduler_type {schedule}, which "
+                      "never warms up: use --lr_scheduler_type constant_with_warmup (or a decaying schedule such as "
+                      "linear), or drop --warmup_steps.", UserWarning, stacklevel=3)
     chosen_on = (getattr(args, "metric_for_best_model", None) or "loss").removeprefix("eval_")
     if getattr(args, "prediction_loss_only", False) and getattr(args, "load_best_model_at_end", False) \
             and chosen_on != "loss":

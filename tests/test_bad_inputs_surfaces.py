@@ -597,6 +597,16 @@ def settings_that_nothing_reads_are_warned():
         MetaTrainingArguments(output_dir=tempfile.mkdtemp(), max_train_ways=6, min_train_ways=3, shape_epochs=5)
 
 
+def warmup_under_a_schedule_that_never_warms_up_is_warned():
+    """MetaTrainingArguments' schedule is constant, which ignores warmup_steps without a word (the rate stayed at its
+    peak from the first step); a schedule that warms up takes it quietly."""
+    with pytest.warns(UserWarning, match=r"--warmup_steps 100 does nothing under --lr_scheduler_type constant"):
+        MetaTrainingArguments(output_dir=tempfile.mkdtemp(), warmup_steps=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaTrainingArguments(output_dir=tempfile.mkdtemp(), warmup_steps=100, lr_scheduler_type="constant_with_warmup")
+
+
 def forgotten_types_takes_no_new_types_as_none():
     """``new_types=None`` (no type added, as elsewhere) was "'NoneType' object is not iterable"."""
     assert forgotten_types({"PER_f1": 0.9, "PER_support": 3}, {"PER_f1": 0.5}, new_types=None) == {"PER": (0.9, 0.5)}
@@ -618,7 +628,7 @@ def metric_takes_seqeval_options_that_ask_for_what_it_does():
         assert score(tags, tags, **options)["overall_f1"] == 1.0
 
 
-HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, forgotten_types_takes_no_new_types_as_none, source_labels_reads_a_model_its_config_or_its_config_json, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
+HANDLED = [a_data_set_written_by_to_json_reads_back_with_its_label_names, warmup_under_a_schedule_that_never_warms_up_is_warned, forgotten_types_takes_no_new_types_as_none, source_labels_reads_a_model_its_config_or_its_config_json, scripts_load_a_byte_level_tokenizer_with_the_word_start_marks_words_need, adapt_takes_numpy_feature_rows, peft_unload_returns_the_source_unchanged, metric_takes_seqeval_options_that_ask_for_what_it_does, predict_labels_takes_any_list_like_of_texts, settings_that_nothing_reads_are_warned, long_text_warns_where_transformers_truncates, validation_file_that_repeats_the_training_file_is_warned, unlabelled_text_that_repeats_test_sentences_is_warned, json_array_file_is_read, json_numbers_as_text_survive_when_quoted, tsv_is_read_with_tabs,
            csv_quoted_comma_word, docstart_inside_a_sentence_is_warned, rename_merges_two_types, rename_on_a_dataset_dict,
            relabel_keeps_other_types, parents_two_subtypes_of_one_parent, parents_as_command_line_string,
            rehearsal_word_lists, rehearsal_generator, rehearsal_blank_lines_dropped, metric_new_types_tuple, metric_new_types_found_nowhere_are_warned, sib_output_loading_info_returns_the_pair_transformers_returns, read_sentences_takes_datasets_text_files,
@@ -884,6 +894,9 @@ REFUSED = [
      r"encode_texts needs a SIBForFewShotClassification"),  # a str has .encode: was "no attribute 'config'"
     ("warn_unlabelled_in_evaluation splits a list", lambda: warn_unlabelled_in_evaluation(["john"], [
         toy_dataset(TOKENIZER)]), T, r"splits must be a dict of split name"),
+    ("meta-training grouped by length", lambda: MetaTrainingArguments(output_dir=tempfile.mkdtemp(),
+        train_sampling_strategy="group_by_length"), V, r"meta-training draws whole episodes"),  # was "Can only
+    # automatically infer lengths for datasets whose items are dictionaries with an 'input_ids' key" at train()
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,

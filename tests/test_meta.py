@@ -680,3 +680,23 @@ def test_evaluation_scores_do_not_depend_on_how_the_episodes_are_batched(tmp_pat
         metrics = trainer.evaluate()
         results.append({k: v for k, v in metrics.items() if "accuracy" in k or k == "eval_episodes"})
     assert all(result == results[0] for result in results), results
+
+
+def test_gradient_checkpointing_recomputes_a_trained_backbone_and_trains_the_same(tmp_path, tokenizer):
+    """TrainingArguments(gradient_checkpointing=True) was refused ("does not support activation checkpointing"); with
+    a backbone that trains, its layers recompute their activations and the run is the same."""
+    train = intent_data(tokenizer, classes=4)
+    runs = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = SIBForFewShotClassification(SIBConfig(n_way=3, inner_steps=1, freeze_backbone=False),
+                                            backbone=tiny_backbone(tokenizer.vocab_size))
+        trainer = SemiSupervisedMetaTrainer(model=model, train_dataset=train, processing_class=tokenizer,
+                                            args=meta_args(tmp_path / str(checkpointing),
+                                                           gradient_checkpointing=checkpointing))
+        loss = trainer.train().training_loss
+        assert model.is_gradient_checkpointing == checkpointing
+        runs.append((loss, [p.detach().clone() for p in model.backbone.parameters()]))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
+    for before, after in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(before, after)

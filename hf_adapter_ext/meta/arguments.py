@@ -91,6 +91,10 @@ class MetaTrainingArguments(CheckedTrainingArguments):
             raise ValueError(f"MetaTrainingArguments: neftune_noise_alpha={self.neftune_noise_alpha:g} has nothing to "
                              "perturb: SIB meta-learns on the encoder's pooled sentence features (frozen, or shaped "
                              "once before meta-training), not on token embeddings it trains. Leave it unset.")
+        if self.train_sampling_strategy not in ("random", "sequential"):  # an episode has no length to group by
+            raise ValueError(f"MetaTrainingArguments: train_sampling_strategy={self.train_sampling_strategy!r} groups "
+                             "training rows by length or label, but meta-training draws whole episodes (each a random "
+                             "N-way task): leave it 'random'.")
         if self.batch_eval_metrics:  # accuracies and their CIs are over all evaluation episodes at once
             raise ValueError("MetaTrainingArguments: batch_eval_metrics=True is not supported: SIB's evaluation "
                              "reports each method's mean and 95% CI over all evaluation episodes at once. Lower "

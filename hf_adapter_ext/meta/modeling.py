@@ -209,6 +209,8 @@ class SIBForFewShotClassification(PreTrainedModel):
     config_class = SIBConfig
     base_model_prefix = "sib"
     main_input_name = "query_features"
+    # TrainingArguments(gradient_checkpointing=True) recomputes a trained backbone's activations in the backward pass
+    supports_gradient_checkpointing = True
     # The loss is a mean over episodes of each episode's mean query loss: with Trainer dividing by the
     # accumulation steps (and DDP averaging), any split of a step's episodes gives the same gradient.
     accepts_loss_kwargs = False
