@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded.get("validation"),
                       data_collator=DataCollatorForTokenClassification(tokenizer),
                       compute_metrics=entity_f1_compute_metrics(model.config.id2label),
-                      optimizers=(adapter_optimizer(model, args.learning_rate, options.head_learning_rate), None))
+                      optimizers=(adapter_optimizer(model, args.learning_rate, options.head_learning_rate,
+                                                    args.weight_decay, args=args), None))
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     check_finite_loss(result.training_loss, "Lower --learning_rate / --head_learning_rate and train again.")
     metrics = result.metrics

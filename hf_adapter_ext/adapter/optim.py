@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 from torch import nn
+from transformers import Trainer, TrainingArguments
 
 from ..validation import POSITIVE_FLOAT, Number, check_model, check_number
 
@@ -15,9 +16,15 @@ FRESH_PREFIXES = ("classifier.", "crf.", "adapter.")
 
 
 def adapter_optimizer(model: nn.Module, learning_rate: float, head_learning_rate: float | None = None,
-                      weight_decay: float = 0.0) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, with ``head_learning_rate`` (default: ``learning_rate``) for the
-    output layer, CRF and adapter. Pass it to ``Trainer(optimizers=(adapter_optimizer(...), None))``."""
+                      weight_decay: float = 0.0, args: TrainingArguments | None = None) -> torch.optim.Optimizer:
+    """The optimiser over the trainable parameters, with ``head_learning_rate`` (default: ``learning_rate``) for
+    the output layer, CRF and adapter. Pass it to ``Trainer(optimizers=(adapter_optimizer(...), None))``.
+
+    Args:
+        args: the run's `TrainingArguments`: its optimiser and that optimiser's settings (``optim``,
+            ``adam_beta1`` / ``adam_beta2`` / ``adam_epsilon``, ``optim_args``) are used, as Trainer uses them.
+            Without it, fused AdamW with PyTorch's defaults (what ``TrainingArguments``' defaults give).
+    """
     check_model(model, "adapter_optimizer")
     check_number("adapter_optimizer", "learning_rate", learning_rate, POSITIVE_FLOAT)
     check_number("adapter_optimizer", "head_learning_rate", head_learning_rate,
@@ -31,7 +38,18 @@ def adapter_optimizer(model: nn.Module, learning_rate: float, head_learning_rate
     groups = [{"params": [p for n, p in params if not n.startswith(FRESH_PREFIXES)], "lr": learning_rate},
               {"params": [p for n, p in params if n.startswith(FRESH_PREFIXES)],
                "lr": head_learning_rate or learning_rate}]
-    # Fused AdamW: one kernel for every tensor (the 75k×50 word-vector matrix of the BiLSTM-CRF made the per-tensor
-    # loop a quarter of a training step on CPU).
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for _, p in params)
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay, fused=fused)
+    groups = [group for group in groups if group["params"]]
+    if args is None:
+        # Fused AdamW: one kernel for every tensor (the 75k×50 word-vector matrix of the BiLSTM-CRF made the
+        # per-tensor loop a quarter of a training step on CPU).
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for _, p in params)
+        return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=fused)
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    own_groups = sorted(set(kwargs) & {"params", "model", "optimizer_dict"})
+    if own_groups:  # GaLore, APOLLO, LOMO, 8-bit embeddings: transformers builds their parameter groups itself
+        name = getattr(args.optim, "value", args.optim)
+        raise ValueError(f"optim={name!r} builds its own parameter groups ({own_groups}), which cannot take the "
+                         "extension's two learning rates (encoder, and head_learning_rate for the new head, CRF and "
+                         "adapter); choose an optimiser that takes plain parameter groups (adamw_torch_fused, the "
+                         "default, adamw_torch, adafactor, sgd, ...).")
+    return optimizer_cls(groups, **{**kwargs, "weight_decay": weight_decay})

@@ -179,7 +179,7 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
     def create_optimizer(self):
         if self.optimizer is None:
             self.optimizer = adapter_optimizer(self.model, self.args.learning_rate, self.head_learning_rate,
-                                               self.args.weight_decay)
+                                               self.args.weight_decay, args=self.args)
         return self.optimizer
 
     def _get_train_sampler(self, train_dataset=None):
