@@ -897,6 +897,10 @@ REFUSED = [
     ("meta-training grouped by length", lambda: MetaTrainingArguments(output_dir=tempfile.mkdtemp(),
         train_sampling_strategy="group_by_length"), V, r"meta-training draws whole episodes"),  # was "Can only
     # automatically infer lengths for datasets whose items are dictionaries with an 'input_ids' key" at train()
+    ("rehearsal rows grouped by length", lambda: ExtensionTrainer(model=model(), args=TrainingArguments(
+        tempfile.mkdtemp(), report_to=[], use_cpu=True, train_sampling_strategy="group_by_length"),
+        train_dataset=rehearse(["mary visited acme"]), data_collator=AdapterDataCollator(TOKENIZER)), V,
+     r"train_sampling_strategy='group_by_length' cannot order these rows"),  # its own sampler ignored it
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,
