@@ -57,12 +57,11 @@ from hf_adapter_ext.adapter.self_training import PSEUDO_LABEL_THRESHOLD
 from hf_adapter_ext.adapter.training import REHEARSAL_RATIO
 from hf_adapter_ext.cli import (
     RUN_NER_OPTIONS,
+    budget_defaults,
     check_stages,
     command_line,
-    defaults_with_user_strategies,
     parse_arguments,
     without_evaluation,
-    written_options,
 )
 from hf_adapter_ext.data import (
     first_rows,
@@ -214,16 +213,6 @@ def no_loss(outputs, labels, num_items_in_batch=None):
     return outputs.logits.new_zeros(())
 
 
-def defaults_for(argv: list[str]) -> dict:
-    """DEFAULTS, with the step budget, unless the command line asks for epochs: ``--num_train_epochs`` without
-    ``--max_steps`` trains that many epochs, evaluated and saved each epoch unless the strategies are given too."""
-    given = written_options(argv)
-    by_epochs = "--num_train_epochs" in given and "--max_steps" not in given
-    defaults = {**DEFAULTS, "max_steps": -1, "eval_strategy": "epoch", "save_strategy": "epoch"} if by_epochs \
-        else DEFAULTS
-    return defaults_with_user_strategies(defaults, argv)
-
-
 # The command line's option groups, in parse order.
 ARGUMENTS = (ModelArguments, DataArguments, adapter_arguments_dataclass(), CheckedTrainingArguments)
 
@@ -231,7 +220,7 @@ ARGUMENTS = (ModelArguments, DataArguments, adapter_arguments_dataclass(), Check
 def main(argv: list[str] | None = None) -> dict:
     argv = command_line(argv)
     parser = HfArgumentParser(ARGUMENTS)
-    parser.set_defaults(**defaults_for(argv))
+    parser.set_defaults(**budget_defaults(DEFAULTS, argv))
     model_args, data_args, adapter_args, training_args = parse_arguments(parser, argv, {
         **RUN_NER_OPTIONS, "--text_column_name": "use --tokens_column", "--label_column_name": "use --tags_column"})
     config = NeuralAdapterConfig(**dataclasses.asdict(adapter_args))

@@ -28,9 +28,9 @@ from hf_adapter_ext import (
     SIBForFewShotClassification,
 )
 from hf_adapter_ext.cli import (
+    budget_defaults,
     check_stages,
     command_line,
-    defaults_with_user_strategies,
     parse_arguments,
     without_evaluation,
     written_options,
@@ -266,7 +266,7 @@ ARGUMENTS = (MetaDataArguments, SIBArguments, MetaTrainingArguments)
 def main(argv: list[str] | None = None) -> dict:
     argv = command_line(argv)
     parser = HfArgumentParser(ARGUMENTS)
-    parser.set_defaults(**defaults_with_user_strategies(DEFAULTS, argv))
+    parser.set_defaults(**budget_defaults(DEFAULTS, argv))
     data_args, sib_args, args = parse_arguments(parser, argv, {})
     if not data_args.evaluate_model:  # --evaluate_model is this script's evaluate-only mode
         check_stages(args, argv, "To score a saved model without training, pass --evaluate_model <output_dir>/model.",

@@ -105,6 +105,17 @@ def defaults_with_user_strategies(defaults: Mapping, argv: Sequence[str] | None)
     return dict(defaults)
 
 
+def budget_defaults(defaults: Mapping, argv: Sequence[str] | None) -> dict:
+    """A script's ``defaults``, which train a number of steps (``max_steps``), unless the command line asks for epochs:
+    ``--num_train_epochs`` without ``--max_steps`` trains that many epochs, evaluated and saved each epoch unless the
+    strategies are given too (transformers lets ``max_steps`` win, so the epochs asked for were ignored). Then
+    :func:`defaults_with_user_strategies`."""
+    given = written_options(argv)
+    if "--num_train_epochs" in given and "--max_steps" not in given:
+        defaults = {**defaults, "max_steps": -1, "eval_strategy": "epoch", "save_strategy": "epoch"}
+    return defaults_with_user_strategies(defaults, argv)
+
+
 def without_evaluation(args: TrainingArguments, trains: bool, **changes) -> TrainingArguments:
     """``args`` with no evaluation strategy and no best step to load: for a Trainer that only scores (``predict`` /
     ``evaluate``), or one that trains with no validation data. A scheduler that steps on validation scores

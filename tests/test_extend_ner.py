@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModel, AutoModelForTokenClassification
 
 from hf_adapter_ext import NeuralAdapterModel
+from hf_adapter_ext.cli import budget_defaults
 from hf_adapter_ext.data import read_conll
 
 from .conftest import OLD_LABELS, build_tokenizer, tiny_config
@@ -260,15 +261,18 @@ def test_train_tagger_scores_its_test_file_per_type(tmp_path):
     assert [len(line.split()) for line in predictions] == [len(s["tokens"]) for s in sentences]
 
 
-def test_the_default_budget_is_steps_and_epochs_are_honoured_when_asked(main):
-    namespace = runpy.run_path(str(ROOT / "examples" / "extend_ner.py"), run_name="extend_ner")
-    base = ["--model_name_or_path", "x", "--output_dir", "o", "--use_cpu", "true"]
-    for argv, steps, strategy in ((base, 1500, "steps"), (base + ["--num_train_epochs", "3"], -1, "epoch"),
-                                  (base + ["--num_train_epochs=3", "--max_steps", "40"], 40, "steps")):
+@pytest.mark.parametrize(("script", "base", "steps"), [
+    ("extend_ner", ["--model_name_or_path", "x"], 1500), ("meta", [], 3000)])
+def test_the_default_budget_is_steps_and_epochs_are_honoured_when_asked(script, base, steps):
+    """meta.py kept its 3000 steps when --num_train_epochs was given (transformers lets max_steps win)."""
+    namespace = runpy.run_path(str(ROOT / "examples" / f"{script}.py"), run_name=script)
+    base = [*base, "--output_dir", "o", "--use_cpu", "true"]
+    for argv, expected, strategy in ((base, steps, "steps"), (base + ["--num_train_epochs", "3"], -1, "epoch"),
+                                     (base + ["--num_train_epochs=3", "--max_steps", "40"], 40, "steps")):
         parser = namespace["HfArgumentParser"](namespace["ARGUMENTS"])
-        parser.set_defaults(**namespace["defaults_for"](argv))
+        parser.set_defaults(**budget_defaults(namespace["DEFAULTS"], argv))
         args = parser.parse_args_into_dataclasses(argv)[-1]
-        assert (args.max_steps, args.eval_strategy.value, args.save_strategy.value) == (steps, strategy, strategy)
+        assert (args.max_steps, args.eval_strategy.value, args.save_strategy.value) == (expected, strategy, strategy)
 
 
 def test_a_step_budget_stops_early_and_reports_cost(main, tagger, tmp_path):
