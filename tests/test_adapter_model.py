@@ -309,3 +309,22 @@ def test_a_half_precision_source_stays_so_and_what_trains_is_float32(tokenizer, 
         reloaded = NeuralAdapterModel.from_pretrained(half_source(), tmp_path).eval()(**batch).logits
     assert torch.isfinite(expected).all()
     torch.testing.assert_close(reloaded, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("trainable", ["all", "top"])
+def test_lora_target_modules_as_a_regex_string_is_read_as_peft_reads_it(tokenizer, tmp_path, trainable):
+    """The config documents PEFT's regex string; it was split into characters ({'.', '*', 'q', ...}) and matched
+    nothing (or, with one-letter module names such as MPNet's q / v, something else)."""
+    source = tiny_source("bert", tokenizer.vocab_size)
+    model = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, target="lora", trainable=trainable,
+                                                          lora_target_modules=r".*\.query"))
+    wrapped = sorted({name.split(".lora_")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters()
+                      if "lora_" in name})
+    layers = sorted({name.split(".layer.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_" in name})
+    assert wrapped == ["query"] and layers == (["0", "1"] if trainable == "all" else ["1"])
+    model.eval().save_pretrained(tmp_path)
+    batch = batch_of(tokenizer, toy_dataset(tokenizer))
+    with torch.no_grad():
+        expected = model(**batch).logits
+        reloaded = NeuralAdapterModel.from_pretrained(tiny_source("bert", tokenizer.vocab_size), tmp_path).eval()
+        torch.testing.assert_close(reloaded(**batch).logits, expected, atol=0, rtol=0)

@@ -901,6 +901,8 @@ REFUSED = [
         tempfile.mkdtemp(), report_to=[], use_cpu=True, train_sampling_strategy="group_by_length"),
         train_dataset=rehearse(["mary visited acme"]), data_collator=AdapterDataCollator(TOKENIZER)), V,
      r"train_sampling_strategy='group_by_length' cannot order these rows"),  # its own sampler ignored it
+    ("lora_target_modules empty", lambda: C(new_labels=NEW_LABELS, target="lora", lora_target_modules=[]), V,
+     r"lora_target_modules=\[\] names no module"),  # fell back to the defaults, as if None
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,

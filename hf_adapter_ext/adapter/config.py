@@ -180,6 +180,9 @@ class NeuralAdapterConfig(PeftConfig):
                 isinstance(modules, (list, tuple)) and all(isinstance(m, str) for m in modules)):
             raise TypeError(f"NeuralAdapterConfig.lora_target_modules must be a list of module names (or a regex "
                             f"string, as in PEFT); got {modules!r}.")
+        if modules is not None and not modules:  # `or` would give the defaults: not what an empty list says
+            raise ValueError(f"NeuralAdapterConfig.lora_target_modules={modules!r} names no module; leave it None for "
+                             "the encoder's attention projections, or name some, e.g. ['query', 'value'].")
         if self.old_labels is not None:
             self.old_labels = check_string_list(_OWNER, "old_labels", self.old_labels, "['O', 'B-PER', 'I-PER']")
         if self.base_model_name_or_path is not None and not isinstance(self.base_model_name_or_path, str):

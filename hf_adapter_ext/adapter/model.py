@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -67,6 +68,14 @@ def _refuse_peft_mixin(name: str):
     refuse.__name__ = refuse.__qualname__ = name
     refuse.__doc__ = f"Refused: transformers' PEFT integration ``{name}`` does not apply to an extended model."
     return refuse
+
+
+def _is_lora_target(name: str, target_modules: str | Sequence[str]) -> bool:
+    """Whether the module ``name`` (its full name in the encoder) is a LoRA target as PEFT reads ``target_modules``: a
+    string is a regular expression over the full name, a list names the last part."""
+    if isinstance(target_modules, str):
+        return re.fullmatch(target_modules, name) is not None
+    return name.rsplit(".", 1)[-1] in target_modules
 
 
 class NeuralAdapterModel(PreTrainedModel):
@@ -220,12 +229,12 @@ class NeuralAdapterModel(PreTrainedModel):
             inside = {id(module) for layer in top_layers(encoder, cfg.num_top_layers, *_TOP_ONLY)
                       for module in layer.modules()}
             target_modules = [name for name, module in encoder.named_modules()
-                              if id(module) in inside and name.rsplit(".", 1)[-1] in target_modules]
+                              if id(module) in inside and _is_lora_target(name, target_modules)]
             if not target_modules:
                 raise ValueError(f"trainable='top' with num_top_layers={cfg.num_top_layers} leaves LoRA no projection "
                                  "to wrap; give num_top_layers >= 1, or trainable='all'.")
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(target_modules))
+                          target_modules=target_modules if isinstance(target_modules, str) else list(target_modules))
         inject_adapter_in_model(lora, encoder)
         cast_adapter_dtype(encoder, "default", autocast_adapter_dtype=True)  # float32 LoRA on a half-precision source
 
