@@ -142,8 +142,9 @@ def test_names_that_clearly_cost_accuracy_on_validation_are_turned_off(shift, ke
     assert (mean - ci95 > 0) if kept else (mean + ci95 < 0)
 
 
-def test_names_that_are_bare_numbers_are_not_read(tokenizer):
-    examples = {"0": ["john paris acme"], "1": ["mary london union"], "17": ["talks rose"]}
+@pytest.mark.parametrize("names", [("0", "1", "17"), ("1.0", "2.0", "17.0")])  # "3.0": a spreadsheet's numbers
+def test_names_that_are_bare_numbers_are_not_read(tokenizer, names):
+    examples = dict(zip(names, (["john paris acme"], ["mary london union"], ["talks rose"])))
     got, without, model = answers_reading_names_and_not(examples, tokenizer, spelt_out=False)
     assert got == without
     model.config.use_label_names = True

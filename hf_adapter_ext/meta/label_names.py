@@ -18,10 +18,14 @@ def label_text(name: str) -> str:
     return " ".join(part for part in re.split(r"[_\-\s]+", str(name)) if part)
 
 
+_NUMBER = re.compile(r"\d+(\.\d*)?")
+
+
 def names_say_something(names: Sequence[str]) -> bool:
-    """False when every name is a bare number ("0", "17", as `class_encode_column` makes of integer labels): such
-    names hold nothing to read, and reading them would only pull the classes together."""
-    return not all(label_text(name).replace(" ", "").isdigit() for name in names)
+    """False when every name is a bare number ("0", "17", as `class_encode_column` makes of integer labels; "3.0",
+    as a spreadsheet writes them): such names hold nothing to read, and reading them would only pull the classes
+    together."""
+    return not all(_NUMBER.fullmatch(label_text(name).replace(" ", "")) for name in names)
 
 
 def encode_label_names(model, tokenizer, names: Sequence[str]) -> torch.Tensor:
