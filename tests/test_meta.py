@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, Features, Value, concatenate_datasets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig, BertModel
@@ -21,6 +21,7 @@ from hf_adapter_ext import (
 from hf_adapter_ext.meta import (
     EpisodeSampler,
     TokenEpisodeSampler,
+    build_episodes,
     collate_episodes,
     encode_texts,
     encode_words,
@@ -700,3 +701,15 @@ def test_gradient_checkpointing_recomputes_a_trained_backbone_and_trains_the_sam
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
     for before, after in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(before, after)
+
+
+def test_evaluation_texts_given_twice_are_warned(tokenizer, caplog):
+    """A query that is a copy of a labelled example of the same episode is solved by copying: the accuracy of
+    evaluation data with repeated texts is optimistic, and says so."""
+    data = intent_data(tokenizer, classes=4)
+    twice = concatenate_datasets([data, data.select(range(3))])
+    with caplog.at_level(logging.WARNING, logger="hf_adapter_ext.meta.episode_data"):
+        build_episodes(data, sib(n_way=3), tokenizer, 1, 2, 0, 4, name="eval")
+        assert "more than once" not in caplog.text
+        build_episodes(twice, sib(n_way=3), tokenizer, 1, 2, 0, 4, name="eval")
+    assert "The eval dataset holds 3 texts more than once" in caplog.text

@@ -11,7 +11,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 
-from ..validation import check_columns, check_model
+from ..validation import check_columns, check_model, repeated
 from .episodes import EpisodeSampler, SequenceEpisodes, TextEpisodes, TokenEpisodes, TokenEpisodeSampler
 from .features import encode_texts, encode_words
 from .label_names import encode_label_names, names_say_something
@@ -121,10 +121,23 @@ def build_episodes(data, model, tokenizer, k_shot: int, n_query: int, seed: int,
     if model.config.level == "token":
         features = encode_words(model, tokenizer, data[columns.tokens], desc=f"Encoding {name}")
         return TokenEpisodes(features, sampler, num_episodes)
+    if name != "train":
+        warn_repeated_texts(data[columns.text], name)
     if not model.config.freeze_backbone:
         return TextEpisodes(list(data[columns.text]), tokenizer, sampler, num_episodes)
     features = encode_texts(model, tokenizer, data[columns.text], desc=f"Encoding {name}")
     return SequenceEpisodes(features, sampler, num_episodes, label_name_features(data, model, tokenizer, columns, name))
+
+
+def warn_repeated_texts(texts, name: str) -> None:
+    """Warn when texts that episodes are scored on occur more than once: an episode may draw one copy as a labelled
+    example and another as a query, which is then solved by copying, and the accuracy comes out optimistic."""
+    twice = repeated(" ".join(str(text).split()) for text in texts)
+    if twice:
+        logger.warning("The %s dataset holds %d texts more than once (e.g. %r): an episode may draw one copy as a "
+                       "labelled example and another as a query, so its accuracy comes out optimistic. Drop the "
+                       "repeats (dataset.unique(...) or pandas' drop_duplicates) for an honest estimate.", name,
+                       len(twice), twice[0])
 
 
 def label_name_features(data, model, tokenizer, columns: EpisodeColumns, name: str):
