@@ -656,6 +656,9 @@ REFUSED = [
      r"\['B-LOC', 'I-LOC'\]"),
     ("source IOBES", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size, labels=[
         "O", "B-PER", "I-PER", "E-PER", "S-PER"]), C(new_labels=NEW_LABELS)), V, r"IOBES / BILOU tags: \['E-PER'"),
+    ("source labels listing O twice", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size, labels=[
+        "O", "B-PER", "I-PER", "O"]), C(new_labels=NEW_LABELS, head="linear")), V,
+     r"id2label names 'O' for several outputs \(ids \[0, 3\]\)"),  # linear head: accepted; CRF: "CRF.for_labels"
     ("source outside not O", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size, labels=[
         "OUT", "B-PER", "I-PER"]), C(new_labels=NEW_LABELS)), V, r"no 'O'.*rename it 'O'"),
     ("source plain labels without O, new_only", lambda: get_adapter_model(tiny_source("bert", TOKENIZER.vocab_size,

@@ -55,6 +55,12 @@ def validate_source_labels(labels: Sequence[str], annotation: str) -> None:
         labels: the source's labels in id order (`source_labels`).
         annotation: `NeuralAdapterConfig.annotation`.
     """
+    twice = repeated(labels)
+    if twice:  # label2id keeps one of the ids: the other output would be read as it, or not at all
+        ids = [i for i, label in enumerate(labels) if label == twice[0]]
+        raise ValueError(f"The source's config.id2label names {twice[0]!r} for several outputs (ids {ids}): each "
+                         "label must name one output, else the extension reads one of them as the other. Give every "
+                         "id its own name in source.config.id2label and label2id before extending.")
     if "O" not in labels and (uses_bio(labels) or annotation == "new_only"):
         others = _non_bio(labels)
         which = repr(others[0]) if len(others) == 1 else f"one of {others[:5]}"
