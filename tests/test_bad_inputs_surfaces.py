@@ -906,6 +906,9 @@ REFUSED = [
      r"train_sampling_strategy='group_by_length' cannot order these rows"),  # its own sampler ignored it
     ("lora_target_modules empty", lambda: C(new_labels=NEW_LABELS, target="lora", lora_target_modules=[]), V,
      r"lora_target_modules=\[\] names no module"),  # fell back to the defaults, as if None
+    ("align labels mapped row by row", lambda: Dataset.from_dict({"tokens": [["John", "lives"]], "ner_tags": [[1, 0]]}
+        ).map(tokenize_and_align_labels, fn_kwargs={"tokenizer": TOKENIZER}), V,
+     r"got one row .*batched=True"),  # was "'tokens' holds a sentence as one string ('John')"
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,

@@ -148,6 +148,13 @@ def tokenize_and_align_labels(batch: dict, tokenizer, label_column: str = "ner_t
         raise ValueError(f"tokenize_and_align_labels: the rows lack {missing} (they have {sorted(batch)}). Name the "
                          "tag column with fn_kwargs={'label_column': ...}, or rename the word column to 'tokens' "
                          "(dataset.rename_column).")
+    sentences, tags = batch["tokens"], batch[label_column]
+    if isinstance(tags, (list, tuple)) and tags and not isinstance(tags[0], (list, tuple)) \
+            and all(isinstance(word, str) for word in sentences):
+        # one row's words (dataset.map without batched=True): a sentence may become several rows (windows)
+        raise ValueError("tokenize_and_align_labels got one row (its 'tokens' are words, not sentences): map it "
+                         "batched, dataset.map(tokenize_and_align_labels, batched=True, fn_kwargs={'tokenizer': tok}), "
+                         "since a long sentence becomes several rows.")
     check_tokenizes_words_as_text(tokenizer, "tokenize_and_align_labels")
     limit = max_length_of(tokenizer, max_length)
     words_out, labels_out, offsets = [], [], []
