@@ -909,6 +909,9 @@ REFUSED = [
     ("align labels mapped row by row", lambda: Dataset.from_dict({"tokens": [["John", "lives"]], "ner_tags": [[1, 0]]}
         ).map(tokenize_and_align_labels, fn_kwargs={"tokenizer": TOKENIZER}), V,
      r"got one row .*batched=True"),  # was "'tokens' holds a sentence as one string ('John')"
+    ("sib backbone loading option", lambda: SIBForFewShotClassification.from_backbone_pretrained(
+        "sentence-transformers/all-MiniLM-L6-v2", dtype=torch.bfloat16), T,
+     r"\['dtype'\], which are options of loading the encoder: load it yourself"),  # was "not SIBConfig settings"
     ("collator numpy batches", lambda: AdapterDataCollator(TOKENIZER, return_tensors="np"), V,
      r"AdapterDataCollator.return_tensors='np' is not supported"),  # numpy batches left source_logits unpadded
     ("collator padding typo", lambda: AdapterDataCollator(TOKENIZER, padding="longst"), V,

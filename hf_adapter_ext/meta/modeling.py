@@ -191,6 +191,11 @@ def episode_mean_loss(logits: torch.Tensor, query_labels: torch.Tensor) -> torch
 UNREAD_ENCODER_WEIGHTS = ("pooler",)
 
 
+# AutoModel.from_pretrained's options that users pass where a model is loaded by name
+_LOADING_OPTIONS = {"dtype", "torch_dtype", "revision", "token", "cache_dir", "device_map", "local_files_only",
+                    "trust_remote_code", "attn_implementation", "force_download", "subfolder"}
+
+
 class SIBForFewShotClassification(PreTrainedModel):
     """SIB on any `AutoModel` backbone, at sequence level (intents) or token level (few-shot NER).
 
@@ -246,6 +251,11 @@ class SIBForFewShotClassification(PreTrainedModel):
         settings = [name for name in inspect.signature(SIBConfig.__init__).parameters
                     if name not in ("self", "kwargs", "backbone", "backbone_name_or_path", "backbone_digest")]
         unknown = sorted(set(config_kwargs) - set(settings))
+        loading = sorted(set(unknown) & _LOADING_OPTIONS)
+        if loading:  # AutoModel.from_pretrained's, not SIB's: the saved config could not load the encoder so again
+            raise TypeError(f"from_backbone_pretrained got {loading}, which are options of loading the encoder: load "
+                            f"it yourself, encoder = AutoModel.from_pretrained(name, {loading[0]}=...), and pass it: "
+                            "SIBForFewShotClassification(SIBConfig(...), backbone=encoder).")
         if unknown:
             hints = {name: difflib.get_close_matches(name, settings, n=1) for name in unknown}
             hint = "; ".join(f"{name!r}: did you mean {match[0]!r}?" for name, match in hints.items() if match)
