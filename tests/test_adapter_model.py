@@ -279,13 +279,16 @@ def test_hidden_states_attentions_and_tuples_as_a_transformers_token_classifier(
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], plain.loss) and torch.equal(as_tuple[1], plain.logits)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("dtype", "trains_in"), [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+                                                   (torch.float64, torch.float64)])
 @pytest.mark.parametrize("config", [{}, {"target": "lora"}, {"target": "frozen", "adapter": "mlp"},
                                     {"head": "linear"}, {"adapter": "none"}])
-def test_a_half_precision_source_stays_so_and_what_trains_is_float32(tokenizer, tmp_path, dtype, config):
-    """A source loaded with torch_dtype=torch.bfloat16 to save memory (it was an RNN dtype error): the frozen source
-    keeps its precision, the trained parts are float32 (as PEFT keeps adapter weights), the scores are those of the
-    same extension over the source's weights in float32, up to the source's rounding; it trains and reloads."""
+def test_a_source_in_any_precision_stays_so_and_what_trains_is_full_precision(tokenizer, tmp_path, dtype, trains_in,
+                                                                               config):
+    """A source loaded with torch_dtype=torch.bfloat16 to save memory, or in float64 (both were an RNN dtype error):
+    the frozen source keeps its precision, the trained parts are float32 for a half-precision source (as PEFT keeps
+    adapter weights) and float64 for a float64 one, the scores are those of the same extension over the source's
+    weights in float32, up to the source's rounding; it trains and reloads."""
     def half_source():
         torch.manual_seed(0)
         return tiny_source("bert", tokenizer.vocab_size).to(dtype)
@@ -299,9 +302,10 @@ def test_a_half_precision_source_stays_so_and_what_trains_is_float32(tokenizer, 
         models[name] = get_adapter_model(source, NeuralAdapterConfig(new_labels=NEW_LABELS, **config)).eval()
     model = models["half"]
     assert all(p.dtype == dtype for n, p in half.named_parameters() if "lora_" not in n)
-    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert all(p.dtype == trains_in for p in model.parameters() if p.requires_grad)
     with torch.no_grad():
-        torch.testing.assert_close(model(**batch).emissions, models["float"](**batch).emissions, atol=0.05, rtol=0.05)
+        torch.testing.assert_close(model(**batch).emissions.float(), models["float"](**batch).emissions, atol=0.05,
+                                   rtol=0.05)
     _train(model, batch, steps=3)
     model.save_pretrained(tmp_path)
     with torch.no_grad():

@@ -101,7 +101,8 @@ def _sample_like(reference: torch.Tensor, rows: int, generator: torch.Generator 
     """Rows drawn from N(mean, std) of ``reference``'s rows, per column (the paper's initialisation)."""
     mean = reference.mean(dim=0)
     std = reference.std(dim=0, unbiased=False) if reference.size(0) > 1 else torch.zeros_like(mean)
-    noise = torch.randn((rows, *mean.shape), generator=generator, dtype=reference.dtype)
+    # drawn in float32 whatever the weights' dtype: one seed gives one start, for a source in any precision
+    noise = torch.randn((rows, *mean.shape), generator=generator, dtype=torch.float32).to(reference.dtype)
     return mean + std * noise.to(reference.device)
 
 

@@ -70,6 +70,13 @@ def _refuse_peft_mixin(name: str):
     return refuse
 
 
+def trained_dtype(source: nn.Module) -> torch.dtype:
+    """The dtype the extension trains in: the source's, or float32 for a source in half precision (bf16 / fp16,
+    loaded so to save memory), as PEFT keeps adapter weights: half-precision weights lose the small updates."""
+    dtype = next((p.dtype for p in source.parameters() if p.is_floating_point()), torch.float32)
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _is_lora_target(name: str, target_modules: str | Sequence[str]) -> bool:
     """Whether the module ``name`` (its full name in the encoder) is a LoRA target as PEFT reads ``target_modules``: a
     string is a regular expression over the full name, a list names the last part."""
@@ -156,7 +163,7 @@ class NeuralAdapterModel(PreTrainedModel):
         source_head = getattr(source, anatomy.output_layer_name(source, self.num_old_labels))
         encoder = anatomy.encoder_of(source)
         if config.target == "copy":
-            self.target_encoder = copy.deepcopy(encoder).float()  # trained weights in float32: see below
+            self.target_encoder = copy.deepcopy(encoder).to(trained_dtype(source))
             self.target_encoder.requires_grad_(True)
             if config.trainable == "top":
                 self._freeze_below_top(self.target_encoder)
@@ -174,12 +181,10 @@ class NeuralAdapterModel(PreTrainedModel):
         self.adapter = adapter_cls(self.num_old_labels, len(labels), config.adapter_hidden_size) if adapter_cls else None
         self.crf = (expand_crf(anatomy.crf_of(source), labels, config.bio_constraints, copy_from)
                     if config.head == "crf" else None)
-        # A source loaded in half precision (torch_dtype=torch.bfloat16, to save memory) stays so, frozen; what
-        # trains is kept in float32, as PEFT keeps adapter weights (autocast_adapter_dtype): half-precision weights
-        # lose the small updates, and the parts must agree on one dtype where they meet.
+        # The parts that train meet in one dtype (a source in bf16 stays so, frozen; see trained_dtype)
         for part in (self.classifier, self.adapter, self.crf):
             if part is not None:
-                part.float()
+                part.to(trained_dtype(source))
         # Distillation compares the source's distribution with the target's collapsed onto the source's labels:
         # a subtype's mass counts for its parent (label_parents), a new label without a parent stays its own
         # column, where the source's mass is zero.
