@@ -162,8 +162,9 @@ class NeuralAdapterModel(PreTrainedModel):
 
         source_head = getattr(source, anatomy.output_layer_name(source, self.num_old_labels))
         encoder = anatomy.encoder_of(source)
+        dtype = trained_dtype(source)  # of every part that trains
         if config.target == "copy":
-            self.target_encoder = copy.deepcopy(encoder).to(trained_dtype(source))
+            self.target_encoder = copy.deepcopy(encoder).to(dtype)
             self.target_encoder.requires_grad_(True)
             if config.trainable == "top":
                 self._freeze_below_top(self.target_encoder)
@@ -184,7 +185,7 @@ class NeuralAdapterModel(PreTrainedModel):
         # The parts that train meet in one dtype (a source in bf16 stays so, frozen; see trained_dtype)
         for part in (self.classifier, self.adapter, self.crf):
             if part is not None:
-                part.to(trained_dtype(source))
+                part.to(dtype)
         # Distillation compares the source's distribution with the target's collapsed onto the source's labels:
         # a subtype's mass counts for its parent (label_parents), a new label without a parent stays its own
         # column, where the source's mass is zero.

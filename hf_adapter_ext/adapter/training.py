@@ -168,12 +168,13 @@ class ExtensionTrainer(OwnModelCardMixin, Trainer):
             raise ValueError(f"neftune_noise_alpha={self.args.neftune_noise_alpha:g} would do nothing: with "
                              f"target={target!r} the trained encoder's embeddings are the frozen source's, which stay "
                              "in eval mode, where NEFTune adds no noise. Use target='copy', or leave it unset.")
+        rehearsal_rows = REHEARSAL in getattr(self.train_dataset, "column_names", ())
         strategy = self.args.train_sampling_strategy
-        if strategy != "random" and REHEARSAL in getattr(self.train_dataset, "column_names", ()):
+        if strategy != "random" and rehearsal_rows:
             raise ValueError(f"train_sampling_strategy={strategy!r} cannot order these rows: rehearsal rows are drawn "
                              "at random per step (rehearsal_ratio per labelled row), by a sampler of their own. Leave "
                              "it 'random'.")
-        if rehearsal_ratio is not None and REHEARSAL not in getattr(self.train_dataset, "column_names", ()):
+        if rehearsal_ratio is not None and not rehearsal_rows:
             warnings.warn(f"ExtensionTrainer: rehearsal_ratio={rehearsal_ratio} does nothing: the training set has no "
                           f"{REHEARSAL!r} column. Mix rehearsal text in with add_rehearsal(...).", stacklevel=2)
         if early_stopping_patience and not (self.args.load_best_model_at_end and self.eval_dataset is not None):
